@@ -1,0 +1,342 @@
+/**
+ * `pathotype bench engine`: VGG16 on 64x64 patches, training and inference patches/s through the
+ * addon, beside the same work in the same run by a plain C++ libtorch program built from this
+ * repository and by PyTorch from Python (when installed). Each runs alone, one after another.
+ * Also measures bf16 autocast: its speed, and its effect on accuracy.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { manualSeed, Network, setThreads } from '../src/engine/network.js';
+import { makePatternSet, seededRandom, sliceBatch } from '../src/engine/synthetic.js';
+import { smallCnn, vgg16 } from '../src/engine/zoo.js';
+
+const run = promisify(execFile);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const baselineBinary = path.join(root, 'native/build/engine-bench');
+const pytorchScript = path.join(root, 'bench/engine_pytorch.py');
+
+export interface EngineBenchOptions {
+  threads: number;
+  batch: number;
+  size: number;
+  trainSteps: number;
+  predictSteps: number;
+  warmup: number;
+  bf16: boolean;
+  cxx: boolean;
+  python: boolean;
+}
+
+export const DEFAULT_ENGINE_BENCH: EngineBenchOptions = {
+  threads: 2,
+  batch: 32,
+  size: 64,
+  trainSteps: 8,
+  predictSteps: 16,
+  warmup: 2,
+  bf16: true,
+  cxx: true,
+  python: true,
+};
+
+export interface Throughput {
+  trainPerSecond: number;
+  predictPerSecond: number;
+}
+
+export interface EngineRow {
+  engine: 'addon' | 'cxx' | 'pytorch';
+  precision: 'fp32' | 'bf16';
+  /** Missing when that engine is not available here; `note` says why. */
+  result?: Throughput;
+  note?: string;
+}
+
+export interface Bf16Effect {
+  /** VGG16, same weights and batch: largest absolute difference of a class probability. */
+  vggMaxProbabilityDifference: number;
+  vggArgmaxAgreement: number;
+  /** Small CNN trained from the same seed on the generated pattern set, evaluated on held-out patterns. */
+  smallCnn: { fp32Accuracy: number; bf16Accuracy: number; fp32Loss: number; bf16Loss: number };
+}
+
+export interface EngineBenchReport {
+  options: EngineBenchOptions;
+  cpuHasBf16: boolean;
+  rows: EngineRow[];
+  ratios: { name: string; train?: number; predict?: number }[];
+  bf16Effect?: Bf16Effect;
+}
+
+function vggSpec(options: EngineBenchOptions): ReturnType<typeof vgg16> {
+  return vgg16({
+    inputSize: options.size,
+    head: { classes: 3, pooling: 'flatten', hidden: [256], dropout: 0.5 },
+  });
+}
+
+function randomBatch(options: EngineBenchOptions): { images: Uint8Array; labels: Int32Array } {
+  const random = seededRandom(7);
+  const images = new Uint8Array(options.batch * options.size * options.size * 3);
+  for (let i = 0; i < images.length; i++) images[i] = Math.floor(random() * 256);
+  const labels = Int32Array.from({ length: options.batch }, (_, i) => i % 3);
+  return { images, labels };
+}
+
+async function rate(
+  steps: number,
+  warmup: number,
+  batch: number,
+  step: () => Promise<unknown>,
+): Promise<number> {
+  for (let i = 0; i < warmup; i++) await step();
+  const start = performance.now();
+  for (let i = 0; i < steps; i++) await step();
+  return (steps * batch) / ((performance.now() - start) / 1000);
+}
+
+async function addonThroughput(options: EngineBenchOptions, bf16: boolean): Promise<Throughput> {
+  manualSeed(0);
+  const network = await Network.create(vggSpec(options));
+  await network.configureOptimizer({ type: 'sgd', learningRate: 1e-3, momentum: 0.9 });
+  const { images, labels } = randomBatch(options);
+  const trainPerSecond = await rate(options.trainSteps, options.warmup, options.batch, () =>
+    network.trainStep(images, labels, { bf16 }),
+  );
+  const predictPerSecond = await rate(options.predictSteps, options.warmup, options.batch, () =>
+    network.predict(images, { bf16 }),
+  );
+  return { trainPerSecond, predictPerSecond };
+}
+
+function commonArgs(options: EngineBenchOptions, bf16: boolean): string[] {
+  const args = [
+    '--threads',
+    String(options.threads),
+    '--batch',
+    String(options.batch),
+    '--size',
+    String(options.size),
+    '--train-steps',
+    String(options.trainSteps),
+    '--predict-steps',
+    String(options.predictSteps),
+    '--warmup',
+    String(options.warmup),
+  ];
+  return bf16 ? [...args, '--bf16'] : args;
+}
+
+function parseThroughput(stdout: string): Throughput {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  const parsed = JSON.parse(line) as Partial<Throughput>;
+  if (typeof parsed.trainPerSecond !== 'number' || typeof parsed.predictPerSecond !== 'number') {
+    throw new Error(`unexpected output: ${line}`);
+  }
+  return { trainPerSecond: parsed.trainPerSecond, predictPerSecond: parsed.predictPerSecond };
+}
+
+async function cxxThroughput(options: EngineBenchOptions, bf16: boolean): Promise<EngineRow> {
+  const row: EngineRow = { engine: 'cxx', precision: bf16 ? 'bf16' : 'fp32' };
+  if (!existsSync(baselineBinary)) return { ...row, note: 'not built: run npm run build:native' };
+  const { stdout } = await run(baselineBinary, commonArgs(options, bf16), { timeout: 600_000 });
+  return { ...row, result: parseThroughput(stdout) };
+}
+
+/** A Python that can import torch: $PATHOTYPE_PYTHON, Debian's, or the first on PATH. */
+export async function findTorchPython(): Promise<string | undefined> {
+  const candidates = [process.env.PATHOTYPE_PYTHON, '/usr/bin/python3', 'python3'].filter(
+    (c): c is string => typeof c === 'string' && c.length > 0,
+  );
+  for (const python of candidates) {
+    try {
+      await run(python, ['-c', 'import torch'], { timeout: 60_000 });
+      return python;
+    } catch {
+      // not this one
+    }
+  }
+  return undefined;
+}
+
+async function pytorchThroughput(
+  python: string | undefined,
+  options: EngineBenchOptions,
+  bf16: boolean,
+): Promise<EngineRow> {
+  const row: EngineRow = { engine: 'pytorch', precision: bf16 ? 'bf16' : 'fp32' };
+  if (!python) return { ...row, note: 'PyTorch for Python is not installed (apt-get install python3-torch)' };
+  const { stdout } = await run(python, [pytorchScript, ...commonArgs(options, bf16)], { timeout: 600_000 });
+  return { ...row, result: parseThroughput(stdout) };
+}
+
+function argmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if ((row[i] ?? 0) > (row[best] ?? 0)) best = i;
+  return best;
+}
+
+async function trainPatterns(bf16: boolean): Promise<{ accuracy: number; loss: number }> {
+  manualSeed(3);
+  const size = 32;
+  const train = makePatternSet(192, size, 11);
+  const test = makePatternSet(96, size, 12);
+  const network = await Network.create(smallCnn({ inputSize: size, head: { classes: 3 } }));
+  await network.configureOptimizer({ type: 'adam', learningRate: 3e-3 });
+  let loss = 0;
+  for (let epoch = 0; epoch < 3; epoch++) {
+    for (let i = 0; i < train.count; i += 32) {
+      const { images, labels } = sliceBatch(train, i, i + 32);
+      loss = (await network.trainStep(images, labels, { bf16, augment: { flip: true, rotate90: true } }))
+        .loss;
+    }
+  }
+  const probs = await network.predict(test.images, { bf16 });
+  let correct = 0;
+  for (let i = 0; i < test.count; i++)
+    if (argmax(probs.subarray(i * 3, i * 3 + 3)) === test.labels[i]) correct++;
+  return { accuracy: correct / test.count, loss };
+}
+
+async function bf16Effect(options: EngineBenchOptions): Promise<Bf16Effect> {
+  manualSeed(0);
+  const network = await Network.create(vggSpec(options));
+  const { images } = randomBatch(options);
+  const fp32 = await network.predict(images);
+  const bf16 = await network.predict(images, { bf16: true });
+  let maxDiff = 0;
+  let agree = 0;
+  for (let i = 0; i < options.batch; i++) {
+    const a = fp32.subarray(i * 3, i * 3 + 3);
+    const b = bf16.subarray(i * 3, i * 3 + 3);
+    for (let c = 0; c < 3; c++) maxDiff = Math.max(maxDiff, Math.abs((a[c] ?? 0) - (b[c] ?? 0)));
+    if (argmax(a) === argmax(b)) agree++;
+  }
+  const full = await trainPatterns(false);
+  const half = await trainPatterns(true);
+  return {
+    vggMaxProbabilityDifference: maxDiff,
+    vggArgmaxAgreement: agree / options.batch,
+    smallCnn: {
+      fp32Accuracy: full.accuracy,
+      bf16Accuracy: half.accuracy,
+      fp32Loss: full.loss,
+      bf16Loss: half.loss,
+    },
+  };
+}
+
+export async function cpuHasBf16(): Promise<boolean> {
+  try {
+    const { readFile } = await import('node:fs/promises');
+    return /\bavx512_bf16\b|\bamx_bf16\b/.test(await readFile('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+function ratio(
+  a: EngineRow | undefined,
+  b: EngineRow | undefined,
+  key: keyof Throughput,
+): number | undefined {
+  if (!a?.result || !b?.result) return undefined;
+  return a.result[key] / b.result[key];
+}
+
+export async function runEngineBench(
+  options: EngineBenchOptions,
+  progress: (message: string) => void = () => undefined,
+): Promise<EngineBenchReport> {
+  setThreads(options.threads);
+  const hasBf16 = await cpuHasBf16();
+  const python = options.python ? await findTorchPython() : undefined;
+  const precisions: ('fp32' | 'bf16')[] = options.bf16 ? ['fp32', 'bf16'] : ['fp32'];
+  const rows: EngineRow[] = [];
+  for (const precision of precisions) {
+    const bf16 = precision === 'bf16';
+    progress(`addon ${precision}`);
+    rows.push({ engine: 'addon', precision, result: await addonThroughput(options, bf16) });
+    if (options.cxx) {
+      progress(`plain C++ ${precision}`);
+      rows.push(await cxxThroughput(options, bf16));
+    }
+    if (options.python) {
+      progress(`PyTorch ${precision}`);
+      rows.push(await pytorchThroughput(python, options, bf16));
+    }
+  }
+  const find = (engine: EngineRow['engine'], precision: EngineRow['precision']): EngineRow | undefined =>
+    rows.find((r) => r.engine === engine && r.precision === precision);
+  const ratios: EngineBenchReport['ratios'] = [];
+  for (const precision of precisions) {
+    for (const [other, label] of [
+      ['cxx', 'C++'],
+      ['pytorch', 'PyTorch'],
+    ] as const) {
+      const train = ratio(find('addon', precision), find(other, precision), 'trainPerSecond');
+      const predict = ratio(find('addon', precision), find(other, precision), 'predictPerSecond');
+      if (train !== undefined && predict !== undefined)
+        ratios.push({ name: `addon/${label} ${precision}`, train, predict });
+    }
+  }
+  if (options.bf16) {
+    ratios.push({
+      name: 'addon bf16/fp32',
+      train: ratio(find('addon', 'bf16'), find('addon', 'fp32'), 'trainPerSecond'),
+      predict: ratio(find('addon', 'bf16'), find('addon', 'fp32'), 'predictPerSecond'),
+    });
+  }
+  const report: EngineBenchReport = { options, cpuHasBf16: hasBf16, rows, ratios };
+  if (options.bf16) {
+    progress('bf16 accuracy effect');
+    report.bf16Effect = await bf16Effect(options);
+  }
+  return report;
+}
+
+const ENGINE_LABEL: Record<EngineRow['engine'], string> = {
+  addon: 'pathotype addon',
+  cxx: 'plain C++ libtorch',
+  pytorch: 'PyTorch (Python)',
+};
+
+export function formatEngineBench(report: EngineBenchReport): string {
+  const o = report.options;
+  const lines = [
+    `VGG16, ${o.size}x${o.size} patches, batch ${o.batch}, ${o.threads} threads ` +
+      `(${o.trainSteps} training and ${o.predictSteps} inference batches after ${o.warmup} warm-up)`,
+    '',
+    `${'engine'.padEnd(22)}${'precision'.padEnd(11)}${'train p/s'.padStart(11)}${'infer p/s'.padStart(11)}`,
+  ];
+  for (const row of report.rows) {
+    const head = `${ENGINE_LABEL[row.engine].padEnd(22)}${row.precision.padEnd(11)}`;
+    lines.push(
+      row.result
+        ? `${head}${row.result.trainPerSecond.toFixed(1).padStart(11)}${row.result.predictPerSecond.toFixed(1).padStart(11)}`
+        : `${head}  ${row.note ?? 'unavailable'}`,
+    );
+  }
+  lines.push('', `${'ratio'.padEnd(33)}${'train'.padStart(11)}${'infer'.padStart(11)}`);
+  for (const r of report.ratios) {
+    const fmt = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(2)}x`).padStart(11);
+    lines.push(`${r.name.padEnd(33)}${fmt(r.train)}${fmt(r.predict)}`);
+  }
+  const effect = report.bf16Effect;
+  if (effect) {
+    lines.push(
+      '',
+      `bf16 autocast (CPU has native bf16: ${report.cpuHasBf16 ? 'yes' : 'no'}):`,
+      `  VGG16 probabilities vs fp32: max |difference| ${effect.vggMaxProbabilityDifference.toExponential(1)}, ` +
+        `same class for ${(effect.vggArgmaxAgreement * 100).toFixed(0)}% of patches`,
+      `  small CNN on generated patterns, held-out accuracy: fp32 ${(effect.smallCnn.fp32Accuracy * 100).toFixed(1)}%, ` +
+        `bf16 ${(effect.smallCnn.bf16Accuracy * 100).toFixed(1)}% (last loss ${effect.smallCnn.fp32Loss.toFixed(3)} vs ` +
+        `${effect.smallCnn.bf16Loss.toFixed(3)})`,
+    );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every check on a fresh or prepared machine: set-up, lint, format, then the test suite.
+# The last lines are the test runner's own summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo 'test: lint and format'
+npx eslint .
+npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }
+echo 'test: test suite'
+exec node --test --test-concurrency=1 'dist/test/**/*.test.js'

@@ -1,0 +1,50 @@
+/** `pathotype bench ...`: speed measurements that print figures and ratios against baselines. */
+import type { Command } from 'commander';
+
+import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../../bench/engine.js';
+import { nonNegativeInt, positiveInt } from './options.js';
+
+interface EngineFlags {
+  json?: boolean;
+  threads: number;
+  batch: number;
+  size: number;
+  trainSteps: number;
+  predictSteps: number;
+  warmup: number;
+  bf16: boolean;
+  cxx: boolean;
+  python: boolean;
+}
+
+export function registerBench(program: Command): void {
+  const bench = program
+    .command('bench')
+    .description('measure speed against baselines run in the same process or run');
+  const d = DEFAULT_ENGINE_BENCH;
+  bench
+    .command('engine')
+    .description(
+      'VGG16 on 64x64 patches: training and inference patches/s through the addon, a plain C++ libtorch ' +
+        'program and PyTorch from Python, with ratios; and bf16 autocast speed and accuracy',
+    )
+    .option('--json', 'print the report as JSON')
+    .option('--threads <n>', 'libtorch threads', positiveInt, d.threads)
+    .option('--batch <n>', 'patches per batch', positiveInt, d.batch)
+    .option('--size <px>', 'patch side (a multiple of 32)', positiveInt, d.size)
+    .option('--train-steps <n>', 'timed training batches', positiveInt, d.trainSteps)
+    .option('--predict-steps <n>', 'timed inference batches', positiveInt, d.predictSteps)
+    .option('--warmup <n>', 'untimed batches first', nonNegativeInt, d.warmup)
+    .option('--no-bf16', 'skip the bf16 autocast measurements')
+    .option('--no-cxx', 'skip the plain C++ baseline')
+    .option('--no-python', 'skip the PyTorch-from-Python baseline')
+    .action(async (flags: EngineFlags) => {
+      if (flags.size % 32 !== 0)
+        throw new Error('--size must be a multiple of 32 (VGG16 halves it five times)');
+      const { json, ...options } = flags;
+      const report = await runEngineBench(options, (stage) => {
+        if (!json) process.stderr.write(`measuring: ${stage}\n`);
+      });
+      process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatEngineBench(report)}\n`);
+    });
+}

@@ -1,0 +1,48 @@
+/** `pathotype engine ...`: what the compute engine is and can do on this machine. */
+import type { Command } from 'commander';
+
+import { cpuHasBf16 } from '../../bench/engine.js';
+import { engineInfo, getThreads, Network } from '../engine/network.js';
+import { ARCHITECTURES, buildSpec, type Architecture } from '../engine/zoo.js';
+import { positiveInt } from './options.js';
+
+export function registerEngine(program: Command): void {
+  const engine = program.command('engine').description('the libtorch compute engine');
+  engine
+    .command('info')
+    .description('libtorch version, threads, oneDNN and bf16 support')
+    .option('--json', 'print as JSON')
+    .action(async (flags: { json?: boolean }) => {
+      const info = { ...engineInfo(), threads: getThreads(), cpuHasBf16: await cpuHasBf16() };
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(
+        `libtorch ${info.torchVersion}, oneDNN ${info.mkldnn ? 'yes' : 'no'}, OpenMP ${info.openmp ? 'yes' : 'no'}, ` +
+          `${info.threads} threads, native bf16 ${info.cpuHasBf16 ? 'yes' : 'no'}\n`,
+      );
+    });
+  engine
+    .command('summary <architecture>')
+    .description(`build a zoo network and print its layers' parameter count (${ARCHITECTURES.join(', ')})`)
+    .option('--size <px>', 'input patch side', positiveInt, 64)
+    .option('--classes <n>', 'classes', positiveInt, 3)
+    .option('--alpha <x>', 'MobileNet width multiplier', Number, 1)
+    .action(async (architecture: string, flags: { size: number; classes: number; alpha: number }) => {
+      if (!(ARCHITECTURES as readonly string[]).includes(architecture)) {
+        throw new Error(`unknown architecture '${architecture}' (${ARCHITECTURES.join(', ')})`);
+      }
+      const spec = buildSpec(architecture as Architecture, {
+        inputSize: flags.size,
+        alpha: flags.alpha,
+        head: { classes: flags.classes },
+      });
+      const network = await Network.create(spec);
+      const tensors = await network.exportTensors();
+      for (const t of tensors) process.stdout.write(`${t.name.padEnd(40)} [${t.shape.join(', ')}]\n`);
+      process.stdout.write(
+        `${network.spec.name}: ${network.spec.parameterCount.toLocaleString('en')} parameters\n`,
+      );
+    });
+}

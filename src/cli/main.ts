@@ -1,0 +1,40 @@
+/** The `pathotype` command line: one subcommand per stage of the workflow. */
+import { readFileSync } from 'node:fs';
+
+import { Command, CommanderError } from 'commander';
+
+import { PathotypeError } from '../errors.js';
+import { registerBench } from './bench.js';
+import { registerEngine } from './engine.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+export function buildProgram(): Command {
+  const program = new Command('pathotype')
+    .description(
+      'Learns to tell lymphoma subtypes apart in H&E images, and serves the result to pathologists',
+    )
+    .version(pkg.version)
+    .showHelpAfterError()
+    .exitOverride();
+  registerEngine(program);
+  registerBench(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    const message = error instanceof Error ? error.message : String(error);
+    const code = error instanceof PathotypeError ? ` [${error.code}]` : '';
+    process.stderr.write(`pathotype: ${message}${code}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

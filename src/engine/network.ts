@@ -1,0 +1,256 @@
+/**
+ * A trainable network on the libtorch engine. Validates every argument in TypeScript, then
+ * hands one plain request to the addon, which runs it off the event loop. Calls on one network
+ * run in the order they were made.
+ */
+import { EngineError, EngineInputError, PathotypeError } from '../errors.js';
+import { loadEngine, type NativeNetwork, type NativeOptimizerConfig } from './native.js';
+import { resolveSpec, type NetworkSpec, type ResolvedSpec } from './spec.js';
+
+export interface NamedTensor {
+  name: string;
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+export interface ExportedTensor extends NamedTensor {
+  /** A running statistic (batch norm), not a learned parameter. */
+  buffer: boolean;
+  trainable: boolean;
+}
+
+export interface ImportReport {
+  loaded: string[];
+  missing: string[];
+  unexpected: string[];
+}
+
+export interface StepResult {
+  loss: number;
+  correct: number;
+  count: number;
+}
+
+export interface AugmentOptions {
+  /** Random horizontal mirror per patch (with rotate90: all eight dihedral transforms). */
+  flip?: boolean;
+  /** Random quarter turns per patch (half turns only for non-square patches). */
+  rotate90?: boolean;
+}
+
+export interface TrainStepOptions {
+  augment?: AugmentOptions;
+  /** bfloat16 autocast for the forward pass, where the CPU has bf16 instructions. */
+  bf16?: boolean;
+  /** Batch norms whose weights are frozen keep their running statistics (as Keras does). Default true. */
+  frozenBatchNormEval?: boolean;
+  labelSmoothing?: number;
+  /** One weight per class for the loss; for imbalanced classes. */
+  classWeights?: readonly number[];
+}
+
+export type OptimizerConfig =
+  | { type: 'sgd'; learningRate: number; momentum?: number; nesterov?: boolean; weightDecay?: number }
+  | {
+      type: 'adam' | 'adamw';
+      learningRate: number;
+      beta1?: number;
+      beta2?: number;
+      epsilon?: number;
+      weightDecay?: number;
+    };
+
+function wrapNativeError(error: unknown): PathotypeError {
+  if (error instanceof PathotypeError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ERR_ENGINE_INPUT') return new EngineInputError(message, { cause: error });
+  return new EngineError(typeof code === 'string' ? code : 'ERR_ENGINE', message, { cause: error });
+}
+
+function checkLearningRate(learningRate: number): void {
+  if (!Number.isFinite(learningRate) || learningRate <= 0) {
+    throw new EngineInputError(`the learning rate must be a positive number (got ${learningRate})`);
+  }
+}
+
+function checkRange(value: number | undefined, what: string, min: number, max: number): void {
+  if (value !== undefined && !(Number.isFinite(value) && value >= min && value <= max)) {
+    throw new EngineInputError(`${what} must be between ${min} and ${max} (got ${value})`);
+  }
+}
+
+export class Network {
+  readonly spec: ResolvedSpec;
+  readonly #native: NativeNetwork;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(spec: ResolvedSpec, native: NativeNetwork) {
+    this.spec = spec;
+    this.#native = native;
+  }
+
+  /** Builds the network off the event loop; weights start from Keras-like random initialisation. */
+  static async create(spec: NetworkSpec): Promise<Network> {
+    const { resolved, native } = resolveSpec(spec);
+    try {
+      return new Network(resolved, await loadEngine().createNetwork(native));
+    } catch (error) {
+      throw wrapNativeError(error);
+    }
+  }
+
+  /** Bytes in one input image. */
+  get imageBytes(): number {
+    const { height, width, channels } = this.spec.input;
+    return height * width * channels;
+  }
+
+  /** Runs `call` after every earlier call on this network, and turns native errors into ours. */
+  #enqueue<T>(call: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(call, call);
+    this.#queue = run.catch(() => undefined);
+    return run.catch((error: unknown) => {
+      throw wrapNativeError(error);
+    });
+  }
+
+  #shape(batch: Uint8Array): number[] {
+    if (!(batch instanceof Uint8Array))
+      throw new EngineInputError('the batch must be a Uint8Array of NHWC pixels');
+    const { height, width, channels } = this.spec.input;
+    if (batch.length === 0 || batch.length % this.imageBytes !== 0) {
+      throw new EngineInputError(
+        `the batch has ${batch.length} bytes, not a whole number of ${height}x${width}x${channels} images`,
+      );
+    }
+    return [batch.length / this.imageBytes, height, width, channels];
+  }
+
+  /** One optimisation step on a uint8 NHWC batch; returns the mean loss and the count correct. */
+  async trainStep(
+    batch: Uint8Array,
+    labels: Int32Array,
+    options: TrainStepOptions = {},
+  ): Promise<StepResult> {
+    const shape = this.#shape(batch);
+    if (!(labels instanceof Int32Array) || labels.length !== shape[0]) {
+      throw new EngineInputError(`labels must be an Int32Array with one label per image (${shape[0]})`);
+    }
+    for (const label of labels) {
+      if (label < 0 || label >= this.spec.classes) {
+        throw new EngineInputError(`label ${label} is outside 0..${this.spec.classes - 1}`);
+      }
+    }
+    checkRange(options.labelSmoothing, 'labelSmoothing', 0, 1);
+    let classWeights: Float32Array | undefined;
+    if (options.classWeights !== undefined) {
+      if (options.classWeights.length !== this.spec.classes || !options.classWeights.every((w) => w >= 0)) {
+        throw new EngineInputError(`classWeights needs ${this.spec.classes} non-negative numbers`);
+      }
+      classWeights = Float32Array.from(options.classWeights);
+    }
+    const request = {
+      flip: options.augment?.flip ?? false,
+      rotate90: options.augment?.rotate90 ?? false,
+      bf16: options.bf16 ?? false,
+      frozenBatchNormEval: options.frozenBatchNormEval ?? true,
+      labelSmoothing: options.labelSmoothing ?? 0,
+      ...(classWeights ? { classWeights } : {}),
+    };
+    return this.#enqueue(() => this.#native.trainStep(batch, shape, labels, request));
+  }
+
+  /** Softmax probabilities in eval mode: one row of `classes` values per image. */
+  async predict(batch: Uint8Array, options: { bf16?: boolean } = {}): Promise<Float32Array> {
+    const shape = this.#shape(batch);
+    return this.#enqueue(() => this.#native.predict(batch, shape, { bf16: options.bf16 ?? false }));
+  }
+
+  /** Every parameter and running statistic, in PyTorch layout ([out, in/groups, kh, kw] for convolutions). */
+  async exportTensors(): Promise<ExportedTensor[]> {
+    return this.#enqueue(() => this.#native.exportTensors());
+  }
+
+  /**
+   * Loads named tensors. Strict (the default) demands exactly the network's tensors; otherwise
+   * the report lists what was missing or unexpected. Nothing changes if any tensor is invalid.
+   */
+  async importTensors(
+    tensors: readonly NamedTensor[],
+    options: { strict?: boolean } = {},
+  ): Promise<ImportReport> {
+    if (!Array.isArray(tensors)) throw new EngineInputError('importTensors takes an array of named tensors');
+    return this.#enqueue(() => this.#native.importTensors(tensors, options.strict ?? true));
+  }
+
+  /** Stops training the parameters whose names start with any prefix ('' matches all); returns how many. */
+  async freeze(prefixes: readonly string[]): Promise<number> {
+    return this.#enqueue(() => this.#native.setTrainable(prefixes, false));
+  }
+
+  async unfreeze(prefixes: readonly string[]): Promise<number> {
+    return this.#enqueue(() => this.#native.setTrainable(prefixes, true));
+  }
+
+  /** Replaces the optimizer (its state starts afresh) over all parameters; frozen ones are skipped. */
+  async configureOptimizer(config: OptimizerConfig): Promise<void> {
+    checkLearningRate(config.learningRate);
+    checkRange(config.weightDecay, 'weightDecay', 0, 1);
+    let request: NativeOptimizerConfig;
+    if (config.type === 'sgd') {
+      checkRange(config.momentum, 'momentum', 0, 1);
+      if (config.nesterov && !(config.momentum && config.momentum > 0)) {
+        throw new EngineInputError('Nesterov momentum needs a momentum above 0');
+      }
+      request = { ...config };
+    } else if (config.type === 'adam' || config.type === 'adamw') {
+      checkRange(config.beta1, 'beta1', 0, 0.999999);
+      checkRange(config.beta2, 'beta2', 0, 0.999999);
+      request = { ...config };
+    } else {
+      throw new EngineInputError(
+        `unknown optimizer '${String((config as { type: unknown }).type)}' (sgd, adam or adamw)`,
+      );
+    }
+    return this.#enqueue(() => this.#native.configureOptimizer(request));
+  }
+
+  async setLearningRate(learningRate: number): Promise<void> {
+    checkLearningRate(learningRate);
+    return this.#enqueue(() => this.#native.setLearningRate(learningRate));
+  }
+
+  /** The optimizer's state (momentum, Adam moments) as bytes, for checkpoints. */
+  async saveOptimizerState(): Promise<Uint8Array> {
+    return this.#enqueue(() => this.#native.saveOptimizerState());
+  }
+
+  async loadOptimizerState(state: Uint8Array): Promise<void> {
+    if (!(state instanceof Uint8Array))
+      throw new EngineInputError('the optimizer state must be a Uint8Array');
+    return this.#enqueue(() => this.#native.loadOptimizerState(state));
+  }
+}
+
+/** Threads for libtorch's intra-op parallelism, applied to every later call. */
+export function setThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new EngineInputError('threads must be a positive integer');
+  loadEngine().setThreads(threads);
+}
+
+export function getThreads(): number {
+  return loadEngine().getThreads();
+}
+
+/** Seeds libtorch's generator: initial weights, dropout and augmentation repeat for a given seed. */
+export function manualSeed(seed: number): void {
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new EngineInputError('the seed must be a non-negative integer');
+  loadEngine().manualSeed(seed);
+}
+
+export function engineInfo(): ReturnType<ReturnType<typeof loadEngine>['info']> {
+  return loadEngine().info();
+}
