@@ -37,5 +37,6 @@ fi
 # 4. The native engine and the TypeScript build (each skips itself when up to date).
 node scripts/build-native.js
 log 'compiling TypeScript'
+rm -rf dist  # no stale output from deleted sources
 npx tsc -p tsconfig.json
 log 'ready'

@@ -8,4 +8,5 @@ echo 'test: lint and format'
 npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }
 echo 'test: test suite'
-exec node --test --test-concurrency=1 'dist/test/**/*.test.js'
+mapfile -t files < <(find dist/test -name '*.test.js' | sort)
+exec node --test --test-concurrency=1 "${files[@]}"

@@ -12,19 +12,19 @@ export class PathotypeError extends Error {
   }
 }
 
-/** Wrong input to an engine call: a shape, a dtype, a spec or an option. */
-export class EngineInputError extends PathotypeError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_ENGINE_INPUT', message, options);
-    this.name = 'EngineInputError';
-  }
-}
-
 /** A failure inside libtorch, or an unusable engine (not built, not loadable). */
 export class EngineError extends PathotypeError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'EngineError';
+  }
+}
+
+/** Wrong input to an engine call: a shape, a dtype, a spec or an option. */
+export class EngineInputError extends EngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_ENGINE_INPUT', message, options);
+    this.name = 'EngineInputError';
   }
 }
 

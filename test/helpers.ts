@@ -1,0 +1,32 @@
+/** Shared test helpers: paths to ../shared, small math on probabilities. */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const sharedDir = path.resolve(repoRoot, '../shared');
+export const weightsDir = path.join(sharedDir, 'weights');
+export const lymphomaDir = path.join(sharedDir, 'data/lymphoma-iicbu2008-downscaled');
+
+export function hasShared(dir: string): boolean {
+  return existsSync(dir);
+}
+
+export function argmaxRows(probs: Float32Array, classes: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < probs.length / classes; i++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++)
+      if ((probs[i * classes + c] ?? 0) > (probs[i * classes + best] ?? 0)) best = c;
+    out.push(best);
+  }
+  return out;
+}
+
+export function accuracy(predicted: readonly number[], labels: Int32Array): number {
+  let correct = 0;
+  predicted.forEach((p, i) => {
+    if (p === labels[i]) correct++;
+  });
+  return correct / predicted.length;
+}
