@@ -1,0 +1,96 @@
+/**
+ * Case (patient/biopsy) ids for images. Images of one case share staining and tissue, so every
+ * split keeps a case on one side. The original IICBU release names files `sj-YY-NNNN_XXX.tif`;
+ * other copies need a rule.
+ */
+import path from 'node:path';
+
+import { ConfigError } from '../errors.js';
+
+export type GroupRule =
+  | { kind: 'auto' }
+  | { kind: 'sj' }
+  | { kind: 'runs'; size: number }
+  | { kind: 'regex'; pattern: RegExp }
+  | { kind: 'folder' }
+  | { kind: 'none' };
+
+export const GROUP_RULE_HELP =
+  "auto (sj-YY-NNNN in the name, else a case folder, else one case per image), sj, 'runs:N' (integer " +
+  "file names, N consecutive indices per case), 'regex:PATTERN' (the first capture group), folder " +
+  '(class/CASE/image), none (one case per image)';
+
+export function parseGroupRule(text: string): GroupRule {
+  const [kind = '', ...rest] = text.split(':');
+  const arg = rest.join(':');
+  switch (kind) {
+    case 'auto':
+    case 'sj':
+    case 'folder':
+    case 'none':
+      return { kind };
+    case 'runs': {
+      const size = Number(arg);
+      if (!Number.isInteger(size) || size < 1)
+        throw new ConfigError(`--group-by runs:N needs a positive integer N (got '${arg}')`);
+      return { kind: 'runs', size };
+    }
+    case 'regex':
+      try {
+        return { kind: 'regex', pattern: new RegExp(arg) };
+      } catch (cause) {
+        throw new ConfigError(`--group-by regex: '${arg}' is not a valid regular expression`, { cause });
+      }
+    default:
+      throw new ConfigError(`unknown --group-by rule '${text}': use ${GROUP_RULE_HELP}`);
+  }
+}
+
+export function formatGroupRule(rule: GroupRule): string {
+  if (rule.kind === 'runs') return `runs:${rule.size}`;
+  if (rule.kind === 'regex') return `regex:${rule.pattern.source}`;
+  return rule.kind;
+}
+
+const SJ = /sj-\d{2}-\d+/i;
+
+/**
+ * The case id of an image, from its path relative to its class folder. Ids are prefixed by the
+ * class where the rule alone could collide across classes (runs, none).
+ */
+export function caseIdFor(rule: GroupRule, className: string, relativePath: string): string {
+  const stem = path.basename(relativePath).replace(/\.[^.]+$/, '');
+  const folder = path.dirname(relativePath);
+  switch (rule.kind) {
+    case 'sj': {
+      const match = SJ.exec(stem);
+      if (!match)
+        throw new ConfigError(
+          `'${relativePath}' has no sj-YY-NNNN case id in its name; choose another --group-by rule`,
+        );
+      return match[0].toLowerCase();
+    }
+    case 'runs': {
+      if (!/^\d+$/.test(stem))
+        throw new ConfigError(`'${relativePath}' is not an integer file name, as --group-by runs:N needs`);
+      return `${className}/run-${Math.floor(Number(stem) / rule.size)}`;
+    }
+    case 'regex': {
+      const match = rule.pattern.exec(relativePath);
+      if (!match)
+        throw new ConfigError(`'${relativePath}' does not match --group-by regex:${rule.pattern.source}`);
+      return match[1] ?? match[0];
+    }
+    case 'folder':
+      if (folder === '.')
+        throw new ConfigError(`'${relativePath}' is not in a case folder (class/CASE/image)`);
+      return `${className}/${folder}`;
+    case 'none':
+      return `${className}/${stem}`;
+    case 'auto': {
+      const match = SJ.exec(stem);
+      if (match) return match[0].toLowerCase();
+      return folder === '.' ? `${className}/${stem}` : `${className}/${folder}`;
+    }
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Reading images with sharp (libvips): TIFF, PNG and JPEG; 8- or 16-bit; grey, RGB or with
+ * alpha. Everything becomes 8-bit RGB. The header is checked before any pixel is decoded, so a
+ * decompression bomb or an unsupported file is rejected cheaply.
+ */
+import sharp from 'sharp';
+
+import { PathotypeError } from '../errors.js';
+
+export const SUPPORTED_FORMATS = ['tiff', 'png', 'jpeg'] as const;
+export type ImageFormat = (typeof SUPPORTED_FORMATS)[number];
+
+/** Largest image accepted by default, in pixels: far above a 1388x1040 field, far below a bomb. */
+export const DEFAULT_MAX_PIXELS = 100_000_000;
+
+export class ImageError extends PathotypeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_IMAGE', message, options);
+    this.name = 'ImageError';
+  }
+}
+
+export interface ImageProbe {
+  format: ImageFormat;
+  width: number;
+  height: number;
+  channels: number;
+  bitDepth: number;
+  hasAlpha: boolean;
+}
+
+/** 8-bit RGB pixels, row-major HWC. */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+const DEPTH_BITS: Record<string, number> = {
+  uchar: 8,
+  char: 8,
+  ushort: 16,
+  short: 16,
+  uint: 32,
+  int: 32,
+  float: 32,
+};
+
+function describe(source: string | Buffer): string {
+  return typeof source === 'string' ? source : 'the image';
+}
+
+/** Reads the header only. */
+export async function probeImage(
+  source: string | Buffer,
+  options: { maxPixels?: number } = {},
+): Promise<ImageProbe> {
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(source, { limitInputPixels: false }).metadata();
+  } catch (cause) {
+    throw new ImageError(`${describe(source)} is not a readable image: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const format = meta.format === 'jpg' ? 'jpeg' : meta.format;
+  if (!format || !(SUPPORTED_FORMATS as readonly string[]).includes(format)) {
+    throw new ImageError(
+      `${describe(source)} is ${format ?? 'of an unknown format'}; pathotype reads TIFF, PNG and JPEG`,
+    );
+  }
+  const { width, height } = meta;
+  if (!width || !height) throw new ImageError(`${describe(source)} has no width or height in its header`);
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (width * height > maxPixels) {
+    throw new ImageError(
+      `${describe(source)} is ${width}x${height} (${((width * height) / 1e6).toFixed(0)} Mpx), above the limit of ` +
+        `${(maxPixels / 1e6).toFixed(0)} Mpx`,
+    );
+  }
+  return {
+    format: format as ImageFormat,
+    width,
+    height,
+    channels: meta.channels ?? 3,
+    bitDepth: DEPTH_BITS[meta.depth ?? 'uchar'] ?? 8,
+    hasAlpha: meta.hasAlpha ?? false,
+  };
+}
+
+/**
+ * Decodes to 8-bit RGB, optionally resized to `width` x `height`. Transparent pixels become white,
+ * the colour of empty glass in brightfield images.
+ */
+export async function decodeRgb(
+  source: string | Buffer,
+  options: { width?: number; height?: number; maxPixels?: number } = {},
+): Promise<RgbImage> {
+  const probe = await probeImage(source, options);
+  try {
+    let pipeline = sharp(source, {
+      limitInputPixels: options.maxPixels ?? DEFAULT_MAX_PIXELS,
+      failOn: 'error',
+    })
+      .rotate()
+      .flatten({ background: '#ffffff' })
+      .toColourspace('srgb');
+    if (
+      options.width &&
+      options.height &&
+      (options.width !== probe.width || options.height !== probe.height)
+    ) {
+      pipeline = pipeline.resize(options.width, options.height, { fit: 'fill', kernel: 'lanczos3' });
+    }
+    const { data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3)
+      throw new ImageError(`${describe(source)} decoded to ${info.channels} channels, not 3`);
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width: info.width,
+      height: info.height,
+    };
+  } catch (cause) {
+    if (cause instanceof ImageError) throw cause;
+    throw new ImageError(`${describe(source)} could not be decoded: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Encodes 8-bit RGB pixels as PNG. */
+export async function encodePng(image: RgbImage): Promise<Buffer> {
+  return sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
+    raw: { width: image.width, height: image.height, channels: 3 },
+  })
+    .png()
+    .toBuffer();
+}

@@ -1,0 +1,410 @@
+/**
+ * The patch store: every patch of a prepared dataset as uint8 HWC bytes in sharded files, and an
+ * index (SQLite) of each patch's image, class, partition, fold and grid cell. Written into a
+ * staging folder and renamed into place when complete, so a store is whole or absent. Read in
+ * any order with memory bounded by the batch size.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { open, rename, rm, stat, readdir, writeFile, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+
+import Database from 'better-sqlite3';
+
+import { PathotypeError } from '../errors.js';
+import type { Partition } from './catalog.js';
+import type { PreprocessConfig } from './preprocess.js';
+import { ensureDir } from './workspace.js';
+
+export const PATCH_STORE_FORMAT = 1;
+
+export interface PatchStoreManifest {
+  format: number;
+  name: string;
+  patchSize: number;
+  channels: 3;
+  count: number;
+  shards: { file: string; count: number }[];
+  classes: string[];
+  split: string | null;
+  preprocess: PreprocessConfig;
+  /** SHA-1 over the images (content, class, case, partition) and the preprocessing. */
+  fingerprint: string;
+  images: number;
+  createdAt: string;
+}
+
+export interface StoredImage {
+  imageId: number;
+  className: string;
+  caseId: string;
+  partition: Partition | null;
+  fold: number | null;
+  width: number;
+  height: number;
+  cols: number;
+  rows: number;
+  patches: number;
+  total: number;
+}
+
+export class PatchStoreError extends PathotypeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_PATCH_STORE', message, options);
+    this.name = 'PatchStoreError';
+  }
+}
+
+const INDEX_SCHEMA = `
+CREATE TABLE patches (
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL,
+  class_index INTEGER NOT NULL,
+  partition TEXT,
+  fold INTEGER,
+  col INTEGER NOT NULL,
+  row INTEGER NOT NULL,
+  shard INTEGER NOT NULL,
+  slot INTEGER NOT NULL,
+  background REAL NOT NULL
+);
+CREATE TABLE images (
+  image_id INTEGER PRIMARY KEY,
+  class TEXT NOT NULL,
+  case_id TEXT NOT NULL,
+  partition TEXT,
+  fold INTEGER,
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  cols INTEGER NOT NULL,
+  rows INTEGER NOT NULL,
+  patches INTEGER NOT NULL,
+  total INTEGER NOT NULL
+);
+`;
+
+export interface PatchBatchInput {
+  image: StoredImage;
+  classIndex: number;
+  patches: Uint8Array;
+  cells: Int32Array;
+  background: Float32Array;
+}
+
+/** Builds a store in `<dir>.partial`; `finish` moves it to `dir`. */
+export class PatchStoreWriter {
+  readonly dir: string;
+  readonly staging: string;
+  readonly patchBytes: number;
+  readonly #shardCapacity: number;
+  #db: Database.Database;
+  #insertPatch: Database.Statement;
+  #insertImage: Database.Statement;
+  #shards: { file: string; count: number }[] = [];
+  #handle: FileHandle | undefined;
+  #count = 0;
+  #images = 0;
+
+  private constructor(
+    dir: string,
+    staging: string,
+    patchSize: number,
+    shardBytes: number,
+    db: Database.Database,
+  ) {
+    this.dir = dir;
+    this.staging = staging;
+    this.patchBytes = patchSize * patchSize * 3;
+    this.#shardCapacity = Math.max(1, Math.floor(shardBytes / this.patchBytes));
+    this.#db = db;
+    this.#insertPatch = db.prepare(
+      'INSERT INTO patches (id, image_id, class_index, partition, fold, col, row, shard, slot, background) VALUES (?,?,?,?,?,?,?,?,?,?)',
+    );
+    this.#insertImage = db.prepare(
+      'INSERT INTO images (image_id, class, case_id, partition, fold, width, height, cols, rows, patches, total) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+    );
+  }
+
+  static async create(
+    dir: string,
+    patchSize: number,
+    shardBytes = 256 * 1024 * 1024,
+  ): Promise<PatchStoreWriter> {
+    const staging = `${dir}.partial`;
+    await rm(staging, { recursive: true, force: true });
+    ensureDir(staging);
+    const db = new Database(path.join(staging, 'index.sqlite'));
+    db.pragma('journal_mode = OFF');
+    db.pragma('synchronous = OFF');
+    db.exec(INDEX_SCHEMA);
+    db.exec('BEGIN');
+    return new PatchStoreWriter(dir, staging, patchSize, shardBytes, db);
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  async add(input: PatchBatchInput): Promise<void> {
+    const n = input.background.length;
+    if (input.patches.length !== n * this.patchBytes)
+      throw new PatchStoreError('patch bytes do not match the patch count');
+    const img = input.image;
+    this.#insertImage.run(
+      img.imageId,
+      img.className,
+      img.caseId,
+      img.partition,
+      img.fold,
+      img.width,
+      img.height,
+      img.cols,
+      img.rows,
+      n,
+      img.total,
+    );
+    this.#images++;
+    let written = 0;
+    while (written < n) {
+      let shard = this.#shards[this.#shards.length - 1];
+      if (!shard || shard.count >= this.#shardCapacity || !this.#handle) {
+        await this.#handle?.close();
+        shard = { file: `shard-${String(this.#shards.length).padStart(5, '0')}.bin`, count: 0 };
+        this.#shards.push(shard);
+        this.#handle = await open(path.join(this.staging, shard.file), 'w');
+      }
+      const take = Math.min(n - written, this.#shardCapacity - shard.count);
+      await this.#handle.write(
+        input.patches.subarray(written * this.patchBytes, (written + take) * this.patchBytes),
+      );
+      for (let i = 0; i < take; i++) {
+        const k = written + i;
+        this.#insertPatch.run(
+          this.#count,
+          img.imageId,
+          input.classIndex,
+          img.partition,
+          img.fold,
+          input.cells[k * 2],
+          input.cells[k * 2 + 1],
+          this.#shards.length - 1,
+          shard.count + i,
+          input.background[k],
+        );
+        this.#count++;
+      }
+      shard.count += take;
+      written += take;
+    }
+  }
+
+  async finish(
+    manifest: Omit<PatchStoreManifest, 'format' | 'count' | 'shards' | 'images' | 'createdAt'>,
+  ): Promise<PatchStoreManifest> {
+    await this.#handle?.close();
+    this.#handle = undefined;
+    this.#db.exec('COMMIT');
+    this.#db.close();
+    const full: PatchStoreManifest = {
+      format: PATCH_STORE_FORMAT,
+      ...manifest,
+      count: this.#count,
+      shards: this.#shards,
+      images: this.#images,
+      createdAt: new Date().toISOString(),
+    };
+    await writeFile(path.join(this.staging, 'manifest.json'), `${JSON.stringify(full, null, 2)}\n`);
+    await rm(this.dir, { recursive: true, force: true });
+    await rename(this.staging, this.dir);
+    return full;
+  }
+
+  async abort(): Promise<void> {
+    await this.#handle?.close().catch(() => undefined);
+    try {
+      this.#db.close();
+    } catch {
+      // already closed
+    }
+    await rm(this.staging, { recursive: true, force: true });
+  }
+}
+
+export interface PatchSelection {
+  partitions?: readonly (Partition | null)[];
+  folds?: readonly number[];
+  imageIds?: readonly number[];
+}
+
+/** A finished store, read-only. */
+export class PatchStore {
+  readonly dir: string;
+  readonly manifest: PatchStoreManifest;
+  readonly patchBytes: number;
+  /** Per patch, by patch id. */
+  readonly imageIds: Int32Array;
+  readonly classIndices: Int32Array;
+  readonly cols: Int32Array;
+  readonly rows: Int32Array;
+  readonly #shard: Int32Array;
+  readonly #slot: Int32Array;
+  readonly #partition: (Partition | null)[];
+  readonly #fold: (number | null)[];
+  readonly images: StoredImage[];
+  #handles = new Map<number, Promise<FileHandle>>();
+
+  private constructor(dir: string, manifest: PatchStoreManifest, db: Database.Database) {
+    this.dir = dir;
+    this.manifest = manifest;
+    this.patchBytes = manifest.patchSize * manifest.patchSize * 3;
+    const rows = db.prepare('SELECT * FROM patches ORDER BY id').all() as {
+      id: number;
+      image_id: number;
+      class_index: number;
+      partition: Partition | null;
+      fold: number | null;
+      col: number;
+      row: number;
+      shard: number;
+      slot: number;
+    }[];
+    const n = rows.length;
+    this.imageIds = new Int32Array(n);
+    this.classIndices = new Int32Array(n);
+    this.cols = new Int32Array(n);
+    this.rows = new Int32Array(n);
+    this.#shard = new Int32Array(n);
+    this.#slot = new Int32Array(n);
+    this.#partition = new Array<Partition | null>(n);
+    this.#fold = new Array<number | null>(n);
+    for (const r of rows) {
+      this.imageIds[r.id] = r.image_id;
+      this.classIndices[r.id] = r.class_index;
+      this.cols[r.id] = r.col;
+      this.rows[r.id] = r.row;
+      this.#shard[r.id] = r.shard;
+      this.#slot[r.id] = r.slot;
+      this.#partition[r.id] = r.partition;
+      this.#fold[r.id] = r.fold;
+    }
+    this.images = (
+      db.prepare('SELECT * FROM images ORDER BY image_id').all() as {
+        image_id: number;
+        class: string;
+        case_id: string;
+        partition: Partition | null;
+        fold: number | null;
+        width: number;
+        height: number;
+        cols: number;
+        rows: number;
+        patches: number;
+        total: number;
+      }[]
+    ).map((r) => ({
+      imageId: r.image_id,
+      className: r.class,
+      caseId: r.case_id,
+      partition: r.partition,
+      fold: r.fold,
+      width: r.width,
+      height: r.height,
+      cols: r.cols,
+      rows: r.rows,
+      patches: r.patches,
+      total: r.total,
+    }));
+  }
+
+  static exists(dir: string): boolean {
+    return existsSync(path.join(dir, 'manifest.json'));
+  }
+
+  static open(dir: string): PatchStore {
+    const manifestPath = path.join(dir, 'manifest.json');
+    if (!existsSync(manifestPath))
+      throw new PatchStoreError(`no patch store at ${dir}: run pathotype prepare first`);
+    let manifest: PatchStoreManifest;
+    try {
+      manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as PatchStoreManifest;
+    } catch (cause) {
+      throw new PatchStoreError(`the patch store manifest ${manifestPath} is unreadable: ${String(cause)}`, {
+        cause,
+      });
+    }
+    if (manifest.format !== PATCH_STORE_FORMAT) {
+      throw new PatchStoreError(
+        `the patch store at ${dir} has format ${manifest.format}, not ${PATCH_STORE_FORMAT}: prepare it again`,
+      );
+    }
+    const db = new Database(path.join(dir, 'index.sqlite'), { readonly: true, fileMustExist: true });
+    try {
+      return new PatchStore(dir, manifest, db);
+    } finally {
+      db.close();
+    }
+  }
+
+  get count(): number {
+    return this.imageIds.length;
+  }
+
+  /** Patch ids matching the selection, ascending. */
+  select(selection: PatchSelection = {}): Int32Array {
+    const ids: number[] = [];
+    const images = selection.imageIds ? new Set(selection.imageIds) : undefined;
+    for (let id = 0; id < this.count; id++) {
+      if (selection.partitions && !selection.partitions.includes(this.#partition[id] ?? null)) continue;
+      if (selection.folds && !selection.folds.includes(this.#fold[id] ?? -1)) continue;
+      if (images && !images.has(this.imageIds[id] ?? -1)) continue;
+      ids.push(id);
+    }
+    return Int32Array.from(ids);
+  }
+
+  #handle(shard: number): Promise<FileHandle> {
+    let handle = this.#handles.get(shard);
+    if (!handle) {
+      const file = this.manifest.shards[shard]?.file;
+      if (!file) throw new PatchStoreError(`patch store shard ${shard} is missing from the manifest`);
+      handle = open(path.join(this.dir, file), 'r');
+      this.#handles.set(shard, handle);
+    }
+    return handle;
+  }
+
+  /** The patches with the given ids, back to back, in that order; with their class indices. */
+  async read(ids: ArrayLike<number>): Promise<{ patches: Uint8Array; labels: Int32Array }> {
+    const patches = new Uint8Array(ids.length * this.patchBytes);
+    const labels = new Int32Array(ids.length);
+    await Promise.all(
+      Array.from({ length: ids.length }, async (_, i) => {
+        const id = ids[i] ?? -1;
+        if (!(id >= 0 && id < this.count))
+          throw new PatchStoreError(`patch id ${id} is outside the store (0..${this.count - 1})`);
+        const handle = await this.#handle(this.#shard[id] ?? 0);
+        const { bytesRead } = await handle.read(
+          patches,
+          i * this.patchBytes,
+          this.patchBytes,
+          (this.#slot[id] ?? 0) * this.patchBytes,
+        );
+        if (bytesRead !== this.patchBytes)
+          throw new PatchStoreError(`patch ${id} is truncated in ${this.dir}`);
+        labels[i] = this.classIndices[id] ?? 0;
+      }),
+    );
+    return { patches, labels };
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.#handles.values()];
+    this.#handles.clear();
+    await Promise.all(handles.map(async (h) => (await h).close()));
+  }
+
+  async diskBytes(): Promise<number> {
+    let total = 0;
+    for (const file of await readdir(this.dir)) total += (await stat(path.join(this.dir, file))).size;
+    return total;
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * `pathotype prepare`: every catalogued image, normalised and tiled into a patch store, on all
+ * cores (worker threads). Images are handed out a few at a time and written in catalog order,
+ * so memory stays bounded and the store is the same for the same inputs.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+
+import { Piscina } from 'piscina';
+
+import { ConfigError, PathotypeError } from '../errors.js';
+import type { Catalog, ImageRecord, Partition } from './catalog.js';
+import { decodeRgb } from './image-io.js';
+import { fitNormaliser, type NormaliserOptions } from './normalise.js';
+import { PatchStore, PatchStoreWriter, type PatchStoreManifest } from './patch-store.js';
+import type { PrepareTask } from './prepare-worker.js';
+import { validatePreprocess, type PreprocessConfig, type PreprocessedImage } from './preprocess.js';
+import { DEFAULT_BACKGROUND, type BackgroundConfig, type TileConfig } from './tiling.js';
+import type { Workspace } from './workspace.js';
+
+export interface PrepareOptions {
+  /** Store name under workspace/patches. */
+  name: string;
+  /** Split whose partitions and folds the index records; none when absent. */
+  split?: string;
+  normalisation: NormaliserOptions & { reference?: string };
+  targetScale: number | null;
+  tiles: TileConfig;
+  background?: BackgroundConfig;
+  threads?: number;
+  /** Rebuild even when a store with the same fingerprint exists. */
+  force?: boolean;
+  onProgress?: (done: number, total: number, patches: number) => void;
+}
+
+export interface PrepareReport {
+  manifest: PatchStoreManifest;
+  dir: string;
+  reused: boolean;
+  skipped: { path: string; reason: string }[];
+  seconds: number;
+}
+
+/** A reference given as a path, or as a catalogued image's CLASS/file name. */
+function resolveReference(catalog: Catalog, reference: string): string {
+  if (existsSync(reference)) return path.resolve(reference);
+  const match = catalog
+    .images()
+    .find((i) => `${i.className}/${i.fileName}` === reference || i.fileName === reference);
+  if (!match)
+    throw new ConfigError(
+      `the reference image '${reference}' is neither a file nor a catalogued CLASS/file name`,
+    );
+  return match.path;
+}
+
+export function fingerprint(
+  images: readonly ImageRecord[],
+  partitions: Map<number, { partition: Partition | null; fold: number | null }>,
+  config: PreprocessConfig,
+): string {
+  const hash = createHash('sha1');
+  for (const image of [...images].sort((a, b) => a.sha1.localeCompare(b.sha1))) {
+    const p = partitions.get(image.id);
+    hash.update(
+      `${image.sha1}\t${image.className}\t${image.caseId}\t${p?.partition ?? ''}\t${p?.fold ?? ''}\n`,
+    );
+  }
+  hash.update(JSON.stringify(config));
+  return hash.digest('hex');
+}
+
+export async function prepare(
+  catalog: Catalog,
+  workspace: Workspace,
+  options: PrepareOptions,
+): Promise<PrepareReport> {
+  const started = performance.now();
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(options.name))
+    throw new ConfigError(`store name '${options.name}' must be letters, digits, '.', '_' or '-'`);
+  const images = catalog.images();
+  if (images.length === 0)
+    throw new ConfigError('the catalog has no images: run pathotype data import first');
+  const partitions = new Map<number, { partition: Partition | null; fold: number | null }>();
+  if (options.split) {
+    if (!catalog.split(options.split))
+      throw new ConfigError(`there is no split '${options.split}': run pathotype data split first`);
+    for (const m of catalog.splitMembers(options.split))
+      partitions.set(m.imageId, { partition: m.partition, fold: m.fold });
+  }
+  const reference = options.normalisation.reference
+    ? await decodeRgb(resolveReference(catalog, options.normalisation.reference))
+    : undefined;
+  const config: PreprocessConfig = {
+    normaliser: fitNormaliser(options.normalisation, reference),
+    targetScale: options.targetScale,
+    tiles: options.tiles,
+    background: options.background ?? DEFAULT_BACKGROUND,
+  };
+  validatePreprocess(config);
+  const classes = catalog.classes();
+  const print = fingerprint(images, partitions, config);
+  const dir = path.join(workspace.patchesDir, options.name);
+  if (!options.force && PatchStore.exists(dir)) {
+    const existing = PatchStore.open(dir);
+    if (existing.manifest.fingerprint === print) {
+      return {
+        manifest: existing.manifest,
+        dir,
+        reused: true,
+        skipped: [],
+        seconds: (performance.now() - started) / 1000,
+      };
+    }
+  }
+
+  const threads = Math.max(1, options.threads ?? availableParallelism());
+  const pool = new Piscina<PrepareTask, PreprocessedImage>({
+    filename: new URL('./prepare-worker.js', import.meta.url).href,
+    minThreads: threads,
+    maxThreads: threads,
+  });
+  const writer = await PatchStoreWriter.create(dir, options.tiles.size);
+  const skipped: PrepareReport['skipped'] = [];
+  try {
+    // A window of images in flight: enough to keep every thread busy, few enough to bound memory.
+    const window = threads * 2;
+    const pending: Promise<PreprocessedImage | Error>[] = [];
+    const submit = (image: ImageRecord): Promise<PreprocessedImage | Error> =>
+      pool
+        .run({ path: image.path, width: image.width, height: image.height, scale: image.scale, config })
+        .catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+    let next = 0;
+    for (; next < Math.min(window, images.length); next++) pending.push(submit(images[next] as ImageRecord));
+    for (let i = 0; i < images.length; i++) {
+      const image = images[i] as ImageRecord;
+      const result = await (pending.shift() as Promise<PreprocessedImage | Error>);
+      if (next < images.length) pending.push(submit(images[next++] as ImageRecord));
+      if (result instanceof Error) {
+        skipped.push({ path: image.path, reason: result.message });
+      } else {
+        const p = partitions.get(image.id);
+        await writer.add({
+          image: {
+            imageId: image.id,
+            className: image.className,
+            caseId: image.caseId,
+            partition: p?.partition ?? null,
+            fold: p?.fold ?? null,
+            width: result.width,
+            height: result.height,
+            cols: result.grid.cols,
+            rows: result.grid.rows,
+            patches: result.background.length,
+            total: result.total,
+          },
+          classIndex: classes.indexOf(image.className),
+          patches: result.patches,
+          cells: result.cells,
+          background: result.background,
+        });
+      }
+      options.onProgress?.(i + 1, images.length, writer.count);
+    }
+    if (writer.count === 0)
+      throw new PathotypeError(
+        'ERR_PREPARE',
+        'no patches were produced: check the patch size, scale and background filter',
+      );
+    const manifest = await writer.finish({
+      name: options.name,
+      patchSize: options.tiles.size,
+      channels: 3,
+      classes,
+      split: options.split ?? null,
+      preprocess: config,
+      fingerprint: print,
+    });
+    catalog.record('prepare', {
+      name: options.name,
+      patches: manifest.count,
+      images: manifest.images,
+      skipped: skipped.length,
+      fingerprint: print,
+    });
+    return { manifest, dir, reused: false, skipped, seconds: (performance.now() - started) / 1000 };
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  } finally {
+    await pool.destroy();
+  }
+}

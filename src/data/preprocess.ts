@@ -1,0 +1,72 @@
+/**
+ * One image's way from file to patches: decode (resampled to the target scale), normalise,
+ * tile. The same function serves prepare (training) and the predictor (inference), so the
+ * model always sees patches made the same way.
+ */
+import { ConfigError } from '../errors.js';
+import { decodeRgb } from './image-io.js';
+import { applyNormaliser, type Normaliser } from './normalise.js';
+import {
+  tileImage,
+  validateTiles,
+  type BackgroundConfig,
+  type TileConfig,
+  type TiledImage,
+} from './tiling.js';
+
+export interface PreprocessConfig {
+  normaliser: Normaliser;
+  /**
+   * Pixel scale (relative to the original 1388x1040 release) at which images are tiled; each
+   * image is resampled from its own scale to it. Null keeps every image at its own scale.
+   */
+  targetScale: number | null;
+  tiles: TileConfig;
+  background: BackgroundConfig;
+}
+
+export function validatePreprocess(config: PreprocessConfig): void {
+  validateTiles(config.tiles);
+  if (config.targetScale !== null && !(config.targetScale > 0 && config.targetScale <= 16)) {
+    throw new ConfigError(`the target scale must be above 0 and at most 16 (got ${config.targetScale})`);
+  }
+  const { brightness, maxFraction } = config.background;
+  if (!(brightness >= 0 && brightness <= 255) || !(maxFraction >= 0 && maxFraction <= 1)) {
+    throw new ConfigError('background brightness must be 0-255 and maxFraction 0-1');
+  }
+}
+
+/** The size an image of the given scale has at the target scale. */
+export function sizeAtScale(
+  width: number,
+  height: number,
+  imageScale: number | null,
+  targetScale: number | null,
+): { width: number; height: number } {
+  if (targetScale === null) return { width, height };
+  if (imageScale === null) {
+    throw new ConfigError(
+      'the image has no known pixel scale, so it cannot be resampled: give its scale (--scale)',
+    );
+  }
+  const factor = targetScale / imageScale;
+  return { width: Math.max(1, Math.round(width * factor)), height: Math.max(1, Math.round(height * factor)) };
+}
+
+export interface PreprocessedImage extends TiledImage {
+  width: number;
+  height: number;
+}
+
+export async function preprocessImage(
+  source: string | Buffer,
+  original: { width: number; height: number; scale: number | null },
+  config: PreprocessConfig,
+  options: { maxPixels?: number } = {},
+): Promise<PreprocessedImage> {
+  const size = sizeAtScale(original.width, original.height, original.scale, config.targetScale);
+  const decoded = await decodeRgb(source, { ...size, ...options });
+  const normalised = applyNormaliser(config.normaliser, decoded);
+  const tiled = tileImage(normalised, config.tiles, config.background);
+  return { ...tiled, width: normalised.width, height: normalised.height };
+}

@@ -1,0 +1,181 @@
+/**
+ * `pathotype data split`: partitions images stratified by class and grouped by case, so that no
+ * case appears on two sides and each class keeps its share everywhere. Seeded: the same catalog
+ * and seed always give the same split.
+ */
+import { ConfigError } from '../errors.js';
+import { seededRandom } from '../engine/synthetic.js';
+import type { Catalog, ImageRecord, Partition, SplitMember } from './catalog.js';
+
+export type SplitConfig =
+  | { kind: 'holdout'; testFraction: number; validationFraction: number; seed: number }
+  | { kind: 'kfold'; folds: number; validationFraction: number; seed: number };
+
+interface CaseGroup {
+  id: string;
+  className: string;
+  images: ImageRecord[];
+}
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items;
+}
+
+/** Cases per class; a case that spans classes is kept whole under its most frequent class. */
+function casesByClass(images: readonly ImageRecord[]): Map<string, CaseGroup[]> {
+  const cases = new Map<string, ImageRecord[]>();
+  for (const image of images) cases.set(image.caseId, [...(cases.get(image.caseId) ?? []), image]);
+  const byClass = new Map<string, CaseGroup[]>();
+  for (const [id, members] of [...cases.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const counts = new Map<string, number>();
+    for (const m of members) counts.set(m.className, (counts.get(m.className) ?? 0) + 1);
+    const className =
+      [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]?.[0] ?? '';
+    byClass.set(className, [...(byClass.get(className) ?? []), { id, className, images: members }]);
+  }
+  return byClass;
+}
+
+/**
+ * Picks cases until their images come closest to `target`: each case, in shuffled order, joins
+ * when that brings the total nearer the target. Always leaves at least one case unpicked.
+ */
+function pickCases(cases: readonly CaseGroup[], target: number): Set<CaseGroup> {
+  const picked = new Set<CaseGroup>();
+  let total = 0;
+  for (const c of cases) {
+    if (picked.size >= cases.length - 1) break;
+    if (Math.abs(total + c.images.length - target) < Math.abs(total - target)) {
+      picked.add(c);
+      total += c.images.length;
+    }
+  }
+  return picked;
+}
+
+function checkFraction(value: number, what: string, allowZero: boolean): void {
+  if (!Number.isFinite(value) || value < 0 || value >= 1 || (!allowZero && value === 0)) {
+    throw new ConfigError(
+      `${what} must be ${allowZero ? 'at least 0' : 'above 0'} and below 1 (got ${value})`,
+    );
+  }
+}
+
+/** Assigns every image; pure, for tests and for `split`. */
+export function computeSplit(images: readonly ImageRecord[], config: SplitConfig): SplitMember[] {
+  checkFraction(config.validationFraction, 'the validation fraction', true);
+  if (!Number.isSafeInteger(config.seed) || config.seed < 0)
+    throw new ConfigError('the seed must be a non-negative integer');
+  const random = seededRandom(config.seed);
+  const members: SplitMember[] = [];
+  const byClass = casesByClass(images);
+  for (const className of [...byClass.keys()].sort()) {
+    const cases = shuffle([...(byClass.get(className) ?? [])], random);
+    const count = cases.reduce((n, c) => n + c.images.length, 0);
+    if (config.kind === 'holdout') {
+      checkFraction(config.testFraction, 'the test fraction', false);
+      if (cases.length < 2)
+        throw new ConfigError(`class '${className}' has only ${cases.length} case: cannot hold any out`);
+      const test = pickCases(cases, count * config.testFraction);
+      const rest = cases.filter((c) => !test.has(c));
+      const trainCount = rest.reduce((n, c) => n + c.images.length, 0);
+      const validation =
+        config.validationFraction > 0 ? pickCases(rest, trainCount * config.validationFraction) : new Set();
+      for (const c of cases) {
+        const partition: Partition = test.has(c) ? 'test' : validation.has(c) ? 'validation' : 'train';
+        for (const image of c.images) members.push({ imageId: image.id, partition, fold: null });
+      }
+    } else {
+      if (!Number.isInteger(config.folds) || config.folds < 2)
+        throw new ConfigError('k-fold needs at least 2 folds');
+      if (cases.length < config.folds) {
+        throw new ConfigError(
+          `class '${className}' has ${cases.length} cases, fewer than ${config.folds} folds`,
+        );
+      }
+      // Largest cases first, each into the fold holding fewest images of this class so far.
+      const sizes = new Array<number>(config.folds).fill(0);
+      const ordered = [...cases].sort((a, b) => b.images.length - a.images.length);
+      const foldOf = new Map<CaseGroup, number>();
+      for (const c of ordered) {
+        const fold = sizes.indexOf(Math.min(...sizes));
+        foldOf.set(c, fold);
+        sizes[fold] = (sizes[fold] ?? 0) + c.images.length;
+      }
+      for (const c of cases)
+        for (const image of c.images)
+          members.push({ imageId: image.id, partition: null, fold: foldOf.get(c) ?? 0 });
+    }
+  }
+  return members.sort((a, b) => a.imageId - b.imageId);
+}
+
+/**
+ * Partition of each image for one fold of a k-fold split: the fold is the test set, a
+ * validation share (grouped by case) is carved from the rest when asked.
+ */
+export function foldPartitions(
+  images: readonly ImageRecord[],
+  members: readonly SplitMember[],
+  fold: number,
+  validationFraction: number,
+  seed: number,
+): Map<number, Partition> {
+  const out = new Map<number, Partition>();
+  const foldOf = new Map(members.map((m) => [m.imageId, m.fold]));
+  const training = images.filter((i) => foldOf.get(i.id) !== fold);
+  for (const image of images) if (foldOf.get(image.id) === fold) out.set(image.id, 'test');
+  const inner = computeSplit(training, {
+    kind: 'holdout',
+    testFraction: validationFraction > 0 ? validationFraction : 0.5,
+    validationFraction: 0,
+    seed: seed + fold,
+  });
+  for (const m of inner)
+    out.set(m.imageId, validationFraction > 0 && m.partition === 'test' ? 'validation' : 'train');
+  return out;
+}
+
+export interface SplitSummary {
+  name: string;
+  counts: Record<string, Record<string, { images: number; cases: number }>>;
+}
+
+export function createSplit(catalog: Catalog, name: string, config: SplitConfig): SplitSummary {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
+    throw new ConfigError(`split name '${name}' must be letters, digits, '.', '_' or '-'`);
+  const images = catalog.images();
+  if (images.length === 0)
+    throw new ConfigError('the catalog has no images: run pathotype data import first');
+  const members = computeSplit(images, config);
+  catalog.saveSplit({ name, kind: config.kind, seed: config.seed, params: { ...config } }, members);
+  return summarizeSplit(images, members, name);
+}
+
+export function summarizeSplit(
+  images: readonly ImageRecord[],
+  members: readonly SplitMember[],
+  name: string,
+): SplitSummary {
+  const byId = new Map(images.map((i) => [i.id, i]));
+  const counts: SplitSummary['counts'] = {};
+  const cases = new Map<string, Set<string>>();
+  for (const m of members) {
+    const image = byId.get(m.imageId);
+    if (!image) continue;
+    const part = m.partition ?? `fold ${m.fold ?? 0}`;
+    const row = (counts[part] ??= {});
+    const cell = (row[image.className] ??= { images: 0, cases: 0 });
+    cell.images++;
+    const key = `${part}\u0000${image.className}`;
+    const set = cases.get(key) ?? new Set<string>();
+    set.add(image.caseId);
+    cases.set(key, set);
+    cell.cases = set.size;
+  }
+  return { name, counts };
+}
