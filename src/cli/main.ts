@@ -5,7 +5,9 @@ import { Command, CommanderError } from 'commander';
 
 import { PathotypeError } from '../errors.js';
 import { registerBench } from './bench.js';
+import { registerData } from './data.js';
 import { registerEngine } from './engine.js';
+import { registerPrepare } from './prepare.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -18,7 +20,10 @@ export function buildProgram(): Command {
     )
     .version(pkg.version)
     .showHelpAfterError()
+    .option('-w, --workspace <dir>', 'workspace directory (catalog, patch stores, models)', 'workspace')
     .exitOverride();
+  registerData(program);
+  registerPrepare(program);
   registerEngine(program);
   registerBench(program);
   return program;

@@ -1,0 +1,31 @@
+/** What every workspace command needs: the workspace from --workspace, an open catalog. */
+import type { Command } from 'commander';
+
+import { readConfigFile } from '../config.js';
+import { Catalog } from '../data/catalog.js';
+import { workspaceAt, type Workspace } from '../data/workspace.js';
+import { applyConfigFile } from './options.js';
+
+export async function withCatalog<T>(
+  command: Command,
+  fn: (catalog: Catalog, workspace: Workspace) => Promise<T>,
+): Promise<T> {
+  const { workspace: dir } = command.optsWithGlobals<{ workspace: string }>();
+  const workspace = workspaceAt(dir);
+  const catalog = Catalog.open(workspace);
+  try {
+    return await fn(catalog, workspace);
+  } finally {
+    catalog.close();
+  }
+}
+
+/** Reads --config, when given, into the command's options (command-line values win). */
+export function loadCommandConfig(command: Command): void {
+  const file = command.opts<{ config?: string }>().config;
+  if (file) applyConfigFile(command, readConfigFile(file));
+}
+
+export function print(json: boolean | undefined, value: unknown, text: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+}

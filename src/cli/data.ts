@@ -1,0 +1,192 @@
+/** `pathotype data ...`: acquisition, catalog, splits and what the workspace holds. */
+import type { Command } from 'commander';
+
+import { fetchLymphoma, LYMPHOMA } from '../data/fetch.js';
+import { GROUP_RULE_HELP, parseGroupRule } from '../data/grouping.js';
+import { importImages, type ImportReport } from '../data/import.js';
+import { workspaceInfo, type WorkspaceInfo } from '../data/info.js';
+import { createSplit, type SplitConfig, type SplitSummary } from '../data/split.js';
+import { loadCommandConfig, print, withCatalog } from './context.js';
+import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
+import { formatBytes, progressBar } from './progress.js';
+
+function formatImport(report: ImportReport): string {
+  const lines = [
+    `imported from ${report.source}: ${report.added} added, ${report.updated} updated, ${report.unchanged} unchanged, ` +
+      `${report.skipped.length} skipped; ${report.cases} cases`,
+    ...Object.entries(report.perClass).map(([c, n]) => `  ${c}: ${n} images`),
+  ];
+  for (const s of report.skipped.slice(0, 20)) lines.push(`  skipped ${s.path}: ${s.reason}`);
+  if (report.skipped.length > 20) lines.push(`  ... and ${report.skipped.length - 20} more skipped`);
+  return lines.join('\n');
+}
+
+function formatSplit(summary: SplitSummary): string {
+  const lines = [`split '${summary.name}':`];
+  for (const [part, perClass] of Object.entries(summary.counts)) {
+    const cells = Object.entries(perClass).map(([c, v]) => `${c} ${v.images} images/${v.cases} cases`);
+    lines.push(`  ${part.padEnd(11)} ${cells.join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+function formatInfo(info: WorkspaceInfo): string {
+  const lines = [`workspace ${info.workspace}: ${info.images} images`];
+  for (const [c, v] of Object.entries(info.classes))
+    lines.push(`  ${c}: ${v.images} images, ${v.cases} cases`);
+  for (const s of info.splits)
+    lines.push(formatSplit(s).replace(/^split/, `${s.kind} split`) + ` (seed ${s.seed})`);
+  for (const p of info.patchStores) {
+    lines.push(
+      `patch store '${p.name}': ${p.patches} patches of ${p.patchSize}x${p.patchSize} from ${p.images} images, ` +
+        `${formatBytes(p.bytes)}, split ${p.split ?? 'none'}`,
+      `  per class: ${Object.entries(p.perClass)
+        .map(([c, n]) => `${c} ${n}`)
+        .join(', ')}`,
+      `  per partition: ${Object.entries(p.perPartition)
+        .map(([c, n]) => `${c} ${n}`)
+        .join(', ')}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function registerData(program: Command): void {
+  const data = program.command('data').description('get images, catalogue them, split them');
+
+  data
+    .command('fetch')
+    .description(`download the IICBU 2008 lymphoma set (${LYMPHOMA.file}), verify, extract and import it`)
+    .option(
+      '--url <url...>',
+      'download addresses, tried in order (default: the official one, then the mirror)',
+    )
+    .option('--sha1 <hex>', 'expected SHA-1 of the tarball', LYMPHOMA.sha1)
+    .option('--group-by <rule>', `case id rule: ${GROUP_RULE_HELP}`, 'sj')
+    .option('--timeout <s>', 'give up on an address silent for this long', positiveNumber, 15)
+    .option('--json', 'print the report as JSON')
+    .action(
+      async (
+        flags: { url?: string[]; sha1: string; groupBy: string; timeout: number; json?: boolean },
+        command: Command,
+      ) => {
+        await withCatalog(command, async (catalog, workspace) => {
+          const bar = progressBar('download', 'bytes');
+          const importBar = progressBar('import', 'items');
+          try {
+            const result = await fetchLymphoma(catalog, workspace, {
+              ...(flags.url ? { urls: flags.url } : {}),
+              sha1: flags.sha1,
+              groupBy: parseGroupRule(flags.groupBy),
+              idleTimeoutMs: flags.timeout * 1000,
+              onProgress: (received, total) => bar.update(received, total),
+              onImportProgress: (done, total) => importBar.update(done, total),
+            });
+            bar.stop();
+            importBar.stop();
+            print(
+              flags.json,
+              result,
+              () =>
+                `${result.download.alreadyThere ? 'already downloaded' : `downloaded from ${result.download.url ?? '?'}`}: ` +
+                `${result.download.path} (${formatBytes(result.download.bytes)})\n${formatImport(result.imported)}`,
+            );
+          } finally {
+            bar.stop();
+            importBar.stop();
+          }
+        });
+      },
+    );
+
+  data
+    .command('import <source>')
+    .description('register a class-per-folder image collection (CLASS/image.tif ...), or a .tar.gz of one')
+    .option('--group-by <rule>', `case id rule: ${GROUP_RULE_HELP}`, 'auto')
+    .option(
+      '--scale <x>',
+      'pixel scale relative to the original 1388x1040 release (default: inferred from the size)',
+      positiveNumber,
+    )
+    .option('--mpp <um>', 'micrometres per pixel, when known', positiveNumber)
+    .option('--json', 'print the report as JSON')
+    .action(
+      async (
+        source: string,
+        flags: { groupBy: string; scale?: number; mpp?: number; json?: boolean },
+        command: Command,
+      ) => {
+        await withCatalog(command, async (catalog, workspace) => {
+          const bar = progressBar('import', 'items');
+          try {
+            const report = await importImages(catalog, workspace, source, {
+              groupBy: parseGroupRule(flags.groupBy),
+              ...(flags.scale ? { scale: flags.scale } : {}),
+              ...(flags.mpp ? { mpp: flags.mpp } : {}),
+              onProgress: (done, total) => bar.update(done, total),
+            });
+            bar.stop();
+            print(flags.json, report, () => formatImport(report));
+          } finally {
+            bar.stop();
+          }
+        });
+      },
+    );
+
+  data
+    .command('split')
+    .description('partition the images stratified by class and grouped by case (no case on two sides)')
+    .option('--config <file>', 'options from a JSON or YAML file')
+    .option('--name <name>', 'split name', 'default')
+    .option('--kind <kind>', 'holdout or kfold', 'holdout')
+    .option(
+      '--test <fraction>',
+      'holdout: share of each class held out for testing (KNIME: 0.4)',
+      fraction,
+      0.4,
+    )
+    .option('--folds <k>', 'kfold: number of folds', positiveInt, 5)
+    .option('--validation <fraction>', 'share of the training cases kept for validation', fraction, 0)
+    .option('--seed <n>', 'random seed', nonNegativeInt, 1)
+    .option('--json', 'print the summary as JSON')
+    .action(
+      async (
+        flags: {
+          name: string;
+          kind: string;
+          test: number;
+          folds: number;
+          validation: number;
+          seed: number;
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        loadCommandConfig(command);
+        const o = command.opts<typeof flags>();
+        let config: SplitConfig;
+        if (o.kind === 'holdout')
+          config = { kind: 'holdout', testFraction: o.test, validationFraction: o.validation, seed: o.seed };
+        else if (o.kind === 'kfold')
+          config = { kind: 'kfold', folds: o.folds, validationFraction: o.validation, seed: o.seed };
+        else throw new Error(`--kind must be holdout or kfold (got '${o.kind}')`);
+        await withCatalog(command, async (catalog) => {
+          const summary = createSplit(catalog, o.name, config);
+          print(o.json, summary, () => formatSplit(summary));
+          return Promise.resolve();
+        });
+      },
+    );
+
+  data
+    .command('info')
+    .description('counts per class, split and case; patch stores and their size on disk')
+    .option('--json', 'print as JSON')
+    .action(async (flags: { json?: boolean }, command: Command) => {
+      await withCatalog(command, async (catalog, workspace) => {
+        const info = await workspaceInfo(catalog, workspace);
+        print(flags.json, info, () => formatInfo(info));
+      });
+    });
+}

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+
+import { repoRoot } from '../helpers.js';
+import { tempDir, writeDataset, writeFile } from '../fixtures.js';
+
+const exec = promisify(execFile);
+
+async function pathotype(
+  workspace: string,
+  ...args: string[]
+): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await exec(
+      process.execPath,
+      [path.join(repoRoot, 'bin/pathotype.js'), '-w', workspace, ...args],
+      {
+        timeout: 120_000,
+      },
+    );
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
+
+describe('pathotype data and prepare commands', () => {
+  it('imports, splits, prepares from a config file and reports', async () => {
+    const root = tempDir();
+    await writeDataset(root, ['CLL', 'FL', 'MCL'], 6, (_, i) => `${i}.png`, { width: 64, height: 48 });
+    const ws = path.join(tempDir(), 'ws');
+    const imported = await pathotype(
+      ws,
+      'data',
+      'import',
+      root,
+      '--group-by',
+      'runs:2',
+      '--scale',
+      '0.5',
+      '--json',
+    );
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.equal((JSON.parse(imported.stdout) as { added: number }).added, 18);
+    const split = await pathotype(ws, 'data', 'split', '--test', '0.34', '--seed', '3');
+    assert.equal(split.code, 0, split.stderr);
+    assert.match(split.stdout, /test\s+CLL 2 images\/1 cases/);
+    const config = writeFile(
+      path.join(tempDir(), 'prepare.yaml'),
+      [
+        'name: small',
+        'split: default',
+        'normalisation: reinhard',
+        'reference: FL/0.png',
+        'targetScale: 0.5',
+        'patchSize: 16',
+      ].join('\n'),
+    );
+    const prepared = await pathotype(ws, 'prepare', '--config', config, '--stride', '16');
+    assert.equal(prepared.code, 0, prepared.stderr);
+    assert.match(prepared.stdout, /prepared 'small' .* 216 patches of 16x16 from 18 images/);
+    const info = await pathotype(ws, 'data', 'info', '--json');
+    const parsed = JSON.parse(info.stdout) as {
+      images: number;
+      patchStores: { name: string; patches: number }[];
+      splits: unknown[];
+    };
+    assert.equal(parsed.images, 18);
+    assert.deepEqual(
+      parsed.patchStores.map((p) => [p.name, p.patches]),
+      [['small', 216]],
+    );
+    assert.equal(parsed.splits.length, 1);
+  });
+
+  it('rejects bad configuration and bad paths with clear messages', async () => {
+    const ws = path.join(tempDir(), 'ws');
+    const missing = await pathotype(ws, 'data', 'import', '/no/such/folder');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /does not exist/);
+    const config = writeFile(
+      path.join(tempDir(), 'bad.json'),
+      JSON.stringify({ patchSize: 'huge', colour: 'blue' }),
+    );
+    const unknown = await pathotype(ws, 'prepare', '--config', config);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /unknown config key 'colour'/);
+    const badValue = writeFile(path.join(tempDir(), 'bad.yaml'), 'patchSize: huge');
+    const invalid = await pathotype(ws, 'prepare', '--config', badValue);
+    assert.match(invalid.stderr, /config key 'patchSize': expected a positive integer/);
+    const broken = writeFile(path.join(tempDir(), 'broken.yaml'), 'patchSize: [1, 2');
+    assert.match((await pathotype(ws, 'prepare', '--config', broken)).stderr, /not valid YAML/);
+    const method = await pathotype(ws, 'prepare', '--normalisation', 'vahadane');
+    assert.notEqual(method.code, 0);
+    assert.match(method.stderr, /expected one of none, percentile, reinhard, macenko/);
+    const split = await pathotype(ws, 'data', 'split', '--kind', 'random');
+    assert.match(split.stderr, /--kind must be holdout or kfold/);
+  });
+});

@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+
+import { Catalog } from '../../src/data/catalog.js';
+import { parseGroupRule } from '../../src/data/grouping.js';
+import { importImages } from '../../src/data/import.js';
+import { workspaceInfo } from '../../src/data/info.js';
+import { PatchStore } from '../../src/data/patch-store.js';
+import { prepare } from '../../src/data/prepare.js';
+import { preprocessImage } from '../../src/data/preprocess.js';
+import { createSplit } from '../../src/data/split.js';
+import { workspaceAt, type Workspace } from '../../src/data/workspace.js';
+import { hasShared, lymphomaDir } from '../helpers.js';
+import { tempDir, writeDataset, writeFile } from '../fixtures.js';
+
+const needsShared = { skip: !hasShared(lymphomaDir) && 'needs ../shared' };
+
+function storeDigest(dir: string): string {
+  const hash = createHash('sha1');
+  const store = PatchStore.open(dir);
+  for (const shard of store.manifest.shards) hash.update(readFileSync(path.join(dir, shard.file)));
+  hash.update(store.imageIds).update(store.classIndices).update(store.cols).update(store.rows);
+  return hash.digest('hex');
+}
+
+async function developmentWorkspace(): Promise<{ catalog: Catalog; workspace: Workspace }> {
+  const workspace = workspaceAt(tempDir());
+  const catalog = Catalog.open(workspace);
+  await importImages(catalog, workspace, lymphomaDir, { groupBy: parseGroupRule('runs:10') });
+  createSplit(catalog, 'default', { kind: 'holdout', testFraction: 0.4, validationFraction: 0.2, seed: 1 });
+  return { catalog, workspace };
+}
+
+describe('prepare and the patch store', () => {
+  it(
+    'tiles the 299 development images into a reproducible store whose counts add up',
+    needsShared,
+    async () => {
+      const first = await developmentWorkspace();
+      const options = {
+        name: 'native32',
+        split: 'default',
+        normalisation: { method: 'percentile' as const },
+        targetScale: null,
+        tiles: { size: 32, stride: 32 },
+      };
+      const report = await prepare(first.catalog, first.workspace, options);
+      // 417x312 at its own scale: 13 x 9 patches of 32x32 per image.
+      assert.equal(report.manifest.count, 299 * 117);
+      assert.equal(report.manifest.images, 299);
+      const store = PatchStore.open(report.dir);
+      const perPartition = { train: 0, validation: 0, test: 0 };
+      for (const image of store.images) {
+        assert.equal(image.patches, 117);
+        perPartition[image.partition ?? 'train'] += image.patches;
+      }
+      assert.equal(store.select({ partitions: ['test'] }).length, perPartition.test);
+      assert.equal(
+        store.select({ partitions: ['train'] }).length +
+          store.select({ partitions: ['validation', 'test'] }).length,
+        store.count,
+      );
+      const info = await workspaceInfo(first.catalog, first.workspace);
+      assert.deepEqual(info.patchStores[0]?.perClass, { CLL: 91 * 117, FL: 111 * 117, MCL: 97 * 117 });
+
+      // Reading back gives exactly what the shared preprocessing makes of that image.
+      const image = first.catalog.images().find((i) => i.fileName === '120.png');
+      assert.ok(image);
+      const ids = store.select({ imageIds: [image.id] });
+      const { patches, labels } = await store.read(ids);
+      const direct = await preprocessImage(image.path, image, report.manifest.preprocess);
+      assert.ok(Buffer.from(patches).equals(Buffer.from(direct.patches)));
+      assert.ok(labels.every((l) => l === store.manifest.classes.indexOf('FL')));
+      await store.close();
+
+      // The same inputs give the same store, byte for byte; an unchanged store is reused.
+      const again = await prepare(first.catalog, first.workspace, options);
+      assert.equal(again.reused, true);
+      const second = await developmentWorkspace();
+      const rebuilt = await prepare(second.catalog, second.workspace, { ...options, threads: 1 });
+      assert.equal(rebuilt.manifest.fingerprint, report.manifest.fingerprint);
+      assert.equal(storeDigest(rebuilt.dir), storeDigest(report.dir));
+      first.catalog.close();
+      second.catalog.close();
+    },
+  );
+
+  it(
+    'cuts 336 patches of 64x64 per image at the original scale (the KNIME geometry)',
+    needsShared,
+    async () => {
+      const root = tempDir();
+      for (const [c, files] of Object.entries({
+        CLL: ['0.png', '40.png'],
+        FL: ['150.png'],
+        MCL: ['300.png'],
+      })) {
+        mkdirSync(path.join(root, c), { recursive: true });
+        for (const f of files) copyFileSync(path.join(lymphomaDir, c, f), path.join(root, c, f));
+      }
+      const workspace = workspaceAt(tempDir());
+      const catalog = Catalog.open(workspace);
+      await importImages(catalog, workspace, root, { groupBy: parseGroupRule('runs:10') });
+      const report = await prepare(catalog, workspace, {
+        name: 'knime',
+        normalisation: { method: 'macenko', reference: 'FL/150.png' },
+        targetScale: 1,
+        tiles: { size: 64, stride: 64 },
+      });
+      assert.equal(report.manifest.count, 4 * 336);
+      const store = PatchStore.open(report.dir);
+      assert.ok(store.images.every((i) => i.cols === 21 && i.rows === 16 && i.width === 1388));
+      assert.equal(report.manifest.preprocess.normaliser.method, 'macenko');
+      await store.close();
+      catalog.close();
+    },
+  );
+
+  it('drops background patches when asked, skips unusable images and reports them', async () => {
+    const root = tempDir();
+    await writeDataset(root, ['A', 'B'], 2, (_, i) => `${i}.png`, { width: 64, height: 64 });
+    const workspace = workspaceAt(tempDir());
+    const catalog = Catalog.open(workspace);
+    await importImages(catalog, workspace, root, { groupBy: parseGroupRule('none') });
+    // Whiten the left half of one image after import: half of its patches become glass.
+    const sharp = (await import('sharp')).default;
+    const image = catalog.images()[0];
+    assert.ok(image);
+    const pixels = await sharp(image.path).raw().toBuffer();
+    for (let y = 0; y < 64; y++)
+      for (let x = 0; x < 32; x++) pixels.fill(250, (y * 64 + x) * 3, (y * 64 + x) * 3 + 3);
+    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(image.path);
+    writeFile(catalog.images()[1]?.path ?? '', 'now corrupt');
+    const report = await prepare(catalog, workspace, {
+      name: 'filtered',
+      normalisation: { method: 'none' },
+      targetScale: null,
+      tiles: { size: 16, stride: 16 },
+      background: { enabled: true, brightness: 220, maxFraction: 0.5 },
+    });
+    assert.equal(report.skipped.length, 1);
+    assert.match(report.skipped[0]?.reason ?? '', /could not be decoded|not a readable image/);
+    const store = PatchStore.open(report.dir);
+    const whitened = store.images.find((i) => i.imageId === image.id);
+    assert.equal(whitened?.total, 16);
+    assert.equal(whitened?.patches, 8);
+    assert.equal(store.count, 8 + 16 + 16);
+    await store.close();
+    catalog.close();
+  });
+
+  it('rejects bad settings with clear messages', async () => {
+    const workspace = workspaceAt(tempDir());
+    const catalog = Catalog.open(workspace);
+    const options = {
+      name: 'x',
+      normalisation: { method: 'none' as const },
+      targetScale: null,
+      tiles: { size: 32, stride: 32 },
+    };
+    await assert.rejects(prepare(catalog, workspace, options), /no images: run pathotype data import first/);
+    const root = tempDir();
+    await writeDataset(root, ['A', 'B'], 1, (_, i) => `${i}.png`, { width: 40, height: 40 });
+    await importImages(catalog, workspace, root, { groupBy: parseGroupRule('none') });
+    await assert.rejects(prepare(catalog, workspace, { ...options, split: 'nope' }), /no split 'nope'/);
+    await assert.rejects(
+      prepare(catalog, workspace, { ...options, tiles: { size: 2, stride: 2 } }),
+      /patch size/,
+    );
+    await assert.rejects(prepare(catalog, workspace, { ...options, name: '../escape' }), /store name/);
+    await assert.rejects(
+      prepare(catalog, workspace, { ...options, targetScale: 1 }),
+      /no patches were produced/,
+    );
+    await assert.rejects(
+      prepare(catalog, workspace, {
+        ...options,
+        normalisation: { method: 'reinhard', reference: 'missing.png' },
+      }),
+      /reference image/,
+    );
+    catalog.close();
+  });
+});
