@@ -127,7 +127,8 @@ torch::Tensor RunLayer(const Layer& layer, torch::Tensor x, bool training) {
     case LayerType::Relu:
       return torch::relu(x);
     case LayerType::Relu6:
-      return torch::hardtanh(x, 0.0, 6.0);
+      // Not hardtanh: libtorch 1.13 has no bfloat16 backward for it on CPU.
+      return torch::clamp(x, 0.0, 6.0);
     case LayerType::MaxPool: {
       std::vector<int64_t> padding{0, 0};
       if (s.padding == Padding::Same) {
@@ -265,12 +266,12 @@ torch::Tensor Network::Augment(torch::Tensor x, bool flip, bool rotate90) const 
 
 torch::Tensor Network::Forward(const torch::Tensor& x) { return RunLayers(layers_, x, module_->is_training()); }
 
-void Network::SetTrainingMode(bool frozenBatchNormEval) {
+void Network::SetTrainingMode(bool frozenBatchNormEval, bool batchNormEval) {
   module_->train(true);
-  if (!frozenBatchNormEval) return;
-  // As Keras does for layers with trainable=False: a frozen batch norm keeps its statistics.
   for (auto& bn : batchNorms_) {
-    if (!bn->weight.requires_grad() && !bn->bias.requires_grad()) bn->eval();
+    // As Keras does for layers with trainable=False: a frozen batch norm keeps its statistics.
+    const bool frozen = !bn->weight.requires_grad() && !bn->bias.requires_grad();
+    if (batchNormEval || (frozenBatchNormEval && frozen)) bn->eval();
   }
 }
 
@@ -289,7 +290,7 @@ StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const T
   if (options.flip || options.rotate90) x = Augment(x, options.flip, options.rotate90);
   auto target = torch::from_blob(const_cast<int32_t*>(labels), {batch.n}, torch::kInt).to(torch::kLong);
 
-  SetTrainingMode(options.frozenBatchNormEval);
+  SetTrainingMode(options.frozenBatchNormEval, options.batchNormEval);
   torch::Tensor logits;
   {
     AutocastGuard autocast(options.bf16);

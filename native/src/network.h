@@ -24,6 +24,9 @@ struct TrainOptions {
   bool rotate90 = false;
   bool bf16 = false;
   bool frozenBatchNormEval = true;
+  // Every batch norm uses its running statistics, as Keras advises when fine-tuning: small
+  // batches of one tissue type would otherwise fit statistics that inference never sees.
+  bool batchNormEval = false;
   double labelSmoothing = 0.0;
   std::vector<float> classWeights;  // empty: all classes weigh the same
 };
@@ -82,7 +85,7 @@ class Network {
   torch::Tensor ToInput(const Batch& batch) const;
   torch::Tensor Augment(torch::Tensor x, bool flip, bool rotate90) const;
   torch::Tensor Forward(const torch::Tensor& x);
-  void SetTrainingMode(bool frozenBatchNormEval);
+  void SetTrainingMode(bool frozenBatchNormEval, bool batchNormEval);
 
   NetworkSpec spec_;
   std::shared_ptr<torch::nn::Module> module_;

@@ -212,6 +212,7 @@ Napi::Value NetworkWrap::TrainStep(const Napi::CallbackInfo& info) {
   options.rotate90 = BoolOption(o, "rotate90", false);
   options.bf16 = BoolOption(o, "bf16", false);
   options.frozenBatchNormEval = BoolOption(o, "frozenBatchNormEval", true);
+  options.batchNormEval = BoolOption(o, "batchNormEval", false);
   options.labelSmoothing = NumberOption(o, "labelSmoothing", 0.0);
   Napi::Value weights = o.Get("classWeights");
   if (!weights.IsUndefined()) {

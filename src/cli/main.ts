@@ -8,6 +8,7 @@ import { registerBench } from './bench.js';
 import { registerData } from './data.js';
 import { registerEngine } from './engine.js';
 import { registerPrepare } from './prepare.js';
+import { registerModelCommands } from './train.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerData(program);
   registerPrepare(program);
+  registerModelCommands(program);
   registerEngine(program);
   registerBench(program);
   return program;

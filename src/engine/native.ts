@@ -35,6 +35,7 @@ export interface NativeTrainOptions {
   rotate90?: boolean;
   bf16?: boolean;
   frozenBatchNormEval?: boolean;
+  batchNormEval?: boolean;
   labelSmoothing?: number;
   classWeights?: Float32Array;
 }

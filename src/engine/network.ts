@@ -44,6 +44,8 @@ export interface TrainStepOptions {
   bf16?: boolean;
   /** Batch norms whose weights are frozen keep their running statistics (as Keras does). Default true. */
   frozenBatchNormEval?: boolean;
+  /** Every batch norm uses its running statistics while training (fine-tuning with small batches). */
+  batchNormEval?: boolean;
   labelSmoothing?: number;
   /** One weight per class for the loss; for imbalanced classes. */
   classWeights?: readonly number[];
@@ -155,6 +157,7 @@ export class Network {
       rotate90: options.augment?.rotate90 ?? false,
       bf16: options.bf16 ?? false,
       frozenBatchNormEval: options.frozenBatchNormEval ?? true,
+      batchNormEval: options.batchNormEval ?? false,
       labelSmoothing: options.labelSmoothing ?? 0,
       ...(classWeights ? { classWeights } : {}),
     };

@@ -8,7 +8,7 @@ import {
   engineTensorName,
   kerasToEngine,
   parseKerasWeightName,
-} from '../../src/engine/keras-weights.js';
+} from '../../src/engine/weights/keras-layout.js';
 import { Network } from '../../src/engine/network.js';
 import { makeDivisible, mobilenetV1Imagenet, mobilenetV2, smallCnn, vgg16 } from '../../src/engine/zoo.js';
 import { hasShared, weightsDir } from '../helpers.js';

@@ -3,8 +3,8 @@
  * kernel as [kh, kw, in, out], a depthwise kernel as [kh, kw, channels, multiplier] and a dense
  * kernel as [in, out]; the engine, as PyTorch, as [out, in/groups, kh, kw] and [out, in].
  */
-import { EngineInputError } from '../errors.js';
-import type { NamedTensor } from './network.js';
+import { EngineInputError } from '../../errors.js';
+import type { NamedTensor } from '../network.js';
 
 export type KerasRole =
   'kernel' | 'depthwise_kernel' | 'bias' | 'gamma' | 'beta' | 'moving_mean' | 'moving_variance';

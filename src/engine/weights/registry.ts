@@ -1,0 +1,91 @@
+/**
+ * Known pretrained weights: where they are published, how to check them, and where pathotype
+ * looks for them on this machine (the workspace's weights folder first, then the shared folder
+ * beside the repository, as laid out for development).
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ConfigError } from '../../errors.js';
+import { download, type DownloadResult } from '../../data/download.js';
+
+export interface KnownWeights {
+  id: string;
+  description: string;
+  /** File or folder name under a weights directory. */
+  file: string;
+  url?: string;
+  md5?: string;
+}
+
+export const KNOWN_WEIGHTS: readonly KnownWeights[] = [
+  {
+    id: 'vgg16',
+    description: 'Keras VGG16 ImageNet weights without the top (58,889,256 bytes)',
+    file: 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5',
+    url: 'https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5',
+    md5: '6d6bbae143d832006294945121d1f1fc',
+  },
+  {
+    id: 'mobilenet_v2_0.35',
+    description: 'Keras MobileNetV2 alpha 0.35 ImageNet backbone (TensorFlow.js layers format)',
+    file: 'mobilenet_v2_0.35_224_imagenet_backbone_tfjs',
+  },
+  {
+    id: 'mobilenet_v1_0.25',
+    description:
+      'Keras MobileNet alpha 0.25 ImageNet model with its classifier (TensorFlow.js layers format)',
+    file: 'mobilenet_v1_0.25_224_imagenet_tfjs',
+  },
+];
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+
+export function weightsDirs(workspaceRoot: string): string[] {
+  const dirs = [path.join(workspaceRoot, 'weights')];
+  if (process.env.PATHOTYPE_WEIGHTS_DIR) dirs.unshift(path.resolve(process.env.PATHOTYPE_WEIGHTS_DIR));
+  dirs.push(path.resolve(repoRoot, '../shared/weights'));
+  return dirs;
+}
+
+export function knownWeights(id: string): KnownWeights {
+  const found = KNOWN_WEIGHTS.find((w) => w.id === id);
+  if (!found) throw new ConfigError(`unknown weights '${id}' (${KNOWN_WEIGHTS.map((w) => w.id).join(', ')})`);
+  return found;
+}
+
+/**
+ * A pretrained reference as a path: 'weights:ID' is looked up in the weights folders (and
+ * returns the workspace path, missing, when found nowhere); anything else is a path.
+ */
+export function resolveWeights(reference: string, workspaceRoot: string): string {
+  if (!reference.startsWith('weights:')) return path.resolve(reference);
+  const known = knownWeights(reference.slice('weights:'.length));
+  const dirs = weightsDirs(workspaceRoot);
+  for (const dir of dirs) {
+    const candidate = path.join(dir, known.file);
+    if (existsSync(candidate)) return candidate;
+  }
+  return path.join(workspaceRoot, 'weights', known.file);
+}
+
+export async function fetchWeights(
+  id: string,
+  workspaceRoot: string,
+  options: { url?: string; onProgress?: (received: number, total: number | undefined) => void } = {},
+): Promise<DownloadResult> {
+  const known = knownWeights(id);
+  const url = options.url ?? known.url;
+  if (!url)
+    throw new ConfigError(
+      `'${id}' has no official download address; place ${known.file} in ${path.join(workspaceRoot, 'weights')}`,
+    );
+  return download({
+    urls: [url],
+    destination: path.join(workspaceRoot, 'weights', known.file),
+    ...(known.md5 ? { checksum: { algorithm: 'md5' as const, digest: known.md5 } } : {}),
+    offlineHint: `Copy ${known.file}${known.md5 ? ` (MD5 ${known.md5})` : ''} into ${path.join(workspaceRoot, 'weights')} by hand.`,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+}

@@ -1,0 +1,197 @@
+/**
+ * `pathotype evaluate`: the model on the held-out images of its patch store. Every patch is
+ * predicted; each image is classified by majority vote (KNIME's rule) and by mean probability;
+ * image- and patch-level metrics are computed; a JSON file and a self-contained HTML report
+ * are written.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { PathotypeError } from '../errors.js';
+import type { Catalog, Partition } from '../data/catalog.js';
+import { decodeRgb } from '../data/image-io.js';
+import { PatchStore } from '../data/patch-store.js';
+import { ensureDir, type Workspace } from '../data/workspace.js';
+import { loadPackageNetwork, updateManifest, type ModelManifest } from '../model/package.js';
+import { heatmapPng } from '../predict/heatmap.js';
+import type { PatchGrid } from '../predict/predictor.js';
+import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
+import { renderReport } from './report.js';
+import { predictStoredImages } from './store-predictions.js';
+
+export interface EvaluatedImage {
+  imageId: number;
+  fileName: string;
+  className: string;
+  caseId: string;
+  predicted: string;
+  byMajority: string;
+  byMean: string;
+  voteShares: Record<string, number>;
+  meanProbabilities: Record<string, number>;
+  patches: number;
+}
+
+export interface EvaluationReport {
+  model: { name: string; version: number; dir: string; syntheticWeights: boolean };
+  store: string;
+  partition: string;
+  rule: 'majority' | 'mean';
+  imageMajority: ClassificationMetrics;
+  imageMean: ClassificationMetrics;
+  patch: ClassificationMetrics;
+  images: EvaluatedImage[];
+  seconds: number;
+  createdAt: string;
+}
+
+export interface EvaluateOptions {
+  store?: string;
+  partition?: Partition;
+  bf16?: boolean;
+  /** Where evaluation.json and report.html go; default <package>/evaluation. */
+  outDir?: string;
+  /** Heatmap overlays in the report. */
+  heatmaps?: number;
+}
+
+export async function evaluateModel(
+  catalog: Catalog,
+  workspace: Workspace,
+  packageDir: string,
+  options: EvaluateOptions = {},
+): Promise<{ report: EvaluationReport; json: string; html: string }> {
+  const started = performance.now();
+  const { manifest, network } = await loadPackageNetwork(packageDir);
+  const storeName = options.store ?? manifest.data.store;
+  const store = PatchStore.open(path.join(workspace.patchesDir, storeName));
+  try {
+    if (store.manifest.patchSize !== manifest.spec.input.height) {
+      throw new PathotypeError(
+        'ERR_EVALUATE',
+        `the store '${storeName}' has ${store.manifest.patchSize}px patches; the model takes ${manifest.spec.input.height}px`,
+      );
+    }
+    if (store.manifest.classes.join() !== manifest.classes.join()) {
+      throw new PathotypeError(
+        'ERR_EVALUATE',
+        `the store's classes (${store.manifest.classes.join(', ')}) differ from the model's (${manifest.classes.join(', ')})`,
+      );
+    }
+    const partition = options.partition ?? 'test';
+    const images = store.images.filter((i) => i.partition === partition);
+    if (images.length === 0)
+      throw new PathotypeError(
+        'ERR_EVALUATE',
+        `the store '${storeName}' has no ${partition} images: prepare it with a split`,
+      );
+    const predictions = await predictStoredImages(network, store, images, {
+      rule: manifest.vote,
+      bf16: options.bf16 ?? false,
+    });
+    const classes = manifest.classes;
+    const truth = predictions.map((p) => p.label);
+    const patchTruth: number[] = [];
+    const patchPredicted: number[] = [];
+    for (const p of predictions) {
+      for (const c of p.vote.patchClasses) {
+        patchTruth.push(p.label);
+        patchPredicted.push(c);
+      }
+    }
+    const byId = new Map(catalog.images().map((i) => [i.id, i]));
+    const named = (values: number[]): Record<string, number> =>
+      Object.fromEntries(classes.map((c, k) => [c, values[k] ?? 0]));
+    const report: EvaluationReport = {
+      model: {
+        name: manifest.name,
+        version: manifest.version,
+        dir: packageDir,
+        syntheticWeights: manifest.syntheticWeights ?? false,
+      },
+      store: storeName,
+      partition,
+      rule: manifest.vote,
+      imageMajority: classificationMetrics(
+        truth,
+        predictions.map((p) => p.vote.byMajority),
+        classes,
+      ),
+      imageMean: classificationMetrics(
+        truth,
+        predictions.map((p) => p.vote.byMean),
+        classes,
+      ),
+      patch: classificationMetrics(patchTruth, patchPredicted, classes),
+      images: predictions.map((p) => ({
+        imageId: p.image.imageId,
+        fileName: byId.get(p.image.imageId)?.fileName ?? String(p.image.imageId),
+        className: p.image.className,
+        caseId: p.image.caseId,
+        predicted: classes[p.vote.predicted] ?? '',
+        byMajority: classes[p.vote.byMajority] ?? '',
+        byMean: classes[p.vote.byMean] ?? '',
+        voteShares: named(p.vote.voteShares),
+        meanProbabilities: named(p.vote.meanProbabilities),
+        patches: p.vote.patchClasses.length,
+      })),
+      seconds: (performance.now() - started) / 1000,
+      createdAt: new Date().toISOString(),
+    };
+    // Heatmaps for a few images: the wrong ones first, they teach the most.
+    const heatmaps: { title: string; png: Buffer }[] = [];
+    const chosen = [...predictions]
+      .sort((a, b) => Number(a.vote.predicted === a.label) - Number(b.vote.predicted === b.label))
+      .slice(0, options.heatmaps ?? 6);
+    for (const p of chosen) {
+      const record = byId.get(p.image.imageId);
+      if (!record) continue;
+      const grid: PatchGrid = {
+        cols: p.image.cols,
+        rows: p.image.rows,
+        size: store.manifest.patchSize,
+        stride: store.manifest.preprocess.tiles.stride,
+        width: p.image.width,
+        height: p.image.height,
+        cells: Array.from({ length: p.vote.patchClasses.length }, (_, k) => [
+          p.cells[k * 2] ?? 0,
+          p.cells[k * 2 + 1] ?? 0,
+          p.vote.patchClasses[k] ?? 0,
+          p.vote.patchConfidence[k] ?? 0,
+        ]),
+      };
+      try {
+        const image = await decodeRgb(record.path, { width: p.image.width, height: p.image.height });
+        heatmaps.push({
+          title: `${record.className}/${record.fileName}: predicted ${classes[p.vote.predicted] ?? ''}`,
+          png: await heatmapPng(image, grid, 700),
+        });
+      } catch {
+        // The image file is gone since prepare: the report goes without its heatmap.
+      }
+    }
+    const outDir = ensureDir(options.outDir ?? path.join(packageDir, 'evaluation'));
+    const json = path.join(outDir, 'evaluation.json');
+    const html = path.join(outDir, 'report.html');
+    await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
+    await writeFile(html, renderReport(report, manifest, heatmaps));
+    await updateManifest(packageDir, (m: ModelManifest) => ({
+      ...m,
+      metrics: {
+        ...m.metrics,
+        [partition]: {
+          imageAccuracy: report.imageMajority.accuracy,
+          imageAccuracyMean: report.imageMean.accuracy,
+          balancedAccuracy: report.imageMajority.balancedAccuracy,
+          kappa: report.imageMajority.kappa,
+          patchAccuracy: report.patch.accuracy,
+          images: report.imageMajority.n,
+          evaluatedAt: report.createdAt,
+        },
+      },
+    }));
+    return { report, json, html };
+  } finally {
+    await store.close();
+  }
+}

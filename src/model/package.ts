@@ -1,0 +1,127 @@
+/**
+ * The model package: one directory that `predict`, `evaluate` and `serve` need and nothing
+ * else: the network spec, its weights, the class names, the preprocessing (normalisation with
+ * its fitted reference, scale, patch size and stride), the training configuration, a
+ * fingerprint of the data and split it learned from, its metrics and the software version.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { PathotypeError } from '../errors.js';
+import { Network, type NamedTensor } from '../engine/network.js';
+import type { NetworkSpec } from '../engine/spec.js';
+import type { PreprocessConfig } from '../data/preprocess.js';
+import { readTensors, writeTensors } from './tensors-file.js';
+
+/** Major.minor: a different major cannot be read by this version. */
+export const PACKAGE_FORMAT = '1.0';
+
+export interface EpochRecord {
+  epoch: number;
+  phase: number;
+  learningRate: number;
+  loss: number;
+  accuracy: number;
+  validationImageAccuracy?: number;
+  validationPatchAccuracy?: number;
+  seconds: number;
+  patchesPerSecond: number;
+}
+
+export interface ModelManifest {
+  format: string;
+  name: string;
+  /** Model version: bumped each time a package of this name is written again. */
+  version: number;
+  createdAt: string;
+  software: { pathotype: string; torch?: string };
+  spec: NetworkSpec;
+  classes: string[];
+  preprocess: PreprocessConfig;
+  /** Voting rule by default: 'majority' (KNIME) or 'mean' (mean probability). */
+  vote: 'majority' | 'mean';
+  training: Record<string, unknown>;
+  data: { store: string; split: string | null; fingerprint: string; images: number; patches: number };
+  history: EpochRecord[];
+  metrics: Record<string, unknown>;
+  /** True when no real pretrained weights were available and the base started from random ones. */
+  syntheticWeights?: boolean;
+}
+
+export class PackageError extends PathotypeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_MODEL_PACKAGE', message, options);
+    this.name = 'PackageError';
+  }
+}
+
+export function softwareVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function readManifest(dir: string): ModelManifest {
+  const file = path.join(dir, 'model.json');
+  if (!existsSync(file)) throw new PackageError(`${dir} is not a pathotype model package (no model.json)`);
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(readFileSync(file, 'utf8')) as ModelManifest;
+  } catch (cause) {
+    throw new PackageError(`${file} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  // Read from a file: the field may be missing or of any type.
+  const format: unknown = manifest.format;
+  const major = typeof format === 'string' ? format.split('.')[0] : undefined;
+  if (major !== PACKAGE_FORMAT.split('.')[0]) {
+    throw new PackageError(
+      `${dir} is a model package of format ${JSON.stringify(format) ?? 'none'}, but this pathotype reads format ${PACKAGE_FORMAT.split('.')[0]}.x: ` +
+        'use the pathotype version that made it, or retrain',
+    );
+  }
+  for (const key of ['spec', 'classes', 'preprocess'] as const) {
+    if (!manifest[key]) throw new PackageError(`${file} lacks '${key}'`);
+  }
+  return manifest;
+}
+
+/** Writes a package atomically: into `<dir>.partial`, then renamed over any older one. */
+export async function writePackage(
+  dir: string,
+  manifest: ModelManifest,
+  tensors: readonly NamedTensor[],
+): Promise<void> {
+  const staging = `${dir}.partial`;
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true });
+  await writeTensors(path.join(staging, 'weights'), tensors);
+  await writeFile(path.join(staging, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  const old = `${dir}.old`;
+  await rm(old, { recursive: true, force: true });
+  if (existsSync(dir)) await rename(dir, old);
+  await rename(staging, dir);
+  await rm(old, { recursive: true, force: true });
+}
+
+/** Updates model.json only (metrics after evaluation), atomically. */
+export async function updateManifest(
+  dir: string,
+  update: (m: ModelManifest) => ModelManifest,
+): Promise<ModelManifest> {
+  const next = update(readManifest(dir));
+  const file = path.join(dir, 'model.json');
+  await writeFile(`${file}.tmp`, `${JSON.stringify(next, null, 2)}\n`);
+  await rename(`${file}.tmp`, file);
+  return next;
+}
+
+export async function loadPackageNetwork(
+  dir: string,
+): Promise<{ manifest: ModelManifest; network: Network }> {
+  const manifest = readManifest(dir);
+  const network = await Network.create(manifest.spec);
+  await network.importTensors(await readTensors(path.join(dir, 'weights')));
+  return { manifest, network };
+}

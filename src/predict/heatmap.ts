@@ -1,0 +1,69 @@
+/**
+ * Heatmap overlays: the image with its patch grid coloured by predicted class, each patch's
+ * opacity following the model's confidence. PNG, at the size the model saw the image.
+ */
+import sharp from 'sharp';
+
+import type { RgbImage } from '../data/image-io.js';
+import type { PatchGrid } from './predictor.js';
+
+/** Colour-blind-safe class colours (Okabe & Ito). */
+export const CLASS_COLOURS: readonly [number, number, number][] = [
+  [0, 114, 178],
+  [230, 159, 0],
+  [0, 158, 115],
+  [204, 121, 167],
+  [86, 180, 233],
+  [213, 94, 0],
+  [240, 228, 66],
+  [0, 0, 0],
+];
+
+export function classColour(index: number): [number, number, number] {
+  return CLASS_COLOURS[index % CLASS_COLOURS.length] ?? [0, 0, 0];
+}
+
+/** The overlay alone: RGBA, transparent outside patches. */
+export function overlayPixels(grid: PatchGrid, maxOpacity = 0.55): Uint8Array {
+  const out = new Uint8Array(grid.width * grid.height * 4);
+  for (const [col, row, cls, confidence] of grid.cells) {
+    const [r, g, b] = classColour(cls);
+    const alpha = Math.round(255 * maxOpacity * Math.max(0, Math.min(1, confidence)));
+    const x0 = col * grid.stride;
+    const y0 = row * grid.stride;
+    for (let y = y0; y < Math.min(grid.height, y0 + grid.size); y++) {
+      for (let x = x0; x < Math.min(grid.width, x0 + grid.size); x++) {
+        const i = (y * grid.width + x) * 4;
+        // Overlapping patches: the more confident one shows.
+        if ((out[i + 3] ?? 0) >= alpha) continue;
+        const edge = x === x0 || y === y0;
+        out[i] = edge ? 255 : r;
+        out[i + 1] = edge ? 255 : g;
+        out[i + 2] = edge ? 255 : b;
+        out[i + 3] = edge ? Math.min(255, alpha + 40) : alpha;
+      }
+    }
+  }
+  return out;
+}
+
+export async function overlayPng(grid: PatchGrid): Promise<Buffer> {
+  return sharp(Buffer.from(overlayPixels(grid)), {
+    raw: { width: grid.width, height: grid.height, channels: 4 },
+  })
+    .png()
+    .toBuffer();
+}
+
+/** The image with the overlay composited on it, as PNG, scaled to at most `maxWidth` pixels wide. */
+export async function heatmapPng(image: RgbImage, grid: PatchGrid, maxWidth = 1400): Promise<Buffer> {
+  const overlay = await overlayPng(grid);
+  const base = sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
+    raw: { width: image.width, height: image.height, channels: 3 },
+  });
+  const composed = await base
+    .composite([{ input: overlay }])
+    .png()
+    .toBuffer();
+  return image.width > maxWidth ? sharp(composed).resize(maxWidth).png().toBuffer() : composed;
+}

@@ -1,0 +1,218 @@
+/**
+ * The training configuration: plain data, validated against a JSON schema (ajv, as Fastify
+ * uses), with defaults filled in. Presets are such data; a config file or flags override them;
+ * the resolved config is saved with the run and the model package.
+ */
+import { Ajv, type ErrorObject } from 'ajv';
+
+import { ConfigError } from '../errors.js';
+import type { StainAugmentOptions } from '../data/augment.js';
+import type { Architecture } from '../engine/zoo.js';
+
+export interface PhaseConfig {
+  epochs: number;
+  /** 'all', 'head' (the classifier only), or layer-name prefixes to train (the rest frozen). */
+  trainable: 'all' | 'head' | string[];
+  optimizer: 'sgd' | 'adam' | 'adamw';
+  learningRate: number;
+  momentum: number;
+  weightDecay: number;
+  warmupEpochs: number;
+  schedule: 'cosine' | 'constant' | 'step';
+  /** 'step' schedule: multiply the rate by `gamma` every `stepEpochs`. */
+  stepEpochs: number;
+  gamma: number;
+}
+
+export interface TrainConfig {
+  name: string;
+  store: string;
+  architecture: Architecture;
+  alpha: number;
+  head: { pooling: 'flatten' | 'avg'; hidden: number[]; dropout: number };
+  /** Keras HDF5 file or TensorFlow.js model folder with ImageNet weights; null trains from scratch. */
+  pretrained: string | null;
+  phases: PhaseConfig[];
+  batchSize: number;
+  /** Patches drawn per epoch (at most); the whole training partition when 0. */
+  patchesPerEpoch: number;
+  balance: 'none' | 'sampling' | 'weights';
+  augment: { flip: boolean; rotate90: boolean; stain: StainAugmentOptions };
+  labelSmoothing: number;
+  /** 'frozen': batch norms keep their (ImageNet) running statistics while fine-tuning; 'train': they learn them. */
+  batchNorm: 'frozen' | 'train';
+  /** Stop when the image-level validation accuracy has not improved for this many epochs (0: never). */
+  patience: number;
+  vote: 'majority' | 'mean';
+  bf16: boolean;
+  seed: number;
+  threads: number;
+}
+
+/** A training config as written by hand: everything but the architecture and phases may be left out. */
+export type TrainConfigInput = Partial<Omit<TrainConfig, 'phases' | 'augment' | 'head'>> &
+  Pick<TrainConfig, 'architecture'> & {
+    phases: (Partial<PhaseConfig> & Pick<PhaseConfig, 'epochs'>)[];
+    augment?: Partial<TrainConfig['augment']>;
+    head?: Partial<TrainConfig['head']>;
+  };
+
+const PHASE_DEFAULTS: Omit<PhaseConfig, 'epochs'> = {
+  trainable: 'all',
+  optimizer: 'adam',
+  learningRate: 1e-3,
+  momentum: 0.9,
+  weightDecay: 0,
+  warmupEpochs: 0,
+  schedule: 'cosine',
+  stepEpochs: 5,
+  gamma: 0.1,
+};
+
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture' | 'phases'> & {
+  phases: Partial<PhaseConfig>[];
+} = {
+  alpha: 1,
+  head: { pooling: 'avg', hidden: [], dropout: 0 },
+  pretrained: null,
+  phases: [{ epochs: 10 }],
+  batchSize: 32,
+  patchesPerEpoch: 0,
+  balance: 'sampling',
+  augment: { flip: true, rotate90: true, stain: {} },
+  labelSmoothing: 0,
+  batchNorm: 'train',
+  patience: 0,
+  vote: 'majority',
+  bf16: false,
+  seed: 1,
+  threads: 0,
+};
+
+const strength = { type: 'number', minimum: 0, maximum: 1 };
+
+const SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'store', 'architecture', 'phases'],
+  properties: {
+    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' },
+    store: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' },
+    architecture: { enum: ['vgg16', 'mobilenet_v1', 'mobilenet_v2', 'small_cnn'] },
+    alpha: { type: 'number', exclusiveMinimum: 0, maximum: 4 },
+    head: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        pooling: { enum: ['flatten', 'avg'] },
+        hidden: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65536 }, maxItems: 4 },
+        dropout: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
+      },
+    },
+    pretrained: { type: ['string', 'null'] },
+    phases: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 8,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['epochs'],
+        properties: {
+          epochs: { type: 'integer', minimum: 1, maximum: 1000 },
+          trainable: {
+            anyOf: [{ enum: ['all', 'head'] }, { type: 'array', items: { type: 'string' }, minItems: 1 }],
+          },
+          optimizer: { enum: ['sgd', 'adam', 'adamw'] },
+          learningRate: { type: 'number', exclusiveMinimum: 0, maximum: 10 },
+          momentum: { type: 'number', minimum: 0, maximum: 1 },
+          weightDecay: { type: 'number', minimum: 0, maximum: 1 },
+          warmupEpochs: { type: 'number', minimum: 0 },
+          schedule: { enum: ['cosine', 'constant', 'step'] },
+          stepEpochs: { type: 'integer', minimum: 1 },
+          gamma: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+        },
+      },
+    },
+    batchSize: { type: 'integer', minimum: 1, maximum: 4096 },
+    patchesPerEpoch: { type: 'integer', minimum: 0 },
+    balance: { enum: ['none', 'sampling', 'weights'] },
+    augment: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        flip: { type: 'boolean' },
+        rotate90: { type: 'boolean' },
+        stain: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            hedScale: strength,
+            hedShift: strength,
+            brightness: strength,
+            contrast: strength,
+            saturation: strength,
+            hue: strength,
+          },
+        },
+      },
+    },
+    labelSmoothing: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
+    batchNorm: { enum: ['frozen', 'train'] },
+    patience: { type: 'integer', minimum: 0 },
+    vote: { enum: ['majority', 'mean'] },
+    bf16: { type: 'boolean' },
+    seed: { type: 'integer', minimum: 0 },
+    threads: { type: 'integer', minimum: 0, maximum: 256 },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true });
+const validate = ajv.compile(SCHEMA);
+
+function describe(errors: ErrorObject[] | null | undefined): string {
+  return (errors ?? [])
+    .slice(0, 5)
+    .map((e) => {
+      const where = e.instancePath ? e.instancePath.slice(1).replaceAll('/', '.') : 'config';
+      const extra =
+        e.keyword === 'additionalProperties'
+          ? ` ('${(e.params as { additionalProperty: string }).additionalProperty}')`
+          : '';
+      const allowed =
+        e.keyword === 'enum'
+          ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})`
+          : '';
+      return `${where} ${e.message ?? 'is invalid'}${extra}${allowed}`;
+    })
+    .join('; ');
+}
+
+/** Deep merge of plain objects; arrays and scalars from `over` replace those of `base`. */
+export function merge<T>(base: T, over: unknown): T {
+  if (over === undefined) return base;
+  if (
+    typeof base !== 'object' ||
+    base === null ||
+    Array.isArray(base) ||
+    typeof over !== 'object' ||
+    over === null ||
+    Array.isArray(over)
+  ) {
+    return over as T;
+  }
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(over as Record<string, unknown>))
+    out[key] = merge(out[key], value);
+  return out as T;
+}
+
+/** Validates a (partial) config and fills in every default. */
+export function resolveTrainConfig(input: unknown): TrainConfig {
+  if (!validate(input)) throw new ConfigError(`invalid training config: ${describe(validate.errors)}`);
+  const merged = merge(TRAIN_DEFAULTS, input) as unknown as TrainConfig;
+  merged.phases = (input as { phases: Partial<PhaseConfig>[] }).phases.map(
+    (p) => merge(PHASE_DEFAULTS, p) as PhaseConfig,
+  );
+  return merged;
+}

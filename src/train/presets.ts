@@ -1,0 +1,141 @@
+/**
+ * Presets: whole recipes as data (case grouping, split, preprocessing, training), which `run`
+ * carries out and a config file can adjust. Scales are relative to the original 1388x1040
+ * release, so a recipe means the same tissue size on the original and the downscaled copy.
+ */
+import type { NormalisationMethod } from '../data/normalise.js';
+import type { SplitConfig } from '../data/split.js';
+import type { BackgroundConfig, TileConfig } from '../data/tiling.js';
+import type { TrainConfigInput } from './config.js';
+
+export interface PrepareRecipe {
+  normalisation: NormalisationMethod;
+  /** Reference image (path or catalogued CLASS/file) for reinhard/macenko. */
+  reference?: string;
+  targetScale: number | null;
+  tiles: TileConfig;
+  background?: BackgroundConfig;
+}
+
+export interface Preset {
+  name: string;
+  description: string;
+  /** Case rule for the downscaled development copy (the original's sj- names need none). */
+  groupBy: string;
+  split: SplitConfig;
+  prepare: PrepareRecipe;
+  /** Without name and store: run fills them in. 'weights:ID' names known pretrained weights. */
+  train: Omit<TrainConfigInput, 'name' | 'store'>;
+  /** The training may start from random weights when the pretrained file is missing. */
+  allowMissingPretrained?: boolean;
+}
+
+const holdout: SplitConfig = { kind: 'holdout', testFraction: 0.4, validationFraction: 0.2, seed: 1 };
+
+export const PRESETS: Record<string, Preset> = {
+  'knime-vgg16': {
+    name: 'knime-vgg16',
+    description:
+      "The KNIME blog's recipe: 64x64 patches at the original scale, VGG16 with Keras ImageNet weights, the top " +
+      'replaced (flatten, dense 256, dropout, softmax), the base frozen first, then block 5 fine-tuned; majority vote',
+    groupBy: 'runs:10',
+    split: holdout,
+    prepare: { normalisation: 'percentile', targetScale: 1, tiles: { size: 64, stride: 64 } },
+    train: {
+      architecture: 'vgg16',
+      head: { pooling: 'flatten', hidden: [256], dropout: 0.5 },
+      pretrained: 'weights:vgg16',
+      phases: [
+        { epochs: 1, trainable: 'head', optimizer: 'adam', learningRate: 1e-3 },
+        {
+          epochs: 2,
+          trainable: ['block5_', 'head_', 'predictions'],
+          optimizer: 'sgd',
+          learningRate: 1e-4,
+          momentum: 0.9,
+        },
+      ],
+      batchSize: 32,
+      patchesPerEpoch: 6000,
+      balance: 'sampling',
+      augment: { flip: true, rotate90: true, stain: {} },
+      bf16: true,
+      patience: 0,
+      vote: 'majority',
+    },
+    allowMissingPretrained: true,
+  },
+  'mobilenet-v2': {
+    name: 'mobilenet-v2',
+    description:
+      'ImageNet MobileNetV2 (alpha 0.35) on 96x96 patches at 0.3x scale (320x320 px of the original each), Macenko ' +
+      'stain normalisation, HED stain jitter, the classifier trained on frozen features first, then everything fine-tuned ' +
+      'with batch norms in inference mode',
+    groupBy: 'runs:10',
+    split: holdout,
+    prepare: { normalisation: 'macenko', targetScale: 0.3, tiles: { size: 96, stride: 48 } },
+    train: {
+      architecture: 'mobilenet_v2',
+      alpha: 0.35,
+      head: { pooling: 'avg', hidden: [], dropout: 0.2 },
+      pretrained: 'weights:mobilenet_v2_0.35',
+      phases: [
+        { epochs: 3, trainable: 'head', optimizer: 'adam', learningRate: 2e-3 },
+        { epochs: 5, trainable: 'all', optimizer: 'adam', learningRate: 1e-4, warmupEpochs: 0.3 },
+      ],
+      batchSize: 32,
+      balance: 'sampling',
+      augment: {
+        flip: true,
+        rotate90: true,
+        stain: {
+          hedScale: 0.05,
+          hedShift: 0.025,
+          brightness: 0.1,
+          contrast: 0.1,
+          saturation: 0.1,
+          hue: 0.02,
+        },
+      },
+      batchNorm: 'frozen',
+      bf16: true,
+      patience: 0,
+      vote: 'majority',
+    },
+  },
+  'small-cnn': {
+    name: 'small-cnn',
+    description:
+      'A small CNN trained from scratch on 32x32 patches at 0.3x scale with Macenko normalisation: the fast baseline',
+    groupBy: 'runs:10',
+    split: holdout,
+    prepare: { normalisation: 'macenko', targetScale: 0.3, tiles: { size: 32, stride: 32 } },
+    train: {
+      architecture: 'small_cnn',
+      head: { pooling: 'avg', hidden: [64], dropout: 0.3 },
+      pretrained: null,
+      phases: [{ epochs: 8, optimizer: 'adam', learningRate: 3e-3, warmupEpochs: 0.2 }],
+      batchSize: 64,
+      balance: 'sampling',
+      augment: {
+        flip: true,
+        rotate90: true,
+        stain: {
+          hedScale: 0.05,
+          hedShift: 0.025,
+          brightness: 0.1,
+          contrast: 0.1,
+          saturation: 0.1,
+          hue: 0.02,
+        },
+      },
+      bf16: true,
+      patience: 0,
+      vote: 'majority',
+    },
+  },
+};
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS);
+}

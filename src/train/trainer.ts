@@ -1,0 +1,403 @@
+/**
+ * `pathotype train`: fine-tunes a zoo network on a patch store, phase by phase (e.g. the base
+ * frozen first, then the top blocks), with shuffled, optionally class-balanced batches, flips,
+ * quarter turns and stain jitter, a learning-rate schedule, image-level validation with early
+ * stopping, and an atomic checkpoint after every epoch from which `--resume` continues exactly.
+ * The result is a model package.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+
+import { ConfigError, PathotypeError } from '../errors.js';
+import { augmentStain } from '../data/augment.js';
+import { PatchStore } from '../data/patch-store.js';
+import { ensureDir, type Workspace } from '../data/workspace.js';
+import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
+import { seededRandom } from '../engine/synthetic.js';
+import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
+import { buildSpec } from '../engine/zoo.js';
+import { predictStoredImages } from '../evaluate/store-predictions.js';
+import {
+  readManifest,
+  softwareVersion,
+  writePackage,
+  type EpochRecord,
+  type ModelManifest,
+} from '../model/package.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
+import type { PhaseConfig, TrainConfig } from './config.js';
+import { epochOrder, inverseFrequencyWeights } from './sampler.js';
+import { learningRateAt } from './schedule.js';
+
+export interface TrainProgress {
+  epoch: number;
+  epochs: number;
+  phase: number;
+  batch: number;
+  batches: number;
+  loss: number;
+  accuracy: number;
+  learningRate: number;
+  patchesPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface TrainOptions {
+  /** true: continue from the checkpoint (an error if it belongs to another config); 'auto': continue when it fits. */
+  resume?: boolean | 'auto';
+  /** Train on random weights when the pretrained file is missing (said loudly in the package). */
+  allowMissingPretrained?: boolean;
+  onProgress?: (progress: TrainProgress) => void;
+  onEpoch?: (record: EpochRecord) => void;
+  onNotice?: (message: string) => void;
+  /** Stop after this many epochs of this invocation (tests of resume). */
+  stopAfterEpochs?: number;
+}
+
+export interface TrainResult {
+  packageDir: string;
+  manifest: ModelManifest;
+  resumedFrom: number;
+  stoppedEarly: boolean;
+  pretrained: PretrainedReport | null;
+  seconds: number;
+}
+
+export const HEAD_PREFIXES = ['head_', 'predictions', 'conv_preds'];
+
+function trainablePrefixes(trainable: PhaseConfig['trainable']): string[] {
+  if (trainable === 'all') return [''];
+  if (trainable === 'head') return HEAD_PREFIXES;
+  return trainable;
+}
+
+function phaseAt(
+  phases: readonly PhaseConfig[],
+  epoch: number,
+): { index: number; phase: PhaseConfig; start: number } {
+  let start = 0;
+  for (const [index, phase] of phases.entries()) {
+    if (epoch < start + phase.epochs) return { index, phase, start };
+    start += phase.epochs;
+  }
+  const last = phases.length - 1;
+  return { index: last, phase: phases[last] as PhaseConfig, start: start - (phases[last]?.epochs ?? 0) };
+}
+
+export function runDirFor(workspace: Workspace, name: string): string {
+  return path.join(workspace.root, 'runs', name);
+}
+
+export function modelDirFor(workspace: Workspace, name: string): string {
+  return path.join(workspace.root, 'models', name);
+}
+
+async function configurePhase(network: Network, phase: PhaseConfig): Promise<void> {
+  await network.freeze(['']);
+  await network.unfreeze(trainablePrefixes(phase.trainable));
+  if (phase.optimizer === 'sgd') {
+    await network.configureOptimizer({
+      type: 'sgd',
+      learningRate: phase.learningRate,
+      momentum: phase.momentum,
+      weightDecay: phase.weightDecay,
+    });
+  } else {
+    await network.configureOptimizer({
+      type: phase.optimizer,
+      learningRate: phase.learningRate,
+      weightDecay: phase.weightDecay,
+    });
+  }
+}
+
+export async function train(
+  workspace: Workspace,
+  config: TrainConfig,
+  options: TrainOptions = {},
+): Promise<TrainResult> {
+  const started = performance.now();
+  setThreads(config.threads > 0 ? config.threads : availableParallelism());
+  const storeDir = path.join(workspace.patchesDir, config.store);
+  const store = PatchStore.open(storeDir);
+  try {
+    const classes = store.manifest.classes;
+    const spec = buildSpec(config.architecture, {
+      inputSize: store.manifest.patchSize,
+      alpha: config.alpha,
+      head: { classes: classes.length, ...config.head },
+    });
+    const fingerprint = createHash('sha1')
+      .update(JSON.stringify({ config: { ...config, threads: 0 }, store: store.manifest.fingerprint }))
+      .digest('hex');
+    const runDir = ensureDir(runDirFor(workspace, config.name));
+
+    manualSeed(config.seed);
+    const network = await Network.create(spec);
+    let pretrained: PretrainedReport | null = null;
+    let syntheticWeights = false;
+    if (config.pretrained) {
+      if (existsSync(config.pretrained)) {
+        pretrained = await loadPretrained(
+          network,
+          await readPretrained(config.pretrained),
+          config.pretrained,
+        );
+      } else if (options.allowMissingPretrained) {
+        syntheticWeights = true;
+        options.onNotice?.(
+          `pretrained weights ${config.pretrained} are not here: training runs on RANDOM weights, and the package says so ` +
+            `(get the real file with 'pathotype weights fetch ${config.architecture}')`,
+        );
+      } else {
+        throw new ConfigError(
+          `the pretrained weights ${config.pretrained} do not exist (pathotype weights fetch ${config.architecture})`,
+        );
+      }
+    }
+
+    let state: CheckpointState = {
+      epochsDone: 0,
+      history: [],
+      bestValidation: null,
+      bestEpoch: null,
+      epochsWithoutImprovement: 0,
+      stopped: false,
+      configFingerprint: fingerprint,
+    };
+    let best: NamedTensor[] | null = null;
+    let optimizerState: Uint8Array | null = null;
+    const checkpoint = options.resume ? await loadCheckpoint(runDir) : undefined;
+    const fits = checkpoint?.state.configFingerprint === fingerprint;
+    if (checkpoint && (fits || options.resume !== 'auto')) {
+      if (!fits) {
+        throw new ConfigError(
+          `the checkpoint in ${runDir} was made with another configuration or patch store: ` +
+            'train under a new --name, or without --resume to start over',
+        );
+      }
+      await network.importTensors(checkpoint.weights);
+      state = checkpoint.state;
+      best = checkpoint.best;
+      optimizerState = checkpoint.optimizer;
+    } else {
+      await rm(path.join(runDir, 'checkpoint'), { recursive: true, force: true });
+    }
+    const resumedFrom = state.epochsDone;
+
+    const hasSplit = store.images.some((i) => i.partition !== null);
+    const trainIds = store.select({ partitions: hasSplit ? ['train'] : [null] });
+    if (trainIds.length === 0)
+      throw new PathotypeError('ERR_TRAIN', `the patch store '${config.store}' has no training patches`);
+    const validationImages = store.images.filter((i) => i.partition === 'validation');
+    const classOf = (id: number): number => store.classIndices[id] ?? 0;
+    const classWeights =
+      config.balance === 'weights' ? inverseFrequencyWeights(trainIds, classOf, classes.length) : undefined;
+    const epochs = config.phases.reduce((n, p) => n + p.epochs, 0);
+    const perEpoch =
+      config.patchesPerEpoch > 0 ? Math.min(config.patchesPerEpoch, trainIds.length) : trainIds.length;
+    const batchesPerEpoch = Math.ceil(perEpoch / config.batchSize);
+    const pixels = store.manifest.patchSize ** 2;
+    const stain = config.augment.stain;
+    const stainOn = Object.values(stain).some((v) => (v ?? 0) > 0);
+
+    let configuredPhase = -1;
+    let ranThisCall = 0;
+    let stoppedEarly = state.stopped;
+    let rateSum = 0;
+    let rateCount = 0;
+    while (state.epochsDone < epochs && !state.stopped) {
+      const epoch = state.epochsDone;
+      const { index: phaseIndex, phase, start } = phaseAt(config.phases, epoch);
+      if (configuredPhase !== phaseIndex) {
+        await configurePhase(network, phase);
+        // Mid-phase resume: the optimizer continues where it stopped.
+        if (optimizerState && epoch > start) await network.loadOptimizerState(optimizerState);
+        optimizerState = null;
+        configuredPhase = phaseIndex;
+      }
+      manualSeed(config.seed * 1000 + epoch);
+      const random = seededRandom(config.seed * 7919 + epoch);
+      const order = epochOrder(trainIds, classOf, classes.length, {
+        balance: config.balance === 'sampling',
+        limit: perEpoch,
+        seed: config.seed * 104729 + epoch,
+      });
+      const epochStart = performance.now();
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      let learningRate = phase.learningRate;
+      const read = (b: number): Promise<{ patches: Uint8Array; labels: Int32Array }> =>
+        store.read(order.subarray(b * config.batchSize, Math.min(order.length, (b + 1) * config.batchSize)));
+      let next = read(0);
+      for (let b = 0; b < batchesPerEpoch; b++) {
+        const { patches, labels } = await next;
+        if (b + 1 < batchesPerEpoch) next = read(b + 1);
+        if (stainOn) augmentStain(patches, labels.length, pixels, stain, random);
+        learningRate = learningRateAt(phase, epoch - start + b / batchesPerEpoch);
+        await network.setLearningRate(learningRate);
+        const result = await network.trainStep(patches, labels, {
+          augment: { flip: config.augment.flip, rotate90: config.augment.rotate90 },
+          bf16: config.bf16,
+          labelSmoothing: config.labelSmoothing,
+          batchNormEval: config.batchNorm === 'frozen',
+          ...(classWeights ? { classWeights } : {}),
+        });
+        lossSum += result.loss * result.count;
+        correct += result.correct;
+        seen += result.count;
+        const elapsed = (performance.now() - epochStart) / 1000;
+        const rate = seen / Math.max(elapsed, 1e-6);
+        const remaining = (batchesPerEpoch - b - 1) * config.batchSize + (epochs - epoch - 1) * perEpoch;
+        options.onProgress?.({
+          epoch: epoch + 1,
+          epochs,
+          phase: phaseIndex + 1,
+          batch: b + 1,
+          batches: batchesPerEpoch,
+          loss: lossSum / seen,
+          accuracy: correct / seen,
+          learningRate,
+          patchesPerSecond: rate,
+          etaSeconds: remaining / rate,
+        });
+      }
+      const seconds = (performance.now() - epochStart) / 1000;
+      rateSum += seen / seconds;
+      rateCount++;
+      const record: EpochRecord = {
+        epoch: epoch + 1,
+        phase: phaseIndex + 1,
+        learningRate,
+        loss: lossSum / seen,
+        accuracy: correct / seen,
+        seconds,
+        patchesPerSecond: seen / seconds,
+      };
+      let bestChanged = false;
+      if (validationImages.length > 0) {
+        const predictions = await predictStoredImages(network, store, validationImages, {
+          rule: config.vote,
+          bf16: config.bf16,
+        });
+        const imageCorrect = predictions.filter((p) => p.vote.predicted === p.label).length;
+        let patchCorrect = 0;
+        let patchCount = 0;
+        for (const p of predictions) {
+          for (const c of p.vote.patchClasses) patchCorrect += c === p.label ? 1 : 0;
+          patchCount += p.vote.patchClasses.length;
+        }
+        record.validationImageAccuracy = imageCorrect / predictions.length;
+        record.validationPatchAccuracy = patchCorrect / Math.max(1, patchCount);
+        // Ties go to the later epoch: at equal image accuracy, the better patch accuracy wins.
+        const score = record.validationImageAccuracy + record.validationPatchAccuracy * 1e-3;
+        if (state.bestValidation === null || score >= state.bestValidation) {
+          state.bestValidation = score;
+          state.bestEpoch = epoch + 1;
+          state.epochsWithoutImprovement = 0;
+          best = await network.exportTensors();
+          bestChanged = true;
+        } else {
+          state.epochsWithoutImprovement++;
+          if (config.patience > 0 && state.epochsWithoutImprovement >= config.patience) {
+            state.stopped = true;
+            stoppedEarly = true;
+          }
+        }
+      }
+      state.history.push(record);
+      state.epochsDone = epoch + 1;
+      await saveCheckpoint(
+        runDir,
+        {
+          state,
+          weights: await network.exportTensors(),
+          best,
+          optimizer: await network.saveOptimizerState(),
+        },
+        bestChanged,
+      );
+      options.onEpoch?.(record);
+      ranThisCall++;
+      if (
+        options.stopAfterEpochs !== undefined &&
+        ranThisCall >= options.stopAfterEpochs &&
+        state.epochsDone < epochs
+      ) {
+        throw new PathotypeError(
+          'ERR_TRAIN_STOPPED',
+          `stopped after ${ranThisCall} epochs as asked; --resume continues`,
+        );
+      }
+    }
+
+    const packageDir = modelDirFor(workspace, config.name);
+    if (resumedFrom === epochs || (state.stopped && ranThisCall === 0)) {
+      // Finished before: the package of that run stands, unless it is missing or another run's.
+      const existing = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir) : undefined;
+      if (existing?.training.fingerprint === fingerprint) {
+        return {
+          packageDir,
+          manifest: existing,
+          resumedFrom,
+          stoppedEarly,
+          pretrained,
+          seconds: (performance.now() - started) / 1000,
+        };
+      }
+    }
+    const weights = best ?? (await network.exportTensors());
+    const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
+    const manifest: ModelManifest = {
+      format: '1.0',
+      name: config.name,
+      version: previous + 1,
+      createdAt: new Date().toISOString(),
+      software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
+      spec,
+      classes,
+      preprocess: store.manifest.preprocess,
+      vote: config.vote,
+      training: {
+        ...config,
+        fingerprint,
+        bestEpoch: state.bestEpoch,
+        epochsRun: state.epochsDone,
+        stoppedEarly,
+        meanPatchesPerSecond: rateCount > 0 ? rateSum / rateCount : null,
+        pretrainedLoaded: pretrained?.loaded ?? 0,
+      },
+      data: {
+        store: config.store,
+        split: store.manifest.split,
+        fingerprint: store.manifest.fingerprint,
+        images: store.manifest.images,
+        patches: store.count,
+      },
+      history: state.history,
+      metrics:
+        state.bestValidation === null
+          ? {}
+          : {
+              validationImageAccuracy: state.history.find((h) => h.epoch === state.bestEpoch)
+                ?.validationImageAccuracy,
+            },
+      ...(syntheticWeights ? { syntheticWeights: true } : {}),
+    };
+    await writePackage(packageDir, manifest, weights);
+    return {
+      packageDir,
+      manifest,
+      resumedFrom,
+      stoppedEarly,
+      pretrained,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    await store.close();
+  }
+}
