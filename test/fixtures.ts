@@ -167,3 +167,21 @@ export function pngHeaderClaiming(width: number, height: number): Buffer {
     chunk('IEND', Buffer.alloc(0)),
   ]);
 }
+
+/** A learnable class-per-folder set: blobs, stripes and checkerboards (the engine's pattern set) as PNGs. */
+export async function writePatternDataset(root: string, perClass: number, size = 48): Promise<string[]> {
+  const { makePatternSet } = await import('../src/engine/synthetic.js');
+  const set = makePatternSet(perClass * 3, size, 21);
+  const classes = ['BLOB', 'CHECKER', 'STRIPES'];
+  const folder = ['BLOB', 'STRIPES', 'CHECKER'];
+  const bytes = size * size * 3;
+  for (let i = 0; i < set.count; i++) {
+    const className = folder[set.labels[i] ?? 0] ?? 'BLOB';
+    await writeImage(path.join(root, className, `${i}.png`), {
+      data: set.images.slice(i * bytes, (i + 1) * bytes),
+      width: size,
+      height: size,
+    });
+  }
+  return classes;
+}

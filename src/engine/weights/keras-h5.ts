@@ -5,7 +5,7 @@
  * VGG16 file (`block1_conv1/block1_conv1_W_1:0`) and the Keras 2 one
  * (`block1_conv1/block1_conv1/kernel:0`).
  */
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 
 import { Dataset, File as H5File, Group, ready } from 'h5wasm/node';
 
@@ -19,8 +19,25 @@ function strings(value: unknown): string[] {
   return [];
 }
 
+const SIGNATURE = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** HDF5 files start with a signature at 0, 512, 1024, ... bytes; HDF5 itself would only complain later. */
+function isHdf5(file: string): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(8);
+    for (const offset of [0, 512, 1024, 2048, 4096]) {
+      if (readSync(fd, buffer, 0, 8, offset) === 8 && buffer.equals(SIGNATURE)) return true;
+    }
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export async function readKerasH5(file: string): Promise<KerasWeight[]> {
   if (!existsSync(file)) throw new EngineInputError(`no weights file at ${file}`);
+  if (!isHdf5(file)) throw new EngineInputError(`${file} is not a readable HDF5 file (no HDF5 signature)`);
   await ready;
   let h5: H5File;
   try {
@@ -73,12 +90,28 @@ export async function writeKerasH5(
     );
     for (const { layer, weights } of layers) {
       const group = h5.create_group(layer);
-      group.create_attribute(
-        'weight_names',
-        weights.map((w) => w.name),
-      );
-      for (const w of weights)
-        group.create_dataset({ name: w.name, data: w.data, shape: w.shape, dtype: '<f' });
+      // Layers without weights (pooling) get no attribute: h5wasm cannot write an empty string list.
+      if (weights.length > 0) {
+        group.create_attribute(
+          'weight_names',
+          weights.map((w) => w.name),
+        );
+      }
+      for (const w of weights) {
+        // Keras 2 names ('layer/kernel:0') live in a subgroup named after the layer.
+        const parts = w.name.split('/');
+        let parent = layer;
+        for (const part of parts.slice(0, -1)) {
+          parent = `${parent}/${part}`;
+          if (!(h5.get(parent) instanceof Group)) h5.create_group(parent);
+        }
+        h5.create_dataset({
+          name: `${parent}/${parts[parts.length - 1] ?? w.name}`,
+          data: w.data,
+          shape: w.shape,
+          dtype: '<f',
+        });
+      }
     }
   } finally {
     h5.close();

@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+
+import sharp from 'sharp';
+
+import { repoRoot } from '../helpers.js';
+import { tempDir, writeFile, writePatternDataset } from '../fixtures.js';
+
+const exec = promisify(execFile);
+const cli = path.join(repoRoot, 'bin/pathotype.js');
+
+async function pathotype(
+  workspace: string,
+  ...args: string[]
+): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [cli, '-w', workspace, ...args], {
+      timeout: 300_000,
+    });
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
+
+const quickRun = {
+  groupBy: 'none',
+  split: { kind: 'holdout', testFraction: 0.25, validationFraction: 0.25, seed: 3 },
+  prepare: { normalisation: 'none', targetScale: null, tiles: { size: 24, stride: 12 } },
+  train: {
+    phases: [{ epochs: 3, optimizer: 'adam', learningRate: 0.003 }],
+    batchSize: 16,
+    head: { hidden: [16], dropout: 0.1 },
+    bf16: false,
+  },
+};
+
+describe('pathotype run, train, evaluate and predict', () => {
+  it('runs the whole workflow, then resumes it stage by stage', async () => {
+    const data = tempDir();
+    await writePatternDataset(data, 10);
+    const ws = path.join(tempDir(), 'ws');
+    const config = writeFile(path.join(tempDir(), 'quick.json'), JSON.stringify(quickRun));
+    const first = await pathotype(
+      ws,
+      'run',
+      '--preset',
+      'small-cnn',
+      '--data',
+      data,
+      '--config',
+      config,
+      '--name',
+      'quick',
+    );
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /run: prepare: made \d+ patches/);
+    assert.match(first.stdout, /small-cnn: image accuracy \d+\.\d% \(majority vote\)/);
+    const report = path.join(ws, 'models/quick/evaluation/report.html');
+    assert.ok(existsSync(report));
+    const again = await pathotype(ws, 'run', '--preset', 'small-cnn', '--config', config, '--name', 'quick');
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /split 'quick' unchanged/);
+    assert.match(again.stderr, /prepare: reused/);
+    assert.match(again.stderr, /train: resumed after epoch 3/);
+    const manifest = JSON.parse(readFileSync(path.join(ws, 'models/quick/model.json'), 'utf8')) as {
+      version: number;
+    };
+    assert.equal(manifest.version, 1, 'a finished stage is not redone');
+
+    // predict: JSON, CSV and heatmaps from the package alone.
+    const images = [path.join(data, 'BLOB/0.png'), path.join(data, 'STRIPES/1.png')];
+    const json = await pathotype(ws, 'predict', '--model', 'quick', '--format', 'json', ...images);
+    assert.equal(json.code, 0, json.stderr);
+    const parsed = JSON.parse(json.stdout) as {
+      predictions: { predicted: string; voteShares: Record<string, number>; grid: { cells: unknown[] } }[];
+    };
+    assert.equal(parsed.predictions.length, 2);
+    for (const p of parsed.predictions) {
+      assert.ok(['BLOB', 'CHECKER', 'STRIPES'].includes(p.predicted));
+      const total = Object.values(p.voteShares).reduce((a, b) => a + b, 0);
+      assert.ok(Math.abs(total - 1) < 1e-6);
+      assert.equal(p.grid.cells.length, 9);
+    }
+    const heatmaps = tempDir();
+    const csv = await pathotype(
+      ws,
+      'predict',
+      '--model',
+      path.join(ws, 'models/quick'),
+      '--format',
+      'csv',
+      '--heatmap',
+      heatmaps,
+      ...images,
+    );
+    assert.match(csv.stdout.split('\n')[0] ?? '', /^image,predicted,by_majority,by_mean,patches,votes_BLOB/);
+    const overlay = await sharp(path.join(heatmaps, '0.heatmap.png')).metadata();
+    assert.deepEqual([overlay.format, overlay.width, overlay.height], ['png', 48, 48]);
+
+    const evaluation = await pathotype(ws, 'evaluate', 'quick', '--json');
+    assert.equal(evaluation.code, 0, evaluation.stderr);
+    assert.ok((JSON.parse(evaluation.stdout) as { imageMajority: { n: number } }).imageMajority.n > 0);
+
+    const bad = await pathotype(ws, 'predict', '--model', 'quick', path.join(data, 'missing.png'));
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /not a readable image/);
+  });
+
+  it('continues a training killed with SIGKILL from its last checkpoint', async () => {
+    const data = tempDir();
+    await writePatternDataset(data, 8);
+    const ws = path.join(tempDir(), 'ws');
+    assert.equal((await pathotype(ws, 'data', 'import', data, '--group-by', 'none')).code, 0);
+    assert.equal(
+      (
+        await pathotype(
+          ws,
+          'prepare',
+          '--own-scale',
+          '--patch-size',
+          '24',
+          '--stride',
+          '12',
+          '--normalisation',
+          'none',
+          '--name',
+          'p',
+        )
+      ).code,
+      0,
+    );
+    const config = writeFile(
+      path.join(tempDir(), 'train.yaml'),
+      [
+        'name: killed',
+        'store: p',
+        'architecture: small_cnn',
+        'phases:',
+        '  - epochs: 40',
+        '    learningRate: 0.001',
+        'batchSize: 8',
+        'bf16: false',
+      ].join('\n'),
+    );
+    const child = spawn(process.execPath, [cli, '-w', ws, 'train', '--config', config], { stdio: 'ignore' });
+    const state = path.join(ws, 'runs/killed/checkpoint/state.json');
+    const deadline = Date.now() + 120_000;
+    while (!existsSync(state) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(state), 'a checkpoint appeared');
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.on('exit', resolve));
+    const resumed = await pathotype(ws, 'train', '--config', config, '--resume', '--json');
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const result = JSON.parse(resumed.stdout) as { resumedFrom: number; manifest: { history: unknown[] } };
+    assert.ok(result.resumedFrom >= 1 && result.resumedFrom < 40, `resumed from ${result.resumedFrom}`);
+    assert.equal(result.manifest.history.length, 40);
+  });
+
+  it('fails clearly without weights or network', async () => {
+    const ws = path.join(tempDir(), 'ws');
+    const offline = await pathotype(ws, 'weights', 'fetch', 'vgg16', '--url', 'http://127.0.0.1:9/vgg16.h5');
+    assert.equal(offline.code, 1);
+    assert.match(
+      offline.stderr,
+      /cannot reach any download address.*\n.*\n?.*MD5 6d6bbae143d832006294945121d1f1fc/s,
+    );
+    const unknown = await pathotype(ws, 'weights', 'fetch', 'resnet');
+    assert.match(unknown.stderr, /unknown weights 'resnet'/);
+    const listed = await pathotype(ws, 'weights', 'list');
+    assert.match(listed.stdout, /vgg16/);
+    const preset = await pathotype(ws, 'run', '--preset', 'nope');
+    assert.match(preset.stderr, /unknown preset 'nope'/);
+    const empty = await pathotype(ws, 'run', '--preset', 'small-cnn');
+    assert.match(empty.stderr, /the catalog is empty/);
+  });
+});

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { classificationMetrics } from '../../src/evaluate/metrics.js';
+import { vote } from '../../src/predict/vote.js';
+
+const close = (a: number, b: number, what: string): void =>
+  assert.ok(Math.abs(a - b) < 1e-6, `${what}: ${a} vs ${b}`);
+
+describe('voting', () => {
+  it('takes the majority of patch classes, and the mean probability as the other rule', () => {
+    // Three patches, two classes: two weak votes for class 0, one strong vote for class 1.
+    const probs = Float32Array.from([0.6, 0.4, 0.55, 0.45, 0.05, 0.95]);
+    const v = vote(probs, 3, 2);
+    assert.equal(v.byMajority, 0);
+    assert.equal(v.predicted, 0);
+    assert.deepEqual(
+      v.voteShares.map((x) => Number(x.toFixed(4))),
+      [0.6667, 0.3333],
+    );
+    close(v.meanProbabilities[0] ?? 0, (0.6 + 0.55 + 0.05) / 3, 'mean 0');
+    assert.equal(v.byMean, 1, 'mean probability favours class 1 (0.6 vs 0.4)');
+    assert.equal(vote(probs, 3, 2, 'mean').predicted, 1);
+    assert.deepEqual([...v.patchClasses], [0, 0, 1]);
+  });
+
+  it('breaks a tied vote by mean probability', () => {
+    const probs = Float32Array.from([0.51, 0.49, 0.1, 0.9]);
+    const v = vote(probs, 2, 2);
+    assert.deepEqual(v.voteShares, [0.5, 0.5]);
+    assert.equal(v.byMajority, 1);
+  });
+});
+
+describe('metrics', () => {
+  it('matches a hand-computed three-class case', () => {
+    // truth:     A A A A B B B C C C
+    // predicted: A A A B B B C C C A
+    const truth = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2];
+    const predicted = [0, 0, 0, 1, 1, 1, 2, 2, 2, 0];
+    const m = classificationMetrics(truth, predicted, ['A', 'B', 'C']);
+    assert.deepEqual(m.confusion, [
+      [3, 1, 0],
+      [0, 2, 1],
+      [1, 0, 2],
+    ]);
+    close(m.accuracy, 0.7, 'accuracy');
+    close(m.balancedAccuracy, (3 / 4 + 2 / 3 + 2 / 3) / 3, 'balanced accuracy');
+    // pe = (4*4 + 3*3 + 3*3) / 100 = 0.34; kappa = (0.7 - 0.34) / 0.66
+    close(m.kappa, 0.36 / 0.66, 'kappa');
+    const a = m.perClass[0];
+    assert.ok(a);
+    close(a.precision, 3 / 4, 'precision A');
+    close(a.recall, 3 / 4, 'recall A');
+    close(m.perClass[1]?.precision ?? 0, 2 / 3, 'precision B');
+    close(m.perClass[2]?.f1 ?? 0, 2 / 3, 'F1 C');
+  });
+
+  it('handles perfect agreement and absent classes', () => {
+    const m = classificationMetrics([0, 1, 1], [0, 1, 1], ['A', 'B', 'C']);
+    close(m.accuracy, 1, 'accuracy');
+    close(m.kappa, 1, 'kappa');
+    close(m.balancedAccuracy, 1, 'balanced accuracy over present classes');
+    assert.equal(m.perClass[2]?.support, 0);
+  });
+});
