@@ -3,8 +3,9 @@
 # The last lines are the test runner's own summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# python3-skimage: its sample photos (a cat, a cup of coffee) check the ImageNet weight import.
-PATHOTYPE_APT_EXTRA="python3-skimage ${PATHOTYPE_APT_EXTRA:-}" bash scripts/setup.sh
+# python3-skimage: its sample photos (a cat, a cup of coffee) check the ImageNet weight import;
+# chromium: the browser of the portal's end-to-end test (driven by playwright-core).
+PATHOTYPE_APT_EXTRA="python3-skimage chromium ${PATHOTYPE_APT_EXTRA:-}" bash scripts/setup.sh
 echo 'test: lint and format'
 npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }

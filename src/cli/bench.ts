@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 
 import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../../bench/engine.js';
-import { nonNegativeInt, positiveInt } from './options.js';
+import { formatServeBench, runServeBench } from '../../bench/serve.js';
+import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
 interface EngineFlags {
   json?: boolean;
@@ -47,4 +48,45 @@ export function registerBench(program: Command): void {
       });
       process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatEngineBench(report)}\n`);
     });
+
+  bench
+    .command('serve')
+    .description(
+      'bounded load test on loopback: N clients for T seconds against pathotype serve; throughput, p50/p95, errors, peak RSS',
+    )
+    .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
+    .option('--clients <n>', 'concurrent clients', positiveInt, 16)
+    .option('--seconds <s>', 'how long the clients post', positiveInt, 20)
+    .option('--image <file>', 'image to post (default: a generated 1388x1040 field)')
+    .option('--scale <x>', "the image's scale relative to the original release", positiveNumber)
+    .option('--bf16', 'bfloat16 autocast in the server')
+    .option('--json', 'print the report as JSON')
+    .action(
+      async (
+        flags: {
+          model: string;
+          clients: number;
+          seconds: number;
+          image?: string;
+          scale?: number;
+          bf16?: boolean;
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        const { workspace } = command.optsWithGlobals<{ workspace: string }>();
+        const report = await runServeBench({
+          model: flags.model,
+          workspace,
+          clients: flags.clients,
+          seconds: flags.seconds,
+          bf16: flags.bf16 ?? false,
+          ...(flags.image ? { image: flags.image } : {}),
+          ...(flags.scale ? { scale: flags.scale } : {}),
+        });
+        process.stdout.write(
+          flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatServeBench(report)}\n`,
+        );
+      },
+    );
 }

@@ -9,6 +9,7 @@ import { registerData } from './data.js';
 import { registerEngine } from './engine.js';
 import { registerPrepare } from './prepare.js';
 import { registerModelCommands } from './train.js';
+import { registerServe } from './serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerData(program);
   registerPrepare(program);
   registerModelCommands(program);
+  registerServe(program);
   registerEngine(program);
   registerBench(program);
   return program;

@@ -35,7 +35,7 @@ export function registerPrepare(program: Command): void {
     .option('--split <name>', 'split whose partitions the store records')
     .option(
       '--normalisation <method>',
-      `none, percentile (KNIME-style stretch), reinhard or macenko`,
+      `none, percentile (KNIME-style stretch), reinhard, macenko or haematoxylin (the nuclear stain alone)`,
       choice(NORMALISATION_METHODS),
       'percentile',
     )

@@ -6,22 +6,28 @@
  *   (Reinhard et al. 2001).
  * - macenko: estimates the image's haematoxylin and eosin stain vectors in optical density and
  *   re-renders it with the reference's stains and concentration range (Macenko et al. 2009).
+ * - haematoxylin: colour deconvolution (Ruifrok & Johnston) keeps the nuclear stain only, as a
+ *   grey image stretched to its own 99th percentile: staining differences in eosin disappear.
  * Fitted parameters are plain JSON, stored with patch stores and model packages.
  */
 import { ConfigError } from '../errors.js';
 import type { RgbImage } from './image-io.js';
+import { HED_FROM_RGB } from './stain-vectors.js';
 
-export type NormalisationMethod = 'none' | 'percentile' | 'reinhard' | 'macenko';
+export type NormalisationMethod = 'none' | 'percentile' | 'reinhard' | 'macenko' | 'haematoxylin';
 export const NORMALISATION_METHODS: readonly NormalisationMethod[] = [
   'none',
   'percentile',
   'reinhard',
   'macenko',
+  'haematoxylin',
 ];
 
 export type Normaliser =
   | { method: 'none' }
   | { method: 'percentile'; low: number; high: number }
+  /** The haematoxylin (nuclear) stain alone, by colour deconvolution, as grey: eosin and its variation gone. */
+  | { method: 'haematoxylin'; high: number }
   | { method: 'reinhard'; mean: [number, number, number]; std: [number, number, number] }
   | {
       method: 'macenko';
@@ -364,6 +370,37 @@ function applyMacenko(image: RgbImage, reference: StainFit): RgbImage {
   return { data: out, width: image.width, height: image.height };
 }
 
+// ---------------------------------------------------------------- haematoxylin channel
+
+function applyHaematoxylin(image: RgbImage, high: number): RgbImage {
+  const pixels = image.width * image.height;
+  const h = new Float32Array(pixels);
+  const m0 = HED_FROM_RGB[0]?.[0] ?? 0;
+  const m1 = HED_FROM_RGB[1]?.[0] ?? 0;
+  const m2 = HED_FROM_RGB[2]?.[0] ?? 0;
+  for (let i = 0; i < pixels; i++) {
+    const od0 = OD_256[image.data[i * 3] ?? 0] ?? 0;
+    const od1 = OD_256[image.data[i * 3 + 1] ?? 0] ?? 0;
+    const od2 = OD_256[image.data[i * 3 + 2] ?? 0] ?? 0;
+    h[i] = Math.max(0, od0 * m0 + od1 * m1 + od2 * m2);
+  }
+  const step = sampleStep(pixels);
+  const sample = new Float32Array(Math.ceil(pixels / step));
+  for (let i = 0, k = 0; i < pixels; i += step, k++) sample[k] = h[i] ?? 0;
+  sample.sort();
+  const top = Math.max(percentile(sample, high), 1e-6);
+  const out = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) {
+    const v = clampByte(255 * (1 - Math.min(1, (h[i] ?? 0) / top)));
+    out[i * 3] = v;
+    out[i * 3 + 1] = v;
+    out[i * 3 + 2] = v;
+  }
+  return { data: out, width: image.width, height: image.height };
+}
+
+const OD_256 = Float64Array.from({ length: 256 }, (_, v) => -Math.log((v + 1) / 256));
+
 // ---------------------------------------------------------------- public surface
 
 export interface NormaliserOptions {
@@ -383,6 +420,8 @@ export function fitNormaliser(options: NormaliserOptions, reference?: RgbImage):
         throw new ConfigError('percentiles must satisfy 0 <= low < high <= 100');
       return { method: 'percentile', low, high };
     }
+    case 'haematoxylin':
+      return { method: 'haematoxylin', high: options.percentiles?.[1] ?? 99 };
     case 'reinhard': {
       if (!reference) throw new ConfigError('reinhard normalisation needs a reference image (--reference)');
       return { method: 'reinhard', ...labStats(reference) };
@@ -411,6 +450,8 @@ export function applyNormaliser(normaliser: Normaliser, image: RgbImage): RgbIma
       return applyReinhard(image, normaliser);
     case 'macenko':
       return applyMacenko(image, normaliser);
+    case 'haematoxylin':
+      return applyHaematoxylin(image, normaliser.high);
   }
 }
 

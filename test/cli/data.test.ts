@@ -96,7 +96,7 @@ describe('pathotype data and prepare commands', () => {
     assert.match((await pathotype(ws, 'prepare', '--config', broken)).stderr, /not valid YAML/);
     const method = await pathotype(ws, 'prepare', '--normalisation', 'vahadane');
     assert.notEqual(method.code, 0);
-    assert.match(method.stderr, /expected one of none, percentile, reinhard, macenko/);
+    assert.match(method.stderr, /expected one of none, percentile, reinhard, macenko, haematoxylin/);
     const split = await pathotype(ws, 'data', 'split', '--kind', 'random');
     assert.match(split.stderr, /--kind must be holdout or kfold/);
   });

@@ -1,0 +1,128 @@
+/** `pathotype serve` and `pathotype keys`: the web portal and REST API, and its API keys. */
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { workspaceAt } from '../data/workspace.js';
+import { buildServer } from '../serve/app.js';
+import { ServerRecords } from '../serve/records.js';
+import { nonNegativeInt, positiveInt } from './options.js';
+
+function serveDataDir(command: Command): string {
+  const { workspace } = command.optsWithGlobals<{ workspace: string }>();
+  return path.join(workspaceAt(workspace).root, 'serve');
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('start the web portal and the REST API (OpenAPI at /openapi.json, docs at /docs)')
+    .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free port)', nonNegativeInt, 8080)
+    .option('--max-mb <n>', 'largest upload in MiB', positiveInt, 50)
+    .option(
+      '--max-megapixels <n>',
+      'largest image in megapixels (decompression bombs are refused from the header)',
+      positiveInt,
+      100,
+    )
+    .option('--max-waiting <n>', 'requests that may wait for inference before 503', positiveInt, 32)
+    .option('--no-keep-images', 'do not keep uploaded images (results cannot show them again)')
+    .option('--bf16', 'bfloat16 autocast for inference')
+    .option('--log', 'log every request')
+    .action(
+      async (
+        flags: {
+          model: string;
+          host: string;
+          port: number;
+          maxMb: number;
+          maxMegapixels: number;
+          maxWaiting: number;
+          keepImages: boolean;
+          bf16?: boolean;
+          log?: boolean;
+        },
+        command: Command,
+      ) => {
+        const { workspace } = command.optsWithGlobals<{ workspace: string }>();
+        const modelDir = flags.model.includes('/')
+          ? path.resolve(flags.model)
+          : path.join(workspaceAt(workspace).root, 'models', flags.model);
+        const server = await buildServer({
+          modelDir,
+          dataDir: serveDataDir(command),
+          keepImages: flags.keepImages,
+          maxBytes: flags.maxMb * 1024 * 1024,
+          maxPixels: flags.maxMegapixels * 1_000_000,
+          maxWaiting: flags.maxWaiting,
+          bf16: flags.bf16 ?? false,
+          logger: flags.log ?? false,
+        });
+        const address = await server.app.listen({ host: flags.host, port: flags.port });
+        process.stderr.write(
+          `pathotype: serving ${server.predictor.manifest.name} v${server.predictor.manifest.version} at ${address} (research use only)\n`,
+        );
+        // Graceful shutdown: stop accepting, finish the requests in flight, then exit.
+        const stop = (signal: string): void => {
+          process.stderr.write(`pathotype: ${signal}: finishing requests in flight\n`);
+          server.app.close().then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      },
+    );
+
+  const keys = program.command('keys').description('API keys for the REST API (required once any exists)');
+  const withRecords = <T>(command: Command, fn: (records: ServerRecords) => T): T => {
+    const dir = serveDataDir(command);
+    const records = new ServerRecords(path.join(dir, 'serve.sqlite'), path.join(dir, 'uploads'));
+    try {
+      return fn(records);
+    } finally {
+      records.close();
+    }
+  };
+  keys
+    .command('create')
+    .description('create a key; it is shown once and stored only as a hash')
+    .requiredOption('--name <name>', 'who or what uses it')
+    .action((flags: { name: string }, command: Command) => {
+      withRecords(command, (records) => {
+        const { key, record } = records.createKey(flags.name);
+        process.stdout.write(`${key}\n`);
+        process.stderr.write(
+          `created key ${record.id} (${record.prefix}…) for '${record.name}'; it is not shown again\n`,
+        );
+      });
+    });
+  keys
+    .command('list')
+    .description('keys with their prefix, owner and state')
+    .option('--json', 'print as JSON')
+    .action((flags: { json?: boolean }, command: Command) => {
+      withRecords(command, (records) => {
+        const list = records.keys();
+        if (flags.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        else
+          for (const k of list)
+            process.stdout.write(
+              `${k.id}  ${k.prefix}…  ${k.name}  ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'}\n`,
+            );
+      });
+    });
+  keys
+    .command('revoke <id>')
+    .description('revoke a key by id or prefix')
+    .action((id: string, _flags: unknown, command: Command) => {
+      withRecords(command, (records) => {
+        const key = records.revokeKey(id);
+        if (!key) throw new Error(`no key '${id}'`);
+        process.stdout.write(`revoked ${key.id} (${key.name})\n`);
+      });
+    });
+}

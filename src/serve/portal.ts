@@ -1,0 +1,200 @@
+/**
+ * The pathologist's portal: server-rendered pages with a little inline script, everything served
+ * by this server (no CDN), usable by keyboard and screen reader.
+ */
+import { classColour } from '../predict/heatmap.js';
+import type { ModelManifest } from '../model/package.js';
+import type { PredictionRecord } from './records.js';
+
+export function escapeHtml(text: string): string {
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+  );
+}
+
+const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+
+const STYLE = `
+*{box-sizing:border-box}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d3557;color:#fff;padding:.7rem 1.5rem;display:flex;gap:2rem;align-items:center}
+header a{color:#fff;text-decoration:none;font-weight:600}header a:focus,header a:hover{text-decoration:underline}
+header .brand{font-size:1.2rem}main{max-width:1100px;margin:1.5rem auto;padding:0 1.5rem}
+.notice{background:#fff8e1;border:1px solid #e0b84f;border-radius:6px;padding:.5rem 1rem;margin-bottom:1rem}
+.panel{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:1.2rem;margin-bottom:1rem}
+#drop{border:2px dashed #8a99ad;border-radius:8px;padding:2.5rem;text-align:center;background:#fff}
+#drop.over{background:#eaf2ff;border-color:#1d3557}
+button,.button{background:#1d3557;color:#fff;border:0;border-radius:6px;padding:.55rem 1.1rem;font:inherit;cursor:pointer;text-decoration:none;display:inline-block}
+button:focus-visible,a:focus-visible,input:focus-visible,label:focus-within{outline:3px solid #f4a261;outline-offset:2px}
+progress{width:100%;height:1rem}.error{color:#b00020;font-weight:600}
+.result{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:1.2rem}
+@media (max-width:800px){.result{grid-template-columns:1fr}}
+.figure{position:relative;display:inline-block;max-width:100%}.figure img{display:block;max-width:100%;height:auto}
+.figure img.overlay{position:absolute;inset:0;width:100%;height:100%}
+.big{font-size:2rem;font-weight:700;margin:.2rem 0}.bars .row{display:flex;align-items:center;gap:.5rem;margin:.3rem 0}
+.bars .label{width:5rem}.bars .track{flex:1;background:#e8ebf0;height:1.1rem;border-radius:4px;overflow:hidden}
+.bars .fill{height:100%}.bars .value{width:4.5rem;text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #e3e6eb;padding:.4rem .5rem;text-align:left}
+.legend span{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin:0 .3rem 0 .8rem;vertical-align:middle}
+.pager{display:flex;gap:1rem;margin-top:1rem}.muted{color:#5b6575}
+`;
+
+function layout(title: string, body: string, script = ''): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} · pathotype</title><style>${STYLE}</style></head>
+<body><header><span class="brand">pathotype</span><nav aria-label="Main"><a href="/">Upload</a> &nbsp; <a href="/cases">History</a> &nbsp; <a href="/docs">API</a></nav></header>
+<main>
+<p class="notice" role="note"><strong>Research use only, not for diagnosis.</strong> Results come from a machine-learning model and must not guide patient care.</p>
+${body}
+</main>${script ? `<script>${script}</script>` : ''}</body></html>`;
+}
+
+function modelSummary(manifest: ModelManifest): string {
+  const test = manifest.metrics.test as { imageAccuracy?: number; images?: number } | undefined;
+  const accuracy =
+    test?.imageAccuracy === undefined
+      ? 'not evaluated'
+      : `${pct(test.imageAccuracy)} image accuracy on ${test.images ?? '?'} held-out images`;
+  return `${escapeHtml(manifest.name)} v${manifest.version} (${escapeHtml(manifest.spec.name)}, classes ${manifest.classes.map(escapeHtml).join(', ')}; ${accuracy})${
+    manifest.syntheticWeights ? ' <strong>trained from random stand-in weights</strong>' : ''
+  }`;
+}
+
+const UPLOAD_SCRIPT = `
+const drop = document.getElementById('drop');
+const input = document.getElementById('file');
+const status = document.getElementById('status');
+const bar = document.getElementById('progress');
+function send(file) {
+  if (!file) return;
+  const form = new FormData();
+  form.append('image', file, file.name);
+  const xhr = new XMLHttpRequest();
+  xhr.open('POST', '/portal/predictions');
+  bar.hidden = false; bar.value = 0;
+  status.className = ''; status.textContent = 'Uploading ' + file.name + '…';
+  xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total * 100; };
+  xhr.upload.onload = () => { bar.removeAttribute('value'); status.textContent = 'Classifying ' + file.name + '…'; };
+  xhr.onload = () => {
+    let body = {};
+    try { body = JSON.parse(xhr.responseText); } catch (e) {}
+    if (xhr.status === 201 && body.id) { status.textContent = 'Done.'; location.href = '/cases/' + encodeURIComponent(body.id); return; }
+    bar.hidden = true; status.className = 'error';
+    status.textContent = (body.error && body.error.message) || ('Upload failed (HTTP ' + xhr.status + ')');
+  };
+  xhr.onerror = () => { bar.hidden = true; status.className = 'error'; status.textContent = 'The server could not be reached.'; };
+  xhr.send(form);
+}
+input.addEventListener('change', () => send(input.files[0]));
+for (const type of ['dragenter', 'dragover']) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add('over'); });
+for (const type of ['dragleave', 'drop']) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.remove('over'); });
+drop.addEventListener('drop', (e) => send(e.dataTransfer.files[0]));
+`;
+
+export function uploadPage(manifest: ModelManifest): string {
+  return layout(
+    'Upload',
+    `<h1>Classify an H&amp;E image</h1>
+<div class="panel">
+<div id="drop">
+<p>Drop a TIFF, PNG or JPEG image here, or</p>
+<label class="button" for="file">Choose an image…</label>
+<input id="file" name="image" type="file" accept="image/tiff,image/png,image/jpeg,.tif,.tiff,.png,.jpg,.jpeg" class="visually-hidden" style="position:absolute;left:-9999px">
+</div>
+<progress id="progress" max="100" hidden aria-label="Upload progress"></progress>
+<p id="status" role="status" aria-live="polite"></p>
+</div>
+<p class="muted">Model: ${modelSummary(manifest)}</p>`,
+    UPLOAD_SCRIPT,
+  );
+}
+
+const RESULT_SCRIPT = `
+const toggle = document.getElementById('toggle');
+const overlay = document.getElementById('overlay');
+toggle.addEventListener('change', () => { overlay.hidden = !toggle.checked; });
+`;
+
+export function resultPage(record: PredictionRecord, manifest: ModelManifest, hasImage: boolean): string {
+  const r = record.result;
+  const bars = manifest.classes
+    .map((c, k) => {
+      const [red, green, blue] = classColour(k);
+      const share = r.voteShares[c] ?? 0;
+      return `<div class="row"><span class="label">${escapeHtml(c)}</span><span class="track" role="img" aria-label="${escapeHtml(c)}: ${pct(share)} of patch votes"><span class="fill" style="display:block;width:${(share * 100).toFixed(1)}%;background:rgb(${red},${green},${blue})"></span></span><span class="value">${pct(share)}</span></div>`;
+    })
+    .join('');
+  const legend = manifest.classes
+    .map((c, k) => {
+      const [red, green, blue] = classColour(k);
+      return `<span style="background:rgb(${red},${green},${blue})"></span>${escapeHtml(c)}`;
+    })
+    .join('');
+  const figure = hasImage
+    ? `<div class="figure"><img src="/cases/${encodeURIComponent(record.id)}/image.png" alt="The uploaded image ${escapeHtml(record.fileName)}" width="${r.grid.width}" height="${r.grid.height}">
+<img id="overlay" class="overlay" src="/cases/${encodeURIComponent(record.id)}/overlay.png" alt="Patch heatmap: each patch coloured by its predicted class, opacity by confidence"></div>
+<p><label><input id="toggle" type="checkbox" checked> Show the patch heatmap</label> <span class="legend">${legend}</span></p>`
+    : '<p class="muted">The image was not kept on the server, so it cannot be shown.</p>';
+  return layout(
+    `${record.fileName}: ${r.predicted}`,
+    `<h1>${escapeHtml(record.fileName)}</h1>
+<div class="result">
+<section class="panel" aria-label="Image">${figure}</section>
+<section class="panel" aria-label="Classification">
+<p class="muted">Predicted subtype</p>
+<p class="big" id="predicted">${escapeHtml(r.predicted)}</p>
+<p>${pct(r.voteShares[r.predicted] ?? 0)} of ${r.patches} patches voted ${escapeHtml(r.predicted)}; mean probability ${pct(r.meanProbabilities[r.predicted] ?? 0)}.</p>
+<h2>Vote shares</h2><div class="bars">${bars}</div>
+<h2>Details</h2>
+<table><tbody>
+<tr><th scope="row">Case id</th><td><code>${escapeHtml(record.id)}</code></td></tr>
+<tr><th scope="row">Received</th><td>${escapeHtml(record.createdAt)}</td></tr>
+<tr><th scope="row">Image</th><td>${record.width}×${record.height} px, ${(record.bytes / 1024).toFixed(0)} KiB, SHA-256 <code>${record.sha256.slice(0, 16)}…</code></td></tr>
+<tr><th scope="row">Model</th><td>${modelSummary(manifest)}</td></tr>
+<tr><th scope="row">Time</th><td>${record.timings.totalMs.toFixed(0)} ms</td></tr>
+</tbody></table>
+<p><a href="/api/v1/predictions/${encodeURIComponent(record.id)}">Result as JSON</a></p>
+</section></div>`,
+    hasImage ? RESULT_SCRIPT : '',
+  );
+}
+
+export function historyPage(
+  items: PredictionRecord[],
+  total: number,
+  page: number,
+  pageSize: number,
+  query: string,
+): string {
+  const rows = items
+    .map(
+      (r) =>
+        `<tr><td><a href="/cases/${encodeURIComponent(r.id)}">${escapeHtml(r.fileName)}</a></td><td>${escapeHtml(r.result.predicted)}</td><td>${pct(r.result.voteShares[r.result.predicted] ?? 0)}</td><td>${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.id.slice(0, 8))}</code></td></tr>`,
+    )
+    .join('');
+  const pages = Math.max(1, Math.ceil(total / pageSize));
+  const link = (p: number, text: string): string =>
+    `<a class="button" href="/cases?page=${p}${query ? `&q=${encodeURIComponent(query)}` : ''}">${text}</a>`;
+  return layout(
+    'History',
+    `<h1>Past cases</h1>
+<form class="panel" role="search" method="get" action="/cases">
+<label for="q">Search by file name or id</label>
+<input id="q" name="q" value="${escapeHtml(query)}"> <button type="submit">Search</button>
+</form>
+<div class="panel">
+<p>${total} case${total === 1 ? '' : 's'}${query ? ` matching “${escapeHtml(query)}”` : ''}, newest first.</p>
+<table><thead><tr><th scope="col">Image</th><th scope="col">Predicted</th><th scope="col">Vote share</th><th scope="col">Received (UTC)</th><th scope="col">Id</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="5">No cases yet.</td></tr>'}</tbody></table>
+<nav class="pager" aria-label="Pages">${page > 1 ? link(page - 1, '← Newer') : ''}<span>Page ${page} of ${pages}</span>${page < pages ? link(page + 1, 'Older →') : ''}</nav>
+</div>`,
+  );
+}
+
+export function errorPage(status: number, message: string): string {
+  return layout(
+    `Error ${status}`,
+    `<h1>Error ${status}</h1><p class="error">${escapeHtml(message)}</p><p><a href="/">Back to the upload page</a></p>`,
+  );
+}

@@ -1,0 +1,275 @@
+/**
+ * What the server keeps: every prediction (who asked, what image, which model, the result and
+ * its timings) and the API keys, hashed. SQLite in WAL mode; each prediction is one insert in
+ * one transaction, after its image file is in place, so a request killed midway leaves a
+ * complete record or none.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+
+import Database from 'better-sqlite3';
+
+import { ensureDir } from '../data/workspace.js';
+import type { ImagePrediction } from '../predict/predictor.js';
+
+export interface PredictionRecord {
+  id: string;
+  createdAt: string;
+  fileName: string;
+  sha256: string;
+  bytes: number;
+  width: number;
+  height: number;
+  modelId: string;
+  modelVersion: number;
+  result: ImagePrediction;
+  timings: { totalMs: number; queueMs: number; preprocessMs: number; inferenceMs: number };
+  client: { address: string; userAgent: string; keyId: string | null };
+  imageFile: string | null;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  prefix: string;
+  createdAt: string;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS predictions (
+  id TEXT PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  file_name TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  model_id TEXT NOT NULL,
+  model_version INTEGER NOT NULL,
+  result TEXT NOT NULL,
+  timings TEXT NOT NULL,
+  client TEXT NOT NULL,
+  image_file TEXT
+);
+CREATE INDEX IF NOT EXISTS predictions_created ON predictions(created_at);
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  prefix TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  revoked_at TEXT,
+  last_used_at TEXT
+);
+`;
+
+interface Row {
+  id: string;
+  created_at: string;
+  file_name: string;
+  sha256: string;
+  bytes: number;
+  width: number;
+  height: number;
+  model_id: string;
+  model_version: number;
+  result: string;
+  timings: string;
+  client: string;
+  image_file: string | null;
+}
+
+function toRecord(row: Row): PredictionRecord {
+  return {
+    id: row.id,
+    createdAt: row.created_at,
+    fileName: row.file_name,
+    sha256: row.sha256,
+    bytes: row.bytes,
+    width: row.width,
+    height: row.height,
+    modelId: row.model_id,
+    modelVersion: row.model_version,
+    result: JSON.parse(row.result) as ImagePrediction,
+    timings: JSON.parse(row.timings) as PredictionRecord['timings'],
+    client: JSON.parse(row.client) as PredictionRecord['client'],
+    imageFile: row.image_file,
+  };
+}
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export class ServerRecords {
+  readonly db: Database.Database;
+  readonly uploadsDir: string;
+
+  constructor(file: string, uploadsDir: string) {
+    ensureDir(path.dirname(file));
+    this.uploadsDir = ensureDir(uploadsDir);
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+  }
+
+  /** Upload files without a record: left by a process killed between writing and recording. */
+  removeOrphanUploads(): number {
+    const known = new Set(
+      (
+        this.db.prepare('SELECT image_file FROM predictions WHERE image_file IS NOT NULL').all() as {
+          image_file: string;
+        }[]
+      ).map((r) => r.image_file),
+    );
+    let removed = 0;
+    for (const file of readdirSync(this.uploadsDir)) {
+      if (!known.has(file)) {
+        rmSync(path.join(this.uploadsDir, file), { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  newId(): string {
+    return randomUUID();
+  }
+
+  insert(record: PredictionRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO predictions (id, created_at, file_name, sha256, bytes, width, height, model_id, model_version, result, timings, client, image_file)
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+      )
+      .run(
+        record.id,
+        record.createdAt,
+        record.fileName,
+        record.sha256,
+        record.bytes,
+        record.width,
+        record.height,
+        record.modelId,
+        record.modelVersion,
+        JSON.stringify(record.result),
+        JSON.stringify(record.timings),
+        JSON.stringify(record.client),
+        record.imageFile,
+      );
+  }
+
+  get(id: string): PredictionRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM predictions WHERE id = ?').get(id) as Row | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  imagePath(record: PredictionRecord): string | null {
+    if (!record.imageFile) return null;
+    const file = path.join(this.uploadsDir, record.imageFile);
+    return existsSync(file) ? file : null;
+  }
+
+  /** Newest first; `query` matches the file name or the id. */
+  list(options: { limit: number; offset: number; query?: string }): {
+    total: number;
+    items: PredictionRecord[];
+  } {
+    const where = options.query ? 'WHERE file_name LIKE @q OR id LIKE @q' : '';
+    const params = {
+      q: `%${(options.query ?? '').replace(/[%_]/g, (c) => `\\${c}`)}%`,
+      limit: options.limit,
+      offset: options.offset,
+    };
+    const escape = options.query ? " ESCAPE '\\'" : '';
+    const total = (
+      this.db
+        .prepare(`SELECT COUNT(*) AS n FROM predictions ${where.replaceAll('@q', `@q${escape}`)}`)
+        .get(params) as { n: number }
+    ).n;
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM predictions ${where.replaceAll('@q', `@q${escape}`)} ORDER BY created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`,
+      )
+      .all(params) as Row[];
+    return { total, items: rows.map(toRecord) };
+  }
+
+  // ------------------------------------------------------------ API keys
+
+  createKey(name: string): { key: string; record: ApiKeyRecord } {
+    const key = `pt_${randomBytes(24).toString('base64url')}`;
+    const record: ApiKeyRecord = {
+      id: randomUUID(),
+      name,
+      prefix: key.slice(0, 10),
+      createdAt: new Date().toISOString(),
+      revokedAt: null,
+      lastUsedAt: null,
+    };
+    this.db
+      .prepare('INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?,?,?,?,?)')
+      .run(record.id, name, record.prefix, hashKey(key), record.createdAt);
+    return { key, record };
+  }
+
+  keys(): ApiKeyRecord[] {
+    return (
+      this.db
+        .prepare(
+          'SELECT id, name, prefix, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at',
+        )
+        .all() as {
+        id: string;
+        name: string;
+        prefix: string;
+        created_at: string;
+        revoked_at: string | null;
+        last_used_at: string | null;
+      }[]
+    ).map((r) => ({
+      id: r.id,
+      name: r.name,
+      prefix: r.prefix,
+      createdAt: r.created_at,
+      revokedAt: r.revoked_at,
+      lastUsedAt: r.last_used_at,
+    }));
+  }
+
+  /** True when at least one key is active: the REST API then requires one. */
+  keysRequired(): boolean {
+    return (
+      (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL').get() as { n: number })
+        .n > 0
+    );
+  }
+
+  verifyKey(key: string): ApiKeyRecord | undefined {
+    const row = this.db
+      .prepare('SELECT id FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
+      .get(hashKey(key)) as { id: string } | undefined;
+    if (!row) return undefined;
+    this.db
+      .prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?')
+      .run(new Date().toISOString(), row.id);
+    return this.keys().find((k) => k.id === row.id);
+  }
+
+  revokeKey(idOrPrefix: string): ApiKeyRecord | undefined {
+    const match = this.keys().find((k) => k.id === idOrPrefix || k.prefix === idOrPrefix);
+    if (!match || match.revokedAt) return match;
+    this.db
+      .prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?')
+      .run(new Date().toISOString(), match.id);
+    return this.keys().find((k) => k.id === match.id);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,303 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import sharp from 'sharp';
+
+import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import { pngHeaderClaiming } from '../fixtures.js';
+import { trainedPackage } from './model-fixture.js';
+
+function multipart(
+  field: string,
+  fileName: string,
+  content: Buffer,
+  type = 'image/png',
+): { body: Buffer; headers: Record<string, string> } {
+  const boundary = '----pathotype-test-boundary';
+  const body = Buffer.concat([
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="${fileName}"\r\nContent-Type: ${type}\r\n\r\n`,
+    ),
+    content,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  return { body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+}
+
+describe('REST API', () => {
+  let server: PathotypeServer;
+  let images: string;
+  let png: Buffer;
+
+  before(async () => {
+    const fixture = await trainedPackage();
+    images = fixture.images;
+    png = readFileSync(path.join(images, 'BLOB/0.png'));
+    server = await buildServer({
+      modelDir: fixture.modelDir,
+      dataDir: fixture.dataDir,
+      maxBytes: 2 * 1024 * 1024,
+      maxPixels: 4_000_000,
+    });
+  });
+  after(() => server.app.close());
+
+  it('answers health, readiness, models and the OpenAPI document', async () => {
+    assert.deepEqual((await server.app.inject('/healthz')).json(), { status: 'ok' });
+    const ready = (await server.app.inject('/readyz')).json<{ status: string; model: string }>();
+    assert.equal(ready.status, 'ready');
+    assert.equal(ready.model, 'served@1');
+    const models = (await server.app.inject('/api/v1/models')).json<{ name: string; classes: string[] }[]>();
+    assert.deepEqual(models[0]?.classes, ['BLOB', 'CHECKER', 'STRIPES']);
+    const openapi = (await server.app.inject('/openapi.json')).json<{
+      openapi: string;
+      paths: Record<string, unknown>;
+    }>();
+    assert.match(openapi.openapi, /^3\./);
+    for (const p of [
+      '/api/v1/predictions',
+      '/api/v1/predictions/{id}',
+      '/api/v1/predictions/{id}/heatmap.png',
+      '/api/v1/models',
+      '/healthz',
+      '/readyz',
+    ]) {
+      assert.ok(openapi.paths[p], `OpenAPI documents ${p}`);
+    }
+    const docs = await server.app.inject('/docs/');
+    assert.equal(docs.statusCode, 200);
+    assert.match(docs.body, /swagger/i);
+    assert.doesNotMatch(docs.body, /https?:\/\/(cdn|unpkg)/, 'the docs are served locally');
+  });
+
+  it('predicts from multipart and raw uploads, stores and returns results and heatmaps', async () => {
+    const form = multipart('image', '0.png', png);
+    const created = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/predictions',
+      payload: form.body,
+      headers: form.headers,
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    const p = created.json<{
+      id: string;
+      predicted: string;
+      voteShares: Record<string, number>;
+      grid: { cells: unknown[] };
+      fileName: string;
+      model: { id: string };
+      timings: { totalMs: number };
+    }>();
+    assert.equal(p.fileName, '0.png');
+    assert.equal(p.model.id, 'served@1');
+    assert.equal(p.grid.cells.length, 9);
+    assert.ok(p.timings.totalMs > 0);
+    assert.ok(Math.abs(Object.values(p.voteShares).reduce((a, b) => a + b, 0) - 1) < 1e-6);
+    const raw = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/predictions?filename=raw.png',
+      payload: png,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    assert.equal(raw.statusCode, 201, raw.body);
+    assert.equal(raw.json<{ fileName: string }>().fileName, 'raw.png');
+    const fetched = (await server.app.inject(`/api/v1/predictions/${p.id}`)).json<{
+      id: string;
+      predicted: string;
+    }>();
+    assert.deepEqual([fetched.id, fetched.predicted], [p.id, p.predicted]);
+    const heatmap = await server.app.inject(`/api/v1/predictions/${p.id}/heatmap.png`);
+    assert.equal(heatmap.headers['content-type'], 'image/png');
+    assert.equal((await sharp(heatmap.rawPayload).metadata()).width, 48);
+    const listed = (await server.app.inject('/api/v1/predictions?limit=1&q=raw')).json<{
+      total: number;
+      items: { fileName: string }[];
+    }>();
+    assert.equal(listed.total, 1);
+    assert.equal(listed.items[0]?.fileName, 'raw.png');
+    const record = server.records.get(p.id);
+    assert.ok(record?.imageFile && record.sha256.length === 64 && record.client.address.length > 0);
+  });
+
+  it('rejects bad input with a 4xx in one error shape, and stays up', async () => {
+    const cases: [string, { payload: Buffer; headers: Record<string, string> }, number, RegExp][] = [
+      [
+        'garbage',
+        { payload: Buffer.from('not an image'), headers: { 'content-type': 'image/png' } },
+        422,
+        /not a readable image/,
+      ],
+      [
+        'truncated',
+        { payload: png.subarray(0, 200), headers: { 'content-type': 'image/png' } },
+        422,
+        /not a readable image|could not be decoded/,
+      ],
+      [
+        'bomb',
+        { payload: pngHeaderClaiming(30_000, 30_000), headers: { 'content-type': 'image/png' } },
+        413,
+        /above the limit/,
+      ],
+      [
+        'gif',
+        {
+          payload: await sharp(Buffer.alloc(300, 9), { raw: { width: 10, height: 10, channels: 3 } })
+            .gif()
+            .toBuffer(),
+          headers: { 'content-type': 'application/octet-stream' },
+        },
+        415,
+        /TIFF, PNG and JPEG/,
+      ],
+      [
+        'too big',
+        { payload: Buffer.alloc(3 * 1024 * 1024), headers: { 'content-type': 'application/octet-stream' } },
+        413,
+        /./,
+      ],
+      [
+        'empty',
+        { payload: Buffer.alloc(0), headers: { 'content-type': 'application/octet-stream' } },
+        400,
+        /./,
+      ],
+      [
+        'wrong type',
+        { payload: Buffer.from('{"a":1}'), headers: { 'content-type': 'application/json' } },
+        400,
+        /./,
+      ],
+    ];
+    for (const [what, request, status, message] of cases) {
+      const response = await server.app.inject({ method: 'POST', url: '/api/v1/predictions', ...request });
+      assert.equal(response.statusCode, status, `${what}: ${response.body}`);
+      const body = response.json<{ error: { code: string; message: string } }>();
+      assert.equal(typeof body.error.code, 'string', what);
+      assert.match(body.error.message, message, what);
+    }
+    const tooSmall = await sharp(Buffer.alloc(10 * 10 * 3, 100), {
+      raw: { width: 10, height: 10, channels: 3 },
+    })
+      .png()
+      .toBuffer();
+    const small = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/predictions',
+      payload: tooSmall,
+      headers: { 'content-type': 'image/png' },
+    });
+    assert.equal(small.statusCode, 422);
+    assert.equal(small.json<{ error: { code: string } }>().error.code, 'ERR_NO_PATCHES');
+    const wrongField = multipart('document', 'x.png', png);
+    assert.equal(
+      (
+        await server.app.inject({
+          method: 'POST',
+          url: '/api/v1/predictions',
+          payload: wrongField.body,
+          headers: wrongField.headers,
+        })
+      ).statusCode,
+      201,
+      'the first file field is taken',
+    );
+    assert.equal((await server.app.inject('/api/v1/predictions/not-an-id')).statusCode, 400);
+    const missing = await server.app.inject('/api/v1/predictions/00000000-0000-0000-0000-000000000000');
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json<{ error: { code: string } }>().error.code, 'ERR_NOT_FOUND');
+    assert.equal((await server.app.inject('/api/v1/predictions?limit=1000')).statusCode, 400);
+    assert.equal(
+      (await server.app.inject('/nowhere')).json<{ error: { code: string } }>().error.code,
+      'ERR_NOT_FOUND',
+    );
+    assert.equal((await server.app.inject('/healthz')).statusCode, 200, 'still up');
+  });
+
+  it('requires a valid API key once keys exist, and accepts revoked ones no more', async () => {
+    const { key, record } = server.records.createKey('viewer');
+    try {
+      assert.equal((await server.app.inject('/api/v1/models')).statusCode, 401);
+      assert.equal(
+        (await server.app.inject({ url: '/api/v1/models', headers: { authorization: 'Bearer wrong' } }))
+          .statusCode,
+        401,
+      );
+      assert.equal(
+        (await server.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
+          .statusCode,
+        200,
+      );
+      assert.equal(
+        (await server.app.inject({ url: '/api/v1/models', headers: { 'x-api-key': key } })).statusCode,
+        200,
+      );
+      assert.equal((await server.app.inject('/healthz')).statusCode, 200, 'health needs no key');
+      const stored = server.records.db.prepare('SELECT hash FROM api_keys WHERE id = ?').get(record.id) as {
+        hash: string;
+      };
+      assert.notEqual(stored.hash, key);
+      assert.match(stored.hash, /^[0-9a-f]{64}$/);
+      server.records.revokeKey(record.id);
+      assert.equal(
+        (await server.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
+          .statusCode,
+        200,
+        'no active key: open again',
+      );
+    } finally {
+      server.records.revokeKey(record.id);
+    }
+  });
+
+  it('turns excess load away with 503 and Retry-After, keeping memory bounded', async () => {
+    const fixture = await trainedPackage();
+    const tight = await buildServer({ modelDir: fixture.modelDir, dataDir: fixture.dataDir, maxWaiting: 1 });
+    try {
+      const requests = Array.from({ length: 8 }, () =>
+        tight.app.inject({
+          method: 'POST',
+          url: '/api/v1/predictions',
+          payload: png,
+          headers: { 'content-type': 'image/png' },
+        }),
+      );
+      const responses = await Promise.all(requests);
+      const codes = responses.map((r) => r.statusCode);
+      assert.ok(codes.includes(201), codes.join());
+      const busy = responses.find((r) => r.statusCode === 503);
+      assert.ok(busy, `expected some 503s: ${codes.join()}`);
+      assert.equal(busy.headers['retry-after'], '2');
+      assert.equal(busy.json<{ error: { code: string } }>().error.code, 'ERR_BUSY');
+      assert.equal(
+        tight.records.list({ limit: 100, offset: 0 }).total,
+        codes.filter((c) => c === 201).length,
+        'only completed requests are recorded',
+      );
+    } finally {
+      await tight.app.close();
+    }
+  });
+
+  it('finishes a request in flight when shut down gracefully', async () => {
+    const fixture = await trainedPackage();
+    const live = await buildServer({ modelDir: fixture.modelDir, dataDir: fixture.dataDir });
+    const address = await live.app.listen({ host: '127.0.0.1', port: 0 });
+    const pending = fetch(`${address}/api/v1/predictions?filename=late.png`, {
+      method: 'POST',
+      body: png,
+      headers: { 'content-type': 'image/png' },
+    });
+    // Close once the request is being worked on.
+    const deadline = Date.now() + 10_000;
+    while (live.queue.running === 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.ok(live.queue.running > 0, 'the request reached inference');
+    const closing = live.app.close();
+    const response = await pending;
+    assert.equal(response.status, 201);
+    await closing;
+  });
+});

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { chromium, type Browser } from 'playwright-core';
+
+import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import { trainedPackage } from './model-fixture.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+describe('web portal in a real browser', () => {
+  let server: PathotypeServer | undefined;
+  let browser: Browser | undefined;
+  let address: string;
+  let images: string;
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: the test set-up installs Debian's chromium`);
+    const fixture = await trainedPackage();
+    images = fixture.images;
+    server = await buildServer({ modelDir: fixture.modelDir, dataDir: fixture.dataDir });
+    address = await server.app.listen({ host: '127.0.0.1', port: 0 });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.app.close();
+  });
+
+  it('uploads an image, shows the result with its heatmap, and reopens it from the history', async () => {
+    assert.ok(browser);
+    const page = await browser.newPage();
+    await page.goto(`${address}/`);
+    assert.match((await page.textContent('body')) ?? '', /Research use only, not for diagnosis/);
+    // The file picker is reachable by its label, as a keyboard or screen-reader user finds it.
+    await page.getByLabel('Choose an image…').setInputFiles(path.join(images, 'STRIPES/4.png'));
+    await page.waitForURL(/\/cases\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+    const resultUrl = page.url();
+    const predicted = (await page.textContent('#predicted'))?.trim();
+    assert.ok(predicted && ['BLOB', 'CHECKER', 'STRIPES'].includes(predicted), `predicted ${predicted}`);
+    assert.match((await page.textContent('body')) ?? '', /Vote shares/);
+    const overlayLoaded = await page.$eval('#overlay', (img) => {
+      const image = img as unknown as { complete: boolean; naturalWidth: number };
+      return image.complete && image.naturalWidth > 0;
+    });
+    assert.ok(overlayLoaded, 'the heatmap overlay image loaded');
+    await page.getByLabel('Show the patch heatmap').uncheck();
+    assert.equal(
+      await page.$eval('#overlay', (img) => (img as unknown as { hidden: boolean }).hidden),
+      true,
+      'the overlay toggles off',
+    );
+
+    await page.goto(`${address}/cases`);
+    await page.getByRole('link', { name: '4.png' }).click();
+    await page.waitForURL(resultUrl);
+    assert.equal(
+      (await page.textContent('#predicted'))?.trim(),
+      predicted,
+      'the reopened result is the same',
+    );
+    await page.close();
+  });
+
+  it('shows a clear error for a file that is not an image', async () => {
+    assert.ok(browser);
+    const page = await browser.newPage();
+    await page.goto(`${address}/`);
+    await page
+      .getByLabel('Choose an image…')
+      .setInputFiles({ name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not an image') });
+    await page.waitForSelector('#status.error');
+    assert.match((await page.textContent('#status')) ?? '', /not a readable image/);
+    await page.close();
+  });
+});
