@@ -56,7 +56,8 @@ export async function serveFiles(files: Record<string, ServedFile>): Promise<Tes
     const body = file.body.subarray(start);
     if (file.cutAfter !== undefined && !cut.has(name)) {
       cut.add(name);
-      res.write(body.subarray(0, file.cutAfter), () => res.destroy());
+      // End the connection cleanly (FIN, not RST) so the bytes sent arrive before the cut.
+      res.write(body.subarray(0, file.cutAfter), () => setTimeout(() => res.socket?.end(), 50));
       return;
     }
     res.end(body);
