@@ -1,7 +1,9 @@
 /** Shared test helpers: paths to ../shared, small math on probabilities. */
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const sharedDir = path.resolve(repoRoot, '../shared');
@@ -29,4 +31,27 @@ export function accuracy(predicted: readonly number[], labels: Int32Array): numb
     if (p === labels[i]) correct++;
   });
   return correct / predicted.length;
+}
+
+export interface CliResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/** Runs bin/pathotype.js with the arguments; never throws for a non-zero exit. */
+export async function runCli(args: readonly string[], timeoutMs = 300_000): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      [path.join(repoRoot, 'bin/pathotype.js'), ...args],
+      {
+        timeout: timeoutMs,
+      },
+    );
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
 }

@@ -410,7 +410,29 @@ export interface NormaliserOptions {
 }
 
 /** Fits a normaliser; reinhard and macenko learn their target from the reference image. */
-export function fitNormaliser(options: NormaliserOptions, reference?: RgbImage): Normaliser {
+export function fitNormaliser(
+  options: NormaliserOptions,
+  reference?: RgbImage | readonly RgbImage[],
+): Normaliser {
+  // Several references: Reinhard's target becomes their average statistics (a dataset-level look).
+  if (Array.isArray(reference)) {
+    const images = reference as readonly RgbImage[];
+    if (images.length === 0) throw new ConfigError('no reference images to fit the normalisation to');
+    if (options.method !== 'reinhard') return fitNormaliser(options, images[0]);
+    const stats = images.map(labStats);
+    const mean = [0, 1, 2].map((c) => stats.reduce((s, x) => s + (x.mean[c] ?? 0), 0) / stats.length) as [
+      number,
+      number,
+      number,
+    ];
+    const std = [0, 1, 2].map((c) => stats.reduce((s, x) => s + (x.std[c] ?? 0), 0) / stats.length) as [
+      number,
+      number,
+      number,
+    ];
+    return { method: 'reinhard', mean, std };
+  }
+  const single = reference as RgbImage | undefined;
   switch (options.method) {
     case 'none':
       return { method: 'none' };
@@ -423,12 +445,12 @@ export function fitNormaliser(options: NormaliserOptions, reference?: RgbImage):
     case 'haematoxylin':
       return { method: 'haematoxylin', high: options.percentiles?.[1] ?? 99 };
     case 'reinhard': {
-      if (!reference) throw new ConfigError('reinhard normalisation needs a reference image (--reference)');
-      return { method: 'reinhard', ...labStats(reference) };
+      if (!single) throw new ConfigError('reinhard normalisation needs a reference image (--reference)');
+      return { method: 'reinhard', ...labStats(single) };
     }
     case 'macenko': {
-      if (!reference) return MACENKO_DEFAULT;
-      const fit = fitStains(reference);
+      if (!single) return MACENKO_DEFAULT;
+      const fit = fitStains(single);
       if (!fit)
         throw new ConfigError('the reference image has too little stained tissue to estimate its stains');
       return { method: 'macenko', ...fit };

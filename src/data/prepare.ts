@@ -12,7 +12,7 @@ import { Piscina } from 'piscina';
 
 import { ConfigError, PathotypeError } from '../errors.js';
 import type { Catalog, ImageRecord, Partition } from './catalog.js';
-import { decodeRgb } from './image-io.js';
+import { decodeRgb, type RgbImage } from './image-io.js';
 import { fitNormaliser, type NormaliserOptions } from './normalise.js';
 import { PatchStore, PatchStoreWriter, type PatchStoreManifest } from './patch-store.js';
 import type { PrepareTask } from './prepare-worker.js';
@@ -56,6 +56,26 @@ function resolveReference(catalog: Catalog, reference: string): string {
   return match.path;
 }
 
+/**
+ * The reference for Reinhard or Macenko: one image (a path or CLASS/file), or 'dataset': up to 40
+ * training images spread over the catalog, whose average statistics become the target.
+ */
+async function loadReference(
+  catalog: Catalog,
+  reference: string | undefined,
+  partitions: Map<number, { partition: Partition | null; fold: number | null }>,
+): Promise<RgbImage | RgbImage[] | undefined> {
+  if (!reference) return undefined;
+  if (reference !== 'dataset') return decodeRgb(resolveReference(catalog, reference));
+  const all = catalog.images();
+  const train = all.filter((i) => partitions.get(i.id)?.partition === 'train');
+  // Held-out images never shape the reference; without a holdout split, every image does.
+  const training = train.length > 0 ? train : all;
+  const step = Math.max(1, Math.floor(training.length / 40));
+  const chosen = training.filter((_, k) => k % step === 0).slice(0, 40);
+  return Promise.all(chosen.map((i) => decodeRgb(i.path)));
+}
+
 export function fingerprint(
   images: readonly ImageRecord[],
   partitions: Map<number, { partition: Partition | null; fold: number | null }>,
@@ -90,9 +110,7 @@ export async function prepare(
     for (const m of catalog.splitMembers(options.split))
       partitions.set(m.imageId, { partition: m.partition, fold: m.fold });
   }
-  const reference = options.normalisation.reference
-    ? await decodeRgb(resolveReference(catalog, options.normalisation.reference))
-    : undefined;
+  const reference = await loadReference(catalog, options.normalisation.reference, partitions);
   const config: PreprocessConfig = {
     normaliser: fitNormaliser(options.normalisation, reference),
     targetScale: options.targetScale,

@@ -30,6 +30,16 @@ export interface Preset {
   allowMissingPretrained?: boolean;
 }
 
+/** Moderate stain and colour jitter: the staining of unseen cases differs more than any one case's. */
+const STAIN_JITTER = {
+  hedScale: 0.05,
+  hedShift: 0.025,
+  brightness: 0.1,
+  contrast: 0.1,
+  saturation: 0.1,
+  hue: 0.02,
+};
+
 const holdout: SplitConfig = { kind: 'holdout', testFraction: 0.4, validationFraction: 0.2, seed: 1 };
 
 export const PRESETS: Record<string, Preset> = {
@@ -85,18 +95,7 @@ export const PRESETS: Record<string, Preset> = {
       ],
       batchSize: 32,
       balance: 'sampling',
-      augment: {
-        flip: true,
-        rotate90: true,
-        stain: {
-          hedScale: 0.05,
-          hedShift: 0.025,
-          brightness: 0.1,
-          contrast: 0.1,
-          saturation: 0.1,
-          hue: 0.02,
-        },
-      },
+      augment: { flip: true, rotate90: true, stain: STAIN_JITTER },
       batchNorm: 'frozen',
       bf16: true,
       patience: 0,
@@ -117,18 +116,7 @@ export const PRESETS: Record<string, Preset> = {
       phases: [{ epochs: 8, optimizer: 'adam', learningRate: 3e-3, warmupEpochs: 0.2 }],
       batchSize: 64,
       balance: 'sampling',
-      augment: {
-        flip: true,
-        rotate90: true,
-        stain: {
-          hedScale: 0.05,
-          hedShift: 0.025,
-          brightness: 0.1,
-          contrast: 0.1,
-          saturation: 0.1,
-          hue: 0.02,
-        },
-      },
+      augment: { flip: true, rotate90: true, stain: STAIN_JITTER },
       bf16: true,
       patience: 0,
       vote: 'majority',

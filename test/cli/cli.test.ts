@@ -1,22 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 
-import { repoRoot } from '../helpers.js';
+import { runCli, type CliResult } from '../helpers.js';
 
-const exec = promisify(execFile);
-const cli = path.join(repoRoot, 'bin/pathotype.js');
-
-async function pathotype(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cli, ...args], { timeout: 300_000 });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+async function pathotype(...args: string[]): Promise<CliResult> {
+  return runCli(args);
 }
 
 describe('pathotype CLI', () => {

@@ -1,31 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 
-import { repoRoot } from '../helpers.js';
+import { runCli, type CliResult } from '../helpers.js';
 import { tempDir, writeDataset, writeFile } from '../fixtures.js';
 
-const exec = promisify(execFile);
-
-async function pathotype(
-  workspace: string,
-  ...args: string[]
-): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await exec(
-      process.execPath,
-      [path.join(repoRoot, 'bin/pathotype.js'), '-w', workspace, ...args],
-      {
-        timeout: 120_000,
-      },
-    );
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+async function pathotype(workspace: string, ...args: string[]): Promise<CliResult> {
+  return runCli(['-w', workspace, ...args]);
 }
 
 describe('pathotype data and prepare commands', () => {

@@ -1,31 +1,18 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 
 import sharp from 'sharp';
 
-import { repoRoot } from '../helpers.js';
+import { repoRoot, runCli, type CliResult } from '../helpers.js';
 import { tempDir, writeFile, writePatternDataset } from '../fixtures.js';
 
-const exec = promisify(execFile);
 const cli = path.join(repoRoot, 'bin/pathotype.js');
 
-async function pathotype(
-  workspace: string,
-  ...args: string[]
-): Promise<{ stdout: string; stderr: string; code: number }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cli, '-w', workspace, ...args], {
-      timeout: 300_000,
-    });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+async function pathotype(workspace: string, ...args: string[]): Promise<CliResult> {
+  return runCli(['-w', workspace, ...args]);
 }
 
 const quickRun = {
