@@ -78,12 +78,17 @@ export const PRESETS: Record<string, Preset> = {
   'mobilenet-v2': {
     name: 'mobilenet-v2',
     description:
-      'ImageNet MobileNetV2 (alpha 0.35) on 96x96 patches at 0.3x scale (320x320 px of the original each), Macenko ' +
-      'stain normalisation, HED stain jitter, the classifier trained on frozen features first, then everything fine-tuned ' +
+      'ImageNet MobileNetV2 (alpha 0.35) on 96x96 patches at 0.3x scale (320x320 px of the original each), Reinhard ' +
+      'normalisation to the average colour of the training images, HED stain jitter, the classifier trained on frozen features first, then everything fine-tuned ' +
       'with batch norms in inference mode',
     groupBy: 'runs:10',
     split: holdout,
-    prepare: { normalisation: 'macenko', targetScale: 0.3, tiles: { size: 96, stride: 48 } },
+    prepare: {
+      normalisation: 'reinhard',
+      reference: 'dataset',
+      targetScale: 0.3,
+      tiles: { size: 96, stride: 48 },
+    },
     train: {
       architecture: 'mobilenet_v2',
       alpha: 0.35,
@@ -105,10 +110,10 @@ export const PRESETS: Record<string, Preset> = {
   'small-cnn': {
     name: 'small-cnn',
     description:
-      'A small CNN trained from scratch on 32x32 patches at 0.3x scale with Macenko normalisation: the fast baseline',
+      'A small CNN trained from scratch on 32x32 patches at 0.3x scale, on the haematoxylin (nuclear) stain alone: the fast baseline',
     groupBy: 'runs:10',
     split: holdout,
-    prepare: { normalisation: 'macenko', targetScale: 0.3, tiles: { size: 32, stride: 32 } },
+    prepare: { normalisation: 'haematoxylin', targetScale: 0.3, tiles: { size: 32, stride: 32 } },
     train: {
       architecture: 'small_cnn',
       head: { pooling: 'avg', hidden: [64], dropout: 0.3 },
