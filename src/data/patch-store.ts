@@ -286,33 +286,12 @@ export class PatchStore {
       this.#partition[r.id] = r.partition;
       this.#fold[r.id] = r.fold;
     }
-    this.images = (
-      db.prepare('SELECT * FROM images ORDER BY image_id').all() as {
-        image_id: number;
-        class: string;
-        case_id: string;
-        partition: Partition | null;
-        fold: number | null;
-        width: number;
-        height: number;
-        cols: number;
-        rows: number;
-        patches: number;
-        total: number;
-      }[]
-    ).map((r) => ({
-      imageId: r.image_id,
-      className: r.class,
-      caseId: r.case_id,
-      partition: r.partition,
-      fold: r.fold,
-      width: r.width,
-      height: r.height,
-      cols: r.cols,
-      rows: r.rows,
-      patches: r.patches,
-      total: r.total,
-    }));
+    this.images = db
+      .prepare(
+        `SELECT image_id AS imageId, class AS className, case_id AS caseId, partition, fold, width, height, cols, rows,
+           patches, total FROM images ORDER BY image_id`,
+      )
+      .all() as StoredImage[];
   }
 
   static exists(dir: string): boolean {
