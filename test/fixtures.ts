@@ -6,7 +6,13 @@ import { gzipSync } from 'node:zlib';
 
 import sharp from 'sharp';
 
-import { seededRandom } from '../src/engine/synthetic.js';
+import { Catalog } from '../src/data/catalog.js';
+import { parseGroupRule } from '../src/data/grouping.js';
+import { importImages } from '../src/data/import.js';
+import { prepare } from '../src/data/prepare.js';
+import { createSplit } from '../src/data/split.js';
+import { workspaceAt, type Workspace } from '../src/data/workspace.js';
+import { makePatternSet, seededRandom } from '../src/engine/synthetic.js';
 
 export function tempDir(prefix = 'pathotype-test-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
@@ -170,7 +176,6 @@ export function pngHeaderClaiming(width: number, height: number): Buffer {
 
 /** A learnable class-per-folder set: blobs, stripes and checkerboards (the engine's pattern set) as PNGs. */
 export async function writePatternDataset(root: string, perClass: number, size = 48): Promise<string[]> {
-  const { makePatternSet } = await import('../src/engine/synthetic.js');
   const set = makePatternSet(perClass * 3, size, 21);
   const classes = ['BLOB', 'CHECKER', 'STRIPES'];
   const folder = ['BLOB', 'STRIPES', 'CHECKER'];
@@ -184,4 +189,28 @@ export async function writePatternDataset(root: string, perClass: number, size =
     });
   }
   return classes;
+}
+
+/**
+ * A workspace holding the pattern set: imported (one case per image), split and prepared into
+ * the patch store 'patterns' (24x24 patches, stride 12, no normalisation).
+ */
+export async function patternWorkspace(
+  perClass: number,
+  split: { testFraction: number; validationFraction: number; seed: number },
+): Promise<{ workspace: Workspace; catalog: Catalog; root: string }> {
+  const root = tempDir();
+  await writePatternDataset(root, perClass);
+  const workspace = workspaceAt(tempDir());
+  const catalog = Catalog.open(workspace);
+  await importImages(catalog, workspace, root, { groupBy: parseGroupRule('none') });
+  createSplit(catalog, 'default', { kind: 'holdout', ...split });
+  await prepare(catalog, workspace, {
+    name: 'patterns',
+    split: 'default',
+    normalisation: { method: 'none' },
+    targetScale: null,
+    tiles: { size: 24, stride: 12 },
+  });
+  return { workspace, catalog, root };
 }

@@ -327,6 +327,22 @@ export class PatchStore {
     return this.imageIds.length;
   }
 
+  #byImage: Map<number, number[]> | undefined;
+
+  /** The patch ids of one image, ascending; indexed on first use instead of scanning every patch each time. */
+  patchesOf(imageId: number): Int32Array {
+    if (!this.#byImage) {
+      this.#byImage = new Map();
+      for (let id = 0; id < this.count; id++) {
+        const image = this.imageIds[id] ?? -1;
+        const list = this.#byImage.get(image);
+        if (list) list.push(id);
+        else this.#byImage.set(image, [id]);
+      }
+    }
+    return Int32Array.from(this.#byImage.get(imageId) ?? []);
+  }
+
   /** Patch ids matching the selection, ascending. */
   select(selection: PatchSelection = {}): Int32Array {
     const ids: number[] = [];

@@ -24,7 +24,7 @@ export async function predictStoredImages(
   const batchSize = options.batchSize ?? 256;
   const out: StoredImagePrediction[] = [];
   for (const image of images) {
-    const ids = store.select({ imageIds: [image.imageId] });
+    const ids = store.patchesOf(image.imageId);
     const probabilities = new Float32Array(ids.length * classes);
     for (let i = 0; i < ids.length; i += batchSize) {
       const chunk = ids.subarray(i, Math.min(ids.length, i + batchSize));

@@ -3,41 +3,15 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { Catalog } from '../../src/data/catalog.js';
-import { parseGroupRule } from '../../src/data/grouping.js';
-import { importImages } from '../../src/data/import.js';
-import { prepare } from '../../src/data/prepare.js';
-import { createSplit } from '../../src/data/split.js';
-import { workspaceAt, type Workspace } from '../../src/data/workspace.js';
 import { evaluateModel } from '../../src/evaluate/evaluate.js';
 import { loadPackageNetwork, readManifest } from '../../src/model/package.js';
 import { Predictor } from '../../src/predict/predictor.js';
 import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../../src/train/config.js';
 import { train } from '../../src/train/trainer.js';
-import { tempDir, writePatternDataset } from '../fixtures.js';
+import { patternWorkspace, tempDir } from '../fixtures.js';
 
-async function patternWorkspace(
-  validation = 0.25,
-): Promise<{ workspace: Workspace; catalog: Catalog; root: string }> {
-  const root = tempDir();
-  await writePatternDataset(root, 12);
-  const workspace = workspaceAt(tempDir());
-  const catalog = Catalog.open(workspace);
-  await importImages(catalog, workspace, root, { groupBy: parseGroupRule('none') });
-  createSplit(catalog, 'default', {
-    kind: 'holdout',
-    testFraction: 0.25,
-    validationFraction: validation,
-    seed: 2,
-  });
-  await prepare(catalog, workspace, {
-    name: 'patterns',
-    split: 'default',
-    normalisation: { method: 'none' },
-    targetScale: null,
-    tiles: { size: 24, stride: 12 },
-  });
-  return { workspace, catalog, root };
+function workspaceWithPatterns(validation = 0.25): ReturnType<typeof patternWorkspace> {
+  return patternWorkspace(12, { testFraction: 0.25, validationFraction: validation, seed: 2 });
 }
 
 function config(overrides: Partial<TrainConfigInput> = {}): TrainConfig {
@@ -57,7 +31,7 @@ function config(overrides: Partial<TrainConfigInput> = {}): TrainConfig {
 
 describe('training, packages and evaluation', () => {
   it('trains a package that evaluate, predict and the heatmap use', async () => {
-    const { workspace, catalog, root } = await patternWorkspace();
+    const { workspace, catalog, root } = await workspaceWithPatterns();
     const result = await train(workspace, config());
     assert.equal(result.manifest.history.length, 4);
     assert.ok(result.manifest.history.every((e) => e.validationImageAccuracy !== undefined));
@@ -90,7 +64,7 @@ describe('training, packages and evaluation', () => {
   });
 
   it('resumes after an interruption exactly where it stopped', async () => {
-    const { workspace, catalog } = await patternWorkspace(0);
+    const { workspace, catalog } = await workspaceWithPatterns(0);
     const whole = await train(workspace, config({ name: 'whole' }));
     await assert.rejects(
       train(workspace, config({ name: 'split' }), { stopAfterEpochs: 2 }),
@@ -117,7 +91,7 @@ describe('training, packages and evaluation', () => {
   });
 
   it('refuses packages of another format, and broken ones, with clear messages', async () => {
-    const { workspace, catalog } = await patternWorkspace(0);
+    const { workspace, catalog } = await workspaceWithPatterns(0);
     const result = await train(
       workspace,
       config({
