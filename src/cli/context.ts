@@ -3,7 +3,10 @@ import type { Command } from 'commander';
 
 import { readConfigFile } from '../config.js';
 import { Catalog } from '../data/catalog.js';
+import path from 'node:path';
+
 import { workspaceAt, type Workspace } from '../data/workspace.js';
+import { modelDirFor } from '../train/trainer.js';
 import { applyConfigFile } from './options.js';
 
 export async function withCatalog<T>(
@@ -28,4 +31,11 @@ export function loadCommandConfig(command: Command): void {
 
 export function print(json: boolean | undefined, value: unknown, text: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+}
+
+/** A model given as a path (anything with a '/') or as a model name in the workspace. */
+export function resolveModelDir(command: Command, reference: string): string {
+  if (reference.includes('/')) return path.resolve(reference);
+  const { workspace } = command.optsWithGlobals<{ workspace: string }>();
+  return modelDirFor(workspaceAt(workspace), reference);
 }

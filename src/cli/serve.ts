@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { workspaceAt } from '../data/workspace.js';
 import { buildServer } from '../serve/app.js';
 import { ServerRecords } from '../serve/records.js';
+import { resolveModelDir } from './context.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 
 function serveDataDir(command: Command): string {
@@ -46,10 +47,7 @@ export function registerServe(program: Command): void {
         },
         command: Command,
       ) => {
-        const { workspace } = command.optsWithGlobals<{ workspace: string }>();
-        const modelDir = flags.model.includes('/')
-          ? path.resolve(flags.model)
-          : path.join(workspaceAt(workspace).root, 'models', flags.model);
+        const modelDir = resolveModelDir(command, flags.model);
         const server = await buildServer({
           modelDir,
           dataDir: serveDataDir(command),

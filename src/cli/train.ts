@@ -16,8 +16,8 @@ import { Predictor, type ImagePrediction } from '../predict/predictor.js';
 import { merge, resolveTrainConfig } from '../train/config.js';
 import { PRESETS, presetNames } from '../train/presets.js';
 import { resolvePreset, runPipeline } from '../train/run.js';
-import { modelDirFor, train, type TrainProgress } from '../train/trainer.js';
-import { print, withCatalog } from './context.js';
+import { train, type TrainProgress } from '../train/trainer.js';
+import { print, resolveModelDir, withCatalog } from './context.js';
 import { choice, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { progressBar, type Progress } from './progress.js';
 
@@ -219,7 +219,7 @@ export function registerModelCommands(program: Command): void {
         command: Command,
       ) => {
         await withCatalog(command, async (catalog, workspace) => {
-          const dir = model.includes('/') ? path.resolve(model) : modelDirFor(workspace, model);
+          const dir = resolveModelDir(command, model);
           const result = await evaluateModel(catalog, workspace, dir, {
             partition: flags.partition,
             ...(flags.store ? { store: flags.store } : {}),
@@ -269,10 +269,7 @@ export function registerModelCommands(program: Command): void {
         },
         command: Command,
       ) => {
-        const { workspace: ws } = command.optsWithGlobals<{ workspace: string }>();
-        const dir = flags.model.includes('/')
-          ? path.resolve(flags.model)
-          : path.resolve(ws, 'models', flags.model);
+        const dir = resolveModelDir(command, flags.model);
         const predictor = await Predictor.load(dir, {
           batchSize: flags.batchSize,
           bf16: flags.bf16 ?? false,

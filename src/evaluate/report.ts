@@ -2,19 +2,11 @@
  * The evaluation report: one HTML file with everything inline (styles, SVG charts, PNG heatmaps
  * as data URIs), readable offline and safe to mail.
  */
+import { escapeHtml as esc, percent as pct } from '../html.js';
 import type { ModelManifest } from '../model/package.js';
 import { classColour } from '../predict/heatmap.js';
 import type { EvaluationReport } from './evaluate.js';
 import type { ClassificationMetrics } from './metrics.js';
-
-function esc(text: string): string {
-  return text.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
-  );
-}
-
-const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
 
 function curves(manifest: ModelManifest): string {
   const h = manifest.history;

@@ -2,18 +2,10 @@
  * The pathologist's portal: server-rendered pages with a little inline script, everything served
  * by this server (no CDN), usable by keyboard and screen reader.
  */
+import { escapeHtml, percent as pct } from '../html.js';
 import { classColour } from '../predict/heatmap.js';
 import type { ModelManifest } from '../model/package.js';
 import type { PredictionRecord } from './records.js';
-
-export function escapeHtml(text: string): string {
-  return text.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
-  );
-}
-
-const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
 
 const STYLE = `
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
