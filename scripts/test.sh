@@ -11,4 +11,6 @@ npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }
 echo 'test: test suite'
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
-exec node --test --test-concurrency=1 "${files[@]}"
+# A hung test must fail the run, not stall CI: each test gets 10 minutes, and the runner exits
+# when the tests are done even if a handle (a server, a worker) was left open.
+exec node --test --test-concurrency=1 --test-timeout=600000 --test-force-exit "${files[@]}"

@@ -209,7 +209,8 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     logger: options.logger ?? false,
     bodyLimit: maxBytes,
     return503OnClosing: true,
-    forceCloseConnections: false,
+    // On shutdown, idle keep-alive sockets close at once; requests in flight still finish.
+    forceCloseConnections: 'idle',
   });
   await app.register(multipart, { limits: { fileSize: maxBytes, files: 1, fields: 10 } });
   for (const type of ['image/png', 'image/jpeg', 'image/tiff', 'application/octet-stream']) {
@@ -615,6 +616,16 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
       .send(await overlayPng(record.result.grid));
   });
 
+  // Node's server.close() leaves a keep-alive socket open (up to keepAliveTimeout, 72 s) once
+  // its in-flight response is done; answers sent while closing say `Connection: close` so the
+  // socket ends with the response and shutdown takes as long as the slowest request.
+  let closing = false;
+  app.addHook('preClose', () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   app.addHook('onClose', () => {
     records.close();
   });

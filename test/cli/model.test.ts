@@ -137,11 +137,15 @@ describe('pathotype run, train, evaluate and predict', () => {
     );
     const child = spawn(process.execPath, [cli, '-w', ws, 'train', '--config', config], { stdio: 'ignore' });
     const state = path.join(ws, 'runs/killed/checkpoint/state.json');
-    const deadline = Date.now() + 120_000;
-    while (!existsSync(state) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(existsSync(state), 'a checkpoint appeared');
-    child.kill('SIGKILL');
-    await new Promise((resolve) => child.on('exit', resolve));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!existsSync(state) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(existsSync(state), 'a checkpoint appeared');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
     const resumed = await pathotype(ws, 'train', '--config', config, '--resume', '--json');
     assert.equal(resumed.code, 0, resumed.stderr);
     const result = JSON.parse(resumed.stdout) as { resumedFrom: number; manifest: { history: unknown[] } };

@@ -228,7 +228,7 @@ describe('Network', () => {
     const timer = setInterval(() => ticks++, 1);
     let settled = false;
     const steps = (async () => {
-      for (let i = 0; i < 4; i++) await network.trainStep(set.images, set.labels);
+      for (let i = 0; i < 12; i++) await network.trainStep(set.images, set.labels);
     })().finally(() => (settled = true));
     await new Promise((resolve) => setTimeout(resolve, 20));
     const ticksWhileBusy = ticks;

@@ -284,20 +284,35 @@ describe('REST API', () => {
   it('finishes a request in flight when shut down gracefully', async () => {
     const fixture = await trainedPackage();
     const live = await buildServer({ modelDir: fixture.modelDir, dataDir: fixture.dataDir });
-    const address = await live.app.listen({ host: '127.0.0.1', port: 0 });
-    const pending = fetch(`${address}/api/v1/predictions?filename=late.png`, {
-      method: 'POST',
-      body: png,
-      headers: { 'content-type': 'image/png' },
-    });
-    // Close once the request is being worked on.
-    const deadline = Date.now() + 10_000;
-    while (live.queue.running === 0 && Date.now() < deadline)
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    assert.ok(live.queue.running > 0, 'the request reached inference');
-    const closing = live.app.close();
-    const response = await pending;
-    assert.equal(response.status, 201);
-    await closing;
+    // Hold the only inference slot so the upload is deterministically in flight (waiting its
+    // turn) when the server is asked to close; polling for a running job raced a fast model.
+    let release = (): void => undefined;
+    const occupied = live.queue.run(() => new Promise<void>((resolve) => (release = resolve)));
+    try {
+      const address = await live.app.listen({ host: '127.0.0.1', port: 0 });
+      const pending = fetch(`${address}/api/v1/predictions?filename=late.png`, {
+        method: 'POST',
+        body: png,
+        headers: { 'content-type': 'image/png' },
+      });
+      const deadline = Date.now() + 30_000;
+      while (live.queue.waiting === 0 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.equal(live.queue.waiting, 1, 'the upload is in flight');
+      const closing = live.app.close();
+      release();
+      const response = await pending;
+      assert.equal(response.status, 201);
+      assert.equal(
+        response.headers.get('connection'),
+        'close',
+        'the keep-alive socket does not hold shutdown',
+      );
+      await closing;
+    } finally {
+      release();
+      await occupied;
+      await live.app.close();
+    }
   });
 });
