@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { readConfigFile } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { decodeRgb } from '../data/image-io.js';
+import { percent } from '../html.js';
 import { fetchWeights, KNOWN_WEIGHTS, resolveWeights } from '../engine/weights/registry.js';
 import { ARCHITECTURES, type Architecture } from '../engine/zoo.js';
 import { evaluateModel } from '../evaluate/evaluate.js';
@@ -15,7 +16,7 @@ import { heatmapPng } from '../predict/heatmap.js';
 import { Predictor, type ImagePrediction } from '../predict/predictor.js';
 import { merge, resolveTrainConfig } from '../train/config.js';
 import { PRESETS, presetNames } from '../train/presets.js';
-import { resolvePreset, runPipeline } from '../train/run.js';
+import { resolvePreset, runPipeline, type StageRun } from '../train/run.js';
 import { train, type TrainProgress } from '../train/trainer.js';
 import { print, resolveModelDir, withCatalog } from './context.js';
 import { choice, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
@@ -316,6 +317,11 @@ export function registerModelCommands(program: Command): void {
     )
     .option('--name <name>', 'model, split and store name (default: the preset name)')
     .option('--config <file>', 'overrides of the preset: { groupBy, split, prepare, train } (JSON or YAML)')
+    .option(
+      '--folds <k>',
+      "k-fold cross-validation by case: k models, each image predicted by the one that never saw its case (the preset's validation share and seed)",
+      positiveInt,
+    )
     .option('--fresh', 'start every stage over')
     .option('--json', 'print the result as JSON')
     .action(
@@ -325,12 +331,25 @@ export function registerModelCommands(program: Command): void {
           data?: string;
           name?: string;
           config?: string;
+          folds?: number;
           fresh?: boolean;
           json?: boolean;
         },
         command: Command,
       ) => {
-        const overrides = flags.config ? readConfigFile(flags.config) : {};
+        let overrides = flags.config ? readConfigFile(flags.config) : {};
+        if (flags.folds !== undefined) {
+          const split = resolvePreset(flags.preset, overrides).split;
+          overrides = {
+            ...overrides,
+            split: {
+              kind: 'kfold',
+              folds: flags.folds,
+              validationFraction: split.validationFraction,
+              seed: split.seed,
+            },
+          };
+        }
         resolvePreset(flags.preset, overrides);
         await withCatalog(command, async (catalog, workspace) => {
           const { bar, update } = trainBar();
@@ -349,26 +368,55 @@ export function registerModelCommands(program: Command): void {
               onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
             });
             bar.stop();
-            const r = result.evaluation.report;
+            const summary = (run: StageRun): Record<string, unknown> => ({
+              ...run,
+              evaluation: {
+                json: run.evaluation.json,
+                html: run.evaluation.html,
+                imageAccuracy: run.evaluation.report.imageMajority.accuracy,
+              },
+            });
+            const cv = result.crossValidation?.report;
             print(
               flags.json,
               {
                 ...result,
-                evaluation: {
-                  json: result.evaluation.json,
-                  html: result.evaluation.html,
-                  imageAccuracy: r.imageMajority.accuracy,
-                },
+                runs: result.runs.map(summary),
+                ...(result.crossValidation
+                  ? {
+                      crossValidation: {
+                        json: result.crossValidation.json,
+                        imageAccuracy: result.crossValidation.report.imageMajority.accuracy,
+                        imageAccuracyMean: result.crossValidation.report.imageMean.accuracy,
+                        foldAccuracy: result.crossValidation.report.foldAccuracy,
+                        folds: result.crossValidation.report.folds,
+                      },
+                    }
+                  : {}),
               },
-              () =>
-                [
-                  `${result.preset.name}: image accuracy ${(r.imageMajority.accuracy * 100).toFixed(1)}% (majority vote) on ${r.images.length} held-out images ` +
-                    `of unseen cases; mean-probability vote ${(r.imageMean.accuracy * 100).toFixed(1)}%; patch accuracy ${(r.patch.accuracy * 100).toFixed(1)}%`,
-                  `whole run ${(result.seconds / 60).toFixed(1)} min; model ${result.train.packageDir}; report ${result.evaluation.html}`,
-                  ...(r.model.syntheticWeights
-                    ? ['NOTE: trained from random weights standing in for the missing pretrained file']
-                    : []),
-                ].join('\n'),
+              () => {
+                const lines = result.runs.map((run) => {
+                  const r = run.evaluation.report;
+                  return (
+                    `${run.fold === null ? result.preset.name : `fold ${run.fold}`}: image accuracy ${percent(r.imageMajority.accuracy)} (majority vote) ` +
+                    `on ${r.images.length} held-out images of unseen cases; mean-probability vote ${percent(r.imageMean.accuracy)}; ` +
+                    `patch accuracy ${percent(r.patch.accuracy)}; report ${run.evaluation.html}`
+                  );
+                });
+                if (cv)
+                  lines.push(
+                    `${result.preset.name}, ${cv.folds.length}-fold cross-validation by case: image accuracy ${percent(cv.imageMajority.accuracy)} ` +
+                      `(majority vote) over all ${cv.images.length} images, each predicted by the model that never saw its case; ` +
+                      `mean-probability vote ${percent(cv.imageMean.accuracy)}; balanced ${percent(cv.imageMajority.balancedAccuracy)}; ` +
+                      `kappa ${cv.imageMajority.kappa.toFixed(3)}; folds ${percent(cv.foldAccuracy.mean)} ± ${percent(cv.foldAccuracy.sd)}; ${result.crossValidation?.json ?? ''}`,
+                  );
+                lines.push(
+                  `whole run ${(result.seconds / 60).toFixed(1)} min; model${result.runs.length > 1 ? 's' : ''} ${result.runs.map((r) => r.train.packageDir).join(', ')}`,
+                );
+                if (result.runs.some((r) => r.evaluation.report.model.syntheticWeights))
+                  lines.push('NOTE: trained from random weights standing in for the missing pretrained file');
+                return lines.join('\n');
+              },
             );
           } finally {
             bar.stop();

@@ -25,11 +25,19 @@ export function classificationMetrics(
 ): ClassificationMetrics {
   const k = classes.length;
   const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
-  const n = truth.length;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < truth.length; i++) {
     const row = confusion[truth[i] ?? 0];
     if (row) row[predicted[i] ?? 0] = (row[predicted[i] ?? 0] ?? 0) + 1;
   }
+  return metricsFromConfusion(confusion, classes);
+}
+
+/** The same metrics from a confusion matrix (confusion[true][predicted]), e.g. one summed over folds. */
+export function metricsFromConfusion(
+  confusion: readonly (readonly number[])[],
+  classes: readonly string[],
+): ClassificationMetrics {
+  const n = confusion.reduce((s, r) => s + r.reduce((a, b) => a + b, 0), 0);
   const rowSum = confusion.map((r) => r.reduce((a, b) => a + b, 0));
   const colSum = classes.map((_, c) => confusion.reduce((s, r) => s + (r[c] ?? 0), 0));
   const correct = classes.reduce((s, _, c) => s + (confusion[c]?.[c] ?? 0), 0);
@@ -49,6 +57,6 @@ export function classificationMetrics(
     balancedAccuracy: present.length > 0 ? present.reduce((s, c) => s + c.recall, 0) / present.length : 0,
     kappa: pe < 1 ? (po - pe) / (1 - pe) : 1,
     perClass,
-    confusion,
+    confusion: confusion.map((r) => [...r]),
   };
 }

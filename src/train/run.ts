@@ -13,13 +13,18 @@ import { fetchLymphoma } from '../data/fetch.js';
 import { parseGroupRule } from '../data/grouping.js';
 import { importImages } from '../data/import.js';
 import { prepare, type PrepareReport } from '../data/prepare.js';
-import { createSplit } from '../data/split.js';
-import type { Workspace } from '../data/workspace.js';
+import { createSplit, foldPartitions, type SplitConfig } from '../data/split.js';
+import { ensureDir, type Workspace } from '../data/workspace.js';
 import { resolveWeights } from '../engine/weights/registry.js';
+import {
+  crossValidationReport,
+  writeCrossValidation,
+  type CrossValidationReport,
+} from '../evaluate/cross-validation.js';
 import { evaluateModel, type EvaluationReport } from '../evaluate/evaluate.js';
 import { merge, resolveTrainConfig, type TrainConfig } from './config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
-import { modelDirFor, train, type TrainProgress, type TrainResult } from './trainer.js';
+import { modelDirFor, runDirFor, train, type TrainProgress, type TrainResult } from './trainer.js';
 
 export interface RunOptions {
   preset: string;
@@ -35,11 +40,22 @@ export interface RunOptions {
   onNotice?: (message: string) => void;
 }
 
-export interface RunResult {
-  preset: Preset;
+/** What one prepare-train-evaluate pass produced: the whole run for a holdout split, one fold of k. */
+export interface StageRun {
+  name: string;
+  /** 1-based fold of a k-fold run; null for a holdout split. */
+  fold: number | null;
   prepare: PrepareReport;
   train: TrainResult;
   evaluation: { report: EvaluationReport; json: string; html: string };
+}
+
+export interface RunResult {
+  preset: Preset;
+  /** One pass for a holdout split; one per fold for k-fold cross-validation. */
+  runs: StageRun[];
+  /** k-fold only: every image predicted once by the model that never saw its case. */
+  crossValidation?: { report: CrossValidationReport; json: string };
   seconds: number;
 }
 
@@ -53,7 +69,13 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
     throw new ConfigError(
       `unknown run config key(s) ${unknown.join(', ')}; known: ${OVERRIDE_KEYS.join(', ')}`,
     );
-  return merge(base, overrides);
+  // A split of another kind replaces the preset's rather than mixing their fields.
+  const split = overrides.split as { kind?: unknown } | undefined;
+  const rebased =
+    split && typeof split === 'object' && split.kind !== undefined && split.kind !== base.split.kind
+      ? { ...base, split: split as SplitConfig }
+      : base;
+  return merge(rebased, overrides);
 }
 
 export async function runPipeline(
@@ -91,7 +113,63 @@ export async function runPipeline(
     stage('split', `split '${name}' unchanged`);
   }
 
-  // 3. Prepare: reuses an identical store.
+  // 3-5. Prepare, train, evaluate: once on the holdout split, or once per fold.
+  const split = preset.split;
+  if (split.kind !== 'kfold') {
+    const run = await prepareTrainEvaluate(catalog, workspace, preset, name, null, options);
+    return { preset, runs: [run], seconds: (performance.now() - started) / 1000 };
+  }
+  const runs: StageRun[] = [];
+  const members = catalog.splitMembers(name);
+  for (let fold = 0; fold < split.folds; fold++) {
+    const foldName = `${name}-fold${fold + 1}`;
+    const params = { ...split, of: name, fold: fold + 1 };
+    const current = catalog.split(foldName);
+    if (!current || JSON.stringify(current.params) !== JSON.stringify(params) || options.fresh) {
+      const partitions = foldPartitions(
+        catalog.images(),
+        members,
+        fold,
+        split.validationFraction,
+        split.seed,
+      );
+      catalog.saveSplit(
+        { name: foldName, kind: 'holdout', seed: split.seed, params },
+        [...partitions].map(([imageId, partition]) => ({ imageId, partition, fold: null })),
+      );
+    }
+    stage('fold', `${fold + 1} of ${split.folds}: its cases held out, the rest train '${foldName}'`);
+    runs.push(await prepareTrainEvaluate(catalog, workspace, preset, foldName, fold + 1, options));
+  }
+  const report = crossValidationReport(
+    name,
+    runs.map((r) => ({ fold: r.fold ?? 0, report: r.evaluation.report })),
+  );
+  const json = await writeCrossValidation(ensureDir(runDirFor(workspace, name)), report);
+  stage(
+    'cross-validation',
+    `image accuracy ${(report.imageMajority.accuracy * 100).toFixed(1)}% over all ${report.images.length} images ` +
+      `(folds ${report.folds.map((f) => (f.imageAccuracy * 100).toFixed(0)).join('/')}%)`,
+  );
+  return {
+    preset,
+    runs,
+    crossValidation: { report, json },
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** The stages after the split, for the split (and store and model) called `name`. */
+async function prepareTrainEvaluate(
+  catalog: Catalog,
+  workspace: Workspace,
+  preset: Preset,
+  name: string,
+  fold: number | null,
+  options: RunOptions,
+): Promise<StageRun> {
+  const stage = options.onStage ?? (() => undefined);
+  // Prepare: reuses an identical store.
   const recipe = preset.prepare;
   const prepared = await prepare(catalog, workspace, {
     name,
@@ -110,7 +188,7 @@ export async function runPipeline(
     `${prepared.reused ? 'reused' : 'made'} ${prepared.manifest.count} patches in ${prepared.seconds.toFixed(1)} s`,
   );
 
-  // 4. Train: continues from the checkpoint of an interrupted run.
+  // Train: continues from the checkpoint of an interrupted run.
   const input = { ...preset.train, name, store: name } as Record<string, unknown>;
   if (typeof input.pretrained === 'string')
     input.pretrained = resolveWeights(input.pretrained, workspace.root);
@@ -126,7 +204,7 @@ export async function runPipeline(
     `${trained.resumedFrom > 0 ? `resumed after epoch ${trained.resumedFrom}, ` : ''}done in ${trained.seconds.toFixed(0)} s`,
   );
 
-  // 5. Evaluate on the held-out cases.
+  // Evaluate on the held-out cases.
   const packageDir = modelDirFor(workspace, name);
   if (!existsSync(path.join(packageDir, 'model.json')))
     throw new ConfigError(`training wrote no package at ${packageDir}`);
@@ -135,11 +213,5 @@ export async function runPipeline(
     'evaluate',
     `image accuracy ${(evaluation.report.imageMajority.accuracy * 100).toFixed(1)}% on ${evaluation.report.images.length} test images`,
   );
-  return {
-    preset,
-    prepare: prepared,
-    train: trained,
-    evaluation,
-    seconds: (performance.now() - started) / 1000,
-  };
+  return { name, fold, prepare: prepared, train: trained, evaluation };
 }

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
+import { PatchStore } from '../../src/data/patch-store.js';
 import { repoRoot, runCli, type CliResult } from '../helpers.js';
 import { tempDir, writeFile, writePatternDataset } from '../fixtures.js';
 
@@ -97,6 +98,75 @@ describe('pathotype run, train, evaluate and predict', () => {
     const bad = await pathotype(ws, 'predict', '--model', 'quick', path.join(data, 'missing.png'));
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /not a readable image/);
+  });
+
+  it('cross-validates by case: k folds, every image predicted once by a model that never saw its case', async () => {
+    const data = tempDir();
+    await writePatternDataset(data, 6);
+    const ws = path.join(tempDir(), 'ws');
+    const config = writeFile(path.join(tempDir(), 'quick.json'), JSON.stringify(quickRun));
+    const args = [
+      'run',
+      '--preset',
+      'small-cnn',
+      '--data',
+      data,
+      '--config',
+      config,
+      '--name',
+      'cv',
+      '--folds',
+      '3',
+    ];
+    const first = await pathotype(ws, ...args, '--json');
+    assert.equal(first.code, 0, first.stderr);
+    const result = JSON.parse(first.stdout) as {
+      runs: { name: string; fold: number }[];
+      crossValidation: { json: string; imageAccuracy: number; folds: { images: number }[] };
+    };
+    assert.deepEqual(
+      result.runs.map((r) => [r.name, r.fold]),
+      [
+        ['cv-fold1', 1],
+        ['cv-fold2', 2],
+        ['cv-fold3', 3],
+      ],
+    );
+    const cv = JSON.parse(readFileSync(result.crossValidation.json, 'utf8')) as {
+      imageMajority: { n: number; accuracy: number };
+      images: { imageId: number; fold: number }[];
+    };
+    const ids = cv.images.map((i) => i.imageId);
+    assert.equal(ids.length, 18, 'every image once');
+    assert.equal(new Set(ids).size, 18, 'no image in two test folds');
+    assert.equal(cv.imageMajority.n, 18);
+    assert.equal(cv.imageMajority.accuracy, result.crossValidation.imageAccuracy);
+    for (const fold of [1, 2, 3]) {
+      // Each fold's model was trained on the other folds' images only.
+      const model = JSON.parse(readFileSync(path.join(ws, `models/cv-fold${fold}/model.json`), 'utf8')) as {
+        data: { split: string };
+      };
+      assert.equal(model.data.split, `cv-fold${fold}`);
+      const store = PatchStore.open(path.join(ws, `patches/cv-fold${fold}`));
+      try {
+        const heldOut = cv.images.filter((i) => i.fold === fold).map((i) => i.imageId);
+        const trainedOn = store.images.filter((i) => i.partition !== 'test').map((i) => i.imageId);
+        assert.deepEqual(
+          store.images.filter((i) => i.partition === 'test').map((i) => i.imageId),
+          heldOut,
+        );
+        assert.ok(!trainedOn.some((id) => heldOut.includes(id)), 'no held-out image among the training ones');
+      } finally {
+        store.close();
+      }
+    }
+    const again = await pathotype(ws, ...args);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((again.stderr.match(/prepare: reused/g) ?? []).length, 3, again.stderr);
+    assert.match(
+      again.stdout,
+      /3-fold cross-validation by case: image accuracy \d+\.\d% \(majority vote\) over all 18 images/,
+    );
   });
 
   it('continues a training killed with SIGKILL from its last checkpoint', async () => {

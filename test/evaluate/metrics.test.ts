@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { classificationMetrics } from '../../src/evaluate/metrics.js';
+import { crossValidationReport } from '../../src/evaluate/cross-validation.js';
+import type { EvaluationReport } from '../../src/evaluate/evaluate.js';
+import { classificationMetrics, metricsFromConfusion } from '../../src/evaluate/metrics.js';
 import { vote } from '../../src/predict/vote.js';
 
 const close = (a: number, b: number, what: string): void =>
@@ -62,5 +64,43 @@ describe('metrics', () => {
     close(m.kappa, 1, 'kappa');
     close(m.balancedAccuracy, 1, 'balanced accuracy over present classes');
     assert.equal(m.perClass[2]?.support, 0);
+  });
+
+  it('pools cross-validation folds by summing their confusion matrices', () => {
+    // The hand-computed case above, cut into two folds: pooled, it must give the same figures.
+    const fold = (truth: number[], predicted: number[]) =>
+      ({
+        imageMajority: classificationMetrics(truth, predicted, ['A', 'B', 'C']),
+        imageMean: classificationMetrics(truth, truth, ['A', 'B', 'C']),
+        patch: classificationMetrics(truth, predicted, ['A', 'B', 'C']),
+        model: { name: 'm', version: 1, dir: '', syntheticWeights: false },
+        images: truth.map((t, i) => ({ caseId: `case${i % 2}`, className: 'ABC'[t] ?? '' })),
+      }) as unknown as EvaluationReport;
+    const cv = crossValidationReport('cv', [
+      { fold: 1, report: fold([0, 0, 0, 0, 1], [0, 0, 0, 1, 1]) },
+      { fold: 2, report: fold([1, 1, 2, 2, 2], [1, 2, 2, 2, 0]) },
+    ]);
+    const whole = classificationMetrics(
+      [0, 0, 0, 0, 1, 1, 1, 2, 2, 2],
+      [0, 0, 0, 1, 1, 1, 2, 2, 2, 0],
+      ['A', 'B', 'C'],
+    );
+    assert.deepEqual(cv.imageMajority, whole);
+    assert.deepEqual(
+      metricsFromConfusion(whole.confusion, ['A', 'B', 'C']),
+      whole,
+      'metrics from a confusion matrix are the metrics of its labels',
+    );
+    close(cv.imageMean.accuracy, 1, 'mean rule pooled');
+    close(cv.foldAccuracy.mean, (4 / 5 + 3 / 5) / 2, 'mean of fold accuracies');
+    close(cv.foldAccuracy.sd, Math.SQRT2 * 0.1, 'sample sd of 0.8 and 0.6');
+    assert.deepEqual(
+      cv.folds.map((f) => [f.fold, f.images, f.cases]),
+      [
+        [1, 5, 2],
+        [2, 5, 2],
+      ],
+    );
+    assert.equal(cv.images.length, 10);
   });
 });
