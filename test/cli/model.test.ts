@@ -157,7 +157,7 @@ describe('pathotype run, train, evaluate and predict', () => {
         );
         assert.ok(!trainedOn.some((id) => heldOut.includes(id)), 'no held-out image among the training ones');
       } finally {
-        store.close();
+        await store.close();
       }
     }
     const again = await pathotype(ws, ...args);
