@@ -16,7 +16,7 @@ async function pathotype(workspace: string, ...args: string[]): Promise<CliResul
   return runCli(['-w', workspace, ...args]);
 }
 
-const quickRun = {
+const quickConfig = {
   groupBy: 'none',
   split: { kind: 'holdout', testFraction: 0.25, validationFraction: 0.25, seed: 3 },
   prepare: { normalisation: 'none', targetScale: null, tiles: { size: 24, stride: 12 } },
@@ -28,30 +28,33 @@ const quickRun = {
   },
 };
 
+/** A pattern data set, a workspace and the arguments of a small, fast `run` over them. */
+async function quickRun(
+  perClass: number,
+  name: string,
+): Promise<{ data: string; ws: string; args: string[] }> {
+  const data = tempDir();
+  await writePatternDataset(data, perClass);
+  const ws = path.join(tempDir(), 'ws');
+  const config = writeFile(path.join(tempDir(), `${name}.json`), JSON.stringify(quickConfig));
+  return {
+    data,
+    ws,
+    args: ['run', '--preset', 'small-cnn', '--data', data, '--config', config, '--name', name],
+  };
+}
+
 describe('pathotype run, train, evaluate and predict', () => {
   it('runs the whole workflow, then resumes it stage by stage', async () => {
-    const data = tempDir();
-    await writePatternDataset(data, 10);
-    const ws = path.join(tempDir(), 'ws');
-    const config = writeFile(path.join(tempDir(), 'quick.json'), JSON.stringify(quickRun));
-    const first = await pathotype(
-      ws,
-      'run',
-      '--preset',
-      'small-cnn',
-      '--data',
-      data,
-      '--config',
-      config,
-      '--name',
-      'quick',
-    );
+    const { data, ws, args } = await quickRun(10, 'quick');
+    const first = await pathotype(ws, ...args);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /run: prepare: made \d+ patches/);
     assert.match(first.stdout, /small-cnn: image accuracy \d+\.\d% \(majority vote\)/);
     const report = path.join(ws, 'models/quick/evaluation/report.html');
     assert.ok(existsSync(report));
-    const again = await pathotype(ws, 'run', '--preset', 'small-cnn', '--config', config, '--name', 'quick');
+    // Again without --data: the catalog as it is.
+    const again = await pathotype(ws, ...args.filter((a) => a !== '--data' && a !== data));
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /split 'quick' unchanged/);
     assert.match(again.stderr, /prepare: reused/);
@@ -101,23 +104,8 @@ describe('pathotype run, train, evaluate and predict', () => {
   });
 
   it('cross-validates by case: k folds, every image predicted once by a model that never saw its case', async () => {
-    const data = tempDir();
-    await writePatternDataset(data, 6);
-    const ws = path.join(tempDir(), 'ws');
-    const config = writeFile(path.join(tempDir(), 'quick.json'), JSON.stringify(quickRun));
-    const args = [
-      'run',
-      '--preset',
-      'small-cnn',
-      '--data',
-      data,
-      '--config',
-      config,
-      '--name',
-      'cv',
-      '--folds',
-      '3',
-    ];
+    const { ws, args: runArgs } = await quickRun(6, 'cv');
+    const args = [...runArgs, '--folds', '3'];
     const first = await pathotype(ws, ...args, '--json');
     assert.equal(first.code, 0, first.stderr);
     const result = JSON.parse(first.stdout) as {
