@@ -1,10 +1,10 @@
 /** What every workspace command needs: the workspace from --workspace, an open catalog. */
+import path from 'node:path';
+
 import type { Command } from 'commander';
 
 import { readConfigFile } from '../config.js';
 import { Catalog } from '../data/catalog.js';
-import path from 'node:path';
-
 import { workspaceAt, type Workspace } from '../data/workspace.js';
 import { modelDirFor } from '../train/trainer.js';
 import { applyConfigFile } from './options.js';

@@ -47,8 +47,8 @@ function epochLine(e: {
   const validation =
     e.validationImageAccuracy === undefined
       ? ''
-      : `, validation image accuracy ${(e.validationImageAccuracy * 100).toFixed(1)}%`;
-  return `epoch ${e.epoch}: loss ${e.loss.toFixed(3)}, patch accuracy ${(e.accuracy * 100).toFixed(1)}%${validation} (${e.patchesPerSecond.toFixed(0)} patches/s, ${e.seconds.toFixed(0)} s)`;
+      : `, validation image accuracy ${percent(e.validationImageAccuracy)}`;
+  return `epoch ${e.epoch}: loss ${e.loss.toFixed(3)}, patch accuracy ${percent(e.accuracy)}${validation} (${e.patchesPerSecond.toFixed(0)} patches/s, ${e.seconds.toFixed(0)} s)`;
 }
 
 interface TrainFlags {
@@ -74,7 +74,7 @@ interface TrainFlags {
 
 function formatPrediction(p: ImagePrediction): string {
   const shares = Object.entries(p.voteShares)
-    .map(([c, v]) => `${c} ${(v * 100).toFixed(1)}%`)
+    .map(([c, v]) => `${c} ${percent(v)}`)
     .join(', ');
   return `${p.name}: ${p.predicted} (votes: ${shares}; ${p.patches} patches)`;
 }
@@ -231,8 +231,8 @@ export function registerModelCommands(program: Command): void {
           print(flags.json, r, () =>
             [
               `${r.model.name} v${r.model.version} on ${r.images.length} ${r.partition} images of '${r.store}':`,
-              `  image accuracy ${(r.imageMajority.accuracy * 100).toFixed(1)}% (majority vote), ${(r.imageMean.accuracy * 100).toFixed(1)}% (mean probability)`,
-              `  balanced accuracy ${(r.imageMajority.balancedAccuracy * 100).toFixed(1)}%, kappa ${r.imageMajority.kappa.toFixed(3)}, patch accuracy ${(r.patch.accuracy * 100).toFixed(1)}%`,
+              `  image accuracy ${percent(r.imageMajority.accuracy)} (majority vote), ${percent(r.imageMean.accuracy)} (mean probability)`,
+              `  balanced accuracy ${percent(r.imageMajority.balancedAccuracy)}, kappa ${r.imageMajority.kappa.toFixed(3)}, patch accuracy ${percent(r.patch.accuracy)}`,
               `  report: ${result.html}`,
               `  JSON: ${result.json}`,
             ].join('\n'),

@@ -188,7 +188,11 @@ function describe(errors: ErrorObject[] | null | undefined): string {
     .join('; ');
 }
 
-/** Deep merge of plain objects; arrays and scalars from `over` replace those of `base`. */
+/**
+ * Deep merge of plain objects; arrays and scalars from `over` replace those of `base`, and so
+ * does an object of another `kind` (a holdout split overridden by a k-fold one), whose fields
+ * must not mix with the base variant's.
+ */
 export function merge<T>(base: T, over: unknown): T {
   if (over === undefined) return base;
   if (
@@ -201,6 +205,8 @@ export function merge<T>(base: T, over: unknown): T {
   ) {
     return over as T;
   }
+  const overKind = (over as { kind?: unknown }).kind;
+  if (overKind !== undefined && overKind !== (base as { kind?: unknown }).kind) return over as T;
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [key, value] of Object.entries(over as Record<string, unknown>))
     out[key] = merge(out[key], value);

@@ -13,7 +13,7 @@ import { fetchLymphoma } from '../data/fetch.js';
 import { parseGroupRule } from '../data/grouping.js';
 import { importImages } from '../data/import.js';
 import { prepare, type PrepareReport } from '../data/prepare.js';
-import { createSplit, foldPartitions, type SplitConfig } from '../data/split.js';
+import { createSplit, foldPartitions } from '../data/split.js';
 import { ensureDir, type Workspace } from '../data/workspace.js';
 import { resolveWeights } from '../engine/weights/registry.js';
 import {
@@ -22,6 +22,7 @@ import {
   type CrossValidationReport,
 } from '../evaluate/cross-validation.js';
 import { evaluateModel, type EvaluationReport } from '../evaluate/evaluate.js';
+import { percent } from '../html.js';
 import { merge, resolveTrainConfig, type TrainConfig } from './config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
 import { modelDirFor, runDirFor, train, type TrainProgress, type TrainResult } from './trainer.js';
@@ -69,13 +70,7 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
     throw new ConfigError(
       `unknown run config key(s) ${unknown.join(', ')}; known: ${OVERRIDE_KEYS.join(', ')}`,
     );
-  // A split of another kind replaces the preset's rather than mixing their fields.
-  const split = overrides.split as { kind?: unknown } | undefined;
-  const rebased =
-    split && typeof split === 'object' && split.kind !== undefined && split.kind !== base.split.kind
-      ? { ...base, split: split as SplitConfig }
-      : base;
-  return merge(rebased, overrides);
+  return merge(base, overrides);
 }
 
 export async function runPipeline(
@@ -120,19 +115,14 @@ export async function runPipeline(
     return { preset, runs: [run], seconds: (performance.now() - started) / 1000 };
   }
   const runs: StageRun[] = [];
+  const images = catalog.images();
   const members = catalog.splitMembers(name);
   for (let fold = 0; fold < split.folds; fold++) {
     const foldName = `${name}-fold${fold + 1}`;
     const params = { ...split, of: name, fold: fold + 1 };
     const current = catalog.split(foldName);
     if (!current || JSON.stringify(current.params) !== JSON.stringify(params) || options.fresh) {
-      const partitions = foldPartitions(
-        catalog.images(),
-        members,
-        fold,
-        split.validationFraction,
-        split.seed,
-      );
+      const partitions = foldPartitions(images, members, fold, split.validationFraction, split.seed);
       catalog.saveSplit(
         { name: foldName, kind: 'holdout', seed: split.seed, params },
         [...partitions].map(([imageId, partition]) => ({ imageId, partition, fold: null })),
@@ -148,7 +138,7 @@ export async function runPipeline(
   const json = await writeCrossValidation(ensureDir(runDirFor(workspace, name)), report);
   stage(
     'cross-validation',
-    `image accuracy ${(report.imageMajority.accuracy * 100).toFixed(1)}% over all ${report.images.length} images ` +
+    `image accuracy ${percent(report.imageMajority.accuracy)} over all ${report.images.length} images ` +
       `(folds ${report.folds.map((f) => (f.imageAccuracy * 100).toFixed(0)).join('/')}%)`,
   );
   return {
@@ -211,7 +201,7 @@ async function prepareTrainEvaluate(
   const evaluation = await evaluateModel(catalog, workspace, packageDir, { bf16: config.bf16 });
   stage(
     'evaluate',
-    `image accuracy ${(evaluation.report.imageMajority.accuracy * 100).toFixed(1)}% on ${evaluation.report.images.length} test images`,
+    `image accuracy ${percent(evaluation.report.imageMajority.accuracy)} on ${evaluation.report.images.length} test images`,
   );
   return { name, fold, prepare: prepared, train: trained, evaluation };
 }

@@ -6,7 +6,12 @@ import { describe, it } from 'node:test';
 import { evaluateModel } from '../../src/evaluate/evaluate.js';
 import { loadPackageNetwork, readManifest } from '../../src/model/package.js';
 import { Predictor } from '../../src/predict/predictor.js';
-import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../../src/train/config.js';
+import {
+  merge,
+  resolveTrainConfig,
+  type TrainConfig,
+  type TrainConfigInput,
+} from '../../src/train/config.js';
 import { train } from '../../src/train/trainer.js';
 import { patternWorkspace, tempDir } from '../fixtures.js';
 
@@ -111,6 +116,26 @@ describe('training, packages and evaluation', () => {
     await assert.rejects(Predictor.load(tempDir()), /not a pathotype model package/);
     assert.ok(!existsSync(`${result.packageDir}.partial`));
     catalog.close();
+  });
+
+  it('merges overrides deeply, but lets a variant of another kind replace the base whole', () => {
+    const base = {
+      split: { kind: 'holdout', testFraction: 0.4, validationFraction: 0.2, seed: 1 },
+      epochs: [1, 2],
+    };
+    assert.deepEqual(merge(base, { split: { seed: 7 }, epochs: [3] }), {
+      split: { kind: 'holdout', testFraction: 0.4, validationFraction: 0.2, seed: 7 },
+      epochs: [3],
+    });
+    assert.deepEqual(
+      merge(base, { split: { kind: 'kfold', folds: 5, validationFraction: 0.2, seed: 1 } }).split,
+      {
+        kind: 'kfold',
+        folds: 5,
+        validationFraction: 0.2,
+        seed: 1,
+      },
+    );
   });
 
   it('validates training configs against the schema', () => {
