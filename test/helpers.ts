@@ -1,6 +1,7 @@
 /** Shared test helpers: paths to ../shared, small math on probabilities. */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -8,7 +9,13 @@ import { promisify } from 'node:util';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const sharedDir = path.resolve(repoRoot, '../shared');
 export const weightsDir = path.join(sharedDir, 'weights');
-export const lymphomaDir = path.join(sharedDir, 'data/lymphoma-iicbu2008-downscaled');
+export const lymphomaDir = path.join(sharedDir, 'data/iicbu2008-lymphoma-0.3x');
+export const fullresSampleDir = path.join(sharedDir, 'data/iicbu2008-lymphoma-fullres-sample');
+
+/** A workspace root whose weights/ and downloads/ outlive one test run, so npm fetches once per machine. */
+export function testWeightsRoot(): string {
+  return path.join(os.tmpdir(), 'pathotype-test-weights');
+}
 
 export function hasShared(dir: string): boolean {
   return existsSync(dir);

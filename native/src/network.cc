@@ -315,7 +315,7 @@ StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const T
   return result;
 }
 
-std::vector<float> Network::Predict(const Batch& batch, bool bf16) {
+std::vector<float> Network::Predict(const Batch& batch, bool bf16, bool raw) {
   torch::InferenceMode inference;
   torch::Tensor x = ToInput(batch);
   module_->eval();
@@ -324,8 +324,10 @@ std::vector<float> Network::Predict(const Batch& batch, bool bf16) {
     AutocastGuard autocast(bf16);
     logits = Forward(x);
   }
-  torch::Tensor probs = torch::softmax(logits.to(torch::kFloat), 1).contiguous();
-  return std::vector<float>(probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+  torch::Tensor out = logits.to(torch::kFloat);
+  if (!raw) out = torch::softmax(out, 1);
+  out = out.contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
 }
 
 std::vector<NamedTensor> Network::ExportTensors() const {

