@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { manualSeed, Network, setThreads } from '../src/engine/network.js';
-import { makePatternSet, seededRandom, sliceBatch } from '../src/engine/synthetic.js';
+import { makePatternSet, sliceBatch } from '../src/engine/synthetic.js';
+import { seededRandom } from '../src/random.js';
 import { smallCnn, vgg16 } from '../src/engine/zoo.js';
 
 const run = promisify(execFile);

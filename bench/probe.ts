@@ -58,17 +58,56 @@ async function features(items: Item[], s: Setting): Promise<Float32Array> {
   return out;
 }
 
-function lopo(items: Item[], x: Float32Array, dims: number, stride: number, l2: number, group: 'patient' | 'case'): { acc: number; perGroup: string } {
+function nuisanceBasis(items: Item[], rowsOf: (i: number) => Float64Array, idx: number[], dims: number, k: number): Float64Array[] {
+  // Case means minus their class mean: the directions in which cases of one class differ.
+  const cases = new Map<string, number[]>();
+  for (const i of idx) cases.set(items[i]!.case, [...(cases.get(items[i]!.case) ?? []), i]);
+  const classMean = [0, 1, 2].map(() => new Float64Array(dims));
+  const classCount = [0, 0, 0];
+  const caseMeans: [number, Float64Array][] = [];
+  for (const members of cases.values()) {
+    const m = new Float64Array(dims);
+    for (const i of members) { const r = rowsOf(i); for (let d = 0; d < dims; d++) m[d]! += r[d]! / members.length; }
+    const c = items[members[0]!]!.cls;
+    caseMeans.push([c, m]);
+    classCount[c]!++;
+    for (let d = 0; d < dims; d++) classMean[c]![d]! += m[d]!;
+  }
+  for (let c = 0; c < 3; c++) for (let d = 0; d < dims; d++) classMean[c]![d]! /= Math.max(1, classCount[c]!);
+  const devs = caseMeans.map(([c, m]) => m.map((v, d) => v - classMean[c]![d]!));
+  // Top-k principal directions of the deviations by power iteration with deflation.
+  const basis: Float64Array[] = [];
+  for (let j = 0; j < Math.min(k, devs.length); j++) {
+    let v = new Float64Array(dims).map((_, d) => Math.sin(d * 12.9898 + j * 78.233));
+    for (let it = 0; it < 50; it++) {
+      const next = new Float64Array(dims);
+      for (const dv of devs) { let dot = 0; for (let d = 0; d < dims; d++) dot += dv[d]! * v[d]!; for (let d = 0; d < dims; d++) next[d]! += dot * dv[d]!; }
+      for (const b of basis) { let dot = 0; for (let d = 0; d < dims; d++) dot += next[d]! * b[d]!; for (let d = 0; d < dims; d++) next[d]! -= dot * b[d]!; }
+      const norm = Math.sqrt(next.reduce((a, b) => a + b * b, 0)) || 1;
+      v = next.map((x) => x / norm);
+    }
+    basis.push(v);
+  }
+  return basis;
+}
+
+function lopo(items: Item[], x: Float32Array, dims: number, stride: number, l2: number, group: 'patient' | 'case', nuisance = 0, caseWeight = false): { acc: number; perGroup: string } {
   const groups = [...new Set(items.map((i) => i[group]))];
   let correct = 0;
   const per: string[] = [];
   for (const g of groups) {
     const train = items.map((it, i) => [it, i] as const).filter(([it]) => it[group] !== g);
     const test = items.map((it, i) => [it, i] as const).filter(([it]) => it[group] === g);
-    const rows = (sel: typeof train): Float64Array => { const a = new Float64Array(sel.length * dims); sel.forEach(([, i], r) => { for (let d = 0; d < dims; d++) a[r * dims + d] = x[i * stride + d]!; }); return a; };
+    const raw = (i: number): Float64Array => Float64Array.from(x.subarray(i * stride, i * stride + dims));
+    const basis = nuisance > 0 ? nuisanceBasis(items, raw, train.map(([, i]) => i), dims, nuisance) : [];
+    const project = (v: Float64Array): Float64Array => { for (const b of basis) { let dot = 0; for (let d = 0; d < dims; d++) dot += v[d]! * b[d]!; for (let d = 0; d < dims; d++) v[d]! -= dot * b[d]!; } return v; };
+    const rows = (sel: typeof train): Float64Array => { const a = new Float64Array(sel.length * dims); sel.forEach(([, i], r) => { a.set(project(raw(i)), r * dims); }); return a; };
     const labels = Int32Array.from(train.map(([it]) => it.cls));
     const counts = [0, 0, 0]; labels.forEach((l) => counts[l]!++);
-    const model = fitLogistic(rows(train), labels, 3, { l2, sampleWeights: Float64Array.from(labels, (l) => 1 / counts[l]!) });
+    const caseSize = new Map<string, number>(); for (const [it] of train) caseSize.set(it.case, (caseSize.get(it.case) ?? 0) + 1);
+    const casesPerClass = [0, 0, 0]; for (const [c, n] of [...new Set(train.map(([it]) => `${it.cls}|${it.case}`))].map((k) => [Number(k.split('|')[0]), 1] as const)) casesPerClass[c]! += n;
+    const weights = caseWeight ? Float64Array.from(train, ([it]) => 1 / caseSize.get(it.case)! / casesPerClass[it.cls]!) : Float64Array.from(labels, (l) => 1 / counts[l]!);
+    const model = fitLogistic(rows(train), labels, 3, { l2, sampleWeights: weights });
     const scores = linearScores(model, rows(test));
     let ok = 0;
     test.forEach(([it], r) => { let b = 0; for (let c = 1; c < 3; c++) if (scores[r * 3 + c]! > scores[r * 3 + b]!) b = c; if (b === it.cls) ok++; });
@@ -85,8 +124,15 @@ const l2s = (process.env.PROBE_L2 ?? '0.01,0.1,1').split(',').map(Number);
 for (const s of settings) {
   const x = await features(items, s);
   const dims = resnet50Channels(s.depth);
-  for (const l2 of l2s) {
-    const r = lopo(items, x, dims, dims * 2, l2, 'patient');
-    console.log(`${JSON.stringify(s)} l2=${l2} mean-features LOPO ${(r.acc * 100).toFixed(1)}%  [${r.perGroup}]`);
+  const both = x;
+  const sqrtMean = new Float32Array(items.length * dims);
+  for (let i = 0; i < items.length; i++) for (let d = 0; d < dims; d++) sqrtMean[i * dims + d] = Math.sqrt(Math.max(0, x[i * dims * 2 + d]!));
+  const stdOnly = new Float32Array(items.length * dims);
+  for (let i = 0; i < items.length; i++) for (let d = 0; d < dims; d++) stdOnly[i * dims + d] = Math.sqrt(x[i * dims * 2 + dims + d]!);
+  void both; void stdOnly; void sqrtMean;
+  const variants = JSON.parse(process.env.PROBE_VARIANTS ?? '[[0,false]]') as [number, boolean][];
+  for (const l2 of l2s) for (const [k, cw] of variants) {
+    const r = lopo(items, x, dims, dims * 2, l2, 'patient', k, cw);
+    console.log(`${JSON.stringify(s)} l2=${l2} nuisance=${k} caseWeight=${cw} LOPO ${(r.acc * 100).toFixed(1)}%  [${r.perGroup}]`);
   }
 }

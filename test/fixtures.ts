@@ -12,7 +12,8 @@ import { importImages } from '../src/data/import.js';
 import { prepare } from '../src/data/prepare.js';
 import { createSplit } from '../src/data/split.js';
 import { workspaceAt, type Workspace } from '../src/data/workspace.js';
-import { makePatternSet, seededRandom } from '../src/engine/synthetic.js';
+import { makePatternSet } from '../src/engine/synthetic.js';
+import { seededRandom } from '../src/random.js';
 
 export function tempDir(prefix = 'pathotype-test-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));

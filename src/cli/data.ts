@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 
 import { fetchLymphoma, LYMPHOMA } from '../data/fetch.js';
-import { GROUP_RULE_HELP, parseGroupRule } from '../data/grouping.js';
+import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../data/grouping.js';
 import { importImages, type ImportReport } from '../data/import.js';
 import { workspaceInfo, type WorkspaceInfo } from '../data/info.js';
 import { createSplit, type SplitConfig, type SplitSummary } from '../data/split.js';
@@ -62,7 +62,7 @@ export function registerData(program: Command): void {
       'download addresses, tried in order (default: the official one, then the mirror)',
     )
     .option('--sha1 <hex>', 'expected SHA-1 of the tarball', LYMPHOMA.sha1)
-    .option('--group-by <rule>', `case id rule: ${GROUP_RULE_HELP}`, 'sj')
+    .option('--group-by <rule>', `patient (group) id rule: ${GROUP_RULE_HELP}`, 'patient')
     .option('--timeout <s>', 'give up on an address silent for this long', positiveNumber, 15)
     .option('--json', 'print the report as JSON')
     .action(
@@ -102,7 +102,7 @@ export function registerData(program: Command): void {
   data
     .command('import <source>')
     .description('register a class-per-folder image collection (CLASS/image.tif ...), or a .tar.gz of one')
-    .option('--group-by <rule>', `case id rule: ${GROUP_RULE_HELP}`, 'auto')
+    .option('--group-by <rule>', `patient (group) id rule: ${GROUP_RULE_HELP}`, DEFAULT_GROUP_RULE)
     .option(
       '--scale <x>',
       'pixel scale relative to the original 1388x1040 release (default: inferred from the size)',

@@ -13,7 +13,7 @@ import { fetchWeights, KNOWN_WEIGHTS, resolveWeights } from '../engine/weights/r
 import { ARCHITECTURES, type Architecture } from '../engine/zoo.js';
 import { evaluateModel } from '../evaluate/evaluate.js';
 import { heatmapPng } from '../predict/heatmap.js';
-import { Predictor, type ImagePrediction } from '../predict/predictor.js';
+import { Predictor, type ImagePrediction, type RefusedImage } from '../predict/predictor.js';
 import { merge, resolveTrainConfig } from '../train/config.js';
 import { PRESETS, presetNames } from '../train/presets.js';
 import { resolvePreset, runPipeline, type StageRun } from '../train/run.js';
@@ -72,17 +72,24 @@ interface TrainFlags {
   json?: boolean;
 }
 
-function formatPrediction(p: ImagePrediction): string {
+function formatPrediction(p: ImagePrediction | RefusedImage): string {
+  if (p.status === 'refused') return `${p.name}: REFUSED (${p.code}): ${p.message}`;
   const shares = Object.entries(p.voteShares)
     .map(([c, v]) => `${c} ${percent(v)}`)
     .join(', ');
-  return `${p.name}: ${p.predicted} (votes: ${shares}; ${p.patches} patches)`;
+  const head =
+    p.status === 'uncertain'
+      ? `UNCERTAIN, refer to a pathologist (leans ${p.predicted}, confidence ${percent(p.confidence)} < ${percent(p.threshold ?? 0)})`
+      : `${p.predicted}${p.threshold === null ? '' : ` (confidence ${percent(p.confidence)})`}`;
+  return `${p.name}: ${head} (votes: ${shares}; ${p.patches} patches)`;
 }
 
-function csv(predictions: ImagePrediction[], classes: string[]): string {
+function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {
   const quote = (s: string): string => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
   const header = [
     'image',
+    'status',
+    'confidence',
     'predicted',
     'by_majority',
     'by_mean',
@@ -91,8 +98,12 @@ function csv(predictions: ImagePrediction[], classes: string[]): string {
     ...classes.map((c) => `probability_${c}`),
   ];
   const rows = predictions.map((p) =>
-    [
+    p.status === 'refused'
+      ? [quote(p.name), 'refused', '', quote(p.code)].join(',')
+      : [
       quote(p.name),
+      p.status,
+      p.confidence.toFixed(4),
       p.predicted,
       p.byMajority,
       p.byMean,
@@ -275,7 +286,7 @@ export function registerModelCommands(program: Command): void {
           batchSize: flags.batchSize,
           bf16: flags.bf16 ?? false,
         });
-        const predictions = await predictor.predictImages(
+        const predictions = await predictor.predictImagesSettled(
           images.map((file) => ({
             source: path.resolve(file),
             name: file,
@@ -285,6 +296,7 @@ export function registerModelCommands(program: Command): void {
         if (flags.heatmap) {
           mkdirSync(flags.heatmap, { recursive: true });
           for (const p of predictions) {
+            if (p.status === 'refused') continue;
             const image = await decodeRgb(path.resolve(p.name), {
               width: p.grid.width,
               height: p.grid.height,
@@ -298,7 +310,16 @@ export function registerModelCommands(program: Command): void {
         }
         if (flags.format === 'json')
           process.stdout.write(
-            `${JSON.stringify({ model: { name: predictor.manifest.name, version: predictor.manifest.version }, predictions }, null, 2)}\n`,
+            `${JSON.stringify(
+              {
+                model: { name: predictor.manifest.name, version: predictor.manifest.version },
+                predictions: predictions.map((p) =>
+                  p.status === 'refused' ? { name: p.name, status: p.status, code: p.code, message: p.message } : p,
+                ),
+              },
+              null,
+              2,
+            )}\n`,
           );
         else if (flags.format === 'csv') process.stdout.write(`${csv(predictions, predictor.classes)}\n`);
         else process.stdout.write(`${predictions.map(formatPrediction).join('\n')}\n`);
@@ -318,9 +339,10 @@ export function registerModelCommands(program: Command): void {
     .option('--name <name>', 'model, split and store name (default: the preset name)')
     .option('--config <file>', 'overrides of the preset: { groupBy, split, prepare, train } (JSON or YAML)')
     .option(
-      '--folds <k>',
-      "k-fold cross-validation by case: k models, each image predicted by the one that never saw its case (the preset's validation share and seed)",
-      positiveInt,
+      '--folds <k|loo>',
+      "cross-validation by patient: k folds, or 'loo' (leave one patient out); each image is predicted by a model that never saw its " +
+        "patient, then the final model trains on every patient (the preset's validation share and seed)",
+      (value: string): number | 'loo' => (value === 'loo' ? 'loo' : positiveInt(value)),
     )
     .option('--fresh', 'start every stage over')
     .option('--json', 'print the result as JSON')
@@ -331,7 +353,7 @@ export function registerModelCommands(program: Command): void {
           data?: string;
           name?: string;
           config?: string;
-          folds?: number;
+          folds?: number | 'loo';
           fresh?: boolean;
           json?: boolean;
         },
@@ -340,14 +362,10 @@ export function registerModelCommands(program: Command): void {
         let overrides = flags.config ? readConfigFile(flags.config) : {};
         if (flags.folds !== undefined) {
           const split = resolvePreset(flags.preset, overrides).split;
+          const common = { validationFraction: split.validationFraction, seed: split.seed };
           overrides = {
             ...overrides,
-            split: {
-              kind: 'kfold',
-              folds: flags.folds,
-              validationFraction: split.validationFraction,
-              seed: split.seed,
-            },
+            split: flags.folds === 'loo' ? { kind: 'loo', ...common } : { kind: 'kfold', folds: flags.folds, ...common },
           };
         }
         resolvePreset(flags.preset, overrides);
@@ -373,7 +391,7 @@ export function registerModelCommands(program: Command): void {
               evaluation: {
                 json: run.evaluation.json,
                 html: run.evaluation.html,
-                imageAccuracy: run.evaluation.report.imageMajority.accuracy,
+                imageAccuracy: run.evaluation.report.image.accuracy,
               },
             });
             const cv = result.crossValidation?.report;
@@ -386,8 +404,18 @@ export function registerModelCommands(program: Command): void {
                   ? {
                       crossValidation: {
                         json: result.crossValidation.json,
-                        imageAccuracy: result.crossValidation.report.imageMajority.accuracy,
+                        rule: result.crossValidation.report.rule,
+                        imageAccuracy: result.crossValidation.report.image.accuracy,
+                        accuracyInterval: result.crossValidation.report.accuracyInterval,
+                        balancedAccuracy: result.crossValidation.report.image.balancedAccuracy,
+                        balancedAccuracyInterval: result.crossValidation.report.balancedAccuracyInterval,
+                        imageAccuracyMajority: result.crossValidation.report.imageMajority.accuracy,
                         imageAccuracyMean: result.crossValidation.report.imageMean.accuracy,
+                        groupsMostlyRight: result.crossValidation.report.groupsMostlyRight,
+                        abstention: {
+                          calibration: result.crossValidation.report.abstention.calibration,
+                          crossValidated: result.crossValidation.report.abstention.crossValidated,
+                        },
                         foldAccuracy: result.crossValidation.report.foldAccuracy,
                         folds: result.crossValidation.report.folds,
                       },
@@ -398,20 +426,32 @@ export function registerModelCommands(program: Command): void {
                 const lines = result.runs.map((run) => {
                   const r = run.evaluation.report;
                   return (
-                    `${run.fold === null ? result.preset.name : `fold ${run.fold}`}: image accuracy ${percent(r.imageMajority.accuracy)} (majority vote) ` +
-                    `on ${r.images.length} held-out images of unseen cases; mean-probability vote ${percent(r.imageMean.accuracy)}; ` +
+                    `${run.fold === null ? result.preset.name : `fold ${run.fold}`}: image accuracy ${percent(r.image.accuracy)} (${r.rule} vote) ` +
+                    `on ${r.images.length} held-out images of unseen patients; majority ${percent(r.imageMajority.accuracy)}, mean-probability ${percent(r.imageMean.accuracy)}; ` +
                     `patch accuracy ${percent(r.patch.accuracy)}; report ${run.evaluation.html}`
                   );
                 });
-                if (cv)
+                if (cv) {
+                  const ci = (i: { low: number; high: number }): string => `95% CI ${percent(i.low)}-${percent(i.high)}`;
+                  const cvd = cv.abstention.crossValidated;
                   lines.push(
-                    `${result.preset.name}, ${cv.folds.length}-fold cross-validation by case: image accuracy ${percent(cv.imageMajority.accuracy)} ` +
-                      `(majority vote) over all ${cv.images.length} images, each predicted by the model that never saw its case; ` +
-                      `mean-probability vote ${percent(cv.imageMean.accuracy)}; balanced ${percent(cv.imageMajority.balancedAccuracy)}; ` +
-                      `kappa ${cv.imageMajority.kappa.toFixed(3)}; folds ${percent(cv.foldAccuracy.mean)} ± ${percent(cv.foldAccuracy.sd)}; ${result.crossValidation?.json ?? ''}`,
+                    `${result.preset.name}, ${cv.folds.length}-fold cross-validation by patient (${cv.groups.length} patients): ` +
+                      `image accuracy ${percent(cv.image.accuracy)} (${ci(cv.accuracyInterval)}, ${cv.rule} vote) over all ${cv.images.length} images, ` +
+                      `each predicted by a model that never saw its patient; balanced ${percent(cv.image.balancedAccuracy)} (${ci(cv.balancedAccuracyInterval)}); ` +
+                      `kappa ${cv.image.kappa.toFixed(3)}; patients mostly right ${percent(cv.groupsMostlyRight)}`,
+                    `  per patient: ${cv.groups.map((g) => `${g.group} ${g.className} ${g.correct}/${g.images}`).join(', ')}`,
+                    `  abstention (threshold fitted on the other folds): answers ${percent(cvd.coverage)} of images, ` +
+                      `${cvd.answeredAccuracy === null ? 'none answered' : `${percent(cvd.answeredAccuracy)} right`} (target ${percent(cv.abstention.calibration.target)}); ` +
+                      `final calibration: temperature ${cv.abstention.calibration.temperature}, threshold ${cv.abstention.calibration.threshold > 1 ? 'never answers' : percent(cv.abstention.calibration.threshold)}`,
+                    `  ${result.crossValidation?.json ?? ''}`,
+                  );
+                }
+                if (result.final)
+                  lines.push(
+                    `final model on all ${result.final.images} development images: ${result.final.packageDir} (${result.final.seconds.toFixed(0)} s)`,
                   );
                 lines.push(
-                  `whole run ${(result.seconds / 60).toFixed(1)} min; model${result.runs.length > 1 ? 's' : ''} ${result.runs.map((r) => r.train.packageDir).join(', ')}`,
+                  `whole run ${(result.seconds / 60).toFixed(1)} min; fold models ${result.runs.map((r) => r.train.packageDir).join(', ')}`,
                 );
                 if (result.runs.some((r) => r.evaluation.report.model.syntheticWeights))
                   lines.push('NOTE: trained from random weights standing in for the missing pretrained file');

@@ -8,6 +8,9 @@ import Database from 'better-sqlite3';
 import { PathotypeError } from '../errors.js';
 import { ensureDir, type Workspace } from './workspace.js';
 
+/** How a split was made: one holdout, k folds, one fold per group, or everything for training. */
+export type SplitKind = 'holdout' | 'kfold' | 'loo' | 'all';
+
 export const CATALOG_SCHEMA_VERSION = 1;
 
 export interface ImageRecord {
@@ -36,7 +39,7 @@ export type Partition = 'train' | 'validation' | 'test';
 
 export interface SplitRecord {
   name: string;
-  kind: 'holdout' | 'kfold';
+  kind: SplitKind;
   seed: number;
   params: Record<string, unknown>;
   createdAt: string;
@@ -266,7 +269,7 @@ export class Catalog {
 
   split(name: string): SplitRecord | undefined {
     const row = this.db.prepare('SELECT * FROM splits WHERE name = ?').get(name) as
-      | { name: string; kind: 'holdout' | 'kfold'; seed: number; params: string; created_at: string }
+      | { name: string; kind: SplitKind; seed: number; params: string; created_at: string }
       | undefined;
     if (!row) return undefined;
     return {

@@ -1,7 +1,9 @@
 /**
- * Case (patient/biopsy) ids for images. Images of one case share staining and tissue, so every
- * split keeps a case on one side. The original IICBU release names files `sj-YY-NNNN_XXX.tif`;
- * other copies need a rule.
+ * Group ids for images: the patient or case (biopsy) each image comes from. Images of one
+ * patient share staining and tissue, so every split keeps a group on one side. The original
+ * IICBU release names files `sj-YY-NNNN[-Rk]_XXX.tif`: the accession `sj-YY-NNNN` is the patient
+ * (two biopsies `-R3` and `-R4` of one patient share it), the whole stem before `_XXX` the case.
+ * Other copies need a rule.
  */
 import path from 'node:path';
 
@@ -9,23 +11,31 @@ import { ConfigError } from '../errors.js';
 
 export type GroupRule =
   | { kind: 'auto' }
-  | { kind: 'sj' }
+  | { kind: 'patient' }
+  | { kind: 'case' }
   | { kind: 'runs'; size: number }
   | { kind: 'regex'; pattern: RegExp }
   | { kind: 'folder' }
   | { kind: 'none' };
 
 export const GROUP_RULE_HELP =
-  "auto (sj-YY-NNNN in the name, else a case folder, else one case per image), sj, 'runs:N' (integer " +
-  "file names, N consecutive indices per case), 'regex:PATTERN' (the first capture group), folder " +
-  '(class/CASE/image), none (one case per image)';
+  'auto (the patient accession sj-YY-NNNN in the name, else a case folder, else one group per image), ' +
+  "patient (the accession sj-YY-NNNN; 'sj' is the same), case (the biopsy, sj-YY-NNNN[-Rk]), 'runs:N' " +
+  "(integer file names, N consecutive indices per group), 'regex:PATTERN' (the first capture group), " +
+  'folder (class/GROUP/image), none (one group per image)';
+
+/** The rule that `data import` and `run` use unless told otherwise. */
+export const DEFAULT_GROUP_RULE = 'auto';
 
 export function parseGroupRule(text: string): GroupRule {
   const [kind = '', ...rest] = text.split(':');
   const arg = rest.join(':');
   switch (kind) {
-    case 'auto':
     case 'sj':
+      return { kind: 'patient' };
+    case 'auto':
+    case 'patient':
+    case 'case':
     case 'folder':
     case 'none':
       return { kind };
@@ -52,7 +62,8 @@ export function formatGroupRule(rule: GroupRule): string {
   return rule.kind;
 }
 
-const SJ = /sj-\d{2}-\d+/i;
+const PATIENT = /sj-\d{2}-\d+/i;
+const CASE = /sj-\d{2}-\d+(?:-R\d+)?/i;
 
 /**
  * The case id of an image, from its path relative to its class folder. Ids are prefixed by the
@@ -62,11 +73,12 @@ export function caseIdFor(rule: GroupRule, className: string, relativePath: stri
   const stem = path.basename(relativePath).replace(/\.[^.]+$/, '');
   const folder = path.dirname(relativePath);
   switch (rule.kind) {
-    case 'sj': {
-      const match = SJ.exec(stem);
+    case 'patient':
+    case 'case': {
+      const match = (rule.kind === 'patient' ? PATIENT : CASE).exec(stem);
       if (!match)
         throw new ConfigError(
-          `'${relativePath}' has no sj-YY-NNNN case id in its name; choose another --group-by rule`,
+          `'${relativePath}' has no sj-YY-NNNN accession in its name; choose another --group-by rule`,
         );
       return match[0].toLowerCase();
     }
@@ -88,7 +100,7 @@ export function caseIdFor(rule: GroupRule, className: string, relativePath: stri
     case 'none':
       return `${className}/${stem}`;
     case 'auto': {
-      const match = SJ.exec(stem);
+      const match = PATIENT.exec(stem);
       if (match) return match[0].toLowerCase();
       return folder === '.' ? `${className}/${stem}` : `${className}/${folder}`;
     }

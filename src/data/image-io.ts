@@ -1,5 +1,5 @@
 /**
- * Reading images with sharp (libvips): TIFF, PNG and JPEG; 8- or 16-bit; grey, RGB or with
+ * Reading images with sharp (libvips): TIFF, PNG, JPEG and WebP; 8- or 16-bit; grey, RGB or with
  * alpha. Everything becomes 8-bit RGB. The header is checked before any pixel is decoded, so a
  * decompression bomb or an unsupported file is rejected cheaply.
  */
@@ -7,7 +7,7 @@ import sharp from 'sharp';
 
 import { PathotypeError } from '../errors.js';
 
-export const SUPPORTED_FORMATS = ['tiff', 'png', 'jpeg'] as const;
+export const SUPPORTED_FORMATS = ['tiff', 'png', 'jpeg', 'webp'] as const;
 export type ImageFormat = (typeof SUPPORTED_FORMATS)[number];
 
 /** Largest image accepted by default, in pixels: far above a 1388x1040 field, far below a bomb. */
@@ -66,7 +66,7 @@ export async function probeImage(
   const format = meta.format === 'jpg' ? 'jpeg' : meta.format;
   if (!format || !(SUPPORTED_FORMATS as readonly string[]).includes(format)) {
     throw new ImageError(
-      `${describe(source)} is ${format ?? 'of an unknown format'}; pathotype reads TIFF, PNG and JPEG`,
+      `${describe(source)} is ${format ?? 'of an unknown format'}; pathotype reads TIFF, PNG, JPEG and WebP`,
     );
   }
   const { width, height } = meta;

@@ -6,6 +6,7 @@
 import { ConfigError } from '../errors.js';
 import { decodeRgb } from './image-io.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
+import { tissueStats, type TissueStats } from './tissue.js';
 import {
   tileImage,
   validateTiles,
@@ -56,6 +57,8 @@ export function sizeAtScale(
 export interface PreprocessedImage extends TiledImage {
   width: number;
   height: number;
+  /** Of the decoded image, before normalisation: is it an H&E tissue field at all? */
+  tissue: TissueStats;
 }
 
 export async function preprocessImage(
@@ -66,7 +69,8 @@ export async function preprocessImage(
 ): Promise<PreprocessedImage> {
   const size = sizeAtScale(original.width, original.height, original.scale, config.targetScale);
   const decoded = await decodeRgb(source, { ...size, ...options });
+  const tissue = tissueStats(decoded);
   const normalised = applyNormaliser(config.normaliser, decoded);
   const tiled = tileImage(normalised, config.tiles, config.background);
-  return { ...tiled, width: normalised.width, height: normalised.height };
+  return { ...tiled, width: normalised.width, height: normalised.height, tissue };
 }

@@ -4,12 +4,23 @@
  * and seed always give the same split.
  */
 import { ConfigError } from '../errors.js';
-import { seededRandom } from '../engine/synthetic.js';
+import { seededRandom } from '../random.js';
 import type { Catalog, ImageRecord, Partition, SplitMember } from './catalog.js';
 
 export type SplitConfig =
   | { kind: 'holdout'; testFraction: number; validationFraction: number; seed: number }
-  | { kind: 'kfold'; folds: number; validationFraction: number; seed: number };
+  | { kind: 'kfold'; folds: number; validationFraction: number; seed: number }
+  /** Leave one group (patient) out: as many folds as groups, each holding one group's images. */
+  | { kind: 'loo'; validationFraction: number; seed: number }
+  /** No test part: every group trains (a validation share may be carved off), for the final model. */
+  | { kind: 'all'; validationFraction: number; seed: number };
+
+/** Folds of a fold-making split: k, or one per group for leave-one-out. */
+export function foldCount(config: SplitConfig, images: readonly ImageRecord[]): number {
+  if (config.kind === 'kfold') return config.folds;
+  if (config.kind === 'loo') return new Set(images.map((i) => i.caseId)).size;
+  return 0;
+}
 
 interface CaseGroup {
   id: string;
@@ -72,6 +83,33 @@ export function computeSplit(images: readonly ImageRecord[], config: SplitConfig
     throw new ConfigError('the seed must be a non-negative integer');
   const random = seededRandom(config.seed);
   const members: SplitMember[] = [];
+  if (config.kind === 'loo') {
+    const groups = [...new Set(images.map((i) => i.caseId))].sort();
+    if (groups.length < 2) throw new ConfigError('leave-one-out needs at least 2 groups (patients)');
+    const foldOf = new Map(groups.map((g, k) => [g, k]));
+    return images
+      .map((image) => ({ imageId: image.id, partition: null, fold: foldOf.get(image.caseId) ?? 0 }))
+      .sort((a, b) => a.imageId - b.imageId);
+  }
+  if (config.kind === 'all') {
+    const validation =
+      config.validationFraction > 0
+        ? computeSplit(images, {
+            kind: 'holdout',
+            testFraction: config.validationFraction,
+            validationFraction: 0,
+            seed: config.seed,
+          })
+        : [];
+    const held = new Set(validation.filter((m) => m.partition === 'test').map((m) => m.imageId));
+    return images
+      .map((image) => ({
+        imageId: image.id,
+        partition: (held.has(image.id) ? 'validation' : 'train') as Partition,
+        fold: null,
+      }))
+      .sort((a, b) => a.imageId - b.imageId);
+  }
   const byClass = casesByClass(images);
   for (const className of [...byClass.keys()].sort()) {
     const cases = shuffle([...(byClass.get(className) ?? [])], random);

@@ -131,6 +131,13 @@ interface Walk {
  * Checks a spec and computes each layer's shapes. Returns the native form (with the input
  * channels and features each parametric layer needs) and the totals.
  */
+/** The shape a spec's layers end in (without the batch axis), whatever its `classes` says. */
+export function outputShapeOf(spec: NetworkSpec): ActivationShape {
+  const { input } = spec;
+  const walk: Walk = { names: new Set(), parameters: 0 };
+  return resolveLayers(spec.layers, [input.channels, input.height, input.width], walk, 'spec.layers').shape;
+}
+
 export function resolveSpec(spec: NetworkSpec): { resolved: ResolvedSpec; native: object } {
   if (typeof spec !== 'object' || spec === null)
     throw new EngineInputError('the network spec must be an object');

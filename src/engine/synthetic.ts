@@ -3,23 +3,13 @@
  * phase and noise) for engine self-tests and benchmarks: learnable in seconds, needs no files.
  * Every class is closed under flips and quarter turns, so augmentation keeps labels valid.
  */
+import { seededRandom } from '../random.js';
+
 export interface PatternSet {
   images: Uint8Array;
   labels: Int32Array;
   size: number;
   count: number;
-}
-
-/** mulberry32: a small seeded generator, so the same seed gives the same set. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export const PATTERN_CLASSES = ['blob', 'stripes', 'checker'] as const;

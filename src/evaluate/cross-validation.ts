@@ -1,38 +1,84 @@
 /**
  * Cross-validation summary: the held-out evaluations of k models, each trained without one fold
- * of cases, pooled so that every image is predicted exactly once by a model that never saw its
- * case. With a few dozen cases, one holdout split's accuracy moves by several points with each
- * case; the pooled figure over all images, with the spread between folds, is the honest one.
+ * of patients, pooled so that every image is predicted exactly once by a model that never saw
+ * its patient. With two dozen patients, one holdout split's accuracy moves by several points with
+ * each of them; the pooled figure, with a bootstrap interval over patients and the per-patient
+ * results, is the honest one. The out-of-fold scores also fit the calibration and the
+ * abstention threshold that the final model carries, and measure them without leakage: each
+ * fold's images are judged by a calibration fitted on the other folds only.
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
+import { seededRandom } from '../random.js';
+import {
+  confidenceOf,
+  coverageCurve,
+  DEFAULT_TARGET_ACCURACY,
+  fitCalibration,
+  type Calibration,
+  type CoveragePoint,
+} from './calibration.js';
 import type { EvaluatedImage, EvaluationReport } from './evaluate.js';
-import { metricsFromConfusion, type ClassificationMetrics } from './metrics.js';
+import { classificationMetrics, metricsFromConfusion, type ClassificationMetrics } from './metrics.js';
 
 export interface FoldSummary {
   fold: number;
   model: string;
   images: number;
-  cases: number;
+  groups: number;
   imageAccuracy: number;
-  imageAccuracyMean: number;
   patchAccuracy: number;
+}
+
+export interface GroupResult {
+  /** Patient (or case) id, as the catalog groups images. */
+  group: string;
+  className: string;
+  images: number;
+  correct: number;
+  accuracy: number;
+  fold: number;
+}
+
+export interface Interval {
+  estimate: number;
+  low: number;
+  high: number;
+}
+
+export interface AbstentionSummary {
+  /** Fitted on every out-of-fold prediction: what the final model carries. */
+  calibration: Calibration;
+  /** Each fold judged with a calibration fitted on the other folds (no leakage). */
+  crossValidated: { coverage: number; answeredAccuracy: number | null; answered: number; images: number };
+  /** Coverage against answered accuracy over all out-of-fold images (calibration fitted on them). */
+  curve: CoveragePoint[];
 }
 
 export interface CrossValidationReport {
   name: string;
+  rule: string;
   folds: FoldSummary[];
-  /** Every image once, predicted by the model of the fold that held it out. */
+  /** Every image once, predicted by the model of the fold that held it out, by the model's rule. */
+  image: ClassificationMetrics;
   imageMajority: ClassificationMetrics;
   imageMean: ClassificationMetrics;
   patch: ClassificationMetrics;
-  /** Image accuracy (majority vote) across folds. */
+  /** 95% intervals from a bootstrap over groups (patients): images of one patient move together. */
+  accuracyInterval: Interval;
+  balancedAccuracyInterval: Interval;
+  groups: GroupResult[];
+  /** Share of groups whose images are mostly (over half) right. */
+  groupsMostlyRight: number;
   foldAccuracy: { mean: number; sd: number; min: number; max: number };
-  images: (EvaluatedImage & { fold: number })[];
+  abstention: AbstentionSummary;
+  images: (EvaluatedImage & { fold: number; confidence: number; answered: boolean })[];
   createdAt: string;
 }
+
+const BOOTSTRAP_SAMPLES = 2000;
 
 function summed(matrices: readonly (readonly (readonly number[])[])[]): number[][] {
   const first = matrices[0];
@@ -40,15 +86,61 @@ function summed(matrices: readonly (readonly (readonly number[])[])[]): number[]
   return first.map((row, i) => row.map((_, j) => matrices.reduce((s, m) => s + (m[i]?.[j] ?? 0), 0)));
 }
 
+function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  const at = (sorted.length - 1) * q;
+  const lo = Math.floor(at);
+  const hi = Math.ceil(at);
+  return (sorted[lo] ?? 0) + ((sorted[hi] ?? 0) - (sorted[lo] ?? 0)) * (at - lo);
+}
+
+/** Percentile bootstrap over groups: groups are drawn with replacement, their images come along. */
+export function bootstrapOverGroups(
+  images: readonly { group: string; label: number; predicted: number }[],
+  classes: readonly string[],
+  seed = 1,
+): { accuracy: Interval; balancedAccuracy: Interval } {
+  const byGroup = new Map<string, { label: number; predicted: number }[]>();
+  for (const image of images) byGroup.set(image.group, [...(byGroup.get(image.group) ?? []), image]);
+  const groups = [...byGroup.values()];
+  const random = seededRandom(seed);
+  const accuracies: number[] = [];
+  const balanced: number[] = [];
+  for (let b = 0; b < BOOTSTRAP_SAMPLES; b++) {
+    const truth: number[] = [];
+    const predicted: number[] = [];
+    for (let g = 0; g < groups.length; g++) {
+      for (const image of groups[Math.floor(random() * groups.length)] ?? []) {
+        truth.push(image.label);
+        predicted.push(image.predicted);
+      }
+    }
+    const m = classificationMetrics(truth, predicted, classes);
+    accuracies.push(m.accuracy);
+    balanced.push(m.balancedAccuracy);
+  }
+  const all = classificationMetrics(
+    images.map((i) => i.label),
+    images.map((i) => i.predicted),
+    classes,
+  );
+  const interval = (values: number[], estimate: number): Interval => {
+    values.sort((a, b) => a - b);
+    return { estimate, low: quantile(values, 0.025), high: quantile(values, 0.975) };
+  };
+  return { accuracy: interval(accuracies, all.accuracy), balancedAccuracy: interval(balanced, all.balancedAccuracy) };
+}
+
 export function crossValidationReport(
   name: string,
   folds: readonly { fold: number; report: EvaluationReport }[],
+  options: { targetAccuracy?: number } = {},
 ): CrossValidationReport {
   const first = folds[0];
   if (!first) throw new PathotypeError('ERR_EVALUATE', 'cross-validation needs at least one evaluated fold');
-  const classes = first.report.imageMajority.perClass.map((c) => c.className);
+  const classes = first.report.image.perClass.map((c) => c.className);
   for (const f of folds) {
-    const names = f.report.imageMajority.perClass.map((c) => c.className);
+    const names = f.report.image.perClass.map((c) => c.className);
     if (names.join() !== classes.join())
       throw new PathotypeError(
         'ERR_EVALUATE',
@@ -57,28 +149,94 @@ export function crossValidationReport(
   }
   const pooled = (pick: (r: EvaluationReport) => ClassificationMetrics): ClassificationMetrics =>
     metricsFromConfusion(summed(folds.map((f) => pick(f.report).confusion)), classes);
-  const accuracies = folds.map((f) => f.report.imageMajority.accuracy);
+  const accuracies = folds.map((f) => f.report.image.accuracy);
   const mean = accuracies.reduce((a, b) => a + b, 0) / accuracies.length;
   const sd =
     accuracies.length > 1
       ? Math.sqrt(accuracies.reduce((s, a) => s + (a - mean) ** 2, 0) / (accuracies.length - 1))
       : 0;
+  const images = folds.flatMap(({ fold, report }) => report.images.map((i) => ({ ...i, fold })));
+  const label = (i: EvaluatedImage): number => classes.indexOf(i.className);
+  const predictedIndex = (i: EvaluatedImage): number => classes.indexOf(i.predicted);
+
+  // Abstention: the final calibration from every fold; the honest estimate fold by fold.
+  const target = options.targetAccuracy ?? DEFAULT_TARGET_ACCURACY;
+  const scored = images.map((i) => ({ scores: i.scores, label: label(i) }));
+  const calibration = fitCalibration(scored, target);
+  const perFold = new Map<number, Calibration>();
+  for (const { fold } of folds) {
+    const others = scored.filter((_, k) => images[k]?.fold !== fold);
+    perFold.set(fold, folds.length > 1 ? fitCalibration(others, target) : calibration);
+  }
+  const judged = images.map((image) => {
+    const own = perFold.get(image.fold) ?? calibration;
+    const { confidence } = confidenceOf(image.scores, own.temperature);
+    return { confidence, answered: confidence >= own.threshold };
+  });
+  const answered = images.filter((_, k) => judged[k]?.answered);
+  const answeredRight = answered.filter((i) => i.predicted === i.className).length;
+  const inSample = images.map((i) => confidenceOf(i.scores, calibration.temperature));
+
+  const groupMap = new Map<string, GroupResult>();
+  for (const image of images) {
+    const g = groupMap.get(image.caseId) ?? {
+      group: image.caseId,
+      className: image.className,
+      images: 0,
+      correct: 0,
+      accuracy: 0,
+      fold: image.fold,
+    };
+    g.images++;
+    g.correct += image.predicted === image.className ? 1 : 0;
+    g.accuracy = g.correct / g.images;
+    groupMap.set(image.caseId, g);
+  }
+  const groups = [...groupMap.values()].sort(
+    (a, b) => a.className.localeCompare(b.className) || a.group.localeCompare(b.group),
+  );
+  const intervals = bootstrapOverGroups(
+    images.map((i) => ({ group: i.caseId, label: label(i), predicted: predictedIndex(i) })),
+    classes,
+  );
   return {
     name,
+    rule: first.report.rule,
     folds: folds.map(({ fold, report }) => ({
       fold,
       model: report.model.name,
       images: report.images.length,
-      cases: new Set(report.images.map((i) => i.caseId)).size,
-      imageAccuracy: report.imageMajority.accuracy,
-      imageAccuracyMean: report.imageMean.accuracy,
+      groups: new Set(report.images.map((i) => i.caseId)).size,
+      imageAccuracy: report.image.accuracy,
       patchAccuracy: report.patch.accuracy,
     })),
+    image: pooled((r) => r.image),
     imageMajority: pooled((r) => r.imageMajority),
     imageMean: pooled((r) => r.imageMean),
     patch: pooled((r) => r.patch),
+    accuracyInterval: intervals.accuracy,
+    balancedAccuracyInterval: intervals.balancedAccuracy,
+    groups,
+    groupsMostlyRight: groups.filter((g) => g.accuracy > 0.5).length / Math.max(1, groups.length),
     foldAccuracy: { mean, sd, min: Math.min(...accuracies), max: Math.max(...accuracies) },
-    images: folds.flatMap(({ fold, report }) => report.images.map((i) => ({ ...i, fold }))),
+    abstention: {
+      calibration,
+      crossValidated: {
+        coverage: answered.length / Math.max(1, images.length),
+        answeredAccuracy: answered.length > 0 ? answeredRight / answered.length : null,
+        answered: answered.length,
+        images: images.length,
+      },
+      curve: coverageCurve(
+        inSample.map((j) => j.confidence),
+        images.map((i, k) => inSample[k]?.predicted === label(i)),
+      ),
+    },
+    images: images.map((image, k) => ({
+      ...image,
+      confidence: Number((judged[k]?.confidence ?? 0).toFixed(4)),
+      answered: judged[k]?.answered ?? false,
+    })),
     createdAt: new Date().toISOString(),
   };
 }

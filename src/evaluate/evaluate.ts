@@ -15,6 +15,7 @@ import { ensureDir, type Workspace } from '../data/workspace.js';
 import { loadPackageNetwork, updateManifest, type ModelManifest } from '../model/package.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
+import type { VoteRule } from '../predict/vote.js';
 import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
 import { renderReport } from './report.js';
 import { predictStoredImages } from './store-predictions.js';
@@ -29,6 +30,10 @@ export interface EvaluatedImage {
   byMean: string;
   voteShares: Record<string, number>;
   meanProbabilities: Record<string, number>;
+  /** Class probabilities under the model's rule, before calibration. */
+  probabilities: Record<string, number>;
+  /** Centred log-probabilities under the rule, in class order: what calibration is fitted on. */
+  scores: number[];
   patches: number;
 }
 
@@ -36,7 +41,9 @@ export interface EvaluationReport {
   model: { name: string; version: number; dir: string; syntheticWeights: boolean };
   store: string;
   partition: string;
-  rule: 'majority' | 'mean';
+  rule: VoteRule;
+  /** Images classified by the model's own rule. */
+  image: ClassificationMetrics;
   imageMajority: ClassificationMetrics;
   imageMean: ClassificationMetrics;
   patch: ClassificationMetrics;
@@ -112,6 +119,11 @@ export async function evaluateModel(
       store: storeName,
       partition,
       rule: manifest.vote,
+      image: classificationMetrics(
+        truth,
+        predictions.map((p) => p.vote.predicted),
+        classes,
+      ),
       imageMajority: classificationMetrics(
         truth,
         predictions.map((p) => p.vote.byMajority),
@@ -133,6 +145,8 @@ export async function evaluateModel(
         byMean: classes[p.vote.byMean] ?? '',
         voteShares: named(p.vote.voteShares),
         meanProbabilities: named(p.vote.meanProbabilities),
+        probabilities: named(p.vote.imageProbabilities),
+        scores: p.vote.imageScores.map((v) => Number(v.toFixed(5))),
         patches: p.vote.patchClasses.length,
       })),
       seconds: (performance.now() - started) / 1000,
@@ -180,10 +194,11 @@ export async function evaluateModel(
       metrics: {
         ...m.metrics,
         [partition]: {
-          imageAccuracy: report.imageMajority.accuracy,
+          imageAccuracy: report.image.accuracy,
+          imageAccuracyMajority: report.imageMajority.accuracy,
           imageAccuracyMean: report.imageMean.accuracy,
-          balancedAccuracy: report.imageMajority.balancedAccuracy,
-          kappa: report.imageMajority.kappa,
+          balancedAccuracy: report.image.balancedAccuracy,
+          kappa: report.image.kappa,
           patchAccuracy: report.patch.accuracy,
           images: report.imageMajority.n,
           evaluatedAt: report.createdAt,

@@ -13,9 +13,10 @@ import { Network, type NamedTensor } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
 import { readTensors, writeTensors } from './tensors-file.js';
+import type { VoteRule } from '../predict/vote.js';
 
 /** Major.minor: a different major cannot be read by this version. */
-export const PACKAGE_FORMAT = '1.0';
+export const PACKAGE_FORMAT = '1.1';
 
 export interface EpochRecord {
   epoch: number;
@@ -29,6 +30,18 @@ export interface EpochRecord {
   patchesPerSecond: number;
 }
 
+/**
+ * When the model answers: image scores are divided by `temperature` before the softmax, and a
+ * top-class probability below `threshold` makes the result 'uncertain' (above 1: it never
+ * answers). Fitted on out-of-fold predictions by cross-validation, for accuracy `target` on
+ * the images it answers.
+ */
+export interface Calibration {
+  temperature: number;
+  threshold: number;
+  target: number;
+}
+
 export interface ModelManifest {
   format: string;
   name: string;
@@ -40,13 +53,15 @@ export interface ModelManifest {
   classes: string[];
   preprocess: PreprocessConfig;
   /** Voting rule by default: 'majority' (KNIME) or 'mean' (mean probability). */
-  vote: 'majority' | 'mean';
+  vote: VoteRule;
   training: Record<string, unknown>;
   data: { store: string; split: string | null; fingerprint: string; images: number; patches: number };
   history: EpochRecord[];
   metrics: Record<string, unknown>;
   /** True when no real pretrained weights were available and the base started from random ones. */
   syntheticWeights?: boolean;
+  /** Absent: no cross-validation calibrated it, and every result is an answer. */
+  calibration?: Calibration;
 }
 
 export class PackageError extends PathotypeError {

@@ -9,7 +9,11 @@ import { preprocessImage, type PreprocessedImage } from '../data/preprocess.js';
 import { probeImage } from '../data/image-io.js';
 import { inferScale } from '../data/import.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
-import { vote, type ImageVote, type VoteRule } from './vote.js';
+import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../data/tissue.js';
+import { answer, vote, type ImageVote, type VoteRule } from './vote.js';
+
+/** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
+export const MAX_UPSAMPLING = 2;
 
 export interface ImageInput {
   source: string | Buffer;
@@ -32,7 +36,16 @@ export interface PatchGrid {
 
 export interface ImagePrediction {
   name: string;
+  /** 'answered': `predicted` is the model's answer; 'uncertain': below the model's threshold, refer to a pathologist. */
+  status: 'answered' | 'uncertain';
+  /** The most likely class (also when uncertain). */
   predicted: string;
+  /** Calibrated probability of `predicted`. */
+  confidence: number;
+  /** Calibrated class probabilities under the model's rule. */
+  probabilities: Record<string, number>;
+  /** The confidence needed to answer; null when the model carries no calibration. */
+  threshold: number | null;
   rule: VoteRule;
   byMajority: string;
   byMean: string;
@@ -42,6 +55,15 @@ export interface ImagePrediction {
   grid: PatchGrid;
   scale: number | null;
   timings: { preprocessMs: number; inferenceMs: number };
+}
+
+/** An image the model declined to judge, and why. */
+export interface RefusedImage {
+  name: string;
+  status: 'refused';
+  code: string;
+  message: string;
+  error: PathotypeError;
 }
 
 export interface PredictorOptions {
@@ -105,11 +127,20 @@ export class Predictor {
       this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {},
     );
     const scale = input.scale ?? inferScale(probe.width, probe.height);
-    if (this.manifest.preprocess.targetScale !== null && scale === null) {
+    const target = this.manifest.preprocess.targetScale;
+    const what = input.name ?? 'the image';
+    if (target !== null && scale === null) {
       throw new PathotypeError(
         'ERR_SCALE',
-        `${input.name ?? 'the image'} is ${probe.width}x${probe.height} with no known pixel scale; this model works at scale ` +
-          `${this.manifest.preprocess.targetScale} of the original release: give the image's scale (--scale)`,
+        `${what} is ${probe.width}x${probe.height} with no known pixel scale; this model works at scale ` +
+          `${target} of the original release: give the image's scale (--scale)`,
+      );
+    }
+    if (target !== null && scale !== null && target / scale > MAX_UPSAMPLING) {
+      throw new PathotypeError(
+        'ERR_UPSAMPLING',
+        `${what} (${probe.width}x${probe.height}, scale ${scale}) would need ${(target / scale).toFixed(1)}x enlargement to reach ` +
+          `this model's scale ${target}; at most ${MAX_UPSAMPLING}x is allowed: the cells would be too blurred to judge`,
       );
     }
     const image = await preprocessImage(
@@ -118,6 +149,20 @@ export class Predictor {
       this.manifest.preprocess,
       this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {},
     );
+    if (image.tissue.tissueFraction < MIN_TISSUE_FRACTION) {
+      throw new PathotypeError(
+        'ERR_BACKGROUND',
+        `${what} is mostly empty (${(image.tissue.tissueFraction * 100).toFixed(0)}% tissue; at least ` +
+          `${MIN_TISSUE_FRACTION * 100}% is needed): not a tissue field this model can judge`,
+      );
+    }
+    if (image.tissue.stainFraction < MIN_STAIN_FRACTION) {
+      throw new PathotypeError(
+        'ERR_NOT_HE',
+        `${what} does not look like an H&E-stained section (${(image.tissue.stainFraction * 100).toFixed(0)}% of it has ` +
+          `H&E colours; at least ${MIN_STAIN_FRACTION * 100}% is needed): a photograph, another stain, or a pen-marked field?`,
+      );
+    }
     if (image.background.length === 0) {
       throw new PathotypeError(
         'ERR_NO_PATCHES',
@@ -127,14 +172,44 @@ export class Predictor {
     return { image, scale };
   }
 
-  /** Predicts several images; their patches share batches. */
+  /** Predicts several images; their patches share batches. The first refused image throws. */
   async predictImages(inputs: readonly ImageInput[]): Promise<ImagePrediction[]> {
+    const settled = await this.predictImagesSettled(inputs);
+    return settled.map((s) => {
+      if (s.status === 'refused') throw s.error;
+      return s;
+    });
+  }
+
+  /**
+   * Predicts several images; an image the model must not judge (too small, not H&E, mostly
+   * empty, unreadable) comes back refused with its error, and the others are still answered.
+   */
+  async predictImagesSettled(inputs: readonly ImageInput[]): Promise<(ImagePrediction | RefusedImage)[]> {
+    const refused = new Map<number, RefusedImage>();
+    const accepted: ImageInput[] = [];
     const prepared: { image: PreprocessedImage; scale: number | null; ms: number }[] = [];
-    for (const input of inputs) {
+    for (const [k, input] of inputs.entries()) {
       const started = performance.now();
-      const { image, scale } = await this.preprocess(input);
-      prepared.push({ image, scale, ms: performance.now() - started });
+      try {
+        const { image, scale } = await this.preprocess(input);
+        prepared.push({ image, scale, ms: performance.now() - started });
+        accepted.push(input);
+      } catch (error) {
+        if (!(error instanceof PathotypeError)) throw error;
+        refused.set(k, { name: input.name ?? `image ${k + 1}`, status: 'refused', code: error.code, message: error.message, error });
+      }
     }
+    const answered = await this.#predictPrepared(accepted, prepared);
+    let next = 0;
+    return inputs.map((_, k) => refused.get(k) ?? (answered[next++] as ImagePrediction));
+  }
+
+  async #predictPrepared(
+    inputs: readonly ImageInput[],
+    prepared: readonly { image: PreprocessedImage; scale: number | null; ms: number }[],
+  ): Promise<ImagePrediction[]> {
+    if (prepared.length === 0) return [];
     const all = new Uint8Array(prepared.reduce((n, p) => n + p.image.patches.length, 0));
     let offset = 0;
     for (const p of prepared) {
@@ -151,11 +226,17 @@ export class Predictor {
       const rows = probabilities.subarray(first * this.classes.length, (first + count) * this.classes.length);
       first += count;
       const v = this.voteOn(rows, count);
+      const calibration = this.manifest.calibration;
+      const result = answer(v.imageScores, calibration);
       const named = (values: number[]): Record<string, number> =>
         Object.fromEntries(this.classes.map((c, k) => [c, values[k] ?? 0]));
       return {
         name: inputs[i]?.name ?? `image ${i + 1}`,
+        status: result.status,
         predicted: this.classes[v.predicted] ?? '',
+        confidence: Number(result.confidence.toFixed(4)),
+        probabilities: named(result.probabilities.map((p) => Number(p.toFixed(4)))),
+        threshold: calibration?.threshold ?? null,
         rule: this.options.vote,
         byMajority: this.classes[v.byMajority] ?? '',
         byMean: this.classes[v.byMean] ?? '',

@@ -1,9 +1,12 @@
 /**
  * From patch probabilities to an image's class: the majority vote of the patches' predicted
- * classes (KNIME's rule), or the class of highest mean probability. Ties in a vote go to the
- * class with the higher mean probability.
+ * classes (KNIME's rule), the class of highest mean probability, or the class of highest mean
+ * log-probability ('logit': for a linear head on pooled features, softmax of the mean patch
+ * log-probability is exactly the head applied to the image's mean feature vector). Ties in a
+ * vote go to the class with the higher mean probability.
  */
-export type VoteRule = 'majority' | 'mean';
+export type VoteRule = 'majority' | 'mean' | 'logit';
+export const VOTE_RULES: readonly VoteRule[] = ['majority', 'mean', 'logit'];
 
 export interface ImageVote {
   predicted: number;
@@ -14,7 +17,16 @@ export interface ImageVote {
   /** Per patch: predicted class and its probability. */
   patchClasses: Int32Array;
   patchConfidence: Float32Array;
+  /**
+   * The image's class probabilities under the rule (vote shares, mean probabilities, or the
+   * softmax of the mean log-probabilities), before any calibration.
+   */
+  imageProbabilities: number[];
+  /** Their logarithms, centred: the scores that temperature scaling divides. */
+  imageScores: number[];
 }
+
+const LOG_FLOOR = 1e-7;
 
 export function argmax(values: ArrayLike<number>, start = 0, length = values.length): number {
   let best = 0;
@@ -31,6 +43,7 @@ export function vote(
 ): ImageVote {
   const votes = new Array<number>(classes).fill(0);
   const sums = new Array<number>(classes).fill(0);
+  const logSums = new Array<number>(classes).fill(0);
   const patchClasses = new Int32Array(count);
   const patchConfidence = new Float32Array(count);
   for (let i = 0; i < count; i++) {
@@ -38,7 +51,11 @@ export function vote(
     patchClasses[i] = c;
     patchConfidence[i] = probabilities[i * classes + c] ?? 0;
     votes[c] = (votes[c] ?? 0) + 1;
-    for (let k = 0; k < classes; k++) sums[k] = (sums[k] ?? 0) + (probabilities[i * classes + k] ?? 0);
+    for (let k = 0; k < classes; k++) {
+      const p = probabilities[i * classes + k] ?? 0;
+      sums[k] = (sums[k] ?? 0) + p;
+      logSums[k] = (logSums[k] ?? 0) + Math.log(Math.max(p, LOG_FLOOR));
+    }
   }
   const meanProbabilities = sums.map((s) => (count > 0 ? s / count : 0));
   const voteShares = votes.map((v) => (count > 0 ? v / count : 0));
@@ -49,13 +66,47 @@ export function vote(
     (best, k) => ((meanProbabilities[k] ?? 0) > (meanProbabilities[best] ?? 0) ? k : best),
     tied[0] ?? 0,
   );
+  const meanLog = logSums.map((s) => (count > 0 ? s / count : 0));
+  const byLogit = argmax(meanLog);
+  let imageScores: number[];
+  if (rule === 'logit') imageScores = meanLog;
+  else imageScores = (rule === 'majority' ? voteShares : meanProbabilities).map((p) => Math.log(Math.max(p, LOG_FLOOR)));
+  const centre = imageScores.reduce((a, b) => a + b, 0) / Math.max(1, classes);
+  imageScores = imageScores.map((s) => s - centre);
   return {
-    predicted: rule === 'majority' ? byMajority : byMean,
+    predicted: rule === 'majority' ? byMajority : rule === 'mean' ? byMean : byLogit,
     byMajority,
     byMean,
     voteShares,
     meanProbabilities,
     patchClasses,
     patchConfidence,
+    imageProbabilities: softmax(imageScores),
+    imageScores,
   };
+}
+
+/** Softmax of scores divided by a temperature (above 1 softens, below 1 sharpens). */
+export function softmax(scores: readonly number[], temperature = 1): number[] {
+  const scaled = scores.map((s) => s / temperature);
+  const max = Math.max(...scaled);
+  const exps = scaled.map((s) => Math.exp(s - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  return exps.map((e) => e / sum);
+}
+
+/** The image's result after calibration: probabilities, the top class's, and whether it answers. */
+export interface Answer {
+  predicted: number;
+  confidence: number;
+  probabilities: number[];
+  status: 'answered' | 'uncertain';
+}
+
+export function answer(scores: readonly number[], calibration?: { temperature: number; threshold: number }): Answer {
+  const probabilities = softmax(scores, calibration?.temperature ?? 1);
+  const predicted = argmax(probabilities);
+  const confidence = probabilities[predicted] ?? 0;
+  const status = calibration && confidence < calibration.threshold ? 'uncertain' : 'answered';
+  return { predicted, confidence, probabilities, status };
 }

@@ -68,7 +68,14 @@ const PREDICTION_SCHEMA = {
     width: { type: 'integer' },
     height: { type: 'integer' },
     model: { type: 'object', properties: { id: { type: 'string' }, version: { type: 'integer' } } },
-    predicted: { type: 'string' },
+    status: {
+      enum: ['answered', 'uncertain'],
+      description: "'uncertain': below the model's calibrated threshold; refer to a pathologist",
+    },
+    predicted: { type: 'string', description: 'the most likely subtype (also when uncertain)' },
+    confidence: { type: 'number', description: 'calibrated probability of the predicted subtype' },
+    probabilities: NUMBER_MAP,
+    threshold: { type: ['number', 'null'] },
     rule: { type: 'string' },
     byMajority: { type: 'string' },
     byMean: { type: 'string' },
@@ -125,7 +132,12 @@ function publicPrediction(record: PredictionRecord): Record<string, unknown> {
     width: record.width,
     height: record.height,
     model: { id: record.modelId, version: record.modelVersion },
+    // Records made before calibration existed were all answers.
+    status: r.status ?? 'answered',
     predicted: r.predicted,
+    confidence: r.confidence ?? r.meanProbabilities[r.predicted] ?? 0,
+    probabilities: r.probabilities ?? r.meanProbabilities,
+    threshold: r.threshold ?? null,
     rule: r.rule,
     byMajority: r.byMajority,
     byMean: r.byMean,
@@ -147,7 +159,7 @@ function publicPrediction(record: PredictionRecord): Record<string, unknown> {
 function describeError(error: unknown): { status: number; code: string; message: string } {
   if (error instanceof QueueFullError) return { status: 503, code: 'ERR_BUSY', message: error.message };
   if (error instanceof ImageError) {
-    const unsupported = /pathotype reads TIFF, PNG and JPEG/.test(error.message);
+    const unsupported = /pathotype reads TIFF, PNG, JPEG and WebP/.test(error.message);
     const tooLarge = /above the limit/.test(error.message);
     return {
       status: tooLarge ? 413 : unsupported ? 415 : 422,
@@ -158,7 +170,9 @@ function describeError(error: unknown): { status: number; code: string; message:
   if (error instanceof PathotypeError) {
     const status = ['ERR_NO_FILE'].includes(error.code)
       ? 400
-      : ['ERR_NO_PATCHES', 'ERR_SCALE', 'ERR_ENGINE_INPUT'].includes(error.code)
+      : ['ERR_NO_PATCHES', 'ERR_SCALE', 'ERR_UPSAMPLING', 'ERR_BACKGROUND', 'ERR_NOT_HE', 'ERR_ENGINE_INPUT'].includes(
+            error.code,
+          )
         ? 422
         : error.code === 'ERR_UNAUTHORIZED'
           ? 401

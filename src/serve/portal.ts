@@ -42,12 +42,36 @@ ${body}
 </main>${script ? `<script>${script}</script>` : ''}</body></html>`;
 }
 
-function modelSummary(manifest: ModelManifest): string {
+interface CrossValidationFigures {
+  imageAccuracy: number;
+  accuracyInterval: { low: number; high: number };
+  groups: number;
+  images: number;
+  coverage: number;
+  answeredAccuracy: number | null;
+}
+
+/** What the model is expected to achieve on new patients, as cross-validation measured it. */
+function expectedAccuracy(manifest: ModelManifest): string {
+  const cv = manifest.metrics.crossValidation as CrossValidationFigures | undefined;
+  if (cv) {
+    const answered =
+      cv.answeredAccuracy === null
+        ? 'it answers none at its threshold'
+        : `${pct(cv.answeredAccuracy)} on the ${pct(cv.coverage)} of images it answers`;
+    return (
+      `expected on new patients: ${pct(cv.imageAccuracy)} image accuracy (95% CI ${pct(cv.accuracyInterval.low)}–${pct(cv.accuracyInterval.high)}), ` +
+      `${answered}; patient-grouped cross-validation over ${cv.groups} patients, ${cv.images} images`
+    );
+  }
   const test = manifest.metrics.test as { imageAccuracy?: number; images?: number } | undefined;
-  const accuracy =
-    test?.imageAccuracy === undefined
-      ? 'not evaluated'
-      : `${pct(test.imageAccuracy)} image accuracy on ${test.images ?? '?'} held-out images`;
+  return test?.imageAccuracy === undefined
+    ? 'not evaluated'
+    : `${pct(test.imageAccuracy)} image accuracy on ${test.images ?? '?'} held-out images`;
+}
+
+function modelSummary(manifest: ModelManifest): string {
+  const accuracy = expectedAccuracy(manifest);
   return `${escapeHtml(manifest.name)} v${manifest.version} (${escapeHtml(manifest.spec.name)}, classes ${manifest.classes.map(escapeHtml).join(', ')}; ${accuracy})${
     manifest.syntheticWeights ? ' <strong>trained from random stand-in weights</strong>' : ''
   }`;
@@ -129,14 +153,20 @@ export function resultPage(record: PredictionRecord, manifest: ModelManifest, ha
 <p><label><input id="toggle" type="checkbox" checked> Show the patch heatmap</label> <span class="legend">${legend}</span></p>`
     : '<p class="muted">The image was not kept on the server, so it cannot be shown.</p>';
   return layout(
-    `${record.fileName}: ${r.predicted}`,
+    `${record.fileName}: ${(r.status ?? 'answered') === 'uncertain' ? 'uncertain' : r.predicted}`,
     `<h1>${escapeHtml(record.fileName)}</h1>
 <div class="result">
 <section class="panel" aria-label="Image">${figure}</section>
 <section class="panel" aria-label="Classification">
-<p class="muted">Predicted subtype</p>
-<p class="big" id="predicted">${escapeHtml(r.predicted)}</p>
-<p>${pct(r.voteShares[r.predicted] ?? 0)} of ${r.patches} patches voted ${escapeHtml(r.predicted)}; mean probability ${pct(r.meanProbabilities[r.predicted] ?? 0)}.</p>
+${
+      (r.status ?? 'answered') === 'uncertain'
+        ? `<p class="muted">Result</p>
+<p class="big" id="predicted" data-status="uncertain">Uncertain: refer to a pathologist</p>
+<p id="uncertain-detail">The model leans to ${escapeHtml(r.predicted)} with ${pct(r.confidence ?? 0)} calibrated confidence, below the ${pct(r.threshold ?? 0)} it needs to answer.</p>`
+        : `<p class="muted">Predicted subtype</p>
+<p class="big" id="predicted" data-status="answered">${escapeHtml(r.predicted)}</p>
+<p>${r.confidence === undefined ? '' : `Calibrated confidence ${pct(r.confidence)}. `}${pct(r.voteShares[r.predicted] ?? 0)} of ${r.patches} patches voted ${escapeHtml(r.predicted)}; mean probability ${pct(r.meanProbabilities[r.predicted] ?? 0)}.</p>`
+    }
 <h2>Vote shares</h2><div class="bars">${bars}</div>
 <h2>Details</h2>
 <table><tbody>

@@ -13,6 +13,11 @@ import Database from 'better-sqlite3';
 import { ensureDir } from '../data/workspace.js';
 import type { ImagePrediction } from '../predict/predictor.js';
 
+/** Calibration fields came with package format 1.1: records written before lack them. */
+type CalibrationFields = 'status' | 'confidence' | 'probabilities' | 'threshold';
+export type StoredPrediction = Omit<ImagePrediction, CalibrationFields> &
+  Partial<Pick<ImagePrediction, CalibrationFields>>;
+
 export interface PredictionRecord {
   id: string;
   createdAt: string;
@@ -23,7 +28,7 @@ export interface PredictionRecord {
   height: number;
   modelId: string;
   modelVersion: number;
-  result: ImagePrediction;
+  result: StoredPrediction;
   timings: { totalMs: number; queueMs: number; preprocessMs: number; inferenceMs: number };
   client: { address: string; userAgent: string; keyId: string | null };
   imageFile: string | null;
@@ -93,7 +98,7 @@ function toRecord(row: Row): PredictionRecord {
     height: row.height,
     modelId: row.model_id,
     modelVersion: row.model_version,
-    result: JSON.parse(row.result) as ImagePrediction,
+    result: JSON.parse(row.result) as StoredPrediction,
     timings: JSON.parse(row.timings) as PredictionRecord['timings'],
     client: JSON.parse(row.client) as PredictionRecord['client'],
     imageFile: row.image_file,

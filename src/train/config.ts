@@ -7,7 +7,9 @@ import { Ajv, type ErrorObject } from 'ajv';
 
 import { ConfigError } from '../errors.js';
 import type { StainAugmentOptions } from '../data/augment.js';
-import type { Architecture } from '../engine/zoo.js';
+import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
+import type { ProbeConfig } from './probe.js';
+import { VOTE_RULES, type VoteRule } from '../predict/vote.js';
 
 export interface PhaseConfig {
   epochs: number;
@@ -29,6 +31,14 @@ export interface TrainConfig {
   store: string;
   architecture: Architecture;
   alpha: number;
+  /** ResNet50: the last stage kept (res4's features are finer than res5's). */
+  depth: ResNetDepth;
+  /**
+   * 'finetune': train the network by gradient steps, phase by phase; 'probe': keep the pretrained
+   * base frozen and fit a regularised linear head on image-pooled features in seconds.
+   */
+  method: 'finetune' | 'probe';
+  probe: ProbeConfig;
   head: { pooling: 'flatten' | 'avg'; hidden: number[]; dropout: number };
   /** Keras HDF5 file or TensorFlow.js model folder with ImageNet weights; null trains from scratch. */
   pretrained: string | null;
@@ -43,18 +53,19 @@ export interface TrainConfig {
   batchNorm: 'frozen' | 'train';
   /** Stop when the image-level validation accuracy has not improved for this many epochs (0: never). */
   patience: number;
-  vote: 'majority' | 'mean';
+  vote: VoteRule;
   bf16: boolean;
   seed: number;
   threads: number;
 }
 
 /** A training config as written by hand: everything but the architecture and phases may be left out. */
-export type TrainConfigInput = Partial<Omit<TrainConfig, 'phases' | 'augment' | 'head'>> &
+export type TrainConfigInput = Partial<Omit<TrainConfig, 'phases' | 'augment' | 'head' | 'probe'>> &
   Pick<TrainConfig, 'architecture'> & {
-    phases: (Partial<PhaseConfig> & Pick<PhaseConfig, 'epochs'>)[];
+    phases?: (Partial<PhaseConfig> & Pick<PhaseConfig, 'epochs'>)[];
     augment?: Partial<TrainConfig['augment']>;
     head?: Partial<TrainConfig['head']>;
+    probe?: Partial<ProbeConfig>;
   };
 
 const PHASE_DEFAULTS: Omit<PhaseConfig, 'epochs'> = {
@@ -73,6 +84,9 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture'
   phases: Partial<PhaseConfig>[];
 } = {
   alpha: 1,
+  depth: 'res5',
+  method: 'finetune',
+  probe: { l2: 0.01, views: 1 },
   head: { pooling: 'avg', hidden: [], dropout: 0 },
   pretrained: null,
   phases: [{ epochs: 10 }],
@@ -94,12 +108,22 @@ const strength = { type: 'number', minimum: 0, maximum: 1 };
 const SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  required: ['name', 'store', 'architecture', 'phases'],
+  required: ['name', 'store', 'architecture'],
   properties: {
     name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' },
     store: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' },
-    architecture: { enum: ['vgg16', 'mobilenet_v1', 'mobilenet_v2', 'small_cnn'] },
+    architecture: { enum: ARCHITECTURES },
     alpha: { type: 'number', exclusiveMinimum: 0, maximum: 4 },
+    depth: { enum: ['res3', 'res4', 'res5'] },
+    method: { enum: ['finetune', 'probe'] },
+    probe: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        l2: { type: 'number', minimum: 0, maximum: 1000 },
+        views: { type: 'integer', minimum: 1, maximum: 16 },
+      },
+    },
     head: {
       type: 'object',
       additionalProperties: false,
@@ -160,7 +184,7 @@ const SCHEMA = {
     labelSmoothing: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
     batchNorm: { enum: ['frozen', 'train'] },
     patience: { type: 'integer', minimum: 0 },
-    vote: { enum: ['majority', 'mean'] },
+    vote: { enum: VOTE_RULES },
     bf16: { type: 'boolean' },
     seed: { type: 'integer', minimum: 0 },
     threads: { type: 'integer', minimum: 0, maximum: 256 },
@@ -217,7 +241,7 @@ export function merge<T>(base: T, over: unknown): T {
 export function resolveTrainConfig(input: unknown): TrainConfig {
   if (!validate(input)) throw new ConfigError(`invalid training config: ${describe(validate.errors)}`);
   const merged = merge(TRAIN_DEFAULTS, input) as unknown as TrainConfig;
-  merged.phases = (input as { phases: Partial<PhaseConfig>[] }).phases.map(
+  merged.phases = ((input as { phases?: Partial<PhaseConfig>[] }).phases ?? TRAIN_DEFAULTS.phases).map(
     (p) => merge(PHASE_DEFAULTS, p) as PhaseConfig,
   );
   return merged;

@@ -45,8 +45,80 @@ export function fitLogistic(
   const dims = x.length / rows;
   if (!(options.l2 >= 0)) throw new ConfigError('the L2 penalty must be 0 or more');
   const { mean, std } = standardiser(x, rows, dims);
-  const z = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) for (let d = 0; d < dims; d++) z[r * dims + d] = (x[r * dims + d]! - mean[d]!) / std[d]!;
+  const standard = new Float64Array(x.length);
+  for (let r = 0; r < rows; r++)
+    for (let d = 0; d < dims; d++) standard[r * dims + d] = (x[r * dims + d]! - mean[d]!) / std[d]!;
+  // With more features than samples, the L2-optimal weights lie in the span of the samples
+  // (representer theorem): solve in that basis (rows x rows, exactly the same problem) and map back.
+  const basis = dims > rows ? orthonormalRowBasis(standard, rows, dims) : null;
+  const inner = basis ? basis.coordinates : standard;
+  const fitted = fitStandardised(inner, labels, classes, basis ? rows : dims, options);
+  const theta = basis ? fromBasis(fitted, basis.q, classes, rows, dims) : fitted;
+  // Fold the standardisation in: w·(x - mean)/std + b = (w/std)·x + (b - Σ w·mean/std).
+  const weight = new Float64Array(classes * dims);
+  const bias = new Float64Array(classes);
+  for (let c = 0; c < classes; c++) {
+    let b = theta[classes * dims + c]!;
+    for (let d = 0; d < dims; d++) {
+      const w = theta[c * dims + d]! / std[d]!;
+      weight[c * dims + d] = w;
+      b -= w * mean[d]!;
+    }
+    bias[c] = b;
+  }
+  return { classes, dims, weight, bias };
+}
+
+/**
+ * Modified Gram-Schmidt on the rows: q (rows x dims) orthonormal, and each row's coordinates in
+ * that basis (rows x rows), so that row r = Σ_k coordinates[r][k] · q[k].
+ */
+function orthonormalRowBasis(
+  z: Float64Array,
+  rows: number,
+  dims: number,
+): { q: Float64Array; coordinates: Float64Array } {
+  const q = new Float64Array(rows * dims);
+  const coordinates = new Float64Array(rows * rows);
+  for (let r = 0; r < rows; r++) {
+    const v = z.slice(r * dims, (r + 1) * dims);
+    for (let k = 0; k < r; k++) {
+      let dot = 0;
+      for (let d = 0; d < dims; d++) dot += v[d]! * q[k * dims + d]!;
+      coordinates[r * rows + k] = dot;
+      for (let d = 0; d < dims; d++) v[d]! -= dot * q[k * dims + d]!;
+    }
+    let norm = 0;
+    for (let d = 0; d < dims; d++) norm += v[d]! ** 2;
+    norm = Math.sqrt(norm);
+    coordinates[r * rows + r] = norm;
+    // A row that adds no new direction keeps a zero basis vector: it contributes nothing.
+    if (norm > 1e-9) for (let d = 0; d < dims; d++) q[r * dims + d] = v[d]! / norm;
+  }
+  return { q, coordinates };
+}
+
+/** Weights over the basis (classes x rows, then biases) back to weights over the features. */
+function fromBasis(theta: Float64Array, q: Float64Array, classes: number, rows: number, dims: number): Float64Array {
+  const out = new Float64Array(classes * dims + classes);
+  for (let c = 0; c < classes; c++)
+    for (let k = 0; k < rows; k++) {
+      const a = theta[c * rows + k]!;
+      if (a !== 0) for (let d = 0; d < dims; d++) out[c * dims + d]! += a * q[k * dims + d]!;
+    }
+  for (let c = 0; c < classes; c++) out[classes * dims + c] = theta[classes * rows + c]!;
+  return out;
+}
+
+/** Adam on the mean weighted cross-entropy plus l2/2 ||W||²: weights (classes x dims), then biases. */
+function fitStandardised(
+  z: Float64Array,
+  labels: Int32Array,
+  classes: number,
+  dims: number,
+  options: LogisticOptions,
+): Float64Array {
+  const rows = labels.length;
   const sw = options.sampleWeights ?? new Float64Array(rows).fill(1);
   const total = sw.reduce((a, b) => a + b, 0);
   const params = classes * dims + classes;
@@ -85,19 +157,7 @@ export function fitLogistic(
       theta[i]! -= (lr * mh) / (Math.sqrt(vh) + 1e-8);
     }
   }
-  // Fold the standardisation in: w·(x - mean)/std + b = (w/std)·x + (b - Σ w·mean/std).
-  const weight = new Float64Array(classes * dims);
-  const bias = new Float64Array(classes);
-  for (let c = 0; c < classes; c++) {
-    let b = theta[classes * dims + c]!;
-    for (let d = 0; d < dims; d++) {
-      const w = theta[c * dims + d]! / std[d]!;
-      weight[c * dims + d] = w;
-      b -= w * mean[d]!;
-    }
-    bias[c] = b;
-  }
-  return { classes, dims, weight, bias };
+  return theta;
 }
 
 /** Class scores (logits) of each row. */

@@ -20,7 +20,7 @@ export interface PrepareRecipe {
 export interface Preset {
   name: string;
   description: string;
-  /** Case rule for the downscaled development copy (the original's sj- names need none). */
+  /** Group (patient) rule for `data import`: 'auto' takes the patient accession from sj- names. */
   groupBy: string;
   split: SplitConfig;
   prepare: PrepareRecipe;
@@ -28,6 +28,8 @@ export interface Preset {
   train: Omit<TrainConfigInput, 'name' | 'store'>;
   /** The training may start from random weights when the pretrained file is missing. */
   allowMissingPretrained?: boolean;
+  /** After cross-validation, train the model to deploy on every development image (default true). */
+  final?: boolean;
 }
 
 /** Moderate stain and colour jitter: the staining of unseen cases differs more than any one case's. */
@@ -40,16 +42,42 @@ const STAIN_JITTER = {
   hue: 0.02,
 };
 
-const holdout: SplitConfig = { kind: 'holdout', testFraction: 0.4, validationFraction: 0.2, seed: 1 };
+/**
+ * Five folds of patients: every development image is predicted once by a model that never saw
+ * its patient, then the final model trains on all of them (validation carved from the training
+ * patients of each fold, for the recipes that stop early or keep their best epoch).
+ */
+const byPatient: SplitConfig = { kind: 'kfold', folds: 5, validationFraction: 0.2, seed: 1 };
 
 export const PRESETS: Record<string, Preset> = {
+  'resnet50-probe': {
+    name: 'resnet50-probe',
+    description:
+      'ImageNet ResNet50 (Keras weights) cut after res4, frozen; 96x96 patches at 0.3x scale; each image the mean of its ' +
+      "patches' pooled features; an L2-regularised logistic regression on those image vectors (seconds); mean-logit vote; " +
+      'temperature and abstention threshold from patient-grouped cross-validation',
+    groupBy: 'auto',
+    split: { kind: 'kfold', folds: 5, validationFraction: 0, seed: 1 },
+    prepare: { normalisation: 'none', targetScale: 0.3, tiles: { size: 96, stride: 48 } },
+    train: {
+      architecture: 'resnet50',
+      depth: 'res4',
+      method: 'probe',
+      probe: { l2: 0.01, views: 1 },
+      head: { pooling: 'avg', hidden: [], dropout: 0 },
+      pretrained: 'weights:resnet50',
+      augment: { flip: false, rotate90: false, stain: {} },
+      bf16: true,
+      vote: 'logit',
+    },
+  },
   'knime-vgg16': {
     name: 'knime-vgg16',
     description:
       "The KNIME blog's recipe: 64x64 patches at the original scale, VGG16 with Keras ImageNet weights, the top " +
       'replaced (flatten, dense 256, dropout, softmax), the base frozen first, then block 5 fine-tuned; majority vote',
-    groupBy: 'runs:10',
-    split: holdout,
+    groupBy: 'auto',
+    split: byPatient,
     prepare: { normalisation: 'percentile', targetScale: 1, tiles: { size: 64, stride: 64 } },
     train: {
       architecture: 'vgg16',
@@ -81,8 +109,8 @@ export const PRESETS: Record<string, Preset> = {
       'ImageNet MobileNetV2 (alpha 0.35) on 96x96 patches at 0.3x scale (320x320 px of the original each), Reinhard ' +
       'normalisation to the average colour of the training images, HED stain jitter, the classifier trained on frozen features first, then everything fine-tuned ' +
       'with batch norms in inference mode',
-    groupBy: 'runs:10',
-    split: holdout,
+    groupBy: 'auto',
+    split: byPatient,
     prepare: {
       normalisation: 'reinhard',
       reference: 'dataset',
@@ -111,8 +139,8 @@ export const PRESETS: Record<string, Preset> = {
     name: 'small-cnn',
     description:
       'A small CNN trained from scratch on 32x32 patches at 0.3x scale, on the haematoxylin (nuclear) stain alone: the fast baseline',
-    groupBy: 'runs:10',
-    split: holdout,
+    groupBy: 'auto',
+    split: byPatient,
     prepare: { normalisation: 'haematoxylin', targetScale: 0.3, tiles: { size: 32, stride: 32 } },
     train: {
       architecture: 'small_cnn',

@@ -13,7 +13,7 @@ import { fetchLymphoma } from '../data/fetch.js';
 import { parseGroupRule } from '../data/grouping.js';
 import { importImages } from '../data/import.js';
 import { prepare, type PrepareReport } from '../data/prepare.js';
-import { createSplit, foldPartitions } from '../data/split.js';
+import { createSplit, foldCount, foldPartitions } from '../data/split.js';
 import { ensureDir, type Workspace } from '../data/workspace.js';
 import { resolveWeights } from '../engine/weights/registry.js';
 import {
@@ -22,6 +22,7 @@ import {
   type CrossValidationReport,
 } from '../evaluate/cross-validation.js';
 import { evaluateModel, type EvaluationReport } from '../evaluate/evaluate.js';
+import { updateManifest } from '../model/package.js';
 import { percent } from '../html.js';
 import { merge, resolveTrainConfig, type TrainConfig } from './config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
@@ -53,14 +54,16 @@ export interface StageRun {
 
 export interface RunResult {
   preset: Preset;
-  /** One pass for a holdout split; one per fold for k-fold cross-validation. */
+  /** One pass for a holdout split; one per fold for cross-validation. */
   runs: StageRun[];
-  /** k-fold only: every image predicted once by the model that never saw its case. */
+  /** Cross-validation only: every image predicted once by the model that never saw its patient. */
   crossValidation?: { report: CrossValidationReport; json: string };
+  /** Cross-validation only: the package trained on every development image, carrying the CV figures. */
+  final?: { packageDir: string; images: number; seconds: number };
   seconds: number;
 }
 
-const OVERRIDE_KEYS = ['groupBy', 'split', 'prepare', 'train'];
+const OVERRIDE_KEYS = ['groupBy', 'split', 'prepare', 'train', 'final'];
 
 export function resolvePreset(name: string, overrides: Record<string, unknown> = {}): Preset {
   const base = PRESETS[name];
@@ -86,7 +89,7 @@ export async function runPipeline(
   // 1. Data.
   if (options.data === 'fetch') {
     stage('data', 'downloading the IICBU 2008 lymphoma set');
-    await fetchLymphoma(catalog, workspace, { groupBy: parseGroupRule('sj') });
+    await fetchLymphoma(catalog, workspace, { groupBy: parseGroupRule(preset.groupBy) });
   } else if (options.data) {
     stage('data', `importing ${options.data}`);
     const report = await importImages(catalog, workspace, options.data, {
@@ -110,14 +113,15 @@ export async function runPipeline(
 
   // 3-5. Prepare, train, evaluate: once on the holdout split, or once per fold.
   const split = preset.split;
-  if (split.kind !== 'kfold') {
+  if (split.kind === 'holdout' || split.kind === 'all') {
     const run = await prepareTrainEvaluate(catalog, workspace, preset, name, null, options);
     return { preset, runs: [run], seconds: (performance.now() - started) / 1000 };
   }
   const runs: StageRun[] = [];
   const images = catalog.images();
   const members = catalog.splitMembers(name);
-  for (let fold = 0; fold < split.folds; fold++) {
+  const folds = foldCount(split, images);
+  for (let fold = 0; fold < folds; fold++) {
     const foldName = `${name}-fold${fold + 1}`;
     const params = { ...split, of: name, fold: fold + 1 };
     const current = catalog.split(foldName);
@@ -128,7 +132,7 @@ export async function runPipeline(
         [...partitions].map(([imageId, partition]) => ({ imageId, partition, fold: null })),
       );
     }
-    stage('fold', `${fold + 1} of ${split.folds}: its cases held out, the rest train '${foldName}'`);
+    stage('fold', `${fold + 1} of ${folds}: its patients held out, the rest train '${foldName}'`);
     runs.push(await prepareTrainEvaluate(catalog, workspace, preset, foldName, fold + 1, options));
   }
   const report = crossValidationReport(
@@ -136,17 +140,64 @@ export async function runPipeline(
     runs.map((r) => ({ fold: r.fold ?? 0, report: r.evaluation.report })),
   );
   const json = await writeCrossValidation(ensureDir(runDirFor(workspace, name)), report);
+  const interval = report.accuracyInterval;
   stage(
     'cross-validation',
-    `image accuracy ${percent(report.imageMajority.accuracy)} over all ${report.images.length} images ` +
-      `(folds ${report.folds.map((f) => (f.imageAccuracy * 100).toFixed(0)).join('/')}%)`,
+    `image accuracy ${percent(report.image.accuracy)} (95% CI ${percent(interval.low)}-${percent(interval.high)}) over all ` +
+      `${report.images.length} images of ${report.groups.length} patients (folds ${report.folds.map((f) => (f.imageAccuracy * 100).toFixed(0)).join('/')}%)`,
   );
-  return {
-    preset,
-    runs,
-    crossValidation: { report, json },
-    seconds: (performance.now() - started) / 1000,
-  };
+  const result: RunResult = { preset, runs, crossValidation: { report, json }, seconds: 0 };
+  if (preset.final !== false) result.final = await trainFinal(catalog, workspace, preset, name, report, json, options);
+  result.seconds = (performance.now() - started) / 1000;
+  return result;
+}
+
+/**
+ * The model to deploy: the recipe that cross-validation measured, trained on every development
+ * patient. It carries the CV figures as its expected accuracy on new patients, and the
+ * calibration and abstention threshold fitted on the out-of-fold predictions.
+ */
+async function trainFinal(
+  catalog: Catalog,
+  workspace: Workspace,
+  preset: Preset,
+  name: string,
+  report: CrossValidationReport,
+  reportFile: string,
+  options: RunOptions,
+): Promise<NonNullable<RunResult['final']>> {
+  const started = performance.now();
+  const stage = options.onStage ?? (() => undefined);
+  const finalSplit = { kind: 'all' as const, validationFraction: preset.split.validationFraction, seed: preset.split.seed };
+  const splitName = `${name}-all`;
+  const current = catalog.split(splitName);
+  if (!current || JSON.stringify(current.params) !== JSON.stringify(finalSplit) || options.fresh)
+    createSplit(catalog, splitName, finalSplit);
+  stage('final', `training '${name}' on all ${catalog.images().length} development images`);
+  const { packageDir, images } = await prepareAndTrain(catalog, workspace, preset, splitName, name, options);
+  const cv = report;
+  await updateManifest(packageDir, (m) => ({
+    ...m,
+    calibration: cv.abstention.calibration,
+    metrics: {
+      ...m.metrics,
+      crossValidation: {
+        report: reportFile,
+        rule: cv.rule,
+        folds: cv.folds.length,
+        groups: cv.groups.length,
+        images: cv.images.length,
+        imageAccuracy: cv.image.accuracy,
+        accuracyInterval: cv.accuracyInterval,
+        balancedAccuracy: cv.image.balancedAccuracy,
+        balancedAccuracyInterval: cv.balancedAccuracyInterval,
+        groupsMostlyRight: cv.groupsMostlyRight,
+        coverage: cv.abstention.crossValidated.coverage,
+        answeredAccuracy: cv.abstention.crossValidated.answeredAccuracy,
+      },
+    },
+  }));
+  return { packageDir, images, seconds: (performance.now() - started) / 1000 };
 }
 
 /** The stages after the split, for the split (and store and model) called `name`. */
@@ -159,11 +210,35 @@ async function prepareTrainEvaluate(
   options: RunOptions,
 ): Promise<StageRun> {
   const stage = options.onStage ?? (() => undefined);
+  const { prepared, trained, config } = await prepareAndTrain(catalog, workspace, preset, name, name, options);
+
+  // Evaluate on the held-out cases.
+  const packageDir = modelDirFor(workspace, name);
+  if (!existsSync(path.join(packageDir, 'model.json')))
+    throw new ConfigError(`training wrote no package at ${packageDir}`);
+  const evaluation = await evaluateModel(catalog, workspace, packageDir, { bf16: config.bf16 });
+  stage(
+    'evaluate',
+    `image accuracy ${percent(evaluation.report.image.accuracy)} on ${evaluation.report.images.length} test images`,
+  );
+  return { name, fold, prepare: prepared, train: trained, evaluation };
+}
+
+/** Prepare the store of split `split` and train the model `name` on it. */
+async function prepareAndTrain(
+  catalog: Catalog,
+  workspace: Workspace,
+  preset: Preset,
+  split: string,
+  name: string,
+  options: RunOptions,
+): Promise<{ prepared: PrepareReport; trained: TrainResult; config: TrainConfig; packageDir: string; images: number }> {
+  const stage = options.onStage ?? (() => undefined);
   // Prepare: reuses an identical store.
   const recipe = preset.prepare;
   const prepared = await prepare(catalog, workspace, {
-    name,
-    split: name,
+    name: split,
+    split,
     normalisation: {
       method: recipe.normalisation,
       ...(recipe.reference ? { reference: recipe.reference } : {}),
@@ -179,7 +254,7 @@ async function prepareTrainEvaluate(
   );
 
   // Train: continues from the checkpoint of an interrupted run.
-  const input = { ...preset.train, name, store: name } as Record<string, unknown>;
+  const input = { ...preset.train, name, store: split } as Record<string, unknown>;
   if (typeof input.pretrained === 'string')
     input.pretrained = resolveWeights(input.pretrained, workspace.root);
   const config: TrainConfig = resolveTrainConfig(input);
@@ -194,14 +269,5 @@ async function prepareTrainEvaluate(
     `${trained.resumedFrom > 0 ? `resumed after epoch ${trained.resumedFrom}, ` : ''}done in ${trained.seconds.toFixed(0)} s`,
   );
 
-  // Evaluate on the held-out cases.
-  const packageDir = modelDirFor(workspace, name);
-  if (!existsSync(path.join(packageDir, 'model.json')))
-    throw new ConfigError(`training wrote no package at ${packageDir}`);
-  const evaluation = await evaluateModel(catalog, workspace, packageDir, { bf16: config.bf16 });
-  stage(
-    'evaluate',
-    `image accuracy ${percent(evaluation.report.imageMajority.accuracy)} on ${evaluation.report.images.length} test images`,
-  );
-  return { name, fold, prepare: prepared, train: trained, evaluation };
+  return { prepared, trained, config, packageDir: trained.packageDir, images: prepared.manifest.images };
 }

@@ -3,7 +3,7 @@
  * (each class drawn equally often), optionally capped. Seeded per epoch, so a resumed run sees
  * the same order as an uninterrupted one.
  */
-import { seededRandom } from '../engine/synthetic.js';
+import { seededRandom } from '../random.js';
 
 export function epochOrder(
   ids: Int32Array,

@@ -16,11 +16,13 @@ import { augmentStain } from '../data/augment.js';
 import { PatchStore } from '../data/patch-store.js';
 import { ensureDir, type Workspace } from '../data/workspace.js';
 import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
-import { seededRandom } from '../engine/synthetic.js';
+import { seededRandom } from '../random.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
+import type { NetworkSpec } from '../engine/spec.js';
 import { buildSpec } from '../engine/zoo.js';
 import { predictStoredImages } from '../evaluate/store-predictions.js';
 import {
+  PACKAGE_FORMAT,
   readManifest,
   softwareVersion,
   writePackage,
@@ -29,6 +31,7 @@ import {
 } from '../model/package.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
+import { featureSpec, fitProbe } from './probe.js';
 import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
 
@@ -128,6 +131,7 @@ export async function train(
     const spec = buildSpec(config.architecture, {
       inputSize: store.manifest.patchSize,
       alpha: config.alpha,
+      depth: config.depth,
       head: { classes: classes.length, ...config.head },
     });
     const fingerprint = createHash('sha1')
@@ -136,6 +140,8 @@ export async function train(
     const runDir = ensureDir(runDirFor(workspace, config.name));
 
     manualSeed(config.seed);
+    if (config.method === 'probe')
+      return await trainProbePackage(workspace, config, store, spec, fingerprint, started, options);
     const network = await Network.create(spec);
     let pretrained: PretrainedReport | null = null;
     let syntheticWeights = false;
@@ -353,7 +359,7 @@ export async function train(
     const weights = best ?? (await network.exportTensors());
     const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
     const manifest: ModelManifest = {
-      format: '1.0',
+      format: PACKAGE_FORMAT,
       name: config.name,
       version: previous + 1,
       createdAt: new Date().toISOString(),
@@ -400,4 +406,94 @@ export async function train(
   } finally {
     await store.close();
   }
+}
+
+/**
+ * The probe recipe end to end: pretrained base, image features of the training (and validation)
+ * images, a fitted linear head, one package. No epochs, so nothing to resume.
+ */
+async function trainProbePackage(
+  workspace: Workspace,
+  config: TrainConfig,
+  store: PatchStore,
+  spec: NetworkSpec,
+  fingerprint: string,
+  started: number,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  if (!config.pretrained || !existsSync(config.pretrained))
+    throw new ConfigError(
+      `a probe needs the pretrained weights ${config.pretrained ?? '(none given)'} (pathotype weights fetch ${config.architecture})`,
+    );
+  const features = await Network.create(featureSpec(spec));
+  const weights = await readPretrained(config.pretrained);
+  const pretrained = await loadPretrained(features, weights, config.pretrained);
+  const hasSplit = store.images.some((i) => i.partition !== null);
+  // Nothing is tuned on validation images here, so they train too.
+  const images = store.images.filter((i) =>
+    hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
+  );
+  const fitted = await fitProbe(workspace, store, features, images, {
+    probe: config.probe,
+    stain: config.augment.stain,
+    pretrained: config.pretrained,
+    bf16: config.bf16,
+    seed: config.seed,
+    onProgress: (done, total) =>
+      options.onProgress?.({
+        epoch: 1,
+        epochs: 1,
+        phase: 1,
+        batch: done,
+        batches: total,
+        loss: 0,
+        accuracy: 0,
+        learningRate: 0,
+        patchesPerSecond: 0,
+        etaSeconds: 0,
+      }),
+  });
+  const tensors = [...(await features.exportTensors()), ...fitted.head];
+  const packageDir = modelDirFor(workspace, config.name);
+  const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
+  const manifest: ModelManifest = {
+    format: PACKAGE_FORMAT,
+    name: config.name,
+    version: previous + 1,
+    createdAt: new Date().toISOString(),
+    software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
+    spec,
+    classes: store.manifest.classes,
+    preprocess: store.manifest.preprocess,
+    vote: config.vote,
+    training: {
+      ...config,
+      fingerprint,
+      probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
+      trainingAccuracy: fitted.trainingAccuracy,
+      featureSeconds: fitted.seconds,
+      pretrainedLoaded: pretrained.loaded,
+    },
+    data: {
+      store: config.store,
+      split: store.manifest.split,
+      fingerprint: store.manifest.fingerprint,
+      images: store.manifest.images,
+      patches: store.count,
+    },
+    history: [],
+    metrics: {},
+  };
+  // Check the whole package loads as the predictor will load it, before it replaces an older one.
+  const check = await Network.create(spec);
+  await check.importTensors(tensors);
+  await writePackage(packageDir, manifest, tensors);
+  return {
+    packageDir,
+    manifest,
+    resumedFrom: 0,
+    stoppedEarly: false,
+    pretrained,
+    seconds: (performance.now() - started) / 1000,
+  };
 }

@@ -9,7 +9,7 @@ import {
   MACENKO_DEFAULT,
   symmetricEigen3,
 } from '../../src/data/normalise.js';
-import { seededRandom } from '../../src/engine/synthetic.js';
+import { seededRandom } from '../../src/random.js';
 import { heImage } from '../fixtures.js';
 
 function cosine(a: readonly number[], b: readonly number[]): number {

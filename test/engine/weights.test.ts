@@ -9,7 +9,7 @@ import { writeKerasH5 } from '../../src/engine/weights/keras-h5.js';
 import { loadPretrained, readPretrained } from '../../src/engine/weights/load.js';
 import { mobilenetV1Imagenet, resnet50Imagenet, vgg16 } from '../../src/engine/zoo.js';
 import { fetchWeights } from '../../src/engine/weights/registry.js';
-import { seededRandom } from '../../src/engine/synthetic.js';
+import { seededRandom } from '../../src/random.js';
 import { argmaxRows, hasShared, testWeightsRoot, weightsDir } from '../helpers.js';
 import { tempDir, writeFile } from '../fixtures.js';
 

@@ -1,0 +1,173 @@
+/**
+ * The frozen-feature recipe ("linear probe"): the pretrained base is not trained at all; each
+ * training image's patches go through it once, their globally pooled features are averaged per
+ * image, and a regularised multinomial logistic regression learns the classes from those image
+ * vectors in seconds. The head becomes the network's `predictions` layer, so the package is an
+ * ordinary zoo network: the predictor runs it on patches, and the 'logit' vote (mean patch
+ * log-probability) reproduces the head applied to the image's mean features exactly.
+ *
+ * Features are cached per image under workspace/features/, keyed by the base, its weights and
+ * the image's patch bytes: cross-validation folds and the final model share one extraction.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { PathotypeError } from '../errors.js';
+import { augmentStain, type StainAugmentOptions } from '../data/augment.js';
+import type { PatchStore, StoredImage } from '../data/patch-store.js';
+import { ensureDir, type Workspace } from '../data/workspace.js';
+import { Network, type NamedTensor } from '../engine/network.js';
+import { outputShapeOf, type NetworkSpec } from '../engine/spec.js';
+import { seededRandom } from '../random.js';
+import { fitLogistic } from './logistic.js';
+
+export interface ProbeConfig {
+  /** L2 penalty of the logistic regression on standardised features. */
+  l2: number;
+  /** Feature rows per training image: the patches as they are, plus stain-jittered copies. */
+  views: number;
+}
+
+export interface ProbeResult {
+  /** The `predictions` layer's weight and bias. */
+  head: NamedTensor[];
+  images: number;
+  rows: number;
+  dims: number;
+  /** Training-image accuracy of the fitted head (in-sample: a check, not an estimate). */
+  trainingAccuracy: number;
+  extractedImages: number;
+  cachedImages: number;
+  seconds: number;
+}
+
+/** The classifier layer that the probe fills: the last layer of every zoo head. */
+export const PROBE_HEAD_LAYER = 'predictions';
+
+/** The network without its classifier: the pooled features are its output. */
+export function featureSpec(spec: NetworkSpec): NetworkSpec {
+  const layers = spec.layers.filter((l) => l.type !== 'dropout');
+  const last = layers[layers.length - 1];
+  if (!last || last.type !== 'linear' || last.name !== PROBE_HEAD_LAYER)
+    throw new PathotypeError('ERR_TRAIN', `a probe needs a network that ends in its '${PROBE_HEAD_LAYER}' layer`);
+  const body = layers.slice(0, -1);
+  if (body.some((l) => l.type === 'linear'))
+    throw new PathotypeError('ERR_TRAIN', 'a probe fits one linear head: give the model no hidden head layers');
+  const features = { ...spec, name: `${spec.name}_features`, layers: body };
+  const shape = outputShapeOf(features);
+  if (shape.length !== 1) throw new PathotypeError('ERR_TRAIN', 'a probe needs pooled features: give the model an avg or flatten head');
+  return { ...features, classes: shape[0] ?? 0 };
+}
+
+function cacheKey(spec: NetworkSpec, pretrained: string | null, bf16: boolean): string {
+  const weights = pretrained && existsSync(pretrained) ? statSync(pretrained) : null;
+  return createHash('sha1')
+    .update(
+      JSON.stringify({
+        input: spec.input,
+        layers: spec.layers,
+        pretrained,
+        weights: weights ? [weights.size, weights.mtimeMs] : null,
+        bf16,
+      }),
+    )
+    .digest('hex')
+    .slice(0, 16);
+}
+
+export async function fitProbe(
+  workspace: Workspace,
+  store: PatchStore,
+  network: Network,
+  images: readonly StoredImage[],
+  options: {
+    probe: ProbeConfig;
+    stain: StainAugmentOptions;
+    pretrained: string | null;
+    bf16: boolean;
+    seed: number;
+    onProgress?: (done: number, total: number) => void;
+  },
+): Promise<ProbeResult> {
+  const started = performance.now();
+  if (images.length === 0) throw new PathotypeError('ERR_TRAIN', 'the probe has no training images');
+  const dims = network.spec.outputShape[0] ?? 0;
+  const cacheDir = ensureDir(
+    path.join(workspace.root, 'features', cacheKey(network.spec, options.pretrained, options.bf16)),
+  );
+  const classes = store.manifest.classes;
+  const pixels = store.manifest.patchSize ** 2;
+  const rows: Float64Array[] = [];
+  const labels: number[] = [];
+  const weights: number[] = [];
+  let extracted = 0;
+  let cached = 0;
+  const perClass = new Map<string, number>();
+  for (const image of images) perClass.set(image.className, (perClass.get(image.className) ?? 0) + 1);
+  for (const [n, image] of images.entries()) {
+    const ids = store.patchesOf(image.imageId);
+    if (ids.length === 0) continue;
+    const { patches } = await store.read(ids);
+    for (let view = 0; view < Math.max(1, options.probe.views); view++) {
+      const input = view === 0 ? patches : patches.slice();
+      if (view > 0) augmentStain(input, ids.length, pixels, options.stain, seededRandom(options.seed * 7919 + image.imageId * 31 + view));
+      const key = createHash('sha1').update(input).digest('hex');
+      const file = path.join(cacheDir, `${key}.f32`);
+      let mean: Float32Array;
+      if (existsSync(file)) {
+        const bytes = await readFile(file);
+        mean = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+        cached++;
+      } else {
+        mean = new Float32Array(dims);
+        for (let i = 0; i < ids.length; i += 64) {
+          const count = Math.min(64, ids.length - i);
+          const features = await network.predict(input.subarray(i * network.imageBytes, (i + count) * network.imageBytes), {
+            bf16: options.bf16,
+            raw: true,
+          });
+          for (let p = 0; p < count; p++) for (let d = 0; d < dims; d++) mean[d]! += features[p * dims + d]! / ids.length;
+        }
+        await writeFile(`${file}.tmp`, mean);
+        await rename(`${file}.tmp`, file);
+        extracted++;
+      }
+      rows.push(Float64Array.from(mean));
+      labels.push(classes.indexOf(image.className));
+      // Each class weighs the same, whatever its number of images.
+      weights.push(1 / (perClass.get(image.className) ?? 1));
+    }
+    options.onProgress?.(n + 1, images.length);
+  }
+  const x = new Float64Array(rows.length * dims);
+  rows.forEach((r, i) => x.set(r, i * dims));
+  const y = Int32Array.from(labels);
+  const model = fitLogistic(x, y, classes.length, { l2: options.probe.l2, sampleWeights: Float64Array.from(weights) });
+  let right = 0;
+  for (let r = 0; r < rows.length; r++) {
+    let best = 0;
+    const score = (c: number): number => {
+      let s = model.bias[c] ?? 0;
+      for (let d = 0; d < dims; d++) s += (model.weight[c * dims + d] ?? 0) * (x[r * dims + d] ?? 0);
+      return s;
+    };
+    const scores = classes.map((_, c) => score(c));
+    for (let c = 1; c < classes.length; c++) if ((scores[c] ?? 0) > (scores[best] ?? 0)) best = c;
+    right += best === y[r] ? 1 : 0;
+  }
+  return {
+    head: [
+      { name: `${PROBE_HEAD_LAYER}.weight`, shape: [classes.length, dims], data: Float32Array.from(model.weight) },
+      { name: `${PROBE_HEAD_LAYER}.bias`, shape: [classes.length], data: Float32Array.from(model.bias) },
+    ],
+    images: images.length,
+    rows: rows.length,
+    dims,
+    trainingAccuracy: right / Math.max(1, rows.length),
+    extractedImages: extracted,
+    cachedImages: cached,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
