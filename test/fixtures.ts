@@ -175,9 +175,20 @@ export function pngHeaderClaiming(width: number, height: number): Buffer {
   ]);
 }
 
-/** A learnable class-per-folder set: blobs, stripes and checkerboards (the engine's pattern set) as PNGs. */
+/**
+ * A learnable class-per-folder set: blobs, stripes and checkerboards (the engine's pattern set)
+ * as PNGs, recoloured so that green is the darkest channel, as in H&E, for the predictor's
+ * stain check to accept them: the shapes, not the colours, carry the classes.
+ */
 export async function writePatternDataset(root: string, perClass: number, size = 48): Promise<string[]> {
   const set = makePatternSet(perClass * 3, size, 21);
+  for (let p = 0; p < set.images.length; p += 3) {
+    const r = Math.max(24, set.images[p] ?? 0);
+    const b = Math.max(24, set.images[p + 2] ?? 0);
+    set.images[p] = r;
+    set.images[p + 1] = Math.min(r, b) - 16;
+    set.images[p + 2] = b;
+  }
   const classes = ['BLOB', 'CHECKER', 'STRIPES'];
   const folder = ['BLOB', 'STRIPES', 'CHECKER'];
   const bytes = size * size * 3;

@@ -79,7 +79,11 @@ function formatPrediction(p: ImagePrediction | RefusedImage): string {
     .join(', ');
   const head =
     p.status === 'uncertain'
-      ? `UNCERTAIN, refer to a pathologist (leans ${p.predicted}, confidence ${percent(p.confidence)} < ${percent(p.threshold ?? 0)})`
+      ? `UNCERTAIN, refer to a pathologist (leans ${p.predicted}, confidence ${percent(p.confidence)}; ${
+          (p.threshold ?? 0) > 1
+            ? 'this model answers no image: cross-validation found no confidence at which it is accurate enough'
+            : `it answers from ${percent(p.threshold ?? 0)}`
+        })`
       : `${p.predicted}${p.threshold === null ? '' : ` (confidence ${percent(p.confidence)})`}`;
   return `${p.name}: ${head} (votes: ${shares}; ${p.patches} patches)`;
 }
@@ -323,6 +327,11 @@ export function registerModelCommands(program: Command): void {
           );
         else if (flags.format === 'csv') process.stdout.write(`${csv(predictions, predictor.classes)}\n`);
         else process.stdout.write(`${predictions.map(formatPrediction).join('\n')}\n`);
+        // Refused images are in the output in their place; the exit code tells scripts, stderr why.
+        const refused = predictions.filter((p) => p.status === 'refused');
+        for (const p of refused.slice(0, -1)) process.stderr.write(`pathotype: ${p.message} [${p.code}]\n`);
+        const last = refused[refused.length - 1];
+        if (last) throw last.error;
       },
     );
 

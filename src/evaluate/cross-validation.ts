@@ -7,9 +7,6 @@
  * abstention threshold that the final model carries, and measure them without leakage: each
  * fold's images are judged by a calibration fitted on the other folds only.
  */
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
-
 import { PathotypeError } from '../errors.js';
 import { seededRandom } from '../random.js';
 import {
@@ -239,11 +236,4 @@ export function crossValidationReport(
     })),
     createdAt: new Date().toISOString(),
   };
-}
-
-/** Writes cross-validation.json into `dir`; returns its path. */
-export async function writeCrossValidation(dir: string, report: CrossValidationReport): Promise<string> {
-  const file = path.join(dir, 'cross-validation.json');
-  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-  return file;
 }

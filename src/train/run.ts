@@ -16,11 +16,8 @@ import { prepare, type PrepareReport } from '../data/prepare.js';
 import { createSplit, foldCount, foldPartitions } from '../data/split.js';
 import { ensureDir, type Workspace } from '../data/workspace.js';
 import { resolveWeights } from '../engine/weights/registry.js';
-import {
-  crossValidationReport,
-  writeCrossValidation,
-  type CrossValidationReport,
-} from '../evaluate/cross-validation.js';
+import { crossValidationReport, type CrossValidationReport } from '../evaluate/cross-validation.js';
+import { writeCrossValidation } from '../evaluate/cv-report.js';
 import { evaluateModel, type EvaluationReport } from '../evaluate/evaluate.js';
 import { updateManifest } from '../model/package.js';
 import { percent } from '../html.js';

@@ -40,9 +40,9 @@ describe('pathotype CLI', () => {
   });
 
   it('fails with a clear message and a non-zero code on bad arguments', async () => {
-    const unknown = await pathotype('engine', 'summary', 'resnet50');
+    const unknown = await pathotype('engine', 'summary', 'resnet101');
     assert.equal(unknown.code, 1);
-    assert.match(unknown.stderr, /unknown architecture 'resnet50'/);
+    assert.match(unknown.stderr, /unknown architecture 'resnet101'/);
     const bad = await pathotype('bench', 'engine', '--batch', 'many');
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /expected a positive integer/);

@@ -51,6 +51,7 @@ describe('pathotype run, train, evaluate and predict', () => {
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /run: prepare: made \d+ patches/);
     assert.match(first.stdout, /small-cnn: image accuracy \d+\.\d% \(majority vote\)/);
+    assert.doesNotMatch(first.stdout, /final model/, 'a holdout run deploys its one model');
     const report = path.join(ws, 'models/quick/evaluation/report.html');
     assert.ok(existsSync(report));
     // Again without --data: the catalog as it is.
@@ -90,7 +91,10 @@ describe('pathotype run, train, evaluate and predict', () => {
       heatmaps,
       ...images,
     );
-    assert.match(csv.stdout.split('\n')[0] ?? '', /^image,predicted,by_majority,by_mean,patches,votes_BLOB/);
+    assert.match(
+      csv.stdout.split('\n')[0] ?? '',
+      /^image,status,confidence,predicted,by_majority,by_mean,patches,votes_BLOB/,
+    );
     const overlay = await sharp(path.join(heatmaps, '0.heatmap.png')).metadata();
     assert.deepEqual([overlay.format, overlay.width, overlay.height], ['png', 48, 48]);
 
@@ -104,7 +108,7 @@ describe('pathotype run, train, evaluate and predict', () => {
   });
 
   it('cross-validates by case: k folds, every image predicted once by a model that never saw its case', async () => {
-    const { ws, args: runArgs } = await quickRun(6, 'cv');
+    const { data, ws, args: runArgs } = await quickRun(6, 'cv');
     const args = [...runArgs, '--folds', '3'];
     const first = await pathotype(ws, ...args, '--json');
     assert.equal(first.code, 0, first.stderr);
@@ -150,11 +154,28 @@ describe('pathotype run, train, evaluate and predict', () => {
     }
     const again = await pathotype(ws, ...args);
     assert.equal(again.code, 0, again.stderr);
-    assert.equal((again.stderr.match(/prepare: reused/g) ?? []).length, 3, again.stderr);
+    assert.equal((again.stderr.match(/prepare: reused/g) ?? []).length, 4, 'three folds and the final model');
     assert.match(
       again.stdout,
-      /3-fold cross-validation by case: image accuracy \d+\.\d% \(majority vote\) over all 18 images/,
+      /3-fold cross-validation by patient \(18 patients\): image accuracy \d+\.\d% \(95% CI \d+\.\d%-\d+\.\d%, majority vote\) over all 18 images/,
     );
+    // The final model: trained on every image, carrying the CV figures and the calibration.
+    const final = JSON.parse(readFileSync(path.join(ws, 'models/cv/model.json'), 'utf8')) as {
+      data: { split: string; images: number };
+      calibration: { temperature: number; threshold: number; target: number };
+      metrics: { crossValidation: { imageAccuracy: number; folds: number; groups: number } };
+    };
+    assert.equal(final.data.split, 'cv-all');
+    assert.equal(final.data.images, 18);
+    assert.equal(final.metrics.crossValidation.imageAccuracy, result.crossValidation.imageAccuracy);
+    assert.deepEqual([final.metrics.crossValidation.folds, final.metrics.crossValidation.groups], [3, 18]);
+    assert.ok(final.calibration.temperature > 0 && final.calibration.target === 0.95);
+    assert.ok(existsSync(path.join(ws, 'runs/cv/cross-validation.html')));
+    const predicted = await pathotype(ws, 'predict', '--model', 'cv', '--format', 'json', path.join(data, 'BLOB/0.png'));
+    const answer = (JSON.parse(predicted.stdout) as { predictions: { status: string; threshold: number }[] })
+      .predictions[0];
+    assert.equal(answer?.threshold, final.calibration.threshold);
+    assert.ok(answer?.status === 'answered' || answer?.status === 'uncertain');
   });
 
   it('continues a training killed with SIGKILL from its last checkpoint', async () => {
@@ -219,8 +240,8 @@ describe('pathotype run, train, evaluate and predict', () => {
       offline.stderr,
       /cannot reach any download address.*\n.*\n?.*MD5 6d6bbae143d832006294945121d1f1fc/s,
     );
-    const unknown = await pathotype(ws, 'weights', 'fetch', 'resnet');
-    assert.match(unknown.stderr, /unknown weights 'resnet'/);
+    const unknown = await pathotype(ws, 'weights', 'fetch', 'resnet101');
+    assert.match(unknown.stderr, /unknown weights 'resnet101'/);
     const listed = await pathotype(ws, 'weights', 'list');
     assert.match(listed.stdout, /vgg16/);
     const preset = await pathotype(ws, 'run', '--preset', 'nope');

@@ -10,12 +10,13 @@ const base = heImage(20, 10, 1);
 const raw = (channels: number, fill: number): Buffer => Buffer.alloc(20 * 10 * channels, fill);
 
 describe('image decoding', () => {
-  it('reads TIFF, PNG and JPEG as 8-bit RGB', async () => {
+  it('reads TIFF, PNG, JPEG and WebP as 8-bit RGB', async () => {
     const rgb = sharp(Buffer.from(base.data), { raw: { width: 20, height: 10, channels: 3 } });
     for (const [format, buffer] of [
       ['png', await rgb.clone().png().toBuffer()],
       ['tiff', await rgb.clone().tiff().toBuffer()],
       ['jpeg', await rgb.clone().jpeg().toBuffer()],
+      ['webp', await rgb.clone().webp({ lossless: true }).toBuffer()],
     ] as const) {
       const probe = await probeImage(buffer);
       assert.equal(probe.format, format);
@@ -76,7 +77,7 @@ describe('image decoding', () => {
     const gif = await sharp(raw(3, 10), { raw: { width: 20, height: 10, channels: 3 } })
       .gif()
       .toBuffer();
-    await assert.rejects(probeImage(gif), /is gif; pathotype reads TIFF, PNG and JPEG/);
+    await assert.rejects(probeImage(gif), /is gif; pathotype reads TIFF, PNG, JPEG and WebP/);
     const bomb = pngHeaderClaiming(100_000, 100_000);
     await assert.rejects(probeImage(bomb), /100000x100000 .* above the limit/);
     await assert.rejects(decodeRgb(bomb), /above the limit/);

@@ -12,34 +12,37 @@ import { makeTar, pngHeaderClaiming, tempDir, writeDataset, writeFile } from '..
 
 describe('import', () => {
   it(
-    'registers the downscaled development set with run-grouped cases, idempotently',
+    'registers the development set grouped by patient, or by case on request, idempotently',
     { skip: !hasShared(lymphomaDir) && 'needs ../shared' },
     async () => {
       const workspace = workspaceAt(tempDir());
       const catalog = Catalog.open(workspace);
       const first = await importImages(catalog, workspace, lymphomaDir, {
-        groupBy: parseGroupRule('runs:10'),
+        groupBy: parseGroupRule('auto'),
       });
-      assert.deepEqual(first.perClass, { CLL: 91, FL: 111, MCL: 97 });
-      assert.equal(first.added, 299);
-      assert.equal(first.cases, 32);
-      const image = catalog.images().find((i) => i.fileName === '57.png');
-      assert.equal(image?.className, 'CLL');
-      assert.equal(image?.caseId, 'CLL/run-5');
+      assert.deepEqual(first.perClass, { CLL: 89, FL: 109, MCL: 97 });
+      assert.equal(first.added, 295);
+      // 24 patients, 8 per class; the biopsy suffix (-R3) is not part of the patient id.
+      assert.equal(first.cases, 24);
+      const image = catalog.images().find((i) => i.fileName === 'sj-05-6124-R3_001.png');
+      assert.equal(image?.className, 'FL');
+      assert.equal(image?.caseId, 'sj-05-6124');
       assert.equal(image?.width, 417);
       assert.ok(Math.abs((image?.scale ?? 0) - 0.3004) < 0.001, `scale ${image?.scale}`);
       assert.match(image?.sha1 ?? '', /^[0-9a-f]{40}$/);
       const again = await importImages(catalog, workspace, lymphomaDir, {
-        groupBy: parseGroupRule('runs:10'),
+        groupBy: parseGroupRule('patient'),
       });
-      assert.deepEqual([again.added, again.updated, again.unchanged], [0, 0, 299]);
-      assert.equal(catalog.images().length, 299);
-      const regrouped = await importImages(catalog, workspace, lymphomaDir, {
-        groupBy: parseGroupRule('runs:20'),
+      assert.deepEqual([again.added, again.updated, again.unchanged], [0, 0, 295], "'patient' is what 'auto' found");
+      const byCase = await importImages(catalog, workspace, lymphomaDir, {
+        groupBy: parseGroupRule('case'),
       });
-      assert.ok(regrouped.updated > 250, 'a new grouping rule updates the case ids');
-      assert.equal(regrouped.updated + regrouped.unchanged, 299);
-      assert.equal(catalog.images().find((i) => i.fileName === '57.png')?.caseId, 'CLL/run-2');
+      assert.equal(byCase.cases, 24, 'one biopsy per patient in the development set');
+      assert.equal(
+        catalog.images().find((i) => i.fileName === 'sj-05-6124-R3_001.png')?.caseId,
+        'sj-05-6124-r3',
+      );
+      assert.equal(catalog.images().length, 295);
       catalog.close();
     },
   );
@@ -102,6 +105,9 @@ describe('import', () => {
   it('derives case ids by rule and rejects bad rules', () => {
     assert.equal(caseIdFor(parseGroupRule('runs:12'), 'FL', '130.png'), 'FL/run-10');
     assert.equal(caseIdFor(parseGroupRule('sj'), 'FL', 'sj-05-3344_007.tif'), 'sj-05-3344');
+    assert.equal(caseIdFor(parseGroupRule('patient'), 'FL', 'sj-05-6124-R3_002.tif'), 'sj-05-6124');
+    assert.equal(caseIdFor(parseGroupRule('case'), 'FL', 'sj-05-6124-R3_002.tif'), 'sj-05-6124-r3');
+    assert.equal(caseIdFor(parseGroupRule('auto'), 'FL', 'sj-05-6124-R4_010.png'), 'sj-05-6124');
     assert.equal(caseIdFor(parseGroupRule('auto'), 'FL', 'patientA/img1.tif'), 'FL/patientA');
     assert.equal(caseIdFor(parseGroupRule('regex:^(\\w+)-'), 'FL', 'p17-slide2.tif'), 'p17');
     assert.equal(caseIdFor(parseGroupRule('none'), 'FL', 'x.tif'), 'FL/x');

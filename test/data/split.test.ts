@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { Catalog, type ImageRecord } from '../../src/data/catalog.js';
 import { parseGroupRule } from '../../src/data/grouping.js';
 import { importImages } from '../../src/data/import.js';
-import { computeSplit, createSplit, foldPartitions } from '../../src/data/split.js';
+import { computeSplit, createSplit, foldCount, foldPartitions } from '../../src/data/split.js';
 import { workspaceAt } from '../../src/data/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
@@ -126,7 +126,7 @@ describe('splits', () => {
       for (let run = 0; run < 2; run++) {
         const workspace = workspaceAt(tempDir());
         const catalog = Catalog.open(workspace);
-        await importImages(catalog, workspace, lymphomaDir, { groupBy: parseGroupRule('runs:10') });
+        await importImages(catalog, workspace, lymphomaDir, { groupBy: parseGroupRule('auto') });
         const summary = createSplit(catalog, 'knime', {
           kind: 'holdout',
           testFraction: 0.4,
@@ -138,12 +138,28 @@ describe('splits', () => {
         assert.equal(stored?.seed, 42);
         assert.equal(stored?.params.testFraction, 0.4);
         const members = catalog.splitMembers('knime');
-        assert.equal(members.length, 299);
+        assert.equal(members.length, 295);
         const part = new Map(members.map((m) => [m.imageId, m.partition ?? '']));
         for (const sides of caseSides(catalog.images(), (id) => part.get(id) ?? '').values())
           assert.equal(sides.size, 1);
         const test = members.filter((m) => m.partition === 'test').length;
-        assert.ok(test > 0.3 * 299 && test < 0.5 * 299, `${test} test images`);
+        assert.ok(test > 0.3 * 295 && test < 0.5 * 295, `${test} test images`);
+        // Leave one patient out: a fold per patient, each patient's images in its own fold.
+        const loo = computeSplit(catalog.images(), { kind: 'loo', validationFraction: 0, seed: 1 });
+        const patientOf = new Map(catalog.images().map((i) => [i.id, i.caseId]));
+        assert.equal(new Set(loo.map((m) => m.fold)).size, 24);
+        for (const sides of caseSides(catalog.images(), (id) => String(loo.find((m) => m.imageId === id)?.fold)).values())
+          assert.equal(sides.size, 1);
+        assert.equal(foldCount({ kind: 'loo', validationFraction: 0, seed: 1 }, catalog.images()), 24);
+        // Everything for the final model, a validation share of whole patients carved off.
+        const all = computeSplit(catalog.images(), { kind: 'all', validationFraction: 0.2, seed: 1 });
+        assert.equal(all.filter((m) => m.partition === 'test').length, 0);
+        const validation = all.filter((m) => m.partition === 'validation');
+        assert.ok(validation.length > 30 && validation.length < 90, `${validation.length} validation images`);
+        const validationPatients = new Set(validation.map((m) => patientOf.get(m.imageId)));
+        assert.ok(
+          all.filter((m) => m.partition === 'train').every((m) => !validationPatients.has(patientOf.get(m.imageId))),
+        );
         catalog.close();
       }
       assert.equal(counts[0], counts[1]);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { crossValidationReport } from '../../src/evaluate/cross-validation.js';
+import { bootstrapOverGroups, crossValidationReport } from '../../src/evaluate/cross-validation.js';
+import { chooseThreshold, coverageCurve, fitTemperature } from '../../src/evaluate/calibration.js';
 import type { EvaluationReport } from '../../src/evaluate/evaluate.js';
 import { classificationMetrics, metricsFromConfusion } from '../../src/evaluate/metrics.js';
 import { vote } from '../../src/predict/vote.js';
@@ -70,11 +71,18 @@ describe('metrics', () => {
     // The hand-computed case above, cut into two folds: pooled, it must give the same figures.
     const fold = (truth: number[], predicted: number[]) =>
       ({
+        rule: 'majority',
+        image: classificationMetrics(truth, predicted, ['A', 'B', 'C']),
         imageMajority: classificationMetrics(truth, predicted, ['A', 'B', 'C']),
         imageMean: classificationMetrics(truth, truth, ['A', 'B', 'C']),
         patch: classificationMetrics(truth, predicted, ['A', 'B', 'C']),
         model: { name: 'm', version: 1, dir: '', syntheticWeights: false },
-        images: truth.map((t, i) => ({ caseId: `case${i % 2}`, className: 'ABC'[t] ?? '' })),
+        images: truth.map((t, i) => ({
+          caseId: `case${i % 2}`,
+          className: 'ABC'[t] ?? '',
+          predicted: 'ABC'[predicted[i] ?? 0] ?? '',
+          scores: [0, 1, 2].map((k) => (k === predicted[i] ? 1 : 0)),
+        })),
       }) as unknown as EvaluationReport;
     const cv = crossValidationReport('cv', [
       { fold: 1, report: fold([0, 0, 0, 0, 1], [0, 0, 0, 1, 1]) },
@@ -86,6 +94,7 @@ describe('metrics', () => {
       ['A', 'B', 'C'],
     );
     assert.deepEqual(cv.imageMajority, whole);
+    assert.deepEqual(cv.image, whole, "the model's own rule is pooled the same way");
     assert.deepEqual(
       metricsFromConfusion(whole.confusion, ['A', 'B', 'C']),
       whole,
@@ -95,12 +104,59 @@ describe('metrics', () => {
     close(cv.foldAccuracy.mean, (4 / 5 + 3 / 5) / 2, 'mean of fold accuracies');
     close(cv.foldAccuracy.sd, Math.SQRT2 * 0.1, 'sample sd of 0.8 and 0.6');
     assert.deepEqual(
-      cv.folds.map((f) => [f.fold, f.images, f.cases]),
+      cv.folds.map((f) => [f.fold, f.images, f.groups]),
       [
         [1, 5, 2],
         [2, 5, 2],
       ],
     );
     assert.equal(cv.images.length, 10);
+    // Groups: case0 holds images 0,2,4 of each fold; per-group results add up to the whole.
+    assert.equal(
+      cv.groups.reduce((n, g) => n + g.correct, 0),
+      7,
+    );
+    assert.ok(cv.accuracyInterval.low <= 0.7 && cv.accuracyInterval.high >= 0.7);
+  });
+
+  it('bootstraps over groups, not images: one group decides everything, so the interval is wide', () => {
+    // Two patients, all of one right and all of the other wrong: 50%, and resampling patients
+    // gives anything from 0% to 100%; by images it would look far more certain.
+    const images = [
+      ...Array.from({ length: 20 }, () => ({ group: 'p1', label: 0, predicted: 0 })),
+      ...Array.from({ length: 20 }, () => ({ group: 'p2', label: 1, predicted: 0 })),
+    ];
+    const { accuracy } = bootstrapOverGroups(images, ['A', 'B']);
+    close(accuracy.estimate, 0.5, 'point estimate');
+    close(accuracy.low, 0, 'low end');
+    close(accuracy.high, 1, 'high end');
+    const again = bootstrapOverGroups(images, ['A', 'B']);
+    assert.deepEqual(again.accuracy, accuracy, 'seeded: the same interval every time');
+  });
+});
+
+describe('calibration and abstention', () => {
+  it('fits a temperature above 1 for an over-confident model and below 1 for an under-confident one', () => {
+    // Over-confident: huge scores, but right only 60% of the time.
+    const over = Array.from({ length: 100 }, (_, i) => ({ scores: [10, -10], label: i % 5 < 3 ? 0 : 1 }));
+    assert.ok(fitTemperature(over) > 5, `temperature ${fitTemperature(over)}`);
+    // Under-confident: tiny scores, always right.
+    const under = Array.from({ length: 100 }, (_, i) => ({
+      scores: i % 2 ? [0.1, -0.1] : [-0.1, 0.1],
+      label: i % 2 ? 0 : 1,
+    }));
+    assert.ok(fitTemperature(under) < 0.2, `temperature ${fitTemperature(under)}`);
+  });
+
+  it('chooses the lowest threshold whose answered images reach the target, or none', () => {
+    // Confidence sorts the right answers above the wrong ones except one.
+    const confidences = [0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.9, 0.8, 0.7, 0.6];
+    const correct = [true, true, true, true, true, true, false, true, false, false];
+    assert.equal(chooseThreshold(confidences, correct, 0.95), 0.94);
+    assert.equal(chooseThreshold(confidences, correct, 0.8), 0.8, '7 of 8 right is 87.5%');
+    assert.ok(chooseThreshold(confidences, correct.map(() => false), 0.5) > 1, 'never right: never answers');
+    const curve = coverageCurve(confidences, correct);
+    assert.deepEqual(curve[0], { threshold: 0.6, coverage: 1, accuracy: 0.7 });
+    assert.deepEqual(curve[curve.length - 1], { threshold: 0.99, coverage: 0.1, accuracy: 1 });
   });
 });

@@ -150,7 +150,7 @@ describe('REST API', () => {
           headers: { 'content-type': 'application/octet-stream' },
         },
         415,
-        /TIFF, PNG and JPEG/,
+        /TIFF, PNG, JPEG and WebP/,
       ],
       [
         'too big',
@@ -178,19 +178,26 @@ describe('REST API', () => {
       assert.equal(typeof body.error.code, 'string', what);
       assert.match(body.error.message, message, what);
     }
-    const tooSmall = await sharp(Buffer.alloc(10 * 10 * 3, 100), {
-      raw: { width: 10, height: 10, channels: 3 },
-    })
-      .png()
-      .toBuffer();
-    const small = await server.app.inject({
-      method: 'POST',
-      url: '/api/v1/predictions',
-      payload: tooSmall,
-      headers: { 'content-type': 'image/png' },
-    });
-    assert.equal(small.statusCode, 422);
-    assert.equal(small.json<{ error: { code: string } }>().error.code, 'ERR_NO_PATCHES');
+    const plain = async (width: number, rgb: [number, number, number]): Promise<Buffer> =>
+      sharp({ create: { width, height: width, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+        .png()
+        .toBuffer();
+    // What the model was not made for is refused with its reason, never answered.
+    for (const [what, image, code] of [
+      ['a 10x10 pink field', await plain(10, [200, 120, 180]), 'ERR_NO_PATCHES'],
+      ['a grey field', await plain(64, [100, 100, 100]), 'ERR_NOT_HE'],
+      ['a white field', await plain(64, [255, 255, 255]), 'ERR_BACKGROUND'],
+      ['a green pen mark', await plain(64, [40, 160, 60]), 'ERR_NOT_HE'],
+    ] as const) {
+      const refused = await server.app.inject({
+        method: 'POST',
+        url: '/api/v1/predictions',
+        payload: image,
+        headers: { 'content-type': 'image/png' },
+      });
+      assert.equal(refused.statusCode, 422, what);
+      assert.equal(refused.json<{ error: { code: string } }>().error.code, code, what);
+    }
     const wrongField = multipart('document', 'x.png', png);
     assert.equal(
       (
