@@ -4,6 +4,7 @@
  */
 import type { Network } from '../engine/network.js';
 import type { PatchStore, StoredImage } from '../data/patch-store.js';
+import { patchOutputs } from '../predict/patch-outputs.js';
 import { vote, type ImageVote, type VoteRule } from '../predict/vote.js';
 
 export interface StoredImagePrediction {
@@ -26,10 +27,13 @@ export async function predictStoredImages(
   for (const image of images) {
     const ids = store.patchesOf(image.imageId);
     const probabilities = new Float32Array(ids.length * classes);
+    const logits = options.rule === 'logit' ? new Float32Array(ids.length * classes) : undefined;
     for (let i = 0; i < ids.length; i += batchSize) {
       const chunk = ids.subarray(i, Math.min(ids.length, i + batchSize));
       const { patches } = await store.read(chunk);
-      probabilities.set(await network.predict(patches, { bf16: options.bf16 ?? false }), i * classes);
+      const outputs = await patchOutputs(network, patches, { bf16: options.bf16 ?? false, rule: options.rule });
+      probabilities.set(outputs.probabilities, i * classes);
+      if (logits && outputs.logits) logits.set(outputs.logits, i * classes);
     }
     const cells = new Int32Array(ids.length * 2);
     ids.forEach((id, k) => {
@@ -39,7 +43,7 @@ export async function predictStoredImages(
     out.push({
       image,
       label: store.manifest.classes.indexOf(image.className),
-      vote: vote(probabilities, ids.length, classes, options.rule),
+      vote: vote(probabilities, ids.length, classes, options.rule, logits),
       cells,
     });
   }

@@ -10,6 +10,7 @@ import { probeImage } from '../data/image-io.js';
 import { inferScale } from '../data/import.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
 import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../data/tissue.js';
+import { patchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { answer, vote, type ImageVote, type VoteRule } from './vote.js';
 
 /** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
@@ -102,23 +103,26 @@ export class Predictor {
     return this.manifest.classes;
   }
 
-  /** Probabilities for patches already cut (uint8 HWC back to back), in batches. */
-  async predictPatches(patches: Uint8Array): Promise<Float32Array> {
+  /** Probabilities (and logits, for the 'logit' vote) of patches already cut (uint8 HWC back to back), in batches. */
+  async predictPatches(patches: Uint8Array): Promise<PatchOutputs> {
     const bytes = this.network.imageBytes;
     const count = patches.length / bytes;
-    const out = new Float32Array(count * this.classes.length);
+    const probabilities = new Float32Array(count * this.classes.length);
+    const logits = this.options.vote === 'logit' ? new Float32Array(count * this.classes.length) : undefined;
     for (let i = 0; i < count; i += this.options.batchSize) {
       const end = Math.min(count, i + this.options.batchSize);
-      const probs = await this.network.predict(patches.subarray(i * bytes, end * bytes), {
+      const outputs = await patchOutputs(this.network, patches.subarray(i * bytes, end * bytes), {
         bf16: this.options.bf16,
+        rule: this.options.vote,
       });
-      out.set(probs, i * this.classes.length);
+      probabilities.set(outputs.probabilities, i * this.classes.length);
+      if (logits && outputs.logits) logits.set(outputs.logits, i * this.classes.length);
     }
-    return out;
+    return logits ? { probabilities, logits } : { probabilities };
   }
 
-  voteOn(probabilities: Float32Array, count: number): ImageVote {
-    return vote(probabilities, count, this.classes.length, this.options.vote);
+  voteOn(outputs: PatchOutputs, count: number): ImageVote {
+    return vote(outputs.probabilities, count, this.classes.length, this.options.vote, outputs.logits);
   }
 
   async preprocess(input: ImageInput): Promise<{ image: PreprocessedImage; scale: number | null }> {
@@ -217,15 +221,21 @@ export class Predictor {
       offset += p.image.patches.length;
     }
     const started = performance.now();
-    const probabilities = await this.predictPatches(all);
+    const outputs = await this.predictPatches(all);
     const inferenceMs = performance.now() - started;
     const totalPatches = all.length / this.network.imageBytes;
     let first = 0;
     return prepared.map((p, i) => {
       const count = p.image.background.length;
-      const rows = probabilities.subarray(first * this.classes.length, (first + count) * this.classes.length);
+      const start = first * this.classes.length;
+      const slice = (a: Float32Array): Float32Array => a.subarray(start, start + count * this.classes.length);
       first += count;
-      const v = this.voteOn(rows, count);
+      const v = this.voteOn(
+        outputs.logits
+          ? { probabilities: slice(outputs.probabilities), logits: slice(outputs.logits) }
+          : { probabilities: slice(outputs.probabilities) },
+        count,
+      );
       const calibration = this.manifest.calibration;
       const result = answer(v.imageScores, calibration);
       const named = (values: number[]): Record<string, number> =>
