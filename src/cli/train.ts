@@ -105,16 +105,16 @@ function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[])
     p.status === 'refused'
       ? [quote(p.name), 'refused', '', quote(p.code)].join(',')
       : [
-      quote(p.name),
-      p.status,
-      p.confidence.toFixed(4),
-      p.predicted,
-      p.byMajority,
-      p.byMean,
-      String(p.patches),
-      ...classes.map((c) => (p.voteShares[c] ?? 0).toFixed(4)),
-      ...classes.map((c) => (p.meanProbabilities[c] ?? 0).toFixed(4)),
-    ].join(','),
+          quote(p.name),
+          p.status,
+          p.confidence.toFixed(4),
+          p.predicted,
+          p.byMajority,
+          p.byMean,
+          String(p.patches),
+          ...classes.map((c) => (p.voteShares[c] ?? 0).toFixed(4)),
+          ...classes.map((c) => (p.meanProbabilities[c] ?? 0).toFixed(4)),
+        ].join(','),
   );
   return [header.join(','), ...rows].join('\n');
 }
@@ -318,7 +318,9 @@ export function registerModelCommands(program: Command): void {
               {
                 model: { name: predictor.manifest.name, version: predictor.manifest.version },
                 predictions: predictions.map((p) =>
-                  p.status === 'refused' ? { name: p.name, status: p.status, code: p.code, message: p.message } : p,
+                  p.status === 'refused'
+                    ? { name: p.name, status: p.status, code: p.code, message: p.message }
+                    : p,
                 ),
               },
               null,
@@ -374,7 +376,10 @@ export function registerModelCommands(program: Command): void {
           const common = { validationFraction: split.validationFraction, seed: split.seed };
           overrides = {
             ...overrides,
-            split: flags.folds === 'loo' ? { kind: 'loo', ...common } : { kind: 'kfold', folds: flags.folds, ...common },
+            split:
+              flags.folds === 'loo'
+                ? { kind: 'loo', ...common }
+                : { kind: 'kfold', folds: flags.folds, ...common },
           };
         }
         resolvePreset(flags.preset, overrides);
@@ -441,7 +446,8 @@ export function registerModelCommands(program: Command): void {
                   );
                 });
                 if (cv) {
-                  const ci = (i: { low: number; high: number }): string => `95% CI ${percent(i.low)}-${percent(i.high)}`;
+                  const ci = (i: { low: number; high: number }): string =>
+                    `95% CI ${percent(i.low)}-${percent(i.high)}`;
                   const cvd = cv.abstention.crossValidated;
                   lines.push(
                     `${result.preset.name}, ${cv.folds.length}-fold cross-validation by patient (${cv.groups.length} patients): ` +

@@ -269,8 +269,7 @@ export class Catalog {
 
   split(name: string): SplitRecord | undefined {
     const row = this.db.prepare('SELECT * FROM splits WHERE name = ?').get(name) as
-      | { name: string; kind: SplitKind; seed: number; params: string; created_at: string }
-      | undefined;
+      { name: string; kind: SplitKind; seed: number; params: string; created_at: string } | undefined;
     if (!row) return undefined;
     return {
       name: row.name,

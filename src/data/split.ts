@@ -103,11 +103,10 @@ export function computeSplit(images: readonly ImageRecord[], config: SplitConfig
         : [];
     const held = new Set(validation.filter((m) => m.partition === 'test').map((m) => m.imageId));
     return images
-      .map((image) => ({
-        imageId: image.id,
-        partition: (held.has(image.id) ? 'validation' : 'train') as Partition,
-        fold: null,
-      }))
+      .map((image): SplitMember => {
+        const partition: Partition = held.has(image.id) ? 'validation' : 'train';
+        return { imageId: image.id, partition, fold: null };
+      })
       .sort((a, b) => a.imageId - b.imageId);
   }
   const byClass = casesByClass(images);

@@ -346,8 +346,13 @@ export function resnet50Base(depth: ResNetDepth = 'res5'): LayerSpec[] {
         conv(`res${id}_branch2c`, filters * 4, 1),
         bn(`bn${id}_branch2c`),
       ];
-      const shortcut = first ? [conv(`res${id}_branch1`, filters * 4, 1, stride), bn(`bn${id}_branch1`)] : undefined;
-      layers.push({ type: 'residual', name: `res${id}`, body, ...(shortcut ? { shortcut } : {}) }, { type: 'relu' });
+      const shortcut = first
+        ? [conv(`res${id}_branch1`, filters * 4, 1, stride), bn(`bn${id}_branch1`)]
+        : undefined;
+      layers.push(
+        { type: 'residual', name: `res${id}`, body, ...(shortcut ? { shortcut } : {}) },
+        { type: 'relu' },
+      );
     }
   });
   return layers;
@@ -377,7 +382,11 @@ export function resnet50Imagenet(options: { inputSize?: number } = {}): NetworkS
     name: 'resnet50_imagenet',
     input: input(options.inputSize ?? 224, CAFFE_INPUT),
     classes: 1000,
-    layers: [...resnet50Base('res5'), { type: 'globalAvgPool' }, { type: 'linear', name: 'fc1000', units: 1000 }],
+    layers: [
+      ...resnet50Base('res5'),
+      { type: 'globalAvgPool' },
+      { type: 'linear', name: 'fc1000', units: 1000 },
+    ],
   };
 }
 
@@ -415,7 +424,10 @@ export const ARCHITECTURES: readonly Architecture[] = [
 ];
 
 /** A zoo network by name. */
-export function buildSpec(architecture: Architecture, options: MobileNetOptions & ResNetOptions): NetworkSpec {
+export function buildSpec(
+  architecture: Architecture,
+  options: MobileNetOptions & ResNetOptions,
+): NetworkSpec {
   switch (architecture) {
     case 'vgg16':
       return vgg16(options);

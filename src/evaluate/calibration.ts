@@ -21,7 +21,8 @@ export interface Scored {
 
 function negativeLogLikelihood(items: readonly Scored[], temperature: number): number {
   let sum = 0;
-  for (const item of items) sum -= Math.log(Math.max(softmax(item.scores, temperature)[item.label] ?? 0, 1e-12));
+  for (const item of items)
+    sum -= Math.log(Math.max(softmax(item.scores, temperature)[item.label] ?? 0, 1e-12));
   return sum / Math.max(1, items.length);
 }
 
@@ -41,7 +42,10 @@ export function fitTemperature(items: readonly Scored[]): number {
   return Number(best.toFixed(4));
 }
 
-export function confidenceOf(scores: readonly number[], temperature: number): { predicted: number; confidence: number } {
+export function confidenceOf(
+  scores: readonly number[],
+  temperature: number,
+): { predicted: number; confidence: number } {
   const { predicted, confidence } = answer(scores, { temperature, threshold: 0 });
   return { predicted, confidence };
 }
@@ -71,11 +75,16 @@ export function coverageCurve(confidences: readonly number[], correct: readonly 
  * The lowest threshold whose answered images reach the target accuracy (at least a few of
  * them); above 1 (answer nothing) when no threshold does.
  */
-export function chooseThreshold(confidences: readonly number[], correct: readonly boolean[], target: number): number {
+export function chooseThreshold(
+  confidences: readonly number[],
+  correct: readonly boolean[],
+  target: number,
+): number {
   const curve = coverageCurve(confidences, correct);
   for (const point of curve) {
     const answered = Math.round(point.coverage * confidences.length);
-    if (answered >= MIN_ANSWERED && (point.accuracy ?? 0) >= target) return Number(point.threshold.toFixed(6));
+    if (answered >= MIN_ANSWERED && (point.accuracy ?? 0) >= target)
+      return Number(point.threshold.toFixed(6));
   }
   return 1.01;
 }

@@ -125,7 +125,10 @@ export function bootstrapOverGroups(
     values.sort((a, b) => a - b);
     return { estimate, low: quantile(values, 0.025), high: quantile(values, 0.975) };
   };
-  return { accuracy: interval(accuracies, all.accuracy), balancedAccuracy: interval(balanced, all.balancedAccuracy) };
+  return {
+    accuracy: interval(accuracies, all.accuracy),
+    balancedAccuracy: interval(balanced, all.balancedAccuracy),
+  };
 }
 
 export function crossValidationReport(

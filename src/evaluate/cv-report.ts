@@ -14,7 +14,13 @@ import type { CrossValidationReport, GroupResult } from './cross-validation.js';
 const W = 640;
 const PAD = { left: 56, right: 16, top: 16, bottom: 44 };
 
-function ticks(x: (v: number) => number, y: (v: number) => number, h: number, xLabel: string, yLabel: string): string {
+function ticks(
+  x: (v: number) => number,
+  y: (v: number) => number,
+  h: number,
+  xLabel: string,
+  yLabel: string,
+): string {
   const out: string[] = [];
   for (let v = 0; v <= 1.0001; v += 0.25) {
     out.push(

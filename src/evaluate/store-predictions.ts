@@ -31,7 +31,10 @@ export async function predictStoredImages(
     for (let i = 0; i < ids.length; i += batchSize) {
       const chunk = ids.subarray(i, Math.min(ids.length, i + batchSize));
       const { patches } = await store.read(chunk);
-      const outputs = await patchOutputs(network, patches, { bf16: options.bf16 ?? false, rule: options.rule });
+      const outputs = await patchOutputs(network, patches, {
+        bf16: options.bf16 ?? false,
+        rule: options.rule,
+      });
       probabilities.set(outputs.probabilities, i * classes);
       if (logits && outputs.logits) logits.set(outputs.logits, i * classes);
     }

@@ -16,7 +16,8 @@ export async function patchOutputs(
   patches: Uint8Array,
   options: { bf16: boolean; rule: VoteRule },
 ): Promise<PatchOutputs> {
-  if (options.rule !== 'logit') return { probabilities: await network.predict(patches, { bf16: options.bf16 }) };
+  if (options.rule !== 'logit')
+    return { probabilities: await network.predict(patches, { bf16: options.bf16 }) };
   const logits = await network.predict(patches, { bf16: options.bf16, raw: true });
   const classes = network.spec.classes;
   const probabilities = new Float32Array(logits.length);
@@ -25,7 +26,8 @@ export async function patchOutputs(
     for (let c = 0; c < classes; c++) max = Math.max(max, logits[r * classes + c] ?? 0);
     let sum = 0;
     for (let c = 0; c < classes; c++) sum += Math.exp((logits[r * classes + c] ?? 0) - max);
-    for (let c = 0; c < classes; c++) probabilities[r * classes + c] = Math.exp((logits[r * classes + c] ?? 0) - max) / sum;
+    for (let c = 0; c < classes; c++)
+      probabilities[r * classes + c] = Math.exp((logits[r * classes + c] ?? 0) - max) / sum;
   }
   return { probabilities, logits };
 }

@@ -201,7 +201,13 @@ export class Predictor {
         accepted.push(input);
       } catch (error) {
         if (!(error instanceof PathotypeError)) throw error;
-        refused.set(k, { name: input.name ?? `image ${k + 1}`, status: 'refused', code: error.code, message: error.message, error });
+        refused.set(k, {
+          name: input.name ?? `image ${k + 1}`,
+          status: 'refused',
+          code: error.code,
+          message: error.message,
+          error,
+        });
       }
     }
     const answered = await this.#predictPrepared(accepted, prepared);

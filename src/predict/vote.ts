@@ -83,7 +83,10 @@ export function vote(
   const byLogit = argmax(meanLog);
   let imageScores: number[];
   if (rule === 'logit') imageScores = meanLog;
-  else imageScores = (rule === 'majority' ? voteShares : meanProbabilities).map((p) => Math.log(Math.max(p, LOG_FLOOR)));
+  else
+    imageScores = (rule === 'majority' ? voteShares : meanProbabilities).map((p) =>
+      Math.log(Math.max(p, LOG_FLOOR)),
+    );
   const centre = imageScores.reduce((a, b) => a + b, 0) / Math.max(1, classes);
   imageScores = imageScores.map((s) => s - centre);
   return {
@@ -116,7 +119,10 @@ export interface Answer {
   status: 'answered' | 'uncertain';
 }
 
-export function answer(scores: readonly number[], calibration?: { temperature: number; threshold: number }): Answer {
+export function answer(
+  scores: readonly number[],
+  calibration?: { temperature: number; threshold: number },
+): Answer {
   const probabilities = softmax(scores, calibration?.temperature ?? 1);
   const predicted = argmax(probabilities);
   const confidence = probabilities[predicted] ?? 0;

@@ -170,9 +170,14 @@ function describeError(error: unknown): { status: number; code: string; message:
   if (error instanceof PathotypeError) {
     const status = ['ERR_NO_FILE'].includes(error.code)
       ? 400
-      : ['ERR_NO_PATCHES', 'ERR_SCALE', 'ERR_UPSAMPLING', 'ERR_BACKGROUND', 'ERR_NOT_HE', 'ERR_ENGINE_INPUT'].includes(
-            error.code,
-          )
+      : [
+            'ERR_NO_PATCHES',
+            'ERR_SCALE',
+            'ERR_UPSAMPLING',
+            'ERR_BACKGROUND',
+            'ERR_NOT_HE',
+            'ERR_ENGINE_INPUT',
+          ].includes(error.code)
         ? 422
         : error.code === 'ERR_UNAUTHORIZED'
           ? 401

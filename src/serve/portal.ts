@@ -159,18 +159,18 @@ export function resultPage(record: PredictionRecord, manifest: ModelManifest, ha
 <section class="panel" aria-label="Image">${figure}</section>
 <section class="panel" aria-label="Classification">
 ${
-      (r.status ?? 'answered') === 'uncertain'
-        ? `<p class="muted">Result</p>
+  (r.status ?? 'answered') === 'uncertain'
+    ? `<p class="muted">Result</p>
 <p class="big" id="predicted" data-status="uncertain">Uncertain: refer to a pathologist</p>
 <p id="uncertain-detail">The model leans to ${escapeHtml(r.predicted)} with ${pct(r.confidence ?? 0)} calibrated confidence, ${
-            (r.threshold ?? 0) > 1
-              ? 'but it answers no image: in cross-validation on patients it had not seen, no confidence level made it accurate enough to answer.'
-              : `below the ${pct(r.threshold ?? 0)} it needs to answer.`
-          }</p>`
-        : `<p class="muted">Predicted subtype</p>
+        (r.threshold ?? 0) > 1
+          ? 'but it answers no image: in cross-validation on patients it had not seen, no confidence level made it accurate enough to answer.'
+          : `below the ${pct(r.threshold ?? 0)} it needs to answer.`
+      }</p>`
+    : `<p class="muted">Predicted subtype</p>
 <p class="big" id="predicted" data-status="answered">${escapeHtml(r.predicted)}</p>
 <p>${r.confidence === undefined ? '' : `Calibrated confidence ${pct(r.confidence)}. `}${pct(r.voteShares[r.predicted] ?? 0)} of ${r.patches} patches voted ${escapeHtml(r.predicted)}; mean probability ${pct(r.meanProbabilities[r.predicted] ?? 0)}.</p>`
-    }
+}
 <h2>Vote shares</h2><div class="bars">${bars}</div>
 <h2>Details</h2>
 <table><tbody>

@@ -24,13 +24,19 @@ export interface LinearModel {
   bias: Float64Array;
 }
 
-export function standardiser(x: Float64Array, rows: number, dims: number): { mean: Float64Array; std: Float64Array } {
+export function standardiser(
+  x: Float64Array,
+  rows: number,
+  dims: number,
+): { mean: Float64Array; std: Float64Array } {
   const mean = new Float64Array(dims);
   const std = new Float64Array(dims);
-  for (let r = 0; r < rows; r++) for (let d = 0; d < dims; d++) mean[d]! += x[r * dims + d]! / rows;
   for (let r = 0; r < rows; r++)
-    for (let d = 0; d < dims; d++) std[d]! += (x[r * dims + d]! - mean[d]!) ** 2 / rows;
-  for (let d = 0; d < dims; d++) std[d] = Math.sqrt(std[d]!) + 1e-6;
+    for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (x[r * dims + d] ?? 0) / rows;
+  for (let r = 0; r < rows; r++)
+    for (let d = 0; d < dims; d++)
+      std[d] = (std[d] ?? 0) + ((x[r * dims + d] ?? 0) - (mean[d] ?? 0)) ** 2 / rows;
+  for (let d = 0; d < dims; d++) std[d] = Math.sqrt(std[d] ?? 0) + 1e-6;
   return { mean, std };
 }
 
@@ -41,13 +47,15 @@ export function fitLogistic(
   options: LogisticOptions,
 ): LinearModel {
   const rows = labels.length;
-  if (rows === 0 || x.length % rows !== 0) throw new ConfigError('logistic regression needs one feature row per label');
+  if (rows === 0 || x.length % rows !== 0)
+    throw new ConfigError('logistic regression needs one feature row per label');
   const dims = x.length / rows;
   if (!(options.l2 >= 0)) throw new ConfigError('the L2 penalty must be 0 or more');
   const { mean, std } = standardiser(x, rows, dims);
   const standard = new Float64Array(x.length);
   for (let r = 0; r < rows; r++)
-    for (let d = 0; d < dims; d++) standard[r * dims + d] = (x[r * dims + d]! - mean[d]!) / std[d]!;
+    for (let d = 0; d < dims; d++)
+      standard[r * dims + d] = ((x[r * dims + d] ?? 0) - (mean[d] ?? 0)) / (std[d] ?? 0);
   // With more features than samples, the L2-optimal weights lie in the span of the samples
   // (representer theorem): solve in that basis (rows x rows, exactly the same problem) and map back.
   const basis = dims > rows ? orthonormalRowBasis(standard, rows, dims) : null;
@@ -58,11 +66,11 @@ export function fitLogistic(
   const weight = new Float64Array(classes * dims);
   const bias = new Float64Array(classes);
   for (let c = 0; c < classes; c++) {
-    let b = theta[classes * dims + c]!;
+    let b = theta[classes * dims + c] ?? 0;
     for (let d = 0; d < dims; d++) {
-      const w = theta[c * dims + d]! / std[d]!;
+      const w = (theta[c * dims + d] ?? 0) / (std[d] ?? 0);
       weight[c * dims + d] = w;
-      b -= w * mean[d]!;
+      b -= w * (mean[d] ?? 0);
     }
     bias[c] = b;
   }
@@ -84,29 +92,37 @@ function orthonormalRowBasis(
     const v = z.slice(r * dims, (r + 1) * dims);
     for (let k = 0; k < r; k++) {
       let dot = 0;
-      for (let d = 0; d < dims; d++) dot += v[d]! * q[k * dims + d]!;
+      for (let d = 0; d < dims; d++) dot += (v[d] ?? 0) * (q[k * dims + d] ?? 0);
       coordinates[r * rows + k] = dot;
-      for (let d = 0; d < dims; d++) v[d]! -= dot * q[k * dims + d]!;
+      for (let d = 0; d < dims; d++) v[d] = (v[d] ?? 0) - dot * (q[k * dims + d] ?? 0);
     }
     let norm = 0;
-    for (let d = 0; d < dims; d++) norm += v[d]! ** 2;
+    for (let d = 0; d < dims; d++) norm += (v[d] ?? 0) ** 2;
     norm = Math.sqrt(norm);
     coordinates[r * rows + r] = norm;
     // A row that adds no new direction keeps a zero basis vector: it contributes nothing.
-    if (norm > 1e-9) for (let d = 0; d < dims; d++) q[r * dims + d] = v[d]! / norm;
+    if (norm > 1e-9) for (let d = 0; d < dims; d++) q[r * dims + d] = (v[d] ?? 0) / norm;
   }
   return { q, coordinates };
 }
 
 /** Weights over the basis (classes x rows, then biases) back to weights over the features. */
-function fromBasis(theta: Float64Array, q: Float64Array, classes: number, rows: number, dims: number): Float64Array {
+function fromBasis(
+  theta: Float64Array,
+  q: Float64Array,
+  classes: number,
+  rows: number,
+  dims: number,
+): Float64Array {
   const out = new Float64Array(classes * dims + classes);
   for (let c = 0; c < classes; c++)
     for (let k = 0; k < rows; k++) {
-      const a = theta[c * rows + k]!;
-      if (a !== 0) for (let d = 0; d < dims; d++) out[c * dims + d]! += a * q[k * dims + d]!;
+      const a = theta[c * rows + k] ?? 0;
+      if (a !== 0)
+        for (let d = 0; d < dims; d++)
+          out[c * dims + d] = (out[c * dims + d] ?? 0) + a * (q[k * dims + d] ?? 0);
     }
-  for (let c = 0; c < classes; c++) out[classes * dims + c] = theta[classes * rows + c]!;
+  for (let c = 0; c < classes; c++) out[classes * dims + c] = theta[classes * rows + c] ?? 0;
   return out;
 }
 
@@ -134,27 +150,28 @@ function fitStandardised(
     for (let r = 0; r < rows; r++) {
       let max = -Infinity;
       for (let c = 0; c < classes; c++) {
-        let s = theta[classes * dims + c]!;
-        for (let d = 0; d < dims; d++) s += theta[c * dims + d]! * z[r * dims + d]!;
+        let s = theta[classes * dims + c] ?? 0;
+        for (let d = 0; d < dims; d++) s += (theta[c * dims + d] ?? 0) * (z[r * dims + d] ?? 0);
         scores[c] = s;
         if (s > max) max = s;
       }
       let sum = 0;
-      for (let c = 0; c < classes; c++) sum += (scores[c] = Math.exp(scores[c]! - max));
-      const w = sw[r]! / total;
+      for (let c = 0; c < classes; c++) sum += scores[c] = Math.exp((scores[c] ?? 0) - max);
+      const w = (sw[r] ?? 0) / total;
       for (let c = 0; c < classes; c++) {
-        const g = w * (scores[c]! / sum - (labels[r] === c ? 1 : 0));
-        grad[classes * dims + c]! += g;
-        for (let d = 0; d < dims; d++) grad[c * dims + d]! += g * z[r * dims + d]!;
+        const g = w * ((scores[c] ?? 0) / sum - (labels[r] === c ? 1 : 0));
+        grad[classes * dims + c] = (grad[classes * dims + c] ?? 0) + g;
+        for (let d = 0; d < dims; d++)
+          grad[c * dims + d] = (grad[c * dims + d] ?? 0) + g * (z[r * dims + d] ?? 0);
       }
     }
-    for (let i = 0; i < classes * dims; i++) grad[i]! += options.l2 * theta[i]!;
+    for (let i = 0; i < classes * dims; i++) grad[i] = (grad[i] ?? 0) + options.l2 * (theta[i] ?? 0);
     for (let i = 0; i < params; i++) {
-      m[i] = 0.9 * m[i]! + 0.1 * grad[i]!;
-      v[i] = 0.999 * v[i]! + 0.001 * grad[i]! ** 2;
-      const mh = m[i]! / (1 - 0.9 ** t);
-      const vh = v[i]! / (1 - 0.999 ** t);
-      theta[i]! -= (lr * mh) / (Math.sqrt(vh) + 1e-8);
+      m[i] = 0.9 * (m[i] ?? 0) + 0.1 * (grad[i] ?? 0);
+      v[i] = 0.999 * (v[i] ?? 0) + 0.001 * (grad[i] ?? 0) ** 2;
+      const mh = (m[i] ?? 0) / (1 - 0.9 ** t);
+      const vh = (v[i] ?? 0) / (1 - 0.999 ** t);
+      theta[i] = (theta[i] ?? 0) - (lr * mh) / (Math.sqrt(vh) + 1e-8);
     }
   }
   return theta;
@@ -166,8 +183,9 @@ export function linearScores(model: LinearModel, x: Float64Array | Float32Array)
   const out = new Float64Array(rows * model.classes);
   for (let r = 0; r < rows; r++)
     for (let c = 0; c < model.classes; c++) {
-      let s = model.bias[c]!;
-      for (let d = 0; d < model.dims; d++) s += model.weight[c * model.dims + d]! * x[r * model.dims + d]!;
+      let s = model.bias[c] ?? 0;
+      for (let d = 0; d < model.dims; d++)
+        s += (model.weight[c * model.dims + d] ?? 0) * (x[r * model.dims + d] ?? 0);
       out[r * model.classes + c] = s;
     }
   return out;
@@ -177,10 +195,11 @@ export function softmaxRows(scores: Float64Array, classes: number, temperature =
   const out = new Float64Array(scores.length);
   for (let r = 0; r < scores.length / classes; r++) {
     let max = -Infinity;
-    for (let c = 0; c < classes; c++) max = Math.max(max, scores[r * classes + c]! / temperature);
+    for (let c = 0; c < classes; c++) max = Math.max(max, (scores[r * classes + c] ?? 0) / temperature);
     let sum = 0;
-    for (let c = 0; c < classes; c++) sum += out[r * classes + c] = Math.exp(scores[r * classes + c]! / temperature - max);
-    for (let c = 0; c < classes; c++) out[r * classes + c]! /= sum;
+    for (let c = 0; c < classes; c++)
+      sum += out[r * classes + c] = Math.exp((scores[r * classes + c] ?? 0) / temperature - max);
+    for (let c = 0; c < classes; c++) out[r * classes + c] = (out[r * classes + c] ?? 0) / sum;
   }
   return out;
 }

@@ -51,13 +51,23 @@ export function featureSpec(spec: NetworkSpec): NetworkSpec {
   const layers = spec.layers.filter((l) => l.type !== 'dropout');
   const last = layers[layers.length - 1];
   if (!last || last.type !== 'linear' || last.name !== PROBE_HEAD_LAYER)
-    throw new PathotypeError('ERR_TRAIN', `a probe needs a network that ends in its '${PROBE_HEAD_LAYER}' layer`);
+    throw new PathotypeError(
+      'ERR_TRAIN',
+      `a probe needs a network that ends in its '${PROBE_HEAD_LAYER}' layer`,
+    );
   const body = layers.slice(0, -1);
   if (body.some((l) => l.type === 'linear'))
-    throw new PathotypeError('ERR_TRAIN', 'a probe fits one linear head: give the model no hidden head layers');
+    throw new PathotypeError(
+      'ERR_TRAIN',
+      'a probe fits one linear head: give the model no hidden head layers',
+    );
   const features = { ...spec, name: `${spec.name}_features`, layers: body };
   const shape = outputShapeOf(features);
-  if (shape.length !== 1) throw new PathotypeError('ERR_TRAIN', 'a probe needs pooled features: give the model an avg or flatten head');
+  if (shape.length !== 1)
+    throw new PathotypeError(
+      'ERR_TRAIN',
+      'a probe needs pooled features: give the model an avg or flatten head',
+    );
   return { ...features, classes: shape[0] ?? 0 };
 }
 
@@ -112,7 +122,14 @@ export async function fitProbe(
     const { patches } = await store.read(ids);
     for (let view = 0; view < Math.max(1, options.probe.views); view++) {
       const input = view === 0 ? patches : patches.slice();
-      if (view > 0) augmentStain(input, ids.length, pixels, options.stain, seededRandom(options.seed * 7919 + image.imageId * 31 + view));
+      if (view > 0)
+        augmentStain(
+          input,
+          ids.length,
+          pixels,
+          options.stain,
+          seededRandom(options.seed * 7919 + image.imageId * 31 + view),
+        );
       const key = createHash('sha1').update(input).digest('hex');
       const file = path.join(cacheDir, `${key}.f32`);
       let mean: Float32Array;
@@ -124,11 +141,16 @@ export async function fitProbe(
         mean = new Float32Array(dims);
         for (let i = 0; i < ids.length; i += 64) {
           const count = Math.min(64, ids.length - i);
-          const features = await network.predict(input.subarray(i * network.imageBytes, (i + count) * network.imageBytes), {
-            bf16: options.bf16,
-            raw: true,
-          });
-          for (let p = 0; p < count; p++) for (let d = 0; d < dims; d++) mean[d]! += features[p * dims + d]! / ids.length;
+          const features = await network.predict(
+            input.subarray(i * network.imageBytes, (i + count) * network.imageBytes),
+            {
+              bf16: options.bf16,
+              raw: true,
+            },
+          );
+          for (let p = 0; p < count; p++)
+            for (let d = 0; d < dims; d++)
+              mean[d] = (mean[d] ?? 0) + (features[p * dims + d] ?? 0) / ids.length;
         }
         await writeFile(`${file}.tmp`, mean);
         await rename(`${file}.tmp`, file);
@@ -144,7 +166,10 @@ export async function fitProbe(
   const x = new Float64Array(rows.length * dims);
   rows.forEach((r, i) => x.set(r, i * dims));
   const y = Int32Array.from(labels);
-  const model = fitLogistic(x, y, classes.length, { l2: options.probe.l2, sampleWeights: Float64Array.from(weights) });
+  const model = fitLogistic(x, y, classes.length, {
+    l2: options.probe.l2,
+    sampleWeights: Float64Array.from(weights),
+  });
   let right = 0;
   for (let r = 0; r < rows.length; r++) {
     let best = 0;
@@ -159,7 +184,11 @@ export async function fitProbe(
   }
   return {
     head: [
-      { name: `${PROBE_HEAD_LAYER}.weight`, shape: [classes.length, dims], data: Float32Array.from(model.weight) },
+      {
+        name: `${PROBE_HEAD_LAYER}.weight`,
+        shape: [classes.length, dims],
+        data: Float32Array.from(model.weight),
+      },
       { name: `${PROBE_HEAD_LAYER}.bias`, shape: [classes.length], data: Float32Array.from(model.bias) },
     ],
     images: images.length,

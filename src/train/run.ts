@@ -144,7 +144,8 @@ export async function runPipeline(
       `${report.images.length} images of ${report.groups.length} patients (folds ${report.folds.map((f) => (f.imageAccuracy * 100).toFixed(0)).join('/')}%)`,
   );
   const result: RunResult = { preset, runs, crossValidation: { report, json }, seconds: 0 };
-  if (preset.final !== false) result.final = await trainFinal(catalog, workspace, preset, name, report, json, options);
+  if (preset.final !== false)
+    result.final = await trainFinal(catalog, workspace, preset, name, report, json, options);
   result.seconds = (performance.now() - started) / 1000;
   return result;
 }
@@ -165,7 +166,11 @@ async function trainFinal(
 ): Promise<NonNullable<RunResult['final']>> {
   const started = performance.now();
   const stage = options.onStage ?? (() => undefined);
-  const finalSplit = { kind: 'all' as const, validationFraction: preset.split.validationFraction, seed: preset.split.seed };
+  const finalSplit = {
+    kind: 'all' as const,
+    validationFraction: preset.split.validationFraction,
+    seed: preset.split.seed,
+  };
   const splitName = `${name}-all`;
   const current = catalog.split(splitName);
   if (!current || JSON.stringify(current.params) !== JSON.stringify(finalSplit) || options.fresh)
@@ -207,7 +212,14 @@ async function prepareTrainEvaluate(
   options: RunOptions,
 ): Promise<StageRun> {
   const stage = options.onStage ?? (() => undefined);
-  const { prepared, trained, config } = await prepareAndTrain(catalog, workspace, preset, name, name, options);
+  const { prepared, trained, config } = await prepareAndTrain(
+    catalog,
+    workspace,
+    preset,
+    name,
+    name,
+    options,
+  );
 
   // Evaluate on the held-out cases.
   const packageDir = modelDirFor(workspace, name);
@@ -229,7 +241,13 @@ async function prepareAndTrain(
   split: string,
   name: string,
   options: RunOptions,
-): Promise<{ prepared: PrepareReport; trained: TrainResult; config: TrainConfig; packageDir: string; images: number }> {
+): Promise<{
+  prepared: PrepareReport;
+  trained: TrainResult;
+  config: TrainConfig;
+  packageDir: string;
+  images: number;
+}> {
   const stage = options.onStage ?? (() => undefined);
   // Prepare: reuses an identical store.
   const recipe = preset.prepare;

@@ -171,7 +171,15 @@ describe('pathotype run, train, evaluate and predict', () => {
     assert.deepEqual([final.metrics.crossValidation.folds, final.metrics.crossValidation.groups], [3, 18]);
     assert.ok(final.calibration.temperature > 0 && final.calibration.target === 0.95);
     assert.ok(existsSync(path.join(ws, 'runs/cv/cross-validation.html')));
-    const predicted = await pathotype(ws, 'predict', '--model', 'cv', '--format', 'json', path.join(data, 'BLOB/0.png'));
+    const predicted = await pathotype(
+      ws,
+      'predict',
+      '--model',
+      'cv',
+      '--format',
+      'json',
+      path.join(data, 'BLOB/0.png'),
+    );
     const answer = (JSON.parse(predicted.stdout) as { predictions: { status: string; threshold: number }[] })
       .predictions[0];
     assert.equal(answer?.threshold, final.calibration.threshold);

@@ -33,7 +33,11 @@ describe('import', () => {
       const again = await importImages(catalog, workspace, lymphomaDir, {
         groupBy: parseGroupRule('patient'),
       });
-      assert.deepEqual([again.added, again.updated, again.unchanged], [0, 0, 295], "'patient' is what 'auto' found");
+      assert.deepEqual(
+        [again.added, again.updated, again.unchanged],
+        [0, 0, 295],
+        "'patient' is what 'auto' found",
+      );
       const byCase = await importImages(catalog, workspace, lymphomaDir, {
         groupBy: parseGroupRule('case'),
       });

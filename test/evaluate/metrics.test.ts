@@ -154,7 +154,14 @@ describe('calibration and abstention', () => {
     const correct = [true, true, true, true, true, true, false, true, false, false];
     assert.equal(chooseThreshold(confidences, correct, 0.95), 0.94);
     assert.equal(chooseThreshold(confidences, correct, 0.8), 0.8, '7 of 8 right is 87.5%');
-    assert.ok(chooseThreshold(confidences, correct.map(() => false), 0.5) > 1, 'never right: never answers');
+    assert.ok(
+      chooseThreshold(
+        confidences,
+        correct.map(() => false),
+        0.5,
+      ) > 1,
+      'never right: never answers',
+    );
     const curve = coverageCurve(confidences, correct);
     assert.deepEqual(curve[0], { threshold: 0.6, coverage: 1, accuracy: 0.7 });
     assert.deepEqual(curve[curve.length - 1], { threshold: 0.99, coverage: 0.1, accuracy: 1 });

@@ -38,17 +38,27 @@ async function modelAtScale(calibration?: ModelManifest['calibration']): Promise
 }
 
 describe('input checks: what the model was not made for is refused, not answered', () => {
-  it('tells H&E tissue from photographs and empty glass', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }, async () => {
-    const field = tissueStats(await decodeRgb(path.join(lymphomaDir, 'CLL/sj-03-2810_011.png')));
-    assert.ok(field.tissueFraction > MIN_TISSUE_FRACTION && field.stainFraction > MIN_STAIN_FRACTION, JSON.stringify(field));
-    const synthetic = tissueStats(heImage(200, 150, 3));
-    assert.ok(synthetic.stainFraction > MIN_STAIN_FRACTION, JSON.stringify(synthetic));
-    assert.ok(existsSync(chelsea), "the test set-up installs Debian's python3-skimage for its sample photos");
-    const cat = tissueStats(await decodeRgb(chelsea));
-    assert.ok(cat.stainFraction < MIN_STAIN_FRACTION, `the cat photo: ${JSON.stringify(cat)}`);
-    const white = tissueStats({ data: new Uint8Array(100 * 100 * 3).fill(250), width: 100, height: 100 });
-    assert.ok(white.tissueFraction < MIN_TISSUE_FRACTION);
-  });
+  it(
+    'tells H&E tissue from photographs and empty glass',
+    { skip: !hasShared(lymphomaDir) && 'needs ../shared' },
+    async () => {
+      const field = tissueStats(await decodeRgb(path.join(lymphomaDir, 'CLL/sj-03-2810_011.png')));
+      assert.ok(
+        field.tissueFraction > MIN_TISSUE_FRACTION && field.stainFraction > MIN_STAIN_FRACTION,
+        JSON.stringify(field),
+      );
+      const synthetic = tissueStats(heImage(200, 150, 3));
+      assert.ok(synthetic.stainFraction > MIN_STAIN_FRACTION, JSON.stringify(synthetic));
+      assert.ok(
+        existsSync(chelsea),
+        "the test set-up installs Debian's python3-skimage for its sample photos",
+      );
+      const cat = tissueStats(await decodeRgb(chelsea));
+      assert.ok(cat.stainFraction < MIN_STAIN_FRACTION, `the cat photo: ${JSON.stringify(cat)}`);
+      const white = tissueStats({ data: new Uint8Array(100 * 100 * 3).fill(250), width: 100, height: 100 });
+      assert.ok(white.tissueFraction < MIN_TISSUE_FRACTION);
+    },
+  );
 
   it('refuses a 20x15 image, a photograph and a white field with a reason each, and answers the rest', async () => {
     const predictor = await modelAtScale();

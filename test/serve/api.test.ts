@@ -179,7 +179,9 @@ describe('REST API', () => {
       assert.match(body.error.message, message, what);
     }
     const plain = async (width: number, rgb: [number, number, number]): Promise<Buffer> =>
-      sharp({ create: { width, height: width, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+      sharp({
+        create: { width, height: width, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } },
+      })
         .png()
         .toBuffer();
     // What the model was not made for is refused with its reason, never answered.

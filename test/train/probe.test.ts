@@ -49,7 +49,11 @@ describe('the frozen-feature probe recipe', () => {
     'fits a head on pooled ImageNet features in seconds, caches them, and the package votes as the head on mean features',
     { skip: !hasShared(weightsDir) && 'needs ../shared/weights' },
     async () => {
-      const { workspace, catalog } = await patternWorkspace(10, { testFraction: 0.3, validationFraction: 0, seed: 2 });
+      const { workspace, catalog } = await patternWorkspace(10, {
+        testFraction: 0.3,
+        validationFraction: 0,
+        seed: 2,
+      });
       const config = resolveTrainConfig({
         name: 'probe',
         store: 'patterns',
@@ -74,13 +78,18 @@ describe('the frozen-feature probe recipe', () => {
       const again = await train(workspace, config);
       assert.equal(again.manifest.version, 2);
       const weights = (dir: string): Promise<Float32Array | undefined> =>
-        import('../../src/model/tensors-file.js').then(async (m) =>
-          (await m.readTensors(path.join(dir, 'weights'))).find((t) => t.name === 'predictions.weight')?.data,
+        import('../../src/model/tensors-file.js').then(
+          async (m) =>
+            (await m.readTensors(path.join(dir, 'weights'))).find((t) => t.name === 'predictions.weight')
+              ?.data,
         );
       assert.deepEqual(await weights(again.packageDir), await weights(first.packageDir));
 
       const evaluation = await evaluateModel(catalog, workspace, first.packageDir);
-      assert.ok(evaluation.report.image.accuracy >= 0.6, `image accuracy ${evaluation.report.image.accuracy}`);
+      assert.ok(
+        evaluation.report.image.accuracy >= 0.6,
+        `image accuracy ${evaluation.report.image.accuracy}`,
+      );
 
       // The 'logit' vote of the packaged network equals the head applied to the image's mean
       // pooled features: the model is exactly what was fitted.
@@ -94,7 +103,8 @@ describe('the frozen-feature probe recipe', () => {
         const f = await features.predict(patches, { raw: true });
         const count = f.length / 256;
         const mean = new Float64Array(256);
-        for (let p = 0; p < count; p++) for (let d = 0; d < 256; d++) mean[d]! += (f[p * 256 + d] ?? 0) / count;
+        for (let p = 0; p < count; p++)
+          for (let d = 0; d < 256; d++) mean[d] = (mean[d] ?? 0) + (f[p * 256 + d] ?? 0) / count;
         const tensors = await import('../../src/model/tensors-file.js').then((m) =>
           m.readTensors(path.join(first.packageDir, 'weights')),
         );

