@@ -116,7 +116,7 @@ export function uploadPage(manifest: ModelManifest): string {
 <div id="drop">
 <p>Drop a TIFF, PNG or JPEG image here, or</p>
 <label class="button" for="file">Choose an image…</label>
-<input id="file" name="image" type="file" accept="image/tiff,image/png,image/jpeg,.tif,.tiff,.png,.jpg,.jpeg" class="visually-hidden" style="position:absolute;left:-9999px">
+<input id="file" name="image" type="file" accept="image/tiff,image/png,image/jpeg,image/webp,.tif,.tiff,.png,.jpg,.jpeg,.webp" class="visually-hidden" style="position:absolute;left:-9999px">
 </div>
 <progress id="progress" max="100" hidden aria-label="Upload progress"></progress>
 <p id="status" role="status" aria-live="polite"></p>

@@ -15,7 +15,7 @@ import { importImages } from '../data/import.js';
 import { prepare, type PrepareReport } from '../data/prepare.js';
 import { createSplit, foldCount, foldPartitions } from '../data/split.js';
 import { ensureDir, type Workspace } from '../data/workspace.js';
-import { resolveWeights } from '../engine/weights/registry.js';
+import { fetchWeights, knownWeights, resolveWeights } from '../engine/weights/registry.js';
 import { crossValidationReport, type CrossValidationReport } from '../evaluate/cross-validation.js';
 import { writeCrossValidation } from '../evaluate/cv-report.js';
 import { evaluateModel, type EvaluationReport } from '../evaluate/evaluate.js';
@@ -97,6 +97,17 @@ export async function runPipeline(
     throw new ConfigError(
       'the catalog is empty: give --data DIR|TARBALL, or --data fetch to download the set',
     );
+  }
+
+  // Pretrained weights that npm publishes are fetched here, once, as a stage of their own:
+  // training and serving never download anything.
+  const pretrained = preset.train.pretrained;
+  if (typeof pretrained === 'string' && pretrained.startsWith('weights:')) {
+    const id = pretrained.slice('weights:'.length);
+    if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace.root))) {
+      stage('weights', `fetching ${id} through npm`);
+      stage('weights', `${id} in ${(await fetchWeights(id, workspace.root)).path}`);
+    }
   }
 
   // 2. Split: made again only when its parameters changed.

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { chromium, type Browser } from 'playwright-core';
 
+import { updateManifest } from '../../src/model/package.js';
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import { tempDir } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -15,11 +17,13 @@ describe('web portal in a real browser', () => {
   let browser: Browser | undefined;
   let address: string;
   let images: string;
+  let modelDir: string;
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: the test set-up installs Debian's chromium`);
     const fixture = await trainedPackage();
     images = fixture.images;
+    modelDir = fixture.modelDir;
     server = await buildServer({ modelDir: fixture.modelDir, dataDir: fixture.dataDir });
     address = await server.app.listen({ host: '127.0.0.1', port: 0 });
     browser = await chromium.launch({
@@ -73,6 +77,56 @@ describe('web portal in a real browser', () => {
       'the reopened result is the same',
     );
     await page.close();
+  });
+
+  it('says plainly when the model does not answer, with its expected accuracy on new patients', async () => {
+    assert.ok(browser);
+    // The same model, calibrated by a cross-validation in which no confidence was good enough.
+    const calibrated = path.join(tempDir(), 'calibrated');
+    cpSync(modelDir, calibrated, { recursive: true });
+    await updateManifest(calibrated, (m) => ({
+      ...m,
+      calibration: { temperature: 2, threshold: 1.01, target: 0.95 },
+      metrics: {
+        ...m.metrics,
+        crossValidation: {
+          imageAccuracy: 0.41,
+          accuracyInterval: { low: 0.28, high: 0.54 },
+          groups: 24,
+          images: 295,
+          coverage: 0,
+          answeredAccuracy: null,
+        },
+      },
+    }));
+    const second = await buildServer({ modelDir: calibrated, dataDir: path.join(tempDir(), 'serve') });
+    try {
+      const url = await second.app.listen({ host: '127.0.0.1', port: 0 });
+      const page = await browser.newPage();
+      await page.goto(`${url}/`);
+      assert.match(
+        (await page.textContent('body')) ?? '',
+        /expected on new patients: 41\.0% image accuracy \(95% CI 28\.0%–54\.0%\)/,
+      );
+      await page.getByLabel('Choose an image…').setInputFiles(path.join(images, 'BLOB/0.png'));
+      await page.waitForURL(/\/cases\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+      assert.equal((await page.textContent('#predicted'))?.trim(), 'Uncertain: refer to a pathologist');
+      assert.match((await page.textContent('#uncertain-detail')) ?? '', /leans to (BLOB|CHECKER|STRIPES)/);
+      // A white field is refused with its reason on the upload page.
+      await page.goto(`${url}/`);
+      const sharp = (await import('sharp')).default;
+      const white = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#ffffff' } })
+        .png()
+        .toBuffer();
+      await page
+        .getByLabel('Choose an image…')
+        .setInputFiles({ name: 'white.png', mimeType: 'image/png', buffer: white });
+      await page.waitForSelector('#status.error');
+      assert.match((await page.textContent('#status')) ?? '', /mostly empty/);
+      await page.close();
+    } finally {
+      await second.app.close();
+    }
   });
 
   it('shows a clear error for a file that is not an image', async () => {
