@@ -14,14 +14,8 @@ import { ConfigError } from '../errors.js';
 import type { RgbImage } from './image-io.js';
 import { HED_FROM_RGB } from './stain-vectors.js';
 
-export type NormalisationMethod = 'none' | 'percentile' | 'reinhard' | 'macenko' | 'haematoxylin';
-export const NORMALISATION_METHODS: readonly NormalisationMethod[] = [
-  'none',
-  'percentile',
-  'reinhard',
-  'macenko',
-  'haematoxylin',
-];
+export const NORMALISATION_METHODS = ['none', 'percentile', 'reinhard', 'macenko', 'haematoxylin'] as const;
+export type NormalisationMethod = (typeof NORMALISATION_METHODS)[number];
 
 export type Normaliser =
   | { method: 'none' }

@@ -413,15 +413,8 @@ export function smallCnn(options: ZooOptions & { filters?: readonly number[] }):
   };
 }
 
-export type Architecture = 'vgg16' | 'mobilenet_v1' | 'mobilenet_v2' | 'resnet50' | 'small_cnn';
-
-export const ARCHITECTURES: readonly Architecture[] = [
-  'vgg16',
-  'mobilenet_v1',
-  'mobilenet_v2',
-  'resnet50',
-  'small_cnn',
-];
+export const ARCHITECTURES = ['vgg16', 'mobilenet_v1', 'mobilenet_v2', 'resnet50', 'small_cnn'] as const;
+export type Architecture = (typeof ARCHITECTURES)[number];
 
 /** A zoo network by name. */
 export function buildSpec(

@@ -357,17 +357,8 @@ export async function train(
       }
     }
     const weights = best ?? (await network.exportTensors());
-    const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
     const manifest: ModelManifest = {
-      format: PACKAGE_FORMAT,
-      name: config.name,
-      version: previous + 1,
-      createdAt: new Date().toISOString(),
-      software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
-      spec,
-      classes,
-      preprocess: store.manifest.preprocess,
-      vote: config.vote,
+      ...packageBasics(packageDir, config, spec, store),
       training: {
         ...config,
         fingerprint,
@@ -376,13 +367,6 @@ export async function train(
         stoppedEarly,
         meanPatchesPerSecond: rateCount > 0 ? rateSum / rateCount : null,
         pretrainedLoaded: pretrained?.loaded ?? 0,
-      },
-      data: {
-        store: config.store,
-        split: store.manifest.split,
-        fingerprint: store.manifest.fingerprint,
-        images: store.manifest.images,
-        patches: store.count,
       },
       history: state.history,
       metrics:
@@ -406,6 +390,34 @@ export async function train(
   } finally {
     await store.close();
   }
+}
+
+/** What every package trained on a store says of itself, whatever the method: the next version. */
+function packageBasics(
+  packageDir: string,
+  config: TrainConfig,
+  spec: NetworkSpec,
+  store: PatchStore,
+): Omit<ModelManifest, 'training' | 'history' | 'metrics'> {
+  const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
+  return {
+    format: PACKAGE_FORMAT,
+    name: config.name,
+    version: previous + 1,
+    createdAt: new Date().toISOString(),
+    software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
+    spec,
+    classes: store.manifest.classes,
+    preprocess: store.manifest.preprocess,
+    vote: config.vote,
+    data: {
+      store: config.store,
+      split: store.manifest.split,
+      fingerprint: store.manifest.fingerprint,
+      images: store.manifest.images,
+      patches: store.count,
+    },
+  };
 }
 
 /**
@@ -455,17 +467,8 @@ async function trainProbePackage(
   });
   const tensors = [...(await features.exportTensors()), ...fitted.head];
   const packageDir = modelDirFor(workspace, config.name);
-  const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
   const manifest: ModelManifest = {
-    format: PACKAGE_FORMAT,
-    name: config.name,
-    version: previous + 1,
-    createdAt: new Date().toISOString(),
-    software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
-    spec,
-    classes: store.manifest.classes,
-    preprocess: store.manifest.preprocess,
-    vote: config.vote,
+    ...packageBasics(packageDir, config, spec, store),
     training: {
       ...config,
       fingerprint,
@@ -473,13 +476,6 @@ async function trainProbePackage(
       trainingAccuracy: fitted.trainingAccuracy,
       featureSeconds: fitted.seconds,
       pretrainedLoaded: pretrained.loaded,
-    },
-    data: {
-      store: config.store,
-      split: store.manifest.split,
-      fingerprint: store.manifest.fingerprint,
-      images: store.manifest.images,
-      patches: store.count,
     },
     history: [],
     metrics: {},

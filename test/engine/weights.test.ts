@@ -127,6 +127,17 @@ describe('pretrained weight import', () => {
 
   const chelsea = '/usr/lib/python3/dist-packages/skimage/data/chelsea.png';
   const coffee = '/usr/lib/python3/dist-packages/skimage/data/coffee.png';
+  /** scikit-image's cat and coffee photos through an ImageNet classifier; returns the probabilities. */
+  async function recognisesCatAndCoffee(network: Network): Promise<Float32Array> {
+    const catImage = await decodeRgb(chelsea, { width: 224, height: 224 });
+    const cupImage = await decodeRgb(coffee, { width: 224, height: 224 });
+    const probs = await network.predict(Uint8Array.from([...catImage.data, ...cupImage.data]));
+    const [cat, cup] = argmaxRows(probs, 1000);
+    // ImageNet: 281-285 are domestic cats; 967 espresso, 968 cup.
+    assert.ok(cat !== undefined && cat >= 281 && cat <= 285, `the cat photo came out as class ${cat}`);
+    assert.ok(cup === 967 || cup === 968, `the coffee photo came out as class ${cup}`);
+    return probs;
+  }
   it(
     'recognises natural images with the real ImageNet MobileNet v1 0.25 from TensorFlow.js files',
     { skip: !hasShared(weightsDir) && 'needs ../shared/weights' },
@@ -140,13 +151,7 @@ describe('pretrained weight import', () => {
       const report = await loadPretrained(network, await readPretrained(source), source);
       assert.equal(report.loaded, 137);
       assert.deepEqual(report.missing, []);
-      const catImage = await decodeRgb(chelsea, { width: 224, height: 224 });
-      const cupImage = await decodeRgb(coffee, { width: 224, height: 224 });
-      const probs = await network.predict(Uint8Array.from([...catImage.data, ...cupImage.data]));
-      const [cat, cup] = argmaxRows(probs, 1000);
-      // ImageNet: 281-285 are domestic cats; 967 espresso, 968 cup.
-      assert.ok(cat !== undefined && cat >= 281 && cat <= 285, `the cat photo came out as class ${cat}`);
-      assert.ok(cup === 967 || cup === 968, `the coffee photo came out as class ${cup}`);
+      const probs = await recognisesCatAndCoffee(network);
       assert.ok((probs[1000 + 967] ?? 0) > 0.5, 'espresso with confidence');
     },
   );
@@ -161,11 +166,6 @@ describe('pretrained weight import', () => {
     const report = await loadPretrained(network, await readPretrained(fetched.path), fetched.path);
     assert.deepEqual(report.missing, []);
     assert.deepEqual(report.unused, []);
-    const catImage = await decodeRgb(chelsea, { width: 224, height: 224 });
-    const cupImage = await decodeRgb(coffee, { width: 224, height: 224 });
-    const probs = await network.predict(Uint8Array.from([...catImage.data, ...cupImage.data]));
-    const [cat, cup] = argmaxRows(probs, 1000);
-    assert.ok(cat !== undefined && cat >= 281 && cat <= 285, `the cat photo came out as class ${cat}`);
-    assert.ok(cup === 967 || cup === 968, `the coffee photo came out as class ${cup}`);
+    await recognisesCatAndCoffee(network);
   });
 });
