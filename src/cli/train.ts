@@ -246,8 +246,17 @@ export function registerModelCommands(program: Command): void {
           print(flags.json, r, () =>
             [
               `${r.model.name} v${r.model.version} on ${r.images.length} ${r.partition} images of '${r.store}':`,
-              `  image accuracy ${percent(r.imageMajority.accuracy)} (majority vote), ${percent(r.imageMean.accuracy)} (mean probability)`,
-              `  balanced accuracy ${percent(r.imageMajority.balancedAccuracy)}, kappa ${r.imageMajority.kappa.toFixed(3)}, patch accuracy ${percent(r.patch.accuracy)}`,
+              `  image accuracy ${percent(r.image.accuracy)} (${r.rule} vote, the model's rule); majority ${percent(r.imageMajority.accuracy)}, mean probability ${percent(r.imageMean.accuracy)}`,
+              `  balanced accuracy ${percent(r.image.balancedAccuracy)}, kappa ${r.image.kappa.toFixed(3)}, patch accuracy ${percent(r.patch.accuracy)}`,
+              ...(r.abstention
+                ? [
+                    `  answers ${percent(r.abstention.coverage)} of images (the rest: uncertain), ${
+                      r.abstention.answeredAccuracy === null
+                        ? 'none answered'
+                        : `${percent(r.abstention.answeredAccuracy)} of them right`
+                    }`,
+                  ]
+                : []),
               `  report: ${result.html}`,
               `  JSON: ${result.json}`,
             ].join('\n'),

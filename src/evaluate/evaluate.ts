@@ -12,13 +12,18 @@ import type { Catalog, Partition } from '../data/catalog.js';
 import { decodeRgb } from '../data/image-io.js';
 import { PatchStore } from '../data/patch-store.js';
 import { ensureDir, type Workspace } from '../data/workspace.js';
-import { loadPackageNetwork, updateManifest, type ModelManifest } from '../model/package.js';
+import {
+  loadPackageNetwork,
+  updateManifest,
+  type Calibration,
+  type ModelManifest,
+} from '../model/package.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
-import type { VoteRule } from '../predict/vote.js';
+import { answer, type VoteRule } from '../predict/vote.js';
 import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
 import { renderReport } from './report.js';
-import { predictStoredImages } from './store-predictions.js';
+import { predictStoredImages, type StoredImagePrediction } from './store-predictions.js';
 
 export interface EvaluatedImage {
   imageId: number;
@@ -47,6 +52,8 @@ export interface EvaluationReport {
   imageMajority: ClassificationMetrics;
   imageMean: ClassificationMetrics;
   patch: ClassificationMetrics;
+  /** With a calibrated model: the share of images it answers, and its accuracy on them. */
+  abstention?: { coverage: number; answered: number; answeredAccuracy: number | null };
   images: EvaluatedImage[];
   seconds: number;
   createdAt: string;
@@ -135,6 +142,7 @@ export async function evaluateModel(
         classes,
       ),
       patch: classificationMetrics(patchTruth, patchPredicted, classes),
+      ...(manifest.calibration ? { abstention: abstentionOf(predictions, manifest.calibration) } : {}),
       images: predictions.map((p) => ({
         imageId: p.image.imageId,
         fileName: byId.get(p.image.imageId)?.fileName ?? String(p.image.imageId),
@@ -209,4 +217,18 @@ export async function evaluateModel(
   } finally {
     await store.close();
   }
+}
+
+/** How many images a calibrated model answers, and how many of those it gets right. */
+function abstentionOf(
+  predictions: readonly StoredImagePrediction[],
+  calibration: Calibration,
+): NonNullable<EvaluationReport['abstention']> {
+  const answered = predictions.filter((p) => answer(p.vote.imageScores, calibration).status === 'answered');
+  const right = answered.filter((p) => p.vote.predicted === p.label).length;
+  return {
+    coverage: answered.length / Math.max(1, predictions.length),
+    answered: answered.length,
+    answeredAccuracy: answered.length > 0 ? right / answered.length : null,
+  };
 }

@@ -105,7 +105,7 @@ export function renderReport(
       return `<span class="key"><span style="background:rgb(${r},${g},${b})"></span>${esc(c)}</span>`;
     })
     .join(' ');
-  const m = report.imageMajority;
+  const m = report.image;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pathotype evaluation: ${esc(report.model.name)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -125,14 +125,23 @@ figure{display:inline-block;margin:.5rem}figure img{max-width:340px;display:bloc
 <p>${esc(manifest.spec.name)} on ${manifest.spec.input.height}x${manifest.spec.input.width} patches; ${report.images.length} ${esc(report.partition)} images of
 patch store '${esc(report.store)}' (split ${esc(manifest.data.split ?? 'none')}); vote: ${esc(report.rule)}. ${esc(report.createdAt)}.</p>
 <div class="cards">
-<div class="card">image accuracy (majority)<b>${pct(m.accuracy)}</b></div>
-<div class="card">image accuracy (mean probability)<b>${pct(report.imageMean.accuracy)}</b></div>
+<div class="card">image accuracy (${esc(report.rule)} vote)<b>${pct(m.accuracy)}</b></div>
+<div class="card">majority vote<b>${pct(report.imageMajority.accuracy)}</b></div>
+<div class="card">mean probability<b>${pct(report.imageMean.accuracy)}</b></div>${
+    report.abstention
+      ? `<div class="card">answered<b>${pct(report.abstention.coverage)}</b>${
+          report.abstention.answeredAccuracy === null
+            ? 'none'
+            : `${pct(report.abstention.answeredAccuracy)} right`
+        }</div>`
+      : ''
+  }
 <div class="card">balanced accuracy<b>${pct(m.balancedAccuracy)}</b></div>
 <div class="card">Cohen's kappa<b>${m.kappa.toFixed(3)}</b></div>
 <div class="card">patch accuracy<b>${pct(report.patch.accuracy)}</b></div>
 </div>
 <h2>Training</h2>${curves(manifest)}
-<h2>Images</h2>${confusion(m, classes, 'Image level, majority vote')}${perClass(m)}
+<h2>Images</h2>${confusion(m, classes, `Image level, ${report.rule} vote`)}${perClass(m)}
 ${confusion(report.imageMean, classes, 'Image level, mean probability')}
 <h2>Patches</h2>${confusion(report.patch, classes, 'Patch level')}${perClass(report.patch)}
 <h2>Heatmaps</h2><p>${legend}; opacity follows the model's confidence.</p>
