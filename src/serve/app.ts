@@ -507,7 +507,20 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
                     normalisation: { type: 'string' },
                     createdAt: { type: 'string' },
                     syntheticWeights: { type: 'boolean' },
-                    metrics: { type: 'object', additionalProperties: true },
+                    metrics: {
+                      type: 'object',
+                      additionalProperties: true,
+                      description:
+                        'crossValidation: the expected accuracy on new patients, with its interval',
+                    },
+                    calibration: {
+                      type: ['object', 'null'],
+                      properties: {
+                        temperature: { type: 'number' },
+                        threshold: { type: 'number', description: 'above 1: the model answers no image' },
+                        target: { type: 'number' },
+                      },
+                    },
                   },
                 },
               },
@@ -528,6 +541,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
             createdAt: manifest.createdAt,
             syntheticWeights: manifest.syntheticWeights ?? false,
             metrics: manifest.metrics,
+            calibration: manifest.calibration ?? null,
           },
         ],
       );
