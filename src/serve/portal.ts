@@ -196,7 +196,7 @@ export function historyPage(
   const rows = items
     .map(
       (r) =>
-        `<tr><td><a href="/cases/${encodeURIComponent(r.id)}">${escapeHtml(r.fileName)}</a></td><td>${escapeHtml(r.result.predicted)}</td><td>${pct(r.result.voteShares[r.result.predicted] ?? 0)}</td><td>${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.id.slice(0, 8))}</code></td></tr>`,
+        `<tr><td><a href="/cases/${encodeURIComponent(r.id)}">${escapeHtml(r.fileName)}</a></td><td>${(r.result.status ?? 'answered') === 'uncertain' ? `uncertain (leans ${escapeHtml(r.result.predicted)})` : escapeHtml(r.result.predicted)}</td><td>${pct(r.result.voteShares[r.result.predicted] ?? 0)}</td><td>${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.id.slice(0, 8))}</code></td></tr>`,
     )
     .join('');
   const pages = Math.max(1, Math.ceil(total / pageSize));
