@@ -35,7 +35,7 @@ export function registerPrepare(program: Command): void {
     .option('--split <name>', 'split whose partitions the store records')
     .option(
       '--normalisation <method>',
-      `none, percentile (KNIME-style stretch), reinhard, macenko or haematoxylin (the nuclear stain alone)`,
+      `none, percentile (KNIME-style stretch), reinhard, macenko, haematoxylin (the nuclear stain alone) or grey (luminance, stretched)`,
       choice(NORMALISATION_METHODS),
       'percentile',
     )

@@ -14,7 +14,14 @@ import { ConfigError } from '../errors.js';
 import type { RgbImage } from './image-io.js';
 import { HED_FROM_RGB } from './stain-vectors.js';
 
-export const NORMALISATION_METHODS = ['none', 'percentile', 'reinhard', 'macenko', 'haematoxylin'] as const;
+export const NORMALISATION_METHODS = [
+  'none',
+  'percentile',
+  'reinhard',
+  'macenko',
+  'haematoxylin',
+  'grey',
+] as const;
 export type NormalisationMethod = (typeof NORMALISATION_METHODS)[number];
 
 export type Normaliser =
@@ -22,6 +29,8 @@ export type Normaliser =
   | { method: 'percentile'; low: number; high: number }
   /** The haematoxylin (nuclear) stain alone, by colour deconvolution, as grey: eosin and its variation gone. */
   | { method: 'haematoxylin'; high: number }
+  /** Luminance alone, stretched between its own low and high percentiles: colour and brightness gone. */
+  | { method: 'grey'; low: number; high: number }
   | { method: 'reinhard'; mean: [number, number, number]; std: [number, number, number] }
   | {
       method: 'macenko';
@@ -366,6 +375,30 @@ function applyMacenko(image: RgbImage, reference: StainFit): RgbImage {
 
 // ---------------------------------------------------------------- haematoxylin channel
 
+function applyGrey(image: RgbImage, low: number, high: number): RgbImage {
+  const pixels = image.width * image.height;
+  const luminance = new Float32Array(pixels);
+  for (let i = 0; i < pixels; i++)
+    luminance[i] =
+      0.299 * (image.data[i * 3] ?? 0) +
+      0.587 * (image.data[i * 3 + 1] ?? 0) +
+      0.114 * (image.data[i * 3 + 2] ?? 0);
+  const step = sampleStep(pixels);
+  const sample = new Float32Array(Math.ceil(pixels / step));
+  for (let i = 0, k = 0; i < pixels; i += step, k++) sample[k] = luminance[i] ?? 0;
+  sample.sort();
+  const lo = percentile(sample, low);
+  const span = Math.max(percentile(sample, high) - lo, 1e-6);
+  const out = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) {
+    const v = clampByte((255 * ((luminance[i] ?? 0) - lo)) / span);
+    out[i * 3] = v;
+    out[i * 3 + 1] = v;
+    out[i * 3 + 2] = v;
+  }
+  return { data: out, width: image.width, height: image.height };
+}
+
 function applyHaematoxylin(image: RgbImage, high: number): RgbImage {
   const pixels = image.width * image.height;
   const h = new Float32Array(pixels);
@@ -438,6 +471,10 @@ export function fitNormaliser(
     }
     case 'haematoxylin':
       return { method: 'haematoxylin', high: options.percentiles?.[1] ?? 99 };
+    case 'grey': {
+      const [low, high] = options.percentiles ?? [1, 99];
+      return { method: 'grey', low, high };
+    }
     case 'reinhard': {
       if (!single) throw new ConfigError('reinhard normalisation needs a reference image (--reference)');
       return { method: 'reinhard', ...labStats(single) };
@@ -468,6 +505,8 @@ export function applyNormaliser(normaliser: Normaliser, image: RgbImage): RgbIma
       return applyMacenko(image, normaliser);
     case 'haematoxylin':
       return applyHaematoxylin(image, normaliser.high);
+    case 'grey':
+      return applyGrey(image, normaliser.low, normaliser.high);
   }
 }
 

@@ -30,6 +30,23 @@ describe('stain normalisation', () => {
     }
   });
 
+  it('grey keeps luminance alone, stretched: a stain tint or brightness change gives the same image', () => {
+    const normaliser = fitNormaliser({ method: 'grey' });
+    const image = heImage(64, 64, 1);
+    const out = applyNormaliser(normaliser, image);
+    for (let i = 0; i < out.data.length; i += 3) {
+      assert.equal(out.data[i], out.data[i + 1]);
+      assert.equal(out.data[i], out.data[i + 2]);
+    }
+    const values = [...out.data].filter((_, i) => i % 3 === 0);
+    assert.ok(Math.min(...values) <= 3 && Math.max(...values) >= 252);
+    // Darker by a fifth everywhere: the stretch takes it back.
+    const darker = { ...image, data: image.data.map((v) => Math.round(v * 0.8)) };
+    const again = applyNormaliser(normaliser, darker);
+    const differ = again.data.filter((v, i) => Math.abs(v - (out.data[i] ?? 0)) > 4).length;
+    assert.ok(differ < out.data.length * 0.02, `${differ} values differ`);
+  });
+
   it('Reinhard matches the reference L*a*b* statistics', () => {
     const reference = heImage(80, 80, 2, 1.4);
     const source = heImage(80, 80, 3, 0.5);
