@@ -35,7 +35,3 @@ export class ConfigError extends PathotypeError {
     this.name = 'ConfigError';
   }
 }
-
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -1,5 +1,6 @@
 /**
- * The predictor shared by evaluate, predict and serve: preprocess an image exactly as training
+ * The predictor shared by predict and serve (evaluate votes on a store's patches, made by the
+ * same preprocessing, with the same vote and patch outputs): preprocess an image exactly as training
  * did (the package's normalisation, scale and tiling), run its patches through the network in
  * batches shared between images, and vote.
  */

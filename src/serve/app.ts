@@ -19,7 +19,7 @@ import Fastify, {
 } from 'fastify';
 
 import { PathotypeError } from '../errors.js';
-import { decodeRgb, ImageError, probeImage, DEFAULT_MAX_PIXELS } from '../data/image-io.js';
+import { decodeRgb, encodePng, ImageError, probeImage, DEFAULT_MAX_PIXELS } from '../data/image-io.js';
 import { heatmapPng, overlayPng } from '../predict/heatmap.js';
 import { Predictor } from '../predict/predictor.js';
 import { errorPage, historyPage, resultPage, uploadPage } from './portal.js';
@@ -632,13 +632,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   });
   app.get('/cases/:id/image.png', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
     const record = findRecord((request.params as { id: string }).id);
-    const image = await imageOf(record);
-    const sharp = (await import('sharp')).default;
-    const png = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
-      raw: { width: image.width, height: image.height, channels: 3 },
-    })
-      .png()
-      .toBuffer();
+    const png = await encodePng(await imageOf(record));
     return reply.type('image/png').header('cache-control', 'private, max-age=86400').send(png);
   });
   app.get('/cases/:id/overlay.png', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {

@@ -1,4 +1,0 @@
-export * from './network.js';
-export * from './spec.js';
-export * from './zoo.js';
-export { loadEngine } from './native.js';
