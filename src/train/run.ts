@@ -171,7 +171,7 @@ async function trainFinal(
   workspace: Workspace,
   preset: Preset,
   name: string,
-  report: CrossValidationReport,
+  cv: CrossValidationReport,
   reportFile: string,
   options: RunOptions,
 ): Promise<NonNullable<RunResult['final']>> {
@@ -188,7 +188,6 @@ async function trainFinal(
     createSplit(catalog, splitName, finalSplit);
   stage('final', `training '${name}' on all ${catalog.images().length} development images`);
   const { packageDir, images } = await prepareAndTrain(catalog, workspace, preset, splitName, name, options);
-  const cv = report;
   await updateManifest(packageDir, (m) => ({
     ...m,
     calibration: cv.abstention.calibration,
