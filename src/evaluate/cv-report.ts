@@ -74,6 +74,7 @@ function coverageChart(curve: readonly CoveragePoint[], target: number): string 
   return `<svg viewBox="0 0 ${W} ${h}" role="img" aria-label="Accuracy on answered images against the share answered">
 ${ticks(x, y, h, 'share of images answered (coverage)', 'accuracy on answered images')}
 <line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(target)}" y2="${y(target)}" stroke="#d55e00" stroke-dasharray="5 3"><title>target ${pct(target)}</title></line>
+<text x="${W - PAD.right - 4}" y="${y(target) + 14}" font-size="11" text-anchor="end" fill="#d55e00">target ${pct(target)}</text>
 <polyline fill="none" stroke="#0072b2" stroke-width="2" points="${points}"/></svg>`;
 }
 
