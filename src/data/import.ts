@@ -13,11 +13,8 @@ import type { Catalog, NewImage } from './catalog.js';
 import { caseIdFor, formatGroupRule, type GroupRule } from './grouping.js';
 import { hashFile } from './hash.js';
 import { probeImage } from './image-io.js';
+import { inferScale } from './scale.js';
 import type { Workspace } from './workspace.js';
-
-/** The original IICBU 2008 release's field size; scales are relative to it. */
-export const ORIGINAL_WIDTH = 1388;
-export const ORIGINAL_HEIGHT = 1040;
 
 export interface ImportOptions {
   groupBy: GroupRule;
@@ -40,12 +37,6 @@ export interface ImportReport {
 }
 
 const ARCHIVE = /\.(tar\.gz|tgz|tar)$/i;
-
-/** Scale inferred from an image whose aspect is the original release's 1388x1040. */
-export function inferScale(width: number, height: number): number | null {
-  const scale = width / ORIGINAL_WIDTH;
-  return Math.abs(height / ORIGINAL_HEIGHT - scale) / scale < 0.01 ? Number(scale.toFixed(4)) : null;
-}
 
 function hidden(name: string): boolean {
   return name.startsWith('.') || name === '__MACOSX';

@@ -8,7 +8,7 @@ import { PathotypeError } from '../errors.js';
 import type { Network } from '../engine/network.js';
 import { preprocessImage, type PreprocessedImage } from '../data/preprocess.js';
 import { probeImage } from '../data/image-io.js';
-import { inferScale } from '../data/import.js';
+import { inferScale } from '../data/scale.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
 import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../data/tissue.js';
 import { patchOutputs, type PatchOutputs } from './patch-outputs.js';
