@@ -40,6 +40,13 @@ function input(size: number, preprocessing: Pick<InputSpec, 'channelOrder' | 'me
   return { height: size, width: size, channels: 3, ...preprocessing };
 }
 
+/** The classifier: the last layer of every zoo head, one logit per class. */
+export const CLASSIFIER_LAYER = 'predictions';
+/** Hidden dense layers of a zoo head are named with this prefix. */
+export const HIDDEN_HEAD_PREFIX = 'head_';
+/** Every layer of a replaceable head (and Keras MobileNet's own classifier): what 'trainable: head' trains. */
+export const HEAD_PREFIXES: readonly string[] = [HIDDEN_HEAD_PREFIX, CLASSIFIER_LAYER, 'conv_preds'];
+
 /** The replaceable top: pooling, hidden dense layers with dropout, then one logit per class. */
 export function head(options: HeadOptions): LayerSpec[] {
   const layers: LayerSpec[] = [
@@ -48,10 +55,10 @@ export function head(options: HeadOptions): LayerSpec[] {
   const dropout = options.dropout ?? 0;
   (options.hidden ?? []).forEach((units, i) => {
     if (dropout > 0) layers.push({ type: 'dropout', rate: dropout });
-    layers.push({ type: 'linear', name: `head_dense_${i + 1}`, units }, { type: 'relu' });
+    layers.push({ type: 'linear', name: `${HIDDEN_HEAD_PREFIX}dense_${i + 1}`, units }, { type: 'relu' });
   });
   if (dropout > 0) layers.push({ type: 'dropout', rate: dropout });
-  layers.push({ type: 'linear', name: 'predictions', units: options.classes });
+  layers.push({ type: 'linear', name: CLASSIFIER_LAYER, units: options.classes });
   return layers;
 }
 

@@ -20,6 +20,7 @@ import type { PatchStore, StoredImage } from '../data/patch-store.js';
 import { ensureDir, type Workspace } from '../data/workspace.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import { outputShapeOf, type NetworkSpec } from '../engine/spec.js';
+import { CLASSIFIER_LAYER } from '../engine/zoo.js';
 import { seededRandom } from '../random.js';
 import { fitLogistic } from './logistic.js';
 
@@ -43,17 +44,14 @@ export interface ProbeResult {
   seconds: number;
 }
 
-/** The classifier layer that the probe fills: the last layer of every zoo head. */
-export const PROBE_HEAD_LAYER = 'predictions';
-
 /** The network without its classifier: the pooled features are its output. */
 export function featureSpec(spec: NetworkSpec): NetworkSpec {
   const layers = spec.layers.filter((l) => l.type !== 'dropout');
   const last = layers[layers.length - 1];
-  if (!last || last.type !== 'linear' || last.name !== PROBE_HEAD_LAYER)
+  if (!last || last.type !== 'linear' || last.name !== CLASSIFIER_LAYER)
     throw new PathotypeError(
       'ERR_TRAIN',
-      `a probe needs a network that ends in its '${PROBE_HEAD_LAYER}' layer`,
+      `a probe needs a network that ends in its '${CLASSIFIER_LAYER}' layer`,
     );
   const body = layers.slice(0, -1);
   if (body.some((l) => l.type === 'linear'))
@@ -185,11 +183,11 @@ export async function fitProbe(
   return {
     head: [
       {
-        name: `${PROBE_HEAD_LAYER}.weight`,
+        name: `${CLASSIFIER_LAYER}.weight`,
         shape: [classes.length, dims],
         data: Float32Array.from(model.weight),
       },
-      { name: `${PROBE_HEAD_LAYER}.bias`, shape: [classes.length], data: Float32Array.from(model.bias) },
+      { name: `${CLASSIFIER_LAYER}.bias`, shape: [classes.length], data: Float32Array.from(model.bias) },
     ],
     images: images.length,
     rows: rows.length,

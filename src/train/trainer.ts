@@ -19,7 +19,7 @@ import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '.
 import { seededRandom } from '../random.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import type { NetworkSpec } from '../engine/spec.js';
-import { buildSpec } from '../engine/zoo.js';
+import { buildSpec, HEAD_PREFIXES } from '../engine/zoo.js';
 import { predictStoredImages } from '../evaluate/store-predictions.js';
 import {
   PACKAGE_FORMAT,
@@ -69,9 +69,7 @@ export interface TrainResult {
   seconds: number;
 }
 
-export const HEAD_PREFIXES = ['head_', 'predictions', 'conv_preds'];
-
-function trainablePrefixes(trainable: PhaseConfig['trainable']): string[] {
+function trainablePrefixes(trainable: PhaseConfig['trainable']): readonly string[] {
   if (trainable === 'all') return [''];
   if (trainable === 'head') return HEAD_PREFIXES;
   return trainable;
