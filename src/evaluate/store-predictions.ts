@@ -4,7 +4,7 @@
  */
 import type { Network } from '../engine/network.js';
 import type { PatchStore, StoredImage } from '../data/patch-store.js';
-import { patchOutputs } from '../predict/patch-outputs.js';
+import { batchedPatchOutputs } from '../predict/patch-outputs.js';
 import { vote, type ImageVote, type VoteRule } from '../predict/vote.js';
 
 export interface StoredImagePrediction {
@@ -26,18 +26,13 @@ export async function predictStoredImages(
   const out: StoredImagePrediction[] = [];
   for (const image of images) {
     const ids = store.patchesOf(image.imageId);
-    const probabilities = new Float32Array(ids.length * classes);
-    const logits = options.rule === 'logit' ? new Float32Array(ids.length * classes) : undefined;
-    for (let i = 0; i < ids.length; i += batchSize) {
-      const chunk = ids.subarray(i, Math.min(ids.length, i + batchSize));
-      const { patches } = await store.read(chunk);
-      const outputs = await patchOutputs(network, patches, {
-        bf16: options.bf16 ?? false,
-        rule: options.rule,
-      });
-      probabilities.set(outputs.probabilities, i * classes);
-      if (logits && outputs.logits) logits.set(outputs.logits, i * classes);
-    }
+    const outputs = await batchedPatchOutputs(
+      network,
+      ids.length,
+      batchSize,
+      async (start, end) => (await store.read(ids.subarray(start, end))).patches,
+      { bf16: options.bf16 ?? false, rule: options.rule },
+    );
     const cells = new Int32Array(ids.length * 2);
     ids.forEach((id, k) => {
       cells[k * 2] = store.cols[id] ?? 0;
@@ -46,7 +41,7 @@ export async function predictStoredImages(
     out.push({
       image,
       label: store.manifest.classes.indexOf(image.className),
-      vote: vote(probabilities, ids.length, classes, options.rule, logits),
+      vote: vote(outputs.probabilities, ids.length, classes, options.rule, outputs.logProbabilities),
       cells,
     });
   }

@@ -1,14 +1,15 @@
 /**
- * What the network says about each patch: softmax probabilities, plus the raw logits when the
- * vote needs them. The 'logit' vote averages log-probabilities; taken from the logits they are
- * exact however confident a patch is, where logs of rounded probabilities would not be.
+ * What the network says about each patch: softmax probabilities, plus the log-probabilities
+ * when the vote needs them. The 'logit' vote averages log-probabilities; taken from the logits
+ * (logit minus log-sum-exp) they are exact however confident a patch is, where logs of rounded
+ * probabilities would not be.
  */
 import type { Network } from '../engine/network.js';
 import type { VoteRule } from './vote.js';
 
 export interface PatchOutputs {
   probabilities: Float32Array;
-  logits?: Float32Array;
+  logProbabilities?: Float32Array;
 }
 
 export async function patchOutputs(
@@ -20,14 +21,43 @@ export async function patchOutputs(
     return { probabilities: await network.predict(patches, { bf16: options.bf16 }) };
   const logits = await network.predict(patches, { bf16: options.bf16, raw: true });
   const classes = network.spec.classes;
+  const logProbabilities = new Float32Array(logits.length);
   const probabilities = new Float32Array(logits.length);
   for (let r = 0; r < logits.length / classes; r++) {
     let max = -Infinity;
     for (let c = 0; c < classes; c++) max = Math.max(max, logits[r * classes + c] ?? 0);
     let sum = 0;
     for (let c = 0; c < classes; c++) sum += Math.exp((logits[r * classes + c] ?? 0) - max);
-    for (let c = 0; c < classes; c++)
-      probabilities[r * classes + c] = Math.exp((logits[r * classes + c] ?? 0) - max) / sum;
+    const logNorm = max + Math.log(sum);
+    for (let c = 0; c < classes; c++) {
+      const logP = (logits[r * classes + c] ?? 0) - logNorm;
+      logProbabilities[r * classes + c] = logP;
+      probabilities[r * classes + c] = Math.exp(logP);
+    }
   }
-  return { probabilities, logits };
+  return { probabilities, logProbabilities };
+}
+
+/**
+ * The outputs of `count` patches, read batch by batch with `read(start, end)` (uint8 HWC back to
+ * back): one loop for the predictor's freshly cut patches and a store's saved ones.
+ */
+export async function batchedPatchOutputs(
+  network: Network,
+  count: number,
+  batchSize: number,
+  read: (start: number, end: number) => Promise<Uint8Array> | Uint8Array,
+  options: { bf16: boolean; rule: VoteRule },
+): Promise<PatchOutputs> {
+  const classes = network.spec.classes;
+  const probabilities = new Float32Array(count * classes);
+  const logProbabilities = options.rule === 'logit' ? new Float32Array(count * classes) : undefined;
+  for (let start = 0; start < count; start += batchSize) {
+    const end = Math.min(count, start + batchSize);
+    const outputs = await patchOutputs(network, await read(start, end), options);
+    probabilities.set(outputs.probabilities, start * classes);
+    if (logProbabilities && outputs.logProbabilities)
+      logProbabilities.set(outputs.logProbabilities, start * classes);
+  }
+  return logProbabilities ? { probabilities, logProbabilities } : { probabilities };
 }

@@ -11,7 +11,7 @@ import { probeImage } from '../data/image-io.js';
 import { inferScale } from '../data/scale.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
 import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../data/tissue.js';
-import { patchOutputs, type PatchOutputs } from './patch-outputs.js';
+import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { answer, vote, type ImageVote, type VoteRule } from './vote.js';
 
 /** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
@@ -104,26 +104,26 @@ export class Predictor {
     return this.manifest.classes;
   }
 
-  /** Probabilities (and logits, for the 'logit' vote) of patches already cut (uint8 HWC back to back), in batches. */
+  /** Outputs of patches already cut (uint8 HWC back to back), in batches. */
   async predictPatches(patches: Uint8Array): Promise<PatchOutputs> {
     const bytes = this.network.imageBytes;
-    const count = patches.length / bytes;
-    const probabilities = new Float32Array(count * this.classes.length);
-    const logits = this.options.vote === 'logit' ? new Float32Array(count * this.classes.length) : undefined;
-    for (let i = 0; i < count; i += this.options.batchSize) {
-      const end = Math.min(count, i + this.options.batchSize);
-      const outputs = await patchOutputs(this.network, patches.subarray(i * bytes, end * bytes), {
-        bf16: this.options.bf16,
-        rule: this.options.vote,
-      });
-      probabilities.set(outputs.probabilities, i * this.classes.length);
-      if (logits && outputs.logits) logits.set(outputs.logits, i * this.classes.length);
-    }
-    return logits ? { probabilities, logits } : { probabilities };
+    return batchedPatchOutputs(
+      this.network,
+      patches.length / bytes,
+      this.options.batchSize,
+      (start, end) => patches.subarray(start * bytes, end * bytes),
+      { bf16: this.options.bf16, rule: this.options.vote },
+    );
   }
 
   voteOn(outputs: PatchOutputs, count: number): ImageVote {
-    return vote(outputs.probabilities, count, this.classes.length, this.options.vote, outputs.logits);
+    return vote(
+      outputs.probabilities,
+      count,
+      this.classes.length,
+      this.options.vote,
+      outputs.logProbabilities,
+    );
   }
 
   async preprocess(input: ImageInput): Promise<{ image: PreprocessedImage; scale: number | null }> {
@@ -238,8 +238,8 @@ export class Predictor {
       const slice = (a: Float32Array): Float32Array => a.subarray(start, start + count * this.classes.length);
       first += count;
       const v = this.voteOn(
-        outputs.logits
-          ? { probabilities: slice(outputs.probabilities), logits: slice(outputs.logits) }
+        outputs.logProbabilities
+          ? { probabilities: slice(outputs.probabilities), logProbabilities: slice(outputs.logProbabilities) }
           : { probabilities: slice(outputs.probabilities) },
         count,
       );

@@ -35,15 +35,15 @@ export function argmax(values: ArrayLike<number>, start = 0, length = values.len
 }
 
 /**
- * `probabilities` holds `count` rows of `classes` values; `logits`, when given, the same rows
- * before the softmax, from which the 'logit' rule takes exact log-probabilities.
+ * `probabilities` holds `count` rows of `classes` values; `logProbabilities`, when given, their
+ * exact logarithms (from the logits), which the 'logit' rule averages.
  */
 export function vote(
   probabilities: Float32Array,
   count: number,
   classes: number,
   rule: VoteRule = 'majority',
-  logits?: Float32Array,
+  logProbabilities?: Float32Array,
 ): ImageVote {
   const votes = new Array<number>(classes).fill(0);
   const sums = new Array<number>(classes).fill(0);
@@ -55,18 +55,12 @@ export function vote(
     patchClasses[i] = c;
     patchConfidence[i] = probabilities[i * classes + c] ?? 0;
     votes[c] = (votes[c] ?? 0) + 1;
-    let logNorm = 0;
-    if (logits) {
-      let max = -Infinity;
-      for (let k = 0; k < classes; k++) max = Math.max(max, logits[i * classes + k] ?? 0);
-      let sum = 0;
-      for (let k = 0; k < classes; k++) sum += Math.exp((logits[i * classes + k] ?? 0) - max);
-      logNorm = max + Math.log(sum);
-    }
     for (let k = 0; k < classes; k++) {
       const p = probabilities[i * classes + k] ?? 0;
       sums[k] = (sums[k] ?? 0) + p;
-      const logP = logits ? (logits[i * classes + k] ?? 0) - logNorm : Math.log(Math.max(p, LOG_FLOOR));
+      const logP = logProbabilities
+        ? (logProbabilities[i * classes + k] ?? 0)
+        : Math.log(Math.max(p, LOG_FLOOR));
       logSums[k] = (logSums[k] ?? 0) + logP;
     }
   }

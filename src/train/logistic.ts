@@ -24,7 +24,7 @@ export interface LinearModel {
   bias: Float64Array;
 }
 
-export function standardiser(
+function standardiser(
   x: Float64Array,
   rows: number,
   dims: number,
@@ -188,18 +188,5 @@ export function linearScores(model: LinearModel, x: Float64Array | Float32Array)
         s += (model.weight[c * model.dims + d] ?? 0) * (x[r * model.dims + d] ?? 0);
       out[r * model.classes + c] = s;
     }
-  return out;
-}
-
-export function softmaxRows(scores: Float64Array, classes: number, temperature = 1): Float64Array {
-  const out = new Float64Array(scores.length);
-  for (let r = 0; r < scores.length / classes; r++) {
-    let max = -Infinity;
-    for (let c = 0; c < classes; c++) max = Math.max(max, (scores[r * classes + c] ?? 0) / temperature);
-    let sum = 0;
-    for (let c = 0; c < classes; c++)
-      sum += out[r * classes + c] = Math.exp((scores[r * classes + c] ?? 0) / temperature - max);
-    for (let c = 0; c < classes; c++) out[r * classes + c] = (out[r * classes + c] ?? 0) / sum;
-  }
   return out;
 }

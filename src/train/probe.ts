@@ -22,7 +22,8 @@ import { Network, type NamedTensor } from '../engine/network.js';
 import { outputShapeOf, type NetworkSpec } from '../engine/spec.js';
 import { CLASSIFIER_LAYER } from '../engine/zoo.js';
 import { seededRandom } from '../random.js';
-import { fitLogistic } from './logistic.js';
+import { argmax } from '../predict/vote.js';
+import { fitLogistic, linearScores } from './logistic.js';
 
 export interface ProbeConfig {
   /** L2 penalty of the logistic regression on standardised features. */
@@ -168,18 +169,10 @@ export async function fitProbe(
     l2: options.probe.l2,
     sampleWeights: Float64Array.from(weights),
   });
+  const scores = linearScores(model, x);
   let right = 0;
-  for (let r = 0; r < rows.length; r++) {
-    let best = 0;
-    const score = (c: number): number => {
-      let s = model.bias[c] ?? 0;
-      for (let d = 0; d < dims; d++) s += (model.weight[c * dims + d] ?? 0) * (x[r * dims + d] ?? 0);
-      return s;
-    };
-    const scores = classes.map((_, c) => score(c));
-    for (let c = 1; c < classes.length; c++) if ((scores[c] ?? 0) > (scores[best] ?? 0)) best = c;
-    right += best === y[r] ? 1 : 0;
-  }
+  for (let r = 0; r < rows.length; r++)
+    right += argmax(scores, r * classes.length, classes.length) === y[r] ? 1 : 0;
   return {
     head: [
       {

