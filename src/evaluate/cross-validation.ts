@@ -8,6 +8,7 @@
  * fold's images are judged by a calibration fitted on the other folds only.
  */
 import { PathotypeError } from '../errors.js';
+import { answer } from '../predict/vote.js';
 import { seededRandom } from '../random.js';
 import {
   confidenceOf,
@@ -169,9 +170,8 @@ export function crossValidationReport(
     perFold.set(fold, folds.length > 1 ? fitCalibration(others, target) : calibration);
   }
   const judged = images.map((image) => {
-    const own = perFold.get(image.fold) ?? calibration;
-    const { confidence } = confidenceOf(image.scores, own.temperature);
-    return { confidence, answered: confidence >= own.threshold };
+    const { confidence, status } = answer(image.scores, perFold.get(image.fold) ?? calibration);
+    return { confidence, answered: status === 'answered' };
   });
   const answered = images.filter((_, k) => judged[k]?.answered);
   const answeredRight = answered.filter((i) => i.predicted === i.className).length;
