@@ -11,7 +11,7 @@ import { parseGroupRule } from '../src/data/grouping.js';
 import { importImages } from '../src/data/import.js';
 import { prepare } from '../src/data/prepare.js';
 import { createSplit } from '../src/data/split.js';
-import { workspaceAt, type Workspace } from '../src/data/workspace.js';
+import { workspaceAt, type Workspace } from '../src/workspace.js';
 import { makePatternSet } from '../src/engine/synthetic.js';
 import { seededRandom } from '../src/random.js';
 

@@ -1,8 +1,8 @@
 /** `pathotype bench ...`: speed measurements that print figures and ratios against baselines. */
 import type { Command } from 'commander';
 
-import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../../bench/engine.js';
-import { formatServeBench, runServeBench } from '../../bench/serve.js';
+import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../bench/engine.js';
+import { formatServeBench, runServeBench } from '../bench/serve.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
 interface EngineFlags {

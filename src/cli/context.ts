@@ -5,8 +5,7 @@ import type { Command } from 'commander';
 
 import { readConfigFile } from '../config.js';
 import { Catalog } from '../data/catalog.js';
-import { workspaceAt, type Workspace } from '../data/workspace.js';
-import { modelDirFor } from '../train/trainer.js';
+import { modelDirFor, workspaceAt, type Workspace } from '../workspace.js';
 import { applyConfigFile } from './options.js';
 
 export async function withCatalog<T>(

@@ -1,7 +1,7 @@
 /** `pathotype engine ...`: what the compute engine is and can do on this machine. */
 import type { Command } from 'commander';
 
-import { cpuHasBf16 } from '../../bench/engine.js';
+import { cpuHasBf16 } from '../bench/engine.js';
 import { engineInfo, getThreads, Network } from '../engine/network.js';
 import { ARCHITECTURES, buildSpec, type Architecture } from '../engine/zoo.js';
 import { positiveInt } from './options.js';

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
-import { workspaceAt } from '../data/workspace.js';
+import { workspaceAt } from '../workspace.js';
 import { buildServer } from '../serve/app.js';
 import { ServerRecords } from '../serve/records.js';
 import { resolveModelDir } from './context.js';
@@ -11,7 +11,7 @@ import { nonNegativeInt, positiveInt } from './options.js';
 
 function serveDataDir(command: Command): string {
   const { workspace } = command.optsWithGlobals<{ workspace: string }>();
-  return path.join(workspaceAt(workspace).root, 'serve');
+  return workspaceAt(workspace).serveDir;
 }
 
 export function registerServe(program: Command): void {

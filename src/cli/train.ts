@@ -15,8 +15,8 @@ import { evaluateModel } from '../evaluate/evaluate.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import { Predictor, type ImagePrediction, type RefusedImage } from '../predict/predictor.js';
 import { merge, resolveTrainConfig } from '../train/config.js';
-import { PRESETS, presetNames } from '../train/presets.js';
-import { resolvePreset, runPipeline, type StageRun } from '../train/run.js';
+import { PRESETS, presetNames } from '../pipeline/presets.js';
+import { resolvePreset, runPipeline, type StageRun } from '../pipeline/run.js';
 import { train, type TrainProgress } from '../train/trainer.js';
 import { print, resolveModelDir, withCatalog } from './context.js';
 import { choice, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
@@ -186,7 +186,7 @@ export function registerModelCommands(program: Command): void {
       input.phases ??= [{ epochs: 10 }];
       await withCatalog(command, async (_catalog, workspace) => {
         if (typeof input.pretrained === 'string')
-          input.pretrained = resolveWeights(input.pretrained, workspace.root);
+          input.pretrained = resolveWeights(input.pretrained, workspace);
         const config = resolveTrainConfig(input);
         const { bar, update } = trainBar();
         try {
@@ -496,7 +496,7 @@ export function registerModelCommands(program: Command): void {
     .action(async (_flags: unknown, command: Command) => {
       await withCatalog(command, (_c, workspace) => {
         for (const w of KNOWN_WEIGHTS) {
-          const where = resolveWeights(`weights:${w.id}`, workspace.root);
+          const where = resolveWeights(`weights:${w.id}`, workspace);
           process.stdout.write(
             `${w.id.padEnd(20)} ${existsSync(where) ? where : 'not here'}\n  ${w.description}${w.url ? `\n  ${w.url}` : ''}\n`,
           );
@@ -516,7 +516,7 @@ export function registerModelCommands(program: Command): void {
       await withCatalog(command, async (_c, workspace) => {
         const bar = progressBar('download', 'bytes');
         try {
-          const result = await fetchWeights(id, workspace.root, {
+          const result = await fetchWeights(id, workspace, {
             ...(flags.url ? { url: flags.url } : {}),
             ...(flags.npmSpec ? { npmSpec: flags.npmSpec } : {}),
             onProgress: (r, t) => bar.update(r, t),

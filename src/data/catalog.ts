@@ -6,7 +6,7 @@
 import Database from 'better-sqlite3';
 
 import { PathotypeError } from '../errors.js';
-import { ensureDir, type Workspace } from './workspace.js';
+import { ensureDir, type Workspace } from '../workspace.js';
 
 /** How a split was made: one holdout, k folds, one fold per group, or everything for training. */
 export type SplitKind = 'holdout' | 'kfold' | 'loo' | 'all';

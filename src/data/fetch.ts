@@ -5,10 +5,10 @@
 import path from 'node:path';
 
 import type { Catalog } from './catalog.js';
-import { download, type DownloadResult } from './download.js';
+import { download, type DownloadResult } from '../io/download.js';
 import type { GroupRule } from './grouping.js';
 import { importImages, type ImportReport } from './import.js';
-import type { Workspace } from './workspace.js';
+import type { Workspace } from '../workspace.js';
 
 export const LYMPHOMA = {
   file: 'lymphoma.tar.gz',

@@ -8,13 +8,13 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { ConfigError, PathotypeError } from '../errors.js';
-import { extractArchive } from './archive.js';
+import { extractArchive } from '../io/archive.js';
 import type { Catalog, NewImage } from './catalog.js';
 import { caseIdFor, formatGroupRule, type GroupRule } from './grouping.js';
-import { hashFile } from './hash.js';
+import { hashFile } from '../io/hash.js';
 import { probeImage } from './image-io.js';
 import { inferScale } from './scale.js';
-import type { Workspace } from './workspace.js';
+import type { Workspace } from '../workspace.js';
 
 export interface ImportOptions {
   groupBy: GroupRule;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Catalog } from './catalog.js';
 import { PatchStore } from './patch-store.js';
 import { summarizeSplit, type SplitSummary } from './split.js';
-import type { Workspace } from './workspace.js';
+import type { Workspace } from '../workspace.js';
 
 export interface WorkspaceInfo {
   workspace: string;

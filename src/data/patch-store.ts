@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import { PathotypeError } from '../errors.js';
 import type { Partition } from './catalog.js';
 import type { PreprocessConfig } from './preprocess.js';
-import { ensureDir } from './workspace.js';
+import { ensureDir } from '../workspace.js';
 
 export const PATCH_STORE_FORMAT = 1;
 

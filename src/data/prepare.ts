@@ -18,7 +18,7 @@ import { PatchStore, PatchStoreWriter, type PatchStoreManifest } from './patch-s
 import type { PrepareTask } from './prepare-worker.js';
 import { validatePreprocess, type PreprocessConfig, type PreprocessedImage } from './preprocess.js';
 import { DEFAULT_BACKGROUND, type BackgroundConfig, type TileConfig } from './tiling.js';
-import type { Workspace } from './workspace.js';
+import type { Workspace } from '../workspace.js';
 
 export interface PrepareOptions {
   /** Store name under workspace/patches. */

@@ -18,7 +18,7 @@ import {
   type Calibration,
   type CoveragePoint,
 } from './calibration.js';
-import type { EvaluatedImage, EvaluationReport } from './evaluate.js';
+import type { EvaluatedImage, EvaluationReport } from './report.js';
 import { classificationMetrics, metricsFromConfusion, type ClassificationMetrics } from './metrics.js';
 
 export interface FoldSummary {

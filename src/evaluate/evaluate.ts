@@ -11,7 +11,7 @@ import { PathotypeError } from '../errors.js';
 import type { Catalog, Partition } from '../data/catalog.js';
 import { decodeRgb } from '../data/image-io.js';
 import { PatchStore } from '../data/patch-store.js';
-import { ensureDir, type Workspace } from '../data/workspace.js';
+import { ensureDir, type Workspace } from '../workspace.js';
 import {
   loadPackageNetwork,
   updateManifest,
@@ -20,44 +20,11 @@ import {
 } from '../model/package.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
-import { answer, type VoteRule } from '../predict/vote.js';
+import { answer } from '../predict/vote.js';
+import type { VoteRule } from '../model/package.js';
 import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
-import { renderReport } from './report.js';
-import { predictStoredImages, type StoredImagePrediction } from './store-predictions.js';
-
-export interface EvaluatedImage {
-  imageId: number;
-  fileName: string;
-  className: string;
-  caseId: string;
-  predicted: string;
-  byMajority: string;
-  byMean: string;
-  voteShares: Record<string, number>;
-  meanProbabilities: Record<string, number>;
-  /** Class probabilities under the model's rule, before calibration. */
-  probabilities: Record<string, number>;
-  /** Centred log-probabilities under the rule, in class order: what calibration is fitted on. */
-  scores: number[];
-  patches: number;
-}
-
-export interface EvaluationReport {
-  model: { name: string; version: number; dir: string; syntheticWeights: boolean };
-  store: string;
-  partition: string;
-  rule: VoteRule;
-  /** Images classified by the model's own rule. */
-  image: ClassificationMetrics;
-  imageMajority: ClassificationMetrics;
-  imageMean: ClassificationMetrics;
-  patch: ClassificationMetrics;
-  /** With a calibrated model: the share of images it answers, and its accuracy on them. */
-  abstention?: { coverage: number; answered: number; answeredAccuracy: number | null };
-  images: EvaluatedImage[];
-  seconds: number;
-  createdAt: string;
-}
+import { renderReport, type EvaluatedImage, type EvaluationReport } from './report.js';
+import { predictStoredImages, type StoredImagePrediction } from '../predict/stored-patches.js';
 
 export interface EvaluateOptions {
   store?: string;

@@ -5,8 +5,43 @@
 import { escapeHtml as esc, percent as pct } from '../html.js';
 import type { ModelManifest } from '../model/package.js';
 import { classColour } from '../predict/heatmap.js';
-import type { EvaluationReport } from './evaluate.js';
+import type { VoteRule } from '../model/package.js';
 import type { ClassificationMetrics } from './metrics.js';
+
+/** What `evaluate` found, as written to evaluation.json and rendered here. */
+export interface EvaluatedImage {
+  imageId: number;
+  fileName: string;
+  className: string;
+  caseId: string;
+  predicted: string;
+  byMajority: string;
+  byMean: string;
+  voteShares: Record<string, number>;
+  meanProbabilities: Record<string, number>;
+  /** Class probabilities under the model's rule, before calibration. */
+  probabilities: Record<string, number>;
+  /** Centred log-probabilities under the rule, in class order: what calibration is fitted on. */
+  scores: number[];
+  patches: number;
+}
+
+export interface EvaluationReport {
+  model: { name: string; version: number; dir: string; syntheticWeights: boolean };
+  store: string;
+  partition: string;
+  rule: VoteRule;
+  /** Images classified by the model's own rule. */
+  image: ClassificationMetrics;
+  imageMajority: ClassificationMetrics;
+  imageMean: ClassificationMetrics;
+  patch: ClassificationMetrics;
+  /** With a calibrated model: the share of images it answers, and its accuracy on them. */
+  abstention?: { coverage: number; answered: number; answeredAccuracy: number | null };
+  images: EvaluatedImage[];
+  seconds: number;
+  createdAt: string;
+}
 
 function curves(manifest: ModelManifest): string {
   const h = manifest.history;

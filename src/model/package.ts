@@ -13,7 +13,13 @@ import { Network, type NamedTensor } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import type { PreprocessConfig } from '../data/preprocess.js';
 import { readTensors, writeTensors } from './tensors-file.js';
-import type { VoteRule } from '../predict/vote.js';
+
+/**
+ * How a package turns its patches' outputs into the image's class (carried out in predict/vote):
+ * the majority of patch classes, the highest mean probability, or the highest mean log-probability.
+ */
+export const VOTE_RULES = ['majority', 'mean', 'logit'] as const;
+export type VoteRule = (typeof VOTE_RULES)[number];
 
 /** Major.minor: a different major cannot be read by this version. */
 export const PACKAGE_FORMAT = '1.1';

@@ -5,7 +5,7 @@
  * probabilities would not be.
  */
 import type { Network } from '../engine/network.js';
-import type { VoteRule } from './vote.js';
+import type { VoteRule } from '../model/package.js';
 
 export interface PatchOutputs {
   probabilities: Float32Array;

@@ -12,7 +12,8 @@ import { inferScale } from '../data/scale.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
 import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../data/tissue.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
-import { answer, vote, type ImageVote, type VoteRule } from './vote.js';
+import { answer, vote, type ImageVote } from './vote.js';
+import type { VoteRule } from '../model/package.js';
 
 /** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
 export const MAX_UPSAMPLING = 2;

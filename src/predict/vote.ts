@@ -5,8 +5,7 @@
  * log-probability is exactly the head applied to the image's mean feature vector). Ties in a
  * vote go to the class with the higher mean probability.
  */
-export type VoteRule = 'majority' | 'mean' | 'logit';
-export const VOTE_RULES: readonly VoteRule[] = ['majority', 'mean', 'logit'];
+import type { VoteRule } from '../model/package.js';
 
 export interface ImageVote {
   predicted: number;

@@ -10,7 +10,7 @@ import path from 'node:path';
 
 import Database from 'better-sqlite3';
 
-import { ensureDir } from '../data/workspace.js';
+import { ensureDir } from '../workspace.js';
 import type { ImagePrediction } from '../predict/predictor.js';
 
 /** Calibration fields came with package format 1.1: records written before lack them. */

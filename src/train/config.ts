@@ -9,7 +9,7 @@ import { ConfigError } from '../errors.js';
 import type { StainAugmentOptions } from '../data/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
-import { VOTE_RULES, type VoteRule } from '../predict/vote.js';
+import { VOTE_RULES, type VoteRule } from '../model/package.js';
 
 export interface PhaseConfig {
   epochs: number;

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { PathotypeError } from '../errors.js';
 import { augmentStain, type StainAugmentOptions } from '../data/augment.js';
 import type { PatchStore, StoredImage } from '../data/patch-store.js';
-import { ensureDir, type Workspace } from '../data/workspace.js';
+import { ensureDir, type Workspace } from '../workspace.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import { outputShapeOf, type NetworkSpec } from '../engine/spec.js';
 import { CLASSIFIER_LAYER } from '../engine/zoo.js';
@@ -104,7 +104,7 @@ export async function fitProbe(
   if (images.length === 0) throw new PathotypeError('ERR_TRAIN', 'the probe has no training images');
   const dims = network.spec.outputShape[0] ?? 0;
   const cacheDir = ensureDir(
-    path.join(workspace.root, 'features', cacheKey(network.spec, options.pretrained, options.bf16)),
+    path.join(workspace.featuresDir, cacheKey(network.spec, options.pretrained, options.bf16)),
   );
   const classes = store.manifest.classes;
   const pixels = store.manifest.patchSize ** 2;

@@ -14,13 +14,13 @@ import path from 'node:path';
 import { ConfigError, PathotypeError } from '../errors.js';
 import { augmentStain } from '../data/augment.js';
 import { PatchStore } from '../data/patch-store.js';
-import { ensureDir, type Workspace } from '../data/workspace.js';
+import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
 import { seededRandom } from '../random.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import { buildSpec, HEAD_PREFIXES } from '../engine/zoo.js';
-import { predictStoredImages } from '../evaluate/store-predictions.js';
+import { predictStoredImages } from '../predict/stored-patches.js';
 import {
   PACKAGE_FORMAT,
   readManifest,
@@ -86,14 +86,6 @@ function phaseAt(
   }
   const last = phases.length - 1;
   return { index: last, phase: phases[last] as PhaseConfig, start: start - (phases[last]?.epochs ?? 0) };
-}
-
-export function runDirFor(workspace: Workspace, name: string): string {
-  return path.join(workspace.root, 'runs', name);
-}
-
-export function modelDirFor(workspace: Workspace, name: string): string {
-  return path.join(workspace.root, 'models', name);
 }
 
 async function configurePhase(network: Network, phase: PhaseConfig): Promise<void> {

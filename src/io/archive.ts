@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as tar from 'tar';
 
 import { PathotypeError } from '../errors.js';
-import { ensureDir } from './workspace.js';
+import { ensureDir } from '../workspace.js';
 
 export class ArchiveError extends PathotypeError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -14,7 +14,7 @@ import { Transform } from 'node:stream';
 
 import { PathotypeError } from '../errors.js';
 import { hashFile } from './hash.js';
-import { ensureDir } from './workspace.js';
+import { ensureDir } from '../workspace.js';
 
 export class DownloadError extends PathotypeError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {

@@ -4,8 +4,9 @@
  */
 import type { Network } from '../engine/network.js';
 import type { PatchStore, StoredImage } from '../data/patch-store.js';
-import { batchedPatchOutputs } from '../predict/patch-outputs.js';
-import { vote, type ImageVote, type VoteRule } from '../predict/vote.js';
+import { batchedPatchOutputs } from './patch-outputs.js';
+import { vote, type ImageVote } from './vote.js';
+import type { VoteRule } from '../model/package.js';
 
 export interface StoredImagePrediction {
   image: StoredImage;

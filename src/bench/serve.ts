@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 import sharp from 'sharp';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 export interface ServeBenchOptions {
   model: string;
