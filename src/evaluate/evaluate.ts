@@ -21,9 +21,8 @@ import {
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
 import { answer } from '../predict/vote.js';
-import type { VoteRule } from '../model/package.js';
-import { classificationMetrics, type ClassificationMetrics } from './metrics.js';
-import { renderReport, type EvaluatedImage, type EvaluationReport } from './report.js';
+import { classificationMetrics } from './metrics.js';
+import { renderReport, type EvaluationReport } from './report.js';
 import { predictStoredImages, type StoredImagePrediction } from '../predict/stored-patches.js';
 
 export interface EvaluateOptions {
