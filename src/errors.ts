@@ -1,20 +1,88 @@
 /**
- * Errors that pathotype raises on purpose. Each carries a stable `code` that scripts can test
- * and a message that tells the user what to do next.
+ * Errors that pathotype raises on purpose, declared once: each code with the HTTP status the
+ * server answers it with and what it means. A thrown error carries a stable `code` that scripts
+ * can test and a message that tells the user what to do next; the README lists the codes.
  */
-export class PathotypeError extends Error {
-  readonly code: string;
+export const ERROR_CODES = {
+  // Requests and configuration: the caller can fix them.
+  ERR_CONFIG: { status: 400, meaning: 'a configuration value or option cannot be used as written' },
+  ERR_VALIDATION: { status: 400, meaning: 'a request does not match its route schema' },
+  ERR_REQUEST: { status: 400, meaning: 'a malformed HTTP request' },
+  ERR_NO_FILE: { status: 400, meaning: 'an upload without an image file' },
+  ERR_UNAUTHORIZED: { status: 401, meaning: 'the REST API needs a valid API key' },
+  ERR_NOT_FOUND: { status: 404, meaning: 'no such route, prediction, model or file' },
+  ERR_TOO_LARGE: { status: 413, meaning: 'the upload is larger than the server accepts' },
+  // Images: readable or not, and fit for this model or not.
+  ERR_IMAGE_TOO_LARGE: { status: 413, meaning: 'the image has more pixels than the limit' },
+  ERR_UNSUPPORTED_IMAGE: { status: 415, meaning: 'not a TIFF, PNG, JPEG or WebP image' },
+  ERR_IMAGE: { status: 422, meaning: 'a corrupt, truncated or unreadable image' },
+  ERR_SCALE: { status: 422, meaning: "the image's pixel scale is unknown and the model needs one" },
+  ERR_UPSAMPLING: { status: 422, meaning: "the image would have to be enlarged beyond the model's limit" },
+  ERR_BACKGROUND: { status: 422, meaning: 'too little tissue: mostly empty glass' },
+  ERR_NOT_HE: { status: 422, meaning: 'too little H&E-stained tissue to be a field of this kind' },
+  ERR_NO_PATCHES: {
+    status: 422,
+    meaning: 'the image is smaller than one patch, or all its patches are background',
+  },
+  ERR_ENGINE_INPUT: { status: 422, meaning: 'a shape, type, spec or option the engine cannot use' },
+  // The service.
+  ERR_BUSY: { status: 503, meaning: 'the inference queue is full: retry after a moment' },
+  ERR_INTERNAL: { status: 500, meaning: 'an unexpected failure (logged)' },
+  // The engine.
+  ERR_ENGINE: { status: 500, meaning: 'a failure inside libtorch' },
+  ERR_ENGINE_MEMORY: { status: 500, meaning: 'libtorch ran out of memory' },
+  ERR_ENGINE_MISSING: { status: 500, meaning: 'the native addon is not built' },
+  ERR_ENGINE_LOAD: { status: 500, meaning: 'the native addon or libtorch cannot be loaded' },
+  ERR_NONFINITE_LOSS: { status: 500, meaning: 'training diverged (a loss that is not a finite number)' },
+  // Stored artefacts.
+  ERR_CATALOG: { status: 500, meaning: 'the workspace catalog is unreadable' },
+  ERR_CATALOG_VERSION: { status: 500, meaning: 'the catalog was written by a newer pathotype' },
+  ERR_PATCH_STORE: { status: 500, meaning: 'a patch store is missing, damaged or of another format' },
+  ERR_MODEL_PACKAGE: {
+    status: 500,
+    meaning: 'a model package is missing, damaged, inconsistent or of another format',
+  },
+  ERR_WEIGHTS: { status: 500, meaning: 'a weights file is missing, truncated or does not fit the network' },
+  ERR_WEIGHTS_LAYOUT: { status: 500, meaning: 'a weights package lacks the expected folders' },
+  // Stages.
+  ERR_IMPORT: { status: 400, meaning: 'an image collection cannot be imported' },
+  ERR_PREPARE: { status: 500, meaning: 'no image could be prepared into patches' },
+  ERR_TRAIN: { status: 500, meaning: 'training cannot start or continue' },
+  ERR_TRAIN_STOPPED: { status: 500, meaning: 'training was stopped on request' },
+  ERR_EVALUATE: { status: 500, meaning: 'a model cannot be evaluated on the given data' },
+  // Downloads and archives.
+  ERR_DOWNLOAD: { status: 502, meaning: 'a download failed' },
+  ERR_DOWNLOAD_HTTP: { status: 502, meaning: 'the server answered a download with an HTTP error' },
+  ERR_DOWNLOAD_BODY: { status: 502, meaning: 'a download sent something other than the file' },
+  ERR_OFFLINE: { status: 502, meaning: 'no source could be reached: the machine is offline' },
+  ERR_CHECKSUM: { status: 502, meaning: 'a downloaded file does not match its checksum' },
+  ERR_ARCHIVE: { status: 422, meaning: 'a corrupt or hostile archive (traversal, links, bombs)' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
+
+export class PathotypeError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'PathotypeError';
     this.code = code;
+  }
+
+  /** The HTTP status the server answers this error with. */
+  get status(): number {
+    return ERROR_CODES[this.code].status;
   }
 }
 
 /** A failure inside libtorch, or an unusable engine (not built, not loadable). */
 export class EngineError extends PathotypeError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'EngineError';
   }

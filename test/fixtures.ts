@@ -220,9 +220,7 @@ export async function patternWorkspace(
   await prepare(catalog, workspace, {
     name: 'patterns',
     split: 'default',
-    normalisation: { method: 'none' },
-    targetScale: null,
-    tiles: { size: 24, stride: 12 },
+    recipe: { normalisation: 'none', targetScale: null, patchSize: 24, stride: 12 },
   });
   return { workspace, catalog, root };
 }

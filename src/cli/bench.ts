@@ -1,5 +1,6 @@
 /** `pathotype bench ...`: speed measurements that print figures and ratios against baselines. */
 import type { Command } from 'commander';
+import { ConfigError } from '../errors.js';
 
 import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../bench/engine.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
@@ -41,7 +42,7 @@ export function registerBench(program: Command): void {
     .option('--no-python', 'skip the PyTorch-from-Python baseline')
     .action(async (flags: EngineFlags) => {
       if (flags.size % 32 !== 0)
-        throw new Error('--size must be a multiple of 32 (VGG16 halves it five times)');
+        throw new ConfigError('--size must be a multiple of 32 (VGG16 halves it five times)');
       const { json, ...options } = flags;
       const report = await runEngineBench(options, (stage) => {
         if (!json) process.stderr.write(`measuring: ${stage}\n`);

@@ -1,5 +1,6 @@
 /** `pathotype data ...`: acquisition, catalog, splits and what the workspace holds. */
 import type { Command } from 'commander';
+import { ConfigError } from '../errors.js';
 
 import { fetchLymphoma, LYMPHOMA } from '../data/fetch.js';
 import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../data/grouping.js';
@@ -170,7 +171,7 @@ export function registerData(program: Command): void {
           config = { kind: 'holdout', testFraction: o.test, validationFraction: o.validation, seed: o.seed };
         else if (o.kind === 'kfold')
           config = { kind: 'kfold', folds: o.folds, validationFraction: o.validation, seed: o.seed };
-        else throw new Error(`--kind must be holdout or kfold (got '${o.kind}')`);
+        else throw new ConfigError(`--kind must be holdout or kfold (got '${o.kind}')`);
         await withCatalog(command, async (catalog) => {
           const summary = createSplit(catalog, o.name, config);
           print(o.json, summary, () => formatSplit(summary));

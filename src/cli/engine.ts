@@ -1,5 +1,6 @@
 /** `pathotype engine ...`: what the compute engine is and can do on this machine. */
 import type { Command } from 'commander';
+import { ConfigError } from '../errors.js';
 
 import { cpuHasBf16 } from '../bench/engine.js';
 import { engineInfo, getThreads, Network } from '../engine/network.js';
@@ -31,7 +32,7 @@ export function registerEngine(program: Command): void {
     .option('--alpha <x>', 'MobileNet width multiplier', Number, 1)
     .action(async (architecture: string, flags: { size: number; classes: number; alpha: number }) => {
       if (!(ARCHITECTURES as readonly string[]).includes(architecture)) {
-        throw new Error(`unknown architecture '${architecture}' (${ARCHITECTURES.join(', ')})`);
+        throw new ConfigError(`unknown architecture '${architecture}' (${ARCHITECTURES.join(', ')})`);
       }
       const spec = buildSpec(architecture as Architecture, {
         inputSize: flags.size,

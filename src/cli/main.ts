@@ -8,7 +8,11 @@ import { registerBench } from './bench.js';
 import { registerData } from './data.js';
 import { registerEngine } from './engine.js';
 import { registerPrepare } from './prepare.js';
-import { registerModelCommands } from './train.js';
+import { registerEvaluate } from './evaluate.js';
+import { registerPredict } from './predict.js';
+import { registerRun } from './run.js';
+import { registerTrain } from './train.js';
+import { registerWeights } from './weights.js';
 import { registerServe } from './serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -26,7 +30,11 @@ export function buildProgram(): Command {
     .exitOverride();
   registerData(program);
   registerPrepare(program);
-  registerModelCommands(program);
+  registerTrain(program);
+  registerEvaluate(program);
+  registerPredict(program);
+  registerRun(program);
+  registerWeights(program);
   registerServe(program);
   registerEngine(program);
   registerBench(program);

@@ -1,6 +1,8 @@
 /** Progress bars on stderr (cli-progress); silent when stderr is not a terminal. */
 import cliProgress from 'cli-progress';
 
+import type { TrainProgress } from '../train/trainer.js';
+
 export interface Progress {
   update(value: number, total?: number, payload?: Record<string, string | number>): void;
   stop(): void;
@@ -54,5 +56,20 @@ export function progressBar(label: string, unit: 'items' | 'bytes', extra = ''):
     stop() {
       if (started) bar.stop();
     },
+  };
+}
+
+/** The training bar: epoch, running loss and accuracy, patches per second. */
+export function trainBar(): { bar: Progress; update: (p: TrainProgress) => void } {
+  const bar = progressBar('train', 'items', ' | epoch {epoch} | loss {loss} | acc {acc} | {rate} patches/s');
+  return {
+    bar,
+    update: (p) =>
+      bar.update((p.epoch - 1) * p.batches + p.batch, p.epochs * p.batches, {
+        epoch: `${p.epoch}/${p.epochs}`,
+        loss: p.loss.toFixed(3),
+        acc: p.accuracy.toFixed(3),
+        rate: p.patchesPerSecond.toFixed(0),
+      }),
   };
 }

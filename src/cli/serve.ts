@@ -2,6 +2,7 @@
 import path from 'node:path';
 
 import type { Command } from 'commander';
+import { PathotypeError } from '../errors.js';
 
 import { workspaceAt } from '../workspace.js';
 import { buildServer } from '../serve/app.js';
@@ -119,7 +120,7 @@ export function registerServe(program: Command): void {
     .action((id: string, _flags: unknown, command: Command) => {
       withRecords(command, (records) => {
         const key = records.revokeKey(id);
-        if (!key) throw new Error(`no key '${id}'`);
+        if (!key) throw new PathotypeError('ERR_NOT_FOUND', `no key '${id}'`);
         process.stdout.write(`revoked ${key.id} (${key.name})\n`);
       });
     });

@@ -13,9 +13,11 @@ export type ImageFormat = (typeof SUPPORTED_FORMATS)[number];
 /** Largest image accepted by default, in pixels: far above a 1388x1040 field, far below a bomb. */
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 
+export type ImageErrorCode = 'ERR_IMAGE' | 'ERR_UNSUPPORTED_IMAGE' | 'ERR_IMAGE_TOO_LARGE';
+
 export class ImageError extends PathotypeError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_IMAGE', message, options);
+  constructor(message: string, options?: { cause?: unknown; code?: ImageErrorCode }) {
+    super(options?.code ?? 'ERR_IMAGE', message, options);
     this.name = 'ImageError';
   }
 }
@@ -67,6 +69,7 @@ export async function probeImage(
   if (!format || !(SUPPORTED_FORMATS as readonly string[]).includes(format)) {
     throw new ImageError(
       `${describe(source)} is ${format ?? 'of an unknown format'}; pathotype reads TIFF, PNG, JPEG and WebP`,
+      { code: 'ERR_UNSUPPORTED_IMAGE' },
     );
   }
   const { width, height } = meta;
@@ -76,6 +79,7 @@ export async function probeImage(
     throw new ImageError(
       `${describe(source)} is ${width}x${height} (${((width * height) / 1e6).toFixed(0)} Mpx), above the limit of ` +
         `${(maxPixels / 1e6).toFixed(0)} Mpx`,
+      { code: 'ERR_IMAGE_TOO_LARGE' },
     );
   }
   return {

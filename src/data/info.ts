@@ -59,7 +59,7 @@ export async function workspaceInfo(catalog: Catalog, workspace: Workspace): Pro
         name,
         patches: store.count,
         images: store.manifest.images,
-        patchSize: store.manifest.patchSize,
+        patchSize: store.patchSize,
         split: store.manifest.split,
         bytes: await store.diskBytes(),
         perClass,

@@ -15,12 +15,12 @@ import type { Partition } from './catalog.js';
 import type { PreprocessConfig } from './preprocess.js';
 import { ensureDir } from '../workspace.js';
 
-export const PATCH_STORE_FORMAT = 1;
+/** 2: the patch size lives only in preprocess.tiles. */
+export const PATCH_STORE_FORMAT = 2;
 
 export interface PatchStoreManifest {
   format: number;
   name: string;
-  patchSize: number;
   channels: 3;
   count: number;
   shards: { file: string; count: number }[];
@@ -239,6 +239,8 @@ export interface PatchSelection {
 export class PatchStore {
   readonly dir: string;
   readonly manifest: PatchStoreManifest;
+  /** Patch side in pixels (the store's preprocess.tiles.patchSize). */
+  readonly patchSize: number;
   readonly patchBytes: number;
   /** Per patch, by patch id. */
   readonly imageIds: Int32Array;
@@ -255,7 +257,8 @@ export class PatchStore {
   private constructor(dir: string, manifest: PatchStoreManifest, db: Database.Database) {
     this.dir = dir;
     this.manifest = manifest;
-    this.patchBytes = manifest.patchSize * manifest.patchSize * 3;
+    this.patchSize = manifest.preprocess.tiles.patchSize;
+    this.patchBytes = this.patchSize ** 2 * 3;
     const rows = db.prepare('SELECT * FROM patches ORDER BY id').all() as {
       id: number;
       image_id: number;

@@ -13,11 +13,11 @@ import { Piscina } from 'piscina';
 import { ConfigError, PathotypeError } from '../errors.js';
 import type { Catalog, ImageRecord, Partition } from './catalog.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
-import { fitNormaliser, type NormaliserOptions } from './normalise.js';
-import { PatchStore, PatchStoreWriter, type PatchStoreManifest } from './patch-store.js';
+import { fitNormaliser } from './normalise.js';
+import { PatchStore, PatchStoreError, PatchStoreWriter, type PatchStoreManifest } from './patch-store.js';
 import type { PrepareTask } from './prepare-worker.js';
 import { validatePreprocess, type PreprocessConfig, type PreprocessedImage } from './preprocess.js';
-import { DEFAULT_BACKGROUND, type BackgroundConfig, type TileConfig } from './tiling.js';
+import { recipeParts, resolvePrepareRecipe, type PrepareRecipeInput } from './recipe.js';
 import type { Workspace } from '../workspace.js';
 
 export interface PrepareOptions {
@@ -25,10 +25,8 @@ export interface PrepareOptions {
   name: string;
   /** Split whose partitions and folds the index records; none when absent. */
   split?: string;
-  normalisation: NormaliserOptions & { reference?: string };
-  targetScale: number | null;
-  tiles: TileConfig;
-  background?: BackgroundConfig;
+  /** How images become patches; validated, and its defaults filled, here. */
+  recipe: PrepareRecipeInput;
   threads?: number;
   /** Rebuild even when a store with the same fingerprint exists. */
   force?: boolean;
@@ -92,12 +90,23 @@ export function fingerprint(
   return hash.digest('hex');
 }
 
+/** An existing store, unless it is damaged or of an older format: then it is rebuilt. */
+function openReusable(dir: string): PatchStore | undefined {
+  try {
+    return PatchStore.open(dir);
+  } catch (error) {
+    if (error instanceof PatchStoreError) return undefined;
+    throw error;
+  }
+}
+
 export async function prepare(
   catalog: Catalog,
   workspace: Workspace,
   options: PrepareOptions,
 ): Promise<PrepareReport> {
   const started = performance.now();
+  const recipe = recipeParts(resolvePrepareRecipe(options.recipe));
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(options.name))
     throw new ConfigError(`store name '${options.name}' must be letters, digits, '.', '_' or '-'`);
   const images = catalog.images();
@@ -110,20 +119,20 @@ export async function prepare(
     for (const m of catalog.splitMembers(options.split))
       partitions.set(m.imageId, { partition: m.partition, fold: m.fold });
   }
-  const reference = await loadReference(catalog, options.normalisation.reference, partitions);
+  const reference = await loadReference(catalog, recipe.normalisation.reference, partitions);
   const config: PreprocessConfig = {
-    normaliser: fitNormaliser(options.normalisation, reference),
-    targetScale: options.targetScale,
-    tiles: options.tiles,
-    background: options.background ?? DEFAULT_BACKGROUND,
+    normaliser: fitNormaliser(recipe.normalisation, reference),
+    targetScale: recipe.targetScale,
+    tiles: recipe.tiles,
+    background: recipe.background,
   };
   validatePreprocess(config);
   const classes = catalog.classes();
   const print = fingerprint(images, partitions, config);
   const dir = path.join(workspace.patchesDir, options.name);
   if (!options.force && PatchStore.exists(dir)) {
-    const existing = PatchStore.open(dir);
-    if (existing.manifest.fingerprint === print) {
+    const existing = openReusable(dir);
+    if (existing?.manifest.fingerprint === print) {
       return {
         manifest: existing.manifest,
         dir,
@@ -140,7 +149,7 @@ export async function prepare(
     minThreads: threads,
     maxThreads: threads,
   });
-  const writer = await PatchStoreWriter.create(dir, options.tiles.size);
+  const writer = await PatchStoreWriter.create(dir, config.tiles.patchSize);
   const skipped: PrepareReport['skipped'] = [];
   try {
     // A window of images in flight: enough to keep every thread busy, few enough to bound memory.
@@ -189,7 +198,6 @@ export async function prepare(
       );
     const manifest = await writer.finish({
       name: options.name,
-      patchSize: options.tiles.size,
       channels: 3,
       classes,
       split: options.split ?? null,

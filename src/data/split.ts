@@ -15,6 +15,20 @@ export type SplitConfig =
   /** No test part: every group trains (a validation share may be carved off), for the final model. */
   | { kind: 'all'; validationFraction: number; seed: number };
 
+/** A split config as data (a preset's or a config file's `split` section). */
+export const SPLIT_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['kind'],
+  properties: {
+    kind: { enum: ['holdout', 'kfold', 'loo', 'all'] },
+    testFraction: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+    folds: { type: 'integer', minimum: 2, maximum: 100 },
+    validationFraction: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
+    seed: { type: 'integer', minimum: 0 },
+  },
+} as const;
+
 /** Folds of a fold-making split: k, or one per group for leave-one-out. */
 export function foldCount(config: SplitConfig, images: readonly ImageRecord[]): number {
   if (config.kind === 'kfold') return config.folds;

@@ -8,8 +8,8 @@ import type { RgbImage } from './image-io.js';
 
 export interface TileConfig {
   /** Patch side in pixels, at the target scale. */
-  size: number;
-  /** Step between patches; equal to size for a non-overlapping grid. */
+  patchSize: number;
+  /** Step between patches; equal to the patch size for a non-overlapping grid. */
   stride: number;
 }
 
@@ -26,13 +26,13 @@ export const DEFAULT_BACKGROUND: BackgroundConfig = { enabled: false, brightness
 export interface Grid {
   cols: number;
   rows: number;
-  size: number;
+  patchSize: number;
   stride: number;
 }
 
 export function validateTiles(config: TileConfig): void {
-  if (!Number.isInteger(config.size) || config.size < 4 || config.size > 4096) {
-    throw new ConfigError(`the patch size must be an integer from 4 to 4096 (got ${config.size})`);
+  if (!Number.isInteger(config.patchSize) || config.patchSize < 4 || config.patchSize > 4096) {
+    throw new ConfigError(`the patch size must be an integer from 4 to 4096 (got ${config.patchSize})`);
   }
   if (!Number.isInteger(config.stride) || config.stride < 1) {
     throw new ConfigError(`the patch stride must be a positive integer (got ${config.stride})`);
@@ -40,9 +40,9 @@ export function validateTiles(config: TileConfig): void {
 }
 
 export function gridFor(width: number, height: number, config: TileConfig): Grid {
-  const cols = width >= config.size ? Math.floor((width - config.size) / config.stride) + 1 : 0;
-  const rows = height >= config.size ? Math.floor((height - config.size) / config.stride) + 1 : 0;
-  return { cols, rows, size: config.size, stride: config.stride };
+  const cols = width >= config.patchSize ? Math.floor((width - config.patchSize) / config.stride) + 1 : 0;
+  const rows = height >= config.patchSize ? Math.floor((height - config.patchSize) / config.stride) + 1 : 0;
+  return { cols, rows, patchSize: config.patchSize, stride: config.stride };
 }
 
 /** Copies the patch at grid cell (col, row) into `out` at `offset` (bytes). */
@@ -56,8 +56,8 @@ export function copyPatch(
 ): void {
   const x0 = col * grid.stride;
   const y0 = row * grid.stride;
-  const rowBytes = grid.size * 3;
-  for (let y = 0; y < grid.size; y++) {
+  const rowBytes = grid.patchSize * 3;
+  for (let y = 0; y < grid.patchSize; y++) {
     const from = ((y0 + y) * image.width + x0) * 3;
     out.set(image.data.subarray(from, from + rowBytes), offset + y * rowBytes);
   }
@@ -100,7 +100,7 @@ export function tileImage(
 ): TiledImage {
   const grid = gridFor(image.width, image.height, tiles);
   const total = grid.cols * grid.rows;
-  const bytes = tiles.size * tiles.size * 3;
+  const bytes = tiles.patchSize * tiles.patchSize * 3;
   const patches = new Uint8Array(total * bytes);
   const cells = new Int32Array(total * 2);
   const background = new Float32Array(total);
@@ -108,7 +108,12 @@ export function tileImage(
   for (let row = 0; row < grid.rows; row++) {
     for (let col = 0; col < grid.cols; col++) {
       copyPatch(image, grid, col, row, patches, kept * bytes);
-      const fraction = backgroundFraction(patches, kept * bytes, tiles.size * tiles.size, filter.brightness);
+      const fraction = backgroundFraction(
+        patches,
+        kept * bytes,
+        tiles.patchSize * tiles.patchSize,
+        filter.brightness,
+      );
       if (filter.enabled && fraction > filter.maxFraction) continue;
       cells[kept * 2] = col;
       cells[kept * 2 + 1] = row;

@@ -3,7 +3,7 @@
  * hands one plain request to the addon, which runs it off the event loop. Calls on one network
  * run in the order they were made.
  */
-import { EngineError, EngineInputError, PathotypeError } from '../errors.js';
+import { EngineError, EngineInputError, isErrorCode, PathotypeError } from '../errors.js';
 import { loadEngine, type NativeNetwork, type NativeOptimizerConfig } from './native.js';
 import { resolveSpec, type NetworkSpec, type ResolvedSpec } from './spec.js';
 
@@ -67,7 +67,7 @@ function wrapNativeError(error: unknown): PathotypeError {
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'ERR_ENGINE_INPUT') return new EngineInputError(message, { cause: error });
-  return new EngineError(typeof code === 'string' ? code : 'ERR_ENGINE', message, { cause: error });
+  return new EngineError(isErrorCode(code) ? code : 'ERR_ENGINE', message, { cause: error });
 }
 
 function checkLearningRate(learningRate: number): void {

@@ -46,10 +46,10 @@ export async function evaluateModel(
   const storeName = options.store ?? manifest.data.store;
   const store = PatchStore.open(path.join(workspace.patchesDir, storeName));
   try {
-    if (store.manifest.patchSize !== manifest.spec.input.height) {
+    if (store.patchSize !== manifest.spec.input.height) {
       throw new PathotypeError(
         'ERR_EVALUATE',
-        `the store '${storeName}' has ${store.manifest.patchSize}px patches; the model takes ${manifest.spec.input.height}px`,
+        `the store '${storeName}' has ${store.patchSize}px patches; the model takes ${manifest.spec.input.height}px`,
       );
     }
     if (store.manifest.classes.join() !== manifest.classes.join()) {
@@ -137,7 +137,7 @@ export async function evaluateModel(
       const grid: PatchGrid = {
         cols: p.image.cols,
         rows: p.image.rows,
-        size: store.manifest.patchSize,
+        patchSize: store.patchSize,
         stride: store.manifest.preprocess.tiles.stride,
         width: p.image.width,
         height: p.image.height,

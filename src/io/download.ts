@@ -12,12 +12,12 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 
-import { PathotypeError } from '../errors.js';
+import { PathotypeError, type ErrorCode } from '../errors.js';
 import { hashFile } from './hash.js';
 import { ensureDir } from '../workspace.js';
 
 export class DownloadError extends PathotypeError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'DownloadError';
   }

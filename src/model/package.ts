@@ -22,7 +22,7 @@ export const VOTE_RULES = ['majority', 'mean', 'logit'] as const;
 export type VoteRule = (typeof VOTE_RULES)[number];
 
 /** Major.minor: a different major cannot be read by this version. */
-export const PACKAGE_FORMAT = '1.1';
+export const PACKAGE_FORMAT = '1.2';
 
 export interface EpochRecord {
   epoch: number;
@@ -105,6 +105,17 @@ export function readManifest(dir: string): ModelManifest {
   for (const key of ['spec', 'classes', 'preprocess'] as const) {
     if (!manifest[key]) throw new PackageError(`${file} lacks '${key}'`);
   }
+  // Up to 1.1 the patch side was called tiles.size.
+  const tiles = manifest.preprocess.tiles as { patchSize?: number; size?: number; stride: number };
+  if (tiles.patchSize === undefined && typeof tiles.size === 'number')
+    manifest.preprocess.tiles = { patchSize: tiles.size, stride: tiles.stride };
+  // The network's input is derived from the patch size: the two copies must agree.
+  const { patchSize } = manifest.preprocess.tiles;
+  const { height, width } = manifest.spec.input;
+  if (height !== patchSize || width !== patchSize)
+    throw new PackageError(
+      `${file} is inconsistent: its patches are ${patchSize}x${patchSize} px but its network takes ${width}x${height}`,
+    );
   return manifest;
 }
 

@@ -3,19 +3,9 @@
  * carries out and a config file can adjust. Scales are relative to the original 1388x1040
  * release, so a recipe means the same tissue size on the original and the downscaled copy.
  */
-import type { NormalisationMethod } from '../data/normalise.js';
+import type { PrepareRecipeInput } from '../data/recipe.js';
 import type { SplitConfig } from '../data/split.js';
-import type { BackgroundConfig, TileConfig } from '../data/tiling.js';
 import type { TrainConfigInput } from '../train/config.js';
-
-export interface PrepareRecipe {
-  normalisation: NormalisationMethod;
-  /** Reference image (path or catalogued CLASS/file) for reinhard/macenko. */
-  reference?: string;
-  targetScale: number | null;
-  tiles: TileConfig;
-  background?: BackgroundConfig;
-}
 
 export interface Preset {
   name: string;
@@ -23,7 +13,7 @@ export interface Preset {
   /** Group (patient) rule for `data import`: 'auto' takes the patient accession from sj- names. */
   groupBy: string;
   split: SplitConfig;
-  prepare: PrepareRecipe;
+  prepare: PrepareRecipeInput;
   /** Without name and store: run fills them in. 'weights:ID' names known pretrained weights. */
   train: Omit<TrainConfigInput, 'name' | 'store'>;
   /** The training may start from random weights when the pretrained file is missing. */
@@ -58,7 +48,7 @@ export const PRESETS: Record<string, Preset> = {
       'temperature and abstention threshold from patient-grouped cross-validation',
     groupBy: 'auto',
     split: { kind: 'kfold', folds: 5, validationFraction: 0, seed: 1 },
-    prepare: { normalisation: 'none', targetScale: 0.3, tiles: { size: 96, stride: 48 } },
+    prepare: { normalisation: 'none', targetScale: 0.3, patchSize: 96, stride: 48 },
     train: {
       architecture: 'resnet50',
       depth: 'res4',
@@ -78,7 +68,7 @@ export const PRESETS: Record<string, Preset> = {
       'replaced (flatten, dense 256, dropout, softmax), the base frozen first, then block 5 fine-tuned; majority vote',
     groupBy: 'auto',
     split: byPatient,
-    prepare: { normalisation: 'percentile', targetScale: 1, tiles: { size: 64, stride: 64 } },
+    prepare: { normalisation: 'percentile', targetScale: 1, patchSize: 64, stride: 64 },
     train: {
       architecture: 'vgg16',
       head: { pooling: 'flatten', hidden: [256], dropout: 0.5 },
@@ -115,7 +105,8 @@ export const PRESETS: Record<string, Preset> = {
       normalisation: 'reinhard',
       reference: 'dataset',
       targetScale: 0.3,
-      tiles: { size: 96, stride: 48 },
+      patchSize: 96,
+      stride: 48,
     },
     train: {
       architecture: 'mobilenet_v2',
@@ -141,7 +132,7 @@ export const PRESETS: Record<string, Preset> = {
       'A small CNN trained from scratch on 32x32 patches at 0.3x scale, on the haematoxylin (nuclear) stain alone: the fast baseline',
     groupBy: 'auto',
     split: byPatient,
-    prepare: { normalisation: 'haematoxylin', targetScale: 0.3, tiles: { size: 32, stride: 32 } },
+    prepare: { normalisation: 'haematoxylin', targetScale: 0.3, patchSize: 32, stride: 32 },
     train: {
       architecture: 'small_cnn',
       head: { pooling: 'avg', hidden: [64], dropout: 0.3 },

@@ -7,13 +7,15 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
+import { merge, schemaValidator } from '../config.js';
 import { ConfigError } from '../errors.js';
 import type { Catalog } from '../data/catalog.js';
 import { fetchLymphoma } from '../data/fetch.js';
 import { parseGroupRule } from '../data/grouping.js';
 import { importImages } from '../data/import.js';
 import { prepare, type PrepareReport } from '../data/prepare.js';
-import { createSplit, foldCount, foldPartitions } from '../data/split.js';
+import { PREPARE_RECIPE_SCHEMA } from '../data/recipe.js';
+import { createSplit, foldCount, foldPartitions, SPLIT_SCHEMA } from '../data/split.js';
 import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { fetchWeights, knownWeights, resolveWeights } from '../engine/weights/registry.js';
 import { crossValidationReport, type CrossValidationReport } from '../evaluate/cross-validation.js';
@@ -22,7 +24,7 @@ import { evaluateModel } from '../evaluate/evaluate.js';
 import type { EvaluationReport } from '../evaluate/report.js';
 import { updateManifest } from '../model/package.js';
 import { percent } from '../html.js';
-import { merge, resolveTrainConfig, type TrainConfig } from '../train/config.js';
+import { resolveTrainConfig, TRAIN_SCHEMA, type TrainConfig } from '../train/config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
 import { train, type TrainProgress, type TrainResult } from '../train/trainer.js';
 
@@ -63,6 +65,28 @@ export interface RunResult {
 
 const OVERRIDE_KEYS = ['groupBy', 'split', 'prepare', 'train', 'final'];
 
+/** A whole recipe: presets and `run --config` files are checked against it, key by key. */
+const RECIPE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'groupBy', 'split', 'prepare', 'train'],
+  properties: {
+    name: { type: 'string' },
+    description: { type: 'string' },
+    groupBy: { type: 'string' },
+    split: SPLIT_SCHEMA,
+    prepare: PREPARE_RECIPE_SCHEMA,
+    train: { ...TRAIN_SCHEMA, required: ['architecture'] },
+    allowMissingPretrained: { type: 'boolean' },
+    final: { type: 'boolean' },
+  },
+} as const;
+
+const validateRecipe: (input: unknown) => asserts input is Preset = schemaValidator(
+  RECIPE_SCHEMA,
+  'run recipe',
+);
+
 export function resolvePreset(name: string, overrides: Record<string, unknown> = {}): Preset {
   const base = PRESETS[name];
   if (!base) throw new ConfigError(`unknown preset '${name}' (${presetNames().join(', ')})`);
@@ -71,7 +95,9 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
     throw new ConfigError(
       `unknown run config key(s) ${unknown.join(', ')}; known: ${OVERRIDE_KEYS.join(', ')}`,
     );
-  return merge(base, overrides);
+  const preset = merge(base, overrides);
+  validateRecipe(preset);
+  return preset;
 }
 
 export async function runPipeline(
@@ -261,17 +287,10 @@ async function prepareAndTrain(
 }> {
   const stage = options.onStage ?? (() => undefined);
   // Prepare: reuses an identical store.
-  const recipe = preset.prepare;
   const prepared = await prepare(catalog, workspace, {
     name: split,
     split,
-    normalisation: {
-      method: recipe.normalisation,
-      ...(recipe.reference ? { reference: recipe.reference } : {}),
-    },
-    targetScale: recipe.targetScale,
-    tiles: recipe.tiles,
-    ...(recipe.background ? { background: recipe.background } : {}),
+    recipe: preset.prepare,
     ...(options.fresh ? { force: true } : {}),
   });
   stage(

@@ -31,8 +31,8 @@ export function overlayPixels(grid: PatchGrid, maxOpacity = 0.55): Uint8Array {
     const alpha = Math.round(255 * maxOpacity * Math.max(0, Math.min(1, confidence)));
     const x0 = col * grid.stride;
     const y0 = row * grid.stride;
-    for (let y = y0; y < Math.min(grid.height, y0 + grid.size); y++) {
-      for (let x = x0; x < Math.min(grid.width, x0 + grid.size); x++) {
+    for (let y = y0; y < Math.min(grid.height, y0 + grid.patchSize); y++) {
+      for (let x = x0; x < Math.min(grid.width, x0 + grid.patchSize); x++) {
         const i = (y * grid.width + x) * 4;
         // Overlapping patches: the more confident one shows.
         if ((out[i + 3] ?? 0) >= alpha) continue;

@@ -28,7 +28,7 @@ export interface ImageInput {
 export interface PatchGrid {
   cols: number;
   rows: number;
-  size: number;
+  patchSize: number;
   stride: number;
   /** Size of the image the grid was cut from (at the model's scale). */
   width: number;
@@ -265,7 +265,7 @@ export class Predictor {
         grid: {
           cols: p.image.grid.cols,
           rows: p.image.grid.rows,
-          size: p.image.grid.size,
+          patchSize: p.image.grid.patchSize,
           stride: p.image.grid.stride,
           width: p.image.width,
           height: p.image.height,

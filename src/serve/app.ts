@@ -18,12 +18,12 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 
-import { PathotypeError } from '../errors.js';
-import { decodeRgb, encodePng, ImageError, probeImage, DEFAULT_MAX_PIXELS } from '../data/image-io.js';
+import { ERROR_CODES, PathotypeError, type ErrorCode } from '../errors.js';
+import { decodeRgb, encodePng, probeImage, DEFAULT_MAX_PIXELS } from '../data/image-io.js';
 import { heatmapPng, overlayPng } from '../predict/heatmap.js';
 import { Predictor } from '../predict/predictor.js';
 import { errorPage, historyPage, resultPage, uploadPage } from './portal.js';
-import { InferenceQueue, QueueFullError } from './queue.js';
+import { InferenceQueue } from './queue.js';
 import { ServerRecords, type PredictionRecord } from './records.js';
 
 export interface ServerOptions {
@@ -88,7 +88,7 @@ const PREDICTION_SCHEMA = {
       properties: {
         cols: { type: 'integer' },
         rows: { type: 'integer' },
-        size: { type: 'integer' },
+        patchSize: { type: 'integer' },
         stride: { type: 'integer' },
         width: { type: 'integer' },
         height: { type: 'integer' },
@@ -155,40 +155,17 @@ function publicPrediction(record: PredictionRecord): Record<string, unknown> {
   };
 }
 
+function describeCode(code: ErrorCode, message: string): { status: number; code: string; message: string } {
+  return { status: ERROR_CODES[code].status, code, message };
+}
+
 /** Status and code for an error, in the one shape every route answers with. */
 function describeError(error: unknown): { status: number; code: string; message: string } {
-  if (error instanceof QueueFullError) return { status: 503, code: 'ERR_BUSY', message: error.message };
-  if (error instanceof ImageError) {
-    const unsupported = /pathotype reads TIFF, PNG, JPEG and WebP/.test(error.message);
-    const tooLarge = /above the limit/.test(error.message);
-    return {
-      status: tooLarge ? 413 : unsupported ? 415 : 422,
-      code: tooLarge ? 'ERR_IMAGE_TOO_LARGE' : unsupported ? 'ERR_UNSUPPORTED_IMAGE' : 'ERR_IMAGE',
-      message: error.message,
-    };
-  }
-  if (error instanceof PathotypeError) {
-    const status = ['ERR_NO_FILE'].includes(error.code)
-      ? 400
-      : [
-            'ERR_NO_PATCHES',
-            'ERR_SCALE',
-            'ERR_UPSAMPLING',
-            'ERR_BACKGROUND',
-            'ERR_NOT_HE',
-            'ERR_ENGINE_INPUT',
-          ].includes(error.code)
-        ? 422
-        : error.code === 'ERR_UNAUTHORIZED'
-          ? 401
-          : error.code === 'ERR_NOT_FOUND'
-            ? 404
-            : 500;
-    return { status, code: error.code, message: error.message };
-  }
+  if (error instanceof PathotypeError)
+    return { status: error.status, code: error.code, message: error.message };
   const fastifyError = error as Partial<FastifyError>;
   if (fastifyError.validation)
-    return { status: 400, code: 'ERR_VALIDATION', message: fastifyError.message ?? 'invalid request' };
+    return describeCode('ERR_VALIDATION', fastifyError.message ?? 'invalid request');
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500) {
     const code =
       fastifyError.code === 'FST_REQ_FILE_TOO_LARGE' || fastifyError.statusCode === 413
@@ -196,7 +173,7 @@ function describeError(error: unknown): { status: number; code: string; message:
         : (fastifyError.code ?? 'ERR_REQUEST');
     return { status: fastifyError.statusCode, code, message: fastifyError.message ?? 'bad request' };
   }
-  return { status: 500, code: 'ERR_INTERNAL', message: 'internal error' };
+  return describeCode('ERR_INTERNAL', 'internal error');
 }
 
 export interface PathotypeServer {
@@ -273,7 +250,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     if ((request.headers.accept ?? '').includes('text/html') && !request.url.startsWith('/api/')) {
       return reply.code(404).type('text/html').send(errorPage(404, message));
     }
-    return reply.code(404).send({ error: { code: 'ERR_NOT_FOUND', message } });
+    return reply.code(ERROR_CODES.ERR_NOT_FOUND.status).send({ error: { code: 'ERR_NOT_FOUND', message } });
   });
 
   // API keys, hashed at rest, guard the REST API once any key exists.
@@ -535,7 +512,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
             version: manifest.version,
             architecture: manifest.spec.name,
             classes: manifest.classes,
-            patchSize: manifest.preprocess.tiles.size,
+            patchSize: manifest.preprocess.tiles.patchSize,
             targetScale: manifest.preprocess.targetScale,
             normalisation: manifest.preprocess.normaliser.method,
             createdAt: manifest.createdAt,

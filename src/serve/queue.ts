@@ -3,9 +3,11 @@
  * anything beyond is refused at once (the server answers 503 with Retry-After), so memory
  * stays bounded under any load.
  */
-export class QueueFullError extends Error {
+import { PathotypeError } from '../errors.js';
+
+export class QueueFullError extends PathotypeError {
   constructor() {
-    super('the server is busy: too many predictions waiting');
+    super('ERR_BUSY', 'the server is busy: too many predictions waiting');
     this.name = 'QueueFullError';
   }
 }

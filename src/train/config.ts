@@ -3,9 +3,7 @@
  * uses), with defaults filled in. Presets are such data; a config file or flags override them;
  * the resolved config is saved with the run and the model package.
  */
-import { Ajv, type ErrorObject } from 'ajv';
-
-import { ConfigError } from '../errors.js';
+import { merge, schemaValidator } from '../config.js';
 import type { StainAugmentOptions } from '../data/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
@@ -105,7 +103,8 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture'
 
 const strength = { type: 'number', minimum: 0, maximum: 1 };
 
-const SCHEMA = {
+/** The training section's schema; `run` checks a preset's `train` against it without name and store. */
+export const TRAIN_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   required: ['name', 'store', 'architecture'],
@@ -191,55 +190,14 @@ const SCHEMA = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true });
-const validate = ajv.compile(SCHEMA);
-
-function describe(errors: ErrorObject[] | null | undefined): string {
-  return (errors ?? [])
-    .slice(0, 5)
-    .map((e) => {
-      const where = e.instancePath ? e.instancePath.slice(1).replaceAll('/', '.') : 'config';
-      const extra =
-        e.keyword === 'additionalProperties'
-          ? ` ('${(e.params as { additionalProperty: string }).additionalProperty}')`
-          : '';
-      const allowed =
-        e.keyword === 'enum'
-          ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})`
-          : '';
-      return `${where} ${e.message ?? 'is invalid'}${extra}${allowed}`;
-    })
-    .join('; ');
-}
-
-/**
- * Deep merge of plain objects; arrays and scalars from `over` replace those of `base`, and so
- * does an object of another `kind` (a holdout split overridden by a k-fold one), whose fields
- * must not mix with the base variant's.
- */
-export function merge<T>(base: T, over: unknown): T {
-  if (over === undefined) return base;
-  if (
-    typeof base !== 'object' ||
-    base === null ||
-    Array.isArray(base) ||
-    typeof over !== 'object' ||
-    over === null ||
-    Array.isArray(over)
-  ) {
-    return over as T;
-  }
-  const overKind = (over as { kind?: unknown }).kind;
-  if (overKind !== undefined && overKind !== (base as { kind?: unknown }).kind) return over as T;
-  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
-  for (const [key, value] of Object.entries(over as Record<string, unknown>))
-    out[key] = merge(out[key], value);
-  return out as T;
-}
+const validate: (input: unknown) => asserts input is TrainConfigInput = schemaValidator(
+  TRAIN_SCHEMA,
+  'training config',
+);
 
 /** Validates a (partial) config and fills in every default. */
 export function resolveTrainConfig(input: unknown): TrainConfig {
-  if (!validate(input)) throw new ConfigError(`invalid training config: ${describe(validate.errors)}`);
+  validate(input);
   const merged = merge(TRAIN_DEFAULTS, input) as unknown as TrainConfig;
   merged.phases = ((input as { phases?: Partial<PhaseConfig>[] }).phases ?? TRAIN_DEFAULTS.phases).map(
     (p) => merge(PHASE_DEFAULTS, p) as PhaseConfig,

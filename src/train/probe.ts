@@ -107,7 +107,7 @@ export async function fitProbe(
     path.join(workspace.featuresDir, cacheKey(network.spec, options.pretrained, options.bf16)),
   );
   const classes = store.manifest.classes;
-  const pixels = store.manifest.patchSize ** 2;
+  const pixels = store.patchSize ** 2;
   const rows: Float64Array[] = [];
   const labels: number[] = [];
   const weights: number[] = [];

@@ -119,7 +119,7 @@ export async function train(
   try {
     const classes = store.manifest.classes;
     const spec = buildSpec(config.architecture, {
-      inputSize: store.manifest.patchSize,
+      inputSize: store.patchSize,
       alpha: config.alpha,
       depth: config.depth,
       head: { classes: classes.length, ...config.head },
@@ -196,7 +196,7 @@ export async function train(
     const perEpoch =
       config.patchesPerEpoch > 0 ? Math.min(config.patchesPerEpoch, trainIds.length) : trainIds.length;
     const batchesPerEpoch = Math.ceil(perEpoch / config.batchSize);
-    const pixels = store.manifest.patchSize ** 2;
+    const pixels = store.patchSize ** 2;
     const stain = config.augment.stain;
     const stainOn = Object.values(stain).some((v) => (v ?? 0) > 0);
 

@@ -72,7 +72,16 @@ describe('pathotype data and prepare commands', () => {
     assert.match(unknown.stderr, /unknown config key 'colour'/);
     const badValue = writeFile(path.join(tempDir(), 'bad.yaml'), 'patchSize: huge');
     const invalid = await pathotype(ws, 'prepare', '--config', badValue);
-    assert.match(invalid.stderr, /config key 'patchSize': expected a positive integer/);
+    assert.match(invalid.stderr, /invalid preparation recipe: patchSize must be integer/);
+    // The same recipe inside a run config, and the training section, name the mistyped key.
+    const runTypo = writeFile(
+      path.join(tempDir(), 'run.yaml'),
+      ['prepare:', '  patchsize: 16', 'train:', '  epoch: 2'].join('\n'),
+    );
+    const typo = await pathotype(ws, 'run', '--preset', 'small-cnn', '--config', runTypo);
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /unknown key 'prepare.patchsize'/);
+    assert.match(typo.stderr, /unknown key 'train.epoch'/);
     const broken = writeFile(path.join(tempDir(), 'broken.yaml'), 'patchSize: [1, 2');
     assert.match((await pathotype(ws, 'prepare', '--config', broken)).stderr, /not valid YAML/);
     const method = await pathotype(ws, 'prepare', '--normalisation', 'vahadane');

@@ -19,7 +19,7 @@ async function pathotype(workspace: string, ...args: string[]): Promise<CliResul
 const quickConfig = {
   groupBy: 'none',
   split: { kind: 'holdout', testFraction: 0.25, validationFraction: 0.25, seed: 3 },
-  prepare: { normalisation: 'none', targetScale: null, tiles: { size: 24, stride: 12 } },
+  prepare: { normalisation: 'none', targetScale: null, patchSize: 24, stride: 12 },
   train: {
     phases: [{ epochs: 3, optimizer: 'adam', learningRate: 0.003 }],
     batchSize: 16,

@@ -9,6 +9,7 @@ import { parseGroupRule } from '../../src/data/grouping.js';
 import { importImages } from '../../src/data/import.js';
 import { workspaceInfo } from '../../src/data/info.js';
 import { PatchStore } from '../../src/data/patch-store.js';
+import type { PrepareRecipeInput } from '../../src/data/recipe.js';
 import { prepare } from '../../src/data/prepare.js';
 import { preprocessImage } from '../../src/data/preprocess.js';
 import { createSplit } from '../../src/data/split.js';
@@ -43,9 +44,7 @@ describe('prepare and the patch store', () => {
       const options = {
         name: 'native32',
         split: 'default',
-        normalisation: { method: 'percentile' as const },
-        targetScale: null,
-        tiles: { size: 32, stride: 32 },
+        recipe: { normalisation: 'percentile' as const, targetScale: null, patchSize: 32 },
       };
       const report = await prepare(first.catalog, first.workspace, options);
       // 417x312 at its own scale: 13 x 9 patches of 32x32 per image.
@@ -106,9 +105,12 @@ describe('prepare and the patch store', () => {
       await importImages(catalog, workspace, root, { groupBy: parseGroupRule('auto') });
       const report = await prepare(catalog, workspace, {
         name: 'knime',
-        normalisation: { method: 'macenko', reference: 'FL/sj-05-1881-R1_001.png' },
-        targetScale: 1,
-        tiles: { size: 64, stride: 64 },
+        recipe: {
+          normalisation: 'macenko',
+          reference: 'FL/sj-05-1881-R1_001.png',
+          targetScale: 1,
+          patchSize: 64,
+        },
       });
       assert.equal(report.manifest.count, 4 * 336);
       const store = PatchStore.open(report.dir);
@@ -138,10 +140,7 @@ describe('prepare and the patch store', () => {
     writeFile(catalog.images()[1]?.path ?? '', 'now corrupt');
     const report = await prepare(catalog, workspace, {
       name: 'filtered',
-      normalisation: { method: 'none' },
-      targetScale: null,
-      tiles: { size: 16, stride: 16 },
-      background: { enabled: true, brightness: 220, maxFraction: 0.5 },
+      recipe: { normalisation: 'none', targetScale: null, patchSize: 16, background: true },
     });
     assert.equal(report.skipped.length, 1);
     assert.match(report.skipped[0]?.reason ?? '', /could not be decoded|not a readable image/);
@@ -159,9 +158,7 @@ describe('prepare and the patch store', () => {
     const catalog = Catalog.open(workspace);
     const options = {
       name: 'x',
-      normalisation: { method: 'none' as const },
-      targetScale: null,
-      tiles: { size: 32, stride: 32 },
+      recipe: { normalisation: 'none' as const, targetScale: null, patchSize: 32 },
     };
     await assert.rejects(prepare(catalog, workspace, options), /no images: run pathotype data import first/);
     const root = tempDir();
@@ -169,20 +166,27 @@ describe('prepare and the patch store', () => {
     await importImages(catalog, workspace, root, { groupBy: parseGroupRule('none') });
     await assert.rejects(prepare(catalog, workspace, { ...options, split: 'nope' }), /no split 'nope'/);
     await assert.rejects(
-      prepare(catalog, workspace, { ...options, tiles: { size: 2, stride: 2 } }),
-      /patch size/,
+      prepare(catalog, workspace, { ...options, recipe: { ...options.recipe, patchSize: 2 } }),
+      /patchSize must be >= 4/,
     );
     await assert.rejects(prepare(catalog, workspace, { ...options, name: '../escape' }), /store name/);
     await assert.rejects(
-      prepare(catalog, workspace, { ...options, targetScale: 1 }),
+      prepare(catalog, workspace, { ...options, recipe: { ...options.recipe, targetScale: 1 } }),
       /no patches were produced/,
     );
     await assert.rejects(
       prepare(catalog, workspace, {
         ...options,
-        normalisation: { method: 'reinhard', reference: 'missing.png' },
+        recipe: { normalisation: 'reinhard', reference: 'missing.png' },
       }),
       /reference image/,
+    );
+    await assert.rejects(
+      prepare(catalog, workspace, {
+        ...options,
+        recipe: { ...options.recipe, patchsize: 32 } as PrepareRecipeInput,
+      }),
+      /invalid preparation recipe: unknown key 'patchsize'/,
     );
     catalog.close();
   });

@@ -9,7 +9,7 @@ import { decodeRgb } from '../../src/data/image-io.js';
 import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION, tissueStats } from '../../src/data/tissue.js';
 import { Network } from '../../src/engine/network.js';
 import { buildSpec } from '../../src/engine/zoo.js';
-import type { ModelManifest } from '../../src/model/package.js';
+import { PACKAGE_FORMAT, readManifest, writePackage, type ModelManifest } from '../../src/model/package.js';
 import { Predictor } from '../../src/predict/predictor.js';
 import { fullresSampleDir, hasShared, lymphomaDir } from '../helpers.js';
 import { heImage, tempDir, writeImage } from '../fixtures.js';
@@ -20,7 +20,7 @@ const chelsea = '/usr/lib/python3/dist-packages/skimage/data/chelsea.png';
 async function modelAtScale(calibration?: ModelManifest['calibration']): Promise<Predictor> {
   const spec = buildSpec('small_cnn', { inputSize: 32, head: { classes: 3 } });
   const manifest = {
-    format: '1.1',
+    format: PACKAGE_FORMAT,
     name: 'checks',
     version: 1,
     spec,
@@ -28,7 +28,7 @@ async function modelAtScale(calibration?: ModelManifest['calibration']): Promise
     preprocess: {
       normaliser: { method: 'none' },
       targetScale: 0.3,
-      tiles: { size: 32, stride: 32 },
+      tiles: { patchSize: 32, stride: 32 },
       background: { enabled: false, brightness: 220, maxFraction: 0.5 },
     },
     vote: 'mean',
@@ -128,4 +128,45 @@ describe('input checks: what the model was not made for is refused, not answered
       assert.equal(full.predicted, twin?.predicted);
     },
   );
+});
+
+describe('model package geometry', () => {
+  it("reads a 1.1 package's tiles.size as the patch size, and refuses a package whose network disagrees with it", async () => {
+    const spec = buildSpec('small_cnn', { inputSize: 32, head: { classes: 3 } });
+    const network = await Network.create(spec);
+    const base = {
+      name: 'geometry',
+      version: 1,
+      spec,
+      classes: ['CLL', 'FL', 'MCL'],
+      vote: 'mean',
+      preprocess: {
+        normaliser: { method: 'none' },
+        targetScale: 0.3,
+        background: { enabled: false, brightness: 220, maxFraction: 0.5 },
+      },
+    };
+    const old = path.join(tempDir(), 'old');
+    await writePackage(
+      old,
+      {
+        ...base,
+        format: '1.1',
+        preprocess: { ...base.preprocess, tiles: { size: 32, stride: 16 } },
+      } as unknown as ModelManifest,
+      await network.exportTensors(),
+    );
+    assert.deepEqual(readManifest(old).preprocess.tiles, { patchSize: 32, stride: 16 });
+    const wrong = path.join(tempDir(), 'wrong');
+    await writePackage(
+      wrong,
+      {
+        ...base,
+        format: PACKAGE_FORMAT,
+        preprocess: { ...base.preprocess, tiles: { patchSize: 48, stride: 48 } },
+      } as unknown as ModelManifest,
+      await network.exportTensors(),
+    );
+    assert.throws(() => readManifest(wrong), /patches are 48x48 px but its network takes 32x32/);
+  });
 });

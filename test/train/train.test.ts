@@ -6,12 +6,8 @@ import { describe, it } from 'node:test';
 import { evaluateModel } from '../../src/evaluate/evaluate.js';
 import { loadPackageNetwork, readManifest } from '../../src/model/package.js';
 import { Predictor } from '../../src/predict/predictor.js';
-import {
-  merge,
-  resolveTrainConfig,
-  type TrainConfig,
-  type TrainConfigInput,
-} from '../../src/train/config.js';
+import { merge } from '../../src/config.js';
+import { resolveTrainConfig, type TrainConfig, type TrainConfigInput } from '../../src/train/config.js';
 import { train } from '../../src/train/trainer.js';
 import { patternWorkspace, tempDir } from '../fixtures.js';
 

@@ -1,0 +1,143 @@
+/** `pathotype predict`: images classified with a model package, answered, uncertain or refused. */
+import { mkdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { decodeRgb } from '../data/image-io.js';
+import { percent } from '../html.js';
+import { heatmapPng } from '../predict/heatmap.js';
+import { Predictor, type ImagePrediction, type RefusedImage } from '../predict/predictor.js';
+import { resolveModelDir } from './context.js';
+import { choice, positiveInt, positiveNumber } from './options.js';
+
+function formatPrediction(p: ImagePrediction | RefusedImage): string {
+  if (p.status === 'refused') return `${p.name}: REFUSED (${p.code}): ${p.message}`;
+  const shares = Object.entries(p.voteShares)
+    .map(([c, v]) => `${c} ${percent(v)}`)
+    .join(', ');
+  const head =
+    p.status === 'uncertain'
+      ? `UNCERTAIN, refer to a pathologist (leans ${p.predicted}, confidence ${percent(p.confidence)}; ${
+          (p.threshold ?? 0) > 1
+            ? 'this model answers no image: cross-validation found no confidence at which it is accurate enough'
+            : `it answers from ${percent(p.threshold ?? 0)}`
+        })`
+      : `${p.predicted}${p.threshold === null ? '' : ` (confidence ${percent(p.confidence)})`}`;
+  return `${p.name}: ${head} (votes: ${shares}; ${p.patches} patches)`;
+}
+
+function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {
+  const quote = (s: string): string => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
+  const header = [
+    'image',
+    'status',
+    'confidence',
+    'predicted',
+    'by_majority',
+    'by_mean',
+    'patches',
+    ...classes.map((c) => `votes_${c}`),
+    ...classes.map((c) => `probability_${c}`),
+  ];
+  const rows = predictions.map((p) =>
+    p.status === 'refused'
+      ? [quote(p.name), 'refused', '', quote(p.code)].join(',')
+      : [
+          quote(p.name),
+          p.status,
+          p.confidence.toFixed(4),
+          p.predicted,
+          p.byMajority,
+          p.byMean,
+          String(p.patches),
+          ...classes.map((c) => (p.voteShares[c] ?? 0).toFixed(4)),
+          ...classes.map((c) => (p.meanProbabilities[c] ?? 0).toFixed(4)),
+        ].join(','),
+  );
+  return [header.join(','), ...rows].join('\n');
+}
+
+export function registerPredict(program: Command): void {
+  program
+    .command('predict <images...>')
+    .description('classify images with a model package: class, vote shares, mean probabilities, patch grid')
+    .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
+    .option('--format <format>', 'json, csv or text', choice(['json', 'csv', 'text'] as const), 'text')
+    .option(
+      '--heatmap <dir>',
+      'write a PNG overlay per image (patch grid coloured by class, opacity by confidence)',
+    )
+    .option(
+      '--scale <x>',
+      "the images' pixel scale relative to the original 1388x1040 release (default: from the size)",
+      positiveNumber,
+    )
+    .option('--batch-size <n>', 'patches per inference batch', positiveInt, 64)
+    .option('--bf16', 'bfloat16 autocast')
+    .action(
+      async (
+        images: string[],
+        flags: {
+          model: string;
+          format: 'json' | 'csv' | 'text';
+          heatmap?: string;
+          scale?: number;
+          batchSize: number;
+          bf16?: boolean;
+        },
+        command: Command,
+      ) => {
+        const dir = resolveModelDir(command, flags.model);
+        const predictor = await Predictor.load(dir, {
+          batchSize: flags.batchSize,
+          bf16: flags.bf16 ?? false,
+        });
+        const predictions = await predictor.predictImagesSettled(
+          images.map((file) => ({
+            source: path.resolve(file),
+            name: file,
+            ...(flags.scale ? { scale: flags.scale } : {}),
+          })),
+        );
+        if (flags.heatmap) {
+          mkdirSync(flags.heatmap, { recursive: true });
+          for (const p of predictions) {
+            if (p.status === 'refused') continue;
+            const image = await decodeRgb(path.resolve(p.name), {
+              width: p.grid.width,
+              height: p.grid.height,
+            });
+            const file = path.join(
+              flags.heatmap,
+              `${path.basename(p.name).replace(/\.[^.]+$/, '')}.heatmap.png`,
+            );
+            await writeFile(file, await heatmapPng(image, p.grid));
+          }
+        }
+        if (flags.format === 'json')
+          process.stdout.write(
+            `${JSON.stringify(
+              {
+                model: { name: predictor.manifest.name, version: predictor.manifest.version },
+                predictions: predictions.map((p) =>
+                  p.status === 'refused'
+                    ? { name: p.name, status: p.status, code: p.code, message: p.message }
+                    : p,
+                ),
+              },
+              null,
+              2,
+            )}\n`,
+          );
+        else if (flags.format === 'csv') process.stdout.write(`${csv(predictions, predictor.classes)}\n`);
+        else process.stdout.write(`${predictions.map(formatPrediction).join('\n')}\n`);
+        // Refused images are in the output in their place; the exit code tells scripts, stderr why.
+        const refused = predictions.filter((p) => p.status === 'refused');
+        for (const p of refused.slice(0, -1)) process.stderr.write(`pathotype: ${p.message} [${p.code}]\n`);
+        const last = refused[refused.length - 1];
+        if (last) throw last.error;
+      },
+    );
+}

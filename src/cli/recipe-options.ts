@@ -1,0 +1,84 @@
+/**
+ * The preparation recipe's flags, shared by `prepare` and `run`: one definition, one function
+ * from flags to recipe. Flags carry no commander defaults: the recipe module fills them, so a
+ * config file's value is overridden only by a flag actually given.
+ */
+import type { Command } from 'commander';
+
+import { NORMALISATION_METHODS } from '../data/normalise.js';
+import { PREPARE_DEFAULTS as D, PREPARE_RECIPE_KEYS, type PrepareRecipeInput } from '../data/recipe.js';
+import { choice, fraction, positiveInt, positiveNumber } from './options.js';
+
+export function addRecipeOptions(command: Command): Command {
+  return command
+    .option(
+      '--normalisation <method>',
+      `none, percentile (KNIME-style stretch), reinhard, macenko, haematoxylin (the nuclear stain alone) or grey (luminance, stretched) (default: ${D.normalisation})`,
+      choice(NORMALISATION_METHODS),
+    )
+    .option(
+      '--reference <image>',
+      "reference image for reinhard/macenko: a path, a catalogued CLASS/file name, or 'dataset'",
+    )
+    .option(
+      '--percentile-low <p>',
+      `percentile stretch: low percentile (default: ${D.percentileLow})`,
+      Number,
+    )
+    .option(
+      '--percentile-high <p>',
+      `percentile stretch: high percentile (default: ${D.percentileHigh})`,
+      Number,
+    )
+    .option(
+      '--target-scale <x>',
+      `tile at this scale relative to the original 1388x1040 release (default: ${D.targetScale}, KNIME's)`,
+      positiveNumber,
+    )
+    .option('--own-scale', 'tile every image at its own scale (ignores --target-scale)')
+    .option(
+      '--patch-size <px>',
+      `patch side in pixels at the target scale (default: ${D.patchSize})`,
+      positiveInt,
+    )
+    .option('--stride <px>', 'step between patches (default: the patch size)', positiveInt)
+    .option('--background', 'drop patches that are mostly empty glass')
+    .option(
+      '--background-brightness <v>',
+      `background: luminance above which a grey pixel is glass (default: ${D.backgroundBrightness})`,
+      Number,
+    )
+    .option(
+      '--background-max-fraction <f>',
+      `background: largest share of glass a kept patch may have (default: ${D.backgroundMaxFraction})`,
+      fraction,
+    );
+}
+
+/**
+ * The recipe a command was given: `base` (a preset's or a config file's recipe) with the recipe
+ * flags given on the command line on top. Validation and defaults are the recipe module's.
+ */
+export function recipeFromCommand(command: Command, base: PrepareRecipeInput = {}): PrepareRecipeInput {
+  const options = command.opts<Record<string, unknown>>();
+  const out: Record<string, unknown> = { ...base };
+  for (const key of PREPARE_RECIPE_KEYS) {
+    if (command.getOptionValueSource(key) === 'cli') out[key] = options[key];
+  }
+  if (options.ownScale === true) out.targetScale = null;
+  return out;
+}
+
+/** Splits a config file of a recipe-taking command into the recipe and the command's own options. */
+export function splitRecipeKeys(file: Record<string, unknown>): {
+  recipe: Record<string, unknown>;
+  rest: Record<string, unknown>;
+} {
+  const recipe: Record<string, unknown> = {};
+  const rest: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(file)) {
+    if ((PREPARE_RECIPE_KEYS as readonly string[]).includes(key)) recipe[key] = value;
+    else rest[key] = value;
+  }
+  return { recipe, rest };
+}

@@ -1,0 +1,113 @@
+/**
+ * The preparation recipe: how catalogued images become patches. One type and one JSON schema
+ * serve `prepare` (its flags, or the same keys in its --config file) and `run` (the `prepare`
+ * section of a preset or a config file). The keys are the flags' camelCase names, unknown keys
+ * are errors naming the key, and every default is written here once.
+ */
+import { schemaValidator } from '../config.js';
+import { NORMALISATION_METHODS, type NormalisationMethod, type NormaliserOptions } from './normalise.js';
+import { DEFAULT_BACKGROUND, type BackgroundConfig, type TileConfig } from './tiling.js';
+
+export interface PrepareRecipe {
+  normalisation: NormalisationMethod;
+  /** Reinhard/Macenko: a path, a catalogued CLASS/file name, or 'dataset'. */
+  reference?: string;
+  percentileLow: number;
+  percentileHigh: number;
+  /** Scale (relative to the original 1388x1040 release) to tile at; null: each image at its own. */
+  targetScale: number | null;
+  /** Patch side in pixels at the target scale: the one geometry name from flag to network input. */
+  patchSize: number;
+  /** Step between patches; the patch size (no overlap) when left out. */
+  stride: number;
+  /** Drop patches that are mostly empty glass. */
+  background: boolean;
+  backgroundBrightness: number;
+  backgroundMaxFraction: number;
+}
+
+export type PrepareRecipeInput = Partial<PrepareRecipe>;
+
+/** KNIME's recipe: percentile stretch, 64x64 patches at the original scale, every patch kept. */
+export const PREPARE_DEFAULTS: Omit<PrepareRecipe, 'stride' | 'reference'> = {
+  normalisation: 'percentile',
+  percentileLow: 1,
+  percentileHigh: 99,
+  targetScale: 1,
+  patchSize: 64,
+  background: DEFAULT_BACKGROUND.enabled,
+  backgroundBrightness: DEFAULT_BACKGROUND.brightness,
+  backgroundMaxFraction: DEFAULT_BACKGROUND.maxFraction,
+};
+
+export const PREPARE_RECIPE_KEYS = [
+  'normalisation',
+  'reference',
+  'percentileLow',
+  'percentileHigh',
+  'targetScale',
+  'patchSize',
+  'stride',
+  'background',
+  'backgroundBrightness',
+  'backgroundMaxFraction',
+] as const satisfies readonly (keyof PrepareRecipe)[];
+
+export const PREPARE_RECIPE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    normalisation: { enum: NORMALISATION_METHODS },
+    reference: { type: 'string', minLength: 1 },
+    percentileLow: { type: 'number', minimum: 0, maximum: 100 },
+    percentileHigh: { type: 'number', minimum: 0, maximum: 100 },
+    targetScale: { anyOf: [{ type: 'number', exclusiveMinimum: 0, maximum: 16 }, { type: 'null' }] },
+    patchSize: { type: 'integer', minimum: 4, maximum: 4096 },
+    stride: { type: 'integer', minimum: 1, maximum: 4096 },
+    background: { type: 'boolean' },
+    backgroundBrightness: { type: 'number', minimum: 0, maximum: 255 },
+    backgroundMaxFraction: { type: 'number', minimum: 0, maximum: 1 },
+  },
+} as const;
+
+const validate: (input: unknown) => asserts input is PrepareRecipeInput = schemaValidator(
+  PREPARE_RECIPE_SCHEMA,
+  'preparation recipe',
+);
+
+/** Validates a (partial) recipe and fills in every default. */
+export function resolvePrepareRecipe(input: unknown = {}): PrepareRecipe {
+  validate(input);
+  const filled = { ...PREPARE_DEFAULTS, ...input };
+  return { ...filled, stride: input.stride ?? filled.patchSize };
+}
+
+/** The recipe's keys among a command's options (flags and config file alike). */
+export function recipeFromOptions(options: Record<string, unknown>): PrepareRecipeInput {
+  const out: Record<string, unknown> = {};
+  for (const key of PREPARE_RECIPE_KEYS) if (options[key] !== undefined) out[key] = options[key];
+  return out;
+}
+
+/** The parts of a recipe that the stages below take. */
+export function recipeParts(recipe: PrepareRecipe): {
+  normalisation: NormaliserOptions & { reference?: string };
+  targetScale: number | null;
+  tiles: TileConfig;
+  background: BackgroundConfig;
+} {
+  return {
+    normalisation: {
+      method: recipe.normalisation,
+      percentiles: [recipe.percentileLow, recipe.percentileHigh],
+      ...(recipe.reference ? { reference: recipe.reference } : {}),
+    },
+    targetScale: recipe.targetScale,
+    tiles: { patchSize: recipe.patchSize, stride: recipe.stride },
+    background: {
+      enabled: recipe.background,
+      brightness: recipe.backgroundBrightness,
+      maxFraction: recipe.backgroundMaxFraction,
+    },
+  };
+}
