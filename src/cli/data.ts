@@ -6,7 +6,8 @@ import { fetchLymphoma, LYMPHOMA } from '../data/fetch.js';
 import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../data/grouping.js';
 import { importImages, type ImportReport } from '../data/import.js';
 import { workspaceInfo, type WorkspaceInfo } from '../data/info.js';
-import { createSplit, type SplitConfig, type SplitSummary } from '../data/split.js';
+import { createSplit, SPLIT_DEFAULTS, type SplitConfig, type SplitSummary } from '../data/split.js';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../io/download.js';
 import { loadCommandConfig, print, withCatalog } from './context.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { formatBytes, progressBar } from './progress.js';
@@ -63,8 +64,13 @@ export function registerData(program: Command): void {
       'download addresses, tried in order (default: the official one, then the mirror)',
     )
     .option('--sha1 <hex>', 'expected SHA-1 of the tarball', LYMPHOMA.sha1)
-    .option('--group-by <rule>', `patient (group) id rule: ${GROUP_RULE_HELP}`, 'patient')
-    .option('--timeout <s>', 'give up on an address silent for this long', positiveNumber, 15)
+    .option('--group-by <rule>', `patient (group) id rule: ${GROUP_RULE_HELP}`, DEFAULT_GROUP_RULE)
+    .option(
+      '--timeout <s>',
+      'give up on an address silent for this long',
+      positiveNumber,
+      DEFAULT_IDLE_TIMEOUT_MS / 1000,
+    )
     .option('--json', 'print the report as JSON')
     .action(
       async (
@@ -145,11 +151,16 @@ export function registerData(program: Command): void {
       '--test <fraction>',
       'holdout: share of each class held out for testing (KNIME: 0.4)',
       fraction,
-      0.4,
+      SPLIT_DEFAULTS.testFraction,
     )
-    .option('--folds <k>', 'kfold: number of folds', positiveInt, 5)
-    .option('--validation <fraction>', 'share of the training cases kept for validation', fraction, 0)
-    .option('--seed <n>', 'random seed', nonNegativeInt, 1)
+    .option('--folds <k>', 'kfold: number of folds', positiveInt, SPLIT_DEFAULTS.folds)
+    .option(
+      '--validation <fraction>',
+      'share of the training cases kept for validation',
+      fraction,
+      SPLIT_DEFAULTS.validationFraction,
+    )
+    .option('--seed <n>', 'random seed', nonNegativeInt, SPLIT_DEFAULTS.seed)
     .option('--json', 'print the summary as JSON')
     .action(
       async (

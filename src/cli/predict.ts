@@ -8,7 +8,12 @@ import type { Command } from 'commander';
 import { decodeRgb } from '../data/image-io.js';
 import { percent } from '../html.js';
 import { heatmapPng } from '../predict/heatmap.js';
-import { Predictor, type ImagePrediction, type RefusedImage } from '../predict/predictor.js';
+import {
+  DEFAULT_BATCH_SIZE,
+  Predictor,
+  type ImagePrediction,
+  type RefusedImage,
+} from '../predict/predictor.js';
 import { resolveModelDir } from './context.js';
 import { choice, positiveInt, positiveNumber } from './options.js';
 
@@ -74,7 +79,7 @@ export function registerPredict(program: Command): void {
       "the images' pixel scale relative to the original 1388x1040 release (default: from the size)",
       positiveNumber,
     )
-    .option('--batch-size <n>', 'patches per inference batch', positiveInt, 64)
+    .option('--batch-size <n>', 'patches per inference batch', positiveInt, DEFAULT_BATCH_SIZE)
     .option('--bf16', 'bfloat16 autocast')
     .action(
       async (

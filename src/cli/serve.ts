@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { PathotypeError } from '../errors.js';
 
 import { workspaceAt } from '../workspace.js';
-import { buildServer } from '../serve/app.js';
+import { buildServer, SERVE_DEFAULTS } from '../serve/app.js';
 import { ServerRecords } from '../serve/records.js';
 import { resolveModelDir } from './context.js';
 import { nonNegativeInt, positiveInt } from './options.js';
@@ -22,14 +22,19 @@ export function registerServe(program: Command): void {
     .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', nonNegativeInt, 8080)
-    .option('--max-mb <n>', 'largest upload in MiB', positiveInt, 50)
+    .option('--max-mb <n>', 'largest upload in MiB', positiveInt, SERVE_DEFAULTS.maxMegabytes)
     .option(
       '--max-megapixels <n>',
       'largest image in megapixels (decompression bombs are refused from the header)',
       positiveInt,
-      100,
+      SERVE_DEFAULTS.maxPixels / 1_000_000,
     )
-    .option('--max-waiting <n>', 'requests that may wait for inference before 503', positiveInt, 32)
+    .option(
+      '--max-waiting <n>',
+      'requests that may wait for inference before 503',
+      positiveInt,
+      SERVE_DEFAULTS.maxWaiting,
+    )
     .option('--no-keep-images', 'do not keep uploaded images (results cannot show them again)')
     .option('--bf16', 'bfloat16 autocast for inference')
     .option('--log', 'log every request')

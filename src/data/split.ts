@@ -15,6 +15,9 @@ export type SplitConfig =
   /** No test part: every group trains (a validation share may be carved off), for the final model. */
   | { kind: 'all'; validationFraction: number; seed: number };
 
+/** KNIME's holdout share; five folds; no validation share; seed 1. */
+export const SPLIT_DEFAULTS = { testFraction: 0.4, folds: 5, validationFraction: 0, seed: 1 } as const;
+
 /** A split config as data (a preset's or a config file's `split` section). */
 export const SPLIT_SCHEMA = {
   type: 'object',

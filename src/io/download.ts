@@ -16,6 +16,9 @@ import { PathotypeError, type ErrorCode } from '../errors.js';
 import { hashFile } from './hash.js';
 import { ensureDir } from '../workspace.js';
 
+/** How long a connection may stay silent before the download moves on to the next address. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 15_000;
+
 export class DownloadError extends PathotypeError {
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
@@ -123,7 +126,7 @@ async function verify(file: string, checksum: DownloadOptions['checksum']): Prom
 
 /** One URL: resume or start, stream to the part file. Returns the bytes resumed from. */
 async function fetchInto(url: string, part: string, options: DownloadOptions): Promise<number> {
-  const idle = options.idleTimeoutMs ?? 15_000;
+  const idle = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   const maxBytes = options.maxBytes ?? 8 * 1024 ** 3;
   const have = await sizeOf(part);
   const response = await get(url, have > 0 ? { range: `bytes=${have}-` } : {}, idle);

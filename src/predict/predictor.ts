@@ -18,6 +18,9 @@ import type { VoteRule } from '../model/package.js';
 /** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
 export const MAX_UPSAMPLING = 2;
 
+/** Patches per inference batch: large enough to keep oneDNN busy, small enough for any image. */
+export const DEFAULT_BATCH_SIZE = 64;
+
 export interface ImageInput {
   source: string | Buffer;
   /** Pixel scale relative to the original release; inferred from the size when absent. */
@@ -85,7 +88,7 @@ export class Predictor {
     this.manifest = manifest;
     this.network = network;
     this.options = {
-      batchSize: options.batchSize ?? 64,
+      batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
       bf16: options.bf16 ?? false,
       vote: options.vote ?? manifest.vote,
       ...(options.maxPixels ? { maxPixels: options.maxPixels } : {}),

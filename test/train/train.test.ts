@@ -152,7 +152,7 @@ describe('training, packages and evaluation', () => {
           phases: [{ epochs: 1 }],
           colour: 1,
         }),
-      /must NOT have additional properties \('colour'\)/,
+      /unknown key 'colour'/,
     );
     const c = resolveTrainConfig({
       name: 'x',

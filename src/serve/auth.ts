@@ -1,0 +1,28 @@
+/**
+ * API keys, hashed at rest, guard the routes of the context this hook is added to once any key
+ * exists; the key's id is kept on the request for the audit record.
+ */
+import type { FastifyRequest } from 'fastify';
+
+import { PathotypeError } from '../errors.js';
+import type { ServerRecords } from './records.js';
+
+export function apiKeyHook(records: ServerRecords): (request: FastifyRequest) => Promise<void> {
+  return (request) => {
+    if (!records.keysRequired()) return Promise.resolve();
+    const header = request.headers.authorization ?? '';
+    const alternative = request.headers['x-api-key'];
+    const key = header.startsWith('Bearer ')
+      ? header.slice(7).trim()
+      : typeof alternative === 'string'
+        ? alternative
+        : undefined;
+    const record = key ? records.verifyKey(key) : undefined;
+    if (!record)
+      return Promise.reject(
+        new PathotypeError('ERR_UNAUTHORIZED', 'a valid API key is required (Authorization: Bearer KEY)'),
+      );
+    request.keyId = record.id;
+    return Promise.resolve();
+  };
+}

@@ -1,0 +1,78 @@
+/** The pathologist's portal: upload page, result pages, history, and the images they show. */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
+
+import { encodePng } from '../data/image-io.js';
+import { overlayPng } from '../predict/heatmap.js';
+import { historyPage, resultPage, uploadPage } from './portal.js';
+import { ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
+
+const HISTORY_PAGE_SIZE = 20;
+
+function html(reply: FastifyReply, body: string): FastifyReply {
+  return reply.type('text/html; charset=utf-8').send(body);
+}
+
+export function portalRoutes(app: FastifyInstance): void {
+  const portal = app.withTypeProvider<JsonSchemaToTsProvider>();
+  const service = app.pathotype;
+  const cached = 'private, max-age=86400';
+  portal.get('/', { schema: { hide: true } }, (_request, reply) => html(reply, uploadPage(service.manifest)));
+  portal.post(
+    '/portal/predictions',
+    { schema: { hide: true, consumes: UPLOAD_CONSUMES, querystring: UPLOAD_QUERY } },
+    async (request, reply) => {
+      const record = await service.predict(request, request.query);
+      return reply.code(201).send({ id: record.id, predicted: record.result.predicted });
+    },
+  );
+  portal.get(
+    '/cases',
+    {
+      schema: {
+        hide: true,
+        querystring: {
+          type: 'object',
+          properties: {
+            page: { type: 'integer', minimum: 1, default: 1 },
+            q: { type: 'string', maxLength: 200, default: '' },
+          },
+          required: ['page', 'q'],
+        },
+      },
+    },
+    (request, reply) => {
+      const { page, q } = request.query;
+      const { total, items } = service.records.list({
+        limit: HISTORY_PAGE_SIZE,
+        offset: (page - 1) * HISTORY_PAGE_SIZE,
+        ...(q ? { query: q } : {}),
+      });
+      return html(reply, historyPage(items, total, page, HISTORY_PAGE_SIZE, q));
+    },
+  );
+  portal.get('/cases/:id', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) => {
+    const record = service.find(request.params.id);
+    return html(reply, resultPage(record, service.manifest, service.records.imagePath(record) !== null));
+  });
+  portal.get(
+    '/cases/:id/image.png',
+    { schema: { hide: true, params: ID_PARAMS } },
+    async (request, reply) => {
+      const record = service.find(request.params.id);
+      const png = await encodePng(await service.imageOf(record));
+      return reply.type('image/png').header('cache-control', cached).send(png);
+    },
+  );
+  portal.get(
+    '/cases/:id/overlay.png',
+    { schema: { hide: true, params: ID_PARAMS } },
+    async (request, reply) => {
+      const record = service.find(request.params.id);
+      return reply
+        .type('image/png')
+        .header('cache-control', cached)
+        .send(await overlayPng(record.result.grid));
+    },
+  );
+}

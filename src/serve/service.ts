@@ -1,0 +1,139 @@
+/**
+ * What the routes share, decorated onto the server as `app.pathotype`: the predictor, the
+ * records, the inference queue, and the steps every upload route takes (read the upload, check
+ * it from its header, queue it, predict, keep the image, record the result).
+ */
+import { createHash } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import type { FastifyRequest } from 'fastify';
+
+import { PathotypeError } from '../errors.js';
+import { decodeRgb, probeImage, type RgbImage } from '../data/image-io.js';
+import type { ModelManifest } from '../model/package.js';
+import type { Predictor } from '../predict/predictor.js';
+import type { InferenceQueue } from './queue.js';
+import type { PredictionRecord, ServerRecords } from './records.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    pathotype: PredictionService;
+  }
+  interface FastifyRequest {
+    /** The API key that authenticated the request; null without keys. */
+    keyId: string | null;
+  }
+}
+
+export class PredictionService {
+  readonly manifest: ModelManifest;
+  /** name@version: what records and the API call this model. */
+  readonly modelId: string;
+
+  constructor(
+    readonly predictor: Predictor,
+    readonly records: ServerRecords,
+    readonly queue: InferenceQueue,
+    readonly limits: { maxPixels: number; keepImages: boolean },
+  ) {
+    this.manifest = predictor.manifest;
+    this.modelId = `${this.manifest.name}@${this.manifest.version}`;
+  }
+
+  async predict(
+    request: FastifyRequest,
+    query: { filename?: string; scale?: number },
+  ): Promise<PredictionRecord> {
+    const started = performance.now();
+    const { buffer, fileName } = await readUpload(request, query.filename);
+    // Sniffed from the bytes, checked against the limits, before any pixel is decoded.
+    const probe = await probeImage(buffer, { maxPixels: this.limits.maxPixels });
+    const queued = performance.now();
+    let queueMs = 0;
+    const [result] = await this.queue.run(async () => {
+      queueMs = performance.now() - queued;
+      return this.predictor.predictImages([
+        { source: buffer, name: fileName, ...(query.scale ? { scale: query.scale } : {}) },
+      ]);
+    });
+    if (!result) throw new PathotypeError('ERR_INTERNAL', 'no prediction came back');
+    const id = this.records.newId();
+    let imageFile: string | null = null;
+    if (this.limits.keepImages) {
+      imageFile = `${id}.${probe.format === 'jpeg' ? 'jpg' : probe.format === 'tiff' ? 'tif' : probe.format}`;
+      const target = path.join(this.records.uploadsDir, imageFile);
+      await writeFile(`${target}.tmp`, buffer);
+      await rename(`${target}.tmp`, target);
+    }
+    const record: PredictionRecord = {
+      id,
+      createdAt: new Date().toISOString(),
+      fileName,
+      sha256: createHash('sha256').update(buffer).digest('hex'),
+      bytes: buffer.length,
+      width: probe.width,
+      height: probe.height,
+      modelId: this.modelId,
+      modelVersion: this.manifest.version,
+      result,
+      timings: {
+        totalMs: performance.now() - started,
+        queueMs,
+        preprocessMs: result.timings.preprocessMs,
+        inferenceMs: result.timings.inferenceMs,
+      },
+      client: {
+        address: request.ip,
+        userAgent: request.headers['user-agent'] ?? '',
+        keyId: request.keyId,
+      },
+      imageFile,
+    };
+    this.records.insert(record);
+    return record;
+  }
+
+  find(id: string): PredictionRecord {
+    const record = this.records.get(id);
+    if (!record) throw new PathotypeError('ERR_NOT_FOUND', `no prediction ${id}`);
+    return record;
+  }
+
+  /** The kept image, at the size the model saw it. */
+  async imageOf(record: PredictionRecord): Promise<RgbImage> {
+    const file = this.records.imagePath(record);
+    if (!file) throw new PathotypeError('ERR_NOT_FOUND', `the image of prediction ${record.id} was not kept`);
+    return decodeRgb(await readFile(file), {
+      width: record.result.grid.width,
+      height: record.result.grid.height,
+      maxPixels: this.limits.maxPixels,
+    });
+  }
+}
+
+async function readUpload(
+  request: FastifyRequest,
+  filename: string | undefined,
+): Promise<{ buffer: Buffer; fileName: string }> {
+  if (request.isMultipart()) {
+    const file = await request.file();
+    if (!file)
+      throw new PathotypeError(
+        'ERR_NO_FILE',
+        "the form has no file: send the image in a field named 'image'",
+      );
+    const buffer = await file.toBuffer();
+    return { buffer, fileName: path.basename(file.filename || 'upload') };
+  }
+  const body = request.body;
+  if (!Buffer.isBuffer(body) || body.length === 0) {
+    throw new PathotypeError(
+      'ERR_NO_FILE',
+      'send the image as multipart/form-data (field image) or as a raw image/* body',
+    );
+  }
+  const header = request.headers['x-file-name'];
+  const name = filename ?? (typeof header === 'string' ? header : undefined) ?? 'upload';
+  return { buffer: body, fileName: path.basename(name) };
+}
