@@ -13,7 +13,7 @@ import path from 'node:path';
 
 import { ConfigError, PathotypeError } from '../errors.js';
 import { augmentStain } from '../data/augment.js';
-import { PatchStore } from '../data/patch-store.js';
+import { PatchStore, type StoredImage } from '../data/patch-store.js';
 import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
 import { seededRandom } from '../random.js';
@@ -114,183 +114,51 @@ export async function train(
 ): Promise<TrainResult> {
   const started = performance.now();
   setThreads(config.threads > 0 ? config.threads : availableParallelism());
-  const storeDir = path.join(workspace.patchesDir, config.store);
-  const store = PatchStore.open(storeDir);
+  const store = PatchStore.open(path.join(workspace.patchesDir, config.store));
   try {
-    const classes = store.manifest.classes;
     const spec = buildSpec(config.architecture, {
       inputSize: store.patchSize,
       alpha: config.alpha,
       depth: config.depth,
-      head: { classes: classes.length, ...config.head },
+      head: { classes: store.manifest.classes.length, ...config.head },
     });
     const fingerprint = createHash('sha1')
       .update(JSON.stringify({ config: { ...config, threads: 0 }, store: store.manifest.fingerprint }))
       .digest('hex');
-    const runDir = ensureDir(runDirFor(workspace, config.name));
-
     manualSeed(config.seed);
     if (config.method === 'probe')
       return await trainProbePackage(workspace, config, store, spec, fingerprint, started, options);
+
     const network = await Network.create(spec);
-    let pretrained: PretrainedReport | null = null;
-    let syntheticWeights = false;
-    if (config.pretrained) {
-      if (existsSync(config.pretrained)) {
-        pretrained = await loadPretrained(
-          network,
-          await readPretrained(config.pretrained),
-          config.pretrained,
-        );
-      } else if (options.allowMissingPretrained) {
-        syntheticWeights = true;
-        options.onNotice?.(
-          `pretrained weights ${config.pretrained} are not here: training runs on RANDOM weights, and the package says so ` +
-            `(get the real file with 'pathotype weights fetch ${config.architecture}')`,
-        );
-      } else {
-        throw new ConfigError(
-          `the pretrained weights ${config.pretrained} do not exist (pathotype weights fetch ${config.architecture})`,
-        );
-      }
-    }
-
-    let state: CheckpointState = {
-      epochsDone: 0,
-      history: [],
-      bestValidation: null,
-      bestEpoch: null,
-      epochsWithoutImprovement: 0,
-      stopped: false,
-      configFingerprint: fingerprint,
-    };
-    let best: NamedTensor[] | null = null;
-    let optimizerState: Uint8Array | null = null;
-    const checkpoint = options.resume ? await loadCheckpoint(runDir) : undefined;
-    const fits = checkpoint?.state.configFingerprint === fingerprint;
-    if (checkpoint && (fits || options.resume !== 'auto')) {
-      if (!fits) {
-        throw new ConfigError(
-          `the checkpoint in ${runDir} was made with another configuration or patch store: ` +
-            'train under a new --name, or without --resume to start over',
-        );
-      }
-      await network.importTensors(checkpoint.weights);
-      state = checkpoint.state;
-      best = checkpoint.best;
-      optimizerState = checkpoint.optimizer;
-    } else {
-      await rm(path.join(runDir, 'checkpoint'), { recursive: true, force: true });
-    }
+    const { pretrained, syntheticWeights } = await startingWeights(network, config, options);
+    const runDir = ensureDir(runDirFor(workspace, config.name));
+    const restored = await restore(network, runDir, fingerprint, options.resume);
+    const { state } = restored;
+    let { best, optimizerState } = restored;
     const resumedFrom = state.epochsDone;
-
-    const hasSplit = store.images.some((i) => i.partition !== null);
-    const trainIds = store.select({ partitions: hasSplit ? ['train'] : [null] });
-    if (trainIds.length === 0)
-      throw new PathotypeError('ERR_TRAIN', `the patch store '${config.store}' has no training patches`);
-    const validationImages = store.images.filter((i) => i.partition === 'validation');
-    const classOf = (id: number): number => store.classIndices[id] ?? 0;
-    const classWeights =
-      config.balance === 'weights' ? inverseFrequencyWeights(trainIds, classOf, classes.length) : undefined;
-    const epochs = config.phases.reduce((n, p) => n + p.epochs, 0);
-    const perEpoch =
-      config.patchesPerEpoch > 0 ? Math.min(config.patchesPerEpoch, trainIds.length) : trainIds.length;
-    const batchesPerEpoch = Math.ceil(perEpoch / config.batchSize);
-    const pixels = store.patchSize ** 2;
-    const stain = config.augment.stain;
-    const stainOn = Object.values(stain).some((v) => (v ?? 0) > 0);
+    const plan = trainingPlan(store, config);
 
     let configuredPhase = -1;
     let ranThisCall = 0;
     let stoppedEarly = state.stopped;
-    let rateSum = 0;
-    let rateCount = 0;
-    while (state.epochsDone < epochs && !state.stopped) {
+    const rates: number[] = [];
+    while (state.epochsDone < plan.epochs && !state.stopped) {
       const epoch = state.epochsDone;
-      const { index: phaseIndex, phase, start } = phaseAt(config.phases, epoch);
-      if (configuredPhase !== phaseIndex) {
-        await configurePhase(network, phase);
+      const at = phaseAt(config.phases, epoch);
+      if (configuredPhase !== at.index) {
+        await configurePhase(network, at.phase);
         // Mid-phase resume: the optimizer continues where it stopped.
-        if (optimizerState && epoch > start) await network.loadOptimizerState(optimizerState);
+        if (optimizerState && epoch > at.start) await network.loadOptimizerState(optimizerState);
         optimizerState = null;
-        configuredPhase = phaseIndex;
+        configuredPhase = at.index;
       }
-      manualSeed(config.seed * 1000 + epoch);
-      const random = seededRandom(config.seed * 7919 + epoch);
-      const order = epochOrder(trainIds, classOf, classes.length, {
-        balance: config.balance === 'sampling',
-        limit: perEpoch,
-        seed: config.seed * 104729 + epoch,
-      });
-      const epochStart = performance.now();
-      let lossSum = 0;
-      let correct = 0;
-      let seen = 0;
-      let learningRate = phase.learningRate;
-      const read = (b: number): Promise<{ patches: Uint8Array; labels: Int32Array }> =>
-        store.read(order.subarray(b * config.batchSize, Math.min(order.length, (b + 1) * config.batchSize)));
-      let next = read(0);
-      for (let b = 0; b < batchesPerEpoch; b++) {
-        const { patches, labels } = await next;
-        if (b + 1 < batchesPerEpoch) next = read(b + 1);
-        if (stainOn) augmentStain(patches, labels.length, pixels, stain, random);
-        learningRate = learningRateAt(phase, epoch - start + b / batchesPerEpoch);
-        await network.setLearningRate(learningRate);
-        const result = await network.trainStep(patches, labels, {
-          augment: { flip: config.augment.flip, rotate90: config.augment.rotate90 },
-          bf16: config.bf16,
-          labelSmoothing: config.labelSmoothing,
-          batchNormEval: config.batchNorm === 'frozen',
-          ...(classWeights ? { classWeights } : {}),
-        });
-        lossSum += result.loss * result.count;
-        correct += result.correct;
-        seen += result.count;
-        const elapsed = (performance.now() - epochStart) / 1000;
-        const rate = seen / Math.max(elapsed, 1e-6);
-        const remaining = (batchesPerEpoch - b - 1) * config.batchSize + (epochs - epoch - 1) * perEpoch;
-        options.onProgress?.({
-          epoch: epoch + 1,
-          epochs,
-          phase: phaseIndex + 1,
-          batch: b + 1,
-          batches: batchesPerEpoch,
-          loss: lossSum / seen,
-          accuracy: correct / seen,
-          learningRate,
-          patchesPerSecond: rate,
-          etaSeconds: remaining / rate,
-        });
-      }
-      const seconds = (performance.now() - epochStart) / 1000;
-      rateSum += seen / seconds;
-      rateCount++;
-      const record: EpochRecord = {
-        epoch: epoch + 1,
-        phase: phaseIndex + 1,
-        learningRate,
-        loss: lossSum / seen,
-        accuracy: correct / seen,
-        seconds,
-        patchesPerSecond: seen / seconds,
-      };
+      const record = await runEpoch(network, store, config, plan, epoch, at, options);
+      rates.push(record.patchesPerSecond);
       let bestChanged = false;
-      if (validationImages.length > 0) {
-        const predictions = await predictStoredImages(network, store, validationImages, {
-          rule: config.vote,
-          bf16: config.bf16,
-        });
-        const imageCorrect = predictions.filter((p) => p.vote.predicted === p.label).length;
-        let patchCorrect = 0;
-        let patchCount = 0;
-        for (const p of predictions) {
-          for (const c of p.vote.patchClasses) patchCorrect += c === p.label ? 1 : 0;
-          patchCount += p.vote.patchClasses.length;
-        }
-        record.validationImageAccuracy = imageCorrect / predictions.length;
-        record.validationPatchAccuracy = patchCorrect / Math.max(1, patchCount);
+      if (plan.validationImages.length > 0) {
+        await validate(network, store, config, plan, record);
         // Ties go to the later epoch: at equal image accuracy, the better patch accuracy wins.
-        const score = record.validationImageAccuracy + record.validationPatchAccuracy * 1e-3;
+        const score = (record.validationImageAccuracy ?? 0) + (record.validationPatchAccuracy ?? 0) * 1e-3;
         if (state.bestValidation === null || score >= state.bestValidation) {
           state.bestValidation = score;
           state.bestEpoch = epoch + 1;
@@ -307,46 +175,36 @@ export async function train(
       }
       state.history.push(record);
       state.epochsDone = epoch + 1;
-      await saveCheckpoint(
-        runDir,
-        {
-          state,
-          weights: await network.exportTensors(),
-          best,
-          optimizer: await network.saveOptimizerState(),
-        },
-        bestChanged,
-      );
+      const weights = await network.exportTensors();
+      const optimizer = await network.saveOptimizerState();
+      await saveCheckpoint(runDir, { state, weights, best, optimizer }, bestChanged);
       options.onEpoch?.(record);
       ranThisCall++;
       if (
         options.stopAfterEpochs !== undefined &&
         ranThisCall >= options.stopAfterEpochs &&
-        state.epochsDone < epochs
-      ) {
+        state.epochsDone < plan.epochs
+      )
         throw new PathotypeError(
           'ERR_TRAIN_STOPPED',
           `stopped after ${ranThisCall} epochs as asked; --resume continues`,
         );
-      }
     }
 
     const packageDir = modelDirFor(workspace, config.name);
-    if (resumedFrom === epochs || (state.stopped && ranThisCall === 0)) {
+    const result = (manifest: ModelManifest): TrainResult => ({
+      packageDir,
+      manifest,
+      resumedFrom,
+      stoppedEarly,
+      pretrained,
+      seconds: (performance.now() - started) / 1000,
+    });
+    if (resumedFrom === plan.epochs || (state.stopped && ranThisCall === 0)) {
       // Finished before: the package of that run stands, unless it is missing or another run's.
       const existing = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir) : undefined;
-      if (existing?.training.fingerprint === fingerprint) {
-        return {
-          packageDir,
-          manifest: existing,
-          resumedFrom,
-          stoppedEarly,
-          pretrained,
-          seconds: (performance.now() - started) / 1000,
-        };
-      }
+      if (existing?.training.fingerprint === fingerprint) return result(existing);
     }
-    const weights = best ?? (await network.exportTensors());
     const manifest: ModelManifest = {
       ...packageBasics(packageDir, config, spec, store),
       training: {
@@ -355,7 +213,7 @@ export async function train(
         bestEpoch: state.bestEpoch,
         epochsRun: state.epochsDone,
         stoppedEarly,
-        meanPatchesPerSecond: rateCount > 0 ? rateSum / rateCount : null,
+        meanPatchesPerSecond: rates.length > 0 ? rates.reduce((a, r) => a + r, 0) / rates.length : null,
         pretrainedLoaded: pretrained?.loaded ?? 0,
       },
       history: state.history,
@@ -368,18 +226,197 @@ export async function train(
             },
       ...(syntheticWeights ? { syntheticWeights: true } : {}),
     };
-    await writePackage(packageDir, manifest, weights);
-    return {
-      packageDir,
-      manifest,
-      resumedFrom,
-      stoppedEarly,
-      pretrained,
-      seconds: (performance.now() - started) / 1000,
-    };
+    await writePackage(packageDir, manifest, best ?? (await network.exportTensors()));
+    return result(manifest);
   } finally {
     await store.close();
   }
+}
+
+/** ImageNet weights into the network; random ones (said so in the package) only when allowed. */
+async function startingWeights(
+  network: Network,
+  config: TrainConfig,
+  options: TrainOptions,
+): Promise<{ pretrained: PretrainedReport | null; syntheticWeights: boolean }> {
+  if (!config.pretrained) return { pretrained: null, syntheticWeights: false };
+  if (existsSync(config.pretrained)) {
+    const pretrained = await loadPretrained(
+      network,
+      await readPretrained(config.pretrained),
+      config.pretrained,
+    );
+    return { pretrained, syntheticWeights: false };
+  }
+  if (!options.allowMissingPretrained)
+    throw new ConfigError(
+      `the pretrained weights ${config.pretrained} do not exist (pathotype weights fetch ${config.architecture})`,
+    );
+  options.onNotice?.(
+    `pretrained weights ${config.pretrained} are not here: training runs on RANDOM weights, and the package says so ` +
+      `(get the real file with 'pathotype weights fetch ${config.architecture}')`,
+  );
+  return { pretrained: null, syntheticWeights: true };
+}
+
+/** The last checkpoint of this configuration, or a fresh start (an unusable one is removed). */
+async function restore(
+  network: Network,
+  runDir: string,
+  fingerprint: string,
+  resume: TrainOptions['resume'],
+): Promise<{ state: CheckpointState; best: NamedTensor[] | null; optimizerState: Uint8Array | null }> {
+  const checkpoint = resume ? await loadCheckpoint(runDir) : undefined;
+  const fits = checkpoint?.state.configFingerprint === fingerprint;
+  if (checkpoint && (fits || resume !== 'auto')) {
+    if (!fits)
+      throw new ConfigError(
+        `the checkpoint in ${runDir} was made with another configuration or patch store: ` +
+          'train under a new --name, or without --resume to start over',
+      );
+    await network.importTensors(checkpoint.weights);
+    return { state: checkpoint.state, best: checkpoint.best, optimizerState: checkpoint.optimizer };
+  }
+  await rm(path.join(runDir, 'checkpoint'), { recursive: true, force: true });
+  const state: CheckpointState = {
+    epochsDone: 0,
+    history: [],
+    bestValidation: null,
+    bestEpoch: null,
+    epochsWithoutImprovement: 0,
+    stopped: false,
+    configFingerprint: fingerprint,
+  };
+  return { state, best: null, optimizerState: null };
+}
+
+/** What the epochs draw from: the training patches, the validation images, the epoch sizes. */
+interface TrainingPlan {
+  trainIds: Int32Array;
+  validationImages: StoredImage[];
+  classOf: (id: number) => number;
+  classWeights: number[] | undefined;
+  epochs: number;
+  perEpoch: number;
+  batchesPerEpoch: number;
+}
+
+function trainingPlan(store: PatchStore, config: TrainConfig): TrainingPlan {
+  const hasSplit = store.images.some((i) => i.partition !== null);
+  const trainIds = store.select({ partitions: hasSplit ? ['train'] : [null] });
+  if (trainIds.length === 0)
+    throw new PathotypeError('ERR_TRAIN', `the patch store '${config.store}' has no training patches`);
+  const classOf = (id: number): number => store.classIndices[id] ?? 0;
+  const classes = store.manifest.classes.length;
+  const perEpoch =
+    config.patchesPerEpoch > 0 ? Math.min(config.patchesPerEpoch, trainIds.length) : trainIds.length;
+  return {
+    trainIds,
+    validationImages: store.images.filter((i) => i.partition === 'validation'),
+    classOf,
+    classWeights:
+      config.balance === 'weights' ? inverseFrequencyWeights(trainIds, classOf, classes) : undefined,
+    epochs: config.phases.reduce((n, p) => n + p.epochs, 0),
+    perEpoch,
+    batchesPerEpoch: Math.ceil(perEpoch / config.batchSize),
+  };
+}
+
+/** One epoch of gradient steps, the next batch read while the engine computes this one. */
+async function runEpoch(
+  network: Network,
+  store: PatchStore,
+  config: TrainConfig,
+  plan: TrainingPlan,
+  epoch: number,
+  at: { index: number; phase: PhaseConfig; start: number },
+  options: TrainOptions,
+): Promise<EpochRecord> {
+  const { phase } = at;
+  manualSeed(config.seed * 1000 + epoch);
+  const random = seededRandom(config.seed * 7919 + epoch);
+  const order = epochOrder(plan.trainIds, plan.classOf, store.manifest.classes.length, {
+    balance: config.balance === 'sampling',
+    limit: plan.perEpoch,
+    seed: config.seed * 104729 + epoch,
+  });
+  const stain = config.augment.stain;
+  const stainOn = Object.values(stain).some((v) => (v ?? 0) > 0);
+  const pixels = store.patchSize ** 2;
+  const { batchesPerEpoch } = plan;
+  const epochStart = performance.now();
+  let lossSum = 0;
+  let correct = 0;
+  let seen = 0;
+  let learningRate = phase.learningRate;
+  const read = (b: number): Promise<{ patches: Uint8Array; labels: Int32Array }> =>
+    store.read(order.subarray(b * config.batchSize, Math.min(order.length, (b + 1) * config.batchSize)));
+  let next = read(0);
+  for (let b = 0; b < batchesPerEpoch; b++) {
+    const { patches, labels } = await next;
+    if (b + 1 < batchesPerEpoch) next = read(b + 1);
+    if (stainOn) augmentStain(patches, labels.length, pixels, stain, random);
+    learningRate = learningRateAt(phase, epoch - at.start + b / batchesPerEpoch);
+    await network.setLearningRate(learningRate);
+    const result = await network.trainStep(patches, labels, {
+      augment: { flip: config.augment.flip, rotate90: config.augment.rotate90 },
+      bf16: config.bf16,
+      labelSmoothing: config.labelSmoothing,
+      batchNormEval: config.batchNorm === 'frozen',
+      ...(plan.classWeights ? { classWeights: plan.classWeights } : {}),
+    });
+    lossSum += result.loss * result.count;
+    correct += result.correct;
+    seen += result.count;
+    const rate = seen / Math.max((performance.now() - epochStart) / 1000, 1e-6);
+    const remaining =
+      (batchesPerEpoch - b - 1) * config.batchSize + (plan.epochs - epoch - 1) * plan.perEpoch;
+    options.onProgress?.({
+      epoch: epoch + 1,
+      epochs: plan.epochs,
+      phase: at.index + 1,
+      batch: b + 1,
+      batches: batchesPerEpoch,
+      loss: lossSum / seen,
+      accuracy: correct / seen,
+      learningRate,
+      patchesPerSecond: rate,
+      etaSeconds: remaining / rate,
+    });
+  }
+  const seconds = (performance.now() - epochStart) / 1000;
+  return {
+    epoch: epoch + 1,
+    phase: at.index + 1,
+    learningRate,
+    loss: lossSum / seen,
+    accuracy: correct / seen,
+    seconds,
+    patchesPerSecond: seen / seconds,
+  };
+}
+
+/** Image- and patch-level accuracy on the validation images, by the model's own vote rule. */
+async function validate(
+  network: Network,
+  store: PatchStore,
+  config: TrainConfig,
+  plan: TrainingPlan,
+  record: EpochRecord,
+): Promise<void> {
+  const predictions = await predictStoredImages(network, store, plan.validationImages, {
+    rule: config.vote,
+    bf16: config.bf16,
+  });
+  let patchCorrect = 0;
+  let patchCount = 0;
+  for (const p of predictions) {
+    for (const c of p.vote.patchClasses) patchCorrect += c === p.label ? 1 : 0;
+    patchCount += p.vote.patchClasses.length;
+  }
+  record.validationImageAccuracy =
+    predictions.filter((p) => p.vote.predicted === p.label).length / predictions.length;
+  record.validationPatchAccuracy = patchCorrect / Math.max(1, patchCount);
 }
 
 /** What every package trained on a store says of itself, whatever the method: the next version. */
