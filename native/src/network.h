@@ -19,11 +19,13 @@ struct Batch {
   int64_t n = 0, h = 0, w = 0, c = 0;
 };
 
+// Options arrive filled and validated from TypeScript (src/engine/network.ts holds the defaults);
+// the zero values here only keep the structs initialised.
 struct TrainOptions {
   bool flip = false;
   bool rotate90 = false;
   bool bf16 = false;
-  bool frozenBatchNormEval = true;
+  bool frozenBatchNormEval = false;
   // Every batch norm uses its running statistics, as Keras advises when fine-tuning: small
   // batches of one tissue type would otherwise fit statistics that inference never sees.
   bool batchNormEval = false;
@@ -38,12 +40,12 @@ struct StepResult {
 };
 
 struct OptimizerConfig {
-  std::string type = "sgd";  // sgd | adam | adamw
-  double learningRate = 0.01;
+  std::string type;  // sgd | adam | adamw
+  double learningRate = 0.0;
   double momentum = 0.0;
   bool nesterov = false;
   double weightDecay = 0.0;
-  double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+  double beta1 = 0.0, beta2 = 0.0, epsilon = 0.0;
 };
 
 struct NamedTensor {

@@ -144,16 +144,22 @@ OwnedBatch ReadBatch(const Napi::CallbackInfo& info, size_t dataIndex, size_t sh
   return batch;
 }
 
-bool BoolOption(const Napi::Object& o, const char* key, bool fallback) {
+// Options are required: the TypeScript layer (src/engine/network.ts) validates them and fills
+// every default, so the addon holds no policy of its own.
+Napi::Value RequiredOption(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
+  if (v.IsUndefined()) ThrowInput(o.Env(), std::string("option '") + key + "' is missing");
+  return v;
+}
+
+bool BoolOption(const Napi::Object& o, const char* key) {
+  Napi::Value v = RequiredOption(o, key);
   if (!v.IsBoolean()) ThrowInput(o.Env(), std::string("option '") + key + "' must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 
-double NumberOption(const Napi::Object& o, const char* key, double fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
+double NumberOption(const Napi::Object& o, const char* key) {
+  Napi::Value v = RequiredOption(o, key);
   if (!v.IsNumber()) ThrowInput(o.Env(), std::string("option '") + key + "' must be a number");
   return v.As<Napi::Number>().DoubleValue();
 }
@@ -208,12 +214,12 @@ Napi::Value NetworkWrap::TrainStep(const Napi::CallbackInfo& info) {
   auto labels = std::make_shared<std::vector<int32_t>>(labelArray.Data(), labelArray.Data() + labelArray.ElementLength());
   Napi::Object o = OptionsArg(info, 3);
   TrainOptions options;
-  options.flip = BoolOption(o, "flip", false);
-  options.rotate90 = BoolOption(o, "rotate90", false);
-  options.bf16 = BoolOption(o, "bf16", false);
-  options.frozenBatchNormEval = BoolOption(o, "frozenBatchNormEval", true);
-  options.batchNormEval = BoolOption(o, "batchNormEval", false);
-  options.labelSmoothing = NumberOption(o, "labelSmoothing", 0.0);
+  options.flip = BoolOption(o, "flip");
+  options.rotate90 = BoolOption(o, "rotate90");
+  options.bf16 = BoolOption(o, "bf16");
+  options.frozenBatchNormEval = BoolOption(o, "frozenBatchNormEval");
+  options.batchNormEval = BoolOption(o, "batchNormEval");
+  options.labelSmoothing = NumberOption(o, "labelSmoothing");
   Napi::Value weights = o.Get("classWeights");
   if (!weights.IsUndefined()) {
     if (!weights.IsTypedArray() || weights.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
@@ -241,8 +247,8 @@ Napi::Value NetworkWrap::TrainStep(const Napi::CallbackInfo& info) {
 Napi::Value NetworkWrap::Predict(const Napi::CallbackInfo& info) {
   auto batch = std::make_shared<OwnedBatch>(ReadBatch(info, 0, 1));
   Napi::Object o = OptionsArg(info, 2);
-  bool bf16 = BoolOption(o, "bf16", false);
-  bool raw = BoolOption(o, "raw", false);
+  bool bf16 = BoolOption(o, "bf16");
+  bool raw = BoolOption(o, "raw");
   auto network = network_;
   return Task<std::vector<float>>::Queue(
       info.Env(),
@@ -363,13 +369,13 @@ Napi::Value NetworkWrap::ConfigureOptimizer(const Napi::CallbackInfo& info) {
   Napi::Value type = o.Get("type");
   if (!type.IsString()) ThrowInput(info.Env(), "optimizer type must be 'sgd', 'adam' or 'adamw'");
   c.type = type.As<Napi::String>().Utf8Value();
-  c.learningRate = NumberOption(o, "learningRate", c.learningRate);
-  c.momentum = NumberOption(o, "momentum", c.momentum);
-  c.nesterov = BoolOption(o, "nesterov", c.nesterov);
-  c.weightDecay = NumberOption(o, "weightDecay", c.weightDecay);
-  c.beta1 = NumberOption(o, "beta1", c.beta1);
-  c.beta2 = NumberOption(o, "beta2", c.beta2);
-  c.epsilon = NumberOption(o, "epsilon", c.epsilon);
+  c.learningRate = NumberOption(o, "learningRate");
+  c.momentum = NumberOption(o, "momentum");
+  c.nesterov = BoolOption(o, "nesterov");
+  c.weightDecay = NumberOption(o, "weightDecay");
+  c.beta1 = NumberOption(o, "beta1");
+  c.beta2 = NumberOption(o, "beta2");
+  c.epsilon = NumberOption(o, "epsilon");
   auto network = network_;
   return Task<Nothing>::Queue(
       info.Env(),

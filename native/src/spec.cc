@@ -23,21 +23,16 @@ int64_t Int(const Napi::Object& o, const char* key, const std::string& where) {
   return static_cast<int64_t>(d);
 }
 
-int64_t IntOr(const Napi::Object& o, const char* key, int64_t fallback, const std::string& where) {
-  Napi::Value v = o.Get(key);
-  return (v.IsUndefined() || v.IsNull()) ? fallback : Int(o, key, where);
-}
-
-double Num(const Napi::Object& o, const char* key, double fallback, const std::string& where) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return fallback;
+// Every field is required: the TypeScript spec (src/engine/spec.ts) fills the defaults, so the
+// addon holds no policy of its own.
+double Num(const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = Field(o, key, where);
   if (!v.IsNumber()) throw std::invalid_argument(where + ": '" + key + "' must be a number");
   return v.As<Napi::Number>().DoubleValue();
 }
 
-bool Bool(const Napi::Object& o, const char* key, bool fallback, const std::string& where) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return fallback;
+bool Bool(const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = Field(o, key, where);
   if (!v.IsBoolean()) throw std::invalid_argument(where + ": '" + key + "' must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
@@ -48,10 +43,8 @@ std::string Str(const Napi::Object& o, const char* key, const std::string& where
   return v.As<Napi::String>().Utf8Value();
 }
 
-std::array<int64_t, 2> Pair(const Napi::Object& o, const char* key, int64_t fallback,
-                            const std::string& where) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return {fallback, fallback};
+std::array<int64_t, 2> Pair(const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = Field(o, key, where);
   if (v.IsNumber()) {
     int64_t n = Int(o, key, where);
     return {n, n};
@@ -91,26 +84,26 @@ LayerSpec ParseLayer(const Napi::Object& o, const std::string& where) {
     l.type = LayerType::Conv2d;
     l.inChannels = Int(o, "inChannels", at);
     l.filters = Int(o, "filters", at);
-    l.kernel = Pair(o, "kernelSize", 1, at);
-    l.stride = Pair(o, "strides", 1, at);
-    l.groups = IntOr(o, "groups", 1, at);
-    l.bias = Bool(o, "useBias", true, at);
+    l.kernel = Pair(o, "kernelSize", at);
+    l.stride = Pair(o, "strides", at);
+    l.groups = Int(o, "groups", at);
+    l.bias = Bool(o, "useBias", at);
     std::string pad = Str(o, "padding", at);
     if (pad != "same" && pad != "valid") throw std::invalid_argument(at + ": padding must be 'same' or 'valid'");
     l.padding = pad == "same" ? Padding::Same : Padding::Valid;
   } else if (type == "batchNorm") {
     l.type = LayerType::BatchNorm;
     l.features = Int(o, "features", at);
-    l.epsilon = Num(o, "epsilon", 1e-3, at);
-    l.momentum = Num(o, "momentum", 0.99, at);
+    l.epsilon = Num(o, "epsilon", at);
+    l.momentum = Num(o, "momentum", at);
   } else if (type == "relu") {
     l.type = LayerType::Relu;
   } else if (type == "relu6") {
     l.type = LayerType::Relu6;
   } else if (type == "maxPool" || type == "avgPool") {
     l.type = type == "maxPool" ? LayerType::MaxPool : LayerType::AvgPool;
-    l.kernel = Pair(o, "poolSize", 2, at);
-    l.stride = Pair(o, "strides", l.kernel[0], at);
+    l.kernel = Pair(o, "poolSize", at);
+    l.stride = Pair(o, "strides", at);
     std::string pad = Str(o, "padding", at);
     if (pad != "same" && pad != "valid") throw std::invalid_argument(at + ": padding must be 'same' or 'valid'");
     l.padding = pad == "same" ? Padding::Same : Padding::Valid;
@@ -120,12 +113,12 @@ LayerSpec ParseLayer(const Napi::Object& o, const std::string& where) {
     l.type = LayerType::Flatten;
   } else if (type == "dropout") {
     l.type = LayerType::Dropout;
-    l.rate = Num(o, "rate", 0.5, at);
+    l.rate = Num(o, "rate", at);
   } else if (type == "linear") {
     l.type = LayerType::Linear;
     l.inFeatures = Int(o, "inFeatures", at);
     l.units = Int(o, "units", at);
-    l.bias = Bool(o, "useBias", true, at);
+    l.bias = Bool(o, "useBias", at);
   } else if (type == "zeroPad") {
     l.type = LayerType::ZeroPad;
     std::vector<double> p = Doubles(o, "padding", at);

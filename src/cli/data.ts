@@ -55,7 +55,13 @@ function formatInfo(info: WorkspaceInfo): string {
 
 export function registerData(program: Command): void {
   const data = program.command('data').description('get images, catalogue them, split them');
+  registerFetch(data);
+  registerImport(data);
+  registerSplit(data);
+  registerInfo(data);
+}
 
+function registerFetch(data: Command): void {
   data
     .command('fetch')
     .description(`download the IICBU 2008 lymphoma set (${LYMPHOMA.file}), verify, extract and import it`)
@@ -105,7 +111,9 @@ export function registerData(program: Command): void {
         });
       },
     );
+}
 
+function registerImport(data: Command): void {
   data
     .command('import <source>')
     .description('register a class-per-folder image collection (CLASS/image.tif ...), or a .tar.gz of one')
@@ -140,7 +148,9 @@ export function registerData(program: Command): void {
         });
       },
     );
+}
 
+function registerSplit(data: Command): void {
   data
     .command('split')
     .description('partition the images stratified by class and grouped by case (no case on two sides)')
@@ -190,7 +200,9 @@ export function registerData(program: Command): void {
         });
       },
     );
+}
 
+function registerInfo(data: Command): void {
   data
     .command('info')
     .description('counts per class, split and case; patch stores and their size on disk')

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { readConfigFile } from '../config.js';
 import { percent } from '../html.js';
 import { presetNames } from '../pipeline/presets.js';
-import { resolvePreset, runPipeline, type StageRun } from '../pipeline/run.js';
+import { resolvePreset, runPipeline, type RunResult, type StageRun } from '../pipeline/run.js';
 import { print, withCatalog } from './context.js';
 import { positiveInt } from './options.js';
 import { trainBar } from './progress.js';
@@ -47,21 +47,7 @@ export function registerRun(program: Command): void {
       },
       command: Command,
     ) => {
-      let overrides = flags.config ? readConfigFile(flags.config) : {};
-      const prepare = recipeFromCommand(command, overrides.prepare ?? {});
-      if (Object.keys(prepare).length > 0) overrides = { ...overrides, prepare };
-      if (flags.folds !== undefined) {
-        const split = resolvePreset(flags.preset, overrides).split;
-        const common = { validationFraction: split.validationFraction, seed: split.seed };
-        overrides = {
-          ...overrides,
-          split:
-            flags.folds === 'loo'
-              ? { kind: 'loo', ...common }
-              : { kind: 'kfold', folds: flags.folds, ...common },
-        };
-      }
-      resolvePreset(flags.preset, overrides);
+      const overrides = runOverrides(command, flags);
       await withCatalog(command, async (catalog, workspace) => {
         const { bar, update } = trainBar();
         try {
@@ -79,83 +65,106 @@ export function registerRun(program: Command): void {
             onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
           });
           bar.stop();
-          const summary = (run: StageRun): Record<string, unknown> => ({
-            ...run,
-            evaluation: {
-              json: run.evaluation.json,
-              html: run.evaluation.html,
-              imageAccuracy: run.evaluation.report.image.accuracy,
-            },
-          });
-          const cv = result.crossValidation?.report;
-          print(
-            flags.json,
-            {
-              ...result,
-              runs: result.runs.map(summary),
-              ...(result.crossValidation
-                ? {
-                    crossValidation: {
-                      json: result.crossValidation.json,
-                      rule: result.crossValidation.report.rule,
-                      imageAccuracy: result.crossValidation.report.image.accuracy,
-                      accuracyInterval: result.crossValidation.report.accuracyInterval,
-                      balancedAccuracy: result.crossValidation.report.image.balancedAccuracy,
-                      balancedAccuracyInterval: result.crossValidation.report.balancedAccuracyInterval,
-                      imageAccuracyMajority: result.crossValidation.report.imageMajority.accuracy,
-                      imageAccuracyMean: result.crossValidation.report.imageMean.accuracy,
-                      groupsMostlyRight: result.crossValidation.report.groupsMostlyRight,
-                      abstention: {
-                        calibration: result.crossValidation.report.abstention.calibration,
-                        crossValidated: result.crossValidation.report.abstention.crossValidated,
-                      },
-                      foldAccuracy: result.crossValidation.report.foldAccuracy,
-                      folds: result.crossValidation.report.folds,
-                    },
-                  }
-                : {}),
-            },
-            () => {
-              const lines = result.runs.map((run) => {
-                const r = run.evaluation.report;
-                return (
-                  `${run.fold === null ? result.preset.name : `fold ${run.fold}`}: image accuracy ${percent(r.image.accuracy)} (${r.rule} vote) ` +
-                  `on ${r.images.length} held-out images of unseen patients; majority ${percent(r.imageMajority.accuracy)}, mean-probability ${percent(r.imageMean.accuracy)}; ` +
-                  `patch accuracy ${percent(r.patch.accuracy)}; report ${run.evaluation.html}`
-                );
-              });
-              if (cv) {
-                const ci = (i: { low: number; high: number }): string =>
-                  `95% CI ${percent(i.low)}-${percent(i.high)}`;
-                const cvd = cv.abstention.crossValidated;
-                lines.push(
-                  `${result.preset.name}, ${cv.folds.length}-fold cross-validation by patient (${cv.groups.length} patients): ` +
-                    `image accuracy ${percent(cv.image.accuracy)} (${ci(cv.accuracyInterval)}, ${cv.rule} vote) over all ${cv.images.length} images, ` +
-                    `each predicted by a model that never saw its patient; balanced ${percent(cv.image.balancedAccuracy)} (${ci(cv.balancedAccuracyInterval)}); ` +
-                    `kappa ${cv.image.kappa.toFixed(3)}; patients mostly right ${percent(cv.groupsMostlyRight)}`,
-                  `  per patient: ${cv.groups.map((g) => `${g.group} ${g.className} ${g.correct}/${g.images}`).join(', ')}`,
-                  `  abstention (threshold fitted on the other folds): answers ${percent(cvd.coverage)} of images, ` +
-                    `${cvd.answeredAccuracy === null ? 'none answered' : `${percent(cvd.answeredAccuracy)} right`} (target ${percent(cv.abstention.calibration.target)}); ` +
-                    `final calibration: temperature ${cv.abstention.calibration.temperature}, threshold ${cv.abstention.calibration.threshold > 1 ? 'never answers' : percent(cv.abstention.calibration.threshold)}`,
-                  `  ${result.crossValidation?.json ?? ''}`,
-                );
-              }
-              if (result.final)
-                lines.push(
-                  `final model on all ${result.final.images} development images: ${result.final.packageDir} (${result.final.seconds.toFixed(0)} s)`,
-                );
-              lines.push(
-                `whole run ${(result.seconds / 60).toFixed(1)} min; fold models ${result.runs.map((r) => r.train.packageDir).join(', ')}`,
-              );
-              if (result.runs.some((r) => r.evaluation.report.model.syntheticWeights))
-                lines.push('NOTE: trained from random weights standing in for the missing pretrained file');
-              return lines.join('\n');
-            },
-          );
+          print(flags.json, runJson(result), () => runText(result));
         } finally {
           bar.stop();
         }
       });
     },
   );
+}
+
+/** The preset's overrides: the config file, the recipe flags, then --folds. Checked here, before any work. */
+function runOverrides(
+  command: Command,
+  flags: { preset: string; config?: string; folds?: number | 'loo' },
+): Record<string, unknown> {
+  let overrides = flags.config ? readConfigFile(flags.config) : {};
+  const prepare = recipeFromCommand(command, overrides.prepare ?? {});
+  if (Object.keys(prepare).length > 0) overrides = { ...overrides, prepare };
+  if (flags.folds !== undefined) {
+    const split = resolvePreset(flags.preset, overrides).split;
+    const common = { validationFraction: split.validationFraction, seed: split.seed };
+    overrides = {
+      ...overrides,
+      split:
+        flags.folds === 'loo' ? { kind: 'loo', ...common } : { kind: 'kfold', folds: flags.folds, ...common },
+    };
+  }
+  resolvePreset(flags.preset, overrides);
+  return overrides;
+}
+
+function runJson(result: RunResult): Record<string, unknown> {
+  const summary = (run: StageRun): Record<string, unknown> => ({
+    ...run,
+    evaluation: {
+      json: run.evaluation.json,
+      html: run.evaluation.html,
+      imageAccuracy: run.evaluation.report.image.accuracy,
+    },
+  });
+  const cv = result.crossValidation;
+  return {
+    ...result,
+    runs: result.runs.map(summary),
+    ...(cv
+      ? {
+          crossValidation: {
+            json: cv.json,
+            rule: cv.report.rule,
+            imageAccuracy: cv.report.image.accuracy,
+            accuracyInterval: cv.report.accuracyInterval,
+            balancedAccuracy: cv.report.image.balancedAccuracy,
+            balancedAccuracyInterval: cv.report.balancedAccuracyInterval,
+            imageAccuracyMajority: cv.report.imageMajority.accuracy,
+            imageAccuracyMean: cv.report.imageMean.accuracy,
+            groupsMostlyRight: cv.report.groupsMostlyRight,
+            abstention: {
+              calibration: cv.report.abstention.calibration,
+              crossValidated: cv.report.abstention.crossValidated,
+            },
+            foldAccuracy: cv.report.foldAccuracy,
+            folds: cv.report.folds,
+          },
+        }
+      : {}),
+  };
+}
+
+function runText(result: RunResult): string {
+  const cv = result.crossValidation?.report;
+  const lines = result.runs.map((run) => {
+    const r = run.evaluation.report;
+    return (
+      `${run.fold === null ? result.preset.name : `fold ${run.fold}`}: image accuracy ${percent(r.image.accuracy)} (${r.rule} vote) ` +
+      `on ${r.images.length} held-out images of unseen patients; majority ${percent(r.imageMajority.accuracy)}, mean-probability ${percent(r.imageMean.accuracy)}; ` +
+      `patch accuracy ${percent(r.patch.accuracy)}; report ${run.evaluation.html}`
+    );
+  });
+  if (cv) {
+    const ci = (i: { low: number; high: number }): string => `95% CI ${percent(i.low)}-${percent(i.high)}`;
+    const cvd = cv.abstention.crossValidated;
+    lines.push(
+      `${result.preset.name}, ${cv.folds.length}-fold cross-validation by patient (${cv.groups.length} patients): ` +
+        `image accuracy ${percent(cv.image.accuracy)} (${ci(cv.accuracyInterval)}, ${cv.rule} vote) over all ${cv.images.length} images, ` +
+        `each predicted by a model that never saw its patient; balanced ${percent(cv.image.balancedAccuracy)} (${ci(cv.balancedAccuracyInterval)}); ` +
+        `kappa ${cv.image.kappa.toFixed(3)}; patients mostly right ${percent(cv.groupsMostlyRight)}`,
+      `  per patient: ${cv.groups.map((g) => `${g.group} ${g.className} ${g.correct}/${g.images}`).join(', ')}`,
+      `  abstention (threshold fitted on the other folds): answers ${percent(cvd.coverage)} of images, ` +
+        `${cvd.answeredAccuracy === null ? 'none answered' : `${percent(cvd.answeredAccuracy)} right`} (target ${percent(cv.abstention.calibration.target)}); ` +
+        `final calibration: temperature ${cv.abstention.calibration.temperature}, threshold ${cv.abstention.calibration.threshold > 1 ? 'never answers' : percent(cv.abstention.calibration.threshold)}`,
+      `  ${result.crossValidation?.json ?? ''}`,
+    );
+  }
+  if (result.final)
+    lines.push(
+      `final model on all ${result.final.images} development images: ${result.final.packageDir} (${result.final.seconds.toFixed(0)} s)`,
+    );
+  lines.push(
+    `whole run ${(result.seconds / 60).toFixed(1)} min; fold models ${result.runs.map((r) => r.train.packageDir).join(', ')}`,
+  );
+  if (result.runs.some((r) => r.evaluation.report.model.syntheticWeights))
+    lines.push('NOTE: trained from random weights standing in for the missing pretrained file');
+  return lines.join('\n');
 }

@@ -82,28 +82,7 @@ export async function importImages(
 ): Promise<ImportReport> {
   if (options.scale !== undefined && !(options.scale > 0)) throw new ConfigError('--scale must be above 0');
   if (options.mpp !== undefined && !(options.mpp > 0)) throw new ConfigError('--mpp must be above 0');
-  let root = path.resolve(source);
-  let info;
-  try {
-    info = await stat(root);
-  } catch {
-    throw new PathotypeError('ERR_IMPORT', `${root} does not exist`);
-  }
-  if (info.isFile()) {
-    if (!ARCHIVE.test(root))
-      throw new PathotypeError('ERR_IMPORT', `${root} is neither a folder nor a .tar.gz/.tgz/.tar archive`);
-    const name = path.basename(root).replace(ARCHIVE, '');
-    const extracted = await extractArchive(root, path.join(workspace.datasetsDir, name));
-    root = extracted.destination;
-    // A tarball usually wraps its class folders in one top folder (lymphoma.tar.gz does not).
-    const top = (await readdir(root, { withFileTypes: true })).filter((e) => !hidden(e.name));
-    const only = top[0];
-    if (top.length === 1 && only?.isDirectory()) {
-      const inner = await readdir(path.join(root, only.name), { withFileTypes: true });
-      if (inner.some((e) => e.isDirectory() && !hidden(e.name))) root = path.join(root, only.name);
-    }
-  }
-
+  const root = await sourceRoot(source, workspace);
   const skipped: ImportReport['skipped'] = [];
   const candidates: Candidate[] = [];
   for (const entry of await readdir(root, { withFileTypes: true })) {
@@ -124,40 +103,7 @@ export async function importImages(
     );
   }
 
-  let done = 0;
-  const examined = await mapLimit(candidates, 4, async (c): Promise<Examined> => {
-    try {
-      const caseId = caseIdFor(options.groupBy, c.className, c.relative);
-      const probe = await probeImage(
-        c.file,
-        options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels },
-      );
-      const sha1 = await hashFile(c.file);
-      return {
-        ok: true,
-        image: {
-          path: c.file,
-          fileName: c.relative,
-          className: c.className,
-          caseId,
-          sha1,
-          width: probe.width,
-          height: probe.height,
-          channels: probe.channels,
-          bitDepth: probe.bitDepth,
-          format: probe.format,
-          scale: options.scale ?? inferScale(probe.width, probe.height),
-          mpp: options.mpp ?? null,
-          source: root,
-        },
-      };
-    } catch (error) {
-      if (error instanceof ConfigError) throw error;
-      return { ok: false, path: c.file, reason: error instanceof Error ? error.message : String(error) };
-    } finally {
-      options.onProgress?.(++done, candidates.length);
-    }
-  });
+  const examined = await examineAll(candidates, root, options);
 
   const report: ImportReport = {
     source: root,
@@ -207,4 +153,73 @@ export async function importImages(
     });
   });
   return report;
+}
+
+/** The folder of class folders: the source itself, or where its archive was extracted. */
+async function sourceRoot(source: string, workspace: Workspace): Promise<string> {
+  let root = path.resolve(source);
+  let info;
+  try {
+    info = await stat(root);
+  } catch {
+    throw new PathotypeError('ERR_IMPORT', `${root} does not exist`);
+  }
+  if (info.isFile()) {
+    if (!ARCHIVE.test(root))
+      throw new PathotypeError('ERR_IMPORT', `${root} is neither a folder nor a .tar.gz/.tgz/.tar archive`);
+    const name = path.basename(root).replace(ARCHIVE, '');
+    const extracted = await extractArchive(root, path.join(workspace.datasetsDir, name));
+    root = extracted.destination;
+    // A tarball usually wraps its class folders in one top folder (lymphoma.tar.gz does not).
+    const top = (await readdir(root, { withFileTypes: true })).filter((e) => !hidden(e.name));
+    const only = top[0];
+    if (top.length === 1 && only?.isDirectory()) {
+      const inner = await readdir(path.join(root, only.name), { withFileTypes: true });
+      if (inner.some((e) => e.isDirectory() && !hidden(e.name))) root = path.join(root, only.name);
+    }
+  }
+
+  return root;
+}
+
+/** Every candidate probed from its header and hashed, four at a time; unreadable ones say why. */
+async function examineAll(
+  candidates: readonly Candidate[],
+  root: string,
+  options: ImportOptions,
+): Promise<Examined[]> {
+  let done = 0;
+  return mapLimit(candidates, 4, async (c): Promise<Examined> => {
+    try {
+      const caseId = caseIdFor(options.groupBy, c.className, c.relative);
+      const probe = await probeImage(
+        c.file,
+        options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels },
+      );
+      const sha1 = await hashFile(c.file);
+      return {
+        ok: true,
+        image: {
+          path: c.file,
+          fileName: c.relative,
+          className: c.className,
+          caseId,
+          sha1,
+          width: probe.width,
+          height: probe.height,
+          channels: probe.channels,
+          bitDepth: probe.bitDepth,
+          format: probe.format,
+          scale: options.scale ?? inferScale(probe.width, probe.height),
+          mpp: options.mpp ?? null,
+          source: root,
+        },
+      };
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      return { ok: false, path: c.file, reason: error instanceof Error ? error.message : String(error) };
+    } finally {
+      options.onProgress?.(++done, candidates.length);
+    }
+  });
 }

@@ -31,24 +31,25 @@ export interface NativeStepResult {
 }
 
 export interface NativeTrainOptions {
-  flip?: boolean;
-  rotate90?: boolean;
-  bf16?: boolean;
-  frozenBatchNormEval?: boolean;
-  batchNormEval?: boolean;
-  labelSmoothing?: number;
+  flip: boolean;
+  rotate90: boolean;
+  bf16: boolean;
+  frozenBatchNormEval: boolean;
+  batchNormEval: boolean;
+  labelSmoothing: number;
   classWeights?: Float32Array;
 }
 
+/** Every field filled: the addon reads options without defaults of its own. */
 export interface NativeOptimizerConfig {
   type: 'sgd' | 'adam' | 'adamw';
   learningRate: number;
-  momentum?: number;
-  nesterov?: boolean;
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-  epsilon?: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
 }
 
 export interface NativeNetwork {
@@ -61,7 +62,7 @@ export interface NativeNetwork {
   predict(
     batch: Uint8Array,
     shape: readonly number[],
-    options: { bf16?: boolean; raw?: boolean },
+    options: { bf16: boolean; raw: boolean },
   ): Promise<Float32Array>;
   exportTensors(): Promise<NativeTensor[]>;
   importTensors(

@@ -51,6 +51,26 @@ export interface TrainStepOptions {
   classWeights?: readonly number[];
 }
 
+/** The train-step defaults, written once: the addon reads every option as given. */
+export const TRAIN_STEP_DEFAULTS = {
+  flip: false,
+  rotate90: false,
+  bf16: false,
+  frozenBatchNormEval: true,
+  batchNormEval: false,
+  labelSmoothing: 0,
+} as const;
+
+/** PyTorch's optimizer defaults, filled in before the addon sees a config. */
+export const OPTIMIZER_DEFAULTS = {
+  momentum: 0,
+  nesterov: false,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  epsilon: 1e-8,
+} as const;
+
 export type OptimizerConfig =
   | { type: 'sgd'; learningRate: number; momentum?: number; nesterov?: boolean; weightDecay?: number }
   | {
@@ -68,6 +88,11 @@ function wrapNativeError(error: unknown): PathotypeError {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'ERR_ENGINE_INPUT') return new EngineInputError(message, { cause: error });
   return new EngineError(isErrorCode(code) ? code : 'ERR_ENGINE', message, { cause: error });
+}
+
+/** The fields that are set: an explicit undefined must not hide a default. */
+function definedOnly<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 function checkLearningRate(learningRate: number): void {
@@ -153,12 +178,12 @@ export class Network {
       classWeights = Float32Array.from(options.classWeights);
     }
     const request = {
-      flip: options.augment?.flip ?? false,
-      rotate90: options.augment?.rotate90 ?? false,
-      bf16: options.bf16 ?? false,
-      frozenBatchNormEval: options.frozenBatchNormEval ?? true,
-      batchNormEval: options.batchNormEval ?? false,
-      labelSmoothing: options.labelSmoothing ?? 0,
+      flip: options.augment?.flip ?? TRAIN_STEP_DEFAULTS.flip,
+      rotate90: options.augment?.rotate90 ?? TRAIN_STEP_DEFAULTS.rotate90,
+      bf16: options.bf16 ?? TRAIN_STEP_DEFAULTS.bf16,
+      frozenBatchNormEval: options.frozenBatchNormEval ?? TRAIN_STEP_DEFAULTS.frozenBatchNormEval,
+      batchNormEval: options.batchNormEval ?? TRAIN_STEP_DEFAULTS.batchNormEval,
+      labelSmoothing: options.labelSmoothing ?? TRAIN_STEP_DEFAULTS.labelSmoothing,
       ...(classWeights ? { classWeights } : {}),
     };
     return this.#enqueue(() => this.#native.trainStep(batch, shape, labels, request));
@@ -212,11 +237,11 @@ export class Network {
       if (config.nesterov && !(config.momentum && config.momentum > 0)) {
         throw new EngineInputError('Nesterov momentum needs a momentum above 0');
       }
-      request = { ...config };
+      request = { ...OPTIMIZER_DEFAULTS, ...definedOnly(config) };
     } else if (config.type === 'adam' || config.type === 'adamw') {
       checkRange(config.beta1, 'beta1', 0, 0.999999);
       checkRange(config.beta2, 'beta2', 0, 0.999999);
-      request = { ...config };
+      request = { ...OPTIMIZER_DEFAULTS, ...definedOnly(config) };
     } else {
       throw new EngineInputError(
         `unknown optimizer '${String((config as { type: unknown }).type)}' (sgd, adam or adamw)`,

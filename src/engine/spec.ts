@@ -23,7 +23,7 @@ export interface Conv2dLayer {
 export interface BatchNormLayer {
   type: 'batchNorm';
   name: string;
-  /** Keras semantics: the weight of the old running value (0.99 by default). */
+  /** Keras semantics: the weight of the old running value (LAYER_DEFAULTS.batchNormMomentum when absent). */
   momentum?: number;
   epsilon?: number;
 }
@@ -210,6 +210,18 @@ function spatial(shape: ActivationShape, where: string, type: string): [number, 
   return [c, h, w];
 }
 
+/**
+ * Keras' layer defaults, written once: the spec is resolved with them filled in, and the addon
+ * reads every field as given. A pool's stride defaults to its size.
+ */
+export const LAYER_DEFAULTS = {
+  strides: 1,
+  groups: 1,
+  useBias: true,
+  batchNormMomentum: 0.99,
+  batchNormEpsilon: 1e-3,
+} as const;
+
 function resolveLayer(
   layer: LayerSpec,
   shape: ActivationShape,
@@ -222,8 +234,8 @@ function resolveLayer(
       const name = claimName(layer.name, walk, where);
       const [c, h, w] = spatial(shape, where, 'conv2d');
       const kernel = pair(layer.kernelSize, `${where}.kernelSize`);
-      const strides = pair(layer.strides ?? 1, `${where}.strides`);
-      const groups = layer.groups ?? 1;
+      const strides = pair(layer.strides ?? LAYER_DEFAULTS.strides, `${where}.strides`);
+      const groups = layer.groups ?? LAYER_DEFAULTS.groups;
       if (!isPositiveInt(layer.filters))
         throw new EngineInputError(`${where}.filters must be a positive integer`);
       if (!isPositiveInt(groups) || c % groups !== 0 || layer.filters % groups !== 0) {
@@ -232,7 +244,7 @@ function resolveLayer(
         );
       }
       checkPadding(layer.padding, where);
-      const useBias = layer.useBias ?? true;
+      const useBias = layer.useBias ?? LAYER_DEFAULTS.useBias;
       const oh = outSize(h, kernel[0], strides[0], layer.padding);
       const ow = outSize(w, kernel[1], strides[1], layer.padding);
       if (oh < 1 || ow < 1)
@@ -246,8 +258,8 @@ function resolveLayer(
     case 'batchNorm': {
       claimName(layer.name, walk, where);
       const [c] = spatial(shape, where, 'batchNorm');
-      const momentum = layer.momentum ?? 0.99;
-      const epsilon = layer.epsilon ?? 1e-3;
+      const momentum = layer.momentum ?? LAYER_DEFAULTS.batchNormMomentum;
+      const epsilon = layer.epsilon ?? LAYER_DEFAULTS.batchNormEpsilon;
       if (!(momentum >= 0 && momentum < 1) || !(epsilon > 0)) {
         throw new EngineInputError(`${where}: momentum must be in [0, 1) and epsilon above 0`);
       }
@@ -297,7 +309,7 @@ function resolveLayer(
       }
       if (!isPositiveInt(layer.units))
         throw new EngineInputError(`${where}.units must be a positive integer`);
-      const useBias = layer.useBias ?? true;
+      const useBias = layer.useBias ?? LAYER_DEFAULTS.useBias;
       walk.parameters += features * layer.units + (useBias ? layer.units : 0);
       return { layer: { ...layer, useBias, inFeatures: features }, shape: [layer.units] };
     }

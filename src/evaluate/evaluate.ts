@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
-import type { Catalog, Partition } from '../data/catalog.js';
+import type { Catalog, ImageRecord, Partition } from '../data/catalog.js';
 import { decodeRgb } from '../data/image-io.js';
 import { PatchStore } from '../data/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
@@ -46,18 +46,7 @@ export async function evaluateModel(
   const storeName = options.store ?? manifest.data.store;
   const store = PatchStore.open(path.join(workspace.patchesDir, storeName));
   try {
-    if (store.patchSize !== manifest.spec.input.height) {
-      throw new PathotypeError(
-        'ERR_EVALUATE',
-        `the store '${storeName}' has ${store.patchSize}px patches; the model takes ${manifest.spec.input.height}px`,
-      );
-    }
-    if (store.manifest.classes.join() !== manifest.classes.join()) {
-      throw new PathotypeError(
-        'ERR_EVALUATE',
-        `the store's classes (${store.manifest.classes.join(', ')}) differ from the model's (${manifest.classes.join(', ')})`,
-      );
-    }
+    checkStoreFits(store, storeName, manifest);
     const partition = options.partition ?? 'test';
     const images = store.images.filter((i) => i.partition === partition);
     if (images.length === 0)
@@ -126,63 +115,94 @@ export async function evaluateModel(
       seconds: (performance.now() - started) / 1000,
       createdAt: new Date().toISOString(),
     };
-    // Heatmaps for a few images: the wrong ones first, they teach the most.
-    const heatmaps: { title: string; png: Buffer }[] = [];
-    const chosen = [...predictions]
-      .sort((a, b) => Number(a.vote.predicted === a.label) - Number(b.vote.predicted === b.label))
-      .slice(0, options.heatmaps ?? 6);
-    for (const p of chosen) {
-      const record = byId.get(p.image.imageId);
-      if (!record) continue;
-      const grid: PatchGrid = {
-        cols: p.image.cols,
-        rows: p.image.rows,
-        patchSize: store.patchSize,
-        stride: store.manifest.preprocess.tiles.stride,
-        width: p.image.width,
-        height: p.image.height,
-        cells: Array.from({ length: p.vote.patchClasses.length }, (_, k) => [
-          p.cells[k * 2] ?? 0,
-          p.cells[k * 2 + 1] ?? 0,
-          p.vote.patchClasses[k] ?? 0,
-          p.vote.patchConfidence[k] ?? 0,
-        ]),
-      };
-      try {
-        const image = await decodeRgb(record.path, { width: p.image.width, height: p.image.height });
-        heatmaps.push({
-          title: `${record.className}/${record.fileName}: predicted ${classes[p.vote.predicted] ?? ''}`,
-          png: await heatmapPng(image, grid, 700),
-        });
-      } catch {
-        // The image file is gone since prepare: the report goes without its heatmap.
-      }
-    }
+    const heatmaps = await heatmapsFor(predictions, byId, store, classes, options.heatmaps ?? 6);
     const outDir = ensureDir(options.outDir ?? path.join(packageDir, 'evaluation'));
     const json = path.join(outDir, 'evaluation.json');
     const html = path.join(outDir, 'report.html');
     await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
     await writeFile(html, renderReport(report, manifest, heatmaps));
-    await updateManifest(packageDir, (m: ModelManifest) => ({
-      ...m,
-      metrics: {
-        ...m.metrics,
-        [partition]: {
-          imageAccuracy: report.image.accuracy,
-          imageAccuracyMajority: report.imageMajority.accuracy,
-          imageAccuracyMean: report.imageMean.accuracy,
-          balancedAccuracy: report.image.balancedAccuracy,
-          kappa: report.image.kappa,
-          patchAccuracy: report.patch.accuracy,
-          images: report.imageMajority.n,
-          evaluatedAt: report.createdAt,
-        },
-      },
-    }));
+    await recordMetrics(packageDir, report);
     return { report, json, html };
   } finally {
     await store.close();
   }
+}
+
+function checkStoreFits(store: PatchStore, storeName: string, manifest: ModelManifest): void {
+  if (store.patchSize !== manifest.spec.input.height) {
+    throw new PathotypeError(
+      'ERR_EVALUATE',
+      `the store '${storeName}' has ${store.patchSize}px patches; the model takes ${manifest.spec.input.height}px`,
+    );
+  }
+  if (store.manifest.classes.join() !== manifest.classes.join()) {
+    throw new PathotypeError(
+      'ERR_EVALUATE',
+      `the store's classes (${store.manifest.classes.join(', ')}) differ from the model's (${manifest.classes.join(', ')})`,
+    );
+  }
+}
+
+/** Heatmaps for a few images: the wrong ones first, they teach the most. */
+async function heatmapsFor(
+  predictions: readonly StoredImagePrediction[],
+  byId: Map<number, ImageRecord>,
+  store: PatchStore,
+  classes: readonly string[],
+  count: number,
+): Promise<{ title: string; png: Buffer }[]> {
+  const heatmaps: { title: string; png: Buffer }[] = [];
+  const chosen = [...predictions]
+    .sort((a, b) => Number(a.vote.predicted === a.label) - Number(b.vote.predicted === b.label))
+    .slice(0, count);
+  for (const p of chosen) {
+    const record = byId.get(p.image.imageId);
+    if (!record) continue;
+    const grid: PatchGrid = {
+      cols: p.image.cols,
+      rows: p.image.rows,
+      patchSize: store.patchSize,
+      stride: store.manifest.preprocess.tiles.stride,
+      width: p.image.width,
+      height: p.image.height,
+      cells: Array.from({ length: p.vote.patchClasses.length }, (_, k) => [
+        p.cells[k * 2] ?? 0,
+        p.cells[k * 2 + 1] ?? 0,
+        p.vote.patchClasses[k] ?? 0,
+        p.vote.patchConfidence[k] ?? 0,
+      ]),
+    };
+    try {
+      const image = await decodeRgb(record.path, { width: p.image.width, height: p.image.height });
+      heatmaps.push({
+        title: `${record.className}/${record.fileName}: predicted ${classes[p.vote.predicted] ?? ''}`,
+        png: await heatmapPng(image, grid, 700),
+      });
+    } catch {
+      // The image file is gone since prepare: the report goes without its heatmap.
+    }
+  }
+  return heatmaps;
+}
+
+/** The package remembers its latest figures on each partition. */
+async function recordMetrics(packageDir: string, report: EvaluationReport): Promise<void> {
+  await updateManifest(packageDir, (m: ModelManifest) => ({
+    ...m,
+    metrics: {
+      ...m.metrics,
+      [report.partition]: {
+        imageAccuracy: report.image.accuracy,
+        imageAccuracyMajority: report.imageMajority.accuracy,
+        imageAccuracyMean: report.imageMean.accuracy,
+        balancedAccuracy: report.image.balancedAccuracy,
+        kappa: report.image.kappa,
+        patchAccuracy: report.patch.accuracy,
+        images: report.imageMajority.n,
+        evaluatedAt: report.createdAt,
+      },
+    },
+  }));
 }
 
 /** How many images a calibrated model answers, and how many of those it gets right. */

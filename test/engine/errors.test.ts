@@ -80,7 +80,7 @@ describe('engine errors', () => {
       engine.createNetwork({
         input: { height: 8, width: 8, channels: 3, channelOrder: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
         classes: 3,
-        layers: [{ type: 'linear', name: 'fc', inFeatures: 7, units: 3 }],
+        layers: [{ type: 'linear', name: 'fc', inFeatures: 7, units: 3, useBias: true }],
       }),
       /does not fit together|shape/,
     );
@@ -89,6 +89,16 @@ describe('engine errors', () => {
       /missing field 'height'/,
     );
     assert.throws(() => engine.createNetwork({ classes: 3 }), /missing field 'input'/);
+    // The addon keeps no defaults: a field the TypeScript spec would fill is required.
+    assert.throws(
+      () =>
+        engine.createNetwork({
+          input: { height: 8, width: 8, channels: 3, channelOrder: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
+          classes: 3,
+          layers: [{ type: 'globalAvgPool' }, { type: 'linear', name: 'fc', inFeatures: 3, units: 3 }],
+        }),
+      /missing field 'useBias'/,
+    );
   });
 
   it('rejects wrong batches, labels and options, and the network works afterwards', async () => {
@@ -146,17 +156,27 @@ describe('engine errors', () => {
     const raw = (await loadEngine().createNetwork({
       input: { height: 8, width: 8, channels: 3, channelOrder: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
       classes: 3,
-      layers: [{ type: 'globalAvgPool' }, { type: 'linear', name: 'fc', inFeatures: 3, units: 3 }],
+      layers: [
+        { type: 'globalAvgPool' },
+        { type: 'linear', name: 'fc', inFeatures: 3, units: 3, useBias: true },
+      ],
     })) as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
     const call = (name: string, ...args: unknown[]): Promise<unknown> =>
       (async () => (raw[name] as (...a: unknown[]) => Promise<unknown>).apply(raw, args))();
     await assert.rejects(call('predict', 'pixels', [1, 8, 8, 3]), /Uint8Array/);
     await assert.rejects(call('predict', new Uint8Array(192), [1, 8, 8]), /shape/);
     await assert.rejects(call('predict', new Uint8Array(192), [1, 8, 8, 4]), /bytes/);
-    await assert.rejects(call('predict', new Uint8Array(192), [1, 4, 16, 3]), /network takes 8x8x3/);
+    await assert.rejects(
+      call('predict', new Uint8Array(192), [1, 4, 16, 3], { bf16: false, raw: false }),
+      /network takes 8x8x3/,
+    );
     await assert.rejects(
       call('trainStep', new Uint8Array(192), [1, 8, 8, 3], new Int32Array([9]), {}),
-      /optimizer|outside/,
+      /option 'flip' is missing/,
+    );
+    await assert.rejects(
+      call('predict', new Uint8Array(192), [1, 8, 8, 3], { raw: false }),
+      /option 'bf16' is missing/,
     );
     await assert.rejects(
       call('importTensors', [{ name: 'fc.weight', shape: [3, 3], data: new Float64Array(9) }], true),
