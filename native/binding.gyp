@@ -1,5 +1,5 @@
 {
-  # Builds the pathotype engine addon against libtorch. scripts/build-native.js passes
+  # Builds the pathotype engine addon against libtorch, and the slide reader against OpenSlide. scripts/build-native.js passes
   # libtorch_include and libtorch_lib (the system's libtorch-dev, or $LIBTORCH).
   "variables": {
     "libtorch_include%": "/usr/include",
@@ -30,6 +30,21 @@
         "-ltorch_cpu",
         "-lc10"
       ]
+    },
+    {
+      # Whole-slide images through Debian's libopenslide-dev: a second, small addon, so that the
+      # engine does not depend on OpenSlide.
+      "target_name": "pathotype_slide",
+      "sources": ["slide/slide.cc"],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "/usr/include/openslide"
+      ],
+      "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-O2", "-Wno-unused-parameter"],
+      "libraries": ["-lopenslide"]
     }
   ]
 }

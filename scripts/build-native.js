@@ -14,6 +14,7 @@ const native = path.join(root, 'native');
 const build = path.join(native, 'build');
 const stampFile = path.join(build, 'pathotype.stamp');
 const addon = path.join(build, 'Release', 'pathotype_engine.node');
+const slideAddon = path.join(build, 'Release', 'pathotype_slide.node');
 const baseline = path.join(build, 'engine-bench');
 
 function fail(message) {
@@ -68,6 +69,7 @@ function stampOf(libtorch) {
   const files = [
     'binding.gyp',
     ...readdirSync(path.join(native, 'src')).map((f) => `src/${f}`),
+    ...readdirSync(path.join(native, 'slide')).map((f) => `slide/${f}`),
     'bench/engine_bench.cc',
   ];
   for (const file of files.sort()) hash.update(file).update(readFileSync(path.join(native, file)));
@@ -75,12 +77,16 @@ function stampOf(libtorch) {
   return hash.digest('hex');
 }
 
+if (!existsSync('/usr/include/openslide/openslide.h')) {
+  fail("OpenSlide was not found: install Debian's libopenslide-dev (sudo apt-get install libopenslide-dev)");
+}
 const libtorch = findLibtorch();
 const stamp = stampOf(libtorch);
 const force = process.argv.includes('--force');
 if (
   !force &&
   existsSync(addon) &&
+  existsSync(slideAddon) &&
   existsSync(baseline) &&
   existsSync(stampFile) &&
   readFileSync(stampFile, 'utf8') === stamp

@@ -3,7 +3,9 @@ import type { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 
 import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../bench/engine.js';
+import { DEFAULT_BUSY_BENCH, formatBusyBench, runBusyBench } from '../bench/busy.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
+import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
 interface EngineFlags {
@@ -49,6 +51,48 @@ export function registerBench(program: Command): void {
       });
       process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatEngineBench(report)}\n`);
     });
+
+  bench
+    .command('busy')
+    .description(
+      'training beside a competing load: for each OpenMP wait policy, a training alone and beside a second one; ' +
+        'throughput, slowdown and CPU time per patch',
+    )
+    .option('--seconds <s>', 'how long each measured training runs', positiveInt, DEFAULT_BUSY_BENCH.seconds)
+    .option('--threads <n>', 'threads of each training process', positiveInt, DEFAULT_BUSY_BENCH.threads)
+    .option('--policy <name...>', `wait policies to compare (${WAIT_POLICIES.join(', ')})`)
+    .option(
+      '--repeats <n>',
+      'rounds over all policies (each row: the median round)',
+      positiveInt,
+      DEFAULT_BUSY_BENCH.repeats,
+    )
+    .option('--json', 'print the rows as JSON')
+    .action(
+      async (flags: {
+        seconds: number;
+        threads: number;
+        policy?: string[];
+        repeats: number;
+        json?: boolean;
+      }) => {
+        const unknown = (flags.policy ?? []).filter((p) => !(WAIT_POLICIES as readonly string[]).includes(p));
+        if (unknown.length > 0)
+          throw new ConfigError(`unknown wait policy ${unknown.join(', ')} (${WAIT_POLICIES.join(', ')})`);
+        const rows = await runBusyBench(
+          {
+            seconds: flags.seconds,
+            threads: flags.threads,
+            repeats: flags.repeats,
+            policies: (flags.policy as WaitPolicy[] | undefined) ?? DEFAULT_BUSY_BENCH.policies,
+          },
+          (stage) => process.stderr.write(`bench busy: ${stage}\n`),
+        );
+        process.stdout.write(
+          flags.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatBusyBench(rows)}\n`,
+        );
+      },
+    );
 
   bench
     .command('serve')

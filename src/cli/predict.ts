@@ -5,7 +5,11 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { ConfigError } from '../errors.js';
 import { decodeRgb } from '../data/image-io.js';
+import { isWholeSlide } from '../data/slide.js';
+import { slideGeoJson } from '../predict/slide-geojson.js';
+import { predictSlide, type SlidePrediction } from '../predict/slide-predictor.js';
 import { percent } from '../html.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import {
@@ -16,6 +20,7 @@ import {
 } from '../predict/predictor.js';
 import { resolveModelDir } from './context.js';
 import { choice, positiveInt, positiveNumber } from './options.js';
+import { progressBar } from './progress.js';
 
 function formatPrediction(p: ImagePrediction | RefusedImage): string {
   if (p.status === 'refused') return `${p.name}: REFUSED (${p.code}): ${p.message}`;
@@ -69,7 +74,19 @@ export function registerPredict(program: Command): void {
     .command('predict <images...>')
     .description('classify images with a model package: class, vote shares, mean probabilities, patch grid')
     .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
-    .option('--format <format>', 'json, csv or text', choice(['json', 'csv', 'text'] as const), 'text')
+    .option(
+      '--format <format>',
+      'json, csv, text, or geojson (one slide: its tiles as QuPath detections)',
+      choice(['json', 'csv', 'text', 'geojson'] as const),
+      'text',
+    )
+    .option('--geojson <dir>', "write each slide's tiles as DIR/NAME.geojson (QuPath detections)")
+    .option('--slide-mpp <um>', 'microns per pixel of slides that do not state it', positiveNumber)
+    .option(
+      '--model-mpp <um>',
+      "microns per pixel of the model's patches (default: the original release's 0.32 over the model's scale)",
+      positiveNumber,
+    )
     .option(
       '--heatmap <dir>',
       'write a PNG overlay per image (patch grid coloured by class, opacity by confidence)',
@@ -86,7 +103,10 @@ export function registerPredict(program: Command): void {
         images: string[],
         flags: {
           model: string;
-          format: 'json' | 'csv' | 'text';
+          format: 'json' | 'csv' | 'text' | 'geojson';
+          geojson?: string;
+          slideMpp?: number;
+          modelMpp?: number;
           heatmap?: string;
           scale?: number;
           batchSize: number;
@@ -99,8 +119,19 @@ export function registerPredict(program: Command): void {
           batchSize: flags.batchSize,
           bf16: flags.bf16 ?? false,
         });
+        const slides: string[] = [];
+        const fields: string[] = [];
+        for (const file of images) ((await isWholeSlide(file)) ? slides : fields).push(file);
+        if (slides.length > 0) {
+          await predictSlides(predictor, slides, flags, fields.length === 0);
+          if (fields.length === 0) return;
+        }
+        if (flags.format === 'geojson')
+          throw new ConfigError(
+            `--format geojson is for slides; ${fields.join(', ')} ${fields.length > 1 ? 'are' : 'is'} not`,
+          );
         const predictions = await predictor.predictImagesSettled(
-          images.map((file) => ({
+          fields.map((file) => ({
             source: path.resolve(file),
             name: file,
             ...(flags.scale ? { scale: flags.scale } : {}),
@@ -145,4 +176,59 @@ export function registerPredict(program: Command): void {
         if (last) throw last.error;
       },
     );
+}
+
+function formatSlide(p: SlidePrediction): string {
+  const r = p.result;
+  const head =
+    r.status === 'uncertain'
+      ? `UNCERTAIN: refer to a pathologist (leaning ${r.predicted}, ${percent(r.confidence)})`
+      : `${r.predicted} (${percent(r.confidence)})`;
+  return (
+    `${p.slide.path}: ${head}; ${p.tissue.tiles} tissue tiles of ${p.tiling.size.toFixed(0)} px at level 0 ` +
+    `(${p.slide.width}x${p.slide.height}, ${p.slide.mpp} um/px; model ${p.model.mpp.toFixed(3)} um/px); votes ` +
+    Object.entries(r.voteShares)
+      .map(([c, s]) => `${c} ${percent(s)}`)
+      .join(', ') +
+    ` in ${(p.timings.totalMs / 1000).toFixed(1)} s`
+  );
+}
+
+/** Whole-slide inference, one slide after another; the slides' own output formats. */
+async function predictSlides(
+  predictor: Predictor,
+  slides: readonly string[],
+  flags: { format: string; geojson?: string; slideMpp?: number; modelMpp?: number },
+  only: boolean,
+): Promise<void> {
+  if (flags.format === 'geojson' && !(only && slides.length === 1))
+    throw new ConfigError(
+      '--format geojson writes one slide to stdout: give one slide, or use --geojson DIR',
+    );
+  const results: SlidePrediction[] = [];
+  for (const file of slides) {
+    const bar = progressBar(`slide ${path.basename(file)}`, 'items');
+    try {
+      results.push(
+        await predictSlide(predictor, file, {
+          ...(flags.slideMpp ? { slideMpp: flags.slideMpp } : {}),
+          ...(flags.modelMpp ? { modelMpp: flags.modelMpp } : {}),
+          onProgress: (done, total) => bar.update(done, total),
+        }),
+      );
+    } finally {
+      bar.stop();
+    }
+  }
+  if (flags.geojson) {
+    mkdirSync(flags.geojson, { recursive: true });
+    for (const r of results) {
+      const file = path.join(flags.geojson, `${path.basename(r.slide.path).replace(/\.[^.]+$/, '')}.geojson`);
+      await writeFile(file, `${JSON.stringify(slideGeoJson(r))}\n`);
+    }
+  }
+  if (flags.format === 'geojson')
+    process.stdout.write(`${JSON.stringify(slideGeoJson(results[0] as SlidePrediction))}\n`);
+  else if (flags.format === 'json') process.stdout.write(`${JSON.stringify({ slides: results }, null, 2)}\n`);
+  else process.stdout.write(`${results.map(formatSlide).join('\n')}\n`);
 }

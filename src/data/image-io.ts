@@ -138,3 +138,22 @@ export async function encodePng(image: RgbImage): Promise<Buffer> {
     .png()
     .toBuffer();
 }
+
+/** Resamples 8-bit RGB pixels to `width` x `height`, with the kernel decodeRgb uses. */
+export async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
+  if (image.width === width && image.height === height) return image;
+  const { data, info } = await sharp(
+    Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength),
+    {
+      raw: { width: image.width, height: image.height, channels: 3 },
+    },
+  )
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+  };
+}

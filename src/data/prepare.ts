@@ -5,11 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
 import { Piscina } from 'piscina';
 
+import { availableCores } from '../cpu.js';
 import { ConfigError, PathotypeError } from '../errors.js';
 import type { Catalog, ImageRecord, Partition } from './catalog.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
@@ -143,7 +143,7 @@ export async function prepare(
     }
   }
 
-  const threads = Math.max(1, options.threads ?? availableParallelism());
+  const threads = Math.max(1, options.threads ?? availableCores());
   const pool = new Piscina<PrepareTask, PreprocessedImage>({
     filename: new URL('./prepare-worker.js', import.meta.url).href,
     minThreads: threads,

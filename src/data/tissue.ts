@@ -53,3 +53,70 @@ export function tissueStats(image: RgbImage): TissueStats {
     stainFraction: tissue > 0 ? stained / tissue : 0,
   };
 }
+
+/**
+ * A tissue mask of a low-resolution view of a slide: 1 where a pixel is stained tissue. The
+ * chroma threshold is Otsu's over the view (TIAToolbox and Slideflow threshold the same way),
+ * kept between the glass rule's and twice it. Pen ink is strongly coloured without H&E's colour
+ * (blue, green) or near black.
+ */
+export function tissueMask(image: RgbImage): Uint8Array {
+  const { data, width, height } = image;
+  const pixels = width * height;
+  const chroma = new Uint8Array(pixels);
+  const histogram = new Float64Array(256);
+  for (let p = 0; p < pixels; p++) {
+    const r = data[p * 3] ?? 0;
+    const g = data[p * 3 + 1] ?? 0;
+    const b = data[p * 3 + 2] ?? 0;
+    const c = Math.max(r, g, b) - Math.min(r, g, b);
+    chroma[p] = c;
+    histogram[c] = (histogram[c] ?? 0) + 1;
+  }
+  // Between the glass rule's chroma and twice it: Otsu separates glass from tissue on a slide
+  // that is mostly glass, but would split pale eosin from nuclei on one that is mostly tissue.
+  const threshold = Math.min(2 * GLASS_CHROMA, Math.max(GLASS_CHROMA, otsu(histogram, pixels)));
+  const mask = new Uint8Array(pixels);
+  for (let p = 0; p < pixels; p++) {
+    const r = data[p * 3] ?? 0;
+    const g = data[p * 3 + 1] ?? 0;
+    const b = data[p * 3 + 2] ?? 0;
+    const c = chroma[p] ?? 0;
+    const luminance = 0.299 * r + 0.587 * g + 0.114 * b;
+    const glass = luminance > GLASS_LUMINANCE && c < threshold;
+    // Ink: strongly coloured but not H&E's colour (green not the darkest), or near black.
+    const stained = g + GREEN_MARGIN <= r && g + GREEN_MARGIN <= b;
+    const ink = (c >= PEN_CHROMA && !stained) || luminance < PEN_LUMINANCE;
+    mask[p] = glass || ink ? 0 : 1;
+  }
+  return mask;
+}
+
+/** Chroma above which a pixel that is not H&E-coloured is ink; luminance below which it is black ink. */
+const PEN_CHROMA = 40;
+const PEN_LUMINANCE = 40;
+
+/** Otsu's threshold of a 256-bin histogram: the split with the largest between-class variance. */
+function otsu(histogram: Float64Array, total: number): number {
+  let sum = 0;
+  for (let v = 0; v < 256; v++) sum += v * (histogram[v] ?? 0);
+  let below = 0;
+  let sumBelow = 0;
+  let best = 0;
+  let threshold = 0;
+  for (let v = 0; v < 256; v++) {
+    below += histogram[v] ?? 0;
+    if (below === 0) continue;
+    const above = total - below;
+    if (above === 0) break;
+    sumBelow += v * (histogram[v] ?? 0);
+    const meanBelow = sumBelow / below;
+    const meanAbove = (sum - sumBelow) / above;
+    const variance = below * above * (meanBelow - meanAbove) ** 2;
+    if (variance > best) {
+      best = variance;
+      threshold = v + 1;
+    }
+  }
+  return threshold;
+}

@@ -3,11 +3,11 @@
  * everything else goes through Network, which validates arguments first.
  */
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
+import { applyWaitPolicy, availableCores } from '../cpu.js';
 import { EngineError } from '../errors.js';
 
 export interface NativeTensor {
@@ -105,6 +105,7 @@ export function loadEngine(): NativeEngine {
         `(needs Debian's libtorch-dev, or LIBTORCH=/path/to/libtorch)`,
     );
   }
+  waitPolicy = applyWaitPolicy();
   const require = createRequire(import.meta.url);
   try {
     engine = require(addonPath) as NativeEngine;
@@ -116,8 +117,16 @@ export function loadEngine(): NativeEngine {
       { cause },
     );
   }
-  // libtorch's own default can be a single thread; use every core unless told otherwise.
-  const threads = Number(process.env.PATHOTYPE_THREADS ?? availableParallelism());
-  engine.setThreads(Number.isInteger(threads) && threads > 0 ? threads : availableParallelism());
+  // libtorch's own default can be a single thread, or every core of a host whose quota allows
+  // two: use the cores this process may actually use, unless told otherwise.
+  const threads = Number(process.env.PATHOTYPE_THREADS ?? availableCores());
+  engine.setThreads(Number.isInteger(threads) && threads > 0 ? threads : availableCores());
   return engine;
+}
+
+let waitPolicy: string | undefined;
+
+/** The OpenMP wait policy the engine started with (see cpu.ts). */
+export function engineWaitPolicy(): string | undefined {
+  return waitPolicy;
 }

@@ -8,9 +8,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
+import { availableCores } from '../cpu.js';
 import { ConfigError, PathotypeError } from '../errors.js';
 import { augmentStain } from '../data/augment.js';
 import { PatchStore, type StoredImage } from '../data/patch-store.js';
@@ -113,7 +113,7 @@ export async function train(
   options: TrainOptions = {},
 ): Promise<TrainResult> {
   const started = performance.now();
-  setThreads(config.threads > 0 ? config.threads : availableParallelism());
+  setThreads(config.threads > 0 ? config.threads : availableCores());
   const store = PatchStore.open(path.join(workspace.patchesDir, config.store));
   try {
     const spec = buildSpec(config.architecture, {

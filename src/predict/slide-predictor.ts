@@ -1,0 +1,274 @@
+/**
+ * Whole-slide inference with the shared predictor: a tissue mask from a low-resolution view,
+ * tiles at the model's physical scale (microns per pixel of the slide against the model's),
+ * read region by region at the nearest level, resampled, normalised and cut exactly as the
+ * model's patches were, batched through the same network, vote and calibrated answer. Memory is
+ * one region and the per-tile outputs, whatever the slide's size.
+ */
+import { PathotypeError } from '../errors.js';
+import { resizeRgb, type RgbImage } from '../data/image-io.js';
+import { applyNormaliser } from '../data/normalise.js';
+import { ORIGINAL_MPP } from '../data/scale.js';
+import { Slide, type SlideInfo } from '../data/slide.js';
+import { tissueMask } from '../data/tissue.js';
+import { copyPatch, type Grid } from '../data/tiling.js';
+import type { PatchOutputs } from './patch-outputs.js';
+import { MAX_UPSAMPLING, type Predictor } from './predictor.js';
+import { answer } from './vote.js';
+
+/** The tissue mask's longest side, in pixels. */
+export const MASK_SIDE = 2048;
+/** A tile is read when at least this share of it is tissue in the mask. */
+export const MIN_TILE_TISSUE = 0.5;
+/** Tiles per region side: one read serves up to this many squared tiles. */
+export const REGION_TILES = 16;
+
+export interface SlidePredictOptions {
+  /** Microns per level-0 pixel, when the slide does not say. */
+  slideMpp?: number;
+  /** Microns per pixel at which the model sees its patches; default ORIGINAL_MPP / its scale. */
+  modelMpp?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface SlideTile {
+  /** Level-0 pixel coordinates of the tile's top-left corner, and its side. */
+  x: number;
+  y: number;
+  size: number;
+  predicted: number;
+  probabilities: number[];
+}
+
+export interface SlidePrediction {
+  slide: Pick<SlideInfo, 'path' | 'vendor' | 'width' | 'height' | 'levels'> & { mpp: number };
+  model: { name: string; version: number; classes: string[]; mpp: number; rule: string };
+  /** The tiling in level-0 pixels: tile side, step, and the grid it spans. */
+  tiling: { size: number; stride: number; cols: number; rows: number; level: number };
+  tissue: { fraction: number; tiles: number; maskWidth: number; maskHeight: number };
+  tiles: SlideTile[];
+  result: {
+    status: 'answered' | 'uncertain';
+    predicted: string;
+    confidence: number;
+    probabilities: Record<string, number>;
+    threshold: number | null;
+    byMajority: string;
+    byMean: string;
+    voteShares: Record<string, number>;
+    meanProbabilities: Record<string, number>;
+  };
+  timings: { totalMs: number; maskMs: number; readMs: number; inferenceMs: number };
+}
+
+/** The model's microns per pixel: given, or its relative scale in the original release's microns. */
+export function modelMicrons(predictor: Predictor, override?: number): number {
+  if (override !== undefined) return override;
+  const scale = predictor.manifest.preprocess.targetScale;
+  if (scale === null)
+    throw new PathotypeError(
+      'ERR_SCALE',
+      'the model tiles every image at its own scale, so its microns per pixel are unknown: give --model-mpp',
+    );
+  return ORIGINAL_MPP / scale;
+}
+
+/** A low-resolution RGB view of the whole slide, read in strips so no read is large. */
+async function overview(slide: Slide, side: number): Promise<{ image: RgbImage; downsample: number }> {
+  const { width, height } = slide.info;
+  const downsample = Math.max(1, Math.max(width, height) / side);
+  const level = slide.levelFor(downsample);
+  const ds = slide.info.levels[level]?.downsample ?? 1;
+  const outWidth = Math.max(1, Math.round(width / downsample));
+  const outHeight = Math.max(1, Math.round(height / downsample));
+  const data = new Uint8Array(outWidth * outHeight * 3);
+  const levelWidth = Math.ceil(width / ds);
+  const stripRows = Math.max(1, Math.floor(8_000_000 / levelWidth));
+  let outRow = 0;
+  for (let y0 = 0; y0 < height && outRow < outHeight;) {
+    const rowsLevel = Math.min(stripRows, Math.ceil((height - y0) / ds));
+    const strip = await slide.readRegion({ x: 0, y: y0, level, width: levelWidth, height: rowsLevel });
+    const rowsOut = Math.min(outHeight - outRow, Math.max(1, Math.round((rowsLevel * ds) / downsample)));
+    const resized = await resizeRgb(strip, outWidth, rowsOut);
+    data.set(resized.data, outRow * outWidth * 3);
+    outRow += rowsOut;
+    y0 += Math.round(rowsLevel * ds);
+  }
+  return { image: { data, width: outWidth, height: outHeight }, downsample };
+}
+
+export async function predictSlide(
+  predictor: Predictor,
+  file: string,
+  options: SlidePredictOptions = {},
+): Promise<SlidePrediction> {
+  const started = performance.now();
+  const slide = await Slide.open(file);
+  try {
+    const slideMpp = options.slideMpp ?? slide.info.mpp;
+    if (!slideMpp)
+      throw new PathotypeError(
+        'ERR_SCALE',
+        `${slide.info.path} does not state its microns per pixel: give it (--slide-mpp)`,
+      );
+    const modelMpp = modelMicrons(predictor, options.modelMpp);
+    // Level-0 pixels per model pixel.
+    const factor = modelMpp / slideMpp;
+    if (factor * MAX_UPSAMPLING < 1)
+      throw new PathotypeError(
+        'ERR_UPSAMPLING',
+        `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${MAX_UPSAMPLING}x`,
+      );
+    const { patchSize, stride } = predictor.manifest.preprocess.tiles;
+    const size0 = patchSize * factor;
+    const stride0 = stride * factor;
+    const { width, height } = slide.info;
+    const cols = width >= size0 ? Math.floor((width - size0) / stride0) + 1 : 0;
+    const rows = height >= size0 ? Math.floor((height - size0) / stride0) + 1 : 0;
+
+    const maskStarted = performance.now();
+    const view = await overview(slide, MASK_SIDE);
+    const mask = tissueMask(view.image);
+    const maskMs = performance.now() - maskStarted;
+    const tissueOf = (col: number, row: number): number => {
+      const x0 = Math.floor((col * stride0) / view.downsample);
+      const y0 = Math.floor((row * stride0) / view.downsample);
+      const x1 = Math.max(
+        x0 + 1,
+        Math.min(view.image.width, Math.ceil((col * stride0 + size0) / view.downsample)),
+      );
+      const y1 = Math.max(
+        y0 + 1,
+        Math.min(view.image.height, Math.ceil((row * stride0 + size0) / view.downsample)),
+      );
+      let on = 0;
+      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) on += mask[y * view.image.width + x] ?? 0;
+      return on / ((x1 - x0) * (y1 - y0));
+    };
+    const kept: [number, number][] = [];
+    for (let row = 0; row < rows; row++)
+      for (let col = 0; col < cols; col++) if (tissueOf(col, row) >= MIN_TILE_TISSUE) kept.push([col, row]);
+    if (kept.length === 0)
+      throw new PathotypeError(
+        'ERR_BACKGROUND',
+        `${slide.info.path} shows no tissue at the model's tile size`,
+      );
+
+    const readLevel = slide.levelFor(factor);
+    const levelDs = slide.info.levels[readLevel]?.downsample ?? 1;
+    const classes = predictor.classes.length;
+    const probabilities = new Float32Array(kept.length * classes);
+    const logProbabilities =
+      predictor.options.vote === 'logit' ? new Float32Array(kept.length * classes) : undefined;
+    const byBlock = new Map<string, number[]>();
+    for (const [k, [col, row]] of kept.entries()) {
+      const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
+      (byBlock.get(key) ?? byBlock.set(key, []).get(key))?.push(k);
+    }
+    let readMs = 0;
+    let inferenceMs = 0;
+    let done = 0;
+    const bytes = patchSize * patchSize * 3;
+    for (const [key, members] of byBlock) {
+      const [bc, br] = key.split(',').map(Number) as [number, number];
+      const col0 = bc * REGION_TILES;
+      const row0 = br * REGION_TILES;
+      const lastCol = Math.min(cols - 1, col0 + REGION_TILES - 1);
+      const lastRow = Math.min(rows - 1, row0 + REGION_TILES - 1);
+      // The region in model pixels, then in level-0 and read-level pixels.
+      const modelWidth = (lastCol - col0) * stride + patchSize;
+      const modelHeight = (lastRow - row0) * stride + patchSize;
+      const x0 = Math.round(col0 * stride0);
+      const y0 = Math.round(row0 * stride0);
+      const readStarted = performance.now();
+      const raw = await slide.readRegion({
+        x: x0,
+        y: y0,
+        level: readLevel,
+        width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
+        height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
+      });
+      const region = applyNormaliser(
+        predictor.manifest.preprocess.normaliser,
+        await resizeRgb(raw, modelWidth, modelHeight),
+      );
+      const grid: Grid = { cols: lastCol - col0 + 1, rows: lastRow - row0 + 1, patchSize, stride };
+      const patches = new Uint8Array(members.length * bytes);
+      for (const [i, k] of members.entries()) {
+        const [col, row] = kept[k] as [number, number];
+        copyPatch(region, grid, col - col0, row - row0, patches, i * bytes);
+      }
+      readMs += performance.now() - readStarted;
+      const inferStarted = performance.now();
+      const outputs: PatchOutputs = await predictor.predictPatches(patches);
+      inferenceMs += performance.now() - inferStarted;
+      for (const [i, k] of members.entries()) {
+        probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
+        if (logProbabilities && outputs.logProbabilities)
+          logProbabilities.set(
+            outputs.logProbabilities.subarray(i * classes, (i + 1) * classes),
+            k * classes,
+          );
+      }
+      done += members.length;
+      options.onProgress?.(done, kept.length);
+    }
+
+    const v = predictor.voteOn(
+      logProbabilities ? { probabilities, logProbabilities } : { probabilities },
+      kept.length,
+    );
+    const calibration = predictor.manifest.calibration;
+    const result = answer(v.imageScores, calibration);
+    const names = predictor.classes;
+    const named = (values: readonly number[]): Record<string, number> =>
+      Object.fromEntries(names.map((c, k) => [c, Number((values[k] ?? 0).toFixed(4))]));
+    return {
+      slide: {
+        path: slide.info.path,
+        vendor: slide.info.vendor,
+        width,
+        height,
+        levels: slide.info.levels,
+        mpp: slideMpp,
+      },
+      model: {
+        name: predictor.manifest.name,
+        version: predictor.manifest.version,
+        classes: [...names],
+        mpp: modelMpp,
+        rule: predictor.options.vote,
+      },
+      tiling: { size: size0, stride: stride0, cols, rows, level: readLevel },
+      tissue: {
+        fraction: mask.reduce((a, b) => a + b, 0) / mask.length,
+        tiles: kept.length,
+        maskWidth: view.image.width,
+        maskHeight: view.image.height,
+      },
+      tiles: kept.map(([col, row], k) => ({
+        x: Math.round(col * stride0),
+        y: Math.round(row * stride0),
+        size: Math.round(size0),
+        predicted: v.patchClasses[k] ?? 0,
+        probabilities: Array.from(probabilities.subarray(k * classes, (k + 1) * classes), (p) =>
+          Number(p.toFixed(4)),
+        ),
+      })),
+      result: {
+        status: result.status,
+        predicted: names[v.predicted] ?? '',
+        confidence: Number(result.confidence.toFixed(4)),
+        probabilities: named(result.probabilities),
+        threshold: calibration?.threshold ?? null,
+        byMajority: names[v.byMajority] ?? '',
+        byMean: names[v.byMean] ?? '',
+        voteShares: named(v.voteShares),
+        meanProbabilities: named(v.meanProbabilities),
+      },
+      timings: { totalMs: performance.now() - started, maskMs, readMs, inferenceMs },
+    };
+  } finally {
+    await slide.close();
+  }
+}
