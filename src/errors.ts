@@ -10,7 +10,8 @@ export const ERROR_CODES = {
   ERR_REQUEST: { status: 400, meaning: 'a malformed HTTP request' },
   ERR_NO_FILE: { status: 400, meaning: 'an upload without an image file' },
   ERR_UNAUTHORIZED: { status: 401, meaning: 'the REST API needs a valid API key' },
-  ERR_NOT_FOUND: { status: 404, meaning: 'no such route, prediction, model or file' },
+  ERR_NOT_FOUND: { status: 404, meaning: 'no such route, prediction, slide job, model or file' },
+  ERR_NOT_READY: { status: 409, meaning: 'the slide job has not finished: poll its status' },
   ERR_TOO_LARGE: { status: 413, meaning: 'the upload is larger than the server accepts' },
   // Images: readable or not, and fit for this model or not.
   ERR_IMAGE_TOO_LARGE: { status: 413, meaning: 'the image has more pixels than the limit' },
@@ -30,6 +31,7 @@ export const ERROR_CODES = {
   // The service.
   ERR_BUSY: { status: 503, meaning: 'the inference queue is full: retry after a moment' },
   ERR_INTERNAL: { status: 500, meaning: 'an unexpected failure (logged)' },
+  ERR_ABORTED: { status: 503, meaning: 'work stopped because the server is shutting down' },
   // The engine.
   ERR_ENGINE: { status: 500, meaning: 'a failure inside libtorch' },
   ERR_ENGINE_MEMORY: { status: 500, meaning: 'libtorch ran out of memory' },

@@ -35,6 +35,16 @@ export function registerServe(program: Command): void {
       positiveInt,
       SERVE_DEFAULTS.maxWaiting,
     )
+    .option(
+      '--slide-root <dir>',
+      'slides may be submitted by a path under this folder (files too big to upload)',
+    )
+    .option(
+      '--slide-max-gb <n>',
+      'largest slide upload in GiB (streamed to disk)',
+      positiveInt,
+      SERVE_DEFAULTS.slideMaxGigabytes,
+    )
     .option('--no-keep-images', 'do not keep uploaded images (results cannot show them again)')
     .option('--bf16', 'bfloat16 autocast for inference')
     .option('--log', 'log every request')
@@ -48,6 +58,8 @@ export function registerServe(program: Command): void {
           maxMegapixels: number;
           maxWaiting: number;
           keepImages: boolean;
+          slideRoot?: string;
+          slideMaxGb: number;
           bf16?: boolean;
           log?: boolean;
         },
@@ -61,6 +73,8 @@ export function registerServe(program: Command): void {
           maxBytes: flags.maxMb * 1024 * 1024,
           maxPixels: flags.maxMegapixels * 1_000_000,
           maxWaiting: flags.maxWaiting,
+          ...(flags.slideRoot ? { slideRoot: flags.slideRoot } : {}),
+          slideMaxGigabytes: flags.slideMaxGb,
           bf16: flags.bf16 ?? false,
           logger: flags.log ?? false,
         });

@@ -29,6 +29,8 @@ export interface SlidePredictOptions {
   /** Microns per pixel at which the model sees its patches; default ORIGINAL_MPP / its scale. */
   modelMpp?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Stops between regions (a server shutting down); the promise rejects with ERR_ABORTED. */
+  signal?: AbortSignal;
 }
 
 export interface SlideTile {
@@ -170,6 +172,8 @@ export async function predictSlide(
     let done = 0;
     const bytes = patchSize * patchSize * 3;
     for (const [key, members] of byBlock) {
+      if (options.signal?.aborted)
+        throw new PathotypeError('ERR_ABORTED', 'the slide prediction was stopped');
       const [bc, br] = key.split(',').map(Number) as [number, number];
       const col0 = bc * REGION_TILES;
       const row0 = br * REGION_TILES;

@@ -16,6 +16,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { DEFAULT_MAX_PIXELS } from '../data/image-io.js';
 import { Predictor } from '../predict/predictor.js';
 import { restApi } from './api.js';
+import { slidesApi } from './slides-api.js';
 import errorHandling from './error-handler.js';
 import { healthRoutes } from './health.js';
 import { portalRoutes } from './portal-routes.js';
@@ -31,6 +32,7 @@ export const SERVE_DEFAULTS = {
   concurrency: 1,
   maxWaiting: 32,
   keepImages: true,
+  slideMaxGigabytes: 20,
 } as const;
 
 export interface ServerOptions {
@@ -48,6 +50,10 @@ export interface ServerOptions {
   batchSize?: number;
   bf16?: boolean;
   logger?: boolean;
+  /** Slides may be submitted by a path under this folder (files too big to upload). */
+  slideRoot?: string;
+  /** Largest slide upload, streamed to disk. */
+  slideMaxGigabytes?: number;
 }
 
 export interface PathotypeServer {
@@ -74,10 +80,19 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     options.concurrency ?? SERVE_DEFAULTS.concurrency,
     options.maxWaiting ?? SERVE_DEFAULTS.maxWaiting,
   );
-  const service = new PredictionService(predictor, records, queue, {
-    maxPixels,
-    keepImages: options.keepImages ?? SERVE_DEFAULTS.keepImages,
-  });
+  const service = new PredictionService(
+    predictor,
+    records,
+    queue,
+    {
+      maxPixels,
+      keepImages: options.keepImages ?? SERVE_DEFAULTS.keepImages,
+      ...(options.slideRoot ? { slideRoot: path.resolve(options.slideRoot) } : {}),
+      slideMaxBytes: (options.slideMaxGigabytes ?? SERVE_DEFAULTS.slideMaxGigabytes) * 2 ** 30,
+    },
+    path.join(options.dataDir, 'slides'),
+  );
+  service.slides.recover();
 
   const app = Fastify({
     logger: options.logger ?? false,
@@ -115,6 +130,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(errorHandling);
   await app.register(restApi, { prefix: '/api/v1' });
+  await app.register(slidesApi, { prefix: '/api/v1' });
   await app.register(healthRoutes);
   await app.register(portalRoutes);
 
@@ -128,7 +144,8 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close');
   });
-  app.addHook('onClose', () => {
+  app.addHook('onClose', async () => {
+    await service.close();
     records.close();
   });
   return { app, records, predictor, queue };

@@ -11,10 +11,14 @@ import type { FastifyRequest } from 'fastify';
 
 import { PathotypeError } from '../errors.js';
 import { decodeRgb, probeImage, type RgbImage } from '../data/image-io.js';
+import { Slide } from '../data/slide.js';
 import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
 import type { InferenceQueue } from './queue.js';
 import type { PredictionRecord, ServerRecords } from './records.js';
+import { SlideJobs } from './slide-jobs.js';
+
+const OPEN_SLIDES = 4;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -31,14 +35,48 @@ export class PredictionService {
   /** name@version: what records and the API call this model. */
   readonly modelId: string;
 
+  readonly slides: SlideJobs;
+  /** Slides open for Deep Zoom tiles, by job id; the oldest closes beyond OPEN_SLIDES. */
+  readonly #open = new Map<string, Promise<Slide>>();
+
   constructor(
     readonly predictor: Predictor,
     readonly records: ServerRecords,
     readonly queue: InferenceQueue,
-    readonly limits: { maxPixels: number; keepImages: boolean },
+    readonly limits: {
+      maxPixels: number;
+      keepImages: boolean;
+      /** Slides submitted by path must lie under it; none: only uploads. */
+      slideRoot?: string;
+      slideMaxBytes: number;
+    },
+    slidesDir: string,
   ) {
     this.manifest = predictor.manifest;
     this.modelId = `${this.manifest.name}@${this.manifest.version}`;
+    this.slides = new SlideJobs(records.db, slidesDir, predictor, this.modelId);
+  }
+
+  /** The slide of a job, kept open for the next tile request. */
+  async openSlide(jobId: string): Promise<Slide> {
+    const cached = this.#open.get(jobId);
+    if (cached) return cached;
+    const job = this.slides.find(jobId);
+    const opening = Slide.open(job.slidePath);
+    this.#open.set(jobId, opening);
+    opening.catch(() => this.#open.delete(jobId));
+    if (this.#open.size > OPEN_SLIDES) {
+      const [oldest, slide] = this.#open.entries().next().value as [string, Promise<Slide>];
+      this.#open.delete(oldest);
+      void slide.then((s) => s.close()).catch(() => undefined);
+    }
+    return opening;
+  }
+
+  async close(): Promise<void> {
+    await this.slides.close();
+    for (const slide of this.#open.values()) await slide.then((s) => s.close()).catch(() => undefined);
+    this.#open.clear();
   }
 
   async predict(

@@ -1,0 +1,49 @@
+/**
+ * A slide's class overlay: an RGBA image covering the whole slide at 1/f of its level-0 size
+ * (its longest side at most MAX_OVERLAY_SIDE), each tile's step cell in its class colour with
+ * opacity following the tile's confidence, glass transparent. Drawn over the slide at the same
+ * width, it lines up with the tiles (to within one level-0 pixel per f).
+ */
+import sharp from 'sharp';
+
+import { classColour } from './heatmap.js';
+import type { SlidePrediction } from './slide-predictor.js';
+
+export const MAX_OVERLAY_SIDE = 4096;
+
+export async function slideOverlayPng(
+  prediction: SlidePrediction,
+  maxOpacity = 0.6,
+): Promise<{ png: Buffer; width: number; height: number; factor: number }> {
+  const { width: W, height: H } = prediction.slide;
+  const factor = Math.max(1, Math.max(W, H) / MAX_OVERLAY_SIDE);
+  const width = Math.max(1, Math.round(W / factor));
+  const height = Math.max(1, Math.round(H / factor));
+  const { stride, cols, rows } = prediction.tiling;
+  const cell = new Int32Array(cols * rows).fill(-1);
+  for (const [k, tile] of prediction.tiles.entries()) {
+    cell[Math.round(tile.y / stride) * cols + Math.round(tile.x / stride)] = k;
+  }
+  const out = new Uint8Array(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    const row = Math.floor(((y + 0.5) * factor) / stride);
+    if (row >= rows) continue;
+    for (let x = 0; x < width; x++) {
+      const col = Math.floor(((x + 0.5) * factor) / stride);
+      if (col >= cols) continue;
+      const k = cell[row * cols + col] ?? -1;
+      const tile = k >= 0 ? prediction.tiles[k] : undefined;
+      if (!tile) continue;
+      const [r, g, b] = classColour(tile.predicted);
+      const confidence = tile.probabilities[tile.predicted] ?? 0;
+      out.set(
+        [r, g, b, Math.round(255 * maxOpacity * Math.min(1, Math.max(0.25, confidence)))],
+        (y * width + x) * 4,
+      );
+    }
+  }
+  const png = await sharp(Buffer.from(out.buffer), { raw: { width, height, channels: 4 } })
+    .png()
+    .toBuffer();
+  return { png, width, height, factor };
+}
