@@ -233,8 +233,8 @@ export class SlideJobs {
       rmSync(path.join(dir, 'heatmap_files'), { recursive: true, force: true });
       // At the overlay's own resolution: a viewer stretches it over the slide's width.
       await sharp(overlay.png)
-        .tile({ size: DZ_TILE_SIZE, overlap: DZ_OVERLAP, layout: 'dz' })
         .png()
+        .tile({ size: DZ_TILE_SIZE, overlap: DZ_OVERLAP, layout: 'dz' })
         .toFile(path.join(dir, 'heatmap'));
       const { tiles: _tiles, ...summary } = prediction;
       this.#update(job.id, { status: 'done', summary: JSON.stringify(summary) });
