@@ -8,7 +8,10 @@
  */
 import path from 'node:path';
 
+import { createRequire } from 'node:module';
+
 import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -61,6 +64,8 @@ export interface PathotypeServer {
   records: ServerRecords;
   predictor: Predictor;
   queue: InferenceQueue;
+  /** Resolves when no slide job is running or waiting. */
+  slidesIdle: () => Promise<void>;
 }
 
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
@@ -133,6 +138,13 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   await app.register(slidesApi, { prefix: '/api/v1' });
   await app.register(healthRoutes);
   await app.register(portalRoutes);
+  // OpenSeadragon, served from its npm package: the viewer works without any CDN.
+  await app.register(fastifyStatic, {
+    root: path.dirname(createRequire(import.meta.url).resolve('openseadragon')),
+    prefix: '/static/openseadragon/',
+    decorateReply: false,
+    index: false,
+  });
 
   // Node's server.close() leaves a keep-alive socket open (up to keepAliveTimeout, 72 s) once
   // its in-flight response is done; answers sent while closing say `Connection: close` so the
@@ -148,5 +160,5 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     await service.close();
     records.close();
   });
-  return { app, records, predictor, queue };
+  return { app, records, predictor, queue, slidesIdle: () => service.slides.idle() };
 }

@@ -4,7 +4,27 @@ import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-
 
 import { encodePng } from '../data/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
-import { historyPage, resultPage, uploadPage } from './portal.js';
+import {
+  historyPage,
+  resultPage,
+  slideListPage,
+  slideViewerPage,
+  uploadPage,
+  type ViewedSlide,
+} from './portal.js';
+import type { SlideJob } from './slide-jobs.js';
+import { slideImageRoutes } from './slides-api.js';
+
+function viewed(job: SlideJob): ViewedSlide {
+  return {
+    id: job.id,
+    fileName: job.fileName,
+    status: job.status,
+    progress: job.progress,
+    error: job.error,
+    result: job.summary?.result ?? null,
+  };
+}
 import { ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 
 const HISTORY_PAGE_SIZE = 20;
@@ -64,6 +84,13 @@ export function portalRoutes(app: FastifyInstance): void {
       return reply.type('image/png').header('cache-control', cached).send(png);
     },
   );
+  portal.get('/slides', { schema: { hide: true } }, (_request, reply) =>
+    html(reply, slideListPage(service.slides.list(50, 0).items.map(viewed))),
+  );
+  portal.get('/slides/:id', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) =>
+    html(reply, slideViewerPage(viewed(service.slides.find(request.params.id)), service.manifest)),
+  );
+  slideImageRoutes(app, { hide: true });
   portal.get(
     '/cases/:id/overlay.png',
     { schema: { hide: true, params: ID_PARAMS } },

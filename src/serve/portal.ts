@@ -31,11 +31,11 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #e3e6eb;
 .pager{display:flex;gap:1rem;margin-top:1rem}.muted{color:#5b6575}
 `;
 
-function layout(title: string, body: string, script = ''): string {
+function layout(title: string, body: string, script = '', head = ''): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)} · pathotype</title><style>${STYLE}</style></head>
-<body><header><span class="brand">pathotype</span><nav aria-label="Main"><a href="/">Upload</a> &nbsp; <a href="/cases">History</a> &nbsp; <a href="/docs">API</a></nav></header>
+<title>${escapeHtml(title)} · pathotype</title><style>${STYLE}</style>${head}</head>
+<body><header><span class="brand">pathotype</span><nav aria-label="Main"><a href="/">Upload</a> &nbsp; <a href="/cases">History</a> &nbsp; <a href="/slides">Slides</a> &nbsp; <a href="/docs">API</a></nav></header>
 <main>
 <p class="notice" role="note"><strong>Research use only, not for diagnosis.</strong> Results come from a machine-learning model and must not guide patient care.</p>
 ${body}
@@ -222,5 +222,90 @@ export function errorPage(status: number, message: string): string {
   return layout(
     `Error ${status}`,
     `<h1>Error ${status}</h1><p class="error">${escapeHtml(message)}</p><p><a href="/">Back to the upload page</a></p>`,
+  );
+}
+
+/** A slide job as the viewer shows it (from the slide jobs' public shape). */
+export interface ViewedSlide {
+  id: string;
+  fileName: string;
+  status: string;
+  progress: { done: number; total: number };
+  error: { code: string; message: string } | null;
+  result: {
+    status: string;
+    predicted: string;
+    confidence: number;
+    voteShares: Record<string, number>;
+  } | null;
+}
+
+/**
+ * The zoomable viewer: the slide as Deep Zoom tiles in OpenSeadragon (served by this server),
+ * the class overlay on top (toggle, opacity), its legend, and the slide-level answer.
+ */
+export function slideViewerPage(job: ViewedSlide, manifest: ModelManifest): string {
+  const legend = manifest.classes
+    .map((c, k) => `<span style="background:rgb(${classColour(k).join(',')})"></span>${escapeHtml(c)}`)
+    .join('');
+  const r = job.result;
+  const answer = r
+    ? `<p class="big" id="predicted">${escapeHtml(r.status === 'uncertain' ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
+<p>${r.status === 'uncertain' ? `Leaning ${escapeHtml(r.predicted)}, ` : ''}confidence ${pct(r.confidence)}</p>
+<h2>Tile votes</h2><div class="bars">${Object.entries(r.voteShares)
+        .map(
+          ([c, v]) =>
+            `<div class="row"><span class="label">${escapeHtml(c)}</span><span class="track"><span class="fill" style="display:block;width:${(v * 100).toFixed(1)}%;background:rgb(${classColour(manifest.classes.indexOf(c)).join(',')})"></span></span><span class="value">${pct(v)}</span></div>`,
+        )
+        .join('')}</div>`
+    : job.status === 'failed'
+      ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
+      : `<p id="progress-text">${escapeHtml(job.status)}: ${job.progress.done} of ${job.progress.total || '?'} tiles</p><progress id="progress" max="${job.progress.total || 1}" value="${job.progress.done}"></progress>`;
+  const body = `<h1>${escapeHtml(job.fileName)}</h1>
+<div class="result"><div>
+<div id="viewer" role="img" aria-label="Zoomable slide with its class overlay" style="width:100%;height:620px;background:#20242c;border-radius:8px"></div>
+<p><label><input type="checkbox" id="show-overlay" checked> Class overlay</label>
+&nbsp; <label>Opacity <input type="range" id="opacity" min="0" max="100" value="60"></label></p>
+<p class="legend" aria-label="Legend">${legend}</p>
+</div><div class="panel" id="answer" data-status="${escapeHtml(job.status)}">${answer}</div></div>`;
+  const script = `
+const id = ${JSON.stringify(job.id)};
+const done = ${JSON.stringify(job.status === 'done')};
+const viewer = OpenSeadragon({ id: 'viewer', prefixUrl: '/static/openseadragon/images/', tileSources: '/slides/' + id + '/slide.dzi',
+  showNavigator: true, maxZoomPixelRatio: 2, drawer: 'canvas' });
+window.pathotypeViewer = viewer;
+const show = document.getElementById('show-overlay');
+const opacity = document.getElementById('opacity');
+const apply = () => { if (window.pathotypeOverlay) window.pathotypeOverlay.setOpacity(show.checked ? opacity.value / 100 : 0); };
+show.addEventListener('change', apply);
+opacity.addEventListener('input', apply);
+viewer.addHandler('open', () => {
+  if (!done) return;
+  // The overlay covers the whole slide at its own resolution: stretched to the slide's width.
+  viewer.addTiledImage({ tileSource: '/slides/' + id + '/heatmap.dzi', x: 0, y: 0, width: 1, opacity: 0.6,
+    success: (e) => { window.pathotypeOverlay = e.item; apply(); } });
+});
+if (!done && document.getElementById('answer').dataset.status !== 'failed') setTimeout(() => location.reload(), 2000);
+`;
+  return layout(
+    job.fileName,
+    body,
+    script,
+    '<script src="/static/openseadragon/openseadragon.min.js"></script>',
+  );
+}
+
+/** The slide jobs, newest first. */
+export function slideListPage(jobs: readonly ViewedSlide[]): string {
+  const rows = jobs
+    .map(
+      (j) =>
+        `<tr><td><a href="/slides/${escapeHtml(j.id)}">${escapeHtml(j.fileName)}</a></td><td>${escapeHtml(j.status)}</td><td>${j.result ? escapeHtml(j.result.predicted) : ''}</td></tr>`,
+    )
+    .join('');
+  return layout(
+    'Slides',
+    `<h1>Slides</h1><p class="muted">Slides are submitted through the REST API (POST /api/v1/slides) or QuPath (integrations/qupath).</p>
+<table><thead><tr><th scope="col">Slide</th><th scope="col">Status</th><th scope="col">Answer</th></tr></thead><tbody>${rows}</tbody></table>`,
   );
 }

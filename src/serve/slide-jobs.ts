@@ -236,7 +236,8 @@ export class SlideJobs {
         .png()
         .tile({ size: DZ_TILE_SIZE, overlap: DZ_OVERLAP, layout: 'dz' })
         .toFile(path.join(dir, 'heatmap'));
-      const { tiles: _tiles, ...summary } = prediction;
+      const summary: Omit<SlidePrediction, 'tiles'> & { tiles?: unknown } = { ...prediction };
+      delete summary.tiles;
       this.#update(job.id, { status: 'done', summary: JSON.stringify(summary) });
     } catch (error) {
       if (this.#abort.signal.aborted) {

@@ -258,6 +258,19 @@ export function slidesApi(app: FastifyInstance): void {
       reply.type('application/geo+json').send(JSON.stringify(jobs.geojson(request.params.id))),
   );
 
+  slideImageRoutes(app, { hide: false });
+}
+
+/**
+ * The images of a slide job: the slide and its overlay as Deep Zoom, and the overlay as one PNG.
+ * Registered in the REST API (behind its keys) and for the portal's viewer, which OpenSeadragon
+ * loads without a key.
+ */
+export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean }): void {
+  const api = app.withTypeProvider<JsonSchemaToTsProvider>();
+  const service = app.pathotype;
+  const jobs = service.slides;
+  const { hide } = options;
   const jobFile = (id: string, name: string): string => {
     jobs.prediction(id);
     const file = path.join(jobs.jobDir(id), name);
@@ -269,6 +282,7 @@ export function slidesApi(app: FastifyInstance): void {
     '/slides/:id/heatmap.png',
     {
       schema: {
+        hide,
         summary: "The class overlay over the whole slide (RGBA PNG, the slide's aspect)",
         tags: ['slides'],
         security: [{ apiKey: [] }],
@@ -285,6 +299,7 @@ export function slidesApi(app: FastifyInstance): void {
     '/slides/:id/heatmap.dzi',
     {
       schema: {
+        hide,
         summary: 'The overlay as a Deep Zoom pyramid',
         tags: ['slides'],
         security: [{ apiKey: [] }],
@@ -315,6 +330,7 @@ export function slidesApi(app: FastifyInstance): void {
     '/slides/:id/slide.dzi',
     {
       schema: {
+        hide,
         summary: 'The slide as Deep Zoom (DZI) for OpenSeadragon',
         tags: ['slides'],
         security: [{ apiKey: [] }],

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { chromium, type Browser } from 'playwright-core';
+
+import { classColour } from '../../src/predict/heatmap.js';
+import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import { tempDir } from '../fixtures.js';
+import { hasShared, lymphomaDir } from '../helpers.js';
+import { fieldsOf, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
+import { slideScalePackage } from './model-fixture.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+interface Feature {
+  geometry: { coordinates: [number, number][][] };
+  properties: { classification: { name: string } };
+}
+
+describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }, () => {
+  let server: PathotypeServer | undefined;
+  let browser: Browser | undefined;
+  let address: string;
+  let slide: TestSlide;
+  let jobId: string;
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: the test set-up installs Debian's chromium`);
+    const model = await slideScalePackage();
+    const root = tempDir();
+    // Large enough for a Deep Zoom pyramid of several levels: 6 x 4 fields, 2502 x 1248 px.
+    slide = await writeTestSlide(
+      path.join(root, 'viewer.tif'),
+      [...fieldsOf('CLL', 8), ...fieldsOf('MCL', 8), ...fieldsOf('FL', 6), null, null],
+      { across: 6, compression: 'jpeg' },
+    );
+    server = await buildServer({ ...model, slideRoot: root });
+    const created = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/slides',
+      payload: { path: 'viewer.tif' },
+    });
+    jobId = created.json<{ id: string }>().id;
+    await server.slidesIdle();
+    address = await server.app.listen({ host: '127.0.0.1', port: 0 });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.app.close();
+  });
+
+  it('zooms from the whole slide to full resolution with the class overlay on the tiles it belongs to', async () => {
+    assert.ok(browser && server);
+    const features = (await server.app.inject(`/api/v1/slides/${jobId}/geojson`)).json<{
+      features: Feature[];
+    }>().features;
+    const classes = server.predictor.classes;
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const tileRequests: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/slide_files/')) tileRequests.push(r.url());
+    });
+    await page.goto(`${address}/slides/${jobId}`);
+    assert.match((await page.textContent('#answer')) ?? '', /Tile votes/);
+    assert.match((await page.textContent('.legend')) ?? '', /BLOB.*CHECKER.*STRIPES/);
+    await page.waitForFunction(
+      () => (globalThis as unknown as { pathotypeOverlay?: unknown }).pathotypeOverlay !== undefined,
+    );
+
+    // Full resolution: one screen pixel per slide pixel, centred on a tile; every tile loaded.
+    const dzLevels = Math.ceil(Math.log2(Math.max(slide.width, slide.height))) + 1;
+    for (const k of [0, Math.floor(features.length / 2), features.length - 1]) {
+      const feature = features[k];
+      assert.ok(feature);
+      const ring = feature.geometry.coordinates[0] ?? [];
+      const [x0, y0] = ring[0] ?? [0, 0];
+      const [x1, y1] = ring[2] ?? [0, 0];
+      const centre = { x: (x0 + x1) / 2, y: (y0 + y1) / 2 };
+      const colour = await page.evaluate(async (c) => {
+        type Item = {
+          imageToViewportCoordinates(x: number, y: number): unknown;
+          imageToViewportZoom(z: number): number;
+          setOpacity(o: number): void;
+          getFullyLoaded(): boolean;
+        };
+        const w = globalThis as unknown as {
+          pathotypeViewer: {
+            world: { getItemAt(i: number): Item };
+            viewport: {
+              zoomTo(z: number, p?: unknown, immediately?: boolean): void;
+              panTo(p: unknown, immediately?: boolean): void;
+              viewportToViewerElementCoordinates(p: unknown): { x: number; y: number };
+            };
+            drawer: {
+              canvas: {
+                getContext(kind: '2d'): {
+                  getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> };
+                } | null;
+              };
+            };
+            forceRedraw(): void;
+          };
+          pathotypeOverlay: Item;
+        };
+        const viewer = w.pathotypeViewer;
+        const base = viewer.world.getItemAt(0);
+        const point = base.imageToViewportCoordinates(c.x, c.y);
+        // Two screen pixels per slide pixel: past full resolution, so the top level is read.
+        viewer.viewport.zoomTo(base.imageToViewportZoom(2), undefined, true);
+        viewer.viewport.panTo(point, true);
+        // Read the overlay alone at the tile's centre.
+        base.setOpacity(0);
+        w.pathotypeOverlay.setOpacity(1);
+        await new Promise((r) => setTimeout(r, 500));
+        for (let i = 0; i < 100 && !(base.getFullyLoaded() && w.pathotypeOverlay.getFullyLoaded()); i++)
+          await new Promise((r) => setTimeout(r, 100));
+        viewer.forceRedraw();
+        await new Promise((r) => setTimeout(r, 300));
+        const at = viewer.viewport.viewportToViewerElementCoordinates(point);
+        const ratio = (globalThis as unknown as { devicePixelRatio?: number }).devicePixelRatio ?? 1;
+        const pixel = viewer.drawer.canvas
+          .getContext('2d')
+          ?.getImageData(Math.round(at.x * ratio), Math.round(at.y * ratio), 1, 1).data;
+        base.setOpacity(1);
+        return pixel ? Array.from(pixel) : [];
+      }, centre);
+      const expected = classColour(classes.indexOf(feature.properties.classification.name));
+      assert.ok(
+        colour.length === 4 &&
+          (colour[3] ?? 0) > 0 &&
+          expected.every((v, i) => Math.abs(v - (colour[i] ?? 0)) <= 12),
+        `tile ${k} at (${centre.x}, ${centre.y}): overlay ${JSON.stringify(colour)}, class colour ${JSON.stringify(expected)}`,
+      );
+    }
+    // Full-resolution tiles of the slide were read from the top Deep Zoom level.
+    if (!tileRequests.some((u) => u.includes(`/slide_files/${dzLevels - 1}/`)))
+      await page.waitForRequest((r) => r.url().includes(`/slide_files/${dzLevels - 1}/`), {
+        timeout: 20_000,
+      });
+    // The overlay toggles off and on.
+    await page.uncheck('#show-overlay');
+    assert.equal(
+      await page.evaluate(() =>
+        (
+          globalThis as unknown as { pathotypeOverlay: { getOpacity(): number } }
+        ).pathotypeOverlay.getOpacity(),
+      ),
+      0,
+    );
+    await page.check('#show-overlay');
+    await page.fill('#opacity', '30');
+    await page.dispatchEvent('#opacity', 'input');
+    assert.equal(
+      await page.evaluate(() =>
+        (
+          globalThis as unknown as { pathotypeOverlay: { getOpacity(): number } }
+        ).pathotypeOverlay.getOpacity(),
+      ),
+      0.3,
+    );
+  });
+});
