@@ -1,10 +1,14 @@
 /** `pathotype bench ...`: speed measurements that print figures and ratios against baselines. */
+import os from 'node:os';
+import path from 'node:path';
+
 import type { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 
 import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../bench/engine.js';
 import { DEFAULT_BUSY_BENCH, formatBusyBench, runBusyBench } from '../bench/busy.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
+import { formatSlideBench, runSlideBench } from '../bench/slide.js';
 import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
@@ -90,6 +94,50 @@ export function registerBench(program: Command): void {
         );
         process.stdout.write(
           flags.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatBusyBench(rows)}\n`,
+        );
+      },
+    );
+
+  bench
+    .command('slide')
+    .description(
+      'whole-slide inference on a generated ~40,000 x 30,000 px slide: peak RSS, and tiles/s against the predictor on the same tiles in memory',
+    )
+    .option(
+      '--images <dir>',
+      'development images (class folders)',
+      path.resolve('../shared/data/iicbu2008-lymphoma-0.3x'),
+    )
+    .option(
+      '--slide <file>',
+      'where the generated slide is kept',
+      path.join(os.tmpdir(), 'pathotype-bench-slide.tif'),
+    )
+    .option('--across <n>', 'cells of 417 x 312 px across', positiveInt, 96)
+    .option('--down <n>', 'cells down', positiveInt, 96)
+    .option('--model-scale <x>', 'level-0 pixels per model pixel', positiveNumber, 4)
+    .option('--json', 'print the result as JSON')
+    .action(
+      async (flags: {
+        images: string;
+        slide: string;
+        across: number;
+        down: number;
+        modelScale: number;
+        json?: boolean;
+      }) => {
+        const result = await runSlideBench(
+          {
+            images: flags.images,
+            slide: flags.slide,
+            across: flags.across,
+            down: flags.down,
+            modelScale: flags.modelScale,
+          },
+          (stage) => process.stderr.write(`bench slide: ${stage}\n`),
+        );
+        process.stdout.write(
+          flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatSlideBench(result)}\n`,
         );
       },
     );

@@ -171,9 +171,8 @@ export async function predictSlide(
     let inferenceMs = 0;
     let done = 0;
     const bytes = patchSize * patchSize * 3;
-    for (const [key, members] of byBlock) {
-      if (options.signal?.aborted)
-        throw new PathotypeError('ERR_ABORTED', 'the slide prediction was stopped');
+    // One region's patches, cut and ready for the network.
+    const cutRegion = async (key: string, members: number[]): Promise<Uint8Array> => {
       const [bc, br] = key.split(',').map(Number) as [number, number];
       const col0 = bc * REGION_TILES;
       const row0 = br * REGION_TILES;
@@ -182,12 +181,10 @@ export async function predictSlide(
       // The region in model pixels, then in level-0 and read-level pixels.
       const modelWidth = (lastCol - col0) * stride + patchSize;
       const modelHeight = (lastRow - row0) * stride + patchSize;
-      const x0 = Math.round(col0 * stride0);
-      const y0 = Math.round(row0 * stride0);
       const readStarted = performance.now();
       const raw = await slide.readRegion({
-        x: x0,
-        y: y0,
+        x: Math.round(col0 * stride0),
+        y: Math.round(row0 * stride0),
         level: readLevel,
         width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
         height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
@@ -203,6 +200,20 @@ export async function predictSlide(
         copyPatch(region, grid, col - col0, row - row0, patches, i * bytes);
       }
       readMs += performance.now() - readStarted;
+      return patches;
+    };
+    // The next region is read and cut while the engine computes this one's tiles.
+    const blocks = [...byBlock];
+    let next = blocks[0] ? cutRegion(...blocks[0]) : undefined;
+    for (let b = 0; b < blocks.length; b++) {
+      const members = (blocks[b] as [string, number[]])[1];
+      const patches = await (next as Promise<Uint8Array>);
+      const following = blocks[b + 1];
+      next = following && !options.signal?.aborted ? cutRegion(...following) : undefined;
+      if (options.signal?.aborted) {
+        await next?.catch(() => undefined);
+        throw new PathotypeError('ERR_ABORTED', 'the slide prediction was stopped');
+      }
       const inferStarted = performance.now();
       const outputs: PatchOutputs = await predictor.predictPatches(patches);
       inferenceMs += performance.now() - inferStarted;

@@ -7,6 +7,7 @@ import { apiKeyHook } from './auth.js';
 import {
   ERROR_SCHEMA,
   ID_PARAMS,
+  PAGE_PROPERTIES,
   PREDICTION_SCHEMA,
   publicPrediction,
   UPLOAD_CONSUMES,
@@ -71,8 +72,7 @@ export function restApi(app: FastifyInstance): void {
         querystring: {
           type: 'object',
           properties: {
-            limit: { type: 'integer', minimum: 1, maximum: 200, default: 20 },
-            offset: { type: 'integer', minimum: 0, default: 0 },
+            ...PAGE_PROPERTIES,
             q: { type: 'string', maxLength: 200 },
           },
           required: ['limit', 'offset'],

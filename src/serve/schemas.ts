@@ -76,6 +76,12 @@ export const PREDICTION_SCHEMA = {
   },
 } as const;
 
+/** Paging of the list routes, newest first. */
+export const PAGE_PROPERTIES = {
+  limit: { type: 'integer', minimum: 1, maximum: 200, default: 20 },
+  offset: { type: 'integer', minimum: 0, default: 0 },
+} as const;
+
 export const ID_PARAMS = {
   type: 'object',
   properties: { id: { type: 'string', pattern: '^[0-9a-f-]{36}$' } },

@@ -18,14 +18,8 @@ import { deepZoomTile, deepZoomXml } from '../data/deep-zoom.js';
 import { Slide, SLIDE_EXTENSIONS } from '../data/slide.js';
 import { ensureDir } from '../workspace.js';
 import { apiKeyHook } from './auth.js';
-import { ERROR_SCHEMA } from './schemas.js';
+import { ERROR_SCHEMA, ID_PARAMS, PAGE_PROPERTIES } from './schemas.js';
 import type { SlideJob } from './slide-jobs.js';
-
-const SLIDE_ID = {
-  type: 'object',
-  properties: { id: { type: 'string', pattern: '^[0-9a-f-]{36}$' } },
-  required: ['id'],
-} as const;
 
 const TILE_PARAMS = {
   type: 'object',
@@ -205,10 +199,7 @@ export function slidesApi(app: FastifyInstance): void {
         security: [{ apiKey: [] }],
         querystring: {
           type: 'object',
-          properties: {
-            limit: { type: 'integer', minimum: 1, maximum: 200, default: 20 },
-            offset: { type: 'integer', minimum: 0, default: 0 },
-          },
+          properties: PAGE_PROPERTIES,
           required: ['limit', 'offset'],
           additionalProperties: false,
         },
@@ -234,7 +225,7 @@ export function slidesApi(app: FastifyInstance): void {
         summary: "A slide job: its status, progress and, when done, the slide's answer",
         tags: ['slides'],
         security: [{ apiKey: [] }],
-        params: SLIDE_ID,
+        params: ID_PARAMS,
         response: { 200: SLIDE_JOB_SCHEMA, '4xx': ERROR_SCHEMA },
       },
     },
@@ -249,7 +240,7 @@ export function slidesApi(app: FastifyInstance): void {
           'The tiles as GeoJSON detections in level-0 pixels (QuPath: File > Import objects); 409 until done',
         tags: ['slides'],
         security: [{ apiKey: [] }],
-        params: SLIDE_ID,
+        params: ID_PARAMS,
         produces: ['application/geo+json'],
         response: { 200: { description: 'a GeoJSON FeatureCollection' }, '4xx': ERROR_SCHEMA },
       },
@@ -286,7 +277,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         summary: "The class overlay over the whole slide (RGBA PNG, the slide's aspect)",
         tags: ['slides'],
         security: [{ apiKey: [] }],
-        params: SLIDE_ID,
+        params: ID_PARAMS,
         produces: ['image/png'],
         response: { 200: { description: 'PNG' }, '4xx': ERROR_SCHEMA },
       },
@@ -303,7 +294,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         summary: 'The overlay as a Deep Zoom pyramid',
         tags: ['slides'],
         security: [{ apiKey: [] }],
-        params: SLIDE_ID,
+        params: ID_PARAMS,
       },
     },
     (request, reply) =>
@@ -334,7 +325,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         summary: 'The slide as Deep Zoom (DZI) for OpenSeadragon',
         tags: ['slides'],
         security: [{ apiKey: [] }],
-        params: SLIDE_ID,
+        params: ID_PARAMS,
       },
     },
     async (request, reply) => {
