@@ -2,9 +2,11 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
+import { PathotypeError } from '../errors.js';
 import { encodePng } from '../data/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
 import {
+  fieldViewerPage,
   historyPage,
   resultPage,
   slideListPage,
@@ -90,6 +92,12 @@ export function portalRoutes(app: FastifyInstance): void {
   portal.get('/slides/:id', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) =>
     html(reply, slideViewerPage(viewed(service.slides.find(request.params.id)), service.manifest)),
   );
+  portal.get('/cases/:id/viewer', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) => {
+    const record = service.find(request.params.id);
+    if (!service.records.imagePath(record))
+      throw new PathotypeError('ERR_NOT_FOUND', `the image of prediction ${record.id} was not kept`);
+    return html(reply, fieldViewerPage(record, service.manifest));
+  });
   slideImageRoutes(app, { hide: true });
   portal.get(
     '/cases/:id/overlay.png',

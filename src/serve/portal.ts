@@ -150,7 +150,8 @@ export function resultPage(record: PredictionRecord, manifest: ModelManifest, ha
   const figure = hasImage
     ? `<div class="figure"><img src="/cases/${encodeURIComponent(record.id)}/image.png" alt="The uploaded image ${escapeHtml(record.fileName)}" width="${r.grid.width}" height="${r.grid.height}">
 <img id="overlay" class="overlay" src="/cases/${encodeURIComponent(record.id)}/overlay.png" alt="Patch heatmap: each patch coloured by its predicted class, opacity by confidence"></div>
-<p><label><input id="toggle" type="checkbox" checked> Show the patch heatmap</label> <span class="legend">${legend}</span></p>`
+<p><label><input id="toggle" type="checkbox" checked> Show the patch heatmap</label> <span class="legend">${legend}</span></p>
+<p><a href="/cases/${encodeURIComponent(record.id)}/viewer">Open in the zoomable viewer</a></p>`
     : '<p class="muted">The image was not kept on the server, so it cannot be shown.</p>';
   return layout(
     `${record.fileName}: ${(r.status ?? 'answered') === 'uncertain' ? 'uncertain' : r.predicted}`,
@@ -241,37 +242,29 @@ export interface ViewedSlide {
 }
 
 /**
- * The zoomable viewer: the slide as Deep Zoom tiles in OpenSeadragon (served by this server),
- * the class overlay on top (toggle, opacity), its legend, and the slide-level answer.
+ * The zoomable viewer: an image in OpenSeadragon (served by this server) with the class overlay
+ * on top (toggle, opacity), its legend, and the answer beside it. `base` and `overlay` are
+ * OpenSeadragon tile sources: Deep Zoom for slides, simple images for fields.
  */
-export function slideViewerPage(job: ViewedSlide, manifest: ModelManifest): string {
-  const legend = manifest.classes
-    .map((c, k) => `<span style="background:rgb(${classColour(k).join(',')})"></span>${escapeHtml(c)}`)
-    .join('');
-  const r = job.result;
-  const answer = r
-    ? `<p class="big" id="predicted">${escapeHtml(r.status === 'uncertain' ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
-<p>${r.status === 'uncertain' ? `Leaning ${escapeHtml(r.predicted)}, ` : ''}confidence ${pct(r.confidence)}</p>
-<h2>Tile votes</h2><div class="bars">${Object.entries(r.voteShares)
-        .map(
-          ([c, v]) =>
-            `<div class="row"><span class="label">${escapeHtml(c)}</span><span class="track"><span class="fill" style="display:block;width:${(v * 100).toFixed(1)}%;background:rgb(${classColour(manifest.classes.indexOf(c)).join(',')})"></span></span><span class="value">${pct(v)}</span></div>`,
-        )
-        .join('')}</div>`
-    : job.status === 'failed'
-      ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
-      : `<p id="progress-text">${escapeHtml(job.status)}: ${job.progress.done} of ${job.progress.total || '?'} tiles</p><progress id="progress" max="${job.progress.total || 1}" value="${job.progress.done}"></progress>`;
-  const body = `<h1>${escapeHtml(job.fileName)}</h1>
+function zoomViewer(options: {
+  title: string;
+  base: unknown;
+  overlay: unknown;
+  answer: string;
+  status: string;
+  legend: string;
+  /** Reload until the job is done. */
+  waiting: boolean;
+}): string {
+  const body = `<h1>${escapeHtml(options.title)}</h1>
 <div class="result"><div>
-<div id="viewer" role="img" aria-label="Zoomable slide with its class overlay" style="width:100%;height:620px;background:#20242c;border-radius:8px"></div>
+<div id="viewer" role="img" aria-label="Zoomable image with its class overlay" style="width:100%;height:620px;background:#20242c;border-radius:8px"></div>
 <p><label><input type="checkbox" id="show-overlay" checked> Class overlay</label>
 &nbsp; <label>Opacity <input type="range" id="opacity" min="0" max="100" value="60"></label></p>
-<p class="legend" aria-label="Legend">${legend}</p>
-</div><div class="panel" id="answer" data-status="${escapeHtml(job.status)}">${answer}</div></div>`;
+<p class="legend" aria-label="Legend">${options.legend}</p>
+</div><div class="panel" id="answer" data-status="${escapeHtml(options.status)}">${options.answer}</div></div>`;
   const script = `
-const id = ${JSON.stringify(job.id)};
-const done = ${JSON.stringify(job.status === 'done')};
-const viewer = OpenSeadragon({ id: 'viewer', prefixUrl: '/static/openseadragon/images/', tileSources: '/slides/' + id + '/slide.dzi',
+const viewer = OpenSeadragon({ id: 'viewer', prefixUrl: '/static/openseadragon/images/', tileSources: ${JSON.stringify(options.base)},
   showNavigator: true, maxZoomPixelRatio: 2, drawer: 'canvas' });
 window.pathotypeViewer = viewer;
 const show = document.getElementById('show-overlay');
@@ -279,20 +272,75 @@ const opacity = document.getElementById('opacity');
 const apply = () => { if (window.pathotypeOverlay) window.pathotypeOverlay.setOpacity(show.checked ? opacity.value / 100 : 0); };
 show.addEventListener('change', apply);
 opacity.addEventListener('input', apply);
+const overlay = ${JSON.stringify(options.overlay)};
 viewer.addHandler('open', () => {
-  if (!done) return;
-  // The overlay covers the whole slide at its own resolution: stretched to the slide's width.
-  viewer.addTiledImage({ tileSource: '/slides/' + id + '/heatmap.dzi', x: 0, y: 0, width: 1, opacity: 0.6,
+  if (!overlay) return;
+  // The overlay covers the whole image at its own resolution: stretched to the image's width.
+  viewer.addTiledImage({ tileSource: overlay, x: 0, y: 0, width: 1, opacity: 0.6,
     success: (e) => { window.pathotypeOverlay = e.item; apply(); } });
 });
-if (!done && document.getElementById('answer').dataset.status !== 'failed') setTimeout(() => location.reload(), 2000);
+if (${JSON.stringify(options.waiting)}) setTimeout(() => location.reload(), 2000);
 `;
   return layout(
-    job.fileName,
+    options.title,
     body,
     script,
     '<script src="/static/openseadragon/openseadragon.min.js"></script>',
   );
+}
+
+function legendOf(manifest: ModelManifest): string {
+  return manifest.classes
+    .map((c, k) => `<span style="background:rgb(${classColour(k).join(',')})"></span>${escapeHtml(c)}`)
+    .join('');
+}
+
+function voteBars(manifest: ModelManifest, shares: Record<string, number>): string {
+  return `<div class="bars">${Object.entries(shares)
+    .map(
+      ([c, v]) =>
+        `<div class="row"><span class="label">${escapeHtml(c)}</span><span class="track"><span class="fill" style="display:block;width:${(v * 100).toFixed(1)}%;background:rgb(${classColour(manifest.classes.indexOf(c)).join(',')})"></span></span><span class="value">${pct(v)}</span></div>`,
+    )
+    .join('')}</div>`;
+}
+
+/** A slide in the zoomable viewer: its Deep Zoom tiles, the overlay once the job is done. */
+export function slideViewerPage(job: ViewedSlide, manifest: ModelManifest): string {
+  const r = job.result;
+  const answer = r
+    ? `<p class="big" id="predicted">${escapeHtml(r.status === 'uncertain' ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
+<p>${r.status === 'uncertain' ? `Leaning ${escapeHtml(r.predicted)}, ` : ''}confidence ${pct(r.confidence)}</p>
+<h2>Tile votes</h2>${voteBars(manifest, r.voteShares)}`
+    : job.status === 'failed'
+      ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
+      : `<p id="progress-text">${escapeHtml(job.status)}: ${job.progress.done} of ${job.progress.total || '?'} tiles</p><progress id="progress" max="${job.progress.total || 1}" value="${job.progress.done}"></progress>`;
+  const id = encodeURIComponent(job.id);
+  return zoomViewer({
+    title: job.fileName,
+    base: `/slides/${id}/slide.dzi`,
+    overlay: job.status === 'done' ? `/slides/${id}/heatmap.dzi` : null,
+    answer,
+    status: job.status,
+    legend: legendOf(manifest),
+    waiting: job.status === 'queued' || job.status === 'running',
+  });
+}
+
+/** A field image (a 1388x1040 upload) in the same viewer, with its patch overlay. */
+export function fieldViewerPage(record: PredictionRecord, manifest: ModelManifest): string {
+  const r = record.result;
+  const id = encodeURIComponent(record.id);
+  const uncertain = (r.status ?? 'answered') === 'uncertain';
+  return zoomViewer({
+    title: record.fileName,
+    base: { type: 'image', url: `/cases/${id}/image.png` },
+    overlay: { type: 'image', url: `/cases/${id}/overlay.png` },
+    answer: `<p class="big" id="predicted">${escapeHtml(uncertain ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
+<h2>Vote shares</h2>${voteBars(manifest, r.voteShares)}<p><a href="/cases/${id}">Back to the result</a></p>`,
+    status: 'done',
+    legend: legendOf(manifest),
+    waiting: false,
+  });
 }
 
 /** The slide jobs, newest first. */

@@ -76,6 +76,14 @@ describe('web portal in a real browser', () => {
       predicted,
       'the reopened result is the same',
     );
+    // The same field in the zoomable viewer, with its patch overlay on top.
+    await page.getByRole('link', { name: 'Open in the zoomable viewer' }).click();
+    await page.waitForURL(`${resultUrl}/viewer`);
+    await page.waitForFunction(
+      () => (globalThis as unknown as { pathotypeOverlay?: unknown }).pathotypeOverlay !== undefined,
+      undefined,
+      { timeout: 30_000 },
+    );
     await page.close();
   });
 
