@@ -12,14 +12,16 @@
         "src/addon.cc",
         "src/spec.cc",
         "src/network.cc",
-        "src/network_wrap.cc"
+        "src/network_wrap.cc",
+        "src/distributed.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<(libtorch_include)",
         "<(libtorch_include)/torch/csrc/api/include"
       ],
-      "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
+      # USE_C10D_GLOO: Debian's libtorch is built with c10d's Gloo backend; its header needs the flag.
+      "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8", "USE_C10D_GLOO"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter"],

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   ERR_ENGINE_MEMORY: { status: 500, meaning: 'libtorch ran out of memory' },
   ERR_ENGINE_MISSING: { status: 500, meaning: 'the native addon is not built' },
   ERR_ENGINE_LOAD: { status: 500, meaning: 'the native addon or libtorch cannot be loaded' },
+  ERR_GROUP: { status: 500, meaning: 'a data-parallel group could not form, lost a rank or timed out' },
   ERR_NONFINITE_LOSS: { status: 500, meaning: 'training diverged (a loss that is not a finite number)' },
   // Stored artefacts.
   ERR_CATALOG: { status: 500, meaning: 'the workspace catalog is unreadable' },

@@ -43,6 +43,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New(env, GetThreadsJs, "getThreads"));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeedJs, "manualSeed"));
   exports.Set("info", Napi::Function::New(env, InfoJs, "info"));
+  exports.Set("createGroup", Napi::Function::New(env, CreateGroupJs, "createGroup"));
   return exports;
 }
 

@@ -1,5 +1,7 @@
 #include "network.h"
 
+#include "distributed.h"
+
 #include <ATen/autocast_mode.h>
 
 #include <atomic>
@@ -275,7 +277,8 @@ void Network::SetTrainingMode(bool frozenBatchNormEval, bool batchNormEval) {
   }
 }
 
-StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const TrainOptions& options) {
+StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const TrainOptions& options,
+                              c10d::ProcessGroup* group) {
   if (!optimizer_) throw std::invalid_argument("configure an optimizer before the first training step");
   for (int64_t i = 0; i < batch.n; i++) {
     if (labels[i] < 0 || labels[i] >= spec_.classes) {
@@ -291,6 +294,7 @@ StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const T
   auto target = torch::from_blob(const_cast<int32_t*>(labels), {batch.n}, torch::kInt).to(torch::kLong);
 
   SetTrainingMode(options.frozenBatchNormEval, options.batchNormEval);
+  if (group) Broadcast(*group, module_->buffers(true), 0);
   torch::Tensor logits;
   {
     AutocastGuard autocast(options.bf16);
@@ -307,12 +311,19 @@ StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const T
   }
   for (auto& p : module_->parameters()) p.mutable_grad().reset();
   loss.backward();
+  if (group) AllReduceGradients(*group, module_->parameters(true));
   optimizer_->step();
   StepResult result;
   result.loss = lossValue;
   result.correct = logits.argmax(1).eq(target).sum().item<int64_t>();
   result.count = batch.n;
   return result;
+}
+
+void Network::SyncFrom(c10d::ProcessGroup& group, int root) {
+  std::vector<torch::Tensor> state = module_->parameters(true);
+  for (const auto& b : module_->buffers(true)) state.push_back(b);
+  Broadcast(group, state, root);
 }
 
 std::vector<float> Network::Predict(const Batch& batch, bool bf16, bool raw) {

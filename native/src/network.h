@@ -61,13 +61,25 @@ struct ImportReport {
 };
 
 struct Layer;
+}  // namespace pathotype
+
+namespace c10d {
+class ProcessGroup;
+}
+
+namespace pathotype {
 
 class Network {
  public:
   explicit Network(NetworkSpec spec);
   ~Network();
 
-  StepResult TrainStep(const Batch& batch, const int32_t* labels, const TrainOptions& options);
+  // With a process group: buffers from rank 0 before the forward pass and gradients averaged
+  // across the group before the optimizer steps, as DistributedDataParallel does.
+  StepResult TrainStep(const Batch& batch, const int32_t* labels, const TrainOptions& options,
+                       c10d::ProcessGroup* group = nullptr);
+  // Every parameter and buffer from rank `root` of the group: the same start on every rank.
+  void SyncFrom(c10d::ProcessGroup& group, int root);
   // Softmax probabilities, n x classes, row-major.
   std::vector<float> Predict(const Batch& batch, bool bf16, bool raw);
   std::vector<NamedTensor> ExportTensors() const;

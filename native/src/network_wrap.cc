@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "compute_thread.h"
+#include "distributed.h"
 #include "errors.h"
 
 namespace pathotype {
@@ -176,6 +177,13 @@ Napi::Array Strings(Napi::Env env, const std::vector<std::string>& items) {
   return out;
 }
 
+using GroupHandle = c10::intrusive_ptr<c10d::ProcessGroup>;
+
+GroupHandle GroupOf(const Napi::Value& value) {
+  if (!value.IsExternal()) ThrowInput(value.Env(), "not a process group (from createGroup)");
+  return *value.As<Napi::External<GroupHandle>>().Data();
+}
+
 }  // namespace
 
 Napi::Function NetworkWrap::Define(Napi::Env env) {
@@ -190,6 +198,7 @@ Napi::Function NetworkWrap::Define(Napi::Env env) {
                          InstanceMethod<&NetworkWrap::SetLearningRate>("setLearningRate"),
                          InstanceMethod<&NetworkWrap::SaveOptimizerState>("saveOptimizerState"),
                          InstanceMethod<&NetworkWrap::LoadOptimizerState>("loadOptimizerState"),
+                         InstanceMethod<&NetworkWrap::SyncFrom>("syncFrom"),
                      });
 }
 
@@ -229,11 +238,13 @@ Napi::Value NetworkWrap::TrainStep(const Napi::CallbackInfo& info) {
     options.classWeights.assign(w.Data(), w.Data() + w.ElementLength());
   }
   auto network = network_;
+  // Optional fifth argument: a process group from createGroup, for data-parallel training.
+  GroupHandle group = info.Length() > 4 && !info[4].IsUndefined() ? GroupOf(info[4]) : GroupHandle();
   return Task<StepResult>::Queue(
       env,
-      [network, batch, labels, options] {
+      [network, batch, labels, options, group] {
         std::lock_guard<std::mutex> lock(network->mutex());
-        return network->TrainStep(batch->view(), labels->data(), options);
+        return network->TrainStep(batch->view(), labels->data(), options, group.get());
       },
       [](Napi::Env env, StepResult& r) {
         Napi::Object out = Napi::Object::New(env);
@@ -436,6 +447,42 @@ AddonData* CreateAddonData(Napi::Env env) {
   data->networkConstructor = Napi::Persistent(NetworkWrap::Define(env));
   data->completions = std::make_unique<Completions>(env);
   return data;
+}
+
+Napi::Value NetworkWrap::SyncFrom(const Napi::CallbackInfo& info) {
+  GroupHandle group = GroupOf(info[0]);
+  if (!info[1].IsNumber()) ThrowInput(info.Env(), "the root rank must be a number");
+  const int root = info[1].As<Napi::Number>().Int32Value();
+  auto network = network_;
+  return Task<Nothing>::Queue(
+      info.Env(),
+      [network, group, root] {
+        std::lock_guard<std::mutex> lock(network->mutex());
+        network->SyncFrom(*group, root);
+        return Nothing{};
+      },
+      Undefined);
+}
+
+// createGroup({rank, worldSize, host, port, timeoutMs}): joins the rendezvous on the compute
+// thread (it waits for every rank), then resolves with the group's handle.
+Napi::Value CreateGroupJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) ThrowInput(env, "createGroup takes an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (!o.Get("host").IsString()) ThrowInput(env, "option 'host' must be a string");
+  GroupOptions options;
+  options.rank = static_cast<int>(NumberOption(o, "rank"));
+  options.worldSize = static_cast<int>(NumberOption(o, "worldSize"));
+  options.port = static_cast<int>(NumberOption(o, "port"));
+  options.timeoutMs = static_cast<int>(NumberOption(o, "timeoutMs"));
+  options.host = o.Get("host").As<Napi::String>().Utf8Value();
+  return Task<GroupHandle>::Queue(
+      env, [options] { return CreateGroup(options); },
+      [](Napi::Env env, GroupHandle& group) {
+        return Napi::Value(Napi::External<GroupHandle>::New(
+            env, new GroupHandle(group), [](Napi::Env, GroupHandle* g) { delete g; }));
+      });
 }
 
 Napi::Value CreateNetwork(const Napi::CallbackInfo& info) {

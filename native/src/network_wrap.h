@@ -36,11 +36,13 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
   Napi::Value SetLearningRate(const Napi::CallbackInfo& info);
   Napi::Value SaveOptimizerState(const Napi::CallbackInfo& info);
   Napi::Value LoadOptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value SyncFrom(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Network> network_;
 };
 
 // createNetwork(spec): Promise<NetworkWrap>, built off the event loop.
 Napi::Value CreateNetwork(const Napi::CallbackInfo& info);
+Napi::Value CreateGroupJs(const Napi::CallbackInfo& info);
 
 }  // namespace pathotype

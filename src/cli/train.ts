@@ -1,6 +1,12 @@
 /** `pathotype train`: a model package from a patch store. */
 
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+
 import type { Command } from 'commander';
+
+import { availableCores } from '../cpu.js';
+import { ProcessGroup } from '../engine/distributed.js';
 
 import { merge, readConfigFile } from '../config.js';
 import { ConfigError } from '../errors.js';
@@ -47,7 +53,75 @@ interface TrainFlags {
   threads?: number;
   patience?: number;
   resume?: boolean;
+  nproc?: number;
+  worldSize?: number;
+  rank?: number;
+  rendezvous?: string;
   json?: boolean;
+}
+
+/** This process's place in a data-parallel group, when --world-size says there is one. */
+async function joinGroup(flags: TrainFlags): Promise<ProcessGroup | undefined> {
+  if (flags.worldSize === undefined || flags.worldSize < 2) return undefined;
+  const match = /^(.+):(\d+)$/.exec(flags.rendezvous ?? '');
+  if (!match || flags.rank === undefined)
+    throw new ConfigError('data-parallel training needs --rank and --rendezvous HOST:PORT with --world-size');
+  return ProcessGroup.join({
+    rank: flags.rank,
+    worldSize: flags.worldSize,
+    host: match[1] as string,
+    port: Number(match[2]),
+  });
+}
+
+/**
+ * The local launcher (like torchrun): N copies of this command as ranks 0..N-1 on a free
+ * loopback port, the cores shared out between them. When one fails the others are stopped.
+ */
+async function launchRanks(nproc: number, command: Command): Promise<number> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port')),
+      );
+    });
+  });
+  const threads = Math.max(1, Math.floor(availableCores() / nproc));
+  const argv = process.argv
+    .slice(2)
+    .filter((a, i, all) => a !== '--nproc' && all[i - 1] !== '--nproc' && !a.startsWith('--nproc='));
+  const children = Array.from({ length: nproc }, (_, rank) =>
+    spawn(
+      process.execPath,
+      [
+        process.argv[1] ?? '',
+        ...argv,
+        '--world-size',
+        String(nproc),
+        '--rank',
+        String(rank),
+        '--rendezvous',
+        `127.0.0.1:${port}`,
+        ...(command.getOptionValueSource('threads') === 'cli' ? [] : ['--threads', String(threads)]),
+      ],
+      // Rank 0 speaks for the group; the others' output would repeat it.
+      { stdio: rank === 0 ? 'inherit' : ['ignore', 'ignore', 'inherit'] },
+    ),
+  );
+  const codes = await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<number>((resolve) =>
+          child.on('close', (code) => {
+            if (code !== 0) for (const other of children) if (other.exitCode === null) other.kill('SIGTERM');
+            resolve(code ?? 1);
+          }),
+        ),
+    ),
+  );
+  return codes.find((c) => c !== 0) ?? 0;
 }
 
 export function registerTrain(program: Command): void {
@@ -72,8 +146,24 @@ export function registerTrain(program: Command): void {
     .option('--threads <n>', 'libtorch threads (0: all cores)', nonNegativeInt)
     .option('--patience <n>', 'early stopping on validation image accuracy (0: off)', nonNegativeInt)
     .option('--resume', 'continue from the last checkpoint of this name')
+    .option(
+      '--nproc <n>',
+      'data-parallel training: start N local ranks on this machine (c10d, Gloo)',
+      positiveInt,
+    )
+    .option('--world-size <n>', 'data-parallel training: ranks in the group', positiveInt)
+    .option(
+      '--rank <r>',
+      "data-parallel training: this process's rank (0 writes the package)",
+      nonNegativeInt,
+    )
+    .option('--rendezvous <host:port>', "data-parallel training: rank 0's address for the rendezvous")
     .option('--json', 'print the result as JSON')
     .action(async (flags: TrainFlags, command: Command) => {
+      if (flags.nproc !== undefined && flags.nproc > 1) {
+        process.exitCode = await launchRanks(flags.nproc, command);
+        return;
+      }
       let input: Record<string, unknown> = {};
       if (flags.preset) {
         const preset = PRESETS[flags.preset];
@@ -121,8 +211,10 @@ export function registerTrain(program: Command): void {
         const config = resolveTrainConfig(input);
         const { bar, update } = trainBar();
         try {
+          const group = await joinGroup(flags);
           const result = await train(workspace, config, {
             resume: flags.resume ?? false,
+            ...(group ? { group } : {}),
             onProgress: update,
             onEpoch: (e) => {
               bar.stop();

@@ -52,12 +52,16 @@ export interface NativeOptimizerConfig {
   epsilon: number;
 }
 
+/** An opaque c10d process group handle. */
+export type NativeGroup = { readonly __brand: 'NativeGroup' };
+
 export interface NativeNetwork {
   trainStep(
     batch: Uint8Array,
     shape: readonly number[],
     labels: Int32Array,
     options: NativeTrainOptions,
+    group?: NativeGroup,
   ): Promise<NativeStepResult>;
   predict(
     batch: Uint8Array,
@@ -74,6 +78,7 @@ export interface NativeNetwork {
   setLearningRate(learningRate: number): Promise<void>;
   saveOptimizerState(): Promise<Uint8Array>;
   loadOptimizerState(state: Uint8Array): Promise<void>;
+  syncFrom(group: NativeGroup, root: number): Promise<void>;
 }
 
 export interface NativeEngineInfo {
@@ -85,6 +90,13 @@ export interface NativeEngineInfo {
 
 export interface NativeEngine {
   createNetwork(spec: object): Promise<NativeNetwork>;
+  createGroup(options: {
+    rank: number;
+    worldSize: number;
+    host: string;
+    port: number;
+    timeoutMs: number;
+  }): Promise<NativeGroup>;
   setThreads(threads: number): void;
   getThreads(): number;
   manualSeed(seed: number): void;

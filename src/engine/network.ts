@@ -4,6 +4,7 @@
  * run in the order they were made.
  */
 import { EngineError, EngineInputError, isErrorCode, PathotypeError } from '../errors.js';
+import type { ProcessGroup } from './distributed.js';
 import { loadEngine, type NativeNetwork, type NativeOptimizerConfig } from './native.js';
 import { resolveSpec, type NetworkSpec, type ResolvedSpec } from './spec.js';
 
@@ -49,6 +50,8 @@ export interface TrainStepOptions {
   labelSmoothing?: number;
   /** One weight per class for the loss; for imbalanced classes. */
   classWeights?: readonly number[];
+  /** Data-parallel training: gradients averaged across the group, buffers from rank 0. */
+  group?: ProcessGroup;
 }
 
 /** The train-step defaults, written once: the addon reads every option as given. */
@@ -93,6 +96,17 @@ function wrapNativeError(error: unknown): PathotypeError {
 /** The fields that are set: an explicit undefined must not hide a default. */
 function definedOnly<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** A collective that failed: another rank died or left, or the group's timeout passed. */
+function groupFailure(error: unknown, rank: number): PathotypeError {
+  if (error instanceof PathotypeError && error.code !== 'ERR_ENGINE') return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new EngineError(
+    'ERR_GROUP',
+    `rank ${rank}: the data-parallel step failed (another rank failed or left, or the group timed out): ${message}`,
+    { cause: error },
+  );
 }
 
 function checkLearningRate(learningRate: number): void {
@@ -186,7 +200,12 @@ export class Network {
       labelSmoothing: options.labelSmoothing ?? TRAIN_STEP_DEFAULTS.labelSmoothing,
       ...(classWeights ? { classWeights } : {}),
     };
-    return this.#enqueue(() => this.#native.trainStep(batch, shape, labels, request));
+    const group = options.group;
+    const step = this.#enqueue(() => this.#native.trainStep(batch, shape, labels, request, group?.handle));
+    if (!group) return step;
+    return step.catch((error: unknown) => {
+      throw groupFailure(error, group.rank);
+    });
   }
 
   /**
@@ -248,6 +267,13 @@ export class Network {
       );
     }
     return this.#enqueue(() => this.#native.configureOptimizer(request));
+  }
+
+  /** Every parameter and buffer from rank `root`: the same start on every rank of a group. */
+  async syncFrom(group: ProcessGroup, root = 0): Promise<void> {
+    return this.#enqueue(() => this.#native.syncFrom(group.handle, root)).catch((error: unknown) => {
+      throw groupFailure(error, group.rank);
+    });
   }
 
   async setLearningRate(learningRate: number): Promise<void> {

@@ -17,6 +17,7 @@ import { PatchStore, type StoredImage } from '../data/patch-store.js';
 import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
 import { seededRandom } from '../random.js';
+import type { ProcessGroup } from '../engine/distributed.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import { buildSpec, HEAD_PREFIXES } from '../engine/zoo.js';
@@ -58,6 +59,12 @@ export interface TrainOptions {
   onNotice?: (message: string) => void;
   /** Stop after this many epochs of this invocation (tests of resume). */
   stopAfterEpochs?: number;
+  /**
+   * Data-parallel training: this process is one rank of the group. Every rank starts from rank
+   * 0's weights, takes its share of each global batch (batchSize per rank), and averages its
+   * gradients with the others; only rank 0 writes checkpoints and the package.
+   */
+  group?: ProcessGroup;
 }
 
 export interface TrainResult {
@@ -132,11 +139,19 @@ export async function train(
     const network = await Network.create(spec);
     const { pretrained, syntheticWeights } = await startingWeights(network, config, options);
     const runDir = ensureDir(runDirFor(workspace, config.name));
-    const restored = await restore(network, runDir, fingerprint, options.resume);
+    const restored = await restore(
+      network,
+      runDir,
+      fingerprint,
+      options.resume,
+      !options.group || options.group.rank === 0,
+    );
+    if (options.group) await network.syncFrom(options.group, 0);
     const { state } = restored;
     let { best, optimizerState } = restored;
     const resumedFrom = state.epochsDone;
-    const plan = trainingPlan(store, config);
+    const plan = trainingPlan(store, config, options.group?.worldSize ?? 1);
+    const writer = !options.group || options.group.rank === 0;
 
     let configuredPhase = -1;
     let ranThisCall = 0;
@@ -175,9 +190,11 @@ export async function train(
       }
       state.history.push(record);
       state.epochsDone = epoch + 1;
-      const weights = await network.exportTensors();
-      const optimizer = await network.saveOptimizerState();
-      await saveCheckpoint(runDir, { state, weights, best, optimizer }, bestChanged);
+      if (writer) {
+        const weights = await network.exportTensors();
+        const optimizer = await network.saveOptimizerState();
+        await saveCheckpoint(runDir, { state, weights, best, optimizer }, bestChanged);
+      }
       options.onEpoch?.(record);
       ranThisCall++;
       if (
@@ -226,7 +243,7 @@ export async function train(
             },
       ...(syntheticWeights ? { syntheticWeights: true } : {}),
     };
-    await writePackage(packageDir, manifest, best ?? (await network.exportTensors()));
+    if (writer) await writePackage(packageDir, manifest, best ?? (await network.exportTensors()));
     return result(manifest);
   } finally {
     await store.close();
@@ -265,6 +282,7 @@ async function restore(
   runDir: string,
   fingerprint: string,
   resume: TrainOptions['resume'],
+  writer: boolean,
 ): Promise<{ state: CheckpointState; best: NamedTensor[] | null; optimizerState: Uint8Array | null }> {
   const checkpoint = resume ? await loadCheckpoint(runDir) : undefined;
   const fits = checkpoint?.state.configFingerprint === fingerprint;
@@ -277,7 +295,8 @@ async function restore(
     await network.importTensors(checkpoint.weights);
     return { state: checkpoint.state, best: checkpoint.best, optimizerState: checkpoint.optimizer };
   }
-  await rm(path.join(runDir, 'checkpoint'), { recursive: true, force: true });
+  // Only the writing rank clears a checkpoint that does not fit: the others may still read it.
+  if (writer) await rm(path.join(runDir, 'checkpoint'), { recursive: true, force: true });
   const state: CheckpointState = {
     epochsDone: 0,
     history: [],
@@ -299,9 +318,11 @@ interface TrainingPlan {
   epochs: number;
   perEpoch: number;
   batchesPerEpoch: number;
+  /** Ranks sharing each global batch of batchSize x worldSize patches. */
+  worldSize: number;
 }
 
-function trainingPlan(store: PatchStore, config: TrainConfig): TrainingPlan {
+function trainingPlan(store: PatchStore, config: TrainConfig, worldSize: number): TrainingPlan {
   const hasSplit = store.images.some((i) => i.partition !== null);
   const trainIds = store.select({ partitions: hasSplit ? ['train'] : [null] });
   if (trainIds.length === 0)
@@ -318,7 +339,8 @@ function trainingPlan(store: PatchStore, config: TrainConfig): TrainingPlan {
       config.balance === 'weights' ? inverseFrequencyWeights(trainIds, classOf, classes) : undefined,
     epochs: config.phases.reduce((n, p) => n + p.epochs, 0),
     perEpoch,
-    batchesPerEpoch: Math.ceil(perEpoch / config.batchSize),
+    batchesPerEpoch: Math.ceil(perEpoch / (config.batchSize * worldSize)),
+    worldSize,
   };
 }
 
@@ -333,8 +355,10 @@ async function runEpoch(
   options: TrainOptions,
 ): Promise<EpochRecord> {
   const { phase } = at;
-  manualSeed(config.seed * 1000 + epoch);
-  const random = seededRandom(config.seed * 7919 + epoch);
+  const rank = options.group?.rank ?? 0;
+  // The epoch's order is the same on every rank; the augmentation draws are each rank's own.
+  manualSeed(config.seed * 1000 + epoch + rank * 7_919_000);
+  const random = seededRandom(config.seed * 7919 + epoch + rank * 104_729);
   const order = epochOrder(plan.trainIds, plan.classOf, store.manifest.classes.length, {
     balance: config.balance === 'sampling',
     limit: plan.perEpoch,
@@ -349,8 +373,19 @@ async function runEpoch(
   let correct = 0;
   let seen = 0;
   let learningRate = phase.learningRate;
-  const read = (b: number): Promise<{ patches: Uint8Array; labels: Int32Array }> =>
-    store.read(order.subarray(b * config.batchSize, Math.min(order.length, (b + 1) * config.batchSize)));
+  // Global batch b spans batchSize x worldSize patches of the order and each rank reads an equal
+  // slice; the last one is shared evenly and wraps around, as PyTorch's DistributedSampler pads.
+  const globalBatch = config.batchSize * plan.worldSize;
+  const read = (b: number): Promise<{ patches: Uint8Array; labels: Int32Array }> => {
+    if (plan.worldSize === 1)
+      return store.read(order.subarray(b * globalBatch, Math.min(order.length, (b + 1) * globalBatch)));
+    const per = Math.ceil(Math.min(globalBatch, order.length - b * globalBatch) / plan.worldSize);
+    const ids = Int32Array.from(
+      { length: per },
+      (_, i) => order[(b * globalBatch + rank * per + i) % order.length] ?? 0,
+    );
+    return store.read(ids);
+  };
   let next = read(0);
   for (let b = 0; b < batchesPerEpoch; b++) {
     const { patches, labels } = await next;
@@ -364,6 +399,7 @@ async function runEpoch(
       labelSmoothing: config.labelSmoothing,
       batchNormEval: config.batchNorm === 'frozen',
       ...(plan.classWeights ? { classWeights: plan.classWeights } : {}),
+      ...(options.group ? { group: options.group } : {}),
     });
     lossSum += result.loss * result.count;
     correct += result.correct;
