@@ -77,6 +77,9 @@ function stampOf(libtorch) {
   return hash.digest('hex');
 }
 
+if (!existsSync('/usr/include/gloo/algorithm.h') && !process.env.LIBTORCH) {
+  fail("the Gloo headers of libtorch's c10d were not found: install Debian's libgloo-dev");
+}
 if (!existsSync('/usr/include/openslide/openslide.h')) {
   fail("OpenSlide was not found: install Debian's libopenslide-dev (sudo apt-get install libopenslide-dev)");
 }

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf 'setup: %s\n' "$*"; }
 
-# 1. Debian packages: libtorch (the engine), OpenSlide (whole-slide images), a C++ toolchain.
-packages=(libtorch-dev libopenslide-dev g++ make python3 ${PATHOTYPE_APT_EXTRA:-})
+# 1. Debian packages: libtorch (the engine) and the Gloo headers of its c10d, OpenSlide
+# (whole-slide images), a C++ toolchain.
+packages=(libtorch-dev libgloo-dev libopenslide-dev g++ make python3 ${PATHOTYPE_APT_EXTRA:-})
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -5,6 +5,8 @@
 #include <ATen/autocast_mode.h>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -294,7 +296,13 @@ StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const T
   auto target = torch::from_blob(const_cast<int32_t*>(labels), {batch.n}, torch::kInt).to(torch::kLong);
 
   SetTrainingMode(options.frozenBatchNormEval, options.batchNormEval);
-  if (group) Broadcast(*group, module_->buffers(true), 0);
+  double syncMs = 0.0;
+  auto timed = [&syncMs](const std::function<void()>& collective) {
+    const auto start = std::chrono::steady_clock::now();
+    collective();
+    syncMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  };
+  if (group) timed([&] { Broadcast(*group, module_->buffers(true), 0); });
   torch::Tensor logits;
   {
     AutocastGuard autocast(options.bf16);
@@ -311,12 +319,13 @@ StepResult Network::TrainStep(const Batch& batch, const int32_t* labels, const T
   }
   for (auto& p : module_->parameters()) p.mutable_grad().reset();
   loss.backward();
-  if (group) AllReduceGradients(*group, module_->parameters(true));
+  if (group) timed([&] { AllReduceGradients(*group, module_->parameters(true)); });
   optimizer_->step();
   StepResult result;
   result.loss = lossValue;
   result.correct = logits.argmax(1).eq(target).sum().item<int64_t>();
   result.count = batch.n;
+  result.syncMs = syncMs;
   return result;
 }
 

@@ -37,6 +37,8 @@ struct StepResult {
   double loss = 0.0;
   int64_t correct = 0;
   int64_t count = 0;
+  // Time spent in the group's collectives (buffer broadcast, gradient all-reduce).
+  double syncMs = 0.0;
 };
 
 struct OptimizerConfig {

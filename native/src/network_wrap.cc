@@ -251,6 +251,7 @@ Napi::Value NetworkWrap::TrainStep(const Napi::CallbackInfo& info) {
         out.Set("loss", r.loss);
         out.Set("correct", static_cast<double>(r.correct));
         out.Set("count", static_cast<double>(r.count));
+        out.Set("syncMs", r.syncMs);
         return out;
       });
 }

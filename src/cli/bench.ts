@@ -7,6 +7,7 @@ import { ConfigError } from '../errors.js';
 
 import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../bench/engine.js';
 import { DEFAULT_BUSY_BENCH, formatBusyBench, runBusyBench } from '../bench/busy.js';
+import { formatDdpBench, runDdpBench, type DdpBenchOptions } from '../bench/ddp.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
 import { formatSlideBench, runSlideBench } from '../bench/slide.js';
 import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
@@ -97,6 +98,22 @@ export function registerBench(program: Command): void {
         );
       },
     );
+
+  bench
+    .command('ddp')
+    .description(
+      'data-parallel training (c10d, Gloo) against one process: global patches/s and the all-reduce share of a step',
+    )
+    .option('--architecture <name>', 'vgg16, mobilenet_v2, small_cnn, ...', 'vgg16')
+    .option('--threads <n>', 'threads of the single process; shared out between the ranks', positiveInt, 2)
+    .option('--ranks <n>', 'ranks', positiveInt, 2)
+    .option('--steps <n>', 'timed steps', positiveInt, 8)
+    .option('--batch <n>', 'global batch (split between the ranks)', positiveInt, 32)
+    .option('--size <px>', 'patch side', positiveInt, 64)
+    .action(async (flags: DdpBenchOptions) => {
+      const rows = await runDdpBench(flags, (s) => process.stderr.write(`bench ddp: ${s}\n`));
+      process.stdout.write(`${formatDdpBench(flags, rows)}\n`);
+    });
 
   bench
     .command('slide')

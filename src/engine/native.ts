@@ -28,6 +28,7 @@ export interface NativeStepResult {
   loss: number;
   correct: number;
   count: number;
+  syncMs: number;
 }
 
 export interface NativeTrainOptions {

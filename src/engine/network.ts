@@ -30,6 +30,8 @@ export interface StepResult {
   loss: number;
   correct: number;
   count: number;
+  /** Milliseconds in the data-parallel group's collectives (0 without a group). */
+  syncMs: number;
 }
 
 export interface AugmentOptions {
