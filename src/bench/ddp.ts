@@ -6,9 +6,10 @@
  * buffer broadcast.
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { freeLoopbackPort } from '../io/net.js';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ddp-worker.js');
 
@@ -47,18 +48,6 @@ function runWorker(args: string[]): Promise<WorkerResult> {
   );
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
 export async function runDdpBench(
   o: DdpBenchOptions,
   onStage: (s: string) => void = () => undefined,
@@ -68,7 +57,7 @@ export async function runDdpBench(
   onStage(`1 process, ${o.threads} threads`);
   const single = await runWorker(common(0, 1, 0, o.threads));
   onStage(`${o.ranks} ranks, ${Math.max(1, Math.floor(o.threads / o.ranks))} thread(s) each`);
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const ranks = await Promise.all(
     Array.from({ length: o.ranks }, (_, r) =>
       runWorker(common(r, o.ranks, port, Math.max(1, Math.floor(o.threads / o.ranks)))),

@@ -1,12 +1,12 @@
 /** `pathotype train`: a model package from a patch store. */
 
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 
 import type { Command } from 'commander';
 
 import { availableCores } from '../cpu.js';
 import { ProcessGroup } from '../engine/distributed.js';
+import { freeLoopbackPort } from '../io/net.js';
 
 import { merge, readConfigFile } from '../config.js';
 import { ConfigError } from '../errors.js';
@@ -79,15 +79,7 @@ async function joinGroup(flags: TrainFlags): Promise<ProcessGroup | undefined> {
  * loopback port, the cores shared out between them. When one fails the others are stopped.
  */
 async function launchRanks(nproc: number, command: Command): Promise<number> {
-  const port = await new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port')),
-      );
-    });
-  });
+  const port = await freeLoopbackPort();
   const threads = Math.max(1, Math.floor(availableCores() / nproc));
   const argv = process.argv
     .slice(2)

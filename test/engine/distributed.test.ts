@@ -1,30 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { manualSeed, Network } from '../../src/engine/network.js';
+import { freeLoopbackPort } from '../../src/io/net.js';
 import { makePatternSet } from '../../src/engine/synthetic.js';
 import { patternWorkspace, tempDir } from '../fixtures.js';
 import { runCli } from '../helpers.js';
 import { DDP_STEPS, ddpSpec, flatWeights } from './ddp-common.js';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ddp-worker.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 function rank(args: string[]): Promise<{ code: number | null; stderr: string; seconds: number }> {
   const started = performance.now();
@@ -49,7 +37,7 @@ function maxDifference(a: readonly number[], b: readonly number[]): number {
 describe('data-parallel training on c10d (Gloo)', () => {
   it('two ranks on loopback hold the same weights after every step, and those of one process on the whole batch', async () => {
     const dir = tempDir();
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const outs = [0, 1].map((r) => path.join(dir, `rank${r}.json`));
     const results = await Promise.all(
       [0, 1].map((r) => rank([String(r), '2', String(port), outs[r] as string])),
@@ -114,7 +102,7 @@ describe('data-parallel training on c10d (Gloo)', () => {
 
   it('a rank that dies makes the other fail with a clear error within the timeout, not hang', async () => {
     const dir = tempDir();
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const [survivor, dead] = await Promise.all([
       rank(['0', '2', String(port), path.join(dir, 'rank0.json'), 'train', '5000']),
       rank(['1', '2', String(port), path.join(dir, 'rank1.json'), 'die', '5000']),

@@ -10,32 +10,11 @@ import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION, tissueStats } from '../../src/
 import { Network } from '../../src/engine/network.js';
 import { buildSpec } from '../../src/engine/zoo.js';
 import { PACKAGE_FORMAT, readManifest, writePackage, type ModelManifest } from '../../src/model/package.js';
-import { Predictor } from '../../src/predict/predictor.js';
 import { fullresSampleDir, hasShared, lymphomaDir } from '../helpers.js';
 import { heImage, tempDir, writeImage } from '../fixtures.js';
+import { modelAtScale } from '../model-at-scale.js';
 
 const chelsea = '/usr/lib/python3/dist-packages/skimage/data/chelsea.png';
-
-/** A small untrained model at the development scale 0.3: what it answers does not matter here. */
-async function modelAtScale(calibration?: ModelManifest['calibration']): Promise<Predictor> {
-  const spec = buildSpec('small_cnn', { inputSize: 32, head: { classes: 3 } });
-  const manifest = {
-    format: PACKAGE_FORMAT,
-    name: 'checks',
-    version: 1,
-    spec,
-    classes: ['CLL', 'FL', 'MCL'],
-    preprocess: {
-      normaliser: { method: 'none' },
-      targetScale: 0.3,
-      tiles: { patchSize: 32, stride: 32 },
-      background: { enabled: false, brightness: 220, maxFraction: 0.5 },
-    },
-    vote: 'mean',
-    ...(calibration ? { calibration } : {}),
-  } as unknown as ModelManifest;
-  return Predictor.fromNetwork(manifest, await Network.create(spec));
-}
 
 describe('input checks: what the model was not made for is refused, not answered', () => {
   it(
@@ -61,7 +40,7 @@ describe('input checks: what the model was not made for is refused, not answered
   );
 
   it('refuses a 20x15 image, a photograph and a white field with a reason each, and answers the rest', async () => {
-    const predictor = await modelAtScale();
+    const predictor = await modelAtScale(0.3);
     const dir = tempDir();
     const tiny = path.join(dir, 'tiny.png');
     await writeImage(tiny, heImage(20, 15, 1));
@@ -101,11 +80,11 @@ describe('input checks: what the model was not made for is refused, not answered
     const dir = tempDir();
     const field = path.join(dir, 'field.png');
     await writeImage(field, heImage(417, 312, 2));
-    const never = await modelAtScale({ temperature: 1, threshold: 1.01, target: 0.95 });
+    const never = await modelAtScale(0.3, { temperature: 1, threshold: 1.01, target: 0.95 });
     const [unsure] = await never.predictImages([{ source: field }]);
     assert.equal(unsure?.status, 'uncertain');
     assert.equal(unsure.threshold, 1.01);
-    const always = await modelAtScale({ temperature: 1, threshold: 0.2, target: 0.95 });
+    const always = await modelAtScale(0.3, { temperature: 1, threshold: 0.2, target: 0.95 });
     const [sure] = await always.predictImages([{ source: field }]);
     assert.equal(sure?.status, 'answered');
     const total = Object.values(sure.probabilities).reduce((a, b) => a + b, 0);
@@ -117,7 +96,7 @@ describe('input checks: what the model was not made for is refused, not answered
     'gives a full-resolution image and its 0.3x twin the same answer',
     { skip: !hasShared(fullresSampleDir) && 'needs ../shared' },
     async () => {
-      const predictor = await modelAtScale();
+      const predictor = await modelAtScale(0.3);
       const [full, twin] = await predictor.predictImages([
         { source: path.join(fullresSampleDir, 'CLL/sj-03-476_006.png') },
         { source: path.join(lymphomaDir, 'CLL/sj-03-476_006.png') },

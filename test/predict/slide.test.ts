@@ -9,37 +9,14 @@ import sharp from 'sharp';
 
 import { isWholeSlide, micronsPerPixel, Slide } from '../../src/data/slide.js';
 import { tissueMask } from '../../src/data/tissue.js';
-import { Network } from '../../src/engine/network.js';
-import { buildSpec } from '../../src/engine/zoo.js';
-import { PACKAGE_FORMAT, type ModelManifest } from '../../src/model/package.js';
-import { Predictor } from '../../src/predict/predictor.js';
 import { slideGeoJson } from '../../src/predict/slide-geojson.js';
 import { modelMicrons, predictSlide } from '../../src/predict/slide-predictor.js';
 import { heImage, tempDir } from '../fixtures.js';
+import { modelAtScale } from '../model-at-scale.js';
 import { hasShared, lymphomaDir, runCli } from '../helpers.js';
 import { fieldsOf, MPP_03X, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
 
 const needsShared = { skip: !hasShared(lymphomaDir) && 'needs ../shared' };
-
-/** A small CNN with random weights at the 0.3x copy's scale: 32x32 patches, stride 32. */
-async function smallModel(): Promise<Predictor> {
-  const spec = buildSpec('small_cnn', { inputSize: 32, head: { classes: 3 } });
-  const manifest = {
-    format: PACKAGE_FORMAT,
-    name: 'slide-test',
-    version: 1,
-    spec,
-    classes: ['CLL', 'FL', 'MCL'],
-    preprocess: {
-      normaliser: { method: 'none' },
-      targetScale: 0.3005,
-      tiles: { patchSize: 32, stride: 32 },
-      background: { enabled: false, brightness: 220, maxFraction: 0.5 },
-    },
-    vote: 'mean',
-  } as unknown as ModelManifest;
-  return Predictor.fromNetwork(manifest, await Network.create(spec));
-}
 
 let slide: TestSlide | undefined;
 /** 4 x 2 cells: six fields and two of blank glass, 1668 x 624 px at the 0.3x copy's scale. */
@@ -156,7 +133,7 @@ describe('whole-slide images', () => {
     needsShared,
     async () => {
       const t = await testSlide();
-      const predictor = await smallModel();
+      const predictor = await modelAtScale(0.3005);
       assert.ok(Math.abs(modelMicrons(predictor) - MPP_03X) < 1e-9);
       const progress: number[] = [];
       const result = await predictSlide(predictor, t.file, { onProgress: (done) => progress.push(done) });
@@ -207,7 +184,7 @@ describe('whole-slide images', () => {
     'refuses a slide without microns per pixel unless told, and one far coarser than the model',
     needsShared,
     async () => {
-      const predictor = await smallModel();
+      const predictor = await modelAtScale(0.3005);
       const dir = tempDir();
       const coarse = await writeTestSlide(path.join(dir, 'coarse.tif'), fieldsOf('FL', 2), {
         across: 2,
@@ -221,7 +198,7 @@ describe('whole-slide images', () => {
 
   it('predicts a slide from the command line as GeoJSON', needsShared, async () => {
     const t = await testSlide();
-    const predictor = await smallModel();
+    const predictor = await modelAtScale(0.3005);
     const dir = path.join(tempDir(), 'model');
     const { writePackage } = await import('../../src/model/package.js');
     await writePackage(dir, predictor.manifest, await predictor.network.exportTensors());
