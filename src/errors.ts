@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   ERR_GROUP: { status: 500, meaning: 'a data-parallel group could not form, lost a rank or timed out' },
   ERR_NONFINITE_LOSS: { status: 500, meaning: 'training diverged (a loss that is not a finite number)' },
   // Stored artefacts.
+  ERR_DATABASE: { status: 503, meaning: 'the shared database cannot be reached or migrated' },
   ERR_CATALOG: { status: 500, meaning: 'the workspace catalog is unreadable' },
   ERR_CATALOG_VERSION: { status: 500, meaning: 'the catalog was written by a newer pathotype' },
   ERR_PATCH_STORE: { status: 500, meaning: 'a patch store is missing, damaged or of another format' },

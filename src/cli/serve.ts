@@ -1,12 +1,12 @@
 /** `pathotype serve` and `pathotype keys`: the web portal and REST API, and its API keys. */
-import path from 'node:path';
 
 import type { Command } from 'commander';
 import { PathotypeError } from '../errors.js';
 
 import { workspaceAt } from '../workspace.js';
 import { buildServer, SERVE_DEFAULTS } from '../serve/app.js';
-import { ServerRecords } from '../serve/records.js';
+import { openRecords } from '../serve/open-records.js';
+import type { RecordStore } from '../serve/records.js';
 import { resolveModelDir } from './context.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 
@@ -36,6 +36,10 @@ export function registerServe(program: Command): void {
       SERVE_DEFAULTS.maxWaiting,
     )
     .option(
+      '--database <url>',
+      'records and API keys in PostgreSQL (postgres://...), shared by every server started with it; uploads go to the workspace serve folder, which they must share',
+    )
+    .option(
       '--slide-root <dir>',
       'slides may be submitted by a path under this folder (files too big to upload)',
     )
@@ -58,6 +62,7 @@ export function registerServe(program: Command): void {
           maxMegapixels: number;
           maxWaiting: number;
           keepImages: boolean;
+          database?: string;
           slideRoot?: string;
           slideMaxGb: number;
           bf16?: boolean;
@@ -74,6 +79,7 @@ export function registerServe(program: Command): void {
           maxPixels: flags.maxMegapixels * 1_000_000,
           maxWaiting: flags.maxWaiting,
           ...(flags.slideRoot ? { slideRoot: flags.slideRoot } : {}),
+          ...(flags.database ? { database: flags.database } : {}),
           slideMaxGigabytes: flags.slideMaxGb,
           bf16: flags.bf16 ?? false,
           logger: flags.log ?? false,
@@ -95,23 +101,29 @@ export function registerServe(program: Command): void {
       },
     );
 
-  const keys = program.command('keys').description('API keys for the REST API (required once any exists)');
-  const withRecords = <T>(command: Command, fn: (records: ServerRecords) => T): T => {
-    const dir = serveDataDir(command);
-    const records = new ServerRecords(path.join(dir, 'serve.sqlite'), path.join(dir, 'uploads'));
+  const keys = program
+    .command('keys')
+    .description('API keys for the REST API (required once any exists)')
+    .option(
+      '--database <url>',
+      'the PostgreSQL database of a shared deployment (default: the workspace SQLite)',
+    );
+  const withRecords = async <T>(command: Command, fn: (records: RecordStore) => Promise<T>): Promise<T> => {
+    const { database } = command.optsWithGlobals<{ database?: string }>();
+    const records = await openRecords(serveDataDir(command), database);
     try {
-      return fn(records);
+      return await fn(records);
     } finally {
-      records.close();
+      await records.close();
     }
   };
   keys
     .command('create')
     .description('create a key; it is shown once and stored only as a hash')
     .requiredOption('--name <name>', 'who or what uses it')
-    .action((flags: { name: string }, command: Command) => {
-      withRecords(command, (records) => {
-        const { key, record } = records.createKey(flags.name);
+    .action(async (flags: { name: string }, command: Command) => {
+      await withRecords(command, async (records) => {
+        const { key, record } = await records.createKey(flags.name);
         process.stdout.write(`${key}\n`);
         process.stderr.write(
           `created key ${record.id} (${record.prefix}…) for '${record.name}'; it is not shown again\n`,
@@ -122,9 +134,9 @@ export function registerServe(program: Command): void {
     .command('list')
     .description('keys with their prefix, owner and state')
     .option('--json', 'print as JSON')
-    .action((flags: { json?: boolean }, command: Command) => {
-      withRecords(command, (records) => {
-        const list = records.keys();
+    .action(async (flags: { json?: boolean }, command: Command) => {
+      await withRecords(command, async (records) => {
+        const list = await records.keys();
         if (flags.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         else
           for (const k of list)
@@ -136,9 +148,9 @@ export function registerServe(program: Command): void {
   keys
     .command('revoke <id>')
     .description('revoke a key by id or prefix')
-    .action((id: string, _flags: unknown, command: Command) => {
-      withRecords(command, (records) => {
-        const key = records.revokeKey(id);
+    .action(async (id: string, _flags: unknown, command: Command) => {
+      await withRecords(command, async (records) => {
+        const key = await records.revokeKey(id);
         if (!key) throw new PathotypeError('ERR_NOT_FOUND', `no key '${id}'`);
         process.stdout.write(`revoked ${key.id} (${key.name})\n`);
       });

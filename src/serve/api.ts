@@ -87,9 +87,9 @@ export function restApi(app: FastifyInstance): void {
         },
       },
     },
-    (request) => {
+    async (request) => {
       const { limit, offset, q } = request.query;
-      const { total, items } = service.records.list({ limit, offset, ...(q ? { query: q } : {}) });
+      const { total, items } = await service.records.list({ limit, offset, ...(q ? { query: q } : {}) });
       return { total, items: items.map(publicPrediction) };
     },
   );
@@ -104,7 +104,7 @@ export function restApi(app: FastifyInstance): void {
         response: { 200: PREDICTION_SCHEMA, '4xx': ERROR_SCHEMA },
       },
     },
-    (request) => publicPrediction(service.find(request.params.id)),
+    async (request) => publicPrediction(await service.find(request.params.id)),
   );
   api.get(
     '/predictions/:id/heatmap.png',
@@ -119,7 +119,7 @@ export function restApi(app: FastifyInstance): void {
       },
     },
     async (request, reply) => {
-      const record = service.find(request.params.id);
+      const record = await service.find(request.params.id);
       return reply
         .type('image/png')
         .send(await heatmapPng(await service.imageOf(record), record.result.grid));

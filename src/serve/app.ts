@@ -24,7 +24,8 @@ import errorHandling from './error-handler.js';
 import { healthRoutes } from './health.js';
 import { portalRoutes } from './portal-routes.js';
 import { InferenceQueue } from './queue.js';
-import { ServerRecords } from './records.js';
+import { openRecords } from './open-records.js';
+import type { RecordStore } from './records.js';
 import { UPLOAD_CONSUMES } from './schemas.js';
 import { PredictionService } from './service.js';
 
@@ -53,6 +54,11 @@ export interface ServerOptions {
   batchSize?: number;
   bf16?: boolean;
   logger?: boolean;
+  /**
+   * Records and API keys in PostgreSQL (postgres://...), shared by every server started with it;
+   * default: SQLite in dataDir. Uploads go to dataDir/uploads, which such servers must share.
+   */
+  database?: string;
   /** Slides may be submitted by a path under this folder (files too big to upload). */
   slideRoot?: string;
   /** Largest slide upload, streamed to disk. */
@@ -61,7 +67,7 @@ export interface ServerOptions {
 
 export interface PathotypeServer {
   app: FastifyInstance;
-  records: ServerRecords;
+  records: RecordStore;
   predictor: Predictor;
   queue: InferenceQueue;
   /** Resolves when no slide job is running or waiting. */
@@ -76,11 +82,8 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     ...(options.batchSize ? { batchSize: options.batchSize } : {}),
     ...(options.bf16 ? { bf16: true } : {}),
   });
-  const records = new ServerRecords(
-    path.join(options.dataDir, 'serve.sqlite'),
-    path.join(options.dataDir, 'uploads'),
-  );
-  records.removeOrphanUploads();
+  const records = await openRecords(options.dataDir, options.database);
+  await records.removeOrphanUploads();
   const queue = new InferenceQueue(
     options.concurrency ?? SERVE_DEFAULTS.concurrency,
     options.maxWaiting ?? SERVE_DEFAULTS.maxWaiting,
@@ -95,7 +98,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
       ...(options.slideRoot ? { slideRoot: path.resolve(options.slideRoot) } : {}),
       slideMaxBytes: (options.slideMaxGigabytes ?? SERVE_DEFAULTS.slideMaxGigabytes) * 2 ** 30,
     },
-    path.join(options.dataDir, 'slides'),
+    { dir: path.join(options.dataDir, 'slides'), database: path.join(options.dataDir, 'serve.sqlite') },
   );
   service.slides.recover();
 
@@ -158,7 +161,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   });
   app.addHook('onClose', async () => {
     await service.close();
-    records.close();
+    await records.close();
   });
   return { app, records, predictor, queue, slidesIdle: () => service.slides.idle() };
 }

@@ -5,11 +5,11 @@
 import type { FastifyRequest } from 'fastify';
 
 import { PathotypeError } from '../errors.js';
-import type { ServerRecords } from './records.js';
+import type { RecordStore } from './records.js';
 
-export function apiKeyHook(records: ServerRecords): (request: FastifyRequest) => Promise<void> {
-  return (request) => {
-    if (!records.keysRequired()) return Promise.resolve();
+export function apiKeyHook(records: RecordStore): (request: FastifyRequest) => Promise<void> {
+  return async (request) => {
+    if (!(await records.keysRequired())) return;
     const header = request.headers.authorization ?? '';
     const alternative = request.headers['x-api-key'];
     const key = header.startsWith('Bearer ')
@@ -17,12 +17,9 @@ export function apiKeyHook(records: ServerRecords): (request: FastifyRequest) =>
       : typeof alternative === 'string'
         ? alternative
         : undefined;
-    const record = key ? records.verifyKey(key) : undefined;
+    const record = key ? await records.verifyKey(key) : undefined;
     if (!record)
-      return Promise.reject(
-        new PathotypeError('ERR_UNAUTHORIZED', 'a valid API key is required (Authorization: Bearer KEY)'),
-      );
+      throw new PathotypeError('ERR_UNAUTHORIZED', 'a valid API key is required (Authorization: Bearer KEY)');
     request.keyId = record.id;
-    return Promise.resolve();
   };
 }

@@ -63,9 +63,9 @@ export function portalRoutes(app: FastifyInstance): void {
         },
       },
     },
-    (request, reply) => {
+    async (request, reply) => {
       const { page, q } = request.query;
-      const { total, items } = service.records.list({
+      const { total, items } = await service.records.list({
         limit: HISTORY_PAGE_SIZE,
         offset: (page - 1) * HISTORY_PAGE_SIZE,
         ...(q ? { query: q } : {}),
@@ -73,15 +73,15 @@ export function portalRoutes(app: FastifyInstance): void {
       return html(reply, historyPage(items, total, page, HISTORY_PAGE_SIZE, q));
     },
   );
-  portal.get('/cases/:id', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) => {
-    const record = service.find(request.params.id);
+  portal.get('/cases/:id', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
+    const record = await service.find(request.params.id);
     return html(reply, resultPage(record, service.manifest, service.records.imagePath(record) !== null));
   });
   portal.get(
     '/cases/:id/image.png',
     { schema: { hide: true, params: ID_PARAMS } },
     async (request, reply) => {
-      const record = service.find(request.params.id);
+      const record = await service.find(request.params.id);
       const png = await encodePng(await service.imageOf(record));
       return reply.type('image/png').header('cache-control', cached).send(png);
     },
@@ -92,8 +92,8 @@ export function portalRoutes(app: FastifyInstance): void {
   portal.get('/slides/:id', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) =>
     html(reply, slideViewerPage(viewed(service.slides.find(request.params.id)), service.manifest)),
   );
-  portal.get('/cases/:id/viewer', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) => {
-    const record = service.find(request.params.id);
+  portal.get('/cases/:id/viewer', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
+    const record = await service.find(request.params.id);
     if (!service.records.imagePath(record))
       throw new PathotypeError('ERR_NOT_FOUND', `the image of prediction ${record.id} was not kept`);
     return html(reply, fieldViewerPage(record, service.manifest));
@@ -103,7 +103,7 @@ export function portalRoutes(app: FastifyInstance): void {
     '/cases/:id/overlay.png',
     { schema: { hide: true, params: ID_PARAMS } },
     async (request, reply) => {
-      const record = service.find(request.params.id);
+      const record = await service.find(request.params.id);
       return reply
         .type('image/png')
         .header('cache-control', cached)

@@ -105,11 +105,69 @@ function toRecord(row: Row): PredictionRecord {
   };
 }
 
+/**
+ * Where a server keeps its records: SQLite embedded (the default), or PostgreSQL shared by
+ * several servers (`serve --database postgres://...`). The same operations, asynchronous.
+ */
+export interface RecordStore {
+  /** Kept upload images, by record (a directory every server of a deployment shares). */
+  readonly uploadsDir: string;
+  newId(): string;
+  insert(record: PredictionRecord): Promise<void>;
+  get(id: string): Promise<PredictionRecord | undefined>;
+  /** Newest first; `query` matches the file name or the id. */
+  list(options: {
+    limit: number;
+    offset: number;
+    query?: string;
+  }): Promise<{ total: number; items: PredictionRecord[] }>;
+  imagePath(record: PredictionRecord): string | null;
+  /** Upload files without a record: left by a process killed between writing and recording. */
+  removeOrphanUploads(): Promise<number>;
+  createKey(name: string): Promise<{ key: string; record: ApiKeyRecord }>;
+  keys(): Promise<ApiKeyRecord[]>;
+  /** True when at least one key is active: the REST API then requires one. */
+  keysRequired(): Promise<boolean>;
+  verifyKey(key: string): Promise<ApiKeyRecord | undefined>;
+  revokeKey(idOrPrefix: string): Promise<ApiKeyRecord | undefined>;
+  close(): Promise<void>;
+}
+
+/** A new API key: shown once, stored only as its SHA-256. */
+export function newApiKey(name: string): { key: string; record: ApiKeyRecord; hash: string } {
+  const key = `pt_${randomBytes(24).toString('base64url')}`;
+  return {
+    key,
+    hash: hashKey(key),
+    record: {
+      id: randomUUID(),
+      name,
+      prefix: key.slice(0, 10),
+      createdAt: new Date().toISOString(),
+      revokedAt: null,
+      lastUsedAt: null,
+    },
+  };
+}
+
+/** Upload files no record names, for removeOrphanUploads. */
+export function removeUnknownFiles(dir: string, known: ReadonlySet<string>): number {
+  let removed = 0;
+  for (const file of readdirSync(dir)) {
+    if (!known.has(file)) {
+      rmSync(path.join(dir, file), { force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
 export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
 
-export class ServerRecords {
+/** The embedded store: one SQLite file in WAL mode. */
+export class ServerRecords implements RecordStore {
   readonly db: Database.Database;
   readonly uploadsDir: string;
 
@@ -122,8 +180,7 @@ export class ServerRecords {
     this.db.exec(SCHEMA);
   }
 
-  /** Upload files without a record: left by a process killed between writing and recording. */
-  removeOrphanUploads(): number {
+  removeOrphanUploads(): Promise<number> {
     const known = new Set(
       (
         this.db.prepare('SELECT image_file FROM predictions WHERE image_file IS NOT NULL').all() as {
@@ -131,21 +188,14 @@ export class ServerRecords {
         }[]
       ).map((r) => r.image_file),
     );
-    let removed = 0;
-    for (const file of readdirSync(this.uploadsDir)) {
-      if (!known.has(file)) {
-        rmSync(path.join(this.uploadsDir, file), { force: true });
-        removed++;
-      }
-    }
-    return removed;
+    return Promise.resolve(removeUnknownFiles(this.uploadsDir, known));
   }
 
   newId(): string {
     return randomUUID();
   }
 
-  insert(record: PredictionRecord): void {
+  insert(record: PredictionRecord): Promise<void> {
     this.db
       .prepare(
         `INSERT INTO predictions (id, created_at, file_name, sha256, bytes, width, height, model_id, model_version, result, timings, client, image_file)
@@ -166,11 +216,12 @@ export class ServerRecords {
         JSON.stringify(record.client),
         record.imageFile,
       );
+    return Promise.resolve();
   }
 
-  get(id: string): PredictionRecord | undefined {
+  get(id: string): Promise<PredictionRecord | undefined> {
     const row = this.db.prepare('SELECT * FROM predictions WHERE id = ?').get(id) as Row | undefined;
-    return row ? toRecord(row) : undefined;
+    return Promise.resolve(row ? toRecord(row) : undefined);
   }
 
   imagePath(record: PredictionRecord): string | null {
@@ -179,11 +230,10 @@ export class ServerRecords {
     return existsSync(file) ? file : null;
   }
 
-  /** Newest first; `query` matches the file name or the id. */
-  list(options: { limit: number; offset: number; query?: string }): {
+  list(options: { limit: number; offset: number; query?: string }): Promise<{
     total: number;
     items: PredictionRecord[];
-  } {
+  }> {
     const where = options.query ? 'WHERE file_name LIKE @q OR id LIKE @q' : '';
     const params = {
       q: `%${(options.query ?? '').replace(/[%_]/g, (c) => `\\${c}`)}%`,
@@ -201,28 +251,24 @@ export class ServerRecords {
         `SELECT * FROM predictions ${where.replaceAll('@q', `@q${escape}`)} ORDER BY created_at DESC, rowid DESC LIMIT @limit OFFSET @offset`,
       )
       .all(params) as Row[];
-    return { total, items: rows.map(toRecord) };
+    return Promise.resolve({ total, items: rows.map(toRecord) });
   }
 
   // ------------------------------------------------------------ API keys
 
-  createKey(name: string): { key: string; record: ApiKeyRecord } {
-    const key = `pt_${randomBytes(24).toString('base64url')}`;
-    const record: ApiKeyRecord = {
-      id: randomUUID(),
-      name,
-      prefix: key.slice(0, 10),
-      createdAt: new Date().toISOString(),
-      revokedAt: null,
-      lastUsedAt: null,
-    };
+  createKey(name: string): Promise<{ key: string; record: ApiKeyRecord }> {
+    const { key, record, hash } = newApiKey(name);
     this.db
       .prepare('INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?,?,?,?,?)')
-      .run(record.id, name, record.prefix, hashKey(key), record.createdAt);
-    return { key, record };
+      .run(record.id, name, record.prefix, hash, record.createdAt);
+    return Promise.resolve({ key, record });
   }
 
-  keys(): ApiKeyRecord[] {
+  keys(): Promise<ApiKeyRecord[]> {
+    return Promise.resolve(this.#keys());
+  }
+
+  #keys(): ApiKeyRecord[] {
     return (
       this.db
         .prepare(
@@ -246,35 +292,35 @@ export class ServerRecords {
     }));
   }
 
-  /** True when at least one key is active: the REST API then requires one. */
-  keysRequired(): boolean {
-    return (
+  keysRequired(): Promise<boolean> {
+    return Promise.resolve(
       (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL').get() as { n: number })
-        .n > 0
+        .n > 0,
     );
   }
 
-  verifyKey(key: string): ApiKeyRecord | undefined {
+  verifyKey(key: string): Promise<ApiKeyRecord | undefined> {
     const row = this.db
       .prepare('SELECT id FROM api_keys WHERE hash = ? AND revoked_at IS NULL')
       .get(hashKey(key)) as { id: string } | undefined;
-    if (!row) return undefined;
+    if (!row) return Promise.resolve(undefined);
     this.db
       .prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?')
       .run(new Date().toISOString(), row.id);
-    return this.keys().find((k) => k.id === row.id);
+    return Promise.resolve(this.#keys().find((k) => k.id === row.id));
   }
 
-  revokeKey(idOrPrefix: string): ApiKeyRecord | undefined {
-    const match = this.keys().find((k) => k.id === idOrPrefix || k.prefix === idOrPrefix);
-    if (!match || match.revokedAt) return match;
+  revokeKey(idOrPrefix: string): Promise<ApiKeyRecord | undefined> {
+    const match = this.#keys().find((k) => k.id === idOrPrefix || k.prefix === idOrPrefix);
+    if (!match || match.revokedAt) return Promise.resolve(match);
     this.db
       .prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?')
       .run(new Date().toISOString(), match.id);
-    return this.keys().find((k) => k.id === match.id);
+    return Promise.resolve(this.#keys().find((k) => k.id === match.id));
   }
 
-  close(): void {
+  close(): Promise<void> {
     this.db.close();
+    return Promise.resolve();
   }
 }

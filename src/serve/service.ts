@@ -15,7 +15,7 @@ import { Slide } from '../data/slide.js';
 import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
 import type { InferenceQueue } from './queue.js';
-import type { PredictionRecord, ServerRecords } from './records.js';
+import type { PredictionRecord, RecordStore } from './records.js';
 import { SlideJobs } from './slide-jobs.js';
 
 const OPEN_SLIDES = 4;
@@ -41,7 +41,7 @@ export class PredictionService {
 
   constructor(
     readonly predictor: Predictor,
-    readonly records: ServerRecords,
+    readonly records: RecordStore,
     readonly queue: InferenceQueue,
     readonly limits: {
       maxPixels: number;
@@ -50,11 +50,11 @@ export class PredictionService {
       slideRoot?: string;
       slideMaxBytes: number;
     },
-    slidesDir: string,
+    slides: { dir: string; database: string },
   ) {
     this.manifest = predictor.manifest;
     this.modelId = `${this.manifest.name}@${this.manifest.version}`;
-    this.slides = new SlideJobs(records.db, slidesDir, predictor, this.modelId);
+    this.slides = new SlideJobs(slides.database, slides.dir, predictor, this.modelId);
   }
 
   /** The slide of a job, kept open for the next tile request. */
@@ -128,12 +128,12 @@ export class PredictionService {
       },
       imageFile,
     };
-    this.records.insert(record);
+    await this.records.insert(record);
     return record;
   }
 
-  find(id: string): PredictionRecord {
-    const record = this.records.get(id);
+  async find(id: string): Promise<PredictionRecord> {
+    const record = await this.records.get(id);
     if (!record) throw new PathotypeError('ERR_NOT_FOUND', `no prediction ${id}`);
     return record;
   }

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import sharp from 'sharp';
 
 import { PathotypeError } from '../errors.js';
@@ -99,7 +99,12 @@ export class SlideJobs {
   #closed = false;
   readonly #abort = new AbortController();
 
-  constructor(db: Database.Database, dir: string, predictor: Predictor, modelId: string) {
+  /** `file`: the server's SQLite file (jobs stay on this machine's disk, beside its slides). */
+  constructor(file: string, dir: string, predictor: Predictor, modelId: string) {
+    ensureDir(path.dirname(file));
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('busy_timeout = 5000');
     this.#db = db;
     this.dir = ensureDir(dir);
     this.#predictor = predictor;
@@ -183,6 +188,7 @@ export class SlideJobs {
     this.#closed = true;
     this.#abort.abort();
     await this.idle();
+    this.#db.close();
   }
 
   #next(): SlideJob | undefined {

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import { ServerRecords } from '../../src/serve/records.js';
 import { pngHeaderClaiming } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
 
@@ -117,7 +118,7 @@ describe('REST API', () => {
     }>();
     assert.equal(listed.total, 1);
     assert.equal(listed.items[0]?.fileName, 'raw.png');
-    const record = server.records.get(p.id);
+    const record = await server.records.get(p.id);
     assert.ok(record?.imageFile && record.sha256.length === 64 && record.client.address.length > 0);
   });
 
@@ -226,7 +227,7 @@ describe('REST API', () => {
   });
 
   it('requires a valid API key once keys exist, and accepts revoked ones no more', async () => {
-    const { key, record } = server.records.createKey('viewer');
+    const { key, record } = await server.records.createKey('viewer');
     try {
       assert.equal((await server.app.inject('/api/v1/models')).statusCode, 401);
       assert.equal(
@@ -244,12 +245,13 @@ describe('REST API', () => {
         200,
       );
       assert.equal((await server.app.inject('/healthz')).statusCode, 200, 'health needs no key');
+      assert.ok(server.records instanceof ServerRecords);
       const stored = server.records.db.prepare('SELECT hash FROM api_keys WHERE id = ?').get(record.id) as {
         hash: string;
       };
       assert.notEqual(stored.hash, key);
       assert.match(stored.hash, /^[0-9a-f]{64}$/);
-      server.records.revokeKey(record.id);
+      await server.records.revokeKey(record.id);
       assert.equal(
         (await server.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
           .statusCode,
@@ -257,7 +259,7 @@ describe('REST API', () => {
         'no active key: open again',
       );
     } finally {
-      server.records.revokeKey(record.id);
+      await server.records.revokeKey(record.id);
     }
   });
 
@@ -281,7 +283,7 @@ describe('REST API', () => {
       assert.equal(busy.headers['retry-after'], '2');
       assert.equal(busy.json<{ error: { code: string } }>().error.code, 'ERR_BUSY');
       assert.equal(
-        tight.records.list({ limit: 100, offset: 0 }).total,
+        (await tight.records.list({ limit: 100, offset: 0 })).total,
         codes.filter((c) => c === 201).length,
         'only completed requests are recorded',
       );
