@@ -51,9 +51,9 @@ async function exercise(store: RecordStore): Promise<void> {
   );
   assert.equal((await store.list({ limit: 10, offset: 0, query: 'FL_' })).total, 1);
   // The image path once the upload is there (a record outlives its image when that is not kept).
-  assert.equal(store.imagePath(got as PredictionRecord), null);
+  assert.equal(store.imagePath(got), null);
   writeFileSync(path.join(store.uploadsDir, `${ids[1] ?? ''}.png`), 'png');
-  assert.equal(store.imagePath(got as PredictionRecord), path.join(store.uploadsDir, `${ids[1] ?? ''}.png`));
+  assert.equal(store.imagePath(got), path.join(store.uploadsDir, `${ids[1] ?? ''}.png`));
 
   assert.equal(await store.keysRequired(), false);
   const { key, record: created } = await store.createKey('viewer');
