@@ -27,7 +27,9 @@ import { InferenceQueue } from './queue.js';
 import { openRecords } from './open-records.js';
 import type { RecordStore } from './records.js';
 import { UPLOAD_CONSUMES } from './schemas.js';
-import { PredictionService } from './service.js';
+import { modelIdOf, PredictionService } from './service.js';
+import { PgSlideJobs, type SharedQueueOptions } from './pg-slide-jobs.js';
+import { SlideJobs, type SlideQueue } from './slide-jobs.js';
 
 /** The limits `serve` applies unless told otherwise; the CLI shows these as its defaults. */
 export const SERVE_DEFAULTS = {
@@ -59,6 +61,8 @@ export interface ServerOptions {
    * default: SQLite in dataDir. Uploads go to dataDir/uploads, which such servers must share.
    */
   database?: string;
+  /** The shared slide queue's timing (tests shorten it). */
+  sharedQueue?: SharedQueueOptions;
   /** Slides may be submitted by a path under this folder (files too big to upload). */
   slideRoot?: string;
   /** Largest slide upload, streamed to disk. */
@@ -72,6 +76,15 @@ export interface PathotypeServer {
   queue: InferenceQueue;
   /** Resolves when no slide job is running or waiting. */
   slidesIdle: () => Promise<void>;
+}
+
+/** Slide jobs: the embedded queue, or the deployment's shared one beside its records. */
+async function slideQueue(options: ServerOptions, predictor: Predictor): Promise<SlideQueue> {
+  const dir = path.join(options.dataDir, 'slides');
+  const modelId = modelIdOf(predictor.manifest);
+  if (options.database)
+    return PgSlideJobs.open(options.database, dir, predictor, modelId, options.sharedQueue);
+  return new SlideJobs(path.join(options.dataDir, 'serve.sqlite'), dir, predictor, modelId);
 }
 
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
@@ -98,9 +111,9 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
       ...(options.slideRoot ? { slideRoot: path.resolve(options.slideRoot) } : {}),
       slideMaxBytes: (options.slideMaxGigabytes ?? SERVE_DEFAULTS.slideMaxGigabytes) * 2 ** 30,
     },
-    { dir: path.join(options.dataDir, 'slides'), database: path.join(options.dataDir, 'serve.sqlite') },
+    await slideQueue(options, predictor),
   );
-  service.slides.recover();
+  await service.slides.recover();
 
   const app = Fastify({
     logger: options.logger ?? false,

@@ -227,11 +227,24 @@ function statMtime(file: string): number {
   return statSync(file).mtimeMs;
 }
 
-/** Applies the migrations not yet recorded, each in its own transaction, under a lock. */
-async function migrate(pool: pg.Pool): Promise<void> {
+/** Runs `fn` holding the deployment's schema lock: one server at a time changes the schema. */
+export async function withMigrationLock<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    return await fn(client);
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    client.release();
+  }
+}
+
+/** Applies the migrations not yet recorded, each in its own transaction, under the lock. */
+export async function migrate(pool: pg.Pool): Promise<void> {
+  await withMigrationLock(pool, async (client) => {
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())',
     );
@@ -255,8 +268,5 @@ async function migrate(pool: pg.Pool): Promise<void> {
         throw error;
       }
     }
-  } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
-    client.release();
-  }
+  });
 }

@@ -14,7 +14,7 @@ import {
   uploadPage,
   type ViewedSlide,
 } from './portal.js';
-import type { SlideJob } from './slide-jobs.js';
+import { findJob, type SlideJob } from './slide-jobs.js';
 import { slideImageRoutes } from './slides-api.js';
 
 function viewed(job: SlideJob): ViewedSlide {
@@ -86,11 +86,11 @@ export function portalRoutes(app: FastifyInstance): void {
       return reply.type('image/png').header('cache-control', cached).send(png);
     },
   );
-  portal.get('/slides', { schema: { hide: true } }, (_request, reply) =>
-    html(reply, slideListPage(service.slides.list(50, 0).items.map(viewed))),
+  portal.get('/slides', { schema: { hide: true } }, async (_request, reply) =>
+    html(reply, slideListPage((await service.slides.list(50, 0)).items.map(viewed))),
   );
-  portal.get('/slides/:id', { schema: { hide: true, params: ID_PARAMS } }, (request, reply) =>
-    html(reply, slideViewerPage(viewed(service.slides.find(request.params.id)), service.manifest)),
+  portal.get('/slides/:id', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) =>
+    html(reply, slideViewerPage(viewed(await findJob(service.slides, request.params.id)), service.manifest)),
   );
   portal.get('/cases/:id/viewer', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
     const record = await service.find(request.params.id);

@@ -16,7 +16,7 @@ import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
 import type { InferenceQueue } from './queue.js';
 import type { PredictionRecord, RecordStore } from './records.js';
-import { SlideJobs } from './slide-jobs.js';
+import { findJob, type SlideQueue } from './slide-jobs.js';
 
 const OPEN_SLIDES = 4;
 
@@ -30,12 +30,17 @@ declare module 'fastify' {
   }
 }
 
+/** name@version: what records, jobs and the API call a model. */
+export function modelIdOf(manifest: ModelManifest): string {
+  return `${manifest.name}@${manifest.version}`;
+}
+
 export class PredictionService {
   readonly manifest: ModelManifest;
   /** name@version: what records and the API call this model. */
   readonly modelId: string;
 
-  readonly slides: SlideJobs;
+  readonly slides: SlideQueue;
   /** Slides open for Deep Zoom tiles, by job id; the oldest closes beyond OPEN_SLIDES. */
   readonly #open = new Map<string, Promise<Slide>>();
 
@@ -50,18 +55,18 @@ export class PredictionService {
       slideRoot?: string;
       slideMaxBytes: number;
     },
-    slides: { dir: string; database: string },
+    slides: SlideQueue,
   ) {
     this.manifest = predictor.manifest;
-    this.modelId = `${this.manifest.name}@${this.manifest.version}`;
-    this.slides = new SlideJobs(slides.database, slides.dir, predictor, this.modelId);
+    this.modelId = modelIdOf(this.manifest);
+    this.slides = slides;
   }
 
   /** The slide of a job, kept open for the next tile request. */
   async openSlide(jobId: string): Promise<Slide> {
     const cached = this.#open.get(jobId);
     if (cached) return cached;
-    const job = this.slides.find(jobId);
+    const job = await findJob(this.slides, jobId);
     const opening = Slide.open(job.slidePath);
     this.#open.set(jobId, opening);
     opening.catch(() => this.#open.delete(jobId));

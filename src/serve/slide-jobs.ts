@@ -90,7 +90,95 @@ function toJob(row: Row): SlideJob {
   };
 }
 
-export class SlideJobs {
+export interface NewSlideJob {
+  id: string;
+  fileName: string;
+  slidePath: string;
+  uploaded: boolean;
+  slideMpp: number | null;
+}
+
+/** Slide jobs as the routes see them, whichever store and queue hold them. */
+export interface SlideQueue {
+  readonly dir: string;
+  jobDir(id: string): string;
+  /** Jobs a stopped server left behind run again (the embedded queue; a shared one retries by itself). */
+  recover(): Promise<number>;
+  create(job: NewSlideJob): Promise<SlideJob>;
+  get(id: string): Promise<SlideJob | undefined>;
+  list(limit: number, offset: number): Promise<{ total: number; items: SlideJob[] }>;
+  /** Resolves when this server runs no job. */
+  idle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function findJob(queue: SlideQueue, id: string): Promise<SlideJob> {
+  const job = await queue.get(id);
+  if (!job) throw new PathotypeError('ERR_NOT_FOUND', `no slide job ${id}`);
+  return job;
+}
+
+/** The finished job's full prediction (tiles included). */
+export async function jobPrediction(queue: SlideQueue, id: string): Promise<SlidePrediction> {
+  const job = await findJob(queue, id);
+  const file = path.join(queue.jobDir(id), 'prediction.json');
+  if (job.status !== 'done' || !existsSync(file))
+    throw new PathotypeError('ERR_NOT_READY', `slide job ${id} is ${job.status}, not done`);
+  return JSON.parse(readFileSync(file, 'utf8')) as SlidePrediction;
+}
+
+export async function jobGeoJson(queue: SlideQueue, id: string): Promise<SlideGeoJson> {
+  return slideGeoJson(await jobPrediction(queue, id));
+}
+
+/**
+ * Runs one job and writes its results into `dir`: the prediction, the overlay as PNG and as a
+ * Deep Zoom pyramid. Returns the summary a job record keeps (the prediction without its tiles).
+ */
+export async function executeSlideJob(
+  predictor: Predictor,
+  job: Pick<SlideJob, 'slidePath' | 'slideMpp'>,
+  dir: string,
+  signal: AbortSignal,
+  onProgress: (done: number, total: number) => void,
+): Promise<string> {
+  let last = 0;
+  const prediction = await predictSlide(predictor, job.slidePath, {
+    ...(job.slideMpp ? { slideMpp: job.slideMpp } : {}),
+    signal,
+    onProgress: (done, total) => {
+      // A progress write every few hundred tiles is plenty for a polling client.
+      if (done === total || done - last >= 256) {
+        last = done;
+        onProgress(done, total);
+      }
+    },
+  });
+  ensureDir(dir);
+  await writeFile(path.join(dir, 'prediction.json.tmp'), JSON.stringify(prediction));
+  await rename(path.join(dir, 'prediction.json.tmp'), path.join(dir, 'prediction.json'));
+  const overlay = await slideOverlayPng(prediction);
+  await writeFile(path.join(dir, 'heatmap.png'), overlay.png);
+  rmSync(path.join(dir, 'heatmap_files'), { recursive: true, force: true });
+  // At the overlay's own resolution: a viewer stretches it over the slide's width.
+  await sharp(overlay.png)
+    .png()
+    .tile({ size: DZ_TILE_SIZE, overlap: DZ_OVERLAP, layout: 'dz' })
+    .toFile(path.join(dir, 'heatmap'));
+  const summary: Omit<SlidePrediction, 'tiles'> & { tiles?: unknown } = { ...prediction };
+  delete summary.tiles;
+  return JSON.stringify(summary);
+}
+
+/** The failure a job record keeps. */
+export function jobError(error: unknown): string {
+  const code = error instanceof PathotypeError ? error.code : 'ERR_INTERNAL';
+  const message = error instanceof Error ? error.message : String(error);
+  return JSON.stringify({ code, message });
+}
+
+/** The embedded queue: jobs in the server's SQLite file, run one at a time by this server. */
+export class SlideJobs implements SlideQueue {
   readonly #db: Database.Database;
   readonly dir: string;
   readonly #predictor: Predictor;
@@ -117,7 +205,7 @@ export class SlideJobs {
   }
 
   /** Jobs a stopped server left queued or running go back in the queue, oldest first. */
-  recover(): number {
+  recover(): Promise<number> {
     const now = new Date().toISOString();
     const { changes } = this.#db
       .prepare(
@@ -125,16 +213,10 @@ export class SlideJobs {
       )
       .run(now);
     this.#kick();
-    return changes;
+    return Promise.resolve(changes);
   }
 
-  create(job: {
-    id: string;
-    fileName: string;
-    slidePath: string;
-    uploaded: boolean;
-    slideMpp: number | null;
-  }): SlideJob {
+  create(job: NewSlideJob): Promise<SlideJob> {
     const now = new Date().toISOString();
     this.#db
       .prepare(
@@ -143,39 +225,20 @@ export class SlideJobs {
       )
       .run(job.id, now, now, job.fileName, job.slidePath, job.uploaded ? 1 : 0, job.slideMpp, this.#modelId);
     this.#kick();
-    return this.get(job.id) as SlideJob;
+    return this.get(job.id) as Promise<SlideJob>;
   }
 
-  get(id: string): SlideJob | undefined {
+  get(id: string): Promise<SlideJob | undefined> {
     const row = this.#db.prepare('SELECT * FROM slide_jobs WHERE id = ?').get(id) as Row | undefined;
-    return row ? toJob(row) : undefined;
+    return Promise.resolve(row ? toJob(row) : undefined);
   }
 
-  find(id: string): SlideJob {
-    const job = this.get(id);
-    if (!job) throw new PathotypeError('ERR_NOT_FOUND', `no slide job ${id}`);
-    return job;
-  }
-
-  list(limit: number, offset: number): { total: number; items: SlideJob[] } {
+  list(limit: number, offset: number): Promise<{ total: number; items: SlideJob[] }> {
     const total = (this.#db.prepare('SELECT COUNT(*) AS n FROM slide_jobs').get() as { n: number }).n;
     const rows = this.#db
       .prepare('SELECT * FROM slide_jobs ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?')
       .all(limit, offset) as Row[];
-    return { total, items: rows.map(toJob) };
-  }
-
-  /** The finished job's full prediction (tiles included). */
-  prediction(id: string): SlidePrediction {
-    const job = this.find(id);
-    const file = path.join(this.jobDir(id), 'prediction.json');
-    if (job.status !== 'done' || !existsSync(file))
-      throw new PathotypeError('ERR_NOT_READY', `slide job ${id} is ${job.status}, not done`);
-    return JSON.parse(readFileSync(file, 'utf8')) as SlidePrediction;
-  }
-
-  geojson(id: string): SlideGeoJson {
-    return slideGeoJson(this.prediction(id));
+    return Promise.resolve({ total, items: rows.map(toJob) });
   }
 
   /** Resolves when no job is running or waiting (for tests and shutdown). */
@@ -219,40 +282,20 @@ export class SlideJobs {
   async #run(job: SlideJob): Promise<void> {
     this.#update(job.id, { status: 'running', done: 0, total: 0 });
     try {
-      let last = 0;
-      const prediction = await predictSlide(this.#predictor, job.slidePath, {
-        ...(job.slideMpp ? { slideMpp: job.slideMpp } : {}),
-        signal: this.#abort.signal,
-        onProgress: (done, total) => {
-          // A progress write every few hundred tiles is plenty for a polling client.
-          if (done === total || done - last >= 256) {
-            last = done;
-            this.#update(job.id, { done, total });
-          }
-        },
-      });
-      const dir = ensureDir(this.jobDir(job.id));
-      await writeFile(path.join(dir, 'prediction.json.tmp'), JSON.stringify(prediction));
-      await rename(path.join(dir, 'prediction.json.tmp'), path.join(dir, 'prediction.json'));
-      const overlay = await slideOverlayPng(prediction);
-      await writeFile(path.join(dir, 'heatmap.png'), overlay.png);
-      rmSync(path.join(dir, 'heatmap_files'), { recursive: true, force: true });
-      // At the overlay's own resolution: a viewer stretches it over the slide's width.
-      await sharp(overlay.png)
-        .png()
-        .tile({ size: DZ_TILE_SIZE, overlap: DZ_OVERLAP, layout: 'dz' })
-        .toFile(path.join(dir, 'heatmap'));
-      const summary: Omit<SlidePrediction, 'tiles'> & { tiles?: unknown } = { ...prediction };
-      delete summary.tiles;
-      this.#update(job.id, { status: 'done', summary: JSON.stringify(summary) });
+      const summary = await executeSlideJob(
+        this.#predictor,
+        job,
+        this.jobDir(job.id),
+        this.#abort.signal,
+        (done, total) => this.#update(job.id, { done, total }),
+      );
+      this.#update(job.id, { status: 'done', summary });
     } catch (error) {
       if (this.#abort.signal.aborted) {
         this.#update(job.id, { status: 'queued' });
         return;
       }
-      const code = error instanceof PathotypeError ? error.code : 'ERR_INTERNAL';
-      const message = error instanceof Error ? error.message : String(error);
-      this.#update(job.id, { status: 'failed', error: JSON.stringify({ code, message }) });
+      this.#update(job.id, { status: 'failed', error: jobError(error) });
     }
   }
 }

@@ -19,7 +19,7 @@ import { Slide, SLIDE_EXTENSIONS } from '../data/slide.js';
 import { ensureDir } from '../workspace.js';
 import { apiKeyHook } from './auth.js';
 import { ERROR_SCHEMA, ID_PARAMS, PAGE_PROPERTIES } from './schemas.js';
-import type { SlideJob } from './slide-jobs.js';
+import { findJob, jobGeoJson, jobPrediction, type SlideJob } from './slide-jobs.js';
 
 const TILE_PARAMS = {
   type: 'object',
@@ -179,7 +179,7 @@ export function slidesApi(app: FastifyInstance): void {
         rmSync(dir, { recursive: true, force: true });
         throw error;
       }
-      const job = jobs.create({
+      const job = await jobs.create({
         id,
         fileName,
         slidePath,
@@ -212,8 +212,8 @@ export function slidesApi(app: FastifyInstance): void {
         },
       },
     },
-    (request) => {
-      const { total, items } = jobs.list(request.query.limit, request.query.offset);
+    async (request) => {
+      const { total, items } = await jobs.list(request.query.limit, request.query.offset);
       return { total, items: items.map(publicSlideJob) };
     },
   );
@@ -229,7 +229,7 @@ export function slidesApi(app: FastifyInstance): void {
         response: { 200: SLIDE_JOB_SCHEMA, '4xx': ERROR_SCHEMA },
       },
     },
-    (request) => publicSlideJob(jobs.find(request.params.id)),
+    async (request) => publicSlideJob(await findJob(jobs, request.params.id)),
   );
 
   api.get(
@@ -245,8 +245,8 @@ export function slidesApi(app: FastifyInstance): void {
         response: { 200: { description: 'a GeoJSON FeatureCollection' }, '4xx': ERROR_SCHEMA },
       },
     },
-    (request, reply) =>
-      reply.type('application/geo+json').send(JSON.stringify(jobs.geojson(request.params.id))),
+    async (request, reply) =>
+      reply.type('application/geo+json').send(JSON.stringify(await jobGeoJson(jobs, request.params.id))),
   );
 
   slideImageRoutes(app, { hide: false });
@@ -262,8 +262,8 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
   const service = app.pathotype;
   const jobs = service.slides;
   const { hide } = options;
-  const jobFile = (id: string, name: string): string => {
-    jobs.prediction(id);
+  const jobFile = async (id: string, name: string): Promise<string> => {
+    await jobPrediction(jobs, id);
     const file = path.join(jobs.jobDir(id), name);
     if (!existsSync(file)) throw new PathotypeError('ERR_NOT_FOUND', `slide job ${id} has no ${name}`);
     return file;
@@ -282,8 +282,8 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         response: { 200: { description: 'PNG' }, '4xx': ERROR_SCHEMA },
       },
     },
-    (request, reply) =>
-      reply.type('image/png').send(createReadStream(jobFile(request.params.id, 'heatmap.png'))),
+    async (request, reply) =>
+      reply.type('image/png').send(createReadStream(await jobFile(request.params.id, 'heatmap.png'))),
   );
 
   api.get(
@@ -297,21 +297,21 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         params: ID_PARAMS,
       },
     },
-    (request, reply) =>
-      reply.type('application/xml').send(createReadStream(jobFile(request.params.id, 'heatmap.dzi'))),
+    async (request, reply) =>
+      reply.type('application/xml').send(createReadStream(await jobFile(request.params.id, 'heatmap.dzi'))),
   );
 
   api.get(
     '/slides/:id/heatmap_files/:level/:tile',
     { schema: { hide: true, params: TILE_PARAMS } },
-    (request, reply) => {
+    async (request, reply) => {
       const { id, level, tile } = request.params;
       return reply
         .type('image/png')
         .header('cache-control', 'private, max-age=86400')
         .send(
           createReadStream(
-            jobFile(id, path.join('heatmap_files', String(level), tile.replace(/\.jpeg$/, '.png'))),
+            await jobFile(id, path.join('heatmap_files', String(level), tile.replace(/\.jpeg$/, '.png'))),
           ),
         );
     },
