@@ -8,7 +8,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import pg from 'pg';
 import sharp from 'sharp';
+
+import { ConfigError } from '../errors.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -21,6 +24,12 @@ export interface ServeBenchOptions {
   image?: string;
   scale?: number;
   bf16: boolean;
+  /** Servers behind one database; the clients take turns between them. */
+  instances: number;
+  /** PostgreSQL URL shared by the instances (required for more than one). */
+  database?: string;
+  /** Kill the last instance with SIGKILL this many seconds in; its clients fail over to the others. */
+  killAfter?: number;
 }
 
 export interface ServeBenchReport {
@@ -34,6 +43,8 @@ export interface ServeBenchReport {
   throughputPerSecond: number;
   latencyMs: { p50: number; p95: number; max: number };
   serverPeakRssMb: number;
+  /** With a database: records found for the accepted requests, and how many were duplicated or missing. */
+  records?: { accepted: number; found: number; missing: number; duplicated: number };
 }
 
 /** A 1388x1040 field of pink stroma and purple nuclei, the size of the original release's images. */
@@ -99,33 +110,50 @@ export async function runServeBench(options: ServeBenchOptions): Promise<ServeBe
     String(Math.max(32, options.clients * 2)),
   ];
   if (options.bf16) args.push('--bf16');
-  const server = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (options.database) args.push('--database', options.database);
+  if (options.instances > 1 && !options.database)
+    throw new ConfigError('more than one instance needs --database postgres://... to share their records');
+  const servers = Array.from({ length: options.instances }, () =>
+    spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }),
+  );
   try {
-    const address = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      const timer = setTimeout(() => reject(new Error(`the server did not start: ${text}`)), 120_000);
-      server.stderr.on('data', (chunk: Buffer) => {
-        text += chunk.toString();
-        const match = /at (http:\/\/[^\s]+)/.exec(text);
-        if (match?.[1]) {
-          clearTimeout(timer);
-          resolve(match[1]);
-        }
-      });
-      server.on('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`the server exited (${code ?? 'signal'}): ${text}`));
-      });
-    });
-    const url = `${address}/api/v1/predictions?filename=bench.png${options.scale ? `&scale=${options.scale}` : ''}`;
+    const addresses = await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<string>((resolve, reject) => {
+            let text = '';
+            const timer = setTimeout(() => reject(new Error(`the server did not start: ${text}`)), 120_000);
+            server.stderr.on('data', (chunk: Buffer) => {
+              text += chunk.toString();
+              const match = /at (http:\/\/[^\s]+)/.exec(text);
+              if (match?.[1]) {
+                clearTimeout(timer);
+                resolve(match[1]);
+              }
+            });
+            server.on('exit', (code) => {
+              clearTimeout(timer);
+              reject(new Error(`the server exited (${code ?? 'signal'}): ${text}`));
+            });
+          }),
+      ),
+    );
+    const query = `/api/v1/predictions?filename=bench.png${options.scale ? `&scale=${options.scale}` : ''}`;
+    const accepted: string[] = [];
     const latencies: number[] = [];
     const statuses: Record<string, number> = {};
     const started = performance.now();
     const deadline = started + options.seconds * 1000;
+    const killer =
+      options.killAfter !== undefined && servers.length > 1
+        ? setTimeout(() => servers.at(-1)?.kill('SIGKILL'), options.killAfter * 1000)
+        : undefined;
     // Each client posts, waits for the answer, posts again, until the deadline: bounded in time.
     await Promise.all(
-      Array.from({ length: options.clients }, async () => {
+      Array.from({ length: options.clients }, async (_, client) => {
+        let target = client % addresses.length;
         while (performance.now() < deadline) {
+          const url = `${addresses[target] ?? ''}${query}`;
           const t = performance.now();
           let status = 'network error';
           try {
@@ -134,18 +162,22 @@ export async function runServeBench(options: ServeBenchOptions): Promise<ServeBe
               body: image,
               headers: { 'content-type': 'application/octet-stream' },
             });
-            await response.arrayBuffer();
+            const body = (await response.json()) as { id?: string };
             status = String(response.status);
+            if (response.status === 201 && body.id) accepted.push(body.id);
           } catch {
-            // counted as a failure below
+            // Counted as a failure below; the next request goes to the next instance.
+            target = (target + 1) % addresses.length;
           }
           latencies.push(performance.now() - t);
           statuses[status] = (statuses[status] ?? 0) + 1;
         }
       }),
     );
+    clearTimeout(killer);
     const elapsed = (performance.now() - started) / 1000;
-    const rss = await peakRssMb(server.pid ?? 0);
+    const rss = Math.max(...(await Promise.all(servers.map((s) => peakRssMb(s.pid ?? 0)))));
+    const records = options.database ? await checkRecords(options.database, accepted) : undefined;
     latencies.sort((a, b) => a - b);
     const ok = statuses['201'] ?? 0;
     return {
@@ -163,23 +195,57 @@ export async function runServeBench(options: ServeBenchOptions): Promise<ServeBe
         max: latencies.at(-1) ?? 0,
       },
       serverPeakRssMb: rss,
+      ...(records ? { records } : {}),
     };
   } finally {
-    server.kill('SIGTERM');
-    await new Promise((resolve) => {
-      if (server.exitCode !== null) resolve(undefined);
-      else server.once('exit', resolve);
-    });
+    await Promise.all(
+      servers.map(async (server) => {
+        server.kill('SIGTERM');
+        await new Promise((resolve) => {
+          if (server.exitCode !== null || server.signalCode !== null) resolve(undefined);
+          else server.once('exit', resolve);
+        });
+      }),
+    );
+  }
+}
+
+/** Every accepted request's record, once: none lost, none written twice. */
+async function checkRecords(
+  database: string,
+  accepted: readonly string[],
+): Promise<{ accepted: number; found: number; missing: number; duplicated: number }> {
+  const client = new pg.Client({ connectionString: database });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ id: string; n: string }>(
+      'SELECT id, COUNT(*) AS n FROM predictions WHERE id = ANY($1) GROUP BY id',
+      [accepted],
+    );
+    const found = new Set(rows.map((r) => r.id));
+    return {
+      accepted: accepted.length,
+      found: found.size,
+      missing: accepted.filter((id) => !found.has(id)).length,
+      duplicated: rows.filter((r) => Number(r.n) > 1).length + (accepted.length - new Set(accepted).size),
+    };
+  } finally {
+    await client.end();
   }
 }
 
 export function formatServeBench(r: ServeBenchReport): string {
   return [
-    `${r.options.clients} clients for ${r.options.seconds} s, posting a ${r.imageSize} image (${(r.imageBytes / 1024).toFixed(0)} KiB) to model ${r.options.model}:`,
+    `${r.options.clients} clients for ${r.options.seconds} s against ${r.options.instances} instance(s), posting a ${r.imageSize} image (${(r.imageBytes / 1024).toFixed(0)} KiB) to model ${r.options.model}:`,
     `  requests ${r.requests}, ok ${r.ok}, failed ${r.failed} (${Object.entries(r.statuses)
       .map(([s, n]) => `${s}: ${n}`)
       .join(', ')})`,
     `  throughput ${r.throughputPerSecond.toFixed(2)} images/s; latency p50 ${r.latencyMs.p50.toFixed(0)} ms, p95 ${r.latencyMs.p95.toFixed(0)} ms, max ${r.latencyMs.max.toFixed(0)} ms`,
-    `  server peak RSS ${r.serverPeakRssMb.toFixed(0)} MB`,
+    `  server peak RSS ${r.serverPeakRssMb.toFixed(0)} MB${r.options.instances > 1 ? ` (the largest of ${r.options.instances} instances)` : ''}`,
+    ...(r.records
+      ? [
+          `  records: ${r.records.found} of ${r.records.accepted} accepted requests in the database, ${r.records.missing} missing, ${r.records.duplicated} duplicated`,
+        ]
+      : []),
   ].join('\n');
 }

@@ -170,6 +170,9 @@ export function registerBench(program: Command): void {
     .option('--image <file>', 'image to post (default: a generated 1388x1040 field)')
     .option('--scale <x>', "the image's scale relative to the original release", positiveNumber)
     .option('--bf16', 'bfloat16 autocast in the server')
+    .option('--instances <n>', 'servers behind one database, the clients taking turns', positiveInt, 1)
+    .option('--database <url>', 'the PostgreSQL database the instances share (postgres://...)')
+    .option('--kill-after <s>', 'kill the last instance with SIGKILL this many seconds in', positiveNumber)
     .option('--json', 'print the report as JSON')
     .action(
       async (
@@ -180,6 +183,9 @@ export function registerBench(program: Command): void {
           image?: string;
           scale?: number;
           bf16?: boolean;
+          instances: number;
+          database?: string;
+          killAfter?: number;
           json?: boolean;
         },
         command: Command,
@@ -191,6 +197,9 @@ export function registerBench(program: Command): void {
           clients: flags.clients,
           seconds: flags.seconds,
           bf16: flags.bf16 ?? false,
+          instances: flags.instances,
+          ...(flags.killAfter !== undefined ? { killAfter: flags.killAfter } : {}),
+          ...(flags.database ? { database: flags.database } : {}),
           ...(flags.image ? { image: flags.image } : {}),
           ...(flags.scale ? { scale: flags.scale } : {}),
         });

@@ -14,6 +14,7 @@ describe('pathotype bench serve', () => {
       workspace: tempDir(),
       clients: 3,
       seconds: 2,
+      instances: 1,
       image: path.join(fixture.images, 'BLOB/0.png'),
       bf16: false,
     });
