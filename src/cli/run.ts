@@ -10,6 +10,7 @@ import { resolvePreset, runPipeline, type RunResult, type StageRun } from '../pi
 import { print, withCatalog } from './context.js';
 import { positiveInt } from './options.js';
 import { trainBar } from './progress.js';
+import { ranksTrainer } from './train.js';
 import { addRecipeOptions, recipeFromCommand } from './recipe-options.js';
 
 export function registerRun(program: Command): void {
@@ -31,6 +32,11 @@ export function registerRun(program: Command): void {
         "patient, then the final model trains on every patient (the preset's validation share and seed)",
       (value: string): number | 'loo' => (value === 'loo' ? 'loo' : positiveInt(value)),
     )
+    .option(
+      '--nproc <n>',
+      'train each model with N data-parallel ranks on this machine (c10d, Gloo)',
+      positiveInt,
+    )
     .option('--fresh', 'start every stage over')
     .option('--json', 'print the result as JSON');
   // The preparation flags of `prepare`, on top of the preset's and the config file's recipe.
@@ -43,6 +49,7 @@ export function registerRun(program: Command): void {
         config?: string;
         folds?: number | 'loo';
         fresh?: boolean;
+        nproc?: number;
         json?: boolean;
       },
       command: Command,
@@ -57,6 +64,7 @@ export function registerRun(program: Command): void {
             ...(flags.name ? { name: flags.name } : {}),
             overrides,
             ...(flags.fresh ? { fresh: true } : {}),
+            ...(flags.nproc !== undefined && flags.nproc > 1 ? { train: ranksTrainer(flags.nproc) } : {}),
             onStage: (stage, detail) => {
               bar.stop();
               process.stderr.write(`run: ${stage}: ${detail}\n`);

@@ -1,6 +1,9 @@
 /** `pathotype train`: a model package from a patch store. */
 
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 import type { Command } from 'commander';
 
@@ -9,13 +12,13 @@ import { ProcessGroup } from '../engine/distributed.js';
 import { freeLoopbackPort } from '../io/net.js';
 
 import { merge, readConfigFile } from '../config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, PathotypeError } from '../errors.js';
 import { percent } from '../html.js';
 import { resolveWeights } from '../engine/weights/registry.js';
 import { ARCHITECTURES, type Architecture } from '../engine/zoo.js';
 import { resolveTrainConfig } from '../train/config.js';
 import { PRESETS, presetNames } from '../pipeline/presets.js';
-import { train } from '../train/trainer.js';
+import { train, type TrainResult } from '../train/trainer.js';
 import { print, withCatalog } from './context.js';
 import { choice, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { trainBar } from './progress.js';
@@ -54,6 +57,8 @@ interface TrainFlags {
   patience?: number;
   resume?: boolean;
   nproc?: number;
+  resumeIfFits?: boolean;
+  allowMissingPretrained?: boolean;
   worldSize?: number;
   rank?: number;
   rendezvous?: string;
@@ -139,6 +144,14 @@ export function registerTrain(program: Command): void {
     .option('--patience <n>', 'early stopping on validation image accuracy (0: off)', nonNegativeInt)
     .option('--resume', 'continue from the last checkpoint of this name')
     .option(
+      '--resume-if-fits',
+      "continue from the last checkpoint when it was made with this configuration (run's rule)",
+    )
+    .option(
+      '--allow-missing-pretrained',
+      'train on random weights when the pretrained file is missing (said in the package)',
+    )
+    .option(
       '--nproc <n>',
       'data-parallel training: start N local ranks on this machine (c10d, Gloo)',
       positiveInt,
@@ -205,7 +218,8 @@ export function registerTrain(program: Command): void {
         try {
           const group = await joinGroup(flags);
           const result = await train(workspace, config, {
-            resume: flags.resume ?? false,
+            resume: flags.resume ? true : flags.resumeIfFits ? 'auto' : false,
+            ...(flags.allowMissingPretrained ? { allowMissingPretrained: true } : {}),
             ...(group ? { group } : {}),
             onProgress: update,
             onEpoch: (e) => {
@@ -226,4 +240,41 @@ export function registerTrain(program: Command): void {
         }
       });
     });
+}
+
+/**
+ * A training as N data-parallel ranks in child processes (`run --nproc N`): the resolved
+ * configuration goes to `train --config` through a temporary file, and rank 0's JSON result
+ * comes back.
+ */
+export function ranksTrainer(nproc: number): typeof train {
+  return async (workspace, config, options) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pathotype-train-'));
+    const file = path.join(dir, 'train.json');
+    writeFileSync(file, JSON.stringify(config));
+    const args = [
+      process.argv[1] ?? '',
+      '-w',
+      workspace.root,
+      'train',
+      '--config',
+      file,
+      '--nproc',
+      String(nproc),
+      '--json',
+      ...(options?.resume === true ? ['--resume'] : options?.resume === 'auto' ? ['--resume-if-fits'] : []),
+      ...(options?.allowMissingPretrained ? ['--allow-missing-pretrained'] : []),
+    ];
+    try {
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      if (code !== 0)
+        throw new PathotypeError('ERR_TRAIN', `the ${nproc} training ranks failed (exit ${String(code)})`);
+      return JSON.parse(out) as TrainResult;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
 }

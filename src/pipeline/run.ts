@@ -40,6 +40,11 @@ export interface RunOptions {
   onStage?: (stage: string, detail: string) => void;
   onTrainProgress?: (progress: TrainProgress) => void;
   onNotice?: (message: string) => void;
+  /**
+   * How each training runs: in this process by default; the CLI passes one that launches
+   * data-parallel ranks (`run --nproc N`).
+   */
+  train?: typeof train;
 }
 
 /** What one prepare-train-evaluate pass produced: the whole run for a holdout split, one fold of k. */
@@ -302,7 +307,7 @@ async function prepareAndTrain(
   const input = { ...preset.train, name, store: split } as Record<string, unknown>;
   if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
   const config: TrainConfig = resolveTrainConfig(input);
-  const trained = await train(workspace, config, {
+  const trained = await (options.train ?? train)(workspace, config, {
     resume: options.fresh ? false : 'auto',
     allowMissingPretrained: preset.allowMissingPretrained ?? false,
     ...(options.onTrainProgress ? { onProgress: options.onTrainProgress } : {}),

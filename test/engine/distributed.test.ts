@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { manualSeed, Network } from '../../src/engine/network.js';
 import { freeLoopbackPort } from '../../src/io/net.js';
 import { makePatternSet } from '../../src/engine/synthetic.js';
-import { patternWorkspace, tempDir } from '../fixtures.js';
+import { patternWorkspace, tempDir, writeFile, writePatternDataset } from '../fixtures.js';
 import { runCli } from '../helpers.js';
 import { DDP_STEPS, ddpSpec, flatWeights } from './ddp-common.js';
 
@@ -98,6 +98,39 @@ describe('data-parallel training on c10d (Gloo)', () => {
     assert.equal(manifest.training.epochsRun, 2);
     assert.equal(manifest.history.length, 2);
     assert.ok(manifest.history.every((h) => h.validationImageAccuracy !== undefined));
+  });
+
+  it('runs the whole workflow with each model trained by two ranks', async () => {
+    const data = tempDir();
+    await writePatternDataset(data, 8);
+    const ws = path.join(tempDir(), 'ws');
+    const config = writeFile(
+      path.join(tempDir(), 'run.json'),
+      JSON.stringify({
+        groupBy: 'none',
+        split: { kind: 'holdout', testFraction: 0.25, validationFraction: 0, seed: 3 },
+        prepare: { normalisation: 'none', targetScale: null, patchSize: 24, stride: 12 },
+        train: { phases: [{ epochs: 1, learningRate: 0.003 }], batchSize: 8, bf16: false },
+      }),
+    );
+    const result = await runCli([
+      '-w',
+      ws,
+      'run',
+      '--preset',
+      'small-cnn',
+      '--data',
+      data,
+      '--config',
+      config,
+      '--name',
+      'ddp-run',
+      '--nproc',
+      '2',
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /image accuracy/);
+    assert.ok(existsSync(path.join(ws, 'models/ddp-run/model.json')));
   });
 
   it('a rank that dies makes the other fail with a clear error within the timeout, not hang', async () => {
