@@ -30,6 +30,14 @@ export function registerBench(program: Command): void {
   const bench = program
     .command('bench')
     .description('measure speed against baselines run in the same process or run');
+  registerBenchEngine(bench);
+  registerBenchBusy(bench);
+  registerBenchDdp(bench);
+  registerBenchSlide(bench);
+  registerBenchServe(bench);
+}
+
+function registerBenchEngine(bench: Command): void {
   const d = DEFAULT_ENGINE_BENCH;
   bench
     .command('engine')
@@ -56,7 +64,9 @@ export function registerBench(program: Command): void {
       });
       process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatEngineBench(report)}\n`);
     });
+}
 
+function registerBenchBusy(bench: Command): void {
   bench
     .command('busy')
     .description(
@@ -98,7 +108,9 @@ export function registerBench(program: Command): void {
         );
       },
     );
+}
 
+function registerBenchDdp(bench: Command): void {
   bench
     .command('ddp')
     .description(
@@ -114,7 +126,9 @@ export function registerBench(program: Command): void {
       const rows = await runDdpBench(flags, (s) => process.stderr.write(`bench ddp: ${s}\n`));
       process.stdout.write(`${formatDdpBench(flags, rows)}\n`);
     });
+}
 
+function registerBenchSlide(bench: Command): void {
   bench
     .command('slide')
     .description(
@@ -158,7 +172,9 @@ export function registerBench(program: Command): void {
         );
       },
     );
+}
 
+function registerBenchServe(bench: Command): void {
   bench
     .command('serve')
     .description(

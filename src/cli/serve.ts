@@ -101,6 +101,11 @@ export function registerServe(program: Command): void {
       },
     );
 
+  registerKeys(program);
+}
+
+/** `pathotype keys create | list | revoke`. */
+function registerKeys(program: Command): void {
   const keys = program
     .command('keys')
     .description('API keys for the REST API (required once any exists)')

@@ -47,7 +47,8 @@ export interface SlidePrediction {
   model: { name: string; version: number; classes: string[]; mpp: number; rule: string };
   /** The tiling in level-0 pixels: tile side, step, and the grid it spans. */
   tiling: { size: number; stride: number; cols: number; rows: number; level: number };
-  tissue: { fraction: number; tiles: number; maskWidth: number; maskHeight: number };
+  /** The share of the slide that is tissue in the mask, and the tiles kept. */
+  tissue: { fraction: number; tiles: number };
   tiles: SlideTile[];
   result: {
     status: 'answered' | 'uncertain';
@@ -99,6 +100,123 @@ async function overview(slide: Slide, side: number): Promise<{ image: RgbImage; 
   return { image: { data, width: outWidth, height: outHeight }, downsample };
 }
 
+/** The grid cells (col, row) whose tile is mostly tissue in the slide's mask. */
+async function tissueTiles(
+  slide: Slide,
+  grid: { size0: number; stride0: number; cols: number; rows: number },
+): Promise<{ kept: [number, number][]; fraction: number }> {
+  const { size0, stride0, cols, rows } = grid;
+  const view = await overview(slide, MASK_SIDE);
+  const mask = tissueMask(view.image);
+  const { width, height } = view.image;
+  const tissueOf = (col: number, row: number): number => {
+    const x0 = Math.floor((col * stride0) / view.downsample);
+    const y0 = Math.floor((row * stride0) / view.downsample);
+    const x1 = Math.max(x0 + 1, Math.min(width, Math.ceil((col * stride0 + size0) / view.downsample)));
+    const y1 = Math.max(y0 + 1, Math.min(height, Math.ceil((row * stride0 + size0) / view.downsample)));
+    let on = 0;
+    for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) on += mask[y * width + x] ?? 0;
+    return on / ((x1 - x0) * (y1 - y0));
+  };
+  const kept: [number, number][] = [];
+  for (let row = 0; row < rows; row++)
+    for (let col = 0; col < cols; col++) if (tissueOf(col, row) >= MIN_TILE_TISSUE) kept.push([col, row]);
+  if (kept.length === 0)
+    throw new PathotypeError('ERR_BACKGROUND', `${slide.info.path} shows no tissue at the model's tile size`);
+  return { kept, fraction: mask.reduce((a, b) => a + b, 0) / mask.length };
+}
+
+/**
+ * The kept tiles through the network, region by region: each region read at `readLevel`,
+ * resampled to the model's scale, normalised, cut on the model's grid; the next region read
+ * while the engine computes the current one.
+ */
+async function predictTiles(
+  predictor: Predictor,
+  slide: Slide,
+  grid: { factor: number; stride0: number; cols: number; rows: number; readLevel: number },
+  kept: readonly [number, number][],
+  options: SlidePredictOptions,
+): Promise<{
+  probabilities: Float32Array;
+  logProbabilities: Float32Array | undefined;
+  readMs: number;
+  inferenceMs: number;
+}> {
+  const { factor, stride0, cols, rows, readLevel } = grid;
+  const { patchSize, stride } = predictor.manifest.preprocess.tiles;
+  const levelDs = slide.info.levels[readLevel]?.downsample ?? 1;
+  const classes = predictor.classes.length;
+  const probabilities = new Float32Array(kept.length * classes);
+  const logProbabilities =
+    predictor.options.vote === 'logit' ? new Float32Array(kept.length * classes) : undefined;
+  const byBlock = new Map<string, number[]>();
+  for (const [k, [col, row]] of kept.entries()) {
+    const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
+    (byBlock.get(key) ?? byBlock.set(key, []).get(key))?.push(k);
+  }
+  let readMs = 0;
+  let inferenceMs = 0;
+  let done = 0;
+  const bytes = patchSize * patchSize * 3;
+  // One region's patches, cut and ready for the network.
+  const cutRegion = async (key: string, members: number[]): Promise<Uint8Array> => {
+    const [bc, br] = key.split(',').map(Number) as [number, number];
+    const col0 = bc * REGION_TILES;
+    const row0 = br * REGION_TILES;
+    const lastCol = Math.min(cols - 1, col0 + REGION_TILES - 1);
+    const lastRow = Math.min(rows - 1, row0 + REGION_TILES - 1);
+    // The region in model pixels, then in level-0 and read-level pixels.
+    const modelWidth = (lastCol - col0) * stride + patchSize;
+    const modelHeight = (lastRow - row0) * stride + patchSize;
+    const readStarted = performance.now();
+    const raw = await slide.readRegion({
+      x: Math.round(col0 * stride0),
+      y: Math.round(row0 * stride0),
+      level: readLevel,
+      width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
+      height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
+    });
+    const region = applyNormaliser(
+      predictor.manifest.preprocess.normaliser,
+      await resizeRgb(raw, modelWidth, modelHeight),
+    );
+    const grid: Grid = { cols: lastCol - col0 + 1, rows: lastRow - row0 + 1, patchSize, stride };
+    const patches = new Uint8Array(members.length * bytes);
+    for (const [i, k] of members.entries()) {
+      const [col, row] = kept[k] as [number, number];
+      copyPatch(region, grid, col - col0, row - row0, patches, i * bytes);
+    }
+    readMs += performance.now() - readStarted;
+    return patches;
+  };
+  // The next region is read and cut while the engine computes this one's tiles.
+  const blocks = [...byBlock];
+  let next = blocks[0] ? cutRegion(...blocks[0]) : undefined;
+  for (let b = 0; b < blocks.length; b++) {
+    const members = (blocks[b] as [string, number[]])[1];
+    const patches = await (next as Promise<Uint8Array>);
+    const following = blocks[b + 1];
+    next = following && !options.signal?.aborted ? cutRegion(...following) : undefined;
+    if (options.signal?.aborted) {
+      await next?.catch(() => undefined);
+      throw new PathotypeError('ERR_ABORTED', 'the slide prediction was stopped');
+    }
+    const inferStarted = performance.now();
+    const outputs: PatchOutputs = await predictor.predictPatches(patches);
+    inferenceMs += performance.now() - inferStarted;
+    for (const [i, k] of members.entries()) {
+      probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
+      if (logProbabilities && outputs.logProbabilities)
+        logProbabilities.set(outputs.logProbabilities.subarray(i * classes, (i + 1) * classes), k * classes);
+    }
+    done += members.length;
+    options.onProgress?.(done, kept.length);
+  }
+
+  return { probabilities, logProbabilities, readMs, inferenceMs };
+}
+
 export async function predictSlide(
   predictor: Predictor,
   file: string,
@@ -129,105 +247,17 @@ export async function predictSlide(
     const rows = height >= size0 ? Math.floor((height - size0) / stride0) + 1 : 0;
 
     const maskStarted = performance.now();
-    const view = await overview(slide, MASK_SIDE);
-    const mask = tissueMask(view.image);
+    const { kept, fraction } = await tissueTiles(slide, { size0, stride0, cols, rows });
     const maskMs = performance.now() - maskStarted;
-    const tissueOf = (col: number, row: number): number => {
-      const x0 = Math.floor((col * stride0) / view.downsample);
-      const y0 = Math.floor((row * stride0) / view.downsample);
-      const x1 = Math.max(
-        x0 + 1,
-        Math.min(view.image.width, Math.ceil((col * stride0 + size0) / view.downsample)),
-      );
-      const y1 = Math.max(
-        y0 + 1,
-        Math.min(view.image.height, Math.ceil((row * stride0 + size0) / view.downsample)),
-      );
-      let on = 0;
-      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) on += mask[y * view.image.width + x] ?? 0;
-      return on / ((x1 - x0) * (y1 - y0));
-    };
-    const kept: [number, number][] = [];
-    for (let row = 0; row < rows; row++)
-      for (let col = 0; col < cols; col++) if (tissueOf(col, row) >= MIN_TILE_TISSUE) kept.push([col, row]);
-    if (kept.length === 0)
-      throw new PathotypeError(
-        'ERR_BACKGROUND',
-        `${slide.info.path} shows no tissue at the model's tile size`,
-      );
 
     const readLevel = slide.levelFor(factor);
-    const levelDs = slide.info.levels[readLevel]?.downsample ?? 1;
-    const classes = predictor.classes.length;
-    const probabilities = new Float32Array(kept.length * classes);
-    const logProbabilities =
-      predictor.options.vote === 'logit' ? new Float32Array(kept.length * classes) : undefined;
-    const byBlock = new Map<string, number[]>();
-    for (const [k, [col, row]] of kept.entries()) {
-      const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
-      (byBlock.get(key) ?? byBlock.set(key, []).get(key))?.push(k);
-    }
-    let readMs = 0;
-    let inferenceMs = 0;
-    let done = 0;
-    const bytes = patchSize * patchSize * 3;
-    // One region's patches, cut and ready for the network.
-    const cutRegion = async (key: string, members: number[]): Promise<Uint8Array> => {
-      const [bc, br] = key.split(',').map(Number) as [number, number];
-      const col0 = bc * REGION_TILES;
-      const row0 = br * REGION_TILES;
-      const lastCol = Math.min(cols - 1, col0 + REGION_TILES - 1);
-      const lastRow = Math.min(rows - 1, row0 + REGION_TILES - 1);
-      // The region in model pixels, then in level-0 and read-level pixels.
-      const modelWidth = (lastCol - col0) * stride + patchSize;
-      const modelHeight = (lastRow - row0) * stride + patchSize;
-      const readStarted = performance.now();
-      const raw = await slide.readRegion({
-        x: Math.round(col0 * stride0),
-        y: Math.round(row0 * stride0),
-        level: readLevel,
-        width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
-        height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
-      });
-      const region = applyNormaliser(
-        predictor.manifest.preprocess.normaliser,
-        await resizeRgb(raw, modelWidth, modelHeight),
-      );
-      const grid: Grid = { cols: lastCol - col0 + 1, rows: lastRow - row0 + 1, patchSize, stride };
-      const patches = new Uint8Array(members.length * bytes);
-      for (const [i, k] of members.entries()) {
-        const [col, row] = kept[k] as [number, number];
-        copyPatch(region, grid, col - col0, row - row0, patches, i * bytes);
-      }
-      readMs += performance.now() - readStarted;
-      return patches;
-    };
-    // The next region is read and cut while the engine computes this one's tiles.
-    const blocks = [...byBlock];
-    let next = blocks[0] ? cutRegion(...blocks[0]) : undefined;
-    for (let b = 0; b < blocks.length; b++) {
-      const members = (blocks[b] as [string, number[]])[1];
-      const patches = await (next as Promise<Uint8Array>);
-      const following = blocks[b + 1];
-      next = following && !options.signal?.aborted ? cutRegion(...following) : undefined;
-      if (options.signal?.aborted) {
-        await next?.catch(() => undefined);
-        throw new PathotypeError('ERR_ABORTED', 'the slide prediction was stopped');
-      }
-      const inferStarted = performance.now();
-      const outputs: PatchOutputs = await predictor.predictPatches(patches);
-      inferenceMs += performance.now() - inferStarted;
-      for (const [i, k] of members.entries()) {
-        probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
-        if (logProbabilities && outputs.logProbabilities)
-          logProbabilities.set(
-            outputs.logProbabilities.subarray(i * classes, (i + 1) * classes),
-            k * classes,
-          );
-      }
-      done += members.length;
-      options.onProgress?.(done, kept.length);
-    }
+    const { probabilities, logProbabilities, readMs, inferenceMs } = await predictTiles(
+      predictor,
+      slide,
+      { factor, stride0, cols, rows, readLevel },
+      kept,
+      options,
+    );
 
     const v = predictor.voteOn(
       logProbabilities ? { probabilities, logProbabilities } : { probabilities },
@@ -256,17 +286,15 @@ export async function predictSlide(
       },
       tiling: { size: size0, stride: stride0, cols, rows, level: readLevel },
       tissue: {
-        fraction: mask.reduce((a, b) => a + b, 0) / mask.length,
+        fraction,
         tiles: kept.length,
-        maskWidth: view.image.width,
-        maskHeight: view.image.height,
       },
       tiles: kept.map(([col, row], k) => ({
         x: Math.round(col * stride0),
         y: Math.round(row * stride0),
         size: Math.round(size0),
         predicted: v.patchClasses[k] ?? 0,
-        probabilities: Array.from(probabilities.subarray(k * classes, (k + 1) * classes), (p) =>
+        probabilities: Array.from(probabilities.subarray(k * names.length, (k + 1) * names.length), (p) =>
           Number(p.toFixed(4)),
         ),
       })),

@@ -172,21 +172,9 @@ export async function train(
       let bestChanged = false;
       if (plan.validationImages.length > 0) {
         await validate(network, store, config, plan, record);
-        // Ties go to the later epoch: at equal image accuracy, the better patch accuracy wins.
-        const score = (record.validationImageAccuracy ?? 0) + (record.validationPatchAccuracy ?? 0) * 1e-3;
-        if (state.bestValidation === null || score >= state.bestValidation) {
-          state.bestValidation = score;
-          state.bestEpoch = epoch + 1;
-          state.epochsWithoutImprovement = 0;
-          best = await network.exportTensors();
-          bestChanged = true;
-        } else {
-          state.epochsWithoutImprovement++;
-          if (config.patience > 0 && state.epochsWithoutImprovement >= config.patience) {
-            state.stopped = true;
-            stoppedEarly = true;
-          }
-        }
+        bestChanged = judgeEpoch(state, record, epoch, config.patience);
+        if (bestChanged) best = await network.exportTensors();
+        if (state.stopped) stoppedEarly = true;
       }
       state.history.push(record);
       state.epochsDone = epoch + 1;
@@ -248,6 +236,24 @@ export async function train(
   } finally {
     await store.close();
   }
+}
+
+/**
+ * Keeps the best epoch by validation (ties go to the later epoch: at equal image accuracy the
+ * better patch accuracy wins) and counts the epochs without improvement for early stopping.
+ * Returns whether this epoch is the new best.
+ */
+function judgeEpoch(state: CheckpointState, record: EpochRecord, epoch: number, patience: number): boolean {
+  const score = (record.validationImageAccuracy ?? 0) + (record.validationPatchAccuracy ?? 0) * 1e-3;
+  if (state.bestValidation === null || score >= state.bestValidation) {
+    state.bestValidation = score;
+    state.bestEpoch = epoch + 1;
+    state.epochsWithoutImprovement = 0;
+    return true;
+  }
+  state.epochsWithoutImprovement++;
+  if (patience > 0 && state.epochsWithoutImprovement >= patience) state.stopped = true;
+  return false;
 }
 
 /** ImageNet weights into the network; random ones (said so in the package) only when allowed. */
