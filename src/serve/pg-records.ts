@@ -16,6 +16,8 @@ import { ensureDir } from '../workspace.js';
 import {
   hashKey,
   newApiKey,
+  PREDICTION_COLUMNS,
+  predictionValues,
   removeUnknownFiles,
   type ApiKeyRecord,
   type PredictionRecord,
@@ -110,23 +112,8 @@ export class PgRecords implements RecordStore {
 
   async insert(record: PredictionRecord): Promise<void> {
     await this.#pool.query(
-      `INSERT INTO predictions (id, created_at, file_name, sha256, bytes, width, height, model_id, model_version, result, timings, client, image_file)
-       VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`,
-      [
-        record.id,
-        record.createdAt,
-        record.fileName,
-        record.sha256,
-        record.bytes,
-        record.width,
-        record.height,
-        record.modelId,
-        record.modelVersion,
-        JSON.stringify(record.result),
-        JSON.stringify(record.timings),
-        JSON.stringify(record.client),
-        record.imageFile,
-      ],
+      `INSERT INTO predictions (${PREDICTION_COLUMNS.join(', ')}) VALUES (${PREDICTION_COLUMNS.map((_, i) => `$${i + 1}`).join(',')})`,
+      predictionValues(record),
     );
   }
 

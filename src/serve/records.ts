@@ -162,6 +162,41 @@ export function removeUnknownFiles(dir: string, known: ReadonlySet<string>): num
   return removed;
 }
 
+/** A prediction's columns and their values in that order, for either store's insert. */
+export const PREDICTION_COLUMNS = [
+  'id',
+  'created_at',
+  'file_name',
+  'sha256',
+  'bytes',
+  'width',
+  'height',
+  'model_id',
+  'model_version',
+  'result',
+  'timings',
+  'client',
+  'image_file',
+] as const;
+
+export function predictionValues(record: PredictionRecord): (string | number | null)[] {
+  return [
+    record.id,
+    record.createdAt,
+    record.fileName,
+    record.sha256,
+    record.bytes,
+    record.width,
+    record.height,
+    record.modelId,
+    record.modelVersion,
+    JSON.stringify(record.result),
+    JSON.stringify(record.timings),
+    JSON.stringify(record.client),
+    record.imageFile,
+  ];
+}
+
 export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
@@ -198,24 +233,9 @@ export class ServerRecords implements RecordStore {
   insert(record: PredictionRecord): Promise<void> {
     this.db
       .prepare(
-        `INSERT INTO predictions (id, created_at, file_name, sha256, bytes, width, height, model_id, model_version, result, timings, client, image_file)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+        `INSERT INTO predictions (${PREDICTION_COLUMNS.join(', ')}) VALUES (${PREDICTION_COLUMNS.map(() => '?').join(',')})`,
       )
-      .run(
-        record.id,
-        record.createdAt,
-        record.fileName,
-        record.sha256,
-        record.bytes,
-        record.width,
-        record.height,
-        record.modelId,
-        record.modelVersion,
-        JSON.stringify(record.result),
-        JSON.stringify(record.timings),
-        JSON.stringify(record.client),
-        record.imageFile,
-      );
+      .run(...predictionValues(record));
     return Promise.resolve();
   }
 
