@@ -6,11 +6,12 @@
  * show up there). Each measured process is a fresh `node` started with that policy, since the
  * policy must be in place before libgomp starts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
+import { startJsonProcess } from '../io/json-process.js';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'train-worker.js');
 
@@ -57,22 +58,12 @@ function startWorker(
   };
   delete env.OMP_WAIT_POLICY;
   delete env.GOMP_SPINCOUNT;
-  const child = spawn(process.execPath, [worker, String(seconds)], {
+  const { child, result } = startJsonProcess<WorkerResult>([worker, String(seconds)], {
+    what: 'the training worker',
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stderr: 'capture',
   });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const done = new Promise<WorkerResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve(JSON.parse(out.trim().split('\n').pop() ?? '{}') as WorkerResult);
-      else reject(new Error(`the training worker failed (${String(code)}): ${err}`));
-    });
-  });
-  return { child, done };
+  return { child, done: result };
 }
 
 export async function runBusyBench(

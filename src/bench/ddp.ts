@@ -5,10 +5,10 @@
  * patches/s of both, and the share of a rank's step spent in the gradient all-reduce and the
  * buffer broadcast.
  */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { startJsonProcess } from '../io/json-process.js';
 import { freeLoopbackPort } from '../io/net.js';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ddp-worker.js');
@@ -36,16 +36,7 @@ interface WorkerResult {
 }
 
 function runWorker(args: string[]): Promise<WorkerResult> {
-  const child = spawn(process.execPath, [worker, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve, reject) =>
-    child.on('close', (code) =>
-      code === 0
-        ? resolve(JSON.parse(out.trim().split('\n').pop() ?? '{}') as WorkerResult)
-        : reject(new Error(`a bench ddp worker failed (${String(code)})`)),
-    ),
-  );
+  return startJsonProcess<WorkerResult>([worker, ...args], { what: 'a bench ddp worker' }).result;
 }
 
 export async function runDdpBench(

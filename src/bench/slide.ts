@@ -5,12 +5,13 @@
  * resampling, normalisation, inference), and the predictor alone on the same tiles already in
  * memory, in the same process.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import sharp from 'sharp';
+
+import { startJsonProcess } from '../io/json-process.js';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'slide-worker.js');
 
@@ -95,16 +96,9 @@ export async function runSlideBench(
   onStage(existsSync(options.slide) ? `reusing ${options.slide}` : `writing ${options.slide}`);
   const buildSeconds = await buildBenchSlide(options);
   onStage('predicting in a fresh process');
-  const child = spawn(process.execPath, [worker, options.slide, String(options.modelScale)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  if (code !== 0) throw new Error(`the slide benchmark worker failed (${String(code)})`);
-  const result = JSON.parse(out.trim().split('\n').pop() ?? '{}') as Omit<SlideBenchResult, 'slide'> & {
-    slide: Omit<SlideBenchResult['slide'], 'buildSeconds'>;
-  };
+  const result = await startJsonProcess<
+    Omit<SlideBenchResult, 'slide'> & { slide: Omit<SlideBenchResult['slide'], 'buildSeconds'> }
+  >([worker, options.slide, String(options.modelScale)], { what: 'the slide benchmark worker' }).result;
   return { ...result, slide: { ...result.slide, buildSeconds } };
 }
 

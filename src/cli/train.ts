@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 
 import { availableCores } from '../cpu.js';
 import { ProcessGroup } from '../engine/distributed.js';
+import { startJsonProcess } from '../io/json-process.js';
 import { freeLoopbackPort } from '../io/net.js';
 
 import { merge, readConfigFile } from '../config.js';
@@ -266,13 +267,11 @@ export function ranksTrainer(nproc: number): typeof train {
       ...(options?.allowMissingPretrained ? ['--allow-missing-pretrained'] : []),
     ];
     try {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      if (code !== 0)
-        throw new PathotypeError('ERR_TRAIN', `the ${nproc} training ranks failed (exit ${String(code)})`);
-      return JSON.parse(out) as TrainResult;
+      return await startJsonProcess<TrainResult>(args, { what: `the ${nproc} training ranks` }).result.catch(
+        (cause: unknown) => {
+          throw new PathotypeError('ERR_TRAIN', (cause as Error).message, { cause });
+        },
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

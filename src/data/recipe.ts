@@ -82,13 +82,6 @@ export function resolvePrepareRecipe(input: unknown = {}): PrepareRecipe {
   return { ...filled, stride: input.stride ?? filled.patchSize };
 }
 
-/** The recipe's keys among a command's options (flags and config file alike). */
-export function recipeFromOptions(options: Record<string, unknown>): PrepareRecipeInput {
-  const out: Record<string, unknown> = {};
-  for (const key of PREPARE_RECIPE_KEYS) if (options[key] !== undefined) out[key] = options[key];
-  return out;
-}
-
 /** The parts of a recipe that the stages below take. */
 export function recipeParts(recipe: PrepareRecipe): {
   normalisation: NormaliserOptions & { reference?: string };

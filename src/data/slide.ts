@@ -75,10 +75,6 @@ function slideAddon(): NativeSlideModule {
   return addon;
 }
 
-export function openSlideVersion(): string {
-  return slideAddon().version;
-}
-
 function nativeError(error: unknown): PathotypeError {
   if (error instanceof PathotypeError) return error;
   const code = (error as { code?: unknown } | null)?.code;
@@ -148,17 +144,6 @@ export class Slide {
       );
     }
     return slide;
-  }
-
-  /** Whether OpenSlide reads this file as a slide (a format it knows, not just any image). */
-  static async probe(file: string): Promise<boolean> {
-    try {
-      await (await Slide.open(file)).close();
-      return true;
-    } catch (error) {
-      if (error instanceof PathotypeError && error.code === 'ERR_SLIDE_UNSUPPORTED') return false;
-      throw error;
-    }
   }
 
   /** The level with the largest downsample not above `downsample` (OpenSlide's own rule). */

@@ -156,7 +156,7 @@ export class PgRecords implements RecordStore {
     const cutoff = Date.now() - 60_000;
     for (const file of readdirSync(this.uploadsDir)) {
       try {
-        if (!known.has(file) && statMtime(path.join(this.uploadsDir, file)) > cutoff) known.add(file);
+        if (!known.has(file) && statSync(path.join(this.uploadsDir, file)).mtimeMs > cutoff) known.add(file);
       } catch {
         // gone already
       }
@@ -208,10 +208,6 @@ export class PgRecords implements RecordStore {
   async close(): Promise<void> {
     await this.#pool.end();
   }
-}
-
-function statMtime(file: string): number {
-  return statSync(file).mtimeMs;
 }
 
 /** Runs `fn` holding the deployment's schema lock: one server at a time changes the schema. */
