@@ -66,13 +66,16 @@ export async function buildBenchSlide(options: SlideBenchOptions): Promise<numbe
     .toBuffer();
   const blocksAcross = Math.ceil(options.across / 10);
   const blocksDown = Math.ceil(options.down / 10);
-  await sharp(
-    Array.from({ length: blocksAcross * blocksDown }, () => block),
-    {
-      join: { across: blocksAcross },
-      limitInputPixels: false,
-    },
-  )
+  const blocks = blocksAcross * blocksDown;
+  // libvips joins two images or more; a single block is the slide itself.
+  const mosaic =
+    blocks === 1
+      ? sharp(block)
+      : sharp(
+          Array.from({ length: blocks }, () => block),
+          { join: { across: blocksAcross }, limitInputPixels: false },
+        );
+  await mosaic
     .tiff({
       tile: true,
       pyramid: true,
