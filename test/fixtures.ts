@@ -6,11 +6,11 @@ import { gzipSync } from 'node:zlib';
 
 import sharp from 'sharp';
 
-import { Catalog } from '../src/data/catalog.js';
-import { parseGroupRule } from '../src/data/grouping.js';
-import { importImages } from '../src/data/import.js';
-import { prepare } from '../src/data/prepare.js';
-import { createSplit } from '../src/data/split.js';
+import { Catalog } from '../src/acquire/catalog.js';
+import { parseGroupRule } from '../src/acquire/grouping.js';
+import { importImages } from '../src/acquire/import.js';
+import { prepare } from '../src/prepare/prepare.js';
+import { createSplit } from '../src/acquire/split.js';
 import { workspaceAt, type Workspace } from '../src/workspace.js';
 import { makePatternSet } from '../src/engine/synthetic.js';
 import { seededRandom } from '../src/random.js';

@@ -5,7 +5,7 @@
  */
 import { statSync } from 'node:fs';
 
-import { Slide } from '../data/slide.js';
+import { Slide } from '../slide/slide.js';
 import { Network } from '../engine/network.js';
 import { buildSpec } from '../engine/zoo.js';
 import { PACKAGE_FORMAT, type ModelManifest } from '../model/package.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { readConfigFile } from '../config.js';
-import { Catalog } from '../data/catalog.js';
+import { Catalog } from '../acquire/catalog.js';
 import { modelDirFor, workspaceAt, type Workspace } from '../workspace.js';
 import { applyConfigFile } from './options.js';
 

@@ -2,11 +2,11 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 
-import { fetchLymphoma, LYMPHOMA } from '../data/fetch.js';
-import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../data/grouping.js';
-import { importImages, type ImportReport } from '../data/import.js';
-import { workspaceInfo, type WorkspaceInfo } from '../data/info.js';
-import { createSplit, SPLIT_DEFAULTS, type SplitConfig, type SplitSummary } from '../data/split.js';
+import { fetchLymphoma, LYMPHOMA } from '../acquire/fetch.js';
+import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../acquire/grouping.js';
+import { importImages, type ImportReport } from '../acquire/import.js';
+import { workspaceInfo, type WorkspaceInfo } from '../prepare/info.js';
+import { createSplit, SPLIT_DEFAULTS, type SplitConfig, type SplitSummary } from '../acquire/split.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../io/download.js';
 import { loadCommandConfig, print, withCatalog } from './context.js';
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './options.js';

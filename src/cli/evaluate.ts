@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 
-import { percent } from '../html.js';
+import { percent } from '../format.js';
 import { evaluateModel } from '../evaluate/evaluate.js';
 import { print, resolveModelDir, withCatalog } from './context.js';
 import { choice } from './options.js';

@@ -6,12 +6,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { ConfigError } from '../errors.js';
-import { decodeRgb } from '../data/image-io.js';
-import { isWholeSlide } from '../data/slide.js';
+import { decodeRgb } from '../image/image-io.js';
+import { isWholeSlide } from '../slide/slide.js';
 import { slideGeoJson } from '../predict/slide-geojson.js';
 import { predictSlide, type SlidePrediction } from '../predict/slide-predictor.js';
-import { percent } from '../html.js';
+import { percent } from '../format.js';
 import { heatmapPng } from '../predict/heatmap.js';
+import { verdictCells, verdictColumns } from '../predict/verdict.js';
 import {
   DEFAULT_BATCH_SIZE,
   Predictor,
@@ -40,31 +41,14 @@ function formatPrediction(p: ImagePrediction | RefusedImage): string {
 
 function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {
   const quote = (s: string): string => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
-  const header = [
-    'image',
-    'status',
-    'confidence',
-    'predicted',
-    'by_majority',
-    'by_mean',
-    'patches',
-    ...classes.map((c) => `votes_${c}`),
-    ...classes.map((c) => `probability_${c}`),
-  ];
+  const header = ['image', ...verdictColumns(classes)];
   const rows = predictions.map((p) =>
-    p.status === 'refused'
-      ? [quote(p.name), 'refused', '', quote(p.code)].join(',')
-      : [
-          quote(p.name),
-          p.status,
-          p.confidence.toFixed(4),
-          p.predicted,
-          p.byMajority,
-          p.byMean,
-          String(p.patches),
-          ...classes.map((c) => (p.voteShares[c] ?? 0).toFixed(4)),
-          ...classes.map((c) => (p.meanProbabilities[c] ?? 0).toFixed(4)),
-        ].join(','),
+    (p.status === 'refused'
+      ? [p.name, 'refused', '', p.code]
+      : [p.name, ...verdictCells(p, classes)]
+    )
+      .map(quote)
+      .join(','),
   );
   return [header.join(','), ...rows].join('\n');
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 
 import { readConfigFile } from '../config.js';
-import { prepare } from '../data/prepare.js';
+import { prepare } from '../prepare/prepare.js';
 import { print, withCatalog } from './context.js';
 import { applyConfigFile, positiveInt } from './options.js';
 import { progressBar } from './progress.js';

@@ -5,8 +5,8 @@
  */
 import type { Command } from 'commander';
 
-import { NORMALISATION_METHODS } from '../data/normalise.js';
-import { PREPARE_DEFAULTS as D, PREPARE_RECIPE_KEYS, type PrepareRecipeInput } from '../data/recipe.js';
+import { NORMALISATION_METHODS } from '../image/normalise.js';
+import { PREPARE_DEFAULTS as D, PREPARE_RECIPE_KEYS, type PrepareRecipeInput } from '../prepare/recipe.js';
 import { choice, fraction, positiveInt, positiveNumber } from './options.js';
 
 export function addRecipeOptions(command: Command): Command {

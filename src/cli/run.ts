@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { readConfigFile } from '../config.js';
-import { percent } from '../html.js';
+import { percent } from '../format.js';
 import { presetNames } from '../pipeline/presets.js';
 import { resolvePreset, runPipeline, type RunResult, type StageRun } from '../pipeline/run.js';
 import { print, withCatalog } from './context.js';

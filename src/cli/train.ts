@@ -14,7 +14,7 @@ import { freeLoopbackPort } from '../io/net.js';
 
 import { merge, readConfigFile } from '../config.js';
 import { ConfigError, PathotypeError } from '../errors.js';
-import { percent } from '../html.js';
+import { percent } from '../format.js';
 import { resolveWeights } from '../engine/weights/registry.js';
 import { ARCHITECTURES, type Architecture } from '../engine/zoo.js';
 import { resolveTrainConfig } from '../train/config.js';

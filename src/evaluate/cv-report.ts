@@ -6,7 +6,8 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { escapeHtml as esc, percent as pct } from '../html.js';
+import { escapeHtml as esc } from '../html.js';
+import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
 import type { CoveragePoint } from './calibration.js';
 import type { CrossValidationReport, GroupResult } from './cross-validation.js';

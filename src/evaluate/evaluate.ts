@@ -8,19 +8,18 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
-import type { Catalog, ImageRecord, Partition } from '../data/catalog.js';
-import { decodeRgb } from '../data/image-io.js';
-import { PatchStore } from '../data/patch-store.js';
+import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
+import { decodeRgb } from '../image/image-io.js';
+import { PatchStore } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
 import {
   loadPackageNetwork,
   updateManifest,
-  type Calibration,
   type ModelManifest,
 } from '../model/package.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
-import { answer } from '../predict/vote.js';
+import { verdictOf, type Verdict } from '../predict/verdict.js';
 import { classificationMetrics } from './metrics.js';
 import { renderReport, type EvaluationReport } from './report.js';
 import { predictStoredImages, type StoredImagePrediction } from '../predict/stored-patches.js';
@@ -69,8 +68,7 @@ export async function evaluateModel(
       }
     }
     const byId = new Map(catalog.images().map((i) => [i.id, i]));
-    const named = (values: number[]): Record<string, number> =>
-      Object.fromEntries(classes.map((c, k) => [c, values[k] ?? 0]));
+    const verdicts = predictions.map((p) => verdictOf(p.vote, classes, manifest.vote, manifest.calibration));
     const report: EvaluationReport = {
       model: {
         name: manifest.name,
@@ -97,20 +95,14 @@ export async function evaluateModel(
         classes,
       ),
       patch: classificationMetrics(patchTruth, patchPredicted, classes),
-      ...(manifest.calibration ? { abstention: abstentionOf(predictions, manifest.calibration) } : {}),
-      images: predictions.map((p) => ({
+      ...(manifest.calibration ? { abstention: abstentionOf(predictions, verdicts) } : {}),
+      images: predictions.map((p, k) => ({
         imageId: p.image.imageId,
         fileName: byId.get(p.image.imageId)?.fileName ?? String(p.image.imageId),
         className: p.image.className,
         caseId: p.image.caseId,
-        predicted: classes[p.vote.predicted] ?? '',
-        byMajority: classes[p.vote.byMajority] ?? '',
-        byMean: classes[p.vote.byMean] ?? '',
-        voteShares: named(p.vote.voteShares),
-        meanProbabilities: named(p.vote.meanProbabilities),
-        probabilities: named(p.vote.imageProbabilities),
+        ...(verdicts[k] as Verdict),
         scores: p.vote.imageScores.map((v) => Number(v.toFixed(5))),
-        patches: p.vote.patchClasses.length,
       })),
       seconds: (performance.now() - started) / 1000,
       createdAt: new Date().toISOString(),
@@ -208,9 +200,9 @@ async function recordMetrics(packageDir: string, report: EvaluationReport): Prom
 /** How many images a calibrated model answers, and how many of those it gets right. */
 function abstentionOf(
   predictions: readonly StoredImagePrediction[],
-  calibration: Calibration,
+  verdicts: readonly Verdict[],
 ): NonNullable<EvaluationReport['abstention']> {
-  const answered = predictions.filter((p) => answer(p.vote.imageScores, calibration).status === 'answered');
+  const answered = predictions.filter((_, k) => verdicts[k]?.status === 'answered');
   const right = answered.filter((p) => p.vote.predicted === p.label).length;
   return {
     coverage: answered.length / Math.max(1, predictions.length),

@@ -2,28 +2,22 @@
  * The evaluation report: one HTML file with everything inline (styles, SVG charts, PNG heatmaps
  * as data URIs), readable offline and safe to mail.
  */
-import { escapeHtml as esc, percent as pct } from '../html.js';
+import { escapeHtml as esc } from '../html.js';
+import { percent as pct } from '../format.js';
 import type { ModelManifest } from '../model/package.js';
 import { classColour } from '../predict/heatmap.js';
 import type { VoteRule } from '../model/package.js';
+import type { Verdict } from '../predict/verdict.js';
 import type { ClassificationMetrics } from './metrics.js';
 
-/** What `evaluate` found, as written to evaluation.json and rendered here. */
-export interface EvaluatedImage {
+/** What `evaluate` found for one image, as written to evaluation.json and rendered here. */
+export interface EvaluatedImage extends Verdict {
   imageId: number;
   fileName: string;
   className: string;
   caseId: string;
-  predicted: string;
-  byMajority: string;
-  byMean: string;
-  voteShares: Record<string, number>;
-  meanProbabilities: Record<string, number>;
-  /** Class probabilities under the model's rule, before calibration. */
-  probabilities: Record<string, number>;
   /** Centred log-probabilities under the rule, in class order: what calibration is fitted on. */
   scores: number[];
-  patches: number;
 }
 
 export interface EvaluationReport {

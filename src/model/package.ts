@@ -11,7 +11,7 @@ import path from 'node:path';
 import { PathotypeError } from '../errors.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
-import type { PreprocessConfig } from '../data/preprocess.js';
+import type { PreprocessConfig } from '../image/preprocess.js';
 import { readTensors, writeTensors } from './tensors-file.js';
 
 /**

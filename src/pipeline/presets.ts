@@ -3,8 +3,8 @@
  * carries out and a config file can adjust. Scales are relative to the original 1388x1040
  * release, so a recipe means the same tissue size on the original and the downscaled copy.
  */
-import type { PrepareRecipeInput } from '../data/recipe.js';
-import type { SplitConfig } from '../data/split.js';
+import type { PrepareRecipeInput } from '../prepare/recipe.js';
+import type { SplitConfig } from '../acquire/split.js';
 import type { TrainConfigInput } from '../train/config.js';
 
 export interface Preset {

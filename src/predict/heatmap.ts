@@ -4,7 +4,7 @@
  */
 import sharp from 'sharp';
 
-import type { RgbImage } from '../data/image-io.js';
+import type { RgbImage } from '../image/image-io.js';
 import type { PatchGrid } from './predictor.js';
 
 /** Colour-blind-safe class colours (Okabe & Ito). */

@@ -6,13 +6,16 @@
  */
 import { PathotypeError } from '../errors.js';
 import type { Network } from '../engine/network.js';
-import { preprocessImage, type PreprocessedImage } from '../data/preprocess.js';
-import { probeImage } from '../data/image-io.js';
-import { inferScale } from '../data/scale.js';
+import { preprocessImage, type PreprocessedImage } from '../image/preprocess.js';
+import { probeImage, type ImageProbe, type RgbImage } from '../image/image-io.js';
+import { cutCells, prepareRegion } from '../image/preprocess.js';
+import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
+import { gridFor, type Grid } from '../image/tiling.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
-import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../data/tissue.js';
+import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../image/tissue.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
-import { answer, vote, type ImageVote } from './vote.js';
+import { rounded, verdictOf, type Verdict } from './verdict.js';
+import { vote, type ImageVote } from './vote.js';
 import type { VoteRule } from '../model/package.js';
 
 /** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
@@ -26,6 +29,8 @@ export interface ImageInput {
   /** Pixel scale relative to the original release; inferred from the size when absent. */
   scale?: number | null;
   name?: string;
+  /** The header already read (an upload is probed once, before it is queued). */
+  probe?: ImageProbe;
 }
 
 export interface PatchGrid {
@@ -40,24 +45,8 @@ export interface PatchGrid {
   cells: [number, number, number, number][];
 }
 
-export interface ImagePrediction {
+export interface ImagePrediction extends Verdict {
   name: string;
-  /** 'answered': `predicted` is the model's answer; 'uncertain': below the model's threshold, refer to a pathologist. */
-  status: 'answered' | 'uncertain';
-  /** The most likely class (also when uncertain). */
-  predicted: string;
-  /** Calibrated probability of `predicted`. */
-  confidence: number;
-  /** Calibrated class probabilities under the model's rule. */
-  probabilities: Record<string, number>;
-  /** The confidence needed to answer; null when the model carries no calibration. */
-  threshold: number | null;
-  rule: VoteRule;
-  byMajority: string;
-  byMean: string;
-  voteShares: Record<string, number>;
-  meanProbabilities: Record<string, number>;
-  patches: number;
   grid: PatchGrid;
   scale: number | null;
   timings: { preprocessMs: number; inferenceMs: number };
@@ -130,11 +119,45 @@ export class Predictor {
     );
   }
 
+  /** The vote on patch outputs, as a verdict under the model's rule and calibration. */
+  verdictOn(outputs: PatchOutputs, count: number): { vote: ImageVote; verdict: Verdict } {
+    const v = this.voteOn(outputs, count);
+    return { vote: v, verdict: verdictOf(v, this.classes, this.options.vote, this.manifest.calibration) };
+  }
+
+  /** Microns per pixel at which the model sees its patches: given, or its scale in the release's microns. */
+  mpp(override?: number): number {
+    if (override !== undefined) return override;
+    const scale = this.manifest.preprocess.targetScale;
+    if (scale === null)
+      throw new PathotypeError(
+        'ERR_SCALE',
+        'the model tiles every image at its own scale, so its microns per pixel are unknown: give --model-mpp',
+      );
+    return ORIGINAL_MPP / scale;
+  }
+
+  /** The model's patch grid over an image of this size at its scale. */
+  gridOver(width: number, height: number): Grid {
+    return gridFor(width, height, this.manifest.preprocess.tiles);
+  }
+
+  /**
+   * A region already at the model's scale (a slide's), prepared as the model's training images
+   * were, cut at the given cells of `grid`, and run through the network.
+   */
+  async predictRegion(
+    region: RgbImage,
+    grid: Grid,
+    cells: readonly (readonly [number, number])[],
+  ): Promise<PatchOutputs> {
+    return this.predictPatches(cutCells(prepareRegion(region, this.manifest.preprocess), grid, cells));
+  }
+
   async preprocess(input: ImageInput): Promise<{ image: PreprocessedImage; scale: number | null }> {
-    const probe = await probeImage(
-      input.source,
-      this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {},
-    );
+    const probe =
+      input.probe ??
+      (await probeImage(input.source, this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {}));
     const scale = input.scale ?? inferScale(probe.width, probe.height);
     const target = this.manifest.preprocess.targetScale;
     const what = input.name ?? 'the image';
@@ -172,7 +195,7 @@ export class Predictor {
           `H&E colours; at least ${MIN_STAIN_FRACTION * 100}% is needed): a photograph, another stain, or a pen-marked field?`,
       );
     }
-    if (image.background.length === 0) {
+    if (image.count === 0) {
       throw new PathotypeError(
         'ERR_NO_PATCHES',
         `${input.name ?? 'the image'} yields no tissue patches at this model's patch size and scale`,
@@ -237,33 +260,19 @@ export class Predictor {
     const totalPatches = all.length / this.network.imageBytes;
     let first = 0;
     return prepared.map((p, i) => {
-      const count = p.image.background.length;
+      const count = p.image.count;
       const start = first * this.classes.length;
       const slice = (a: Float32Array): Float32Array => a.subarray(start, start + count * this.classes.length);
       first += count;
-      const v = this.voteOn(
+      const { vote: v, verdict } = this.verdictOn(
         outputs.logProbabilities
           ? { probabilities: slice(outputs.probabilities), logProbabilities: slice(outputs.logProbabilities) }
           : { probabilities: slice(outputs.probabilities) },
         count,
       );
-      const calibration = this.manifest.calibration;
-      const result = answer(v.imageScores, calibration);
-      const named = (values: number[]): Record<string, number> =>
-        Object.fromEntries(this.classes.map((c, k) => [c, values[k] ?? 0]));
       return {
         name: inputs[i]?.name ?? `image ${i + 1}`,
-        status: result.status,
-        predicted: this.classes[v.predicted] ?? '',
-        confidence: Number(result.confidence.toFixed(4)),
-        probabilities: named(result.probabilities.map((p) => Number(p.toFixed(4)))),
-        threshold: calibration?.threshold ?? null,
-        rule: this.options.vote,
-        byMajority: this.classes[v.byMajority] ?? '',
-        byMean: this.classes[v.byMean] ?? '',
-        voteShares: named(v.voteShares),
-        meanProbabilities: named(v.meanProbabilities),
-        patches: count,
+        ...verdict,
         scale: p.scale,
         grid: {
           cols: p.image.grid.cols,
@@ -276,7 +285,7 @@ export class Predictor {
             p.image.cells[k * 2] ?? 0,
             p.image.cells[k * 2 + 1] ?? 0,
             v.patchClasses[k] ?? 0,
-            Number((v.patchConfidence[k] ?? 0).toFixed(4)),
+            rounded(v.patchConfidence[k] ?? 0),
           ]),
         },
         timings: { preprocessMs: p.ms, inferenceMs: (inferenceMs * count) / Math.max(1, totalPatches) },

@@ -6,15 +6,13 @@
  * one region and the per-tile outputs, whatever the slide's size.
  */
 import { PathotypeError } from '../errors.js';
-import { resizeRgb, type RgbImage } from '../data/image-io.js';
-import { applyNormaliser } from '../data/normalise.js';
-import { ORIGINAL_MPP } from '../data/scale.js';
-import { Slide, type SlideInfo } from '../data/slide.js';
-import { tissueMask } from '../data/tissue.js';
-import { copyPatch, type Grid } from '../data/tiling.js';
+import { resizeRgb, type RgbImage } from '../image/image-io.js';
+import { Slide, type SlideInfo } from '../slide/slide.js';
+import { tissueMask } from '../image/tissue.js';
+import type { Grid } from '../image/tiling.js';
 import type { PatchOutputs } from './patch-outputs.js';
 import { MAX_UPSAMPLING, type Predictor } from './predictor.js';
-import { answer } from './vote.js';
+import { rounded, type Verdict } from './verdict.js';
 
 /** The tissue mask's longest side, in pixels. */
 export const MASK_SIDE = 2048;
@@ -50,30 +48,8 @@ export interface SlidePrediction {
   /** The share of the slide that is tissue in the mask, and the tiles kept. */
   tissue: { fraction: number; tiles: number };
   tiles: SlideTile[];
-  result: {
-    status: 'answered' | 'uncertain';
-    predicted: string;
-    confidence: number;
-    probabilities: Record<string, number>;
-    threshold: number | null;
-    byMajority: string;
-    byMean: string;
-    voteShares: Record<string, number>;
-    meanProbabilities: Record<string, number>;
-  };
+  result: Verdict;
   timings: { totalMs: number; maskMs: number; readMs: number; inferenceMs: number };
-}
-
-/** The model's microns per pixel: given, or its relative scale in the original release's microns. */
-export function modelMicrons(predictor: Predictor, override?: number): number {
-  if (override !== undefined) return override;
-  const scale = predictor.manifest.preprocess.targetScale;
-  if (scale === null)
-    throw new PathotypeError(
-      'ERR_SCALE',
-      'the model tiles every image at its own scale, so its microns per pixel are unknown: give --model-mpp',
-    );
-  return ORIGINAL_MPP / scale;
 }
 
 /** A low-resolution RGB view of the whole slide, read in strips so no read is large. */
@@ -158,9 +134,11 @@ async function predictTiles(
   let readMs = 0;
   let inferenceMs = 0;
   let done = 0;
-  const bytes = patchSize * patchSize * 3;
-  // One region's patches, cut and ready for the network.
-  const cutRegion = async (key: string, members: number[]): Promise<Uint8Array> => {
+  // One region at the model's scale, with its grid and the kept cells in it.
+  const readRegion = async (
+    key: string,
+    members: number[],
+  ): Promise<{ region: RgbImage; grid: Grid; cells: [number, number][] }> => {
     const [bc, br] = key.split(',').map(Number) as [number, number];
     const col0 = bc * REGION_TILES;
     const row0 = br * REGION_TILES;
@@ -177,33 +155,29 @@ async function predictTiles(
       width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
       height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
     });
-    const region = applyNormaliser(
-      predictor.manifest.preprocess.normaliser,
-      await resizeRgb(raw, modelWidth, modelHeight),
-    );
-    const grid: Grid = { cols: lastCol - col0 + 1, rows: lastRow - row0 + 1, patchSize, stride };
-    const patches = new Uint8Array(members.length * bytes);
-    for (const [i, k] of members.entries()) {
+    const region = await resizeRgb(raw, modelWidth, modelHeight);
+    const grid = predictor.gridOver(modelWidth, modelHeight);
+    const cells = members.map((k) => {
       const [col, row] = kept[k] as [number, number];
-      copyPatch(region, grid, col - col0, row - row0, patches, i * bytes);
-    }
+      return [col - col0, row - row0] as [number, number];
+    });
     readMs += performance.now() - readStarted;
-    return patches;
+    return { region, grid, cells };
   };
   // The next region is read and cut while the engine computes this one's tiles.
   const blocks = [...byBlock];
-  let next = blocks[0] ? cutRegion(...blocks[0]) : undefined;
+  let next = blocks[0] ? readRegion(...blocks[0]) : undefined;
   for (let b = 0; b < blocks.length; b++) {
     const members = (blocks[b] as [string, number[]])[1];
-    const patches = await (next as Promise<Uint8Array>);
+    const { region, grid, cells } = await (next as ReturnType<typeof readRegion>);
     const following = blocks[b + 1];
-    next = following && !options.signal?.aborted ? cutRegion(...following) : undefined;
+    next = following && !options.signal?.aborted ? readRegion(...following) : undefined;
     if (options.signal?.aborted) {
       await next?.catch(() => undefined);
       throw new PathotypeError('ERR_ABORTED', 'the slide prediction was stopped');
     }
     const inferStarted = performance.now();
-    const outputs: PatchOutputs = await predictor.predictPatches(patches);
+    const outputs: PatchOutputs = await predictor.predictRegion(region, grid, cells);
     inferenceMs += performance.now() - inferStarted;
     for (const [i, k] of members.entries()) {
       probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
@@ -231,7 +205,7 @@ export async function predictSlide(
         'ERR_SCALE',
         `${slide.info.path} does not state its microns per pixel: give it (--slide-mpp)`,
       );
-    const modelMpp = modelMicrons(predictor, options.modelMpp);
+    const modelMpp = predictor.mpp(options.modelMpp);
     // Level-0 pixels per model pixel.
     const factor = modelMpp / slideMpp;
     if (factor * MAX_UPSAMPLING < 1)
@@ -239,12 +213,11 @@ export async function predictSlide(
         'ERR_UPSAMPLING',
         `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${MAX_UPSAMPLING}x`,
       );
-    const { patchSize, stride } = predictor.manifest.preprocess.tiles;
+    const { width, height } = slide.info;
+    // The model's grid over the slide at the model's scale, in level-0 pixels.
+    const { cols, rows, patchSize, stride } = predictor.gridOver(width / factor, height / factor);
     const size0 = patchSize * factor;
     const stride0 = stride * factor;
-    const { width, height } = slide.info;
-    const cols = width >= size0 ? Math.floor((width - size0) / stride0) + 1 : 0;
-    const rows = height >= size0 ? Math.floor((height - size0) / stride0) + 1 : 0;
 
     const maskStarted = performance.now();
     const { kept, fraction } = await tissueTiles(slide, { size0, stride0, cols, rows });
@@ -259,15 +232,11 @@ export async function predictSlide(
       options,
     );
 
-    const v = predictor.voteOn(
+    const { vote: v, verdict } = predictor.verdictOn(
       logProbabilities ? { probabilities, logProbabilities } : { probabilities },
       kept.length,
     );
-    const calibration = predictor.manifest.calibration;
-    const result = answer(v.imageScores, calibration);
     const names = predictor.classes;
-    const named = (values: readonly number[]): Record<string, number> =>
-      Object.fromEntries(names.map((c, k) => [c, Number((values[k] ?? 0).toFixed(4))]));
     return {
       slide: {
         path: slide.info.path,
@@ -294,21 +263,9 @@ export async function predictSlide(
         y: Math.round(row * stride0),
         size: Math.round(size0),
         predicted: v.patchClasses[k] ?? 0,
-        probabilities: Array.from(probabilities.subarray(k * names.length, (k + 1) * names.length), (p) =>
-          Number(p.toFixed(4)),
-        ),
+        probabilities: Array.from(probabilities.subarray(k * names.length, (k + 1) * names.length), rounded),
       })),
-      result: {
-        status: result.status,
-        predicted: names[v.predicted] ?? '',
-        confidence: Number(result.confidence.toFixed(4)),
-        probabilities: named(result.probabilities),
-        threshold: calibration?.threshold ?? null,
-        byMajority: names[v.byMajority] ?? '',
-        byMean: names[v.byMean] ?? '',
-        voteShares: named(v.voteShares),
-        meanProbabilities: named(v.meanProbabilities),
-      },
+      result: verdict,
       timings: { totalMs: performance.now() - started, maskMs, readMs, inferenceMs },
     };
   } finally {

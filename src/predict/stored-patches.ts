@@ -3,7 +3,7 @@
  * network in batches, then the vote. Used by validation during training and by evaluate.
  */
 import type { Network } from '../engine/network.js';
-import type { PatchStore, StoredImage } from '../data/patch-store.js';
+import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { batchedPatchOutputs } from './patch-outputs.js';
 import { vote, type ImageVote } from './vote.js';
 import type { VoteRule } from '../model/package.js';

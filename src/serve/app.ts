@@ -16,14 +16,14 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
 
-import { DEFAULT_MAX_PIXELS } from '../data/image-io.js';
+import { DEFAULT_MAX_PIXELS } from '../image/image-io.js';
 import { Predictor } from '../predict/predictor.js';
 import { restApi } from './api.js';
 import { slidesApi } from './slides-api.js';
 import errorHandling from './error-handler.js';
 import { healthRoutes } from './health.js';
 import { portalRoutes } from './portal-routes.js';
-import { InferenceQueue } from './queue.js';
+import { InferenceLimiter } from './inference-limiter.js';
 import { openRecords } from './open-records.js';
 import type { RecordStore } from './records.js';
 import { UPLOAD_CONSUMES } from './schemas.js';
@@ -73,7 +73,7 @@ export interface PathotypeServer {
   app: FastifyInstance;
   records: RecordStore;
   predictor: Predictor;
-  queue: InferenceQueue;
+  queue: InferenceLimiter;
   /** Resolves when no slide job is running or waiting. */
   slidesIdle: () => Promise<void>;
 }
@@ -97,7 +97,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   });
   const records = await openRecords(options.dataDir, options.database);
   await records.removeOrphanUploads();
-  const queue = new InferenceQueue(
+  const queue = new InferenceLimiter(
     options.concurrency ?? SERVE_DEFAULTS.concurrency,
     options.maxWaiting ?? SERVE_DEFAULTS.maxWaiting,
   );

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { PathotypeError } from '../errors.js';
-import { encodePng } from '../data/image-io.js';
+import { encodePng } from '../image/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
 import {
   fieldViewerPage,

@@ -2,7 +2,8 @@
  * The pathologist's portal: server-rendered pages with a little inline script, everything served
  * by this server (no CDN), usable by keyboard and screen reader.
  */
-import { escapeHtml, percent as pct } from '../html.js';
+import { escapeHtml } from '../html.js';
+import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
 import type { ModelManifest } from '../model/package.js';
 import type { PredictionRecord } from './records.js';

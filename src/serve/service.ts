@@ -10,11 +10,11 @@ import path from 'node:path';
 import type { FastifyRequest } from 'fastify';
 
 import { PathotypeError } from '../errors.js';
-import { decodeRgb, probeImage, type RgbImage } from '../data/image-io.js';
-import { Slide } from '../data/slide.js';
+import { decodeRgb, probeImage, type RgbImage } from '../image/image-io.js';
+import { Slide } from '../slide/slide.js';
 import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
-import type { InferenceQueue } from './queue.js';
+import type { InferenceLimiter } from './inference-limiter.js';
 import type { PredictionRecord, RecordStore } from './records.js';
 import { findJob, type SlideQueue } from './slide-jobs.js';
 
@@ -47,7 +47,7 @@ export class PredictionService {
   constructor(
     readonly predictor: Predictor,
     readonly records: RecordStore,
-    readonly queue: InferenceQueue,
+    readonly queue: InferenceLimiter,
     readonly limits: {
       maxPixels: number;
       keepImages: boolean;

@@ -16,7 +16,7 @@ import type { Predictor } from '../predict/predictor.js';
 import { slideGeoJson, type SlideGeoJson } from '../predict/slide-geojson.js';
 import { slideOverlayPng } from '../predict/slide-heatmap.js';
 import { predictSlide, type SlidePrediction } from '../predict/slide-predictor.js';
-import { DZ_OVERLAP, DZ_TILE_SIZE } from '../data/deep-zoom.js';
+import { DZ_OVERLAP, DZ_TILE_SIZE } from '../slide/deep-zoom.js';
 import { ensureDir } from '../workspace.js';
 
 export type SlideJobStatus = 'queued' | 'running' | 'done' | 'failed';

@@ -14,8 +14,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { ConfigError, PathotypeError } from '../errors.js';
-import { deepZoomTile, deepZoomXml } from '../data/deep-zoom.js';
-import { Slide, SLIDE_EXTENSIONS } from '../data/slide.js';
+import { deepZoomTile, deepZoomXml } from '../slide/deep-zoom.js';
+import { Slide, SLIDE_EXTENSIONS } from '../slide/slide.js';
 import { ensureDir } from '../workspace.js';
 import { apiKeyHook } from './auth.js';
 import { ERROR_SCHEMA, ID_PARAMS, PAGE_PROPERTIES } from './schemas.js';

@@ -4,7 +4,7 @@
  * the resolved config is saved with the run and the model package.
  */
 import { merge, schemaValidator } from '../config.js';
-import type { StainAugmentOptions } from '../data/augment.js';
+import type { StainAugmentOptions } from '../image/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
 import { VOTE_RULES, type VoteRule } from '../model/package.js';

@@ -15,8 +15,8 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
-import { augmentStain, type StainAugmentOptions } from '../data/augment.js';
-import type { PatchStore, StoredImage } from '../data/patch-store.js';
+import { augmentStain, type StainAugmentOptions } from '../image/augment.js';
+import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import { outputShapeOf, type NetworkSpec } from '../engine/spec.js';

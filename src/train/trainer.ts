@@ -12,8 +12,8 @@ import path from 'node:path';
 
 import { availableCores } from '../cpu.js';
 import { ConfigError, PathotypeError } from '../errors.js';
-import { augmentStain } from '../data/augment.js';
-import { PatchStore, type StoredImage } from '../data/patch-store.js';
+import { augmentStain } from '../image/augment.js';
+import { PatchStore, type StoredImage } from '../prepare/patch-store.js';
 import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
 import { seededRandom } from '../random.js';

@@ -16,12 +16,16 @@ import { repoRoot } from '../helpers.js';
 export const LAYERS = [
   '.', // errors, random, config, html, workspace: what every stage shares
   'io',
-  'data',
+  'image', // decoding, normalisation, tissue, tiling: one image's pixels
+  'slide', // whole-slide reading and Deep Zoom
+  'acquire', // fetch, import, patient grouping, catalog, splits
+  'prepare', // the recipe, patch stores
   'engine',
   'model',
   'predict',
   'train',
   'evaluate',
+  'store', // what a server keeps: predictions, keys, slide jobs; SQLite or PostgreSQL
   'serve',
   'pipeline',
   'bench',

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
-import { PatchStore } from '../../src/data/patch-store.js';
+import { PatchStore } from '../../src/prepare/patch-store.js';
 import { repoRoot, runCli, type CliResult } from '../helpers.js';
 import { tempDir, writeFile, writePatternDataset } from '../fixtures.js';
 

@@ -4,10 +4,10 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { Catalog } from '../../src/data/catalog.js';
+import { Catalog } from '../../src/acquire/catalog.js';
 import { download, DownloadError } from '../../src/io/download.js';
-import { fetchLymphoma } from '../../src/data/fetch.js';
-import { parseGroupRule } from '../../src/data/grouping.js';
+import { fetchLymphoma } from '../../src/acquire/fetch.js';
+import { parseGroupRule } from '../../src/acquire/grouping.js';
 import { workspaceAt } from '../../src/workspace.js';
 import { heImage, makeTar, tempDir } from '../fixtures.js';
 import { closedPort, serveFiles, sha1, type TestServer } from '../http-server.js';

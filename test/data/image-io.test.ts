@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
-import { decodeRgb, ImageError, probeImage } from '../../src/data/image-io.js';
+import { decodeRgb, ImageError, probeImage } from '../../src/image/image-io.js';
 import { heImage, pngHeaderClaiming } from '../fixtures.js';
 
 const base = heImage(20, 10, 1);

@@ -3,10 +3,10 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { Catalog } from '../../src/data/catalog.js';
-import { caseIdFor, parseGroupRule } from '../../src/data/grouping.js';
-import { importImages } from '../../src/data/import.js';
-import { inferScale } from '../../src/data/scale.js';
+import { Catalog } from '../../src/acquire/catalog.js';
+import { caseIdFor, parseGroupRule } from '../../src/acquire/grouping.js';
+import { importImages } from '../../src/acquire/import.js';
+import { inferScale } from '../../src/image/scale.js';
 import { workspaceAt } from '../../src/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { makeTar, pngHeaderClaiming, tempDir, writeDataset, writeFile } from '../fixtures.js';

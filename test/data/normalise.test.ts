@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { augmentStain } from '../../src/data/augment.js';
+import { augmentStain } from '../../src/image/augment.js';
 import {
   applyNormaliser,
   describeStains,
   fitNormaliser,
   MACENKO_DEFAULT,
   symmetricEigen3,
-} from '../../src/data/normalise.js';
+} from '../../src/image/normalise.js';
 import { seededRandom } from '../../src/random.js';
 import { heImage } from '../fixtures.js';
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { Catalog, type ImageRecord } from '../../src/data/catalog.js';
-import { parseGroupRule } from '../../src/data/grouping.js';
-import { importImages } from '../../src/data/import.js';
-import { computeSplit, createSplit, foldCount, foldPartitions } from '../../src/data/split.js';
+import { Catalog, type ImageRecord } from '../../src/acquire/catalog.js';
+import { parseGroupRule } from '../../src/acquire/grouping.js';
+import { importImages } from '../../src/acquire/import.js';
+import { computeSplit, createSplit, foldCount, foldPartitions } from '../../src/acquire/split.js';
 import { workspaceAt } from '../../src/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { tempDir } from '../fixtures.js';

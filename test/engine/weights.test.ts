@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { decodeRgb } from '../../src/data/image-io.js';
+import { decodeRgb } from '../../src/image/image-io.js';
 import { Network } from '../../src/engine/network.js';
 import { writeKerasH5 } from '../../src/engine/weights/keras-h5.js';
 import { loadPretrained, readPretrained } from '../../src/engine/weights/load.js';

@@ -5,8 +5,8 @@ import { describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
-import { decodeRgb } from '../../src/data/image-io.js';
-import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION, tissueStats } from '../../src/data/tissue.js';
+import { decodeRgb } from '../../src/image/image-io.js';
+import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION, tissueStats } from '../../src/image/tissue.js';
 import { Network } from '../../src/engine/network.js';
 import { buildSpec } from '../../src/engine/zoo.js';
 import { PACKAGE_FORMAT, readManifest, writePackage, type ModelManifest } from '../../src/model/package.js';

@@ -7,10 +7,10 @@ import { describe, it } from 'node:test';
 import { check } from '@placemarkio/check-geojson';
 import sharp from 'sharp';
 
-import { isWholeSlide, micronsPerPixel, Slide } from '../../src/data/slide.js';
-import { tissueMask } from '../../src/data/tissue.js';
+import { isWholeSlide, micronsPerPixel, Slide } from '../../src/slide/slide.js';
+import { tissueMask } from '../../src/image/tissue.js';
 import { slideGeoJson } from '../../src/predict/slide-geojson.js';
-import { modelMicrons, predictSlide } from '../../src/predict/slide-predictor.js';
+import { predictSlide } from '../../src/predict/slide-predictor.js';
 import { heImage, tempDir } from '../fixtures.js';
 import { modelAtScale } from '../model-at-scale.js';
 import { hasShared, lymphomaDir, runCli } from '../helpers.js';
@@ -134,7 +134,7 @@ describe('whole-slide images', () => {
     async () => {
       const t = await testSlide();
       const predictor = await modelAtScale(0.3005);
-      assert.ok(Math.abs(modelMicrons(predictor) - MPP_03X) < 1e-9);
+      assert.ok(Math.abs(predictor.mpp() - MPP_03X) < 1e-9);
       const progress: number[] = [];
       const result = await predictSlide(predictor, t.file, { onProgress: (done) => progress.push(done) });
       // The model's scale is the slide's: 32 px tiles on a 52 x 19 grid.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { PatchStore } from '../../src/data/patch-store.js';
+import { PatchStore } from '../../src/prepare/patch-store.js';
 import { Network } from '../../src/engine/network.js';
 import { loadPretrained, readPretrained } from '../../src/engine/weights/load.js';
 import { evaluateModel } from '../../src/evaluate/evaluate.js';

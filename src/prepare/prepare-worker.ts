@@ -1,5 +1,5 @@
 /** Worker-thread task of `prepare`: one image to patches. */
-import { preprocessImage, type PreprocessConfig, type PreprocessedImage } from './preprocess.js';
+import { preprocessImage, type PreprocessConfig, type PreprocessedImage } from '../image/preprocess.js';
 
 export interface PrepareTask {
   path: string;

@@ -2,9 +2,9 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
-import type { Catalog } from './catalog.js';
+import type { Catalog } from '../acquire/catalog.js';
 import { PatchStore } from './patch-store.js';
-import { summarizeSplit, type SplitSummary } from './split.js';
+import { summarizeSplit, type SplitSummary } from '../acquire/split.js';
 import type { Workspace } from '../workspace.js';
 
 export interface WorkspaceInfo {

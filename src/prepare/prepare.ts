@@ -11,12 +11,12 @@ import { Piscina } from 'piscina';
 
 import { availableCores } from '../cpu.js';
 import { ConfigError, PathotypeError } from '../errors.js';
-import type { Catalog, ImageRecord, Partition } from './catalog.js';
-import { decodeRgb, type RgbImage } from './image-io.js';
-import { fitNormaliser } from './normalise.js';
+import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
+import { decodeRgb, type RgbImage } from '../image/image-io.js';
+import { fitNormaliser } from '../image/normalise.js';
 import { PatchStore, PatchStoreError, PatchStoreWriter, type PatchStoreManifest } from './patch-store.js';
 import type { PrepareTask } from './prepare-worker.js';
-import { validatePreprocess, type PreprocessConfig, type PreprocessedImage } from './preprocess.js';
+import { validatePreprocess, type PreprocessConfig, type PreprocessedImage } from '../image/preprocess.js';
 import { recipeParts, resolvePrepareRecipe, type PrepareRecipeInput } from './recipe.js';
 import type { Workspace } from '../workspace.js';
 
@@ -180,13 +180,13 @@ export async function prepare(
             height: result.height,
             cols: result.grid.cols,
             rows: result.grid.rows,
-            patches: result.background.length,
+            patches: result.count,
             total: result.total,
           },
           classIndex: classes.indexOf(image.className),
           patches: result.patches,
           cells: result.cells,
-          background: result.background,
+          backgroundFractions: result.backgroundFractions,
         });
       }
       options.onProgress?.(i + 1, images.length, writer.count);

@@ -12,7 +12,7 @@ export class QueueFullError extends PathotypeError {
   }
 }
 
-export class InferenceQueue {
+export class InferenceLimiter {
   readonly concurrency: number;
   readonly maxWaiting: number;
   #running = 0;

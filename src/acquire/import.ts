@@ -12,8 +12,8 @@ import { extractArchive } from '../io/archive.js';
 import type { Catalog, NewImage } from './catalog.js';
 import { caseIdFor, formatGroupRule, type GroupRule } from './grouping.js';
 import { hashFile } from '../io/hash.js';
-import { probeImage } from './image-io.js';
-import { inferScale } from './scale.js';
+import { probeImage } from '../image/image-io.js';
+import { inferScale } from '../image/scale.js';
 import type { Workspace } from '../workspace.js';
 
 export interface ImportOptions {

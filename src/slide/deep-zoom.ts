@@ -7,7 +7,7 @@
 import sharp from 'sharp';
 
 import { PathotypeError } from '../errors.js';
-import { resizeRgb } from './image-io.js';
+import { resizeRgb } from '../image/image-io.js';
 import type { Slide } from './slide.js';
 
 export const DZ_TILE_SIZE = 254;

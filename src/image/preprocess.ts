@@ -1,16 +1,18 @@
 /**
  * One image's way from file to patches: decode (resampled to the target scale), normalise,
- * tile. The same function serves prepare (training) and the predictor (inference), so the
- * model always sees patches made the same way.
+ * tile. The same functions serve prepare (training) and the predictor (inference: images, and
+ * a slide's regions), so the model always sees patches made the same way.
  */
 import { ConfigError } from '../errors.js';
-import { decodeRgb } from './image-io.js';
+import { decodeRgb, type RgbImage } from './image-io.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
 import { tissueStats, type TissueStats } from './tissue.js';
 import {
+  copyPatch,
   tileImage,
   validateTiles,
   type BackgroundConfig,
+  type Grid,
   type TileConfig,
   type TiledImage,
 } from './tiling.js';
@@ -70,7 +72,20 @@ export async function preprocessImage(
   const size = sizeAtScale(original.width, original.height, original.scale, config.targetScale);
   const decoded = await decodeRgb(source, { ...size, ...options });
   const tissue = tissueStats(decoded);
-  const normalised = applyNormaliser(config.normaliser, decoded);
+  const normalised = prepareRegion(decoded, config);
   const tiled = tileImage(normalised, config.tiles, config.background);
   return { ...tiled, width: normalised.width, height: normalised.height, tissue };
+}
+
+/** Pixels already at the target scale, made as training's were before tiling: normalised. */
+export function prepareRegion(region: RgbImage, config: PreprocessConfig): RgbImage {
+  return applyNormaliser(config.normaliser, region);
+}
+
+/** The patches of the given grid cells (col, row), back to back, uint8 HWC. */
+export function cutCells(image: RgbImage, grid: Grid, cells: readonly (readonly [number, number])[]): Uint8Array {
+  const bytes = grid.patchSize * grid.patchSize * 3;
+  const patches = new Uint8Array(cells.length * bytes);
+  for (const [i, [col, row]] of cells.entries()) copyPatch(image, grid, col, row, patches, i * bytes);
+  return patches;
 }

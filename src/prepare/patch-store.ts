@@ -11,8 +11,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 
 import { PathotypeError } from '../errors.js';
-import type { Partition } from './catalog.js';
-import type { PreprocessConfig } from './preprocess.js';
+import type { Partition } from '../acquire/catalog.js';
+import type { PreprocessConfig } from '../image/preprocess.js';
 import { ensureDir } from '../workspace.js';
 
 /** 2: the patch size lives only in preprocess.tiles. */
@@ -87,7 +87,7 @@ export interface PatchBatchInput {
   classIndex: number;
   patches: Uint8Array;
   cells: Int32Array;
-  background: Float32Array;
+  backgroundFractions: Float32Array;
 }
 
 /** Builds a store in `<dir>.partial`; `finish` moves it to `dir`. */
@@ -145,7 +145,7 @@ export class PatchStoreWriter {
   }
 
   async add(input: PatchBatchInput): Promise<void> {
-    const n = input.background.length;
+    const n = input.backgroundFractions.length;
     if (input.patches.length !== n * this.patchBytes)
       throw new PatchStoreError('patch bytes do not match the patch count');
     const img = input.image;
@@ -188,7 +188,7 @@ export class PatchStoreWriter {
           input.cells[k * 2 + 1],
           this.#shards.length - 1,
           shard.count + i,
-          input.background[k],
+          input.backgroundFractions[k],
         );
         this.#count++;
       }

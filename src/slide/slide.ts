@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { PathotypeError } from '../errors.js';
-import type { RgbImage } from './image-io.js';
+import type { RgbImage } from '../image/image-io.js';
 
 /** The largest region one read may return: far above a tile, far below the memory limit. */
 export const MAX_REGION_PIXELS = 64 * 1024 * 1024;
@@ -62,13 +62,13 @@ function slideAddon(): NativeSlideModule {
   if (addon) return addon;
   if (!existsSync(addonPath))
     throw new PathotypeError(
-      'ERR_ENGINE_MISSING',
+      'ERR_SLIDE_READER',
       `the slide reader is not built (${addonPath} is missing): install libopenslide-dev and run 'npm run build:native'`,
     );
   try {
     addon = createRequire(import.meta.url)(addonPath) as NativeSlideModule;
   } catch (cause) {
-    throw new PathotypeError('ERR_ENGINE_LOAD', `the slide reader failed to load: ${String(cause)}`, {
+    throw new PathotypeError('ERR_SLIDE_READER', `the slide reader failed to load: ${String(cause)}`, {
       cause,
     });
   }

@@ -87,8 +87,10 @@ export interface TiledImage {
   patches: Uint8Array;
   /** Grid cell of each kept patch: col, row, col, row, ... */
   cells: Int32Array;
-  /** Background fraction of each kept patch. */
-  background: Float32Array;
+  /** Kept patches. */
+  count: number;
+  /** Per kept patch: the fraction of its pixels that look like empty glass. */
+  backgroundFractions: Float32Array;
   /** Patches the grid had before the background filter. */
   total: number;
 }
@@ -125,7 +127,8 @@ export function tileImage(
     grid,
     patches: patches.slice(0, kept * bytes),
     cells: cells.slice(0, kept * 2),
-    background: background.slice(0, kept),
+    count: kept,
+    backgroundFractions: background.slice(0, kept),
     total,
   };
 }
