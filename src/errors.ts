@@ -28,7 +28,10 @@ export const ERROR_CODES = {
   ERR_ENGINE_INPUT: { status: 422, meaning: 'a shape, type, spec or option the engine cannot use' },
   ERR_SLIDE_UNSUPPORTED: { status: 415, meaning: 'not a slide format OpenSlide reads' },
   ERR_SLIDE: { status: 422, meaning: 'a damaged or truncated slide, or a region it cannot give' },
-  ERR_SLIDE_READER: { status: 500, meaning: 'the slide reader (OpenSlide addon) is not built or cannot load' },
+  ERR_SLIDE_READER: {
+    status: 500,
+    meaning: 'the slide reader (OpenSlide addon) is not built or cannot load',
+  },
   // The service.
   ERR_BUSY: { status: 503, meaning: 'the inference queue is full: retry after a moment' },
   ERR_INTERNAL: { status: 500, meaning: 'an unexpected failure (logged)' },

@@ -3,10 +3,11 @@
  * process, runs N concurrent clients posting one image for T seconds, and reports throughput,
  * p50/p95 latency, failed requests and the server's peak resident memory.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Readable } from 'node:stream';
 
 import pg from 'pg';
 import sharp from 'sharp';
@@ -94,6 +95,26 @@ async function peakRssMb(pid: number): Promise<number> {
   }
 }
 
+/** The address a started server announces on stderr. */
+function serverAddress(server: ChildProcessByStdio<null, null, Readable>): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`the server did not start: ${text}`)), 120_000);
+    server.stderr.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const match = /at (http:\/\/[^\s]+)/.exec(text);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    server.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited (${code ?? 'signal'}): ${text}`));
+    });
+  });
+}
+
 export async function runServeBench(options: ServeBenchOptions): Promise<ServeBenchReport> {
   const image = options.image ? await readFile(options.image) : await syntheticField();
   const meta = await sharp(image).metadata();
@@ -117,27 +138,7 @@ export async function runServeBench(options: ServeBenchOptions): Promise<ServeBe
     spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }),
   );
   try {
-    const addresses = await Promise.all(
-      servers.map(
-        (server) =>
-          new Promise<string>((resolve, reject) => {
-            let text = '';
-            const timer = setTimeout(() => reject(new Error(`the server did not start: ${text}`)), 120_000);
-            server.stderr.on('data', (chunk: Buffer) => {
-              text += chunk.toString();
-              const match = /at (http:\/\/[^\s]+)/.exec(text);
-              if (match?.[1]) {
-                clearTimeout(timer);
-                resolve(match[1]);
-              }
-            });
-            server.on('exit', (code) => {
-              clearTimeout(timer);
-              reject(new Error(`the server exited (${code ?? 'signal'}): ${text}`));
-            });
-          }),
-      ),
-    );
+    const addresses = await Promise.all(servers.map(serverAddress));
     const query = `/api/v1/predictions?filename=bench.png${options.scale ? `&scale=${options.scale}` : ''}`;
     const accepted: string[] = [];
     const latencies: number[] = [];

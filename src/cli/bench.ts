@@ -5,7 +5,12 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 
-import { DEFAULT_ENGINE_BENCH, formatEngineBench, runEngineBench } from '../bench/engine.js';
+import {
+  DEFAULT_ENGINE_BENCH,
+  formatEngineBench,
+  runEngineBench,
+  type EngineBenchOptions,
+} from '../bench/engine.js';
 import { DEFAULT_BUSY_BENCH, formatBusyBench, runBusyBench } from '../bench/busy.js';
 import { formatDdpBench, runDdpBench, type DdpBenchOptions } from '../bench/ddp.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
@@ -13,18 +18,7 @@ import { formatSlideBench, runSlideBench } from '../bench/slide.js';
 import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
-interface EngineFlags {
-  json?: boolean;
-  threads: number;
-  batch: number;
-  size: number;
-  trainSteps: number;
-  predictSteps: number;
-  warmup: number;
-  bf16: boolean;
-  cxx: boolean;
-  python: boolean;
-}
+type EngineFlags = EngineBenchOptions & { json?: boolean };
 
 export function registerBench(program: Command): void {
   const bench = program

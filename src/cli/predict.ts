@@ -43,10 +43,7 @@ function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[])
   const quote = (s: string): string => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
   const header = ['image', ...verdictColumns(classes)];
   const rows = predictions.map((p) =>
-    (p.status === 'refused'
-      ? [p.name, 'refused', '', p.code]
-      : [p.name, ...verdictCells(p, classes)]
-    )
+    (p.status === 'refused' ? [p.name, 'refused', '', p.code] : [p.name, ...verdictCells(p, classes)])
       .map(quote)
       .join(','),
   );
@@ -82,84 +79,77 @@ export function registerPredict(program: Command): void {
     )
     .option('--batch-size <n>', 'patches per inference batch', positiveInt, DEFAULT_BATCH_SIZE)
     .option('--bf16', 'bfloat16 autocast')
-    .action(
-      async (
-        images: string[],
-        flags: {
-          model: string;
-          format: 'json' | 'csv' | 'text' | 'geojson';
-          geojson?: string;
-          slideMpp?: number;
-          modelMpp?: number;
-          heatmap?: string;
-          scale?: number;
-          batchSize: number;
-          bf16?: boolean;
-        },
-        command: Command,
-      ) => {
-        const dir = resolveModelDir(command, flags.model);
-        const predictor = await Predictor.load(dir, {
-          batchSize: flags.batchSize,
-          bf16: flags.bf16 ?? false,
-        });
-        const slides: string[] = [];
-        const fields: string[] = [];
-        for (const file of images) ((await isWholeSlide(file)) ? slides : fields).push(file);
-        if (slides.length > 0) {
-          await predictSlides(predictor, slides, flags, fields.length === 0);
-          if (fields.length === 0) return;
-        }
-        if (flags.format === 'geojson')
-          throw new ConfigError(
-            `--format geojson is for slides; ${fields.join(', ')} ${fields.length > 1 ? 'are' : 'is'} not`,
-          );
-        const predictions = await predictor.predictImagesSettled(
-          fields.map((file) => ({
-            source: path.resolve(file),
-            name: file,
-            ...(flags.scale ? { scale: flags.scale } : {}),
-          })),
-        );
-        if (flags.heatmap) {
-          mkdirSync(flags.heatmap, { recursive: true });
-          for (const p of predictions) {
-            if (p.status === 'refused') continue;
-            const image = await decodeRgb(path.resolve(p.name), {
-              width: p.grid.width,
-              height: p.grid.height,
-            });
-            const file = path.join(
-              flags.heatmap,
-              `${path.basename(p.name).replace(/\.[^.]+$/, '')}.heatmap.png`,
-            );
-            await writeFile(file, await heatmapPng(image, p.grid));
-          }
-        }
-        if (flags.format === 'json')
-          process.stdout.write(
-            `${JSON.stringify(
-              {
-                model: { name: predictor.manifest.name, version: predictor.manifest.version },
-                predictions: predictions.map((p) =>
-                  p.status === 'refused'
-                    ? { name: p.name, status: p.status, code: p.code, message: p.message }
-                    : p,
-                ),
-              },
-              null,
-              2,
-            )}\n`,
-          );
-        else if (flags.format === 'csv') process.stdout.write(`${csv(predictions, predictor.classes)}\n`);
-        else process.stdout.write(`${predictions.map(formatPrediction).join('\n')}\n`);
-        // Refused images are in the output in their place; the exit code tells scripts, stderr why.
-        const refused = predictions.filter((p) => p.status === 'refused');
-        for (const p of refused.slice(0, -1)) process.stderr.write(`pathotype: ${p.message} [${p.code}]\n`);
-        const last = refused[refused.length - 1];
-        if (last) throw last.error;
-      },
+    .action(predictCommand);
+}
+
+type PredictFlags = {
+  model: string;
+  format: 'json' | 'csv' | 'text' | 'geojson';
+  geojson?: string;
+  slideMpp?: number;
+  modelMpp?: number;
+  heatmap?: string;
+  scale?: number;
+  batchSize: number;
+  bf16?: boolean;
+};
+
+async function predictCommand(images: string[], flags: PredictFlags, command: Command): Promise<void> {
+  const dir = resolveModelDir(command, flags.model);
+  const predictor = await Predictor.load(dir, {
+    batchSize: flags.batchSize,
+    bf16: flags.bf16 ?? false,
+  });
+  const slides: string[] = [];
+  const fields: string[] = [];
+  for (const file of images) ((await isWholeSlide(file)) ? slides : fields).push(file);
+  if (slides.length > 0) {
+    await predictSlides(predictor, slides, flags, fields.length === 0);
+    if (fields.length === 0) return;
+  }
+  if (flags.format === 'geojson')
+    throw new ConfigError(
+      `--format geojson is for slides; ${fields.join(', ')} ${fields.length > 1 ? 'are' : 'is'} not`,
     );
+  const predictions = await predictor.predictImagesSettled(
+    fields.map((file) => ({
+      source: path.resolve(file),
+      name: file,
+      ...(flags.scale ? { scale: flags.scale } : {}),
+    })),
+  );
+  if (flags.heatmap) {
+    mkdirSync(flags.heatmap, { recursive: true });
+    for (const p of predictions) {
+      if (p.status === 'refused') continue;
+      const image = await decodeRgb(path.resolve(p.name), {
+        width: p.grid.width,
+        height: p.grid.height,
+      });
+      const file = path.join(flags.heatmap, `${path.basename(p.name).replace(/\.[^.]+$/, '')}.heatmap.png`);
+      await writeFile(file, await heatmapPng(image, p.grid));
+    }
+  }
+  if (flags.format === 'json')
+    process.stdout.write(
+      `${JSON.stringify(
+        {
+          model: { name: predictor.manifest.name, version: predictor.manifest.version },
+          predictions: predictions.map((p) =>
+            p.status === 'refused' ? { name: p.name, status: p.status, code: p.code, message: p.message } : p,
+          ),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+  else if (flags.format === 'csv') process.stdout.write(`${csv(predictions, predictor.classes)}\n`);
+  else process.stdout.write(`${predictions.map(formatPrediction).join('\n')}\n`);
+  // Refused images are in the output in their place; the exit code tells scripts, stderr why.
+  const refused = predictions.filter((p) => p.status === 'refused');
+  for (const p of refused.slice(0, -1)) process.stderr.write(`pathotype: ${p.message} [${p.code}]\n`);
+  const last = refused[refused.length - 1];
+  if (last) throw last.error;
 }
 
 function formatSlide(p: SlidePrediction): string {

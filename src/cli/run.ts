@@ -10,7 +10,6 @@ import { resolvePreset, runPipeline, type RunResult, type StageRun } from '../pi
 import { print, withCatalog } from './context.js';
 import { positiveInt } from './options.js';
 import { trainBar } from './progress.js';
-import { ranksTrainer } from './train.js';
 import { addRecipeOptions, recipeFromCommand } from './recipe-options.js';
 
 export function registerRun(program: Command): void {
@@ -64,7 +63,7 @@ export function registerRun(program: Command): void {
             ...(flags.name ? { name: flags.name } : {}),
             overrides,
             ...(flags.fresh ? { fresh: true } : {}),
-            ...(flags.nproc !== undefined && flags.nproc > 1 ? { train: ranksTrainer(flags.nproc) } : {}),
+            ...(flags.nproc !== undefined && flags.nproc > 1 ? { nproc: flags.nproc } : {}),
             onStage: (stage, detail) => {
               bar.stop();
               process.stderr.write(`run: ${stage}: ${detail}\n`);

@@ -5,8 +5,8 @@ import { PathotypeError } from '../errors.js';
 
 import { workspaceAt } from '../workspace.js';
 import { buildServer, SERVE_DEFAULTS } from '../serve/app.js';
-import { openRecords } from '../serve/open-records.js';
-import type { RecordStore } from '../serve/records.js';
+import type { KeyStore } from '../store/keys.js';
+import { openStore } from '../store/open.js';
 import { resolveModelDir } from './context.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 
@@ -113,13 +113,13 @@ function registerKeys(program: Command): void {
       '--database <url>',
       'the PostgreSQL database of a shared deployment (default: the workspace SQLite)',
     );
-  const withRecords = async <T>(command: Command, fn: (records: RecordStore) => Promise<T>): Promise<T> => {
+  const withKeys = async <T>(command: Command, fn: (keys: KeyStore) => Promise<T>): Promise<T> => {
     const { database } = command.optsWithGlobals<{ database?: string }>();
-    const records = await openRecords(serveDataDir(command), database);
+    const store = await openStore(serveDataDir(command), database);
     try {
-      return await fn(records);
+      return await fn(store.keys);
     } finally {
-      await records.close();
+      await store.close();
     }
   };
   keys
@@ -127,8 +127,8 @@ function registerKeys(program: Command): void {
     .description('create a key; it is shown once and stored only as a hash')
     .requiredOption('--name <name>', 'who or what uses it')
     .action(async (flags: { name: string }, command: Command) => {
-      await withRecords(command, async (records) => {
-        const { key, record } = await records.createKey(flags.name);
+      await withKeys(command, async (keys) => {
+        const { key, record } = await keys.create(flags.name);
         process.stdout.write(`${key}\n`);
         process.stderr.write(
           `created key ${record.id} (${record.prefix}…) for '${record.name}'; it is not shown again\n`,
@@ -140,8 +140,8 @@ function registerKeys(program: Command): void {
     .description('keys with their prefix, owner and state')
     .option('--json', 'print as JSON')
     .action(async (flags: { json?: boolean }, command: Command) => {
-      await withRecords(command, async (records) => {
-        const list = await records.keys();
+      await withKeys(command, async (keys) => {
+        const list = await keys.list();
         if (flags.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         else
           for (const k of list)
@@ -154,8 +154,8 @@ function registerKeys(program: Command): void {
     .command('revoke <id>')
     .description('revoke a key by id or prefix')
     .action(async (id: string, _flags: unknown, command: Command) => {
-      await withRecords(command, async (records) => {
-        const key = await records.revokeKey(id);
+      await withKeys(command, async (keys) => {
+        const key = await keys.revoke(id);
         if (!key) throw new PathotypeError('ERR_NOT_FOUND', `no key '${id}'`);
         process.stdout.write(`revoked ${key.id} (${key.name})\n`);
       });

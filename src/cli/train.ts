@@ -1,43 +1,21 @@
 /** `pathotype train`: a model package from a patch store. */
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-
 import type { Command } from 'commander';
 
-import { availableCores } from '../cpu.js';
 import { ProcessGroup } from '../engine/distributed.js';
-import { startJsonProcess } from '../io/json-process.js';
-import { freeLoopbackPort } from '../io/net.js';
 
 import { merge, readConfigFile } from '../config.js';
-import { ConfigError, PathotypeError } from '../errors.js';
-import { percent } from '../format.js';
+import { ConfigError } from '../errors.js';
 import { resolveWeights } from '../engine/weights/registry.js';
 import { ARCHITECTURES, type Architecture } from '../engine/zoo.js';
 import { resolveTrainConfig } from '../train/config.js';
 import { PRESETS, presetNames } from '../pipeline/presets.js';
+import { epochLine } from '../train/epoch-line.js';
+import { trainOnRanks } from '../train/launch.js';
 import { train, type TrainResult } from '../train/trainer.js';
 import { print, withCatalog } from './context.js';
 import { choice, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { trainBar } from './progress.js';
-
-function epochLine(e: {
-  epoch: number;
-  loss: number;
-  accuracy: number;
-  validationImageAccuracy?: number;
-  patchesPerSecond: number;
-  seconds: number;
-}): string {
-  const validation =
-    e.validationImageAccuracy === undefined
-      ? ''
-      : `, validation image accuracy ${percent(e.validationImageAccuracy)}`;
-  return `epoch ${e.epoch}: loss ${e.loss.toFixed(3)}, patch accuracy ${percent(e.accuracy)}${validation} (${e.patchesPerSecond.toFixed(0)} patches/s, ${e.seconds.toFixed(0)} s)`;
-}
 
 interface TrainFlags {
   config?: string;
@@ -78,48 +56,6 @@ async function joinGroup(flags: TrainFlags): Promise<ProcessGroup | undefined> {
     host: match[1] as string,
     port: Number(match[2]),
   });
-}
-
-/**
- * The local launcher (like torchrun): N copies of this command as ranks 0..N-1 on a free
- * loopback port, the cores shared out between them. When one fails the others are stopped.
- */
-async function launchRanks(nproc: number, command: Command): Promise<number> {
-  const port = await freeLoopbackPort();
-  const threads = Math.max(1, Math.floor(availableCores() / nproc));
-  const argv = process.argv
-    .slice(2)
-    .filter((a, i, all) => a !== '--nproc' && all[i - 1] !== '--nproc' && !a.startsWith('--nproc='));
-  const children = Array.from({ length: nproc }, (_, rank) =>
-    spawn(
-      process.execPath,
-      [
-        process.argv[1] ?? '',
-        ...argv,
-        '--world-size',
-        String(nproc),
-        '--rank',
-        String(rank),
-        '--rendezvous',
-        `127.0.0.1:${port}`,
-        ...(command.getOptionValueSource('threads') === 'cli' ? [] : ['--threads', String(threads)]),
-      ],
-      // Rank 0 speaks for the group; the others' output would repeat it.
-      { stdio: rank === 0 ? 'inherit' : ['ignore', 'ignore', 'inherit'] },
-    ),
-  );
-  const codes = await Promise.all(
-    children.map(
-      (child) =>
-        new Promise<number>((resolve) =>
-          child.on('close', (code) => {
-            if (code !== 0) for (const other of children) if (other.exitCode === null) other.kill('SIGTERM');
-            resolve(code ?? 1);
-          }),
-        ),
-    ),
-  );
-  return codes.find((c) => c !== 0) ?? 0;
 }
 
 export function registerTrain(program: Command): void {
@@ -165,115 +101,88 @@ export function registerTrain(program: Command): void {
     )
     .option('--rendezvous <host:port>', "data-parallel training: rank 0's address for the rendezvous")
     .option('--json', 'print the result as JSON')
-    .action(async (flags: TrainFlags, command: Command) => {
-      if (flags.nproc !== undefined && flags.nproc > 1) {
-        process.exitCode = await launchRanks(flags.nproc, command);
-        return;
-      }
-      let input: Record<string, unknown> = {};
-      if (flags.preset) {
-        const preset = PRESETS[flags.preset];
-        if (!preset) throw new ConfigError(`unknown preset '${flags.preset}' (${presetNames().join(', ')})`);
-        input = { ...preset.train, name: preset.name, store: preset.name };
-      }
-      if (flags.config) input = merge(input, readConfigFile(flags.config));
-      const set = (key: string, value: unknown): void => {
-        if (value !== undefined && command.getOptionValueSource(key) === 'cli') input[key] = value;
-      };
-      for (const key of [
-        'name',
-        'store',
-        'architecture',
-        'alpha',
-        'pretrained',
-        'batchSize',
-        'patchesPerEpoch',
-        'balance',
-        'bf16',
-        'seed',
-        'threads',
-        'patience',
-      ] as const) {
-        set(key, flags[key]);
-      }
-      if (flags.epochs !== undefined)
-        input.phases = [
-          {
-            ...((input.phases as object[] | undefined)?.at(-1) ?? {}),
-            epochs: flags.epochs,
-            trainable: 'all',
-          },
-        ];
-      if (flags.learningRate !== undefined) {
-        input.phases = ((input.phases as object[] | undefined) ?? [{ epochs: 10 }]).map((p) => ({
-          ...p,
-          learningRate: flags.learningRate,
-        }));
-      }
-      input.phases ??= [{ epochs: 10 }];
-      await withCatalog(command, async (_catalog, workspace) => {
-        if (typeof input.pretrained === 'string')
-          input.pretrained = resolveWeights(input.pretrained, workspace);
-        const config = resolveTrainConfig(input);
-        const { bar, update } = trainBar();
-        try {
-          const group = await joinGroup(flags);
-          const result = await train(workspace, config, {
-            resume: flags.resume ? true : flags.resumeIfFits ? 'auto' : false,
-            ...(flags.allowMissingPretrained ? { allowMissingPretrained: true } : {}),
-            ...(group ? { group } : {}),
-            onProgress: update,
-            onEpoch: (e) => {
-              bar.stop();
-              if (!flags.json) process.stderr.write(`${epochLine(e)}\n`);
-            },
-            onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
-          });
-          bar.stop();
-          print(
-            flags.json,
-            result,
-            () =>
-              `model package ${result.packageDir} (version ${result.manifest.version}) in ${result.seconds.toFixed(0)} s`,
-          );
-        } finally {
-          bar.stop();
-        }
-      });
-    });
+    .action(trainCommand);
 }
 
-/**
- * A training as N data-parallel ranks in child processes (`run --nproc N`): the resolved
- * configuration goes to `train --config` through a temporary file, and rank 0's JSON result
- * comes back.
- */
-export function ranksTrainer(nproc: number): typeof train {
-  return async (workspace, config, options) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'pathotype-train-'));
-    const file = path.join(dir, 'train.json');
-    writeFileSync(file, JSON.stringify(config));
-    const args = [
-      process.argv[1] ?? '',
-      '-w',
-      workspace.root,
-      'train',
-      '--config',
-      file,
-      '--nproc',
-      String(nproc),
-      '--json',
-      ...(options?.resume === true ? ['--resume'] : options?.resume === 'auto' ? ['--resume-if-fits'] : []),
-      ...(options?.allowMissingPretrained ? ['--allow-missing-pretrained'] : []),
+/** The training recipe: a preset's, then the config file's, then the flags given on the command line. */
+function trainInput(flags: TrainFlags, command: Command): Record<string, unknown> {
+  let input: Record<string, unknown> = {};
+  if (flags.preset) {
+    const preset = PRESETS[flags.preset];
+    if (!preset) throw new ConfigError(`unknown preset '${flags.preset}' (${presetNames().join(', ')})`);
+    input = { ...preset.train, name: preset.name, store: preset.name };
+  }
+  if (flags.config) input = merge(input, readConfigFile(flags.config));
+  for (const key of FLAG_KEYS) {
+    const value = flags[key];
+    if (value !== undefined && command.getOptionValueSource(key) === 'cli') input[key] = value;
+  }
+  if (flags.epochs !== undefined)
+    input.phases = [
+      { ...((input.phases as object[] | undefined)?.at(-1) ?? {}), epochs: flags.epochs, trainable: 'all' },
     ];
-    try {
-      return await startJsonProcess<TrainResult>(args, { what: `the ${nproc} training ranks` }).result.catch(
-        (cause: unknown) => {
-          throw new PathotypeError('ERR_TRAIN', (cause as Error).message, { cause });
-        },
+  if (flags.learningRate !== undefined) {
+    input.phases = ((input.phases as object[] | undefined) ?? [{ epochs: 10 }]).map((p) => ({
+      ...p,
+      learningRate: flags.learningRate,
+    }));
+  }
+  input.phases ??= [{ epochs: 10 }];
+  return input;
+}
+
+/** Training options given as flags, taken into the recipe as they are. */
+const FLAG_KEYS = [
+  'name',
+  'store',
+  'architecture',
+  'alpha',
+  'pretrained',
+  'batchSize',
+  'patchesPerEpoch',
+  'balance',
+  'bf16',
+  'seed',
+  'threads',
+  'patience',
+] as const;
+
+async function trainCommand(flags: TrainFlags, command: Command): Promise<void> {
+  const input = trainInput(flags, command);
+  await withCatalog(command, async (_catalog, workspace) => {
+    if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
+    const config = resolveTrainConfig(input);
+    const resume = flags.resume ? true : flags.resumeIfFits ? 'auto' : false;
+    const allowMissingPretrained = flags.allowMissingPretrained ?? false;
+    const done = (result: TrainResult): void =>
+      print(
+        flags.json,
+        result,
+        () =>
+          `model package ${result.packageDir} (version ${result.manifest.version}) in ${result.seconds.toFixed(0)} s`,
       );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    if (flags.nproc !== undefined && flags.nproc > 1) {
+      done(await trainOnRanks(workspace, config, flags.nproc, { resume, allowMissingPretrained }));
+      return;
     }
-  };
+    const { bar, update } = trainBar();
+    try {
+      const group = await joinGroup(flags);
+      const result = await train(workspace, config, {
+        resume,
+        allowMissingPretrained,
+        ...(group ? { group } : {}),
+        onProgress: update,
+        onEpoch: (e) => {
+          bar.stop();
+          if (!flags.json) process.stderr.write(`${epochLine(e)}\n`);
+        },
+        onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
+      });
+      bar.stop();
+      done(result);
+    } finally {
+      bar.stop();
+    }
+  });
 }

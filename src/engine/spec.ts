@@ -222,6 +222,37 @@ export const LAYER_DEFAULTS = {
   batchNormEpsilon: 1e-3,
 } as const;
 
+function resolveConv2d(
+  layer: Extract<LayerSpec, { type: 'conv2d' }>,
+  shape: ActivationShape,
+  walk: Walk,
+  where: string,
+): { layer: object; shape: ActivationShape } {
+  const name = claimName(layer.name, walk, where);
+  const [c, h, w] = spatial(shape, where, 'conv2d');
+  const kernel = pair(layer.kernelSize, `${where}.kernelSize`);
+  const strides = pair(layer.strides ?? LAYER_DEFAULTS.strides, `${where}.strides`);
+  const groups = layer.groups ?? LAYER_DEFAULTS.groups;
+  if (!isPositiveInt(layer.filters))
+    throw new EngineInputError(`${where}.filters must be a positive integer`);
+  if (!isPositiveInt(groups) || c % groups !== 0 || layer.filters % groups !== 0) {
+    throw new EngineInputError(
+      `${where}.groups (${String(groups)}) must divide the input channels (${c}) and the filters (${layer.filters})`,
+    );
+  }
+  checkPadding(layer.padding, where);
+  const useBias = layer.useBias ?? LAYER_DEFAULTS.useBias;
+  const oh = outSize(h, kernel[0], strides[0], layer.padding);
+  const ow = outSize(w, kernel[1], strides[1], layer.padding);
+  if (oh < 1 || ow < 1)
+    throw new EngineInputError(`${where}: the input ${h}x${w} is too small for '${name}'`);
+  walk.parameters += layer.filters * (c / groups) * kernel[0] * kernel[1] + (useBias ? layer.filters : 0);
+  return {
+    layer: { ...layer, kernelSize: kernel, strides, groups, useBias, inChannels: c },
+    shape: [layer.filters, oh, ow],
+  };
+}
+
 function resolveLayer(
   layer: LayerSpec,
   shape: ActivationShape,
@@ -230,31 +261,8 @@ function resolveLayer(
 ): { layer: object; shape: ActivationShape } {
   if (typeof layer !== 'object' || layer === null) throw new EngineInputError(`${where} must be an object`);
   switch (layer.type) {
-    case 'conv2d': {
-      const name = claimName(layer.name, walk, where);
-      const [c, h, w] = spatial(shape, where, 'conv2d');
-      const kernel = pair(layer.kernelSize, `${where}.kernelSize`);
-      const strides = pair(layer.strides ?? LAYER_DEFAULTS.strides, `${where}.strides`);
-      const groups = layer.groups ?? LAYER_DEFAULTS.groups;
-      if (!isPositiveInt(layer.filters))
-        throw new EngineInputError(`${where}.filters must be a positive integer`);
-      if (!isPositiveInt(groups) || c % groups !== 0 || layer.filters % groups !== 0) {
-        throw new EngineInputError(
-          `${where}.groups (${String(groups)}) must divide the input channels (${c}) and the filters (${layer.filters})`,
-        );
-      }
-      checkPadding(layer.padding, where);
-      const useBias = layer.useBias ?? LAYER_DEFAULTS.useBias;
-      const oh = outSize(h, kernel[0], strides[0], layer.padding);
-      const ow = outSize(w, kernel[1], strides[1], layer.padding);
-      if (oh < 1 || ow < 1)
-        throw new EngineInputError(`${where}: the input ${h}x${w} is too small for '${name}'`);
-      walk.parameters += layer.filters * (c / groups) * kernel[0] * kernel[1] + (useBias ? layer.filters : 0);
-      return {
-        layer: { ...layer, kernelSize: kernel, strides, groups, useBias, inChannels: c },
-        shape: [layer.filters, oh, ow],
-      };
-    }
+    case 'conv2d':
+      return resolveConv2d(layer, shape, walk, where);
     case 'batchNorm': {
       claimName(layer.name, walk, where);
       const [c] = spatial(shape, where, 'batchNorm');

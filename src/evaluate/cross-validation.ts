@@ -132,6 +132,28 @@ export function bootstrapOverGroups(
   };
 }
 
+/** Each patient's (or case's) images and how many of them were right, by class then name. */
+function groupResults(images: readonly (EvaluatedImage & { fold: number })[]): GroupResult[] {
+  const groupMap = new Map<string, GroupResult>();
+  for (const image of images) {
+    const g = groupMap.get(image.caseId) ?? {
+      group: image.caseId,
+      className: image.className,
+      images: 0,
+      correct: 0,
+      accuracy: 0,
+      fold: image.fold,
+    };
+    g.images++;
+    g.correct += image.predicted === image.className ? 1 : 0;
+    g.accuracy = g.correct / g.images;
+    groupMap.set(image.caseId, g);
+  }
+  return [...groupMap.values()].sort(
+    (a, b) => a.className.localeCompare(b.className) || a.group.localeCompare(b.group),
+  );
+}
+
 export function crossValidationReport(
   name: string,
   folds: readonly { fold: number; report: EvaluationReport }[],
@@ -177,24 +199,7 @@ export function crossValidationReport(
   const answeredRight = answered.filter((i) => i.predicted === i.className).length;
   const inSample = images.map((i) => confidenceOf(i.scores, calibration.temperature));
 
-  const groupMap = new Map<string, GroupResult>();
-  for (const image of images) {
-    const g = groupMap.get(image.caseId) ?? {
-      group: image.caseId,
-      className: image.className,
-      images: 0,
-      correct: 0,
-      accuracy: 0,
-      fold: image.fold,
-    };
-    g.images++;
-    g.correct += image.predicted === image.className ? 1 : 0;
-    g.accuracy = g.correct / g.images;
-    groupMap.set(image.caseId, g);
-  }
-  const groups = [...groupMap.values()].sort(
-    (a, b) => a.className.localeCompare(b.className) || a.group.localeCompare(b.group),
-  );
+  const groups = groupResults(images);
   const intervals = bootstrapOverGroups(
     images.map((i) => ({ group: i.caseId, label: label(i), predicted: predictedIndex(i) })),
     classes,

@@ -12,11 +12,7 @@ import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb } from '../image/image-io.js';
 import { PatchStore } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
-import {
-  loadPackageNetwork,
-  updateManifest,
-  type ModelManifest,
-} from '../model/package.js';
+import { loadPackageNetwork, updateManifest, type ModelManifest } from '../model/package.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
 import { verdictOf, type Verdict } from '../predict/verdict.js';

@@ -83,7 +83,11 @@ export function prepareRegion(region: RgbImage, config: PreprocessConfig): RgbIm
 }
 
 /** The patches of the given grid cells (col, row), back to back, uint8 HWC. */
-export function cutCells(image: RgbImage, grid: Grid, cells: readonly (readonly [number, number])[]): Uint8Array {
+export function cutCells(
+  image: RgbImage,
+  grid: Grid,
+  cells: readonly (readonly [number, number])[],
+): Uint8Array {
   const bytes = grid.patchSize * grid.patchSize * 3;
   const patches = new Uint8Array(cells.length * bytes);
   for (const [i, [col, row]] of cells.entries()) copyPatch(image, grid, col, row, patches, i * bytes);

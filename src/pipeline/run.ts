@@ -26,6 +26,7 @@ import { updateManifest } from '../model/package.js';
 import { percent } from '../format.js';
 import { resolveTrainConfig, TRAIN_SCHEMA, type TrainConfig } from '../train/config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
+import { trainOnRanks } from '../train/launch.js';
 import { train, type TrainProgress, type TrainResult } from '../train/trainer.js';
 
 export interface RunOptions {
@@ -40,11 +41,8 @@ export interface RunOptions {
   onStage?: (stage: string, detail: string) => void;
   onTrainProgress?: (progress: TrainProgress) => void;
   onNotice?: (message: string) => void;
-  /**
-   * How each training runs: in this process by default; the CLI passes one that launches
-   * data-parallel ranks (`run --nproc N`).
-   */
-  train?: typeof train;
+  /** Each training as this many data-parallel ranks on this machine (`run --nproc N`); default one process. */
+  nproc?: number;
 }
 
 /** What one prepare-train-evaluate pass produced: the whole run for a holdout split, one fold of k. */
@@ -307,12 +305,18 @@ async function prepareAndTrain(
   const input = { ...preset.train, name, store: split } as Record<string, unknown>;
   if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
   const config: TrainConfig = resolveTrainConfig(input);
-  const trained = await (options.train ?? train)(workspace, config, {
-    resume: options.fresh ? false : 'auto',
+  const how = {
+    resume: options.fresh ? false : ('auto' as const),
     allowMissingPretrained: preset.allowMissingPretrained ?? false,
-    ...(options.onTrainProgress ? { onProgress: options.onTrainProgress } : {}),
-    ...(options.onNotice ? { onNotice: options.onNotice } : {}),
-  });
+  };
+  const trained =
+    options.nproc !== undefined && options.nproc > 1
+      ? await trainOnRanks(workspace, config, options.nproc, how)
+      : await train(workspace, config, {
+          ...how,
+          ...(options.onTrainProgress ? { onProgress: options.onTrainProgress } : {}),
+          ...(options.onNotice ? { onNotice: options.onNotice } : {}),
+        });
   stage(
     'train',
     `${trained.resumedFrom > 0 ? `resumed after epoch ${trained.resumedFrom}, ` : ''}done in ${trained.seconds.toFixed(0)} s`,

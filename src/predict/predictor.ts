@@ -33,7 +33,8 @@ export interface ImageInput {
   probe?: ImageProbe;
 }
 
-export interface PatchGrid {
+// A type, not an interface: the API's response schema types take it as an open record.
+export type PatchGrid = {
   cols: number;
   rows: number;
   patchSize: number;
@@ -43,14 +44,14 @@ export interface PatchGrid {
   height: number;
   /** Per patch: [col, row, class index, confidence]. */
   cells: [number, number, number, number][];
-}
+};
 
-export interface ImagePrediction extends Verdict {
+export type ImagePrediction = Verdict & {
   name: string;
   grid: PatchGrid;
   scale: number | null;
   timings: { preprocessMs: number; inferenceMs: number };
-}
+};
 
 /** An image the model declined to judge, and why. */
 export interface RefusedImage {

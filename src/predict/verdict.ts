@@ -10,7 +10,8 @@ import { answer, type ImageVote } from './vote.js';
 /** Decimals every verdict number is given with. */
 export const VERDICT_DECIMALS = 4;
 
-export interface Verdict {
+// A type, not an interface: the API's response schema types take it as an open record.
+export type Verdict = {
   /** 'answered': `predicted` is the model's answer; 'uncertain': below the model's threshold, refer to a pathologist. */
   status: 'answered' | 'uncertain';
   /** The most likely class under the model's rule (also when uncertain). */
@@ -28,7 +29,7 @@ export interface Verdict {
   voteShares: Record<string, number>;
   meanProbabilities: Record<string, number>;
   patches: number;
-}
+};
 
 const NUMBER_MAP = { type: 'object', additionalProperties: { type: 'number' } } as const;
 

@@ -14,7 +14,13 @@ import { ConfigError, PathotypeError } from '../errors.js';
 import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb, type RgbImage } from '../image/image-io.js';
 import { fitNormaliser } from '../image/normalise.js';
-import { PatchStore, PatchStoreError, PatchStoreWriter, type PatchStoreManifest } from './patch-store.js';
+import {
+  PatchStore,
+  PatchStoreError,
+  PatchStoreWriter,
+  type PatchStoreManifest,
+  type StoredImage,
+} from './patch-store.js';
 import type { PrepareTask } from './prepare-worker.js';
 import { validatePreprocess, type PreprocessConfig, type PreprocessedImage } from '../image/preprocess.js';
 import { recipeParts, resolvePrepareRecipe, type PrepareRecipeInput } from './recipe.js';
@@ -100,6 +106,39 @@ function openReusable(dir: string): PatchStore | undefined {
   }
 }
 
+type Partitions = Map<number, { partition: Partition | null; fold: number | null }>;
+
+/** Each image's partition and fold in the split; empty without one. */
+function partitionsOf(catalog: Catalog, split: string | undefined): Partitions {
+  const partitions: Partitions = new Map();
+  if (!split) return partitions;
+  if (!catalog.split(split))
+    throw new ConfigError(`there is no split '${split}': run pathotype data split first`);
+  for (const m of catalog.splitMembers(split))
+    partitions.set(m.imageId, { partition: m.partition, fold: m.fold });
+  return partitions;
+}
+
+function storedImage(
+  image: ImageRecord,
+  partition: { partition: Partition | null; fold: number | null } | undefined,
+  result: PreprocessedImage,
+): StoredImage {
+  return {
+    imageId: image.id,
+    className: image.className,
+    caseId: image.caseId,
+    partition: partition?.partition ?? null,
+    fold: partition?.fold ?? null,
+    width: result.width,
+    height: result.height,
+    cols: result.grid.cols,
+    rows: result.grid.rows,
+    patches: result.count,
+    total: result.total,
+  };
+}
+
 export async function prepare(
   catalog: Catalog,
   workspace: Workspace,
@@ -112,13 +151,7 @@ export async function prepare(
   const images = catalog.images();
   if (images.length === 0)
     throw new ConfigError('the catalog has no images: run pathotype data import first');
-  const partitions = new Map<number, { partition: Partition | null; fold: number | null }>();
-  if (options.split) {
-    if (!catalog.split(options.split))
-      throw new ConfigError(`there is no split '${options.split}': run pathotype data split first`);
-    for (const m of catalog.splitMembers(options.split))
-      partitions.set(m.imageId, { partition: m.partition, fold: m.fold });
-  }
+  const partitions = partitionsOf(catalog, options.split);
   const reference = await loadReference(catalog, recipe.normalisation.reference, partitions);
   const config: PreprocessConfig = {
     normaliser: fitNormaliser(recipe.normalisation, reference),
@@ -168,21 +201,8 @@ export async function prepare(
       if (result instanceof Error) {
         skipped.push({ path: image.path, reason: result.message });
       } else {
-        const p = partitions.get(image.id);
         await writer.add({
-          image: {
-            imageId: image.id,
-            className: image.className,
-            caseId: image.caseId,
-            partition: p?.partition ?? null,
-            fold: p?.fold ?? null,
-            width: result.width,
-            height: result.height,
-            cols: result.grid.cols,
-            rows: result.grid.rows,
-            patches: result.count,
-            total: result.total,
-          },
+          image: storedImage(image, partitions.get(image.id), result),
           classIndex: classes.indexOf(image.className),
           patches: result.patches,
           cells: result.cells,

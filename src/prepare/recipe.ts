@@ -5,7 +5,11 @@
  * are errors naming the key, and every default is written here once.
  */
 import { schemaValidator } from '../config.js';
-import { NORMALISATION_METHODS, type NormalisationMethod, type NormaliserOptions } from '../image/normalise.js';
+import {
+  NORMALISATION_METHODS,
+  type NormalisationMethod,
+  type NormaliserOptions,
+} from '../image/normalise.js';
 import { DEFAULT_BACKGROUND, type BackgroundConfig, type TileConfig } from '../image/tiling.js';
 
 export interface PrepareRecipe {

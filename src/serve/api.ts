@@ -1,4 +1,4 @@
-/** The REST API for slide viewers and scripts, under /api/v1, behind API keys once any exist. */
+/** The REST API for predictions and the model, under /api/v1, behind API keys once any exist. */
 import type { FastifyInstance } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
@@ -7,46 +7,20 @@ import { apiKeyHook } from './auth.js';
 import {
   ERROR_SCHEMA,
   ID_PARAMS,
-  PAGE_PROPERTIES,
+  listOf,
+  MODEL_SCHEMA,
+  PREDICTION_LIST_QUERY,
   PREDICTION_SCHEMA,
   publicPrediction,
   UPLOAD_CONSUMES,
   UPLOAD_QUERY,
 } from './schemas.js';
-
-const MODEL_SCHEMA = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    name: { type: 'string' },
-    version: { type: 'integer' },
-    architecture: { type: 'string' },
-    classes: { type: 'array', items: { type: 'string' } },
-    patchSize: { type: 'integer' },
-    targetScale: { type: ['number', 'null'] },
-    normalisation: { type: 'string' },
-    createdAt: { type: 'string' },
-    syntheticWeights: { type: 'boolean' },
-    metrics: {
-      type: 'object',
-      additionalProperties: true,
-      description: 'crossValidation: the expected accuracy on new patients, with its interval',
-    },
-    calibration: {
-      type: ['object', 'null'],
-      properties: {
-        temperature: { type: 'number' },
-        threshold: { type: 'number', description: 'above 1: the model answers no image' },
-        target: { type: 'number' },
-      },
-    },
-  },
-} as const;
+import { clientOf, readImageUpload } from './uploads.js';
 
 export function restApi(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
-  api.addHook('onRequest', apiKeyHook(service.records));
+  api.addHook('onRequest', apiKeyHook(service.store.keys));
   api.post(
     '/predictions',
     {
@@ -60,7 +34,13 @@ export function restApi(app: FastifyInstance): void {
       },
     },
     async (request, reply) =>
-      reply.code(201).send(publicPrediction(await service.predict(request, request.query))),
+      reply
+        .code(201)
+        .send(
+          publicPrediction(
+            await service.predict(await readImageUpload(request, request.query), clientOf(request)),
+          ),
+        ),
   );
   api.get(
     '/predictions',
@@ -69,27 +49,17 @@ export function restApi(app: FastifyInstance): void {
         summary: 'Past predictions, newest first',
         tags: ['predictions'],
         security: [{ apiKey: [] }],
-        querystring: {
-          type: 'object',
-          properties: {
-            ...PAGE_PROPERTIES,
-            q: { type: 'string', maxLength: 200 },
-          },
-          required: ['limit', 'offset'],
-          additionalProperties: false,
-        },
-        response: {
-          200: {
-            type: 'object',
-            properties: { total: { type: 'integer' }, items: { type: 'array', items: PREDICTION_SCHEMA } },
-          },
-          '4xx': ERROR_SCHEMA,
-        },
+        querystring: PREDICTION_LIST_QUERY,
+        response: { 200: listOf(PREDICTION_SCHEMA), '4xx': ERROR_SCHEMA },
       },
     },
     async (request) => {
       const { limit, offset, q } = request.query;
-      const { total, items } = await service.records.list({ limit, offset, ...(q ? { query: q } : {}) });
+      const { total, items } = await service.store.predictions.list({
+        limit,
+        offset,
+        ...(q ? { query: q } : {}),
+      });
       return { total, items: items.map(publicPrediction) };
     },
   );
@@ -125,6 +95,13 @@ export function restApi(app: FastifyInstance): void {
         .send(await heatmapPng(await service.imageOf(record), record.result.grid));
     },
   );
+  modelRoute(app);
+}
+
+/** The model this server runs, with its cross-validated figures and calibration. */
+function modelRoute(app: FastifyInstance): void {
+  const api = app.withTypeProvider<JsonSchemaToTsProvider>();
+  const service = app.pathotype;
   api.get(
     '/models',
     {

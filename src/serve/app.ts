@@ -23,13 +23,12 @@ import { slidesApi } from './slides-api.js';
 import errorHandling from './error-handler.js';
 import { healthRoutes } from './health.js';
 import { portalRoutes } from './portal-routes.js';
+import { executeSlideJob } from '../predict/slide-job.js';
+import { openStore, type ServerStore } from '../store/open.js';
+import type { SharedQueueOptions } from '../store/shared-slide-queue.js';
 import { InferenceLimiter } from './inference-limiter.js';
-import { openRecords } from './open-records.js';
-import type { RecordStore } from './records.js';
 import { UPLOAD_CONSUMES } from './schemas.js';
 import { modelIdOf, PredictionService } from './service.js';
-import { PgSlideJobs, type SharedQueueOptions } from './pg-slide-jobs.js';
-import { SlideJobs, type SlideQueue } from './slide-jobs.js';
 
 /** The limits `serve` applies unless told otherwise; the CLI shows these as its defaults. */
 export const SERVE_DEFAULTS = {
@@ -71,20 +70,11 @@ export interface ServerOptions {
 
 export interface PathotypeServer {
   app: FastifyInstance;
-  records: RecordStore;
+  store: ServerStore;
   predictor: Predictor;
-  queue: InferenceLimiter;
+  limiter: InferenceLimiter;
   /** Resolves when no slide job is running or waiting. */
   slidesIdle: () => Promise<void>;
-}
-
-/** Slide jobs: the embedded queue, or the deployment's shared one beside its records. */
-async function slideQueue(options: ServerOptions, predictor: Predictor): Promise<SlideQueue> {
-  const dir = path.join(options.dataDir, 'slides');
-  const modelId = modelIdOf(predictor.manifest);
-  if (options.database)
-    return PgSlideJobs.open(options.database, dir, predictor, modelId, options.sharedQueue);
-  return new SlideJobs(path.join(options.dataDir, 'serve.sqlite'), dir, predictor, modelId);
 }
 
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
@@ -95,23 +85,29 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     ...(options.batchSize ? { batchSize: options.batchSize } : {}),
     ...(options.bf16 ? { bf16: true } : {}),
   });
-  const records = await openRecords(options.dataDir, options.database);
-  await records.removeOrphanUploads();
-  const queue = new InferenceLimiter(
+  const store = await openStore(options.dataDir, options.database);
+  await store.predictions.removeOrphanUploads();
+  const slides = await store.openSlideQueue(
+    path.join(options.dataDir, 'slides'),
+    modelIdOf(predictor.manifest),
+    (job, dir, signal, onProgress) => executeSlideJob(predictor, job, dir, signal, onProgress),
+    options.sharedQueue,
+  );
+  const limiter = new InferenceLimiter(
     options.concurrency ?? SERVE_DEFAULTS.concurrency,
     options.maxWaiting ?? SERVE_DEFAULTS.maxWaiting,
   );
   const service = new PredictionService(
     predictor,
-    records,
-    queue,
+    store,
+    limiter,
     {
       maxPixels,
       keepImages: options.keepImages ?? SERVE_DEFAULTS.keepImages,
       ...(options.slideRoot ? { slideRoot: path.resolve(options.slideRoot) } : {}),
       slideMaxBytes: (options.slideMaxGigabytes ?? SERVE_DEFAULTS.slideMaxGigabytes) * 2 ** 30,
     },
-    await slideQueue(options, predictor),
+    slides,
   );
   await service.slides.recover();
 
@@ -174,7 +170,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   });
   app.addHook('onClose', async () => {
     await service.close();
-    await records.close();
+    await store.close();
   });
-  return { app, records, predictor, queue, slidesIdle: () => service.slides.idle() };
+  return { app, store, predictor, limiter, slidesIdle: () => service.slides.idle() };
 }

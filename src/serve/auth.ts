@@ -5,11 +5,11 @@
 import type { FastifyRequest } from 'fastify';
 
 import { PathotypeError } from '../errors.js';
-import type { RecordStore } from './records.js';
+import type { KeyStore } from '../store/keys.js';
 
-export function apiKeyHook(records: RecordStore): (request: FastifyRequest) => Promise<void> {
+export function apiKeyHook(keys: KeyStore): (request: FastifyRequest) => Promise<void> {
   return async (request) => {
-    if (!(await records.keysRequired())) return;
+    if (!(await keys.required())) return;
     const header = request.headers.authorization ?? '';
     const alternative = request.headers['x-api-key'];
     const key = header.startsWith('Bearer ')
@@ -17,7 +17,7 @@ export function apiKeyHook(records: RecordStore): (request: FastifyRequest) => P
       : typeof alternative === 'string'
         ? alternative
         : undefined;
-    const record = key ? await records.verifyKey(key) : undefined;
+    const record = key ? await keys.verify(key) : undefined;
     if (!record)
       throw new PathotypeError('ERR_UNAUTHORIZED', 'a valid API key is required (Authorization: Bearer KEY)');
     request.keyId = record.id;

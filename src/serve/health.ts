@@ -1,8 +1,8 @@
 /** Liveness and readiness for load balancers and orchestrators, and the OpenAPI document. */
 import type { FastifyInstance } from 'fastify';
 
-import { ERROR_CODES } from '../errors.js';
 import { ERROR_SCHEMA } from './schemas.js';
+import { QueueFullError } from './inference-limiter.js';
 
 export function healthRoutes(app: FastifyInstance): void {
   const service = app.pathotype;
@@ -37,14 +37,11 @@ export function healthRoutes(app: FastifyInstance): void {
         },
       },
     },
-    (_request, reply) => {
-      const { queue } = service;
-      if (queue.full)
-        return reply
-          .code(ERROR_CODES.ERR_BUSY.status)
-          .header('retry-after', '2')
-          .send({ error: { code: 'ERR_BUSY', message: 'the inference queue is full' } });
-      return { status: 'ready', model: service.modelId, running: queue.running, waiting: queue.waiting };
+    () => {
+      const { limiter } = service;
+      // The error handler gives the busy answer its status and Retry-After, as for a refused upload.
+      if (limiter.full) throw new QueueFullError();
+      return { status: 'ready', model: service.modelId, running: limiter.running, waiting: limiter.waiting };
     },
   );
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());

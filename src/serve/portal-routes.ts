@@ -2,7 +2,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
-import { PathotypeError } from '../errors.js';
 import { encodePng } from '../image/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
 import {
@@ -14,8 +13,10 @@ import {
   uploadPage,
   type ViewedSlide,
 } from './portal.js';
-import { findJob, type SlideJob } from './slide-jobs.js';
+import type { SlideJob } from '../store/slide-jobs.js';
+import { CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
+import { clientOf, readImageUpload } from './uploads.js';
 
 function viewed(job: SlideJob): ViewedSlide {
   return {
@@ -27,8 +28,6 @@ function viewed(job: SlideJob): ViewedSlide {
     result: job.summary?.result ?? null,
   };
 }
-import { ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
-
 const HISTORY_PAGE_SIZE = 20;
 
 function html(reply: FastifyReply, body: string): FastifyReply {
@@ -44,7 +43,7 @@ export function portalRoutes(app: FastifyInstance): void {
     '/portal/predictions',
     { schema: { hide: true, consumes: UPLOAD_CONSUMES, querystring: UPLOAD_QUERY } },
     async (request, reply) => {
-      const record = await service.predict(request, request.query);
+      const record = await service.predict(await readImageUpload(request, request.query), clientOf(request));
       return reply.code(201).send({ id: record.id, predicted: record.result.predicted });
     },
   );
@@ -53,19 +52,12 @@ export function portalRoutes(app: FastifyInstance): void {
     {
       schema: {
         hide: true,
-        querystring: {
-          type: 'object',
-          properties: {
-            page: { type: 'integer', minimum: 1, default: 1 },
-            q: { type: 'string', maxLength: 200, default: '' },
-          },
-          required: ['page', 'q'],
-        },
+        querystring: CASES_QUERY,
       },
     },
     async (request, reply) => {
       const { page, q } = request.query;
-      const { total, items } = await service.records.list({
+      const { total, items } = await service.store.predictions.list({
         limit: HISTORY_PAGE_SIZE,
         offset: (page - 1) * HISTORY_PAGE_SIZE,
         ...(q ? { query: q } : {}),
@@ -75,7 +67,10 @@ export function portalRoutes(app: FastifyInstance): void {
   );
   portal.get('/cases/:id', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
     const record = await service.find(request.params.id);
-    return html(reply, resultPage(record, service.manifest, service.records.imagePath(record) !== null));
+    return html(
+      reply,
+      resultPage(record, service.manifest, service.store.predictions.imagePath(record) !== null),
+    );
   });
   portal.get(
     '/cases/:id/image.png',
@@ -90,12 +85,11 @@ export function portalRoutes(app: FastifyInstance): void {
     html(reply, slideListPage((await service.slides.list(50, 0)).items.map(viewed))),
   );
   portal.get('/slides/:id', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) =>
-    html(reply, slideViewerPage(viewed(await findJob(service.slides, request.params.id)), service.manifest)),
+    html(reply, slideViewerPage(viewed(await service.findSlideJob(request.params.id)), service.manifest)),
   );
   portal.get('/cases/:id/viewer', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
     const record = await service.find(request.params.id);
-    if (!service.records.imagePath(record))
-      throw new PathotypeError('ERR_NOT_FOUND', `the image of prediction ${record.id} was not kept`);
+    service.imageFileOf(record);
     return html(reply, fieldViewerPage(record, service.manifest));
   });
   slideImageRoutes(app, { hide: true });

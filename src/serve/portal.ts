@@ -6,7 +6,7 @@ import { escapeHtml } from '../html.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
 import type { ModelManifest } from '../model/package.js';
-import type { PredictionRecord } from './records.js';
+import type { PredictionRecord } from '../store/predictions.js';
 
 const STYLE = `
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}

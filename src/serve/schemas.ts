@@ -1,8 +1,12 @@
 /**
- * The server's JSON schemas, written once: the error shape, a prediction as the API shows it, and
- * the parameters routes share. The type provider derives the handlers' request types from them.
+ * The server's JSON schemas, written once: the error shape, a prediction, a slide job and the
+ * model as the API shows them, and every route's parameters, query and body. The type provider
+ * derives the handlers' request types from them.
  */
-import type { PredictionRecord } from './records.js';
+import type { ImagePrediction } from '../predict/predictor.js';
+import { VERDICT_PROPERTIES } from '../predict/verdict.js';
+import type { PredictionRecord } from '../store/predictions.js';
+import type { SlideJob } from '../store/slide-jobs.js';
 
 export const ERROR_SCHEMA = {
   type: 'object',
@@ -29,20 +33,7 @@ export const PREDICTION_SCHEMA = {
     width: { type: 'integer' },
     height: { type: 'integer' },
     model: { type: 'object', properties: { id: { type: 'string' }, version: { type: 'integer' } } },
-    status: {
-      enum: ['answered', 'uncertain'],
-      description: "'uncertain': below the model's calibrated threshold; refer to a pathologist",
-    },
-    predicted: { type: 'string', description: 'the most likely subtype (also when uncertain)' },
-    confidence: { type: 'number', description: 'calibrated probability of the predicted subtype' },
-    probabilities: NUMBER_MAP,
-    threshold: { type: ['number', 'null'] },
-    rule: { type: 'string' },
-    byMajority: { type: 'string' },
-    byMean: { type: 'string' },
-    voteShares: NUMBER_MAP,
-    meanProbabilities: NUMBER_MAP,
-    patches: { type: 'integer' },
+    ...VERDICT_PROPERTIES,
     scale: { type: ['number', 'null'] },
     grid: {
       type: 'object',
@@ -88,9 +79,23 @@ export const ID_PARAMS = {
   required: ['id'],
 } as const;
 
-export function publicPrediction(record: PredictionRecord): Record<string, unknown> {
-  const r = record.result;
+/** A prediction as the API shows it: the record's verdict and grid, without who asked. */
+export type PublicPrediction = Omit<ImagePrediction, 'timings'> & {
+  id: string;
+  createdAt: string;
+  fileName: string;
+  sha256: string;
+  bytes: number;
+  width: number;
+  height: number;
+  model: { id: string; version: number };
+  timings: PredictionRecord['timings'];
+  links: { self: string; heatmap: string; page: string };
+};
+
+export function publicPrediction(record: PredictionRecord): PublicPrediction {
   return {
+    ...record.result,
     id: record.id,
     createdAt: record.createdAt,
     fileName: record.fileName,
@@ -99,20 +104,6 @@ export function publicPrediction(record: PredictionRecord): Record<string, unkno
     width: record.width,
     height: record.height,
     model: { id: record.modelId, version: record.modelVersion },
-    // Records made before calibration existed were all answers.
-    status: r.status ?? 'answered',
-    predicted: r.predicted,
-    confidence: r.confidence ?? r.meanProbabilities[r.predicted] ?? 0,
-    probabilities: r.probabilities ?? r.meanProbabilities,
-    threshold: r.threshold ?? null,
-    rule: r.rule,
-    byMajority: r.byMajority,
-    byMean: r.byMean,
-    voteShares: r.voteShares,
-    meanProbabilities: r.meanProbabilities,
-    patches: r.patches,
-    scale: r.scale,
-    grid: r.grid,
     timings: record.timings,
     links: {
       self: `/api/v1/predictions/${record.id}`,
@@ -145,3 +136,149 @@ export const UPLOAD_QUERY = {
   },
   additionalProperties: false,
 } as const;
+
+export const MODEL_SCHEMA = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    version: { type: 'integer' },
+    architecture: { type: 'string' },
+    classes: { type: 'array', items: { type: 'string' } },
+    patchSize: { type: 'integer' },
+    targetScale: { type: ['number', 'null'] },
+    normalisation: { type: 'string' },
+    createdAt: { type: 'string' },
+    syntheticWeights: { type: 'boolean' },
+    metrics: {
+      type: 'object',
+      additionalProperties: true,
+      description: 'crossValidation: the expected accuracy on new patients, with its interval',
+    },
+    calibration: {
+      type: ['object', 'null'],
+      properties: {
+        temperature: { type: 'number' },
+        threshold: { type: 'number', description: 'above 1: the model answers no image' },
+        target: { type: 'number' },
+      },
+    },
+  },
+} as const;
+
+/** Deep Zoom tile parameters: level, and column_row with the format. */
+export const TILE_PARAMS = {
+  type: 'object',
+  properties: {
+    id: ID_PARAMS.properties.id,
+    level: { type: 'integer', minimum: 0, maximum: 40 },
+    tile: { type: 'string', pattern: '^[0-9]{1,6}_[0-9]{1,6}\\.(jpeg|png)$' },
+  },
+  required: ['id', 'level', 'tile'],
+} as const;
+
+export const SLIDE_JOB_SCHEMA = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    status: { enum: ['queued', 'running', 'done', 'failed'] },
+    createdAt: { type: 'string' },
+    updatedAt: { type: 'string' },
+    fileName: { type: 'string' },
+    model: { type: 'string' },
+    progress: {
+      type: 'object',
+      properties: { done: { type: 'integer' }, total: { type: 'integer' } },
+    },
+    error: {
+      type: ['object', 'null'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+    },
+    result: {
+      type: ['object', 'null'],
+      properties: VERDICT_PROPERTIES,
+      description: "the slide-level answer, from its tissue tiles' vote",
+    },
+    slide: { type: ['object', 'null'], additionalProperties: true },
+    tiling: { type: ['object', 'null'], additionalProperties: true },
+    links: { type: 'object', additionalProperties: { type: 'string' } },
+  },
+} as const;
+
+export function publicSlideJob(job: SlideJob): Record<string, unknown> & { id: string } {
+  const base = `/api/v1/slides/${job.id}`;
+  return {
+    id: job.id,
+    status: job.status,
+    createdAt: job.createdAt,
+    updatedAt: job.updatedAt,
+    fileName: job.fileName,
+    model: job.modelId,
+    progress: job.progress,
+    error: job.error,
+    result: job.summary?.result ?? null,
+    slide: job.summary ? { ...job.summary.slide, path: undefined } : null,
+    tiling: job.summary?.tiling ?? null,
+    links: {
+      self: base,
+      geojson: `${base}/geojson`,
+      heatmap: `${base}/heatmap.png`,
+      heatmapDzi: `${base}/heatmap.dzi`,
+      slideDzi: `${base}/slide.dzi`,
+      viewer: `/slides/${job.id}`,
+    },
+  };
+}
+
+/** A slide submission: multipart (not validated here: it is streamed) or JSON naming a path. */
+export const SLIDE_SUBMIT_BODY = {
+  content: {
+    'application/json': {
+      schema: {
+        type: 'object',
+        properties: { path: { type: 'string', minLength: 1, maxLength: 4096 } },
+        required: ['path'],
+        additionalProperties: false,
+      },
+    },
+  },
+} as const;
+
+export const SLIDE_SUBMIT_QUERY = {
+  type: 'object',
+  properties: { slideMpp: { type: 'number', exclusiveMinimum: 0, maximum: 100 } },
+  additionalProperties: false,
+} as const;
+
+/** A page of a list route, newest first. */
+export const PAGE_QUERY = {
+  type: 'object',
+  properties: PAGE_PROPERTIES,
+  required: ['limit', 'offset'],
+  additionalProperties: false,
+} as const;
+
+export const PREDICTION_LIST_QUERY = {
+  type: 'object',
+  properties: { ...PAGE_PROPERTIES, q: { type: 'string', maxLength: 200 } },
+  required: ['limit', 'offset'],
+  additionalProperties: false,
+} as const;
+
+/** The portal's history: a page number and a search. */
+export const CASES_QUERY = {
+  type: 'object',
+  properties: {
+    page: { type: 'integer', minimum: 1, default: 1 },
+    q: { type: 'string', maxLength: 200, default: '' },
+  },
+  required: ['page', 'q'],
+  additionalProperties: false,
+} as const;
+
+export function listOf<T extends object>(items: T) {
+  return {
+    type: 'object',
+    properties: { total: { type: 'integer' }, items: { type: 'array', items } },
+  } as const;
+}

@@ -1,24 +1,32 @@
 /**
  * What the routes share, decorated onto the server as `app.pathotype`: the predictor, the
- * records, the inference queue, and the steps every upload route takes (read the upload, check
- * it from its header, queue it, predict, keep the image, record the result).
+ * store, the inference limit, and the steps behind every route (check an upload from its header,
+ * wait for the engine, predict, keep the image, record the result; receive a slide and queue its
+ * job). It takes plain values: the routes parse HTTP, this knows nothing of Fastify.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream, existsSync, realpathSync, rmSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
-import type { FastifyRequest } from 'fastify';
-
-import { PathotypeError } from '../errors.js';
+import { ConfigError, PathotypeError } from '../errors.js';
 import { decodeRgb, probeImage, type RgbImage } from '../image/image-io.js';
-import { Slide } from '../slide/slide.js';
 import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
+import { readSlideResult } from '../predict/slide-job.js';
+import type { SlidePrediction } from '../predict/slide-predictor.js';
+import { Slide, SLIDE_EXTENSIONS } from '../slide/slide.js';
+import type { PredictionRecord } from '../store/predictions.js';
+import type { ServerStore } from '../store/open.js';
+import { findJob, type SlideJob, type SlideQueue } from '../store/slide-jobs.js';
+import { ensureDir } from '../workspace.js';
 import type { InferenceLimiter } from './inference-limiter.js';
-import type { PredictionRecord, RecordStore } from './records.js';
-import { findJob, type SlideQueue } from './slide-jobs.js';
 
 const OPEN_SLIDES = 4;
+/** Single-file slides an upload may be: OpenSlide's formats and plain (pyramidal) TIFF. */
+const UPLOADED_SLIDE_EXTENSIONS = [...SLIDE_EXTENSIONS, '.tif', '.tiff'];
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,47 +43,46 @@ export function modelIdOf(manifest: ModelManifest): string {
   return `${manifest.name}@${manifest.version}`;
 }
 
+/** An image sent for prediction. */
+export interface ImageUpload {
+  buffer: Buffer;
+  fileName: string;
+  /** Its pixel scale relative to the original release, when the sender knows it. */
+  scale?: number;
+}
+
+/** Who asked, for the record. */
+export type Client = PredictionRecord['client'];
+
+/** A slide sent for prediction: streamed in, or a path under the server's slide root. */
+export type SlideSubmission =
+  | { kind: 'upload'; stream: Readable; fileName: string; truncated: () => boolean }
+  | { kind: 'path'; path: string };
+
+export interface ServiceLimits {
+  maxPixels: number;
+  keepImages: boolean;
+  /** Slides submitted by path must lie under it; none: only uploads. */
+  slideRoot?: string;
+  slideMaxBytes: number;
+}
+
 export class PredictionService {
   readonly manifest: ModelManifest;
   /** name@version: what records and the API call this model. */
   readonly modelId: string;
-
-  readonly slides: SlideQueue;
   /** Slides open for Deep Zoom tiles, by job id; the oldest closes beyond OPEN_SLIDES. */
   readonly #open = new Map<string, Promise<Slide>>();
 
   constructor(
     readonly predictor: Predictor,
-    readonly records: RecordStore,
-    readonly queue: InferenceLimiter,
-    readonly limits: {
-      maxPixels: number;
-      keepImages: boolean;
-      /** Slides submitted by path must lie under it; none: only uploads. */
-      slideRoot?: string;
-      slideMaxBytes: number;
-    },
-    slides: SlideQueue,
+    readonly store: ServerStore,
+    readonly limiter: InferenceLimiter,
+    readonly limits: ServiceLimits,
+    readonly slides: SlideQueue,
   ) {
     this.manifest = predictor.manifest;
     this.modelId = modelIdOf(this.manifest);
-    this.slides = slides;
-  }
-
-  /** The slide of a job, kept open for the next tile request. */
-  async openSlide(jobId: string): Promise<Slide> {
-    const cached = this.#open.get(jobId);
-    if (cached) return cached;
-    const job = await findJob(this.slides, jobId);
-    const opening = Slide.open(job.slidePath);
-    this.#open.set(jobId, opening);
-    opening.catch(() => this.#open.delete(jobId));
-    if (this.#open.size > OPEN_SLIDES) {
-      const [oldest, slide] = this.#open.entries().next().value as [string, Promise<Slide>];
-      this.#open.delete(oldest);
-      void slide.then((s) => s.close()).catch(() => undefined);
-    }
-    return opening;
   }
 
   async close(): Promise<void> {
@@ -84,28 +91,26 @@ export class PredictionService {
     this.#open.clear();
   }
 
-  async predict(
-    request: FastifyRequest,
-    query: { filename?: string; scale?: number },
-  ): Promise<PredictionRecord> {
+  async predict(upload: ImageUpload, client: Client): Promise<PredictionRecord> {
     const started = performance.now();
-    const { buffer, fileName } = await readUpload(request, query.filename);
-    // Sniffed from the bytes, checked against the limits, before any pixel is decoded.
+    const { buffer, fileName } = upload;
+    // Sniffed from the bytes, checked against the limits, before any pixel is decoded; once.
     const probe = await probeImage(buffer, { maxPixels: this.limits.maxPixels });
     const queued = performance.now();
     let queueMs = 0;
-    const [result] = await this.queue.run(async () => {
+    const [result] = await this.limiter.run(async () => {
       queueMs = performance.now() - queued;
       return this.predictor.predictImages([
-        { source: buffer, name: fileName, ...(query.scale ? { scale: query.scale } : {}) },
+        { source: buffer, name: fileName, probe, ...(upload.scale ? { scale: upload.scale } : {}) },
       ]);
     });
     if (!result) throw new PathotypeError('ERR_INTERNAL', 'no prediction came back');
-    const id = this.records.newId();
+    const records = this.store.predictions;
+    const id = records.newId();
     let imageFile: string | null = null;
     if (this.limits.keepImages) {
       imageFile = `${id}.${probe.format === 'jpeg' ? 'jpg' : probe.format === 'tiff' ? 'tif' : probe.format}`;
-      const target = path.join(this.records.uploadsDir, imageFile);
+      const target = path.join(records.uploadsDir, imageFile);
       await writeFile(`${target}.tmp`, buffer);
       await rename(`${target}.tmp`, target);
     }
@@ -126,57 +131,130 @@ export class PredictionService {
         preprocessMs: result.timings.preprocessMs,
         inferenceMs: result.timings.inferenceMs,
       },
-      client: {
-        address: request.ip,
-        userAgent: request.headers['user-agent'] ?? '',
-        keyId: request.keyId,
-      },
+      client,
       imageFile,
     };
-    await this.records.insert(record);
+    await records.insert(record);
     return record;
   }
 
   async find(id: string): Promise<PredictionRecord> {
-    const record = await this.records.get(id);
+    const record = await this.store.predictions.get(id);
     if (!record) throw new PathotypeError('ERR_NOT_FOUND', `no prediction ${id}`);
     return record;
   }
 
+  /** The kept image's file; ERR_NOT_FOUND when it was not kept. */
+  imageFileOf(record: PredictionRecord): string {
+    const file = this.store.predictions.imagePath(record);
+    if (!file) throw new PathotypeError('ERR_NOT_FOUND', `the image of prediction ${record.id} was not kept`);
+    return file;
+  }
+
   /** The kept image, at the size the model saw it. */
   async imageOf(record: PredictionRecord): Promise<RgbImage> {
-    const file = this.records.imagePath(record);
-    if (!file) throw new PathotypeError('ERR_NOT_FOUND', `the image of prediction ${record.id} was not kept`);
-    return decodeRgb(await readFile(file), {
+    return decodeRgb(await readFile(this.imageFileOf(record)), {
       width: record.result.grid.width,
       height: record.result.grid.height,
       maxPixels: this.limits.maxPixels,
     });
   }
+
+  /** A slide job for the submission, queued; a file OpenSlide cannot read is refused now. */
+  async submitSlide(submission: SlideSubmission, slideMpp: number | null): Promise<SlideJob> {
+    const id = randomUUID();
+    const dir = this.slides.jobDir(id);
+    let slidePath: string;
+    let fileName: string;
+    try {
+      if (submission.kind === 'upload') {
+        slidePath = await this.#receiveSlide(submission, dir);
+        fileName = submission.fileName;
+      } else {
+        slidePath = underRoot(this.limits.slideRoot, submission.path);
+        fileName = path.basename(slidePath);
+      }
+      await (await Slide.open(slidePath)).close();
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
+    return this.slides.create({ id, fileName, slidePath, uploaded: submission.kind === 'upload', slideMpp });
+  }
+
+  findSlideJob(id: string): Promise<SlideJob> {
+    return findJob(this.slides, id);
+  }
+
+  /** The finished job's full prediction (tiles included); ERR_NOT_READY before. */
+  async slideResult(id: string): Promise<SlidePrediction> {
+    const job = await this.findSlideJob(id);
+    const result = job.status === 'done' ? readSlideResult(this.slides.jobDir(id)) : undefined;
+    if (!result) throw new PathotypeError('ERR_NOT_READY', `slide job ${id} is ${job.status}, not done`);
+    return result;
+  }
+
+  /** A file the finished job wrote (its overlay and the overlay's pyramid). */
+  async slideResultFile(id: string, name: string): Promise<string> {
+    await this.slideResult(id);
+    const file = path.join(this.slides.jobDir(id), name);
+    if (!existsSync(file)) throw new PathotypeError('ERR_NOT_FOUND', `slide job ${id} has no ${name}`);
+    return file;
+  }
+
+  /** The slide of a job, kept open for the next tile request. */
+  async openSlide(jobId: string): Promise<Slide> {
+    const cached = this.#open.get(jobId);
+    if (cached) return cached;
+    const job = await this.findSlideJob(jobId);
+    const opening = Slide.open(job.slidePath);
+    this.#open.set(jobId, opening);
+    opening.catch(() => this.#open.delete(jobId));
+    if (this.#open.size > OPEN_SLIDES) {
+      const [oldest, slide] = this.#open.entries().next().value as [string, Promise<Slide>];
+      this.#open.delete(oldest);
+      void slide.then((s) => s.close()).catch(() => undefined);
+    }
+    return opening;
+  }
+
+  /** Streams the slide to the job's folder, never holding it in memory. */
+  async #receiveSlide(upload: Extract<SlideSubmission, { kind: 'upload' }>, dir: string): Promise<string> {
+    const extension = path.extname(upload.fileName).toLowerCase();
+    if (!UPLOADED_SLIDE_EXTENSIONS.includes(extension)) {
+      upload.stream.resume();
+      throw new PathotypeError(
+        'ERR_SLIDE_UNSUPPORTED',
+        `${upload.fileName}: send a single-file slide (${[...SLIDE_EXTENSIONS, '.tif'].join(', ')}); multi-file formats go by path`,
+      );
+    }
+    ensureDir(dir);
+    const target = path.join(dir, `slide${extension}`);
+    await pipeline(upload.stream, createWriteStream(`${target}.part`));
+    if (upload.truncated()) {
+      rmSync(`${target}.part`, { force: true });
+      throw new PathotypeError(
+        'ERR_TOO_LARGE',
+        `${upload.fileName} is larger than the ${(this.limits.slideMaxBytes / 2 ** 30).toFixed(1)} GiB this server accepts`,
+      );
+    }
+    await rename(`${target}.part`, target);
+    return target;
+  }
 }
 
-async function readUpload(
-  request: FastifyRequest,
-  filename: string | undefined,
-): Promise<{ buffer: Buffer; fileName: string }> {
-  if (request.isMultipart()) {
-    const file = await request.file();
-    if (!file)
-      throw new PathotypeError(
-        'ERR_NO_FILE',
-        "the form has no file: send the image in a field named 'image'",
-      );
-    const buffer = await file.toBuffer();
-    return { buffer, fileName: path.basename(file.filename || 'upload') };
-  }
-  const body = request.body;
-  if (!Buffer.isBuffer(body) || body.length === 0) {
-    throw new PathotypeError(
-      'ERR_NO_FILE',
-      'send the image as multipart/form-data (field image) or as a raw image/* body',
+/** A path under the slide root, with symbolic links resolved: nothing outside it is readable. */
+function underRoot(root: string | undefined, relative: string): string {
+  if (!root)
+    throw new ConfigError(
+      'this server has no slide root: start it with --slide-root DIR, or upload the slide',
     );
-  }
-  const header = request.headers['x-file-name'];
-  const name = filename ?? (typeof header === 'string' ? header : undefined) ?? 'upload';
-  return { buffer: body, fileName: path.basename(name) };
+  const base = realpathSync(root);
+  const candidate = path.resolve(base, relative);
+  if (!existsSync(candidate))
+    throw new PathotypeError('ERR_NOT_FOUND', `${relative} is not under the slide root`);
+  const real = realpathSync(candidate);
+  if (real !== base && !real.startsWith(base + path.sep))
+    throw new PathotypeError('ERR_NOT_FOUND', `${relative} is not under the slide root`);
+  return real;
 }

@@ -45,6 +45,35 @@ export interface ProbeResult {
   seconds: number;
 }
 
+/** The mean feature vector of an image's patches, from the cache (keyed by the patches' bytes) or the network. */
+async function meanFeatures(
+  network: Network,
+  patches: Uint8Array,
+  count: number,
+  bf16: boolean,
+  cacheDir: string,
+): Promise<{ mean: Float32Array; fromCache: boolean }> {
+  const dims = network.spec.outputShape[0] ?? 0;
+  const file = path.join(cacheDir, `${createHash('sha1').update(patches).digest('hex')}.f32`);
+  if (existsSync(file)) {
+    const bytes = await readFile(file);
+    return { mean: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), fromCache: true };
+  }
+  const mean = new Float32Array(dims);
+  for (let i = 0; i < count; i += 64) {
+    const n = Math.min(64, count - i);
+    const features = await network.predict(
+      patches.subarray(i * network.imageBytes, (i + n) * network.imageBytes),
+      { bf16, raw: true },
+    );
+    for (let p = 0; p < n; p++)
+      for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (features[p * dims + d] ?? 0) / count;
+  }
+  await writeFile(`${file}.tmp`, mean);
+  await rename(`${file}.tmp`, file);
+  return { mean, fromCache: false };
+}
+
 /** The network without its classifier: the pooled features are its output. */
 export function featureSpec(spec: NetworkSpec): NetworkSpec {
   const layers = spec.layers.filter((l) => l.type !== 'dropout');
@@ -129,32 +158,9 @@ export async function fitProbe(
           options.stain,
           seededRandom(options.seed * 7919 + image.imageId * 31 + view),
         );
-      const key = createHash('sha1').update(input).digest('hex');
-      const file = path.join(cacheDir, `${key}.f32`);
-      let mean: Float32Array;
-      if (existsSync(file)) {
-        const bytes = await readFile(file);
-        mean = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-        cached++;
-      } else {
-        mean = new Float32Array(dims);
-        for (let i = 0; i < ids.length; i += 64) {
-          const count = Math.min(64, ids.length - i);
-          const features = await network.predict(
-            input.subarray(i * network.imageBytes, (i + count) * network.imageBytes),
-            {
-              bf16: options.bf16,
-              raw: true,
-            },
-          );
-          for (let p = 0; p < count; p++)
-            for (let d = 0; d < dims; d++)
-              mean[d] = (mean[d] ?? 0) + (features[p * dims + d] ?? 0) / ids.length;
-        }
-        await writeFile(`${file}.tmp`, mean);
-        await rename(`${file}.tmp`, file);
-        extracted++;
-      }
+      const { mean, fromCache } = await meanFeatures(network, input, ids.length, options.bf16, cacheDir);
+      if (fromCache) cached++;
+      else extracted++;
       rows.push(Float64Array.from(mean));
       labels.push(classes.indexOf(image.className));
       // Each class weighs the same, whatever its number of images.

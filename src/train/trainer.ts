@@ -114,6 +114,30 @@ async function configurePhase(network: Network, phase: PhaseConfig): Promise<voi
   }
 }
 
+/** A test's request to stop after some epochs of this call, as an interrupted run would. */
+function stopIfAsked(options: TrainOptions, ranThisCall: number): void {
+  if (options.stopAfterEpochs !== undefined && ranThisCall >= options.stopAfterEpochs)
+    throw new PathotypeError(
+      'ERR_TRAIN_STOPPED',
+      `stopped after ${ranThisCall} epochs as asked; --resume continues`,
+    );
+}
+
+/** The network the recipe builds on this store, and the fingerprint a checkpoint must match. */
+function networkOf(config: TrainConfig, store: PatchStore): { spec: NetworkSpec; fingerprint: string } {
+  const spec = buildSpec(config.architecture, {
+    inputSize: store.patchSize,
+    alpha: config.alpha,
+    depth: config.depth,
+    head: { classes: store.manifest.classes.length, ...config.head },
+  });
+  // Threads change the speed, not the result: a checkpoint fits whatever the thread count.
+  const fingerprint = createHash('sha1')
+    .update(JSON.stringify({ config: { ...config, threads: 0 }, store: store.manifest.fingerprint }))
+    .digest('hex');
+  return { spec, fingerprint };
+}
+
 export async function train(
   workspace: Workspace,
   config: TrainConfig,
@@ -123,15 +147,7 @@ export async function train(
   setThreads(config.threads > 0 ? config.threads : availableCores());
   const store = PatchStore.open(path.join(workspace.patchesDir, config.store));
   try {
-    const spec = buildSpec(config.architecture, {
-      inputSize: store.patchSize,
-      alpha: config.alpha,
-      depth: config.depth,
-      head: { classes: store.manifest.classes.length, ...config.head },
-    });
-    const fingerprint = createHash('sha1')
-      .update(JSON.stringify({ config: { ...config, threads: 0 }, store: store.manifest.fingerprint }))
-      .digest('hex');
+    const { spec, fingerprint } = networkOf(config, store);
     manualSeed(config.seed);
     if (config.method === 'probe')
       return await trainProbePackage(workspace, config, store, spec, fingerprint, started, options);
@@ -185,15 +201,7 @@ export async function train(
       }
       options.onEpoch?.(record);
       ranThisCall++;
-      if (
-        options.stopAfterEpochs !== undefined &&
-        ranThisCall >= options.stopAfterEpochs &&
-        state.epochsDone < plan.epochs
-      )
-        throw new PathotypeError(
-          'ERR_TRAIN_STOPPED',
-          `stopped after ${ranThisCall} epochs as asked; --resume continues`,
-        );
+      if (state.epochsDone < plan.epochs) stopIfAsked(options, ranThisCall);
     }
 
     const packageDir = modelDirFor(workspace, config.name);
@@ -210,32 +218,58 @@ export async function train(
       const existing = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir) : undefined;
       if (existing?.training.fingerprint === fingerprint) return result(existing);
     }
-    const manifest: ModelManifest = {
-      ...packageBasics(packageDir, config, spec, store),
-      training: {
-        ...config,
-        fingerprint,
-        bestEpoch: state.bestEpoch,
-        epochsRun: state.epochsDone,
-        stoppedEarly,
-        meanPatchesPerSecond: rates.length > 0 ? rates.reduce((a, r) => a + r, 0) / rates.length : null,
-        pretrainedLoaded: pretrained?.loaded ?? 0,
-      },
-      history: state.history,
-      metrics:
-        state.bestValidation === null
-          ? {}
-          : {
-              validationImageAccuracy: state.history.find((h) => h.epoch === state.bestEpoch)
-                ?.validationImageAccuracy,
-            },
-      ...(syntheticWeights ? { syntheticWeights: true } : {}),
-    };
+    const manifest = trainedManifest(packageDir, config, spec, store, {
+      fingerprint,
+      state,
+      stoppedEarly,
+      rates,
+      pretrained,
+      syntheticWeights,
+    });
     if (writer) await writePackage(packageDir, manifest, best ?? (await network.exportTensors()));
     return result(manifest);
   } finally {
     await store.close();
   }
+}
+
+/** The package's manifest after the epochs of `state`. */
+function trainedManifest(
+  packageDir: string,
+  config: TrainConfig,
+  spec: NetworkSpec,
+  store: PatchStore,
+  run: {
+    fingerprint: string;
+    state: CheckpointState;
+    stoppedEarly: boolean;
+    rates: readonly number[];
+    pretrained: PretrainedReport | null;
+    syntheticWeights: boolean;
+  },
+): ModelManifest {
+  const { fingerprint, state, stoppedEarly, rates, pretrained, syntheticWeights } = run;
+  return {
+    ...packageBasics(packageDir, config, spec, store),
+    training: {
+      ...config,
+      fingerprint,
+      bestEpoch: state.bestEpoch,
+      epochsRun: state.epochsDone,
+      stoppedEarly,
+      meanPatchesPerSecond: rates.length > 0 ? rates.reduce((a, r) => a + r, 0) / rates.length : null,
+      pretrainedLoaded: pretrained?.loaded ?? 0,
+    },
+    history: state.history,
+    metrics:
+      state.bestValidation === null
+        ? {}
+        : {
+            validationImageAccuracy: state.history.find((h) => h.epoch === state.bestEpoch)
+              ?.validationImageAccuracy,
+          },
+    ...(syntheticWeights ? { syntheticWeights: true } : {}),
+  };
 }
 
 /**

@@ -6,7 +6,6 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
-import { ServerRecords } from '../../src/serve/records.js';
 import { pngHeaderClaiming } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
 
@@ -118,7 +117,7 @@ describe('REST API', () => {
     }>();
     assert.equal(listed.total, 1);
     assert.equal(listed.items[0]?.fileName, 'raw.png');
-    const record = await server.records.get(p.id);
+    const record = await server.store.predictions.get(p.id);
     assert.ok(record?.imageFile && record.sha256.length === 64 && record.client.address.length > 0);
   });
 
@@ -227,7 +226,7 @@ describe('REST API', () => {
   });
 
   it('requires a valid API key once keys exist, and accepts revoked ones no more', async () => {
-    const { key, record } = await server.records.createKey('viewer');
+    const { key, record } = await server.store.keys.create('viewer');
     try {
       assert.equal((await server.app.inject('/api/v1/models')).statusCode, 401);
       assert.equal(
@@ -245,13 +244,14 @@ describe('REST API', () => {
         200,
       );
       assert.equal((await server.app.inject('/healthz')).statusCode, 200, 'health needs no key');
-      assert.ok(server.records instanceof ServerRecords);
-      const stored = server.records.db.prepare('SELECT hash FROM api_keys WHERE id = ?').get(record.id) as {
-        hash: string;
-      };
+      const [stored] = await server.store.db.query<{ hash: string }>(
+        'SELECT hash FROM api_keys WHERE id = ?',
+        [record.id],
+      );
+      assert.ok(stored);
       assert.notEqual(stored.hash, key);
       assert.match(stored.hash, /^[0-9a-f]{64}$/);
-      await server.records.revokeKey(record.id);
+      await server.store.keys.revoke(record.id);
       assert.equal(
         (await server.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
           .statusCode,
@@ -259,7 +259,7 @@ describe('REST API', () => {
         'no active key: open again',
       );
     } finally {
-      await server.records.revokeKey(record.id);
+      await server.store.keys.revoke(record.id);
     }
   });
 
@@ -283,7 +283,7 @@ describe('REST API', () => {
       assert.equal(busy.headers['retry-after'], '2');
       assert.equal(busy.json<{ error: { code: string } }>().error.code, 'ERR_BUSY');
       assert.equal(
-        (await tight.records.list({ limit: 100, offset: 0 })).total,
+        (await tight.store.predictions.list({ limit: 100, offset: 0 })).total,
         codes.filter((c) => c === 201).length,
         'only completed requests are recorded',
       );
@@ -298,7 +298,7 @@ describe('REST API', () => {
     // Hold the only inference slot so the upload is deterministically in flight (waiting its
     // turn) when the server is asked to close; polling for a running job raced a fast model.
     let release = (): void => undefined;
-    const occupied = live.queue.run(() => new Promise<void>((resolve) => (release = resolve)));
+    const occupied = live.limiter.run(() => new Promise<void>((resolve) => (release = resolve)));
     try {
       const address = await live.app.listen({ host: '127.0.0.1', port: 0 });
       const pending = fetch(`${address}/api/v1/predictions?filename=late.png`, {
@@ -307,9 +307,9 @@ describe('REST API', () => {
         headers: { 'content-type': 'image/png' },
       });
       const deadline = Date.now() + 30_000;
-      while (live.queue.waiting === 0 && Date.now() < deadline)
+      while (live.limiter.waiting === 0 && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 5));
-      assert.equal(live.queue.waiting, 1, 'the upload is in flight');
+      assert.equal(live.limiter.waiting, 1, 'the upload is in flight');
       const closing = live.app.close();
       release();
       const response = await pending;

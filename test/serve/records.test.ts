@@ -3,9 +3,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import Database from 'better-sqlite3';
+
 import { buildServer } from '../../src/serve/app.js';
-import { openRecords } from '../../src/serve/open-records.js';
-import type { PredictionRecord, RecordStore } from '../../src/serve/records.js';
+import { openStore, type ServerStore } from '../../src/store/open.js';
+import type { PredictionRecord } from '../../src/store/predictions.js';
 import { tempDir } from '../fixtures.js';
 import { startPostgres, type TestPostgres } from '../postgres.js';
 import { trainedPackage } from './model-fixture.js';
@@ -29,7 +31,9 @@ function record(id: string, fileName: string, createdAt: string): PredictionReco
 }
 
 /** The same behaviour from either store. */
-async function exercise(store: RecordStore): Promise<void> {
+async function exercise(server: ServerStore): Promise<void> {
+  const store = server.predictions;
+  const keys = server.keys;
   const ids = [0, 1, 2].map(() => store.newId());
   await store.insert(record(ids[0] as string, 'CLL_a.png', '2026-01-01T00:00:00.000Z'));
   await store.insert(record(ids[1] as string, 'FL 100%_b.png', '2026-01-02T00:00:00.000Z'));
@@ -55,16 +59,18 @@ async function exercise(store: RecordStore): Promise<void> {
   writeFileSync(path.join(store.uploadsDir, `${ids[1] ?? ''}.png`), 'png');
   assert.equal(store.imagePath(got), path.join(store.uploadsDir, `${ids[1] ?? ''}.png`));
 
-  assert.equal(await store.keysRequired(), false);
-  const { key, record: created } = await store.createKey('viewer');
-  assert.equal(await store.keysRequired(), true);
-  assert.equal((await store.verifyKey(key))?.id, created.id);
-  assert.ok((await store.keys())[0]?.lastUsedAt);
-  assert.equal(await store.verifyKey('pt_wrong'), undefined);
-  assert.ok((await store.revokeKey(created.prefix))?.revokedAt);
-  assert.equal(await store.verifyKey(key), undefined);
-  assert.equal(await store.keysRequired(), false);
-  assert.equal(await store.revokeKey('nobody'), undefined);
+  assert.equal(await keys.required(), false);
+  const { key, record: created } = await keys.create('viewer');
+  assert.equal(await keys.required(), true);
+  assert.equal((await keys.verify(key))?.id, created.id);
+  assert.ok((await keys.list())[0]?.lastUsedAt);
+  assert.equal(await keys.verify('pt_wrong'), undefined);
+  const revoked = await keys.revoke(created.prefix);
+  assert.ok(revoked?.revokedAt);
+  assert.equal((await keys.revoke(created.id))?.revokedAt, revoked.revokedAt, 'revoked once');
+  assert.equal(await keys.verify(key), undefined);
+  assert.equal(await keys.required(), false);
+  assert.equal(await keys.revoke('nobody'), undefined);
 }
 
 describe('record stores', () => {
@@ -75,7 +81,7 @@ describe('record stores', () => {
   after(() => pg?.stop());
 
   it('SQLite keeps predictions and keys', async () => {
-    const store = await openRecords(tempDir());
+    const store = await openStore(tempDir());
     try {
       await exercise(store);
     } finally {
@@ -86,22 +92,22 @@ describe('record stores', () => {
   it('PostgreSQL keeps them the same way, migrated once by servers starting together', async () => {
     assert.ok(pg);
     const shared = tempDir();
-    const [a, b] = await Promise.all([openRecords(shared, pg.url), openRecords(shared, pg.url)]);
+    const [a, b] = await Promise.all([openStore(shared, pg.url), openStore(shared, pg.url)]);
     try {
       await exercise(a);
       // Two servers writing at once: every record lands once, both see all of them.
-      const before = (await a.list({ limit: 1, offset: 0 })).total;
+      const before = (await a.predictions.list({ limit: 1, offset: 0 })).total;
       await Promise.all(
         Array.from({ length: 40 }, (_, i) =>
-          (i % 2 ? a : b).insert(
-            record((i % 2 ? a : b).newId(), `x${i}.png`, new Date(Date.now() + i).toISOString()),
+          (i % 2 ? a : b).predictions.insert(
+            record((i % 2 ? a : b).predictions.newId(), `x${i}.png`, new Date(Date.now() + i).toISOString()),
           ),
         ),
       );
-      assert.equal((await b.list({ limit: 1, offset: 0 })).total, before + 40);
+      assert.equal((await b.predictions.list({ limit: 1, offset: 0 })).total, before + 40);
       // An upload no record names, older than a minute, is removed; a fresh one may be in flight.
-      writeFileSync(path.join(a.uploadsDir, 'fresh.png'), 'x');
-      assert.equal(await a.removeOrphanUploads(), 0);
+      writeFileSync(path.join(a.predictions.uploadsDir, 'fresh.png'), 'x');
+      assert.equal(await a.predictions.removeOrphanUploads(), 0);
     } finally {
       await a.close();
       await b.close();
@@ -129,7 +135,7 @@ describe('record stores', () => {
       assert.equal(seen.json<{ fileName: string }>().fileName, 'shared.png');
       assert.equal((await b.app.inject(`/cases/${id}/image.png`)).statusCode, 200);
       // A key made through one server guards both.
-      const { key } = await a.records.createKey('viewer');
+      const { key } = await a.store.keys.create('viewer');
       assert.equal((await b.app.inject('/api/v1/models')).statusCode, 401);
       assert.equal(
         (await b.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
@@ -143,9 +149,61 @@ describe('record stores', () => {
   });
 
   it('refuses a database URL that is not PostgreSQL, and an unreachable one with ERR_DATABASE', async () => {
-    await assert.rejects(openRecords(tempDir(), 'mysql://x'), /postgres:\/\/ URL/);
-    await assert.rejects(openRecords(tempDir(), 'postgres://nobody@127.0.0.1:1/none'), {
+    await assert.rejects(openStore(tempDir(), 'mysql://x'), /postgres:\/\/ URL/);
+    await assert.rejects(openStore(tempDir(), 'postgres://nobody@127.0.0.1:1/none'), {
       code: 'ERR_DATABASE',
     });
+  });
+
+  it('brings a SQLite file written before the schema was numbered up to date, its records readable', async () => {
+    const dir = tempDir();
+    const legacy = new Database(path.join(dir, 'serve.sqlite'));
+    legacy.exec(`CREATE TABLE predictions (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, file_name TEXT NOT NULL,
+      sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+      model_id TEXT NOT NULL, model_version INTEGER NOT NULL, result TEXT NOT NULL, timings TEXT NOT NULL,
+      client TEXT NOT NULL, image_file TEXT);
+      CREATE TABLE slide_jobs (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+      status TEXT NOT NULL, file_name TEXT NOT NULL, slide_path TEXT NOT NULL, uploaded INTEGER NOT NULL,
+      slide_mpp REAL, done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, error TEXT,
+      summary TEXT, model_id TEXT NOT NULL);`);
+    // A record from before calibration: no status, confidence or probabilities.
+    const old = record('0a0b0c0d-0000-4000-8000-000000000000', 'old.png', '2025-01-01T00:00:00.000Z');
+    old.result = {
+      predicted: 'FL',
+      meanProbabilities: { FL: 0.7, CLL: 0.3 },
+    } as unknown as PredictionRecord['result'];
+    legacy
+      .prepare('INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)')
+      .run(
+        old.id,
+        old.createdAt,
+        old.fileName,
+        old.sha256,
+        old.bytes,
+        old.width,
+        old.height,
+        old.modelId,
+        old.modelVersion,
+        JSON.stringify(old.result),
+        JSON.stringify(old.timings),
+        JSON.stringify(old.client),
+        null,
+      );
+    legacy.close();
+    const store = await openStore(dir);
+    try {
+      const got = await store.predictions.get(old.id);
+      assert.equal(got?.result.status, 'answered');
+      assert.equal(got.result.confidence, 0.7);
+      assert.equal(got.result.threshold, null);
+      const columns = await store.db.query<{ name: string }>(
+        "SELECT name FROM pragma_table_info('slide_jobs')",
+      );
+      assert.ok(columns.some((c) => c.name === 'attempts'));
+      const versions = await store.db.query<{ version: number }>('SELECT version FROM schema_migrations');
+      assert.deepEqual(versions.map((v) => v.version).sort(), [1, 2, 3]);
+    } finally {
+      await store.close();
+    }
   });
 });

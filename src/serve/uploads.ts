@@ -1,0 +1,73 @@
+/**
+ * The HTTP side of an upload: what the request carries (a multipart field or a raw body, its
+ * name, who sent it), turned into the plain values the service takes.
+ */
+import path from 'node:path';
+
+import type { FastifyRequest } from 'fastify';
+
+import { PathotypeError } from '../errors.js';
+import type { Client, ImageUpload, SlideSubmission } from './service.js';
+
+export function clientOf(request: FastifyRequest): Client {
+  return { address: request.ip, userAgent: request.headers['user-agent'] ?? '', keyId: request.keyId };
+}
+
+/** The image of a multipart form (its one file) or of a raw image/* body. */
+export async function readImageUpload(
+  request: FastifyRequest,
+  query: { filename?: string; scale?: number },
+): Promise<ImageUpload> {
+  const scale = query.scale ? { scale: query.scale } : {};
+  if (request.isMultipart()) {
+    const file = await request.file();
+    if (!file)
+      throw new PathotypeError(
+        'ERR_NO_FILE',
+        "the form has no file: send the image in a field named 'image'",
+      );
+    return { buffer: await file.toBuffer(), fileName: path.basename(file.filename || 'upload'), ...scale };
+  }
+  const body = request.body;
+  if (!Buffer.isBuffer(body) || body.length === 0)
+    throw new PathotypeError(
+      'ERR_NO_FILE',
+      'send the image as multipart/form-data (field image) or as a raw image/* body',
+    );
+  const header = request.headers['x-file-name'];
+  const name = query.filename ?? (typeof header === 'string' ? header : undefined) ?? 'upload';
+  return { buffer: body, fileName: path.basename(name), ...scale };
+}
+
+/** The JSON body naming a slide under the slide root (validated by the route's schema). */
+export interface SlidePathBody {
+  path: string;
+}
+
+/** A slide streamed in a multipart form, or the path a JSON body names. */
+export async function readSlideSubmission(
+  request: FastifyRequest,
+  body: SlidePathBody | undefined,
+  maxBytes: number,
+): Promise<SlideSubmission> {
+  if (request.isMultipart()) {
+    const part = await request.file({ limits: { fileSize: maxBytes, files: 1 } });
+    if (!part)
+      throw new PathotypeError(
+        'ERR_NO_FILE',
+        "the form has no file: send the slide in a field named 'slide'",
+      );
+    return {
+      kind: 'upload',
+      stream: part.file,
+      fileName: path.basename(part.filename || 'slide.tif'),
+      truncated: () => part.file.truncated,
+    };
+  }
+  if (!body)
+    throw new PathotypeError(
+      'ERR_NO_FILE',
+      'send the slide as multipart/form-data (field slide) or JSON {"path": "..."}',
+    );
+  return { kind: 'path', path: body.path };
+}

@@ -1,0 +1,126 @@
+/**
+ * The server's schema as numbered migrations, written once for both dialects: column types are
+ * the neutral words below, translated for SQLite or PostgreSQL. Applied in order at start-up,
+ * each in its own transaction, and recorded in schema_migrations (a PostgreSQL deployment
+ * applies them under an advisory lock, so servers starting together do not race). Migrations are
+ * history: a change of schema is a new one, never an edit of an old one.
+ */
+import type { Dialect } from './database.js';
+
+/** Neutral type words and what each dialect calls them. */
+const TYPES: Record<string, Record<Dialect, string>> = {
+  TIME: { sqlite: 'TEXT', postgres: 'TIMESTAMPTZ' },
+  JSON: { sqlite: 'TEXT', postgres: 'JSONB' },
+  FLAG: { sqlite: 'INTEGER', postgres: 'BOOLEAN' },
+  REAL: { sqlite: 'REAL', postgres: 'DOUBLE PRECISION' },
+};
+
+/** PostgreSQL keeps the insertion order in a `seq` column; SQLite has its rowid. */
+const SEQ_COLUMN = /,\s*seq SERIAL/g;
+
+export function translate(sql: string, dialect: Dialect): string {
+  let out = sql.replace(SEQ_COLUMN, dialect === 'postgres' ? ',\n  seq BIGSERIAL NOT NULL' : '');
+  for (const [word, names] of Object.entries(TYPES))
+    out = out.replace(new RegExp(`\\b${word}\\b`, 'g'), names[dialect]);
+  return out;
+}
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** Statements in neutral types; `columns` adds columns that older files may lack. */
+  sql?: string;
+  columns?: { table: string; column: string; definition: string }[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: '001_records',
+    sql: `
+CREATE TABLE IF NOT EXISTS predictions (
+  id TEXT PRIMARY KEY,
+  created_at TIME NOT NULL,
+  file_name TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  model_id TEXT NOT NULL,
+  model_version INTEGER NOT NULL,
+  result JSON NOT NULL,
+  timings JSON NOT NULL,
+  client JSON NOT NULL,
+  image_file TEXT,
+  seq SERIAL
+);
+CREATE INDEX IF NOT EXISTS predictions_created ON predictions (created_at);
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  prefix TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created_at TIME NOT NULL,
+  revoked_at TIME,
+  last_used_at TIME
+);`,
+  },
+  {
+    version: 2,
+    name: '002_slide_jobs',
+    sql: `
+CREATE TABLE IF NOT EXISTS slide_jobs (
+  id TEXT PRIMARY KEY,
+  created_at TIME NOT NULL,
+  updated_at TIME NOT NULL,
+  status TEXT NOT NULL,
+  file_name TEXT NOT NULL,
+  slide_path TEXT NOT NULL,
+  uploaded FLAG NOT NULL,
+  slide_mpp REAL,
+  done INTEGER NOT NULL DEFAULT 0,
+  total INTEGER NOT NULL DEFAULT 0,
+  error JSON,
+  summary JSON,
+  model_id TEXT NOT NULL,
+  worker TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  seq SERIAL
+);
+CREATE INDEX IF NOT EXISTS slide_jobs_created ON slide_jobs (created_at);`,
+  },
+  {
+    // SQLite files written before the schema was numbered have slide jobs without these.
+    version: 3,
+    name: '003_slide_job_workers',
+    columns: [
+      { table: 'slide_jobs', column: 'worker', definition: 'TEXT' },
+      { table: 'slide_jobs', column: 'attempts', definition: 'INTEGER NOT NULL DEFAULT 0' },
+    ],
+  },
+];
+
+/** What a database must offer to be migrated: statements in one transaction, and its columns. */
+export interface MigrationTarget {
+  readonly dialect: Dialect;
+  appliedVersions(): Promise<Set<number>>;
+  columnsOf(table: string): Promise<Set<string>>;
+  /** Runs the statements and records the version, all or nothing. */
+  apply(migration: Migration, statements: string[]): Promise<void>;
+}
+
+export async function migrate(target: MigrationTarget): Promise<void> {
+  const done = await target.appliedVersions();
+  for (const migration of MIGRATIONS) {
+    if (done.has(migration.version)) continue;
+    const statements = migration.sql ? [translate(migration.sql, target.dialect)] : [];
+    for (const { table, column, definition } of migration.columns ?? []) {
+      if (!(await target.columnsOf(table)).has(column))
+        statements.push(`ALTER TABLE ${table} ADD COLUMN ${column} ${translate(definition, target.dialect)}`);
+    }
+    await target.apply(migration, statements);
+  }
+}
+
+export const MIGRATIONS_TABLE =
+  'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)';

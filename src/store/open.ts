@@ -1,0 +1,54 @@
+/**
+ * A server's store from its settings: one database (SQLite in the data folder, or PostgreSQL for
+ * a postgres:// URL), migrated once, with every store of the server on it.
+ */
+import path from 'node:path';
+
+import { ConfigError } from '../errors.js';
+import type { Database } from './database.js';
+import { KeyStore } from './keys.js';
+import { PostgresDatabase } from './postgres.js';
+import { PredictionStore } from './predictions.js';
+import { SharedSlideQueue, type SharedQueueOptions } from './shared-slide-queue.js';
+import { LocalSlideQueue, type SlideExecutor, type SlideQueue } from './slide-jobs.js';
+import { SqliteDatabase } from './sqlite.js';
+
+/** The embedded database's file in a server's data folder. */
+export const SQLITE_FILE = 'serve.sqlite';
+
+export class ServerStore {
+  readonly db: Database;
+  readonly predictions: PredictionStore;
+  readonly keys: KeyStore;
+
+  constructor(db: Database, dataDir: string) {
+    this.db = db;
+    this.predictions = new PredictionStore(db, path.join(dataDir, 'uploads'));
+    this.keys = new KeyStore(db);
+  }
+
+  /** The slide queue on this database: run here, or shared with the deployment through pg-boss. */
+  openSlideQueue(
+    dir: string,
+    modelId: string,
+    execute: SlideExecutor,
+    options: SharedQueueOptions = {},
+  ): Promise<SlideQueue> {
+    if (this.db instanceof PostgresDatabase)
+      return SharedSlideQueue.open(this.db, dir, modelId, execute, options);
+    return Promise.resolve(new LocalSlideQueue(this.db, dir, modelId, execute));
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}
+
+export async function openStore(dataDir: string, database?: string): Promise<ServerStore> {
+  if (!database) return new ServerStore(await SqliteDatabase.open(path.join(dataDir, SQLITE_FILE)), dataDir);
+  if (!/^postgres(ql)?:\/\//.test(database))
+    throw new ConfigError(
+      `--database takes a postgres:// URL (got '${database.replace(/:[^:@/]*@/, ':***@')}')`,
+    );
+  return new ServerStore(await PostgresDatabase.open(database), dataDir);
+}

@@ -1,0 +1,47 @@
+/**
+ * Functions stay short enough to read at once: none in src/ is longer than 100 lines (a test,
+ * so a long one cannot come back unnoticed).
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+
+import ts from 'typescript';
+
+import { repoRoot } from '../helpers.js';
+
+const MAX_LINES = 100;
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) return sourceFiles(full);
+    return e.name.endsWith('.ts') ? [full] : [];
+  });
+}
+
+function longFunctions(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+      const start = source.getLineAndCharacterOfPosition(node.getStart(source)).line;
+      const end = source.getLineAndCharacterOfPosition(node.getEnd()).line;
+      const lines = end - start + 1;
+      const name = node.name?.getText(source) ?? '(anonymous)';
+      if (lines > MAX_LINES)
+        found.push(`${path.relative(repoRoot, file)}:${start + 1} ${name}: ${lines} lines`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
+describe('size', () => {
+  it(`no function is longer than ${MAX_LINES} lines`, () => {
+    assert.deepEqual(sourceFiles(path.join(repoRoot, 'src')).flatMap(longFunctions), []);
+  });
+});
