@@ -1,6 +1,6 @@
 /** Shared test helpers: paths to ../shared, small math on probabilities. */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,15 @@ export const fullresSampleDir = path.join(sharedDir, 'data/iicbu2008-lymphoma-fu
 /** A workspace root whose weights/ and downloads/ outlive one test run, so npm fetches once per machine. */
 export function testWeightsRoot(): string {
   return path.join(os.tmpdir(), 'pathotype-test-weights');
+}
+
+/** The TypeScript files under `dir`, every level down. */
+export function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) return sourceFiles(full);
+    return e.name.endsWith('.ts') ? [full] : [];
+  });
 }
 
 export function hasShared(dir: string): boolean {

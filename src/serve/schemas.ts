@@ -80,18 +80,14 @@ export const ID_PARAMS = {
 } as const;
 
 /** A prediction as the API shows it: the record's verdict and grid, without who asked. */
-export type PublicPrediction = Omit<ImagePrediction, 'timings'> & {
-  id: string;
-  createdAt: string;
-  fileName: string;
-  sha256: string;
-  bytes: number;
-  width: number;
-  height: number;
-  model: { id: string; version: number };
-  timings: PredictionRecord['timings'];
-  links: { self: string; heatmap: string; page: string };
-};
+export type PublicPrediction = Omit<ImagePrediction, 'timings'> &
+  Pick<
+    PredictionRecord,
+    'id' | 'createdAt' | 'fileName' | 'sha256' | 'bytes' | 'width' | 'height' | 'timings'
+  > & {
+    model: { id: string; version: number };
+    links: { self: string; heatmap: string; page: string };
+  };
 
 export function publicPrediction(record: PredictionRecord): PublicPrediction {
   return {

@@ -6,19 +6,16 @@
  * regions and hands it back. Slides and results live in the shared serve folder.
  */
 import { hostname } from 'node:os';
-import path from 'node:path';
 
 import PgBoss from 'pg-boss';
 
-import { ensureDir } from '../workspace.js';
 import type { PostgresDatabase } from './postgres.js';
 import {
   runSlideJob,
-  SlideJobTable,
+  SlideQueueBase,
   type NewSlideJob,
   type SlideExecutor,
   type SlideJob,
-  type SlideQueue,
 } from './slide-jobs.js';
 
 const QUEUE = 'pathotype-slides';
@@ -30,16 +27,10 @@ export interface SharedQueueOptions {
   maintenanceSeconds?: number;
 }
 
-export class SharedSlideQueue implements SlideQueue {
-  readonly dir: string;
-  readonly #table: SlideJobTable;
+export class SharedSlideQueue extends SlideQueueBase {
   readonly #boss: PgBoss;
-  readonly #execute: SlideExecutor;
-  readonly #modelId: string;
   readonly #worker = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
-  readonly #abort = new AbortController();
   readonly #expireSeconds: number;
-  #running: Promise<void> | null = null;
 
   private constructor(
     db: PostgresDatabase,
@@ -49,11 +40,8 @@ export class SharedSlideQueue implements SlideQueue {
     execute: SlideExecutor,
     expireSeconds: number,
   ) {
-    this.#table = new SlideJobTable(db);
+    super(db, dir, modelId, execute);
     this.#boss = boss;
-    this.dir = ensureDir(dir);
-    this.#modelId = modelId;
-    this.#execute = execute;
     this.#expireSeconds = expireSeconds;
   }
 
@@ -88,39 +76,24 @@ export class SharedSlideQueue implements SlideQueue {
     return queue;
   }
 
-  jobDir(id: string): string {
-    return path.join(this.dir, id);
-  }
-
+  /** pg-boss retries what a stopped server held; nothing to do here. */
   recover(): Promise<number> {
     return Promise.resolve(0);
   }
 
   async create(job: NewSlideJob): Promise<SlideJob> {
-    await this.#table.insert(job, this.#modelId);
+    await this.table.insert(job, this.modelId);
     await this.#boss.send(
       QUEUE,
       { id: job.id },
       { singletonKey: job.id, expireInSeconds: this.#expireSeconds },
     );
-    return (await this.#table.get(job.id)) as SlideJob;
-  }
-
-  get(id: string): Promise<SlideJob | undefined> {
-    return this.#table.get(id);
-  }
-
-  list(limit: number, offset: number): Promise<{ total: number; items: SlideJob[] }> {
-    return this.#table.list(limit, offset);
-  }
-
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
+    return (await this.table.get(job.id)) as SlideJob;
   }
 
   /** Stops taking jobs; a running one stops between regions and goes back to the queue. */
   async close(): Promise<void> {
-    this.#abort.abort();
+    this.abort.abort();
     await this.#boss.offWork(QUEUE).catch(() => undefined);
     await this.idle();
     await this.#boss.stop({ graceful: false, wait: true }).catch(() => undefined);
@@ -128,22 +101,15 @@ export class SharedSlideQueue implements SlideQueue {
 
   /** pg-boss handed this server the job: run it; a throw hands it back for a retry. */
   async #take(id: string): Promise<void> {
-    const run = runSlideJob(
-      this.#table,
-      id,
-      this.#worker,
-      this.#execute,
-      this.jobDir(id),
-      this.#abort.signal,
-    );
-    this.#running = run.then(
+    const run = runSlideJob(this.table, id, this.#worker, this.execute, this.jobDir(id), this.abort.signal);
+    this.running = run.then(
       () => undefined,
       () => undefined,
     );
     try {
       await run;
     } finally {
-      this.#running = null;
+      this.running = null;
     }
   }
 }

@@ -200,78 +200,86 @@ export async function runSlideJob(
   }
 }
 
-/** The embedded queue: jobs in the server's own database, run one at a time by this server. */
-export class LocalSlideQueue implements SlideQueue {
+/** What both queues share: the job rows, the folder of their results, and waiting for the running job. */
+export abstract class SlideQueueBase implements SlideQueue {
   readonly dir: string;
-  readonly #table: SlideJobTable;
-  readonly #execute: SlideExecutor;
-  readonly #modelId: string;
-  #running: Promise<void> | null = null;
-  #wanted = false;
-  #closed = false;
-  readonly #abort = new AbortController();
+  protected readonly table: SlideJobTable;
+  protected readonly execute: SlideExecutor;
+  protected readonly modelId: string;
+  protected readonly abort = new AbortController();
+  protected running: Promise<void> | null = null;
 
   constructor(db: Database, dir: string, modelId: string, execute: SlideExecutor) {
-    this.#table = new SlideJobTable(db);
+    this.table = new SlideJobTable(db);
     this.dir = ensureDir(dir);
-    this.#modelId = modelId;
-    this.#execute = execute;
+    this.modelId = modelId;
+    this.execute = execute;
   }
 
   jobDir(id: string): string {
     return path.join(this.dir, id);
   }
 
+  get(id: string): Promise<SlideJob | undefined> {
+    return this.table.get(id);
+  }
+
+  list(limit: number, offset: number): Promise<{ total: number; items: SlideJob[] }> {
+    return this.table.list(limit, offset);
+  }
+
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  abstract recover(): Promise<number>;
+  abstract create(job: NewSlideJob): Promise<SlideJob>;
+  abstract close(): Promise<void>;
+}
+
+/** The embedded queue: jobs in the server's own database, run one at a time by this server. */
+export class LocalSlideQueue extends SlideQueueBase {
+  #wanted = false;
+  #closed = false;
+
   async recover(): Promise<number> {
-    const changed = await this.#table.requeueUnfinished();
+    const changed = await this.table.requeueUnfinished();
     this.#kick();
     return changed;
   }
 
   async create(job: NewSlideJob): Promise<SlideJob> {
-    await this.#table.insert(job, this.#modelId);
+    await this.table.insert(job, this.modelId);
     this.#kick();
-    return (await this.#table.get(job.id)) as SlideJob;
-  }
-
-  get(id: string): Promise<SlideJob | undefined> {
-    return this.#table.get(id);
-  }
-
-  list(limit: number, offset: number): Promise<{ total: number; items: SlideJob[] }> {
-    return this.#table.list(limit, offset);
-  }
-
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
+    return (await this.table.get(job.id)) as SlideJob;
   }
 
   /** Stops the running job between regions; it stays queued and runs again at the next start. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#abort.abort();
+    this.abort.abort();
     await this.idle();
   }
 
   /** Runs queued jobs until none is left; a job created meanwhile is picked up by the same loop. */
   #kick(): void {
     this.#wanted = true;
-    if (this.#running || this.#closed) return;
-    this.#running = (async () => {
+    if (this.running || this.#closed) return;
+    this.running = (async () => {
       while (this.#wanted && !this.#closed) {
         this.#wanted = false;
-        for (let job = await this.#table.next(); job && !this.#closed; job = await this.#table.next())
+        for (let job = await this.table.next(); job && !this.#closed; job = await this.table.next())
           await runSlideJob(
-            this.#table,
+            this.table,
             job.id,
             'local',
-            this.#execute,
+            this.execute,
             this.jobDir(job.id),
-            this.#abort.signal,
+            this.abort.signal,
           ).catch(() => undefined);
       }
     })().finally(() => {
-      this.#running = null;
+      this.running = null;
       if (this.#wanted) this.#kick();
     });
   }

@@ -4,13 +4,13 @@
  * TypeScript's own pre-processor, so a re-export or a dynamic import counts like a plain import.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
 import ts from 'typescript';
 
-import { repoRoot } from '../helpers.js';
+import { repoRoot, sourceFiles } from '../helpers.js';
 
 /** Bottom to top; the README's layout table lists the same order. */
 export const LAYERS = [
@@ -33,14 +33,6 @@ export const LAYERS = [
 ] as const;
 
 const srcDir = path.join(repoRoot, 'src');
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(full);
-    return e.name.endsWith('.ts') ? [full] : [];
-  });
-}
 
 function importsOf(file: string): string[] {
   const info = ts.preProcessFile(readFileSync(file, 'utf8'), true, true);

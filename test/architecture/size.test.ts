@@ -3,23 +3,15 @@
  * so a long one cannot come back unnoticed).
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
 import ts from 'typescript';
 
-import { repoRoot } from '../helpers.js';
+import { repoRoot, sourceFiles } from '../helpers.js';
 
 const MAX_LINES = 100;
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(full);
-    return e.name.endsWith('.ts') ? [full] : [];
-  });
-}
 
 function longFunctions(file: string): string[] {
   const text = readFileSync(file, 'utf8');
