@@ -33,4 +33,19 @@ export default tseslint.config(
       globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
     },
   },
+  {
+    // The portal's page scripts run in the browser.
+    files: ['assets/**/*.js'],
+    languageOptions: {
+      globals: {
+        document: 'readonly',
+        window: 'readonly',
+        location: 'readonly',
+        XMLHttpRequest: 'readonly',
+        FormData: 'readonly',
+        OpenSeadragon: 'readonly',
+        setTimeout: 'readonly',
+      },
+    },
+  },
 );

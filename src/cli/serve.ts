@@ -1,12 +1,13 @@
-/** `pathotype serve` and `pathotype keys`: the web portal and REST API, and its API keys. */
+/** `pathotype serve`: the web portal and REST API. */
+import { readFileSync } from 'node:fs';
 
 import type { Command } from 'commander';
-import { PathotypeError } from '../errors.js';
 
+import { ConfigError } from '../errors.js';
 import { workspaceAt } from '../workspace.js';
 import { buildServer, SERVE_DEFAULTS } from '../serve/app.js';
-import type { KeyStore } from '../store/keys.js';
 import { openStore } from '../store/open.js';
+import { registerAccess } from './access.js';
 import { resolveModelDir } from './context.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 
@@ -51,113 +52,100 @@ export function registerServe(program: Command): void {
     )
     .option('--no-keep-images', 'do not keep uploaded images (results cannot show them again)')
     .option('--bf16', 'bfloat16 autocast for inference')
+    .option(
+      '--allow-anonymous',
+      'serve anonymous requests even though users or keys exist (and on an address other than loopback)',
+    )
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key); sends HSTS')
+    .option('--tls-key <file>', "the certificate's PEM private key")
+    .option(
+      '--trust-proxy <hops>',
+      "behind a reverse proxy: trust its X-Forwarded-* headers ('true', a hop count or addresses)",
+    )
+    .option('--cors <origin...>', 'origins whose pages may call the REST API (CORS is off without it)')
     .option('--log', 'log every request')
-    .action(
-      async (
-        flags: {
-          model: string;
-          host: string;
-          port: number;
-          maxMb: number;
-          maxMegapixels: number;
-          maxWaiting: number;
-          keepImages: boolean;
-          database?: string;
-          slideRoot?: string;
-          slideMaxGb: number;
-          bf16?: boolean;
-          log?: boolean;
-        },
-        command: Command,
-      ) => {
-        const modelDir = resolveModelDir(command, flags.model);
-        const server = await buildServer({
-          modelDir,
-          dataDir: serveDataDir(command),
-          keepImages: flags.keepImages,
-          maxBytes: flags.maxMb * 1024 * 1024,
-          maxPixels: flags.maxMegapixels * 1_000_000,
-          maxWaiting: flags.maxWaiting,
-          ...(flags.slideRoot ? { slideRoot: flags.slideRoot } : {}),
-          ...(flags.database ? { database: flags.database } : {}),
-          slideMaxGigabytes: flags.slideMaxGb,
-          bf16: flags.bf16 ?? false,
-          logger: flags.log ?? false,
-        });
-        const address = await server.app.listen({ host: flags.host, port: flags.port });
-        process.stderr.write(
-          `pathotype: serving ${server.predictor.manifest.name} v${server.predictor.manifest.version} at ${address} (research use only)\n`,
-        );
-        // Graceful shutdown: stop accepting, finish the requests in flight, then exit.
-        const stop = (signal: string): void => {
-          process.stderr.write(`pathotype: ${signal}: finishing requests in flight\n`);
-          server.app.close().then(
-            () => process.exit(0),
-            () => process.exit(1),
-          );
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      },
-    );
+    .action(serveCommand);
 
-  registerKeys(program);
+  registerAccess(program, serveDataDir);
 }
 
-/** `pathotype keys create | list | revoke`. */
-function registerKeys(program: Command): void {
-  const keys = program
-    .command('keys')
-    .description('API keys for the REST API (required once any exists)')
-    .option(
-      '--database <url>',
-      'the PostgreSQL database of a shared deployment (default: the workspace SQLite)',
+interface ServeFlags {
+  model: string;
+  host: string;
+  port: number;
+  maxMb: number;
+  maxMegapixels: number;
+  maxWaiting: number;
+  keepImages: boolean;
+  database?: string;
+  slideRoot?: string;
+  slideMaxGb: number;
+  bf16?: boolean;
+  allowAnonymous?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  trustProxy?: string;
+  cors?: string[];
+  log?: boolean;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+function trustProxyOf(value: string | undefined): boolean | string | number | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'true') return true;
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+async function serveCommand(flags: ServeFlags, command: Command): Promise<void> {
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined))
+    throw new ConfigError('--tls-cert and --tls-key go together');
+  const dataDir = serveDataDir(command);
+  // An open server (no user, no key) only on loopback, unless the operator says so.
+  if (!LOOPBACK.test(flags.host) && !flags.allowAnonymous) {
+    const store = await openStore(dataDir, flags.database);
+    const closed = await store.settings.isProtected().finally(() => store.close());
+    if (!closed)
+      throw new ConfigError(
+        `refusing to serve patient data on ${flags.host} to anyone: add a user first ('pathotype users add NAME --role admin'), or give --allow-anonymous`,
+      );
+  }
+  const trustProxy = trustProxyOf(flags.trustProxy);
+  const server = await buildServer({
+    modelDir: resolveModelDir(command, flags.model),
+    dataDir,
+    keepImages: flags.keepImages,
+    maxBytes: flags.maxMb * 1024 * 1024,
+    maxPixels: flags.maxMegapixels * 1_000_000,
+    maxWaiting: flags.maxWaiting,
+    ...(flags.slideRoot ? { slideRoot: flags.slideRoot } : {}),
+    ...(flags.database ? { database: flags.database } : {}),
+    slideMaxGigabytes: flags.slideMaxGb,
+    bf16: flags.bf16 ?? false,
+    logger: flags.log ?? false,
+    allowAnonymous: flags.allowAnonymous ?? false,
+    ...(flags.tlsCert && flags.tlsKey
+      ? { tls: { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey) } }
+      : {}),
+    ...(trustProxy !== undefined ? { trustProxy } : {}),
+    ...(flags.cors ? { corsOrigins: flags.cors } : {}),
+  });
+  const address = await server.app.listen({ host: flags.host, port: flags.port });
+  const open = !(await server.store.settings.isProtected()) || flags.allowAnonymous;
+  process.stderr.write(
+    `pathotype: serving ${server.predictor.manifest.name} v${server.predictor.manifest.version} at ${address} (research use only)\n` +
+      (open
+        ? 'pathotype: this server is OPEN: anyone who reaches it sees every result; add a user to close it\n'
+        : 'pathotype: sign-in required (users and API keys)\n'),
+  );
+  // Graceful shutdown: stop accepting, finish the requests in flight, then exit.
+  const stop = (signal: string): void => {
+    process.stderr.write(`pathotype: ${signal}: finishing requests in flight\n`);
+    server.app.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
     );
-  const withKeys = async <T>(command: Command, fn: (keys: KeyStore) => Promise<T>): Promise<T> => {
-    const { database } = command.optsWithGlobals<{ database?: string }>();
-    const store = await openStore(serveDataDir(command), database);
-    try {
-      return await fn(store.keys);
-    } finally {
-      await store.close();
-    }
   };
-  keys
-    .command('create')
-    .description('create a key; it is shown once and stored only as a hash')
-    .requiredOption('--name <name>', 'who or what uses it')
-    .action(async (flags: { name: string }, command: Command) => {
-      await withKeys(command, async (keys) => {
-        const { key, record } = await keys.create(flags.name);
-        process.stdout.write(`${key}\n`);
-        process.stderr.write(
-          `created key ${record.id} (${record.prefix}…) for '${record.name}'; it is not shown again\n`,
-        );
-      });
-    });
-  keys
-    .command('list')
-    .description('keys with their prefix, owner and state')
-    .option('--json', 'print as JSON')
-    .action(async (flags: { json?: boolean }, command: Command) => {
-      await withKeys(command, async (keys) => {
-        const list = await keys.list();
-        if (flags.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-        else
-          for (const k of list)
-            process.stdout.write(
-              `${k.id}  ${k.prefix}…  ${k.name}  ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'}\n`,
-            );
-      });
-    });
-  keys
-    .command('revoke <id>')
-    .description('revoke a key by id or prefix')
-    .action(async (id: string, _flags: unknown, command: Command) => {
-      await withKeys(command, async (keys) => {
-        const key = await keys.revoke(id);
-        if (!key) throw new PathotypeError('ERR_NOT_FOUND', `no key '${id}'`);
-        process.stdout.write(`revoked ${key.id} (${key.name})\n`);
-      });
-    });
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
 }

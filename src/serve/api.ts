@@ -1,9 +1,8 @@
-/** The REST API for predictions and the model, under /api/v1, behind API keys once any exist. */
+/** The REST API for predictions and the model, under /api/v1 (access: serve/access.ts). */
 import type { FastifyInstance } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { heatmapPng } from '../predict/heatmap.js';
-import { apiKeyHook } from './auth.js';
 import {
   ERROR_SCHEMA,
   ID_PARAMS,
@@ -20,7 +19,6 @@ import { clientOf, readImageUpload } from './uploads.js';
 export function restApi(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
-  api.addHook('onRequest', apiKeyHook(service.store.keys));
   api.post(
     '/predictions',
     {
@@ -32,15 +30,13 @@ export function restApi(app: FastifyInstance): void {
         querystring: UPLOAD_QUERY,
         response: { 201: PREDICTION_SCHEMA, '4xx': ERROR_SCHEMA, 503: ERROR_SCHEMA },
       },
+      config: { access: 'pathologist', audit: 'prediction.create' },
     },
-    async (request, reply) =>
-      reply
-        .code(201)
-        .send(
-          publicPrediction(
-            await service.predict(await readImageUpload(request, request.query), clientOf(request)),
-          ),
-        ),
+    async (request, reply) => {
+      const record = await service.predict(await readImageUpload(request, request.query), clientOf(request));
+      request.auditCase = record.id;
+      return reply.code(201).send(publicPrediction(record));
+    },
   );
   api.get(
     '/predictions',
@@ -52,6 +48,7 @@ export function restApi(app: FastifyInstance): void {
         querystring: PREDICTION_LIST_QUERY,
         response: { 200: listOf(PREDICTION_SCHEMA), '4xx': ERROR_SCHEMA },
       },
+      config: { audit: 'predictions.list' },
     },
     async (request) => {
       const { limit, offset, q } = request.query;
@@ -73,6 +70,7 @@ export function restApi(app: FastifyInstance): void {
         params: ID_PARAMS,
         response: { 200: PREDICTION_SCHEMA, '4xx': ERROR_SCHEMA },
       },
+      config: { audit: 'prediction.read' },
     },
     async (request) => publicPrediction(await service.find(request.params.id)),
   );
@@ -87,6 +85,7 @@ export function restApi(app: FastifyInstance): void {
         produces: ['image/png'],
         response: { 200: { description: 'the image with its heatmap, PNG' }, '4xx': ERROR_SCHEMA },
       },
+      config: { audit: 'heatmap.read' },
     },
     async (request, reply) => {
       const record = await service.find(request.params.id);

@@ -7,6 +7,7 @@
  * prediction is recorded.
  */
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { createRequire } from 'node:module';
 
@@ -14,11 +15,13 @@ import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 
 import { DEFAULT_MAX_PIXELS } from '../image/image-io.js';
 import { Predictor } from '../predict/predictor.js';
 import { restApi } from './api.js';
+import { loginRoutes } from './login-routes.js';
+import { registerSecurity } from './security.js';
 import { slidesApi } from './slides-api.js';
 import errorHandling from './error-handler.js';
 import { healthRoutes } from './health.js';
@@ -66,6 +69,14 @@ export interface ServerOptions {
   slideRoot?: string;
   /** Largest slide upload, streamed to disk. */
   slideMaxGigabytes?: number;
+  /** Serve anonymous requests even once users or keys exist. */
+  allowAnonymous?: boolean;
+  /** HTTPS directly: PEM certificate and key. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Behind a reverse proxy: trust its X-Forwarded-* headers (Fastify's trustProxy). */
+  trustProxy?: boolean | string | number;
+  /** Origins allowed to call the REST API from a browser (CORS); none by default. */
+  corsOrigins?: string[];
 }
 
 export interface PathotypeServer {
@@ -75,6 +86,8 @@ export interface PathotypeServer {
   limiter: InferenceLimiter;
   /** Resolves when no slide job is running or waiting. */
   slidesIdle: () => Promise<void>;
+  /** Every route registered, with what it needs: the census the access tests walk. */
+  routes: { method: string; url: string; access: string }[];
 }
 
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
@@ -111,15 +124,31 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   );
   await service.slides.recover();
 
-  const app = Fastify({
+  const serverOptions: FastifyServerOptions & { https?: { cert: Buffer; key: Buffer } } = {
     logger: options.logger ?? false,
     bodyLimit: maxBytes,
     return503OnClosing: true,
     // On shutdown, idle keep-alive sockets close at once; requests in flight still finish.
     forceCloseConnections: 'idle',
-  });
+    ...(options.tls ? { https: options.tls } : {}),
+    // Fastify also takes a hop count here, which its types leave out.
+    ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy as boolean | string } : {}),
+  };
+  // Typed as the plain HTTP server: the routes are the same over HTTPS.
+  const app = Fastify(serverOptions as FastifyServerOptions);
   app.decorate('pathotype', service);
-  app.decorateRequest('keyId', null);
+  await app.register(errorHandling);
+  await registerSecurity(app, {
+    store,
+    allowAnonymous: options.allowAnonymous ?? false,
+    tls: options.tls !== undefined,
+    corsOrigins: options.corsOrigins ?? [],
+  });
+  const routes: PathotypeServer['routes'] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat())
+      routes.push({ method, url: route.url, access: route.config?.access ?? 'viewer' });
+  });
   await app.register(multipart, { limits: { fileSize: maxBytes, files: 1, fields: 10 } });
   for (const type of UPLOAD_CONSUMES.filter((t) => t !== 'multipart/form-data')) {
     app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: maxBytes }, (_req, body, done) => {
@@ -145,11 +174,18 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(errorHandling);
   await app.register(restApi, { prefix: '/api/v1' });
   await app.register(slidesApi, { prefix: '/api/v1' });
   await app.register(healthRoutes);
   await app.register(portalRoutes);
+  await app.register(loginRoutes);
+  // The portal's page scripts: files, so the Content-Security-Policy allows no inline script.
+  await app.register(fastifyStatic, {
+    root: fileURLToPath(new URL('../../../assets/portal', import.meta.url)),
+    prefix: '/static/portal/',
+    decorateReply: false,
+    index: false,
+  });
   // OpenSeadragon, served from its npm package: the viewer works without any CDN.
   await app.register(fastifyStatic, {
     root: path.dirname(createRequire(import.meta.url).resolve('openseadragon')),
@@ -172,5 +208,5 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     await service.close();
     await store.close();
   });
-  return { app, store, predictor, limiter, slidesIdle: () => service.slides.idle() };
+  return { app, store, predictor, limiter, slidesIdle: () => service.slides.idle(), routes };
 }

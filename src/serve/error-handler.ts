@@ -7,7 +7,14 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 
 import { ERROR_CODES, PathotypeError, type ErrorCode } from '../errors.js';
-import { errorPage } from './portal.js';
+import { ANONYMOUS_PAGE, errorPage } from './portal.js';
+
+/** Fastify's and its plugins' own codes, in the catalogue's terms. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_REQ_FILE_TOO_LARGE: 'ERR_TOO_LARGE',
+  FST_CSRF_INVALID_TOKEN: 'ERR_CSRF',
+  FST_CSRF_MISSING_SECRET: 'ERR_CSRF',
+};
 
 interface DescribedError {
   status: number;
@@ -25,11 +32,19 @@ function describeError(error: unknown): DescribedError {
   const fastifyError = error as Partial<FastifyError>;
   if (fastifyError.validation)
     return describeCode('ERR_VALIDATION', fastifyError.message ?? 'invalid request');
+  const known = FASTIFY_CODES[fastifyError.code ?? ''];
+  if (known)
+    return describeCode(
+      known,
+      known === 'ERR_CSRF' ? 'the CSRF token is missing or wrong' : (fastifyError.message ?? ''),
+    );
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500) {
     const code =
-      fastifyError.code === 'FST_REQ_FILE_TOO_LARGE' || fastifyError.statusCode === 413
+      fastifyError.statusCode === 413
         ? 'ERR_TOO_LARGE'
-        : (fastifyError.code ?? 'ERR_REQUEST');
+        : fastifyError.statusCode === 429
+          ? 'ERR_RATE_LIMITED'
+          : (fastifyError.code ?? 'ERR_REQUEST');
     return { status: fastifyError.statusCode, code, message: fastifyError.message ?? 'bad request' };
   }
   return describeCode('ERR_INTERNAL', 'internal error');
@@ -44,7 +59,11 @@ function errorHandling(app: FastifyInstance): void {
       !request.url.startsWith('/api/') &&
       !request.url.startsWith('/portal/') &&
       (request.headers.accept ?? '').includes('text/html');
-    if (wantsHtml) return reply.code(status).type('text/html').send(errorPage(status, message));
+    if (wantsHtml)
+      return reply
+        .code(status)
+        .type('text/html')
+        .send(errorPage(ANONYMOUS_PAGE, status, message));
     return reply.code(status).send({ error: { code, message } });
   });
   app.setNotFoundHandler((request, reply) => {
@@ -53,7 +72,10 @@ function errorHandling(app: FastifyInstance): void {
       `no route ${request.method} ${request.url.split('?')[0] ?? ''}`,
     );
     if ((request.headers.accept ?? '').includes('text/html') && !request.url.startsWith('/api/')) {
-      return reply.code(status).type('text/html').send(errorPage(status, message));
+      return reply
+        .code(status)
+        .type('text/html')
+        .send(errorPage(ANONYMOUS_PAGE, status, message));
     }
     return reply.code(status).send({ error: { code, message } });
   });

@@ -1,20 +1,24 @@
 /** The pathologist's portal: upload page, result pages, history, and the images they show. */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type {} from '@fastify/csrf-protection';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { encodePng } from '../image/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
 import {
+  ANONYMOUS_PAGE,
+  auditPage,
   fieldViewerPage,
   historyPage,
   resultPage,
   slideListPage,
   slideViewerPage,
   uploadPage,
+  type PageContext,
   type ViewedSlide,
 } from './portal.js';
 import type { SlideJob } from '../store/slide-jobs.js';
-import { CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
+import { AUDIT_QUERY, CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
 import { clientOf, readImageUpload } from './uploads.js';
 
@@ -30,31 +34,40 @@ function viewed(job: SlideJob): ViewedSlide {
 }
 const HISTORY_PAGE_SIZE = 20;
 
+/** Pages hold patient data: never kept by the browser, so the back button after sign-out asks again. */
 function html(reply: FastifyReply, body: string): FastifyReply {
-  return reply.type('text/html; charset=utf-8').send(body);
+  return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body);
+}
+
+/** The signed-in user, and a CSRF token for the page's forms and scripts. */
+function pageContext(request: FastifyRequest, reply: FastifyReply): PageContext {
+  const principal = request.principal;
+  if (principal?.kind !== 'user') return ANONYMOUS_PAGE;
+  return { user: { name: principal.name, role: principal.role }, csrfToken: reply.generateCsrf() };
 }
 
 export function portalRoutes(app: FastifyInstance): void {
   const portal = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
   const cached = 'private, max-age=86400';
-  portal.get('/', { schema: { hide: true } }, (_request, reply) => html(reply, uploadPage(service.manifest)));
+  portal.get('/', { schema: { hide: true } }, (request, reply) =>
+    html(reply, uploadPage(pageContext(request, reply), service.manifest)),
+  );
   portal.post(
     '/portal/predictions',
-    { schema: { hide: true, consumes: UPLOAD_CONSUMES, querystring: UPLOAD_QUERY } },
+    {
+      schema: { hide: true, consumes: UPLOAD_CONSUMES, querystring: UPLOAD_QUERY },
+      config: { access: 'pathologist', audit: 'prediction.create' },
+    },
     async (request, reply) => {
       const record = await service.predict(await readImageUpload(request, request.query), clientOf(request));
+      request.auditCase = record.id;
       return reply.code(201).send({ id: record.id, predicted: record.result.predicted });
     },
   );
   portal.get(
     '/cases',
-    {
-      schema: {
-        hide: true,
-        querystring: CASES_QUERY,
-      },
-    },
+    { schema: { hide: true, querystring: CASES_QUERY }, config: { audit: 'cases.list' } },
     async (request, reply) => {
       const { page, q } = request.query;
       const { total, items } = await service.store.predictions.list({
@@ -62,46 +75,82 @@ export function portalRoutes(app: FastifyInstance): void {
         offset: (page - 1) * HISTORY_PAGE_SIZE,
         ...(q ? { query: q } : {}),
       });
-      return html(reply, historyPage(items, total, page, HISTORY_PAGE_SIZE, q));
+      return html(reply, historyPage(pageContext(request, reply), items, total, page, HISTORY_PAGE_SIZE, q));
     },
   );
-  portal.get('/cases/:id', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
-    const record = await service.find(request.params.id);
-    return html(
-      reply,
-      resultPage(record, service.manifest, service.store.predictions.imagePath(record) !== null),
-    );
-  });
+  portal.get(
+    '/cases/:id',
+    { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'prediction.read' } },
+    async (request, reply) => {
+      const record = await service.find(request.params.id);
+      const hasImage = service.store.predictions.imagePath(record) !== null;
+      return html(reply, resultPage(pageContext(request, reply), record, service.manifest, hasImage));
+    },
+  );
   portal.get(
     '/cases/:id/image.png',
-    { schema: { hide: true, params: ID_PARAMS } },
+    { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'image.read' } },
     async (request, reply) => {
       const record = await service.find(request.params.id);
       const png = await encodePng(await service.imageOf(record));
       return reply.type('image/png').header('cache-control', cached).send(png);
     },
   );
-  portal.get('/slides', { schema: { hide: true } }, async (_request, reply) =>
-    html(reply, slideListPage((await service.slides.list(50, 0)).items.map(viewed))),
-  );
-  portal.get('/slides/:id', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) =>
-    html(reply, slideViewerPage(viewed(await service.findSlideJob(request.params.id)), service.manifest)),
-  );
-  portal.get('/cases/:id/viewer', { schema: { hide: true, params: ID_PARAMS } }, async (request, reply) => {
-    const record = await service.find(request.params.id);
-    service.imageFileOf(record);
-    return html(reply, fieldViewerPage(record, service.manifest));
-  });
-  slideImageRoutes(app, { hide: true });
   portal.get(
     '/cases/:id/overlay.png',
-    { schema: { hide: true, params: ID_PARAMS } },
+    { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'heatmap.read' } },
     async (request, reply) => {
       const record = await service.find(request.params.id);
       return reply
         .type('image/png')
         .header('cache-control', cached)
         .send(await overlayPng(record.result.grid));
+    },
+  );
+  portal.get(
+    '/cases/:id/viewer',
+    { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'viewer.open' } },
+    async (request, reply) => {
+      const record = await service.find(request.params.id);
+      service.imageFileOf(record);
+      return html(reply, fieldViewerPage(pageContext(request, reply), record, service.manifest));
+    },
+  );
+  portal.get(
+    '/slides',
+    { schema: { hide: true }, config: { audit: 'slides.list' } },
+    async (request, reply) =>
+      html(
+        reply,
+        slideListPage(pageContext(request, reply), (await service.slides.list(50, 0)).items.map(viewed)),
+      ),
+  );
+  portal.get(
+    '/slides/:id',
+    { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'slide.view' } },
+    async (request, reply) =>
+      html(
+        reply,
+        slideViewerPage(
+          pageContext(request, reply),
+          viewed(await service.findSlideJob(request.params.id)),
+          service.manifest,
+        ),
+      ),
+  );
+  slideImageRoutes(app, { hide: true });
+  portal.get(
+    '/admin/audit',
+    { schema: { hide: true, querystring: AUDIT_QUERY }, config: { access: 'admin', audit: 'audit.read' } },
+    async (request, reply) => {
+      const { user, case: caseId, since } = request.query;
+      const entries = await service.store.audit.list({
+        ...(user ? { actor: user } : {}),
+        ...(caseId ? { caseId } : {}),
+        ...(since ? { since } : {}),
+        limit: 500,
+      });
+      return html(reply, auditPage(pageContext(request, reply), entries, { user, case: caseId, since }));
     },
   );
 }

@@ -1,11 +1,13 @@
 /**
- * The pathologist's portal: server-rendered pages with a little inline script, everything served
- * by this server (no CDN), usable by keyboard and screen reader.
+ * The pathologist's portal: server-rendered pages, their scripts served as files from
+ * assets/portal (no inline script, so the Content-Security-Policy allows only this server's own),
+ * everything served by this server (no CDN), usable by keyboard and screen reader.
  */
 import { escapeHtml } from '../html.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
 import type { ModelManifest } from '../model/package.js';
+import type { AuditEntry } from '../store/audit.js';
 import type { PredictionRecord } from '../store/predictions.js';
 
 const STYLE = `
@@ -30,17 +32,45 @@ progress{width:100%;height:1rem}.error{color:#b00020;font-weight:600}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #e3e6eb;padding:.4rem .5rem;text-align:left}
 .legend span{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin:0 .3rem 0 .8rem;vertical-align:middle}
 .pager{display:flex;gap:1rem;margin-top:1rem}.muted{color:#5b6575}
+header nav{display:flex;gap:.5rem;align-items:center;flex-wrap:wrap}.who{margin-left:1.5rem}.logout{display:inline;margin:0}.logout button{padding:.2rem .6rem}
 `;
 
-function layout(title: string, body: string, script = '', head = ''): string {
+/** Who is looking at a page, and the token its forms and scripts send back. */
+export interface PageContext {
+  user: { name: string; role: string } | null;
+  csrfToken: string | null;
+}
+
+export const ANONYMOUS_PAGE: PageContext = { user: null, csrfToken: null };
+
+/** Data a page script reads, in a JSON block (never executed, so the CSP has nothing to allow). */
+function jsonBlock(id: string, value: unknown): string {
+  return `<script type="application/json" id="${id}">${JSON.stringify(value).replace(/</g, '\\u003c')}</script>`;
+}
+
+function signedIn(ctx: PageContext): string {
+  if (!ctx.user) return '';
+  const audit = ctx.user.role === 'admin' ? ' &nbsp; <a href="/admin/audit">Audit</a>' : '';
+  return `${audit}<span class="who">Signed in as <strong id="signed-in">${escapeHtml(ctx.user.name)}</strong> (${escapeHtml(ctx.user.role)})</span>
+<form method="post" action="/logout" class="logout"><input type="hidden" name="_csrf" value="${escapeHtml(ctx.csrfToken ?? '')}"><button type="submit">Sign out</button></form>`;
+}
+
+function layout(
+  ctx: PageContext,
+  title: string,
+  body: string,
+  options: { scripts?: string[]; head?: string } = {},
+): string {
+  const scripts = (options.scripts ?? []).map((src) => `<script src="${src}"></script>`).join('');
+  const csrf = ctx.csrfToken ? `<meta name="csrf-token" content="${escapeHtml(ctx.csrfToken)}">` : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)} · pathotype</title><style>${STYLE}</style>${head}</head>
-<body><header><span class="brand">pathotype</span><nav aria-label="Main"><a href="/">Upload</a> &nbsp; <a href="/cases">History</a> &nbsp; <a href="/slides">Slides</a> &nbsp; <a href="/docs">API</a></nav></header>
+<title>${escapeHtml(title)} · pathotype</title><style>${STYLE}</style>${csrf}${options.head ?? ''}</head>
+<body><header><span class="brand">pathotype</span><nav aria-label="Main"><a href="/">Upload</a> &nbsp; <a href="/cases">History</a> &nbsp; <a href="/slides">Slides</a> &nbsp; <a href="/docs">API</a>${signedIn(ctx)}</nav></header>
 <main>
 <p class="notice" role="note"><strong>Research use only, not for diagnosis.</strong> Results come from a machine-learning model and must not guide patient care.</p>
 ${body}
-</main>${script ? `<script>${script}</script>` : ''}</body></html>`;
+</main>${scripts}</body></html>`;
 }
 
 interface CrossValidationFigures {
@@ -78,39 +108,9 @@ function modelSummary(manifest: ModelManifest): string {
   }`;
 }
 
-const UPLOAD_SCRIPT = `
-const drop = document.getElementById('drop');
-const input = document.getElementById('file');
-const status = document.getElementById('status');
-const bar = document.getElementById('progress');
-function send(file) {
-  if (!file) return;
-  const form = new FormData();
-  form.append('image', file, file.name);
-  const xhr = new XMLHttpRequest();
-  xhr.open('POST', '/portal/predictions');
-  bar.hidden = false; bar.value = 0;
-  status.className = ''; status.textContent = 'Uploading ' + file.name + '…';
-  xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total * 100; };
-  xhr.upload.onload = () => { bar.removeAttribute('value'); status.textContent = 'Classifying ' + file.name + '…'; };
-  xhr.onload = () => {
-    let body = {};
-    try { body = JSON.parse(xhr.responseText); } catch (e) {}
-    if (xhr.status === 201 && body.id) { status.textContent = 'Done.'; location.href = '/cases/' + encodeURIComponent(body.id); return; }
-    bar.hidden = true; status.className = 'error';
-    status.textContent = (body.error && body.error.message) || ('Upload failed (HTTP ' + xhr.status + ')');
-  };
-  xhr.onerror = () => { bar.hidden = true; status.className = 'error'; status.textContent = 'The server could not be reached.'; };
-  xhr.send(form);
-}
-input.addEventListener('change', () => send(input.files[0]));
-for (const type of ['dragenter', 'dragover']) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add('over'); });
-for (const type of ['dragleave', 'drop']) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.remove('over'); });
-drop.addEventListener('drop', (e) => send(e.dataTransfer.files[0]));
-`;
-
-export function uploadPage(manifest: ModelManifest): string {
+export function uploadPage(ctx: PageContext, manifest: ModelManifest): string {
   return layout(
+    ctx,
     'Upload',
     `<h1>Classify an H&amp;E image</h1>
 <div class="panel">
@@ -123,17 +123,16 @@ export function uploadPage(manifest: ModelManifest): string {
 <p id="status" role="status" aria-live="polite"></p>
 </div>
 <p class="muted">Model: ${modelSummary(manifest)}</p>`,
-    UPLOAD_SCRIPT,
+    { scripts: ['/static/portal/upload.js'] },
   );
 }
 
-const RESULT_SCRIPT = `
-const toggle = document.getElementById('toggle');
-const overlay = document.getElementById('overlay');
-toggle.addEventListener('change', () => { overlay.hidden = !toggle.checked; });
-`;
-
-export function resultPage(record: PredictionRecord, manifest: ModelManifest, hasImage: boolean): string {
+export function resultPage(
+  ctx: PageContext,
+  record: PredictionRecord,
+  manifest: ModelManifest,
+  hasImage: boolean,
+): string {
   const r = record.result;
   const bars = manifest.classes
     .map((c, k) => {
@@ -155,16 +154,17 @@ export function resultPage(record: PredictionRecord, manifest: ModelManifest, ha
 <p><a href="/cases/${encodeURIComponent(record.id)}/viewer">Open in the zoomable viewer</a></p>`
     : '<p class="muted">The image was not kept on the server, so it cannot be shown.</p>';
   return layout(
-    `${record.fileName}: ${(r.status ?? 'answered') === 'uncertain' ? 'uncertain' : r.predicted}`,
+    ctx,
+    `${record.fileName}: ${r.status === 'uncertain' ? 'uncertain' : r.predicted}`,
     `<h1>${escapeHtml(record.fileName)}</h1>
 <div class="result">
 <section class="panel" aria-label="Image">${figure}</section>
 <section class="panel" aria-label="Classification">
 ${
-  (r.status ?? 'answered') === 'uncertain'
+  r.status === 'uncertain'
     ? `<p class="muted">Result</p>
 <p class="big" id="predicted" data-status="uncertain">Uncertain: refer to a pathologist</p>
-<p id="uncertain-detail">The model leans to ${escapeHtml(r.predicted)} with ${pct(r.confidence ?? 0)} calibrated confidence, ${
+<p id="uncertain-detail">The model leans to ${escapeHtml(r.predicted)} with ${pct(r.confidence)} calibrated confidence, ${
         (r.threshold ?? 0) > 1
           ? 'but it answers no image: in cross-validation on patients it had not seen, no confidence level made it accurate enough to answer.'
           : `below the ${pct(r.threshold ?? 0)} it needs to answer.`
@@ -184,11 +184,12 @@ ${
 </tbody></table>
 <p><a href="/api/v1/predictions/${encodeURIComponent(record.id)}">Result as JSON</a></p>
 </section></div>`,
-    hasImage ? RESULT_SCRIPT : '',
+    { scripts: hasImage ? ['/static/portal/result.js'] : [] },
   );
 }
 
 export function historyPage(
+  ctx: PageContext,
   items: PredictionRecord[],
   total: number,
   page: number,
@@ -198,13 +199,14 @@ export function historyPage(
   const rows = items
     .map(
       (r) =>
-        `<tr><td><a href="/cases/${encodeURIComponent(r.id)}">${escapeHtml(r.fileName)}</a></td><td>${(r.result.status ?? 'answered') === 'uncertain' ? `uncertain (leans ${escapeHtml(r.result.predicted)})` : escapeHtml(r.result.predicted)}</td><td>${pct(r.result.voteShares[r.result.predicted] ?? 0)}</td><td>${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.id.slice(0, 8))}</code></td></tr>`,
+        `<tr><td><a href="/cases/${encodeURIComponent(r.id)}">${escapeHtml(r.fileName)}</a></td><td>${r.result.status === 'uncertain' ? `uncertain (leans ${escapeHtml(r.result.predicted)})` : escapeHtml(r.result.predicted)}</td><td>${pct(r.result.voteShares[r.result.predicted] ?? 0)}</td><td>${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.id.slice(0, 8))}</code></td></tr>`,
     )
     .join('');
   const pages = Math.max(1, Math.ceil(total / pageSize));
   const link = (p: number, text: string): string =>
     `<a class="button" href="/cases?page=${p}${query ? `&q=${encodeURIComponent(query)}` : ''}">${text}</a>`;
   return layout(
+    ctx,
     'History',
     `<h1>Past cases</h1>
 <form class="panel" role="search" method="get" action="/cases">
@@ -220,8 +222,9 @@ export function historyPage(
   );
 }
 
-export function errorPage(status: number, message: string): string {
+export function errorPage(ctx: PageContext, status: number, message: string): string {
   return layout(
+    ctx,
     `Error ${status}`,
     `<h1>Error ${status}</h1><p class="error">${escapeHtml(message)}</p><p><a href="/">Back to the upload page</a></p>`,
   );
@@ -247,16 +250,19 @@ export interface ViewedSlide {
  * on top (toggle, opacity), its legend, and the answer beside it. `base` and `overlay` are
  * OpenSeadragon tile sources: Deep Zoom for slides, simple images for fields.
  */
-function zoomViewer(options: {
-  title: string;
-  base: unknown;
-  overlay: unknown;
-  answer: string;
-  status: string;
-  legend: string;
-  /** Reload until the job is done. */
-  waiting: boolean;
-}): string {
+function zoomViewer(
+  ctx: PageContext,
+  options: {
+    title: string;
+    base: unknown;
+    overlay: unknown;
+    answer: string;
+    status: string;
+    legend: string;
+    /** Reload until the job is done. */
+    waiting: boolean;
+  },
+): string {
   const body = `<h1>${escapeHtml(options.title)}</h1>
 <div class="result"><div>
 <div id="viewer" role="img" aria-label="Zoomable image with its class overlay" style="width:100%;height:620px;background:#20242c;border-radius:8px"></div>
@@ -264,29 +270,13 @@ function zoomViewer(options: {
 &nbsp; <label>Opacity <input type="range" id="opacity" min="0" max="100" value="60"></label></p>
 <p class="legend" aria-label="Legend">${options.legend}</p>
 </div><div class="panel" id="answer" data-status="${escapeHtml(options.status)}">${options.answer}</div></div>`;
-  const script = `
-const viewer = OpenSeadragon({ id: 'viewer', prefixUrl: '/static/openseadragon/images/', tileSources: ${JSON.stringify(options.base)},
-  showNavigator: true, maxZoomPixelRatio: 2, drawer: 'canvas' });
-window.pathotypeViewer = viewer;
-const show = document.getElementById('show-overlay');
-const opacity = document.getElementById('opacity');
-const apply = () => { if (window.pathotypeOverlay) window.pathotypeOverlay.setOpacity(show.checked ? opacity.value / 100 : 0); };
-show.addEventListener('change', apply);
-opacity.addEventListener('input', apply);
-const overlay = ${JSON.stringify(options.overlay)};
-viewer.addHandler('open', () => {
-  if (!overlay) return;
-  // The overlay covers the whole image at its own resolution: stretched to the image's width.
-  viewer.addTiledImage({ tileSource: overlay, x: 0, y: 0, width: 1, opacity: 0.6,
-    success: (e) => { window.pathotypeOverlay = e.item; apply(); } });
-});
-if (${JSON.stringify(options.waiting)}) setTimeout(() => location.reload(), 2000);
-`;
   return layout(
+    ctx,
     options.title,
-    body,
-    script,
-    '<script src="/static/openseadragon/openseadragon.min.js"></script>',
+    `${body}${jsonBlock('viewer-options', { base: options.base, overlay: options.overlay, waiting: options.waiting })}`,
+    {
+      scripts: ['/static/openseadragon/openseadragon.min.js', '/static/portal/viewer.js'],
+    },
   );
 }
 
@@ -306,7 +296,7 @@ function voteBars(manifest: ModelManifest, shares: Record<string, number>): stri
 }
 
 /** A slide in the zoomable viewer: its Deep Zoom tiles, the overlay once the job is done. */
-export function slideViewerPage(job: ViewedSlide, manifest: ModelManifest): string {
+export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: ModelManifest): string {
   const r = job.result;
   const answer = r
     ? `<p class="big" id="predicted">${escapeHtml(r.status === 'uncertain' ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
@@ -316,7 +306,7 @@ export function slideViewerPage(job: ViewedSlide, manifest: ModelManifest): stri
       ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
       : `<p id="progress-text">${escapeHtml(job.status)}: ${job.progress.done} of ${job.progress.total || '?'} tiles</p><progress id="progress" max="${job.progress.total || 1}" value="${job.progress.done}"></progress>`;
   const id = encodeURIComponent(job.id);
-  return zoomViewer({
+  return zoomViewer(ctx, {
     title: job.fileName,
     base: `/slides/${id}/slide.dzi`,
     overlay: job.status === 'done' ? `/slides/${id}/heatmap.dzi` : null,
@@ -328,11 +318,11 @@ export function slideViewerPage(job: ViewedSlide, manifest: ModelManifest): stri
 }
 
 /** A field image (a 1388x1040 upload) in the same viewer, with its patch overlay. */
-export function fieldViewerPage(record: PredictionRecord, manifest: ModelManifest): string {
+export function fieldViewerPage(ctx: PageContext, record: PredictionRecord, manifest: ModelManifest): string {
   const r = record.result;
   const id = encodeURIComponent(record.id);
-  const uncertain = (r.status ?? 'answered') === 'uncertain';
-  return zoomViewer({
+  const uncertain = r.status === 'uncertain';
+  return zoomViewer(ctx, {
     title: record.fileName,
     base: { type: 'image', url: `/cases/${id}/image.png` },
     overlay: { type: 'image', url: `/cases/${id}/overlay.png` },
@@ -345,7 +335,7 @@ export function fieldViewerPage(record: PredictionRecord, manifest: ModelManifes
 }
 
 /** The slide jobs, newest first. */
-export function slideListPage(jobs: readonly ViewedSlide[]): string {
+export function slideListPage(ctx: PageContext, jobs: readonly ViewedSlide[]): string {
   const rows = jobs
     .map(
       (j) =>
@@ -353,8 +343,54 @@ export function slideListPage(jobs: readonly ViewedSlide[]): string {
     )
     .join('');
   return layout(
+    ctx,
     'Slides',
     `<h1>Slides</h1><p class="muted">Slides are submitted through the REST API (POST /api/v1/slides) or QuPath (integrations/qupath).</p>
 <table><thead><tr><th scope="col">Slide</th><th scope="col">Status</th><th scope="col">Answer</th></tr></thead><tbody>${rows}</tbody></table>`,
+  );
+}
+
+/** The sign-in page: the one page open to everyone on a protected server. */
+export function loginPage(options: { next: string; error?: string; name?: string }): string {
+  const error = options.error
+    ? `<p class="error" role="alert" id="login-error">${escapeHtml(options.error)}</p>`
+    : '';
+  return layout(
+    ANONYMOUS_PAGE,
+    'Sign in',
+    `<h1>Sign in</h1>
+<form class="panel" method="post" action="/login">
+${error}
+<input type="hidden" name="next" value="${escapeHtml(options.next)}">
+<p><label for="name">User name</label><br><input id="name" name="name" autocomplete="username" required maxlength="64" value="${escapeHtml(options.name ?? '')}"></p>
+<p><label for="password">Password</label><br><input id="password" name="password" type="password" autocomplete="current-password" required maxlength="256"></p>
+<p><button type="submit" id="sign-in">Sign in</button></p>
+</form>`,
+  );
+}
+
+/** The audit as an admin reads it: newest first, filtered by user, case and time. */
+export function auditPage(
+  ctx: PageContext,
+  entries: readonly AuditEntry[],
+  filter: { user: string; case: string; since: string },
+): string {
+  const rows = entries
+    .map(
+      (e) =>
+        `<tr><td>${escapeHtml(e.at.replace('T', ' ').slice(0, 19))}</td><td>${escapeHtml(e.actor)} <span class="muted">(${escapeHtml(e.actorKind)})</span></td><td>${escapeHtml(e.action)}</td><td>${e.caseId ? `<code>${escapeHtml(e.caseId.slice(0, 8))}</code>` : ''}</td><td>${e.status}</td><td>${escapeHtml(e.address)}</td></tr>`,
+    )
+    .join('');
+  return layout(
+    ctx,
+    'Audit',
+    `<h1>Audit</h1>
+<form class="panel" method="get" action="/admin/audit" role="search">
+<label>User <input name="user" value="${escapeHtml(filter.user)}"></label>
+<label>Case <input name="case" value="${escapeHtml(filter.case)}"></label>
+<label>Since <input name="since" value="${escapeHtml(filter.since)}" placeholder="2026-12-01T00:00"></label>
+<button type="submit">Filter</button></form>
+<div class="panel"><table><thead><tr><th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Case</th><th scope="col">Status</th><th scope="col">From</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="6">Nothing recorded.</td></tr>'}</tbody></table></div>`,
   );
 }

@@ -278,3 +278,32 @@ export function listOf<T extends object>(items: T) {
     properties: { total: { type: 'integer' }, items: { type: 'array', items } },
   } as const;
 }
+
+/** The sign-in form (urlencoded), bounded so a huge name or password is refused unread. */
+export const LOGIN_BODY = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 64 },
+    password: { type: 'string', minLength: 1, maxLength: 256 },
+    next: { type: 'string', maxLength: 2000 },
+  },
+  required: ['name', 'password'],
+  additionalProperties: false,
+} as const;
+
+export const LOGIN_QUERY = {
+  type: 'object',
+  properties: { next: { type: 'string', maxLength: 2000 } },
+  additionalProperties: false,
+} as const;
+
+export const AUDIT_QUERY = {
+  type: 'object',
+  properties: {
+    user: { type: 'string', maxLength: 120, default: '' },
+    case: { type: 'string', maxLength: 64, default: '' },
+    since: { type: 'string', maxLength: 40, default: '' },
+  },
+  required: ['user', 'case', 'since'],
+  additionalProperties: false,
+} as const;

@@ -32,10 +32,6 @@ declare module 'fastify' {
   interface FastifyInstance {
     pathotype: PredictionService;
   }
-  interface FastifyRequest {
-    /** The API key that authenticated the request; null without keys. */
-    keyId: string | null;
-  }
 }
 
 /** name@version: what records, jobs and the API call a model. */

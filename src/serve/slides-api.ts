@@ -12,7 +12,6 @@ import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-
 
 import { slideGeoJson } from '../predict/slide-geojson.js';
 import { deepZoomTile, deepZoomXml } from '../slide/deep-zoom.js';
-import { apiKeyHook } from './auth.js';
 import {
   ERROR_SCHEMA,
   ID_PARAMS,
@@ -30,7 +29,6 @@ export function slidesApi(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
   const jobs = service.slides;
-  api.addHook('onRequest', apiKeyHook(service.store.keys));
 
   api.post(
     '/slides',
@@ -45,12 +43,14 @@ export function slidesApi(app: FastifyInstance): void {
         body: SLIDE_SUBMIT_BODY,
         response: { 202: SLIDE_JOB_SCHEMA, '4xx': ERROR_SCHEMA },
       },
+      config: { access: 'pathologist', audit: 'slide.create' },
     },
     async (request, reply) => {
       // The JSON body has been checked against SLIDE_SUBMIT_BODY; a multipart one is streamed.
       const body = request.isMultipart() ? undefined : (request.body as SlidePathBody | undefined);
       const submission = await readSlideSubmission(request, body, service.limits.slideMaxBytes);
       const job = await service.submitSlide(submission, request.query.slideMpp ?? null);
+      request.auditCase = job.id;
       return reply.code(202).header('location', `/api/v1/slides/${job.id}`).send(publicSlideJob(job));
     },
   );
@@ -65,6 +65,7 @@ export function slidesApi(app: FastifyInstance): void {
         querystring: PAGE_QUERY,
         response: { 200: listOf(SLIDE_JOB_SCHEMA), '4xx': ERROR_SCHEMA },
       },
+      config: { audit: 'slides.list' },
     },
     async (request) => {
       const { total, items } = await jobs.list(request.query.limit, request.query.offset);
@@ -82,6 +83,7 @@ export function slidesApi(app: FastifyInstance): void {
         params: ID_PARAMS,
         response: { 200: SLIDE_JOB_SCHEMA, '4xx': ERROR_SCHEMA },
       },
+      config: { audit: 'slide.read' },
     },
     async (request) => publicSlideJob(await service.findSlideJob(request.params.id)),
   );
@@ -98,6 +100,7 @@ export function slidesApi(app: FastifyInstance): void {
         produces: ['application/geo+json'],
         response: { 200: { description: 'a GeoJSON FeatureCollection' }, '4xx': ERROR_SCHEMA },
       },
+      config: { audit: 'slide.geojson' },
     },
     async (request, reply) =>
       reply
@@ -110,8 +113,7 @@ export function slidesApi(app: FastifyInstance): void {
 
 /**
  * The images of a slide job: the slide and its overlay as Deep Zoom, and the overlay as one PNG.
- * Registered in the REST API (behind its keys) and for the portal's viewer, which OpenSeadragon
- * loads without a key.
+ * Registered in the REST API and for the portal's viewer (on its session).
  */
 export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean }): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
@@ -131,6 +133,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         produces: ['image/png'],
         response: { 200: { description: 'PNG' }, '4xx': ERROR_SCHEMA },
       },
+      config: { audit: 'slide.heatmap' },
     },
     async (request, reply) =>
       reply.type('image/png').send(createReadStream(await jobFile(request.params.id, 'heatmap.png'))),
@@ -146,6 +149,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         security: [{ apiKey: [] }],
         params: ID_PARAMS,
       },
+      config: { audit: 'slide.heatmap' },
     },
     async (request, reply) =>
       reply.type('application/xml').send(createReadStream(await jobFile(request.params.id, 'heatmap.dzi'))),
@@ -153,7 +157,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
 
   api.get(
     '/slides/:id/heatmap_files/:level/:tile',
-    { schema: { hide: true, params: TILE_PARAMS } },
+    { schema: { hide: true, params: TILE_PARAMS }, config: { audit: 'slide.heatmap' } },
     async (request, reply) => {
       const { id, level, tile } = request.params;
       return reply
@@ -177,6 +181,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         security: [{ apiKey: [] }],
         params: ID_PARAMS,
       },
+      config: { audit: 'slide.tile' },
     },
     async (request, reply) => {
       const slide = await service.openSlide(request.params.id);
@@ -186,7 +191,7 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
 
   api.get(
     '/slides/:id/slide_files/:level/:tile',
-    { schema: { hide: true, params: TILE_PARAMS } },
+    { schema: { hide: true, params: TILE_PARAMS }, config: { audit: 'slide.tile' } },
     async (request, reply) => {
       const { id, level, tile } = request.params;
       const [col, row] = tile

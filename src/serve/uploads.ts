@@ -10,7 +10,13 @@ import { PathotypeError } from '../errors.js';
 import type { Client, ImageUpload, SlideSubmission } from './service.js';
 
 export function clientOf(request: FastifyRequest): Client {
-  return { address: request.ip, userAgent: request.headers['user-agent'] ?? '', keyId: request.keyId };
+  const principal = request.principal;
+  return {
+    address: request.ip,
+    userAgent: (request.headers['user-agent'] ?? '').slice(0, 300),
+    keyId: principal?.kind === 'key' ? principal.id : null,
+    user: principal?.name ?? 'anonymous',
+  };
 }
 
 /** The image of a multipart form (its one file) or of a raw image/* body. */

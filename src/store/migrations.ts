@@ -31,6 +31,8 @@ export interface Migration {
   /** Statements in neutral types; `columns` adds columns that older files may lack. */
   sql?: string;
   columns?: { table: string; column: string; definition: string }[];
+  /** Statements only one dialect needs (triggers are written differently). */
+  dialectSql?: Partial<Record<Dialect, string>>;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -98,6 +100,68 @@ CREATE INDEX IF NOT EXISTS slide_jobs_created ON slide_jobs (created_at);`,
       { table: 'slide_jobs', column: 'attempts', definition: 'INTEGER NOT NULL DEFAULT 0' },
     ],
   },
+  {
+    version: 4,
+    name: '004_access',
+    sql: `
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  role TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  created_at TIME NOT NULL,
+  password_changed_at TIME NOT NULL,
+  disabled_at TIME,
+  failed_logins INTEGER NOT NULL DEFAULT 0,
+  locked_until TIME
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  data JSON NOT NULL,
+  expires_at TIME NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_limits (
+  key TEXT PRIMARY KEY,
+  hits INTEGER NOT NULL,
+  reset_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+  id TEXT PRIMARY KEY,
+  at TIME NOT NULL,
+  actor TEXT NOT NULL,
+  actor_kind TEXT NOT NULL,
+  action TEXT NOT NULL,
+  case_id TEXT,
+  target TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  address TEXT NOT NULL,
+  user_agent TEXT NOT NULL,
+  seq SERIAL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_case ON audit (case_id);
+INSERT INTO settings (name, value) SELECT 'protected', 'keys' WHERE EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL);`,
+    columns: [
+      { table: 'api_keys', column: 'user_id', definition: 'TEXT' },
+      { table: 'api_keys', column: 'role', definition: 'TEXT' },
+      { table: 'api_keys', column: 'expires_at', definition: 'TIME' },
+    ],
+    // The audit is append-only: the database itself refuses to change or remove a row.
+    dialectSql: {
+      sqlite: `
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END;`,
+      postgres: `
+CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION 'the audit is append-only'; END; $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS audit_no_change ON audit;
+CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only();`,
+    },
+  },
 ];
 
 /** What a database must offer to be migrated: statements in one transaction, and its columns. */
@@ -118,6 +182,8 @@ export async function migrate(target: MigrationTarget): Promise<void> {
       if (!(await target.columnsOf(table)).has(column))
         statements.push(`ALTER TABLE ${table} ADD COLUMN ${column} ${translate(definition, target.dialect)}`);
     }
+    const own = migration.dialectSql?.[target.dialect];
+    if (own) statements.push(own);
     await target.apply(migration, statements);
   }
 }

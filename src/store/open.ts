@@ -6,12 +6,15 @@ import path from 'node:path';
 
 import { ConfigError } from '../errors.js';
 import type { Database } from './database.js';
+import { AuditLog } from './audit.js';
 import { KeyStore } from './keys.js';
 import { PostgresDatabase } from './postgres.js';
 import { PredictionStore } from './predictions.js';
 import { SharedSlideQueue, type SharedQueueOptions } from './shared-slide-queue.js';
 import { LocalSlideQueue, type SlideExecutor, type SlideQueue } from './slide-jobs.js';
+import { Settings } from './settings.js';
 import { SqliteDatabase } from './sqlite.js';
+import { UserStore } from './users.js';
 
 /** The embedded database's file in a server's data folder. */
 export const SQLITE_FILE = 'serve.sqlite';
@@ -20,11 +23,17 @@ export class ServerStore {
   readonly db: Database;
   readonly predictions: PredictionStore;
   readonly keys: KeyStore;
+  readonly users: UserStore;
+  readonly settings: Settings;
+  readonly audit: AuditLog;
 
   constructor(db: Database, dataDir: string) {
     this.db = db;
     this.predictions = new PredictionStore(db, path.join(dataDir, 'uploads'));
     this.keys = new KeyStore(db);
+    this.users = new UserStore(db);
+    this.settings = new Settings(db);
+    this.audit = new AuditLog(db);
   }
 
   /** The slide queue on this database: run here, or shared with the deployment through pg-boss. */

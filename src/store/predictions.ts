@@ -24,7 +24,8 @@ export interface PredictionRecord {
   modelVersion: number;
   result: ImagePrediction;
   timings: { totalMs: number; queueMs: number; preprocessMs: number; inferenceMs: number };
-  client: { address: string; userAgent: string; keyId: string | null };
+  /** Who asked: address and browser, the key's id when a key did, and the user or key by name. */
+  client: { address: string; userAgent: string; keyId: string | null; user?: string };
   imageFile: string | null;
 }
 

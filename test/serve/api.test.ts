@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
-import { pngHeaderClaiming } from '../fixtures.js';
+import { pngHeaderClaiming, tempDir } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
 
 function multipart(
@@ -225,41 +225,43 @@ describe('REST API', () => {
     assert.equal((await server.app.inject('/healthz')).statusCode, 200, 'still up');
   });
 
-  it('requires a valid API key once keys exist, and accepts revoked ones no more', async () => {
-    const { key, record } = await server.store.keys.create('viewer');
+  it('requires a valid API key once keys exist, and stays closed when the last one is revoked', async () => {
+    const fixture = await trainedPackage();
+    const closed = await buildServer({ modelDir: fixture.modelDir, dataDir: tempDir() });
+    const { key, record } = await closed.store.keys.create({ name: 'viewer', role: 'viewer' });
     try {
-      assert.equal((await server.app.inject('/api/v1/models')).statusCode, 401);
+      assert.equal((await closed.app.inject('/api/v1/models')).statusCode, 401);
       assert.equal(
-        (await server.app.inject({ url: '/api/v1/models', headers: { authorization: 'Bearer wrong' } }))
+        (await closed.app.inject({ url: '/api/v1/models', headers: { authorization: 'Bearer wrong' } }))
           .statusCode,
         401,
       );
       assert.equal(
-        (await server.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
+        (await closed.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
           .statusCode,
         200,
       );
       assert.equal(
-        (await server.app.inject({ url: '/api/v1/models', headers: { 'x-api-key': key } })).statusCode,
+        (await closed.app.inject({ url: '/api/v1/models', headers: { 'x-api-key': key } })).statusCode,
         200,
       );
-      assert.equal((await server.app.inject('/healthz')).statusCode, 200, 'health needs no key');
-      const [stored] = await server.store.db.query<{ hash: string }>(
+      assert.equal((await closed.app.inject('/healthz')).statusCode, 200, 'health needs no key');
+      const [stored] = await closed.store.db.query<{ hash: string }>(
         'SELECT hash FROM api_keys WHERE id = ?',
         [record.id],
       );
       assert.ok(stored);
       assert.notEqual(stored.hash, key);
       assert.match(stored.hash, /^[0-9a-f]{64}$/);
-      await server.store.keys.revoke(record.id);
-      assert.equal(
-        (await server.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
-          .statusCode,
-        200,
-        'no active key: open again',
-      );
+      await closed.store.keys.revoke(record.id);
+      for (const headers of [{}, { authorization: `Bearer ${key}` }])
+        assert.equal(
+          (await closed.app.inject({ url: '/api/v1/models', headers })).statusCode,
+          401,
+          'no active key: still closed',
+        );
     } finally {
-      await server.store.keys.revoke(record.id);
+      await closed.app.close();
     }
   });
 

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 
 import { buildServer } from '../../src/serve/app.js';
+import { MIGRATIONS } from '../../src/store/migrations.js';
 import { openStore, type ServerStore } from '../../src/store/open.js';
 import type { PredictionRecord } from '../../src/store/predictions.js';
 import { tempDir } from '../fixtures.js';
@@ -59,9 +60,9 @@ async function exercise(server: ServerStore): Promise<void> {
   writeFileSync(path.join(store.uploadsDir, `${ids[1] ?? ''}.png`), 'png');
   assert.equal(store.imagePath(got), path.join(store.uploadsDir, `${ids[1] ?? ''}.png`));
 
-  assert.equal(await keys.required(), false);
-  const { key, record: created } = await keys.create('viewer');
-  assert.equal(await keys.required(), true);
+  assert.equal(await server.settings.isProtected(), false);
+  const { key, record: created } = await keys.create({ name: 'viewer', role: 'viewer' });
+  assert.equal(await server.settings.isProtected(), true);
   assert.equal((await keys.verify(key))?.id, created.id);
   assert.ok((await keys.list())[0]?.lastUsedAt);
   assert.equal(await keys.verify('pt_wrong'), undefined);
@@ -69,7 +70,7 @@ async function exercise(server: ServerStore): Promise<void> {
   assert.ok(revoked?.revokedAt);
   assert.equal((await keys.revoke(created.id))?.revokedAt, revoked.revokedAt, 'revoked once');
   assert.equal(await keys.verify(key), undefined);
-  assert.equal(await keys.required(), false);
+  assert.equal(await server.settings.isProtected(), true, 'revoking the last key leaves the server closed');
   assert.equal(await keys.revoke('nobody'), undefined);
 }
 
@@ -121,21 +122,25 @@ describe('record stores', () => {
     const options = { modelDir, dataDir, database: pg.url };
     const [a, b] = await Promise.all([buildServer(options), buildServer(options)]);
     try {
+      // The deployment is protected (the store test above made a key): a key made on one server
+      // opens both, and nothing answers without one.
+      const { key: writer } = await a.store.keys.create({ name: 'scanner', role: 'pathologist' });
+      const auth = { authorization: `Bearer ${writer}` };
       const png = readFileSync(path.join(images, 'BLOB/0.png'));
       const created = await a.app.inject({
         method: 'POST',
         url: '/api/v1/predictions?filename=shared.png',
         payload: png,
-        headers: { 'content-type': 'image/png' },
+        headers: { 'content-type': 'image/png', ...auth },
       });
       assert.equal(created.statusCode, 201, created.body);
       const id = created.json<{ id: string }>().id;
-      const seen = await b.app.inject(`/api/v1/predictions/${id}`);
+      const seen = await b.app.inject({ url: `/api/v1/predictions/${id}`, headers: auth });
       assert.equal(seen.statusCode, 200);
       assert.equal(seen.json<{ fileName: string }>().fileName, 'shared.png');
-      assert.equal((await b.app.inject(`/cases/${id}/image.png`)).statusCode, 200);
-      // A key made through one server guards both.
-      const { key } = await a.store.keys.create('viewer');
+      assert.equal((await b.app.inject({ url: `/cases/${id}/image.png`, headers: auth })).statusCode, 200);
+      assert.equal((await b.app.inject(`/cases/${id}/image.png`)).statusCode, 401);
+      const { key } = await a.store.keys.create({ name: 'viewer', role: 'viewer' });
       assert.equal((await b.app.inject('/api/v1/models')).statusCode, 401);
       assert.equal(
         (await b.app.inject({ url: '/api/v1/models', headers: { authorization: `Bearer ${key}` } }))
@@ -201,7 +206,10 @@ describe('record stores', () => {
       );
       assert.ok(columns.some((c) => c.name === 'attempts'));
       const versions = await store.db.query<{ version: number }>('SELECT version FROM schema_migrations');
-      assert.deepEqual(versions.map((v) => v.version).sort(), [1, 2, 3]);
+      assert.deepEqual(
+        versions.map((v) => v.version).sort(),
+        MIGRATIONS.map((m) => m.version),
+      );
     } finally {
       await store.close();
     }

@@ -1,0 +1,77 @@
+/**
+ * Signing in and out of the portal. A sign-in checks the password (the user store counts wrong
+ * ones and locks the account), starts a new session (a new id, so one planted before cannot be
+ * ridden) and returns to the page asked for; signing out ends the session on every server.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type {} from '@fastify/rate-limit';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
+
+import { PathotypeError } from '../errors.js';
+import { checkSameOrigin } from './access.js';
+import { loginPage } from './portal.js';
+import { LOGIN_BODY, LOGIN_QUERY } from './schemas.js';
+
+/** Where a sign-in may return to: a path on this server, never another site. */
+function safeNext(next: string | undefined): string {
+  return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
+}
+
+/** Sign-in attempts one address may make in a minute (the account itself locks after five wrong ones). */
+export const LOGIN_RATE = { max: 20, timeWindow: 60_000 } as const;
+
+export function loginRoutes(app: FastifyInstance): void {
+  const api = app.withTypeProvider<JsonSchemaToTsProvider>();
+  const { store } = app.pathotype;
+
+  api.get('/login', { schema: { hide: true, querystring: LOGIN_QUERY } }, (request, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(loginPage({ next: safeNext(request.query.next) })),
+  );
+
+  api.post(
+    '/login',
+    {
+      schema: { hide: true, body: LOGIN_BODY },
+      config: {
+        rateLimit: { ...LOGIN_RATE, keyGenerator: (request: FastifyRequest) => request.ip },
+        audit: 'login',
+      },
+    },
+    async (request, reply) => {
+      checkSameOrigin(request);
+      const { name, password } = request.body;
+      const next = safeNext(request.body.next);
+      try {
+        const user = await store.users.authenticate(name, password);
+        await request.session.regenerate();
+        const now = Date.now();
+        request.session.userId = user.id;
+        request.session.createdAt = now;
+        request.session.lastSeen = now;
+        request.principal = { kind: 'user', id: user.id, name: user.name, role: user.role };
+        return await reply.redirect(next, 303);
+      } catch (error) {
+        if (!(error instanceof PathotypeError) || !['ERR_LOGIN', 'ERR_LOCKED'].includes(error.code))
+          throw error;
+        request.principal = { kind: 'anonymous', id: null, name: name.slice(0, 64), role: 'viewer' };
+        return reply
+          .code(error.status)
+          .type('text/html; charset=utf-8')
+          .header('cache-control', 'no-store')
+          .send(loginPage({ next, error: error.message, name: name.slice(0, 64) }));
+      }
+    },
+  );
+
+  api.post(
+    '/logout',
+    { schema: { hide: true }, config: { access: 'viewer', audit: 'logout' } },
+    async (request, reply) => {
+      await request.session.destroy();
+      return reply.redirect('/login', 303);
+    },
+  );
+}
