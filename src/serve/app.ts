@@ -90,6 +90,55 @@ export interface PathotypeServer {
   routes: { method: string; url: string; access: string }[];
 }
 
+/** Body parsers, the OpenAPI document, and every route: the API, health, the portal and its files. */
+async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<void> {
+  const service = app.pathotype;
+  await app.register(multipart, { limits: { fileSize: maxBytes, files: 1, fields: 10 } });
+  for (const type of UPLOAD_CONSUMES.filter((t) => t !== 'multipart/form-data')) {
+    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: maxBytes }, (_req, body, done) => {
+      done(null, body);
+    });
+  }
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'pathotype',
+        version: service.manifest.software.pathotype,
+        description: 'Lymphoma subtype classification of H&E images. Research use only, not for diagnosis.',
+      },
+      components: {
+        securitySchemes: {
+          apiKey: {
+            type: 'http',
+            scheme: 'bearer',
+            description: "A key from 'pathotype keys create', when keys are configured",
+          },
+        },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(restApi, { prefix: '/api/v1' });
+  await app.register(slidesApi, { prefix: '/api/v1' });
+  await app.register(healthRoutes);
+  await app.register(portalRoutes);
+  await app.register(loginRoutes);
+  // The portal's page scripts: files, so the Content-Security-Policy allows no inline script.
+  await app.register(fastifyStatic, {
+    root: fileURLToPath(new URL('../../../assets/portal', import.meta.url)),
+    prefix: '/static/portal/',
+    decorateReply: false,
+    index: false,
+  });
+  // OpenSeadragon, served from its npm package: the viewer works without any CDN.
+  await app.register(fastifyStatic, {
+    root: path.dirname(createRequire(import.meta.url).resolve('openseadragon')),
+    prefix: '/static/openseadragon/',
+    decorateReply: false,
+    index: false,
+  });
+}
+
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
   const maxBytes = options.maxBytes ?? SERVE_DEFAULTS.maxMegabytes * 1024 * 1024;
   const maxPixels = options.maxPixels ?? SERVE_DEFAULTS.maxPixels;
@@ -149,50 +198,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     for (const method of [route.method].flat())
       routes.push({ method, url: route.url, access: route.config?.access ?? 'viewer' });
   });
-  await app.register(multipart, { limits: { fileSize: maxBytes, files: 1, fields: 10 } });
-  for (const type of UPLOAD_CONSUMES.filter((t) => t !== 'multipart/form-data')) {
-    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: maxBytes }, (_req, body, done) => {
-      done(null, body);
-    });
-  }
-  await app.register(swagger, {
-    openapi: {
-      info: {
-        title: 'pathotype',
-        version: service.manifest.software.pathotype,
-        description: 'Lymphoma subtype classification of H&E images. Research use only, not for diagnosis.',
-      },
-      components: {
-        securitySchemes: {
-          apiKey: {
-            type: 'http',
-            scheme: 'bearer',
-            description: "A key from 'pathotype keys create', when keys are configured",
-          },
-        },
-      },
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(restApi, { prefix: '/api/v1' });
-  await app.register(slidesApi, { prefix: '/api/v1' });
-  await app.register(healthRoutes);
-  await app.register(portalRoutes);
-  await app.register(loginRoutes);
-  // The portal's page scripts: files, so the Content-Security-Policy allows no inline script.
-  await app.register(fastifyStatic, {
-    root: fileURLToPath(new URL('../../../assets/portal', import.meta.url)),
-    prefix: '/static/portal/',
-    decorateReply: false,
-    index: false,
-  });
-  // OpenSeadragon, served from its npm package: the viewer works without any CDN.
-  await app.register(fastifyStatic, {
-    root: path.dirname(createRequire(import.meta.url).resolve('openseadragon')),
-    prefix: '/static/openseadragon/',
-    decorateReply: false,
-    index: false,
-  });
+  await registerRoutes(app, maxBytes);
 
   // Node's server.close() leaves a keep-alive socket open (up to keepAliveTimeout, 72 s) once
   // its in-flight response is done; answers sent while closing say `Connection: close` so the

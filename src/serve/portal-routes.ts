@@ -116,6 +116,13 @@ export function portalRoutes(app: FastifyInstance): void {
       return html(reply, fieldViewerPage(pageContext(request, reply), record, service.manifest));
     },
   );
+  slidePages(app);
+}
+
+/** The slide list, a slide in the viewer (with its images), and the admin's audit page. */
+function slidePages(app: FastifyInstance): void {
+  const portal = app.withTypeProvider<JsonSchemaToTsProvider>();
+  const service = app.pathotype;
   portal.get(
     '/slides',
     { schema: { hide: true }, config: { audit: 'slides.list' } },

@@ -36,12 +36,15 @@ export class SqliteDatabase implements Database {
     return db;
   }
 
-  query<T>(sql: string, params: readonly SqlValue[] = []): Promise<T[]> {
-    return Promise.resolve(this.#db.prepare(sql).all(...params) as T[]);
+  // async, so that a failing statement rejects like PostgreSQL's rather than throwing at the call.
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async query<T>(sql: string, params: readonly SqlValue[] = []): Promise<T[]> {
+    return this.#db.prepare(sql).all(...params) as T[];
   }
 
-  run(sql: string, params: readonly SqlValue[] = []): Promise<number> {
-    return Promise.resolve(this.#db.prepare(sql).run(...params).changes);
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async run(sql: string, params: readonly SqlValue[] = []): Promise<number> {
+    return this.#db.prepare(sql).run(...params).changes;
   }
 
   close(): Promise<void> {
