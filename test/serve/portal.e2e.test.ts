@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { cpSync, existsSync } from 'node:fs';
+import { cpSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 
 import { updateManifest } from '../../src/model/package.js';
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import { launchChromium, watchedPage } from '../browser.js';
 import { tempDir } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 describe('web portal in a real browser', () => {
   let server: PathotypeServer | undefined;
@@ -20,25 +19,14 @@ describe('web portal in a real browser', () => {
   let modelDir: string;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: the test set-up installs Debian's chromium`);
     const fixture = await trainedPackage();
     images = fixture.images;
     modelDir = fixture.modelDir;
     server = await buildServer({ modelDir: fixture.modelDir, dataDir: fixture.dataDir });
     address = await server.app.listen({ host: '127.0.0.1', port: 0 });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   });
+  const cspChecks: string[][] = [];
   after(async () => {
     await browser?.close();
     await server?.app.close();
@@ -46,7 +34,8 @@ describe('web portal in a real browser', () => {
 
   it('uploads an image, shows the result with its heatmap, and reopens it from the history', async () => {
     assert.ok(browser);
-    const page = await browser.newPage();
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
     await page.goto(`${address}/`);
     assert.match((await page.textContent('body')) ?? '', /Research use only, not for diagnosis/);
     // The file picker is reachable by its label, as a keyboard or screen-reader user finds it.
@@ -110,7 +99,8 @@ describe('web portal in a real browser', () => {
     const second = await buildServer({ modelDir: calibrated, dataDir: path.join(tempDir(), 'serve') });
     try {
       const url = await second.app.listen({ host: '127.0.0.1', port: 0 });
-      const page = await browser.newPage();
+      const { page, violations } = await watchedPage(browser);
+      cspChecks.push(violations);
       await page.goto(`${url}/`);
       assert.match(
         (await page.textContent('body')) ?? '',
@@ -139,7 +129,8 @@ describe('web portal in a real browser', () => {
 
   it('shows a clear error for a file that is not an image', async () => {
     assert.ok(browser);
-    const page = await browser.newPage();
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
     await page.goto(`${address}/`);
     await page
       .getByLabel('Choose an image…')
@@ -147,5 +138,9 @@ describe('web portal in a real browser', () => {
     await page.waitForSelector('#status.error');
     assert.match((await page.textContent('#status')) ?? '', /not a readable image/);
     await page.close();
+  });
+
+  it('met no Content-Security-Policy violation on any page', () => {
+    assert.deepEqual(cspChecks.flat(), []);
   });
 });

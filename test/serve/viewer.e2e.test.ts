@@ -1,18 +1,16 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 
 import { classColour } from '../../src/predict/heatmap.js';
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import { launchChromium, watchedPage } from '../browser.js';
 import { tempDir } from '../fixtures.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { fieldsOf, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
 import { slideScalePackage } from './model-fixture.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 interface Feature {
   geometry: { coordinates: [number, number][][] };
@@ -27,7 +25,6 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
   let jobId: string;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: the test set-up installs Debian's chromium`);
     const model = await slideScalePackage();
     const root = tempDir();
     // Large enough for a Deep Zoom pyramid of several levels: 6 x 4 fields, 2502 x 1248 px.
@@ -45,11 +42,9 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
     jobId = created.json<{ id: string }>().id;
     await server.slidesIdle();
     address = await server.app.listen({ host: '127.0.0.1', port: 0 });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
+  const cspChecks: string[][] = [];
   after(async () => {
     await browser?.close();
     await server?.app.close();
@@ -61,7 +56,9 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
       features: Feature[];
     }>().features;
     const classes = server.predictor.classes;
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
+    await page.setViewportSize({ width: 1280, height: 900 });
     const tileRequests: string[] = [];
     page.on('request', (r) => {
       if (r.url().includes('/slide_files/')) tileRequests.push(r.url());
@@ -164,5 +161,9 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
       ),
       0.3,
     );
+  });
+
+  it('met no Content-Security-Policy violation on any page', () => {
+    assert.deepEqual(cspChecks.flat(), []);
   });
 });
