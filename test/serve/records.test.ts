@@ -153,6 +153,46 @@ describe('record stores', () => {
     }
   });
 
+  it('two servers on one database share sessions: signed in on one, signed out on both', async () => {
+    assert.ok(pg);
+    const { modelDir } = await trainedPackage();
+    const options = { modelDir, dataDir: tempDir(), database: pg.url };
+    const [a, b] = await Promise.all([buildServer(options), buildServer(options)]);
+    const origin = 'http://localhost:80';
+    try {
+      await a.store.users.add('shared-user', 'viewer', 'correct horse battery');
+      const signIn = await a.app.inject({
+        method: 'POST',
+        url: '/login',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin },
+        payload: 'name=shared-user&password=correct+horse+battery',
+      });
+      assert.equal(signIn.statusCode, 303);
+      const session = signIn.cookies.find((c) => c.name === 'pathotype_session');
+      assert.ok(session);
+      const cookie = `pathotype_session=${session.value}`;
+      const page = await b.app.inject({ url: '/', headers: { cookie } });
+      assert.equal(page.statusCode, 200, 'the session made on one server works on the other');
+      const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(page.body)?.[1] ?? '';
+      const out = await b.app.inject({
+        method: 'POST',
+        url: '/logout',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin },
+        payload: `_csrf=${encodeURIComponent(csrf)}`,
+      });
+      assert.equal(out.statusCode, 303);
+      for (const server of [a, b])
+        assert.equal(
+          (await server.app.inject({ url: '/api/v1/models', headers: { cookie } })).statusCode,
+          401,
+          'signed out on both',
+        );
+    } finally {
+      await a.app.close();
+      await b.app.close();
+    }
+  });
+
   it('refuses a database URL that is not PostgreSQL, and an unreachable one with ERR_DATABASE', async () => {
     await assert.rejects(openStore(tempDir(), 'mysql://x'), /postgres:\/\/ URL/);
     await assert.rejects(openStore(tempDir(), 'postgres://nobody@127.0.0.1:1/none'), {
