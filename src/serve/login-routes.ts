@@ -18,7 +18,7 @@ function safeNext(next: string | undefined): string {
 }
 
 /** Sign-in attempts one address may make in a minute (the account itself locks after five wrong ones). */
-export const LOGIN_RATE = { max: 20, timeWindow: 60_000 } as const;
+export const LOGIN_RATE = { max: 30, timeWindow: 60_000 } as const;
 
 export function loginRoutes(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
 import { isOpenRoute, OPEN_ROUTES } from '../../src/serve/access.js';
+import { LOGIN_RATE } from '../../src/serve/login-routes.js';
 import { openStore } from '../../src/store/open.js';
 import { repoRoot } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
@@ -366,6 +367,31 @@ describe('access control', () => {
       assert.equal((await opened.app.inject('/api/v1/models')).statusCode, 200);
     } finally {
       await opened.app.close();
+    }
+  });
+
+  it('sign-in attempts from one address are limited, counted in the database, with Retry-After', async () => {
+    const limited = await buildServer({ modelDir: fixture.modelDir, dataDir: tempDir() });
+    try {
+      const codes: number[] = [];
+      let last;
+      for (let i = 0; i <= LOGIN_RATE.max; i++) {
+        last = await limited.app.inject({
+          method: 'POST',
+          url: '/login',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+          payload: new URLSearchParams({ name: `guess${i}`, password: 'wrong password' }).toString(),
+        });
+        codes.push(last.statusCode);
+      }
+      assert.deepEqual(codes.slice(0, -1), Array<number>(LOGIN_RATE.max).fill(401));
+      assert.equal(last?.statusCode, 429);
+      assert.equal(last.json<{ error: { code: string } }>().error.code, 'ERR_RATE_LIMITED');
+      assert.ok(Number(last.headers['retry-after']) > 0);
+      const [row] = await limited.store.db.query<{ hits: number }>('SELECT hits FROM rate_limits');
+      assert.equal(row?.hits, LOGIN_RATE.max + 1);
+    } finally {
+      await limited.app.close();
     }
   });
 
