@@ -4,7 +4,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const sharedDir = path.resolve(repoRoot, '../shared');
@@ -55,19 +54,22 @@ export interface CliResult {
   code: number;
 }
 
-/** Runs bin/pathotype.js with the arguments; never throws for a non-zero exit. */
-export async function runCli(args: readonly string[], timeoutMs = 300_000): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(
+/** Runs bin/pathotype.js with the arguments, `input` on its stdin; never throws for a non-zero exit. */
+export async function runCli(
+  args: readonly string[],
+  timeoutMs = 300_000,
+  input?: string,
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = execFile(
       process.execPath,
       [path.join(repoRoot, 'bin/pathotype.js'), ...args],
-      {
-        timeout: timeoutMs,
+      { timeout: timeoutMs },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ stdout, stderr, code });
       },
     );
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+    child.stdin?.end(input ?? '');
+  });
 }

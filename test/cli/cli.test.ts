@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
+import { tempDir } from '../fixtures.js';
 import { runCli, type CliResult } from '../helpers.js';
 
 async function pathotype(...args: string[]): Promise<CliResult> {
@@ -84,5 +85,64 @@ describe('pathotype CLI', () => {
     assert.ok(report.ratios.some((r) => r.name === 'addon/C++ fp32' && (r.train ?? 0) > 0));
     const python = report.rows.find((r) => r.engine === 'pytorch');
     assert.ok(python?.result ?? python?.note, 'PyTorch either ran or says why not');
+  });
+});
+
+describe('pathotype users, keys and audit', () => {
+  it('adds users with a password from stdin (never a flag), makes keys, reads the audit, refuses an open public server', async () => {
+    const ws = tempDir();
+    const added = await runCli(
+      ['-w', ws, 'users', 'add', 'ada', '--role', 'admin'],
+      60_000,
+      'correct horse battery\n',
+    );
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /added ada \(admin\)/);
+    assert.doesNotMatch(added.stdout + added.stderr, /correct horse battery/, 'the password is never echoed');
+    const short = await runCli(['-w', ws, 'users', 'add', 'bob', '--role', 'viewer'], 60_000, 'short\n');
+    assert.notEqual(short.code, 0);
+    assert.match(short.stderr, /10-256 characters/);
+    const bad = await runCli(
+      ['-w', ws, 'users', 'add', 'eve', '--role', 'root'],
+      60_000,
+      'correct horse battery\n',
+    );
+    assert.notEqual(bad.code, 0);
+    const list = await runCli(['-w', ws, 'users', 'list', '--json']);
+    const users = JSON.parse(list.stdout) as { name: string; role: string }[];
+    assert.deepEqual(
+      users.map((u) => `${u.name}:${u.role}`),
+      ['ada:admin'],
+    );
+    assert.doesNotMatch(list.stdout, /argon2/, 'no hash in the listing');
+    const key = await runCli([
+      '-w',
+      ws,
+      'keys',
+      'create',
+      '--name',
+      'script',
+      '--user',
+      'ada',
+      '--role',
+      'viewer',
+      '--expires-days',
+      '7',
+    ]);
+    assert.equal(key.code, 0, key.stderr);
+    assert.match(key.stdout, /^pt_/);
+    assert.match(key.stderr, /role viewer for ada, expires/);
+    const keys = await runCli(['-w', ws, 'keys', 'list']);
+    assert.match(keys.stdout, /script {2}viewer {2}active/);
+    const audit = await runCli(['-w', ws, 'audit', '--format', 'csv']);
+    assert.equal(audit.code, 0, audit.stderr);
+    assert.match(audit.stdout, /^at,actor,actor_kind,action,case_id/);
+    assert.notEqual((await runCli(['-w', ws, 'audit', '--since', 'yesterday'])).code, 0);
+    const disabled = await runCli(['-w', ws, 'users', 'disable', 'ada']);
+    assert.match(disabled.stdout, /disabled ada/);
+    // A fresh workspace has no user: serving it beyond loopback is refused.
+    const open = await runCli(['-w', tempDir(), 'serve', '--model', 'nowhere', '--host', '0.0.0.0'], 60_000);
+    assert.notEqual(open.code, 0);
+    assert.match(open.stderr, /refusing to serve patient data on 0\.0\.0\.0/);
   });
 });

@@ -4,7 +4,8 @@
  * audit, security headers and hostile credentials.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -392,6 +393,63 @@ describe('access control', () => {
       assert.equal(row?.hits, LOGIN_RATE.max + 1);
     } finally {
       await limited.app.close();
+    }
+  });
+
+  it('serves HTTPS directly with --tls-cert/--tls-key: HSTS, and a Secure session cookie', async () => {
+    const dir = tempDir();
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const tls = {
+      cert: readFileSync(path.join(dir, 'cert.pem')),
+      key: readFileSync(path.join(dir, 'key.pem')),
+    };
+    const secure = await buildServer({ modelDir: fixture.modelDir, dataDir: dir, tls });
+    try {
+      await secure.store.users.add('tess', 'viewer', PASSWORD);
+      const address = await secure.app.listen({ host: '127.0.0.1', port: 0 });
+      assert.match(address, /^https:/);
+      const answer = await new Promise<{ status: number; headers: Record<string, unknown> }>(
+        (resolve, reject) => {
+          const body = new URLSearchParams({ name: 'tess', password: PASSWORD }).toString();
+          const request = httpsRequest(
+            `${address}/login`,
+            {
+              method: 'POST',
+              rejectUnauthorized: false,
+              headers: { 'content-type': 'application/x-www-form-urlencoded', origin: address },
+            },
+            (response) => {
+              response.resume();
+              resolve({ status: response.statusCode ?? 0, headers: response.headers });
+            },
+          );
+          request.on('error', reject);
+          request.end(body);
+        },
+      );
+      assert.equal(answer.status, 303);
+      assert.match(String(answer.headers['strict-transport-security']), /max-age=31536000/);
+      assert.match(String(answer.headers['set-cookie']), /; Secure/);
+    } finally {
+      await secure.app.close();
     }
   });
 
