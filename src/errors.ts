@@ -18,6 +18,16 @@ export const ERROR_CODES = {
   ERR_NOT_FOUND: { status: 404, meaning: 'no such route, prediction, slide job, model or file' },
   ERR_NOT_READY: { status: 409, meaning: 'the slide job has not finished: poll its status' },
   ERR_TOO_LARGE: { status: 413, meaning: 'the upload is larger than the server accepts' },
+  ERR_TOO_MUCH_WORK: {
+    status: 413,
+    meaning:
+      'the input implies more work than the server allows (pixels at the model scale, patches, tiles, a Deep Zoom read)',
+  },
+  ERR_UNSUPPORTED_MEDIA: { status: 415, meaning: 'a request body of a type this route does not take' },
+  ERR_HEADERS_TOO_LARGE: { status: 431, meaning: "the request's headers are larger than the server reads" },
+  ERR_TIMEOUT: { status: 408, meaning: 'the request did not arrive in time' },
+  ERR_CANCELLED: { status: 409, meaning: 'the slide job was cancelled' },
+  ERR_QUOTA: { status: 507, meaning: 'the disk quota for uploaded slides is used up' },
   // Images: readable or not, and fit for this model or not.
   ERR_IMAGE_TOO_LARGE: { status: 413, meaning: 'the image has more pixels than the limit' },
   ERR_UNSUPPORTED_IMAGE: { status: 415, meaning: 'not a TIFF, PNG, JPEG or WebP image' },
@@ -33,6 +43,15 @@ export const ERROR_CODES = {
   ERR_ENGINE_INPUT: { status: 422, meaning: 'a shape, type, spec or option the engine cannot use' },
   ERR_SLIDE_UNSUPPORTED: { status: 415, meaning: 'not a slide format OpenSlide reads' },
   ERR_SLIDE: { status: 422, meaning: 'a damaged or truncated slide, or a region it cannot give' },
+  ERR_SLIDE_TOO_LARGE: {
+    status: 413,
+    meaning:
+      "the slide is larger than the server's budget (level-0 pixels, tiles, or an overview without a pyramid)",
+  },
+  ERR_SLIDE_INTERRUPTED: {
+    status: 500,
+    meaning: 'the slide job was interrupted more often than the retry bound',
+  },
   ERR_SLIDE_READER: {
     status: 500,
     meaning: 'the slide reader (OpenSlide addon) is not built or cannot load',

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 
 import { ConfigError } from '../errors.js';
+import { SHUTDOWN_GRACE_SECONDS } from '../limits.js';
 import { workspaceAt } from '../workspace.js';
 import { buildServer, SERVE_DEFAULTS } from '../serve/app.js';
 import { openStore } from '../store/open.js';
@@ -138,9 +139,16 @@ async function serveCommand(flags: ServeFlags, command: Command): Promise<void> 
         ? 'pathotype: this server is OPEN: anyone who reaches it sees every result; add a user to close it\n'
         : 'pathotype: sign-in required (users and API keys)\n'),
   );
-  // Graceful shutdown: stop accepting, finish the requests in flight, then exit.
+  // Graceful shutdown: stop accepting, finish the requests in flight, hand a running slide job
+  // back to the queue, then exit; whatever still runs after the grace period ends with the process.
   const stop = (signal: string): void => {
-    process.stderr.write(`pathotype: ${signal}: finishing requests in flight\n`);
+    process.stderr.write(
+      `pathotype: ${signal}: finishing requests in flight (at most ${SHUTDOWN_GRACE_SECONDS} s)\n`,
+    );
+    setTimeout(() => {
+      process.stderr.write('pathotype: the grace period is over: exiting\n');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_SECONDS * 1000).unref();
     server.app.close().then(
       () => process.exit(0),
       () => process.exit(1),

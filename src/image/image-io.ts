@@ -6,12 +6,13 @@
 import sharp from 'sharp';
 
 import { PathotypeError } from '../errors.js';
+import { LIMITS } from '../limits.js';
 
 export const SUPPORTED_FORMATS = ['tiff', 'png', 'jpeg', 'webp'] as const;
 export type ImageFormat = (typeof SUPPORTED_FORMATS)[number];
 
 /** Largest image accepted by default, in pixels: far above a 1388x1040 field, far below a bomb. */
-export const DEFAULT_MAX_PIXELS = 100_000_000;
+export const DEFAULT_MAX_PIXELS = LIMITS.imagePixels;
 
 export type ImageErrorCode = 'ERR_IMAGE' | 'ERR_UNSUPPORTED_IMAGE' | 'ERR_IMAGE_TOO_LARGE';
 
@@ -72,7 +73,11 @@ export async function probeImage(
       { code: 'ERR_UNSUPPORTED_IMAGE' },
     );
   }
-  const { width, height } = meta;
+  // EXIF orientations 5-8 turn the image a quarter: decoding applies it (sharp's rotate()), so the
+  // size the rest of pathotype sees, stores and draws the heatmap on is the upright one.
+  const quarterTurned = (meta.orientation ?? 1) >= 5;
+  const width = quarterTurned ? meta.height : meta.width;
+  const height = quarterTurned ? meta.width : meta.height;
   if (!width || !height) throw new ImageError(`${describe(source)} has no width or height in its header`);
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (width * height > maxPixels) {

@@ -8,7 +8,8 @@ import { PathotypeError } from '../errors.js';
 import type { Network } from '../engine/network.js';
 import { preprocessImage, type PreprocessedImage } from '../image/preprocess.js';
 import { probeImage, type ImageProbe, type RgbImage } from '../image/image-io.js';
-import { cutCells, prepareRegion } from '../image/preprocess.js';
+import { cutCells, prepareRegion, sizeAtScale } from '../image/preprocess.js';
+import { LIMITS } from '../limits.js';
 import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
@@ -66,13 +67,17 @@ export interface PredictorOptions {
   batchSize?: number;
   bf16?: boolean;
   vote?: VoteRule;
+  /** Pixels of an image, in its file and at the model's scale (LIMITS.imagePixels). */
   maxPixels?: number;
+  /** Patches one image may be cut into (LIMITS.imagePatches). */
+  maxPatches?: number;
 }
 
 export class Predictor {
   readonly manifest: ModelManifest;
   readonly network: Network;
-  readonly options: Required<Omit<PredictorOptions, 'maxPixels'>> & { maxPixels?: number };
+  readonly options: Required<Omit<PredictorOptions, 'maxPixels' | 'maxPatches'>> & { maxPixels?: number };
+  readonly maxPatches: number;
 
   private constructor(manifest: ModelManifest, network: Network, options: PredictorOptions) {
     this.manifest = manifest;
@@ -83,6 +88,7 @@ export class Predictor {
       vote: options.vote ?? manifest.vote,
       ...(options.maxPixels ? { maxPixels: options.maxPixels } : {}),
     };
+    this.maxPatches = options.maxPatches ?? LIMITS.imagePatches;
   }
 
   static async load(dir: string, options: PredictorOptions = {}): Promise<Predictor> {
@@ -98,14 +104,18 @@ export class Predictor {
     return this.manifest.classes;
   }
 
-  /** Outputs of patches already cut (uint8 HWC back to back), in batches. */
-  async predictPatches(patches: Uint8Array): Promise<PatchOutputs> {
+  /** Outputs of patches already cut (uint8 HWC back to back), in batches; `signal` stops between them. */
+  async predictPatches(patches: Uint8Array, signal?: AbortSignal): Promise<PatchOutputs> {
     const bytes = this.network.imageBytes;
     return batchedPatchOutputs(
       this.network,
       patches.length / bytes,
       this.options.batchSize,
-      (start, end) => patches.subarray(start * bytes, end * bytes),
+      (start, end) => {
+        if (signal?.aborted)
+          throw new PathotypeError('ERR_ABORTED', 'the prediction was stopped: its client went away');
+        return patches.subarray(start * bytes, end * bytes);
+      },
       { bf16: this.options.bf16, rule: this.options.vote },
     );
   }
@@ -176,6 +186,7 @@ export class Predictor {
           `this model's scale ${target}; at most ${MAX_UPSAMPLING}x is allowed: the cells would be too blurred to judge`,
       );
     }
+    this.#checkWork(what, probe, scale);
     const image = await preprocessImage(
       input.source,
       { width: probe.width, height: probe.height, scale },
@@ -205,9 +216,29 @@ export class Predictor {
     return { image, scale };
   }
 
+  /**
+   * The work an image implies, refused before a pixel is decoded: its size at the model's scale
+   * (an upload's ?scale= can enlarge a big file past the pixel limit) and its patch count.
+   */
+  #checkWork(what: string, probe: ImageProbe, scale: number | null): void {
+    const size = sizeAtScale(probe.width, probe.height, scale, this.manifest.preprocess.targetScale);
+    const maxPixels = this.options.maxPixels ?? LIMITS.imagePixels;
+    if (size.width * size.height > maxPixels)
+      throw new PathotypeError(
+        'ERR_IMAGE_TOO_LARGE',
+        `${what} would be ${size.width}x${size.height} at this model's scale (${((size.width * size.height) / 1e6).toFixed(0)} Mpx), above the limit of ${(maxPixels / 1e6).toFixed(0)} Mpx`,
+      );
+    const grid = this.gridOver(size.width, size.height);
+    if (grid.cols * grid.rows > this.maxPatches)
+      throw new PathotypeError(
+        'ERR_TOO_MUCH_WORK',
+        `${what} would be cut into ${grid.cols * grid.rows} patches at this model's scale; at most ${this.maxPatches} are allowed per image`,
+      );
+  }
+
   /** Predicts several images; their patches share batches. The first refused image throws. */
-  async predictImages(inputs: readonly ImageInput[]): Promise<ImagePrediction[]> {
-    const settled = await this.predictImagesSettled(inputs);
+  async predictImages(inputs: readonly ImageInput[], signal?: AbortSignal): Promise<ImagePrediction[]> {
+    const settled = await this.predictImagesSettled(inputs, signal);
     return settled.map((s) => {
       if (s.status === 'refused') throw s.error;
       return s;
@@ -218,7 +249,10 @@ export class Predictor {
    * Predicts several images; an image the model must not judge (too small, not H&E, mostly
    * empty, unreadable) comes back refused with its error, and the others are still answered.
    */
-  async predictImagesSettled(inputs: readonly ImageInput[]): Promise<(ImagePrediction | RefusedImage)[]> {
+  async predictImagesSettled(
+    inputs: readonly ImageInput[],
+    signal?: AbortSignal,
+  ): Promise<(ImagePrediction | RefusedImage)[]> {
     const refused = new Map<number, RefusedImage>();
     const accepted: ImageInput[] = [];
     const prepared: { image: PreprocessedImage; scale: number | null; ms: number }[] = [];
@@ -239,7 +273,7 @@ export class Predictor {
         });
       }
     }
-    const answered = await this.#predictPrepared(accepted, prepared);
+    const answered = await this.#predictPrepared(accepted, prepared, signal);
     let next = 0;
     return inputs.map((_, k) => refused.get(k) ?? (answered[next++] as ImagePrediction));
   }
@@ -247,6 +281,7 @@ export class Predictor {
   async #predictPrepared(
     inputs: readonly ImageInput[],
     prepared: readonly { image: PreprocessedImage; scale: number | null; ms: number }[],
+    signal?: AbortSignal,
   ): Promise<ImagePrediction[]> {
     if (prepared.length === 0) return [];
     const all = new Uint8Array(prepared.reduce((n, p) => n + p.image.patches.length, 0));
@@ -256,7 +291,7 @@ export class Predictor {
       offset += p.image.patches.length;
     }
     const started = performance.now();
-    const outputs = await this.predictPatches(all);
+    const outputs = await this.predictPatches(all, signal);
     const inferenceMs = performance.now() - started;
     const totalPatches = all.length / this.network.imageBytes;
     let first = 0;

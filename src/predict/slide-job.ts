@@ -31,9 +31,12 @@ export async function executeSlideJob(
   onProgress: (done: number, total: number) => void,
 ): Promise<Omit<SlidePrediction, 'tiles'>> {
   let last = 0;
+  // Per model: a restart with another model must not reuse this one's outputs.
+  const checkpointDir = path.join(dir, 'regions', `${predictor.manifest.name}@${predictor.manifest.version}`);
   const prediction = await predictSlide(predictor, job.slidePath, {
     ...(job.slideMpp ? { slideMpp: job.slideMpp } : {}),
     signal,
+    checkpointDir,
     onProgress: (done, total) => {
       if (done === total || done - last >= PROGRESS_STEP) {
         last = done;
@@ -45,6 +48,7 @@ export async function executeSlideJob(
   const file = path.join(dir, PREDICTION_FILE);
   await writeFile(`${file}.tmp`, JSON.stringify(prediction));
   await rename(`${file}.tmp`, file);
+  rmSync(path.join(dir, 'regions'), { recursive: true, force: true });
   const overlay = await slideOverlayPng(prediction);
   await writeFile(path.join(dir, 'heatmap.png'), overlay.png);
   rmSync(path.join(dir, 'heatmap_files'), { recursive: true, force: true });

@@ -7,7 +7,11 @@
  */
 import { PathotypeError } from '../errors.js';
 import { resizeRgb, type RgbImage } from '../image/image-io.js';
-import { Slide, type SlideInfo } from '../slide/slide.js';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+import { LIMITS } from '../limits.js';
+import { levelFor, Slide, type SlideInfo } from '../slide/slide.js';
 import { tissueMask } from '../image/tissue.js';
 import type { Grid } from '../image/tiling.js';
 import type { PatchOutputs } from './patch-outputs.js';
@@ -27,8 +31,49 @@ export interface SlidePredictOptions {
   /** Microns per pixel at which the model sees its patches; default ORIGINAL_MPP / its scale. */
   modelMpp?: number;
   onProgress?: (done: number, total: number) => void;
-  /** Stops between regions (a server shutting down); the promise rejects with ERR_ABORTED. */
+  /** Stops between reads (a server shutting down, a cancelled job); rejects with ERR_ABORTED or ERR_CANCELLED. */
   signal?: AbortSignal;
+  /** Keeps each finished region's outputs here, so a run stopped midway continues where it was. */
+  checkpointDir?: string;
+}
+
+/** The outputs of finished regions, one small file each (written whole, then renamed). */
+class RegionCheckpoint {
+  constructor(
+    readonly dir: string,
+    readonly classes: number,
+    readonly withLog: boolean,
+  ) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  #file(key: string): string {
+    return path.join(this.dir, `${key.replace(',', '_')}.f32`);
+  }
+
+  load(key: string, tiles: number): PatchOutputs | undefined {
+    const file = this.#file(key);
+    if (!existsSync(file)) return undefined;
+    const bytes = readFileSync(file);
+    const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    const n = tiles * this.classes;
+    if (values.length !== n * (this.withLog ? 2 : 1)) return undefined;
+    const probabilities = values.slice(0, n);
+    return this.withLog ? { probabilities, logProbabilities: values.slice(n) } : { probabilities };
+  }
+
+  save(key: string, outputs: PatchOutputs): void {
+    const parts =
+      this.withLog && outputs.logProbabilities
+        ? [outputs.probabilities, outputs.logProbabilities]
+        : [outputs.probabilities];
+    const file = this.#file(key);
+    writeFileSync(
+      `${file}.tmp`,
+      Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))),
+    );
+    renameSync(`${file}.tmp`, file);
+  }
 }
 
 export interface SlideTile {
@@ -52,8 +97,77 @@ export interface SlidePrediction {
   timings: { totalMs: number; maskMs: number; readMs: number; inferenceMs: number };
 }
 
+/** How a slide will be tiled for the model, and what that costs: known from its header alone. */
+export interface SlidePlan {
+  slideMpp: number;
+  modelMpp: number;
+  /** Level-0 pixels per model pixel. */
+  factor: number;
+  cols: number;
+  rows: number;
+  /** The level the tissue mask's overview reads, and its pixels. */
+  overviewLevel: number;
+  overviewPixels: number;
+}
+
+export function planSlide(
+  predictor: Predictor,
+  info: SlideInfo,
+  options: SlidePredictOptions = {},
+): SlidePlan {
+  const slideMpp = options.slideMpp ?? info.mpp;
+  if (!slideMpp)
+    throw new PathotypeError(
+      'ERR_SCALE',
+      `${path.basename(info.path)} does not state its microns per pixel: give it (--slide-mpp)`,
+    );
+  const modelMpp = predictor.mpp(options.modelMpp);
+  const factor = modelMpp / slideMpp;
+  if (factor * MAX_UPSAMPLING < 1)
+    throw new PathotypeError(
+      'ERR_UPSAMPLING',
+      `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${MAX_UPSAMPLING}x`,
+    );
+  const { cols, rows } = predictor.gridOver(info.width / factor, info.height / factor);
+  const overviewLevel = levelFor(info, Math.max(1, Math.max(info.width, info.height) / MASK_SIDE));
+  const level = info.levels[overviewLevel];
+  const overviewPixels = level ? level.width * level.height : info.width * info.height;
+  return { slideMpp, modelMpp, factor, cols, rows, overviewLevel, overviewPixels };
+}
+
+/** Refuses a slide whose work is beyond the budget (LIMITS), before any of it is done. */
+export function checkSlideWork(info: SlideInfo, plan: SlidePlan): void {
+  const name = path.basename(info.path);
+  const refuse = (what: string): never => {
+    throw new PathotypeError('ERR_SLIDE_TOO_LARGE', `${name} is ${info.width}x${info.height} px: ${what}`);
+  };
+  if (info.width * info.height > LIMITS.slidePixels)
+    refuse(
+      `${((info.width * info.height) / 1e9).toFixed(1)} Gpx, above the limit of ${LIMITS.slidePixels / 1e9} Gpx`,
+    );
+  if (plan.cols * plan.rows > LIMITS.slideTiles)
+    refuse(`${plan.cols * plan.rows} tiles at the model's scale, above the limit of ${LIMITS.slideTiles}`);
+  if (plan.overviewPixels > LIMITS.slideOverviewPixels)
+    refuse(
+      `its tissue mask would read ${(plan.overviewPixels / 1e6).toFixed(0)} Mpx (the slide has no level near ${MASK_SIDE} px), above the limit of ${LIMITS.slideOverviewPixels / 1e6} Mpx: give a pyramidal slide`,
+    );
+}
+
 /** A low-resolution RGB view of the whole slide, read in strips so no read is large. */
-async function overview(slide: Slide, side: number): Promise<{ image: RgbImage; downsample: number }> {
+/** Stops long work between its reads once `signal` says so (a cancelled job, a closing server). */
+export function throwIfStopped(signal: AbortSignal | undefined): void {
+  if (signal?.aborted)
+    throw new PathotypeError(
+      signal.reason === 'cancelled' ? 'ERR_CANCELLED' : 'ERR_ABORTED',
+      signal.reason === 'cancelled' ? 'the slide job was cancelled' : 'the slide prediction was stopped',
+    );
+}
+
+async function overview(
+  slide: Slide,
+  side: number,
+  signal: AbortSignal | undefined,
+): Promise<{ image: RgbImage; downsample: number }> {
   const { width, height } = slide.info;
   const downsample = Math.max(1, Math.max(width, height) / side);
   const level = slide.levelFor(downsample);
@@ -65,6 +179,7 @@ async function overview(slide: Slide, side: number): Promise<{ image: RgbImage; 
   const stripRows = Math.max(1, Math.floor(8_000_000 / levelWidth));
   let outRow = 0;
   for (let y0 = 0; y0 < height && outRow < outHeight;) {
+    throwIfStopped(signal);
     const rowsLevel = Math.min(stripRows, Math.ceil((height - y0) / ds));
     const strip = await slide.readRegion({ x: 0, y: y0, level, width: levelWidth, height: rowsLevel });
     const rowsOut = Math.min(outHeight - outRow, Math.max(1, Math.round((rowsLevel * ds) / downsample)));
@@ -80,9 +195,11 @@ async function overview(slide: Slide, side: number): Promise<{ image: RgbImage; 
 async function tissueTiles(
   slide: Slide,
   grid: { size0: number; stride0: number; cols: number; rows: number },
+  signal: AbortSignal | undefined,
 ): Promise<{ kept: [number, number][]; fraction: number }> {
   const { size0, stride0, cols, rows } = grid;
-  const view = await overview(slide, MASK_SIDE);
+  const view = await overview(slide, MASK_SIDE, signal);
+  throwIfStopped(signal);
   const mask = tissueMask(view.image);
   const { width, height } = view.image;
   const tissueOf = (col: number, row: number): number => {
@@ -164,27 +281,40 @@ async function predictTiles(
     readMs += performance.now() - readStarted;
     return { region, grid, cells };
   };
-  // The next region is read and cut while the engine computes this one's tiles.
-  const blocks = [...byBlock];
-  let next = blocks[0] ? readRegion(...blocks[0]) : undefined;
-  for (let b = 0; b < blocks.length; b++) {
-    const members = (blocks[b] as [string, number[]])[1];
-    const { region, grid, cells } = await (next as ReturnType<typeof readRegion>);
-    const following = blocks[b + 1];
-    next = following && !options.signal?.aborted ? readRegion(...following) : undefined;
-    if (options.signal?.aborted) {
-      await next?.catch(() => undefined);
-      throw new PathotypeError('ERR_ABORTED', 'the slide prediction was stopped');
-    }
-    const inferStarted = performance.now();
-    const outputs: PatchOutputs = await predictor.predictRegion(region, grid, cells);
-    inferenceMs += performance.now() - inferStarted;
+  // Regions a stopped run finished already come from its checkpoint, and are not read again.
+  const store = (members: number[], outputs: PatchOutputs): void => {
     for (const [i, k] of members.entries()) {
       probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
       if (logProbabilities && outputs.logProbabilities)
         logProbabilities.set(outputs.logProbabilities.subarray(i * classes, (i + 1) * classes), k * classes);
     }
     done += members.length;
+  };
+  const checkpoint = options.checkpointDir
+    ? new RegionCheckpoint(options.checkpointDir, classes, !!logProbabilities)
+    : undefined;
+  const blocks = [...byBlock].filter(([key, members]) => {
+    const saved = checkpoint?.load(key, members.length);
+    if (saved) store(members, saved);
+    return !saved;
+  });
+  if (done > 0) options.onProgress?.(done, kept.length);
+  // The next region is read and cut while the engine computes this one's tiles.
+  let next = blocks[0] ? readRegion(...blocks[0]) : undefined;
+  for (let b = 0; b < blocks.length; b++) {
+    const [key, members] = blocks[b] as [string, number[]];
+    const { region, grid, cells } = await (next as ReturnType<typeof readRegion>);
+    const following = blocks[b + 1];
+    next = following && !options.signal?.aborted ? readRegion(...following) : undefined;
+    if (options.signal?.aborted) {
+      await next?.catch(() => undefined);
+      throwIfStopped(options.signal);
+    }
+    const inferStarted = performance.now();
+    const outputs: PatchOutputs = await predictor.predictRegion(region, grid, cells);
+    inferenceMs += performance.now() - inferStarted;
+    store(members, outputs);
+    checkpoint?.save(key, outputs);
     options.onProgress?.(done, kept.length);
   }
 
@@ -199,28 +329,17 @@ export async function predictSlide(
   const started = performance.now();
   const slide = await Slide.open(file);
   try {
-    const slideMpp = options.slideMpp ?? slide.info.mpp;
-    if (!slideMpp)
-      throw new PathotypeError(
-        'ERR_SCALE',
-        `${slide.info.path} does not state its microns per pixel: give it (--slide-mpp)`,
-      );
-    const modelMpp = predictor.mpp(options.modelMpp);
-    // Level-0 pixels per model pixel.
-    const factor = modelMpp / slideMpp;
-    if (factor * MAX_UPSAMPLING < 1)
-      throw new PathotypeError(
-        'ERR_UPSAMPLING',
-        `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${MAX_UPSAMPLING}x`,
-      );
+    const plan = planSlide(predictor, slide.info, options);
+    checkSlideWork(slide.info, plan);
+    const { slideMpp, modelMpp, factor, cols, rows } = plan;
     const { width, height } = slide.info;
     // The model's grid over the slide at the model's scale, in level-0 pixels.
-    const { cols, rows, patchSize, stride } = predictor.gridOver(width / factor, height / factor);
+    const { patchSize, stride } = predictor.manifest.preprocess.tiles;
     const size0 = patchSize * factor;
     const stride0 = stride * factor;
 
     const maskStarted = performance.now();
-    const { kept, fraction } = await tissueTiles(slide, { size0, stride0, cols, rows });
+    const { kept, fraction } = await tissueTiles(slide, { size0, stride0, cols, rows }, options.signal);
     const maskMs = performance.now() - maskStarted;
 
     const readLevel = slide.levelFor(factor);

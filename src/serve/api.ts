@@ -14,7 +14,8 @@ import {
   UPLOAD_CONSUMES,
   UPLOAD_QUERY,
 } from './schemas.js';
-import { clientOf, readImageUpload } from './uploads.js';
+import { clientOf, hangUpSignal, readImageUpload } from './uploads.js';
+import { refuseWhenBusy } from './inference-limiter.js';
 
 export function restApi(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
@@ -31,9 +32,15 @@ export function restApi(app: FastifyInstance): void {
         response: { 201: PREDICTION_SCHEMA, '4xx': ERROR_SCHEMA, 503: ERROR_SCHEMA },
       },
       config: { access: 'pathologist', audit: 'prediction.create' },
+      // A full queue answers 503 before the body is read, not after a large upload arrived.
+      onRequest: refuseWhenBusy(service),
     },
     async (request, reply) => {
-      const record = await service.predict(await readImageUpload(request, request.query), clientOf(request));
+      const record = await service.predict(
+        await readImageUpload(request, request.query),
+        clientOf(request),
+        hangUpSignal(reply),
+      );
       request.auditCase = record.id;
       return reply.code(201).send(publicPrediction(record));
     },

@@ -6,6 +6,8 @@
  * and pixel-limited before they are decoded; inference goes through a bounded queue; every
  * prediction is recorded.
  */
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,7 +19,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 
-import { DEFAULT_MAX_PIXELS } from '../image/image-io.js';
+import { LIMITS } from '../limits.js';
 import { Predictor } from '../predict/predictor.js';
 import { restApi } from './api.js';
 import { loginRoutes } from './login-routes.js';
@@ -33,14 +35,14 @@ import { InferenceLimiter } from './inference-limiter.js';
 import { UPLOAD_CONSUMES } from './schemas.js';
 import { modelIdOf, PredictionService } from './service.js';
 
-/** The limits `serve` applies unless told otherwise; the CLI shows these as its defaults. */
+/** The limits `serve` applies unless told otherwise (from LIMITS); the CLI shows these as its defaults. */
 export const SERVE_DEFAULTS = {
-  maxMegabytes: 50,
-  maxPixels: DEFAULT_MAX_PIXELS,
-  concurrency: 1,
-  maxWaiting: 32,
+  maxMegabytes: LIMITS.uploadMegabytes,
+  maxPixels: LIMITS.imagePixels,
+  concurrency: LIMITS.inferenceConcurrency,
+  maxWaiting: LIMITS.inferenceWaiting,
   keepImages: true,
-  slideMaxGigabytes: 20,
+  slideMaxGigabytes: LIMITS.slideUploadGigabytes,
 } as const;
 
 export interface ServerOptions {
@@ -139,6 +141,48 @@ async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<v
   });
 }
 
+/** Node's own HTTP limits: headers within the timeout (checked every second), of bounded size. */
+const HTTP_SERVER_OPTIONS = {
+  headersTimeout: LIMITS.headersTimeoutMs,
+  requestTimeout: LIMITS.requestTimeoutMs,
+  connectionsCheckingInterval: 1000,
+  maxHeaderSize: 16_384,
+};
+
+/** Errors Node's parser meets before Fastify sees a request, answered in the server's one shape. */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  const [status, code, message]: [number, string, string] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'ERR_HEADERS_TOO_LARGE', "the request's headers are larger than the server reads"]
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'ERR_TIMEOUT', 'the request did not arrive in time']
+        : [400, 'ERR_REQUEST', 'a malformed HTTP request'];
+  if (!socket.writable) return void socket.destroy();
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** More than LIMITS.connectionsPerAddress open connections from one address: the next is closed at once. */
+function capConnectionsPerAddress(server: Server): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const count = (open.get(address) ?? 0) + 1;
+    if (count > LIMITS.connectionsPerAddress) {
+      socket.destroy();
+      return;
+    }
+    open.set(address, count);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left > 0) open.set(address, left);
+      else open.delete(address);
+    });
+  });
+}
+
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
   const maxBytes = options.maxBytes ?? SERVE_DEFAULTS.maxMegabytes * 1024 * 1024;
   const maxPixels = options.maxPixels ?? SERVE_DEFAULTS.maxPixels;
@@ -173,18 +217,25 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   );
   await service.slides.recover();
 
-  const serverOptions: FastifyServerOptions & { https?: { cert: Buffer; key: Buffer } } = {
+  const serverOptions: FastifyServerOptions & { https?: object; http?: object } = {
     logger: options.logger ?? false,
     bodyLimit: maxBytes,
     return503OnClosing: true,
     // On shutdown, idle keep-alive sockets close at once; requests in flight still finish.
     forceCloseConnections: 'idle',
-    ...(options.tls ? { https: options.tls } : {}),
+    // Slow or silent clients are cut off: headers, the whole request, idle sockets (LIMITS).
+    connectionTimeout: LIMITS.idleSocketMs,
+    keepAliveTimeout: LIMITS.keepAliveTimeoutMs,
+    requestTimeout: LIMITS.requestTimeoutMs,
+    http: HTTP_SERVER_OPTIONS,
+    clientErrorHandler: answerClientError,
+    ...(options.tls ? { https: { ...HTTP_SERVER_OPTIONS, ...options.tls } } : {}),
     // Fastify also takes a hop count here, which its types leave out.
     ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy as boolean | string } : {}),
   };
   // Typed as the plain HTTP server: the routes are the same over HTTPS.
   const app = Fastify(serverOptions as FastifyServerOptions);
+  capConnectionsPerAddress(app.server);
   app.decorate('pathotype', service);
   await app.register(errorHandling);
   await registerSecurity(app, {

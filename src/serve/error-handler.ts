@@ -12,6 +12,8 @@ import { ANONYMOUS_PAGE, errorPage } from './portal.js';
 /** Fastify's and its plugins' own codes, in the catalogue's terms. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_REQ_FILE_TOO_LARGE: 'ERR_TOO_LARGE',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'ERR_REQUEST',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'ERR_UNSUPPORTED_MEDIA',
   FST_CSRF_INVALID_TOKEN: 'ERR_CSRF',
   FST_CSRF_MISSING_SECRET: 'ERR_CSRF',
 };
@@ -26,6 +28,23 @@ function describeCode(code: ErrorCode, message: string): DescribedError {
   return { status: ERROR_CODES[code].status, code, message };
 }
 
+/** Any other client error of Fastify or a plugin, by its status, so every code is the catalogue's. */
+const BY_STATUS: Record<number, ErrorCode> = {
+  400: 'ERR_REQUEST',
+  404: 'ERR_NOT_FOUND',
+  406: 'ERR_UNSUPPORTED_MEDIA',
+  408: 'ERR_TIMEOUT',
+  413: 'ERR_TOO_LARGE',
+  415: 'ERR_UNSUPPORTED_MEDIA',
+  429: 'ERR_RATE_LIMITED',
+  431: 'ERR_HEADERS_TOO_LARGE',
+};
+
+/** Folders of this machine do not leave it: an absolute path in a message is cut to its file name. */
+export function withoutServerPaths(message: string): string {
+  return message.replace(/(?:\/[^/\s'"`:,;()]+){2,}/g, (full) => full.slice(full.lastIndexOf('/') + 1));
+}
+
 function describeError(error: unknown): DescribedError {
   if (error instanceof PathotypeError)
     return { status: error.status, code: error.code, message: error.message };
@@ -38,22 +57,30 @@ function describeError(error: unknown): DescribedError {
       known,
       known === 'ERR_CSRF' ? 'the CSRF token is missing or wrong' : (fastifyError.message ?? ''),
     );
-  if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500) {
-    const code =
-      fastifyError.statusCode === 413
-        ? 'ERR_TOO_LARGE'
-        : fastifyError.statusCode === 429
-          ? 'ERR_RATE_LIMITED'
-          : (fastifyError.code ?? 'ERR_REQUEST');
-    return { status: fastifyError.statusCode, code, message: fastifyError.message ?? 'bad request' };
-  }
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status < 500)
+    return {
+      status,
+      code: BY_STATUS[status] ?? 'ERR_REQUEST',
+      message: fastifyError.message ?? 'bad request',
+    };
+  if (status === 503) return describeCode('ERR_BUSY', fastifyError.message ?? 'the server is busy');
   return describeCode('ERR_INTERNAL', 'internal error');
 }
 
 function errorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
-    const { status, code, message } = describeError(error);
-    if (status >= 500 && status !== 503) request.log.error(error);
+    const described = describeError(error);
+    const { status, code } = described;
+    const message = withoutServerPaths(described.message);
+    // Unexpected failures are logged even without --log: an operator must see them.
+    if (status >= 500 && status !== 503) {
+      request.log.error(error);
+      if (request.log.level === 'silent')
+        process.stderr.write(
+          `pathotype: ${request.method} ${request.url.split('?')[0] ?? ''}: ${String((error as Error).stack ?? error)}\n`,
+        );
+    }
     if (code === 'ERR_BUSY') void reply.header('retry-after', '2');
     const wantsHtml =
       !request.url.startsWith('/api/') &&

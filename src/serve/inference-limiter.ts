@@ -35,15 +35,30 @@ export class InferenceLimiter {
     return this.#running >= this.concurrency && this.#waiting.length >= this.maxWaiting;
   }
 
-  /** Runs `job` when a slot frees; rejects with QueueFullError when even the wait list is full. */
-  async run<T>(job: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `job` when a slot frees; rejects with QueueFullError when even the wait list is full. A
+   * request whose client has gone (`signal`) leaves the wait list and never takes the engine.
+   */
+  async run<T>(job: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (this.#running >= this.concurrency) {
       if (this.#waiting.length >= this.maxWaiting) throw new QueueFullError();
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      await new Promise<void>((resolve, reject) => {
+        const waiter = (): void => {
+          signal?.removeEventListener('abort', leave);
+          resolve();
+        };
+        const leave = (): void => {
+          this.#waiting = this.#waiting.filter((w) => w !== waiter);
+          reject(new PathotypeError('ERR_ABORTED', 'the client went away while its request waited'));
+        };
+        signal?.addEventListener('abort', leave, { once: true });
+        this.#waiting.push(waiter);
+      });
     } else {
       this.#running++;
     }
     try {
+      if (signal?.aborted) throw new PathotypeError('ERR_ABORTED', 'the client went away before its turn');
       return await job();
     } finally {
       const next = this.#waiting.shift();
@@ -51,4 +66,9 @@ export class InferenceLimiter {
       else this.#running--;
     }
   }
+}
+
+/** A route hook that refuses a new upload at once while the wait list is full. */
+export function refuseWhenBusy(service: { limiter: InferenceLimiter }): () => Promise<void> {
+  return () => (service.limiter.full ? Promise.reject(new QueueFullError()) : Promise.resolve());
 }

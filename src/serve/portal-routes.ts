@@ -20,7 +20,8 @@ import {
 import type { SlideJob } from '../store/slide-jobs.js';
 import { AUDIT_QUERY, CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
-import { clientOf, readImageUpload } from './uploads.js';
+import { clientOf, principalOf, hangUpSignal, readImageUpload } from './uploads.js';
+import { refuseWhenBusy } from './inference-limiter.js';
 
 function viewed(job: SlideJob): ViewedSlide {
   return {
@@ -58,9 +59,15 @@ export function portalRoutes(app: FastifyInstance): void {
     {
       schema: { hide: true, consumes: UPLOAD_CONSUMES, querystring: UPLOAD_QUERY },
       config: { access: 'pathologist', audit: 'prediction.create' },
+      // A full queue answers 503 before the body is read, not after a large upload arrived.
+      onRequest: refuseWhenBusy(service),
     },
     async (request, reply) => {
-      const record = await service.predict(await readImageUpload(request, request.query), clientOf(request));
+      const record = await service.predict(
+        await readImageUpload(request, request.query),
+        clientOf(request),
+        hangUpSignal(reply),
+      );
       request.auditCase = record.id;
       return reply.code(201).send({ id: record.id, predicted: record.result.predicted });
     },
@@ -144,6 +151,14 @@ function slidePages(app: FastifyInstance): void {
           service.manifest,
         ),
       ),
+  );
+  portal.post(
+    '/slides/:id/cancel',
+    { schema: { hide: true, params: ID_PARAMS }, config: { access: 'pathologist', audit: 'slide.cancel' } },
+    async (request, reply) => {
+      await service.cancelSlide(request.params.id, principalOf(request));
+      return reply.redirect(`/slides/${request.params.id}`, 303);
+    },
   );
   slideImageRoutes(app, { hide: true });
   portal.get(

@@ -295,6 +295,12 @@ function voteBars(manifest: ModelManifest, shares: Record<string, number>): stri
     .join('')}</div>`;
 }
 
+/** Stops a queued or running job: shown to those who may (the server checks it is their job). */
+function cancelButton(ctx: PageContext, job: ViewedSlide): string {
+  if (ctx.user && ctx.user.role === 'viewer') return '';
+  return `<form method="post" action="/slides/${encodeURIComponent(job.id)}/cancel"><input type="hidden" name="_csrf" value="${escapeHtml(ctx.csrfToken ?? '')}"><button type="submit" id="cancel">Cancel this job</button></form>`;
+}
+
 /** A slide in the zoomable viewer: its Deep Zoom tiles, the overlay once the job is done. */
 export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: ModelManifest): string {
   const r = job.result;
@@ -304,7 +310,9 @@ export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: Mo
 <h2>Tile votes</h2>${voteBars(manifest, r.voteShares)}`
     : job.status === 'failed'
       ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
-      : `<p id="progress-text">${escapeHtml(job.status)}: ${job.progress.done} of ${job.progress.total || '?'} tiles</p><progress id="progress" max="${job.progress.total || 1}" value="${job.progress.done}"></progress>`;
+      : job.status === 'cancelled'
+        ? '<p id="progress-text">cancelled</p>'
+        : `<p id="progress-text">${escapeHtml(job.status)}: ${job.progress.done} of ${job.progress.total || '?'} tiles</p><progress id="progress" max="${job.progress.total || 1}" value="${job.progress.done}"></progress>${cancelButton(ctx, job)}`;
   const id = encodeURIComponent(job.id);
   return zoomViewer(ctx, {
     title: job.fileName,

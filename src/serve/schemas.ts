@@ -177,7 +177,7 @@ export const SLIDE_JOB_SCHEMA = {
   type: 'object',
   properties: {
     id: { type: 'string' },
-    status: { enum: ['queued', 'running', 'done', 'failed'] },
+    status: { enum: ['queued', 'running', 'done', 'failed', 'cancelled'] },
     createdAt: { type: 'string' },
     updatedAt: { type: 'string' },
     fileName: { type: 'string' },

@@ -5,7 +5,7 @@
  * job). It takes plain values: the routes parse HTTP, this knows nothing of Fastify.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream, existsSync, realpathSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -16,6 +16,9 @@ import { decodeRgb, probeImage, type RgbImage } from '../image/image-io.js';
 import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
 import { readSlideResult } from '../predict/slide-job.js';
+import { checkSlideWork, planSlide } from '../predict/slide-predictor.js';
+import { LIMITS } from '../limits.js';
+import type { Role } from '../store/users.js';
 import type { SlidePrediction } from '../predict/slide-predictor.js';
 import { Slide, SLIDE_EXTENSIONS } from '../slide/slide.js';
 import type { PredictionRecord } from '../store/predictions.js';
@@ -87,7 +90,8 @@ export class PredictionService {
     this.#open.clear();
   }
 
-  async predict(upload: ImageUpload, client: Client): Promise<PredictionRecord> {
+  /** `signal`: the client hung up; the prediction stops taking the engine. */
+  async predict(upload: ImageUpload, client: Client, signal?: AbortSignal): Promise<PredictionRecord> {
     const started = performance.now();
     const { buffer, fileName } = upload;
     // Sniffed from the bytes, checked against the limits, before any pixel is decoded; once.
@@ -96,10 +100,11 @@ export class PredictionService {
     let queueMs = 0;
     const [result] = await this.limiter.run(async () => {
       queueMs = performance.now() - queued;
-      return this.predictor.predictImages([
-        { source: buffer, name: fileName, probe, ...(upload.scale ? { scale: upload.scale } : {}) },
-      ]);
-    });
+      return this.predictor.predictImages(
+        [{ source: buffer, name: fileName, probe, ...(upload.scale ? { scale: upload.scale } : {}) }],
+        signal,
+      );
+    }, signal);
     if (!result) throw new PathotypeError('ERR_INTERNAL', 'no prediction came back');
     const records = this.store.predictions;
     const id = records.newId();
@@ -156,26 +161,97 @@ export class PredictionService {
     });
   }
 
-  /** A slide job for the submission, queued; a file OpenSlide cannot read is refused now. */
-  async submitSlide(submission: SlideSubmission, slideMpp: number | null): Promise<SlideJob> {
+  /**
+   * A slide job for the submission, queued. Refused now, not as a failed job hours later: a full
+   * queue (in all or for this client), a used-up disk quota, a file OpenSlide cannot read, and a
+   * slide whose work is beyond the budget (LIMITS).
+   */
+  async submitSlide(
+    submission: SlideSubmission,
+    slideMpp: number | null,
+    owner: string | null,
+  ): Promise<SlideJob> {
+    await this.#checkQueue(owner);
     const id = randomUUID();
     const dir = this.slides.jobDir(id);
     let slidePath: string;
     let fileName: string;
+    let work: number;
     try {
       if (submission.kind === 'upload') {
-        slidePath = await this.#receiveSlide(submission, dir);
+        slidePath = await this.#receiveSlide(submission, dir, this.#diskLeft());
         fileName = submission.fileName;
       } else {
         slidePath = underRoot(this.limits.slideRoot, submission.path);
         fileName = path.basename(slidePath);
       }
-      await (await Slide.open(slidePath)).close();
+      const slide = await Slide.open(slidePath);
+      try {
+        const plan = planSlide(this.predictor, slide.info, slideMpp ? { slideMpp } : {});
+        checkSlideWork(slide.info, plan);
+        work = plan.cols * plan.rows;
+      } finally {
+        await slide.close();
+      }
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
       throw error;
     }
-    return this.slides.create({ id, fileName, slidePath, uploaded: submission.kind === 'upload', slideMpp });
+    return this.slides.create({
+      id,
+      fileName,
+      slidePath,
+      uploaded: submission.kind === 'upload',
+      slideMpp,
+      owner,
+      work,
+    });
+  }
+
+  async #checkQueue(owner: string | null): Promise<void> {
+    if ((await this.slides.unfinished()) >= LIMITS.slideJobsQueued)
+      throw new PathotypeError(
+        'ERR_BUSY',
+        `${LIMITS.slideJobsQueued} slide jobs are waiting already: retry later`,
+      );
+    if (owner && (await this.slides.unfinished(owner)) >= LIMITS.slideJobsPerClient)
+      throw new PathotypeError(
+        'ERR_BUSY',
+        `you have ${LIMITS.slideJobsPerClient} slide jobs waiting already: retry when one is done, or cancel one`,
+      );
+  }
+
+  /** Bytes of the upload quota not taken by the slides uploaded so far. */
+  #diskLeft(): number {
+    let used = 0;
+    for (const entry of readdirSync(this.slides.dir, { withFileTypes: true })) {
+      if (!entry.isDirectory()) continue;
+      for (const file of readdirSync(path.join(this.slides.dir, entry.name)))
+        if (file.startsWith('slide.')) used += statSync(path.join(this.slides.dir, entry.name, file)).size;
+    }
+    const left = LIMITS.slideDiskGigabytes * 2 ** 30 - used;
+    if (left <= 0)
+      throw new PathotypeError(
+        'ERR_QUOTA',
+        `uploaded slides take the whole ${LIMITS.slideDiskGigabytes} GiB quota: submit by path, or remove old jobs`,
+      );
+    return left;
+  }
+
+  /** Cancels a queued or running job: its owner may, and an admin. */
+  async cancelSlide(id: string, by: { id: string | null; role: Role }): Promise<SlideJob> {
+    const job = await this.findSlideJob(id);
+    if (job.owner && job.owner !== by.id && by.role !== 'admin')
+      throw new PathotypeError(
+        'ERR_FORBIDDEN',
+        'only the one who submitted a slide job, or an admin, may cancel it',
+      );
+    if (!(await this.slides.cancel(id)))
+      throw new PathotypeError(
+        'ERR_NOT_READY',
+        `slide job ${id} is ${job.status}: there is nothing to cancel`,
+      );
+    return this.findSlideJob(id);
   }
 
   findSlideJob(id: string): Promise<SlideJob> {
@@ -214,8 +290,12 @@ export class PredictionService {
     return opening;
   }
 
-  /** Streams the slide to the job's folder, never holding it in memory. */
-  async #receiveSlide(upload: Extract<SlideSubmission, { kind: 'upload' }>, dir: string): Promise<string> {
+  /** Streams the slide to the job's folder, never holding it in memory, within `room` bytes. */
+  async #receiveSlide(
+    upload: Extract<SlideSubmission, { kind: 'upload' }>,
+    dir: string,
+    room: number,
+  ): Promise<string> {
     const extension = path.extname(upload.fileName).toLowerCase();
     if (!UPLOADED_SLIDE_EXTENSIONS.includes(extension)) {
       upload.stream.resume();
@@ -226,7 +306,18 @@ export class PredictionService {
     }
     ensureDir(dir);
     const target = path.join(dir, `slide${extension}`);
-    await pipeline(upload.stream, createWriteStream(`${target}.part`));
+    let received = 0;
+    upload.stream.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > room)
+        upload.stream.destroy(new PathotypeError('ERR_QUOTA', 'the upload does not fit in the slide quota'));
+    });
+    try {
+      await pipeline(upload.stream, createWriteStream(`${target}.part`));
+    } catch (error) {
+      rmSync(`${target}.part`, { force: true });
+      throw error;
+    }
     if (upload.truncated()) {
       rmSync(`${target}.part`, { force: true });
       throw new PathotypeError(

@@ -23,7 +23,7 @@ import {
   SLIDE_SUBMIT_QUERY,
   TILE_PARAMS,
 } from './schemas.js';
-import { readSlideSubmission, type SlidePathBody } from './uploads.js';
+import { principalOf, readSlideSubmission, type SlidePathBody } from './uploads.js';
 
 export function slidesApi(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
@@ -49,7 +49,11 @@ export function slidesApi(app: FastifyInstance): void {
       // The JSON body has been checked against SLIDE_SUBMIT_BODY; a multipart one is streamed.
       const body = request.isMultipart() ? undefined : (request.body as SlidePathBody | undefined);
       const submission = await readSlideSubmission(request, body, service.limits.slideMaxBytes);
-      const job = await service.submitSlide(submission, request.query.slideMpp ?? null);
+      const job = await service.submitSlide(
+        submission,
+        request.query.slideMpp ?? null,
+        request.principal?.id ?? null,
+      );
       request.auditCase = job.id;
       return reply.code(202).header('location', `/api/v1/slides/${job.id}`).send(publicSlideJob(job));
     },
@@ -88,6 +92,30 @@ export function slidesApi(app: FastifyInstance): void {
     async (request) => publicSlideJob(await service.findSlideJob(request.params.id)),
   );
 
+  slideJobRoutes(app);
+  slideImageRoutes(app, { hide: false });
+}
+
+/** A job's cancellation and its GeoJSON. */
+function slideJobRoutes(app: FastifyInstance): void {
+  const api = app.withTypeProvider<JsonSchemaToTsProvider>();
+  const service = app.pathotype;
+  api.delete(
+    '/slides/:id',
+    {
+      schema: {
+        summary:
+          'Cancel a queued or running slide job (its owner or an admin): it stops within a second or two',
+        tags: ['slides'],
+        security: [{ apiKey: [] }],
+        params: ID_PARAMS,
+        response: { 200: SLIDE_JOB_SCHEMA, '4xx': ERROR_SCHEMA },
+      },
+      config: { access: 'pathologist', audit: 'slide.cancel' },
+    },
+    async (request) => publicSlideJob(await service.cancelSlide(request.params.id, principalOf(request))),
+  );
+
   api.get(
     '/slides/:id/geojson',
     {
@@ -108,7 +136,6 @@ export function slidesApi(app: FastifyInstance): void {
         .send(JSON.stringify(slideGeoJson(await service.slideResult(request.params.id)))),
   );
 
-  slideImageRoutes(app, { hide: false });
 }
 
 /**

@@ -4,10 +4,18 @@
  */
 import path from 'node:path';
 
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 
 import { PathotypeError } from '../errors.js';
+import { LIMITS } from '../limits.js';
+import type { Principal } from './access.js';
 import type { Client, ImageUpload, SlideSubmission } from './service.js';
+
+/** Who is asking, as the access rule found it (it runs before every handler). */
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new PathotypeError('ERR_UNAUTHORIZED', 'no principal on this request');
+  return request.principal;
+}
 
 export function clientOf(request: FastifyRequest): Client {
   const principal = request.principal;
@@ -19,6 +27,35 @@ export function clientOf(request: FastifyRequest): Client {
   };
 }
 
+/** Aborts when the client hangs up before its answer is sent: its work stops taking the engine. */
+export function hangUpSignal(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort('client gone');
+  });
+  return controller.signal;
+}
+
+/** A file name as sent, without its folders; refused when longer than LIMITS.fileNameLength. */
+function fileNameOf(name: string): string {
+  const base = path.basename(name);
+  if (base.length > LIMITS.fileNameLength)
+    throw new PathotypeError(
+      'ERR_VALIDATION',
+      `the file name is ${base.length} characters long; at most ${LIMITS.fileNameLength}`,
+    );
+  return base;
+}
+
+/** A multipart body is read only with the boundary its Content-Type must name. */
+function checkMultipart(request: FastifyRequest): void {
+  if (!/;\s*boundary=/i.test(request.headers['content-type'] ?? ''))
+    throw new PathotypeError(
+      'ERR_REQUEST',
+      'a multipart/form-data body needs a boundary in its Content-Type',
+    );
+}
+
 /** The image of a multipart form (its one file) or of a raw image/* body. */
 export async function readImageUpload(
   request: FastifyRequest,
@@ -26,13 +63,14 @@ export async function readImageUpload(
 ): Promise<ImageUpload> {
   const scale = query.scale ? { scale: query.scale } : {};
   if (request.isMultipart()) {
+    checkMultipart(request);
     const file = await request.file();
     if (!file)
       throw new PathotypeError(
         'ERR_NO_FILE',
         "the form has no file: send the image in a field named 'image'",
       );
-    return { buffer: await file.toBuffer(), fileName: path.basename(file.filename || 'upload'), ...scale };
+    return { buffer: await file.toBuffer(), fileName: fileNameOf(file.filename || 'upload'), ...scale };
   }
   const body = request.body;
   if (!Buffer.isBuffer(body) || body.length === 0)
@@ -42,7 +80,7 @@ export async function readImageUpload(
     );
   const header = request.headers['x-file-name'];
   const name = query.filename ?? (typeof header === 'string' ? header : undefined) ?? 'upload';
-  return { buffer: body, fileName: path.basename(name), ...scale };
+  return { buffer: body, fileName: fileNameOf(name), ...scale };
 }
 
 /** The JSON body naming a slide under the slide root (validated by the route's schema). */
@@ -57,6 +95,7 @@ export async function readSlideSubmission(
   maxBytes: number,
 ): Promise<SlideSubmission> {
   if (request.isMultipart()) {
+    checkMultipart(request);
     const part = await request.file({ limits: { fileSize: maxBytes, files: 1 } });
     if (!part)
       throw new PathotypeError(
@@ -66,7 +105,7 @@ export async function readSlideSubmission(
     return {
       kind: 'upload',
       stream: part.file,
-      fileName: path.basename(part.filename || 'slide.tif'),
+      fileName: fileNameOf(part.filename || 'slide.tif'),
       truncated: () => part.file.truncated,
     };
   }

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 
 import { PathotypeError } from '../errors.js';
 import { resizeRgb } from '../image/image-io.js';
+import { LIMITS } from '../limits.js';
 import type { Slide } from './slide.js';
 
 export const DZ_TILE_SIZE = 254;
@@ -65,13 +66,20 @@ export async function deepZoomTile(slide: Slide, level: number, col: number, row
   const y1 = Math.min(dz.height, (row + 1) * DZ_TILE_SIZE + DZ_OVERLAP);
   const slideLevel = slide.levelFor(scale);
   const ds = slide.info.levels[slideLevel]?.downsample ?? 1;
-  const region = await slide.readRegion({
+  const read = {
     x: Math.round(x0 * scale),
     y: Math.round(y0 * scale),
     level: slideLevel,
     width: Math.max(1, Math.ceil(((x1 - x0) * scale) / ds)),
     height: Math.max(1, Math.ceil(((y1 - y0) * scale) / ds)),
-  });
+  };
+  // A slide without levels near this zoom would make one tile read the whole of a huge region.
+  if (read.width * read.height > LIMITS.deepZoomReadPixels)
+    throw new PathotypeError(
+      'ERR_TOO_MUCH_WORK',
+      `Deep Zoom tile ${level}/${col}_${row} would read ${((read.width * read.height) / 1e6).toFixed(0)} Mpx from the slide (it has no level near this zoom); at most ${LIMITS.deepZoomReadPixels / 1e6} Mpx`,
+    );
+  const region = await slide.readRegion(read);
   const tile = await resizeRgb(region, x1 - x0, y1 - y0);
   return sharp(Buffer.from(tile.data.buffer, tile.data.byteOffset, tile.data.byteLength), {
     raw: { width: tile.width, height: tile.height, channels: 3 },

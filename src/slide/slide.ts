@@ -24,6 +24,13 @@ export interface SlideLevel {
   downsample: number;
 }
 
+/** The level with the largest downsample not above `downsample` (the sharpest read that is enough). */
+export function levelFor(info: Pick<SlideInfo, 'levels'>, downsample: number): number {
+  let best = 0;
+  for (const [i, level] of info.levels.entries()) if (level.downsample <= downsample * 1.0001) best = i;
+  return best;
+}
+
 export interface SlideInfo {
   path: string;
   /** OpenSlide's format name: aperio, hamamatsu, mirax, generic-tiff, ... */
@@ -148,11 +155,7 @@ export class Slide {
 
   /** The level with the largest downsample not above `downsample` (OpenSlide's own rule). */
   levelFor(downsample: number): number {
-    let best = 0;
-    for (const [i, level] of this.info.levels.entries()) {
-      if (level.downsample <= downsample * 1.0001) best = i;
-    }
-    return best;
+    return levelFor(this.info, downsample);
   }
 
   /**

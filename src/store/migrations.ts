@@ -162,6 +162,16 @@ DROP TRIGGER IF EXISTS audit_no_change ON audit;
 CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only();`,
     },
   },
+  {
+    version: 5,
+    name: '005_slide_job_bounds',
+    columns: [
+      // Who submitted it (a user's or key's id): a queue bound per client, cancelling by its owner.
+      { table: 'slide_jobs', column: 'owner', definition: 'TEXT' },
+      // Tiles of the model's grid over the slide: the queue runs small jobs first.
+      { table: 'slide_jobs', column: 'work', definition: 'INTEGER NOT NULL DEFAULT 0' },
+    ],
+  },
 ];
 
 /** What a database must offer to be migrated: statements in one transaction, and its columns. */

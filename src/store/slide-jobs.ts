@@ -5,15 +5,17 @@
  * a PostgreSQL deployment (`shared-slide-queue.ts`). What running a job means, the queue is
  * told: the prediction layer's executor. Results live in the job's folder.
  */
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
+import { LIMITS } from '../limits.js';
 import type { SlidePrediction } from '../predict/slide-predictor.js';
 import { ensureDir } from '../workspace.js';
 import type { Database, SqlValue } from './database.js';
 import { columnNames, fromRow, type Columns } from './rows.js';
 
-export type SlideJobStatus = 'queued' | 'running' | 'done' | 'failed';
+export type SlideJobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
 /** The slide-level answer and the tiling, without the tiles: what a job record keeps. */
 export type SlideSummary = Omit<SlidePrediction, 'tiles'>;
@@ -35,9 +37,16 @@ export interface SlideJob {
   /** Which server took it last, and how often it was taken (more than once after a restart). */
   worker: string | null;
   attempts: number;
+  /** The user's or key's id that submitted it; null on an open server. */
+  owner: string | null;
+  /** Tiles of the model's grid over the slide. */
+  work: number;
 }
 
-export type NewSlideJob = Pick<SlideJob, 'id' | 'fileName' | 'slidePath' | 'uploaded' | 'slideMpp'>;
+export type NewSlideJob = Pick<
+  SlideJob,
+  'id' | 'fileName' | 'slidePath' | 'uploaded' | 'slideMpp' | 'owner' | 'work'
+>;
 
 /** Runs one job, writing its results into `dir`; the summary goes into the job's record. */
 export type SlideExecutor = (
@@ -64,6 +73,8 @@ const COLUMNS: Columns<StoredJob> = {
   modelId: ['model_id', 'text'],
   worker: ['worker', 'text'],
   attempts: ['attempts', 'number'],
+  owner: ['owner', 'text'],
+  work: ['work', 'number'],
 };
 const SELECT = `SELECT ${columnNames(COLUMNS).join(', ')} FROM slide_jobs`;
 
@@ -90,9 +101,20 @@ export class SlideJobTable {
   async insert(job: NewSlideJob, modelId: string): Promise<void> {
     const now = new Date().toISOString();
     await this.#db.run(
-      `INSERT INTO slide_jobs (id, created_at, updated_at, status, file_name, slide_path, uploaded, slide_mpp, model_id)
-       VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
-      [job.id, now, now, job.fileName, job.slidePath, job.uploaded ? 1 : 0, job.slideMpp, modelId],
+      `INSERT INTO slide_jobs (id, created_at, updated_at, status, file_name, slide_path, uploaded, slide_mpp, model_id, owner, work)
+       VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        job.id,
+        now,
+        now,
+        job.fileName,
+        job.slidePath,
+        job.uploaded ? 1 : 0,
+        job.slideMpp,
+        modelId,
+        job.owner,
+        job.work,
+      ],
     );
   }
 
@@ -110,19 +132,46 @@ export class SlideJobTable {
     return { total: Number(count?.n ?? 0), items: rows.map(toJob) };
   }
 
-  /** The oldest queued job. */
+  /** The next job to run: the smallest queued one (a huge slide does not hold up small ones), then the oldest. */
   async next(): Promise<SlideJob | undefined> {
     const [row] = await this.#db.query<Record<string, unknown>>(
-      `${SELECT} WHERE status = 'queued' ORDER BY created_at, ${this.#db.insertOrder} LIMIT 1`,
+      `${SELECT} WHERE status = 'queued' ORDER BY work, created_at, ${this.#db.insertOrder} LIMIT 1`,
     );
     return row ? toJob(row) : undefined;
   }
 
-  /** Marks the job taken by `worker`; undefined when it is gone. */
+  /** Jobs not yet finished, in all or of one owner: what the queue bounds count. */
+  async unfinished(owner?: string | null): Promise<number> {
+    const [row] = await this.#db.query<{ n: number | string }>(
+      `SELECT COUNT(*) AS n FROM slide_jobs WHERE status IN ('queued', 'running')${owner ? ' AND owner = ?' : ''}`,
+      owner ? [owner] : [],
+    );
+    return Number(row?.n ?? 0);
+  }
+
+  /** Marks a queued or running job cancelled; the job, or undefined when there is none to cancel. */
+  async cancel(id: string): Promise<SlideJob | undefined> {
+    const [row] = await this.#db.query<Record<string, unknown>>(
+      `UPDATE slide_jobs SET status = 'cancelled', updated_at = ? WHERE id = ? AND status IN ('queued', 'running')
+       RETURNING ${columnNames(COLUMNS).join(', ')}`,
+      [new Date().toISOString(), id],
+    );
+    return row ? toJob(row) : undefined;
+  }
+
+  async statusOf(id: string): Promise<SlideJobStatus | undefined> {
+    const [row] = await this.#db.query<{ status: SlideJobStatus }>(
+      'SELECT status FROM slide_jobs WHERE id = ?',
+      [id],
+    );
+    return row?.status;
+  }
+
+  /** Marks the job taken by `worker`; undefined when it is gone or no longer to run (cancelled, done). */
   async take(id: string, worker: string): Promise<SlideJob | undefined> {
     const [row] = await this.#db.query<Record<string, unknown>>(
       `UPDATE slide_jobs SET status = 'running', worker = ?, attempts = attempts + 1, done = 0, total = 0, updated_at = ?
-       WHERE id = ? RETURNING ${columnNames(COLUMNS).join(', ')}`,
+       WHERE id = ? AND status IN ('queued', 'running') RETURNING ${columnNames(COLUMNS).join(', ')}`,
       [worker, new Date().toISOString(), id],
     );
     return row ? toJob(row) : undefined;
@@ -163,6 +212,9 @@ export interface SlideQueue {
   list(limit: number, offset: number): Promise<{ total: number; items: SlideJob[] }>;
   /** Resolves when this server runs no job. */
   idle(): Promise<void>;
+  cancel(id: string): Promise<SlideJob | undefined>;
+  /** Jobs queued or running, in all or of one owner. */
+  unfinished(owner?: string | null): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -172,9 +224,14 @@ export async function findJob(queue: SlideQueue, id: string): Promise<SlideJob> 
   return job;
 }
 
+/** How often a running job looks whether it was cancelled (on any server of the deployment). */
+const CANCEL_POLL_MS = 500;
+
 /**
- * Takes and runs one job to its end: done, failed, or (when `signal` stops it: the server is
- * closing) back in the queue, in which case the abort is rethrown for a shared queue to retry.
+ * Takes and runs one job to its end: done, failed, cancelled (by its owner, from any server), or
+ * (when `shutdown` stops it: the server is closing) back in the queue, in which case the abort is
+ * rethrown for a shared queue to retry. A job started more than LIMITS.slideAttempts times (each
+ * start after the first means a server stopped or died while it ran) is failed instead.
  */
 export async function runSlideJob(
   table: SlideJobTable,
@@ -182,22 +239,63 @@ export async function runSlideJob(
   worker: string,
   execute: SlideExecutor,
   dir: string,
-  signal: AbortSignal,
+  shutdown: AbortSignal,
 ): Promise<void> {
+  if ((await table.statusOf(id)) === 'cancelled') return;
   const job = await table.take(id, worker);
   if (!job) return;
+  if (job.attempts > LIMITS.slideAttempts) {
+    await table.update(id, {
+      status: 'failed',
+      error: {
+        code: 'ERR_SLIDE_INTERRUPTED',
+        message: `the job was interrupted ${job.attempts - 1} times (a server stopped while it ran); it is not tried again`,
+      },
+    });
+    return;
+  }
+  const cancel = new AbortController();
+  const watch = setInterval(() => {
+    void table.statusOf(id).then(
+      (status) => status === 'cancelled' && cancel.abort('cancelled'),
+      () => undefined,
+    );
+  }, CANCEL_POLL_MS);
+  const onShutdown = (): void => cancel.abort('shutdown');
+  shutdown.addEventListener('abort', onShutdown);
   try {
-    const summary = await execute(job, dir, signal, (done, total) => {
+    const summary = await execute(job, dir, cancel.signal, (done, total) => {
       void table.update(id, { done, total }).catch(() => undefined);
     });
-    await table.update(id, { status: 'done', summary });
+    if ((await table.statusOf(id)) !== 'cancelled') await table.update(id, { status: 'done', summary });
   } catch (error) {
-    if (signal.aborted) {
+    if (cancel.signal.reason === 'cancelled') return;
+    if (shutdown.aborted) {
       await table.update(id, { status: 'queued' });
       throw error;
     }
     await table.update(id, { status: 'failed', error: jobError(error) });
+  } finally {
+    clearInterval(watch);
+    shutdown.removeEventListener('abort', onShutdown);
   }
+}
+
+/** Uploads a killed server left half-written (`slide.*.part`): removed once an hour old. */
+export function removeStaleParts(dir: string, olderThanMs = 3_600_000): number {
+  let removed = 0;
+  const cutoff = Date.now() - olderThanMs;
+  for (const job of readdirSync(dir, { withFileTypes: true })) {
+    if (!job.isDirectory()) continue;
+    for (const file of readdirSync(path.join(dir, job.name))) {
+      const full = path.join(dir, job.name, file);
+      if (file.endsWith('.part') && statSync(full).mtimeMs < cutoff) {
+        rmSync(full, { force: true });
+        removed++;
+      }
+    }
+  }
+  return removed;
 }
 
 /** What both queues share: the job rows, the folder of their results, and waiting for the running job. */
@@ -214,6 +312,7 @@ export abstract class SlideQueueBase implements SlideQueue {
     this.dir = ensureDir(dir);
     this.modelId = modelId;
     this.execute = execute;
+    removeStaleParts(this.dir);
   }
 
   jobDir(id: string): string {
@@ -230,6 +329,15 @@ export abstract class SlideQueueBase implements SlideQueue {
 
   async idle(): Promise<void> {
     while (this.running) await this.running;
+  }
+
+  /** Stops a queued or running job, wherever it runs; undefined when none was unfinished. */
+  cancel(id: string): Promise<SlideJob | undefined> {
+    return this.table.cancel(id);
+  }
+
+  unfinished(owner?: string | null): Promise<number> {
+    return this.table.unfinished(owner);
   }
 
   abstract recover(): Promise<number>;

@@ -1,0 +1,55 @@
+/**
+ * Every bound on the work an input may cause, in one place: what an image, a slide, a Deep Zoom
+ * tile, a queue and a connection may take. Each is checked before the work it bounds starts, and
+ * each refusal has its own code in the error catalogue. `serve` shows the ones it can change as
+ * its defaults.
+ */
+export const LIMITS = {
+  // Images.
+  /** Pixels of an image, in its file and again at the model's scale (before decoding either). */
+  imagePixels: 100_000_000,
+  /** Patches one image may be cut into at the model's scale. */
+  imagePatches: 20_000,
+  /** A file name as sent; longer ones are refused, not stored. */
+  fileNameLength: 255,
+
+  // Whole slides, checked at submission from the slide's header.
+  /** Level-0 pixels. */
+  slidePixels: 25_000_000_000,
+  /** Tiles of the model's grid over the whole slide, before the tissue mask. */
+  slideTiles: 500_000,
+  /** Pixels the tissue mask's overview reads (from the level nearest to it): a slide without a pyramid costs all of them. */
+  slideOverviewPixels: 400_000_000,
+  /** Pixels one Deep Zoom tile may read from the slide. */
+  deepZoomReadPixels: 16_000_000,
+
+  // Slide jobs.
+  /** Jobs waiting in all, and per user or key; beyond, 503 with Retry-After. */
+  slideJobsQueued: 50,
+  slideJobsPerClient: 10,
+  /** Uploaded slides kept on disk, in GiB. */
+  slideDiskGigabytes: 200,
+  /** Times a job may be started (a restart or a dead server interrupts it) before it is failed. */
+  slideAttempts: 3,
+
+  // Connections.
+  /** A client must send its headers within this. */
+  headersTimeoutMs: 10_000,
+  /** ...and its whole request, body included (a slide upload of gigabytes needs long). */
+  requestTimeoutMs: 3_600_000,
+  /** An idle keep-alive connection closes after this. */
+  keepAliveTimeoutMs: 5_000,
+  /** A socket with no traffic at all closes after this. */
+  idleSocketMs: 60_000,
+  /** Open connections one address may hold. */
+  connectionsPerAddress: 32,
+
+  // The server's own defaults (serve's flags).
+  uploadMegabytes: 50,
+  inferenceConcurrency: 1,
+  inferenceWaiting: 32,
+  slideUploadGigabytes: 20,
+} as const;
+
+/** Seconds a closing server gives its requests and jobs before it ends anyway. */
+export const SHUTDOWN_GRACE_SECONDS = 10;
