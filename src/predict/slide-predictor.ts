@@ -136,15 +136,25 @@ export function planSlide(
 }
 
 /** Refuses a slide whose work is beyond the budget (LIMITS), before any of it is done. */
-export function checkSlideWork(info: SlideInfo, plan: SlidePlan): void {
-  const name = path.basename(info.path);
-  const refuse = (what: string): never => {
-    throw new PathotypeError('ERR_SLIDE_TOO_LARGE', `${name} is ${info.width}x${info.height} px: ${what}`);
-  };
+function refuseSlide(info: SlideInfo, what: string): never {
+  throw new PathotypeError(
+    'ERR_SLIDE_TOO_LARGE',
+    `${path.basename(info.path)} is ${info.width}x${info.height} px: ${what}`,
+  );
+}
+
+/** Refuses a slide of more level-0 pixels than LIMITS.slidePixels: known from its header, before its scale. */
+export function checkSlidePixels(info: SlideInfo): void {
   if (info.width * info.height > LIMITS.slidePixels)
-    refuse(
+    refuseSlide(
+      info,
       `${((info.width * info.height) / 1e9).toFixed(1)} Gpx, above the limit of ${LIMITS.slidePixels / 1e9} Gpx`,
     );
+}
+
+export function checkSlideWork(info: SlideInfo, plan: SlidePlan): void {
+  checkSlidePixels(info);
+  const refuse = (what: string): never => refuseSlide(info, what);
   if (plan.cols * plan.rows > LIMITS.slideTiles)
     refuse(`${plan.cols * plan.rows} tiles at the model's scale, above the limit of ${LIMITS.slideTiles}`);
   if (plan.overviewPixels > LIMITS.slideOverviewPixels)
@@ -329,6 +339,7 @@ export async function predictSlide(
   const started = performance.now();
   const slide = await Slide.open(file);
   try {
+    checkSlidePixels(slide.info);
     const plan = planSlide(predictor, slide.info, options);
     checkSlideWork(slide.info, plan);
     const { slideMpp, modelMpp, factor, cols, rows } = plan;

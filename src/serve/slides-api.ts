@@ -135,7 +135,6 @@ function slideJobRoutes(app: FastifyInstance): void {
         .type('application/geo+json')
         .send(JSON.stringify(slideGeoJson(await service.slideResult(request.params.id)))),
   );
-
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -177,6 +177,36 @@ describe('whole-slide images', () => {
       assert.equal(first.properties.objectType, 'detection');
       assert.equal(first.properties.classification.name, ['CLL', 'FL', 'MCL'][tile.predicted]);
       assert.equal(Object.keys(first.properties.measurements).length, 3);
+    },
+  );
+
+  it(
+    'a run stopped midway continues from its last finished region, with the same answer',
+    needsShared,
+    async () => {
+      const t = await testSlide();
+      const predictor = await modelAtScale(0.3005);
+      const whole = await predictSlide(predictor, t.file);
+      const checkpointDir = path.join(tempDir(), 'regions');
+      const stop = new AbortController();
+      await assert.rejects(
+        predictSlide(predictor, t.file, {
+          checkpointDir,
+          signal: stop.signal,
+          onProgress: () => stop.abort(),
+        }),
+        { code: 'ERR_ABORTED' },
+      );
+      const saved = readdirSync(checkpointDir).filter((f) => f.endsWith('.f32')).length;
+      assert.ok(saved >= 1, `${saved} regions kept`);
+      const progress: number[] = [];
+      const resumed = await predictSlide(predictor, t.file, {
+        checkpointDir,
+        onProgress: (done) => progress.push(done),
+      });
+      assert.ok((progress[0] ?? 0) > 0, 'the first report counts the regions done before');
+      assert.deepEqual(resumed.result, whole.result);
+      assert.deepEqual(resumed.tiles, whole.tiles);
     },
   );
 
