@@ -22,6 +22,10 @@ export const LIMITS = {
   slideOverviewPixels: 400_000_000,
   /** Pixels one Deep Zoom tile may read from the slide. */
   deepZoomReadPixels: 16_000_000,
+  /** Slides kept open for their viewers' tiles. */
+  openSlides: 4,
+  /** Deep Zoom tiles kept on disk, in MiB. */
+  tileCacheMegabytes: 512,
 
   // Slide jobs.
   /** Jobs waiting in all, and per user or key; beyond, 503 with Retry-After. */

@@ -49,7 +49,7 @@ export interface ServeBenchReport {
 }
 
 /** A 1388x1040 field of pink stroma and purple nuclei, the size of the original release's images. */
-async function syntheticField(): Promise<Buffer> {
+export async function syntheticField(): Promise<Buffer> {
   const width = 1388;
   const height = 1040;
   const data = Buffer.alloc(width * height * 3);
@@ -80,12 +80,12 @@ async function syntheticField(): Promise<Buffer> {
     .toBuffer();
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
-async function peakRssMb(pid: number): Promise<number> {
+export async function peakRssMb(pid: number): Promise<number> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
     const match = /VmHWM:\s+(\d+) kB/.exec(status);
@@ -96,7 +96,7 @@ async function peakRssMb(pid: number): Promise<number> {
 }
 
 /** The address a started server announces on stderr. */
-function serverAddress(server: ChildProcessByStdio<null, null, Readable>): Promise<string> {
+export function serverAddress(server: ChildProcessByStdio<null, null, Readable>): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     let text = '';
     const timer = setTimeout(() => reject(new Error(`the server did not start: ${text}`)), 120_000);

@@ -13,6 +13,7 @@ import {
 } from '../bench/engine.js';
 import { DEFAULT_BUSY_BENCH, formatBusyBench, runBusyBench } from '../bench/busy.js';
 import { formatDdpBench, runDdpBench, type DdpBenchOptions } from '../bench/ddp.js';
+import { formatAbuseBench, runAbuseBench } from '../bench/abuse.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
 import { formatSlideBench, runSlideBench } from '../bench/slide.js';
 import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
@@ -29,6 +30,7 @@ export function registerBench(program: Command): void {
   registerBenchDdp(bench);
   registerBenchSlide(bench);
   registerBenchServe(bench);
+  registerBenchAbuse(bench);
 }
 
 function registerBenchEngine(bench: Command): void {
@@ -215,6 +217,37 @@ function registerBenchServe(bench: Command): void {
         });
         process.stdout.write(
           flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatServeBench(report)}\n`,
+        );
+      },
+    );
+}
+
+function registerBenchAbuse(bench: Command): void {
+  bench
+    .command('abuse')
+    .description(
+      'hostile load on loopback, bounded: an ordinary client idle and during N concurrent large uploads, peak RSS, and M trickling connections cut off',
+    )
+    .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
+    .option('--uploads <n>', 'concurrent large uploads', positiveInt, 50)
+    .option('--upload-mb <n>', 'size of each upload in MB', positiveInt, 40)
+    .option('--slow <n>', 'connections that trickle their headers', positiveInt, 600)
+    .option('--json', 'print the report as JSON')
+    .action(
+      async (
+        flags: { model: string; uploads: number; uploadMb: number; slow: number; json?: boolean },
+        command: Command,
+      ) => {
+        const { workspace } = command.optsWithGlobals<{ workspace: string }>();
+        const report = await runAbuseBench({
+          model: flags.model,
+          workspace,
+          uploads: flags.uploads,
+          uploadMegabytes: flags.uploadMb,
+          slowConnections: flags.slow,
+        });
+        process.stdout.write(
+          flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatAbuseBench(report)}\n`,
         );
       },
     );

@@ -26,8 +26,8 @@ import type { ServerStore } from '../store/open.js';
 import { findJob, type SlideJob, type SlideQueue } from '../store/slide-jobs.js';
 import { ensureDir } from '../workspace.js';
 import type { InferenceLimiter } from './inference-limiter.js';
+import { SlideTiles } from './slide-tiles.js';
 
-const OPEN_SLIDES = 4;
 /** Single-file slides an upload may be: OpenSlide's formats and plain (pyramidal) TIFF. */
 const UPLOADED_SLIDE_EXTENSIONS = [...SLIDE_EXTENSIONS, '.tif', '.tiff'];
 
@@ -70,8 +70,8 @@ export class PredictionService {
   readonly manifest: ModelManifest;
   /** name@version: what records and the API call this model. */
   readonly modelId: string;
-  /** Slides open for Deep Zoom tiles, by job id; the oldest closes beyond OPEN_SLIDES. */
-  readonly #open = new Map<string, Promise<Slide>>();
+  /** The viewers' Deep Zoom tiles: open slides and a disk cache, both bounded. */
+  readonly tiles: SlideTiles;
 
   constructor(
     readonly predictor: Predictor,
@@ -82,12 +82,12 @@ export class PredictionService {
   ) {
     this.manifest = predictor.manifest;
     this.modelId = modelIdOf(this.manifest);
+    this.tiles = new SlideTiles();
   }
 
   async close(): Promise<void> {
     await this.slides.close();
-    for (const slide of this.#open.values()) await slide.then((s) => s.close()).catch(() => undefined);
-    this.#open.clear();
+    await this.tiles.close();
   }
 
   /** `signal`: the client hung up; the prediction stops taking the engine. */
@@ -275,20 +275,18 @@ export class PredictionService {
     return file;
   }
 
-  /** The slide of a job, kept open for the next tile request. */
-  async openSlide(jobId: string): Promise<Slide> {
-    const cached = this.#open.get(jobId);
-    if (cached) return cached;
+  /** The job's slide as a Deep Zoom image: its size, from the (kept open) slide. */
+  async slideSize(jobId: string): Promise<{ width: number; height: number }> {
     const job = await this.findSlideJob(jobId);
-    const opening = Slide.open(job.slidePath);
-    this.#open.set(jobId, opening);
-    opening.catch(() => this.#open.delete(jobId));
-    if (this.#open.size > OPEN_SLIDES) {
-      const [oldest, slide] = this.#open.entries().next().value as [string, Promise<Slide>];
-      this.#open.delete(oldest);
-      void slide.then((s) => s.close()).catch(() => undefined);
-    }
-    return opening;
+    return this.tiles.withSlide(jobId, job.slidePath, (slide) =>
+      Promise.resolve({ width: slide.info.width, height: slide.info.height }),
+    );
+  }
+
+  /** One Deep Zoom tile of the job's slide (JPEG). */
+  async slideTile(jobId: string, level: number, col: number, row: number): Promise<Buffer> {
+    const job = await this.findSlideJob(jobId);
+    return this.tiles.tile(jobId, job.slidePath, level, col, row);
   }
 
   /** Streams the slide to the job's folder, never holding it in memory, within `room` bytes. */

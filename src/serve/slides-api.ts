@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { slideGeoJson } from '../predict/slide-geojson.js';
-import { deepZoomTile, deepZoomXml } from '../slide/deep-zoom.js';
+import { deepZoomXml } from '../slide/deep-zoom.js';
 import {
   ERROR_SCHEMA,
   ID_PARAMS,
@@ -210,8 +210,8 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
       config: { audit: 'slide.tile' },
     },
     async (request, reply) => {
-      const slide = await service.openSlide(request.params.id);
-      return reply.type('application/xml').send(deepZoomXml(slide.info.width, slide.info.height, 'jpeg'));
+      const { width, height } = await service.slideSize(request.params.id);
+      return reply.type('application/xml').send(deepZoomXml(width, height, 'jpeg'));
     },
   );
 
@@ -224,11 +224,10 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
         .replace(/\.(jpeg|png)$/, '')
         .split('_')
         .map(Number) as [number, number];
-      const slide = await service.openSlide(id);
       return reply
         .type('image/jpeg')
         .header('cache-control', 'private, max-age=86400')
-        .send(await deepZoomTile(slide, level, col, row));
+        .send(await service.slideTile(id, level, col, row));
     },
   );
 }
