@@ -10,6 +10,7 @@ export const sharedDir = path.resolve(repoRoot, '../shared');
 export const weightsDir = path.join(sharedDir, 'weights');
 export const lymphomaDir = path.join(sharedDir, 'data/iicbu2008-lymphoma-0.3x');
 export const fullresSampleDir = path.join(sharedDir, 'data/iicbu2008-lymphoma-fullres-sample');
+export const halfresSampleDir = path.join(sharedDir, 'data/iicbu2008-lymphoma-halfres-sample');
 
 /** A workspace root whose weights/ and downloads/ outlive one test run, so npm fetches once per machine. */
 export function testWeightsRoot(): string {

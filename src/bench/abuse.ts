@@ -6,6 +6,7 @@
  * cap's worth each), how long until the server has closed them all, and /healthz meanwhile.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,16 +39,10 @@ export interface AbuseBenchReport {
   slow: { opened: number; refusedAtOnce: number; allClosedSeconds: number; healthMaxMs: number };
 }
 
-/** A noisy PNG of about `megabytes` MB (noise does not compress). */
+/** A noisy PNG of about `megabytes` MB (random bytes do not compress). */
 async function largeUpload(megabytes: number): Promise<Buffer> {
   const side = Math.round(Math.sqrt((megabytes * 1e6) / 3));
-  const data = Buffer.alloc(side * side * 3);
-  let seed = 11;
-  for (let i = 0; i < data.length; i++) {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    data[i] = seed >>> 24;
-  }
-  return sharp(data, { raw: { width: side, height: side, channels: 3 } })
+  return sharp(randomBytes(side * side * 3), { raw: { width: side, height: side, channels: 3 } })
     .png({ compressionLevel: 1 })
     .toBuffer();
 }

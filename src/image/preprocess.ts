@@ -4,6 +4,7 @@
  * a slide's regions), so the model always sees patches made the same way.
  */
 import { ConfigError } from '../errors.js';
+import { focusAtReference } from './focus.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
 import { tissueStats, type TissueStats } from './tissue.js';
@@ -61,6 +62,8 @@ export interface PreprocessedImage extends TiledImage {
   height: number;
   /** Of the decoded image, before normalisation: is it an H&E tissue field at all? */
   tissue: TissueStats;
+  /** Of the decoded image at the focus measure's reference scale: how sharp it is (focus.ts). */
+  focus: number;
 }
 
 export async function preprocessImage(
@@ -72,9 +75,10 @@ export async function preprocessImage(
   const size = sizeAtScale(original.width, original.height, original.scale, config.targetScale);
   const decoded = await decodeRgb(source, { ...size, ...options });
   const tissue = tissueStats(decoded);
+  const focus = await focusAtReference(decoded, config.targetScale ?? original.scale);
   const normalised = prepareRegion(decoded, config);
   const tiled = tileImage(normalised, config.tiles, config.background);
-  return { ...tiled, width: normalised.width, height: normalised.height, tissue };
+  return { ...tiled, width: normalised.width, height: normalised.height, tissue, focus };
 }
 
 /** Pixels already at the target scale, made as training's were before tiling: normalised. */

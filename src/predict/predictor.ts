@@ -8,6 +8,7 @@ import { PathotypeError } from '../errors.js';
 import type { Network } from '../engine/network.js';
 import { preprocessImage, type PreprocessedImage } from '../image/preprocess.js';
 import { probeImage, type ImageProbe, type RgbImage } from '../image/image-io.js';
+import { DEVELOPMENT_MIN_FOCUS, MIN_FOCUS } from '../image/focus.js';
 import { cutCells, prepareRegion, sizeAtScale } from '../image/preprocess.js';
 import { LIMITS } from '../limits.js';
 import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
@@ -211,6 +212,12 @@ export class Predictor {
       throw new PathotypeError(
         'ERR_NO_PATCHES',
         `${input.name ?? 'the image'} yields no tissue patches at this model's patch size and scale`,
+      );
+    }
+    if (image.focus < MIN_FOCUS) {
+      throw new PathotypeError(
+        'ERR_BLURRED',
+        `${what} is out of focus (focus ${image.focus.toFixed(4)}; at least ${MIN_FOCUS} is needed, and every development image measures ${DEVELOPMENT_MIN_FOCUS} or more): rescan or refocus it`,
       );
     }
     return { image, scale };

@@ -3,6 +3,8 @@
  * anything beyond is refused at once (the server answers 503 with Retry-After), so memory
  * stays bounded under any load.
  */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
 import { PathotypeError } from '../errors.js';
 
 export class QueueFullError extends PathotypeError {
@@ -32,7 +34,23 @@ export class InferenceLimiter {
   }
 
   get full(): boolean {
-    return this.#running >= this.concurrency && this.#waiting.length >= this.maxWaiting;
+    return (
+      (this.#running >= this.concurrency && this.#waiting.length >= this.maxWaiting) ||
+      this.#admitted >= this.concurrency + this.maxWaiting
+    );
+  }
+
+  /** Uploads admitted: being read, waiting or running. */
+  #admitted = 0;
+
+  admit(): boolean {
+    if (this.#admitted >= this.concurrency + this.maxWaiting) return false;
+    this.#admitted++;
+    return true;
+  }
+
+  release(): void {
+    this.#admitted = Math.max(0, this.#admitted - 1);
   }
 
   /**
@@ -68,7 +86,18 @@ export class InferenceLimiter {
   }
 }
 
-/** A route hook that refuses a new upload at once while the wait list is full. */
-export function refuseWhenBusy(service: { limiter: InferenceLimiter }): () => Promise<void> {
-  return () => (service.limiter.full ? Promise.reject(new QueueFullError()) : Promise.resolve());
+/**
+ * A route hook that admits an upload only while it can be held: at most `concurrency +
+ * maxWaiting` uploads are read, waiting or running at once (so memory is bounded by that many
+ * bodies), and beyond it one is refused with 503 before its body is read.
+ */
+export function refuseWhenBusy(service: {
+  limiter: InferenceLimiter;
+}): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  return (_request, reply) => {
+    const { limiter } = service;
+    if (!limiter.admit()) return Promise.reject(new QueueFullError());
+    reply.raw.once('close', () => limiter.release());
+    return Promise.resolve();
+  };
 }
