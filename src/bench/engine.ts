@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { manualSeed, Network, setThreads } from '../engine/network.js';
 import { makePatternSet, sliceBatch } from '../engine/synthetic.js';
 import { seededRandom } from '../random.js';
+import { cpuHasNativeBf16 } from '../engine/precision.js';
 import { smallCnn, vgg16 } from '../engine/zoo.js';
 
 const run = promisify(execFile);
@@ -231,13 +232,9 @@ async function bf16Effect(options: EngineBenchOptions): Promise<Bf16Effect> {
   };
 }
 
-export async function cpuHasBf16(): Promise<boolean> {
-  try {
-    const { readFile } = await import('node:fs/promises');
-    return /\bavx512_bf16\b|\bamx_bf16\b/.test(await readFile('/proc/cpuinfo', 'utf8'));
-  } catch {
-    return false;
-  }
+/** Whether the CPU computes bf16 natively (engine/precision.ts reads it once). */
+export function cpuHasBf16(): Promise<boolean> {
+  return Promise.resolve(cpuHasNativeBf16());
 }
 
 function ratio(

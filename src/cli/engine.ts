@@ -4,6 +4,7 @@ import { ConfigError } from '../errors.js';
 
 import { cpuHasBf16 } from '../bench/engine.js';
 import { engineInfo, getThreads, Network } from '../engine/network.js';
+import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { ARCHITECTURES, buildSpec, type Architecture } from '../engine/zoo.js';
 import { positiveInt } from './options.js';
 
@@ -14,14 +15,22 @@ export function registerEngine(program: Command): void {
     .description('libtorch version, threads, oneDNN and bf16 support')
     .option('--json', 'print as JSON')
     .action(async (flags: { json?: boolean }) => {
-      const info = { ...engineInfo(), threads: getThreads(), cpuHasBf16: await cpuHasBf16() };
+      const bf16 = resolveBf16('auto');
+      const info = {
+        ...engineInfo(),
+        threads: getThreads(),
+        cpuHasBf16: await cpuHasBf16(),
+        // What bf16: auto (every default) computes in here, PATHOTYPE_BF16 included.
+        precision: precisionOf(bf16),
+      };
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
         return;
       }
       process.stdout.write(
         `libtorch ${info.torchVersion}, oneDNN ${info.mkldnn ? 'yes' : 'no'}, OpenMP ${info.openmp ? 'yes' : 'no'}, ` +
-          `${info.threads} threads, native bf16 ${info.cpuHasBf16 ? 'yes' : 'no'}\n`,
+          `${info.threads} threads, native bf16 ${info.cpuHasBf16 ? 'yes' : 'no'}, computes in ${info.precision}` +
+          `${process.env.PATHOTYPE_BF16 ? ` (PATHOTYPE_BF16=${process.env.PATHOTYPE_BF16})` : ''}\n`,
       );
     });
   engine

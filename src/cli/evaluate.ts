@@ -16,7 +16,8 @@ export function registerEvaluate(program: Command): void {
     .option('--store <name>', 'patch store (default: the one it was trained on)')
     .option('--partition <name>', 'test or validation', choice(['test', 'validation'] as const), 'test')
     .option('--out <dir>', 'where evaluation.json and report.html go (default MODEL/evaluation)')
-    .option('--bf16', 'bfloat16 autocast')
+    .option('--bf16', 'bfloat16 autocast even without native bf16 (default: only where the CPU has it)')
+    .option('--no-bf16', 'float32 throughout')
     .option('--json', 'print the report as JSON')
     .action(
       async (
@@ -36,7 +37,7 @@ export function registerEvaluate(program: Command): void {
             partition: flags.partition,
             ...(flags.store ? { store: flags.store } : {}),
             ...(flags.out ? { outDir: flags.out } : {}),
-            bf16: flags.bf16 ?? false,
+            ...(flags.bf16 !== undefined ? { bf16: flags.bf16 } : {}),
           });
           const r = result.report;
           print(flags.json, r, () =>

@@ -78,7 +78,8 @@ export function registerPredict(program: Command): void {
       positiveNumber,
     )
     .option('--batch-size <n>', 'patches per inference batch', positiveInt, DEFAULT_BATCH_SIZE)
-    .option('--bf16', 'bfloat16 autocast')
+    .option('--bf16', 'bfloat16 autocast even without native bf16 (default: only where the CPU has it)')
+    .option('--no-bf16', 'float32 throughout')
     .action(predictCommand);
 }
 
@@ -98,7 +99,7 @@ async function predictCommand(images: string[], flags: PredictFlags, command: Co
   const dir = resolveModelDir(command, flags.model);
   const predictor = await Predictor.load(dir, {
     batchSize: flags.batchSize,
-    bf16: flags.bf16 ?? false,
+    ...(flags.bf16 !== undefined ? { bf16: flags.bf16 } : {}),
   });
   const slides: string[] = [];
   const fields: string[] = [];

@@ -52,7 +52,8 @@ export function registerServe(program: Command): void {
       SERVE_DEFAULTS.slideMaxGigabytes,
     )
     .option('--no-keep-images', 'do not keep uploaded images (results cannot show them again)')
-    .option('--bf16', 'bfloat16 autocast for inference')
+    .option('--bf16', 'bfloat16 autocast even without native bf16 (default: only where the CPU has it)')
+    .option('--no-bf16', 'float32 throughout')
     .option(
       '--allow-anonymous',
       'serve anonymous requests even though users or keys exist (and on an address other than loopback)',
@@ -122,7 +123,7 @@ async function serveCommand(flags: ServeFlags, command: Command): Promise<void> 
     ...(flags.slideRoot ? { slideRoot: flags.slideRoot } : {}),
     ...(flags.database ? { database: flags.database } : {}),
     slideMaxGigabytes: flags.slideMaxGb,
-    bf16: flags.bf16 ?? false,
+    ...(flags.bf16 !== undefined ? { bf16: flags.bf16 } : {}),
     logger: flags.log ?? false,
     allowAnonymous: flags.allowAnonymous ?? false,
     ...(flags.tlsCert && flags.tlsKey

@@ -74,7 +74,10 @@ export function registerTrain(program: Command): void {
     .option('--batch-size <n>', 'patches per batch', positiveInt)
     .option('--patches-per-epoch <n>', 'patches drawn per epoch (0: all)', nonNegativeInt)
     .option('--balance <how>', 'none, sampling or weights', choice(['none', 'sampling', 'weights'] as const))
-    .option('--bf16', 'bfloat16 autocast (about 2x faster on CPUs with bf16 instructions)')
+    .option(
+      '--bf16',
+      'bfloat16 autocast even without native bf16 (default auto: only where the CPU has it, about 2x faster there)',
+    )
     .option('--no-bf16', 'float32 throughout')
     .option('--seed <n>', 'random seed', nonNegativeInt)
     .option('--threads <n>', 'libtorch threads (0: all cores)', nonNegativeInt)

@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
+import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
 import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb } from '../image/image-io.js';
 import { PatchStore } from '../prepare/patch-store.js';
@@ -23,7 +24,7 @@ import { predictStoredImages, type StoredImagePrediction } from '../predict/stor
 export interface EvaluateOptions {
   store?: string;
   partition?: Partition;
-  bf16?: boolean;
+  bf16?: Bf16Setting;
   /** Where evaluation.json and report.html go; default <package>/evaluation. */
   outDir?: string;
   /** Heatmap overlays in the report. */
@@ -51,7 +52,7 @@ export async function evaluateModel(
       );
     const predictions = await predictStoredImages(network, store, images, {
       rule: manifest.vote,
-      bf16: options.bf16 ?? false,
+      bf16: resolveBf16(options.bf16 ?? 'auto'),
     });
     const classes = manifest.classes;
     const truth = predictions.map((p) => p.label);

@@ -13,6 +13,7 @@ import { cutCells, prepareRegion, sizeAtScale } from '../image/preprocess.js';
 import { LIMITS } from '../limits.js';
 import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
 import { gridFor, type Grid } from '../image/tiling.js';
+import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
 import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../image/tissue.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
@@ -66,7 +67,8 @@ export interface RefusedImage {
 
 export interface PredictorOptions {
   batchSize?: number;
-  bf16?: boolean;
+  /** bfloat16 autocast: 'auto' (default) by the CPU the predictor runs on, whatever the package was trained on. */
+  bf16?: Bf16Setting;
   vote?: VoteRule;
   /** Pixels of an image, in its file and at the model's scale (LIMITS.imagePixels). */
   maxPixels?: number;
@@ -77,7 +79,10 @@ export interface PredictorOptions {
 export class Predictor {
   readonly manifest: ModelManifest;
   readonly network: Network;
-  readonly options: Required<Omit<PredictorOptions, 'maxPixels' | 'maxPatches'>> & { maxPixels?: number };
+  readonly options: Required<Omit<PredictorOptions, 'maxPixels' | 'maxPatches' | 'bf16'>> & {
+    bf16: boolean;
+    maxPixels?: number;
+  };
   readonly maxPatches: number;
 
   private constructor(manifest: ModelManifest, network: Network, options: PredictorOptions) {
@@ -85,7 +90,7 @@ export class Predictor {
     this.network = network;
     this.options = {
       batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
-      bf16: options.bf16 ?? false,
+      bf16: resolveBf16(options.bf16 ?? 'auto', (message) => process.stderr.write(`pathotype: ${message}\n`)),
       vote: options.vote ?? manifest.vote,
       ...(options.maxPixels ? { maxPixels: options.maxPixels } : {}),
     };

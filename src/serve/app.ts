@@ -19,6 +19,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 
+import type { Bf16Setting } from '../engine/precision.js';
 import { LIMITS } from '../limits.js';
 import { Predictor } from '../predict/predictor.js';
 import { restApi } from './api.js';
@@ -58,7 +59,7 @@ export interface ServerOptions {
   /** Requests allowed to wait for inference; more get 503. */
   maxWaiting?: number;
   batchSize?: number;
-  bf16?: boolean;
+  bf16?: Bf16Setting;
   logger?: boolean;
   /**
    * Records and API keys in PostgreSQL (postgres://...), shared by every server started with it;
@@ -189,7 +190,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   const predictor = await Predictor.load(options.modelDir, {
     maxPixels,
     ...(options.batchSize ? { batchSize: options.batchSize } : {}),
-    ...(options.bf16 ? { bf16: true } : {}),
+    ...(options.bf16 !== undefined ? { bf16: options.bf16 } : {}),
   });
   const store = await openStore(options.dataDir, options.database);
   await store.predictions.removeOrphanUploads();

@@ -3,6 +3,7 @@
  * uses), with defaults filled in. Presets are such data; a config file or flags override them;
  * the resolved config is saved with the run and the model package.
  */
+import type { Bf16Setting } from '../engine/precision.js';
 import { merge, schemaValidator } from '../config.js';
 import type { StainAugmentOptions } from '../image/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
@@ -52,7 +53,8 @@ export interface TrainConfig {
   /** Stop when the image-level validation accuracy has not improved for this many epochs (0: never). */
   patience: number;
   vote: VoteRule;
-  bf16: boolean;
+  /** bfloat16 autocast: 'auto' where the CPU has native bf16 (engine/precision.ts). */
+  bf16: Bf16Setting;
   seed: number;
   threads: number;
 }
@@ -96,7 +98,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture'
   batchNorm: 'train',
   patience: 0,
   vote: 'majority',
-  bf16: false,
+  bf16: 'auto',
   seed: 1,
   threads: 0,
 };
@@ -184,7 +186,7 @@ export const TRAIN_SCHEMA = {
     batchNorm: { enum: ['frozen', 'train'] },
     patience: { type: 'integer', minimum: 0 },
     vote: { enum: VOTE_RULES },
-    bf16: { type: 'boolean' },
+    bf16: { enum: [true, false, 'auto'] },
     seed: { type: 'integer', minimum: 0 },
     threads: { type: 'integer', minimum: 0, maximum: 256 },
   },

@@ -30,6 +30,7 @@ import {
   type EpochRecord,
   type ModelManifest,
 } from '../model/package.js';
+import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
 import { featureSpec, fitProbe } from './probe.js';
@@ -123,6 +124,9 @@ function stopIfAsked(options: TrainOptions, ranThisCall: number): void {
     );
 }
 
+/** A recipe as this machine runs it: its precision decided (engine/precision.ts). */
+export type RunConfig = TrainConfig & { bf16: boolean };
+
 /** The network the recipe builds on this store, and the fingerprint a checkpoint must match. */
 function networkOf(config: TrainConfig, store: PatchStore): { spec: NetworkSpec; fingerprint: string } {
   const spec = buildSpec(config.architecture, {
@@ -140,14 +144,16 @@ function networkOf(config: TrainConfig, store: PatchStore): { spec: NetworkSpec;
 
 export async function train(
   workspace: Workspace,
-  config: TrainConfig,
+  recipe: TrainConfig,
   options: TrainOptions = {},
 ): Promise<TrainResult> {
   const started = performance.now();
+  const config: RunConfig = { ...recipe, bf16: resolveBf16(recipe.bf16, options.onNotice) };
   setThreads(config.threads > 0 ? config.threads : availableCores());
   const store = PatchStore.open(path.join(workspace.patchesDir, config.store));
   try {
-    const { spec, fingerprint } = networkOf(config, store);
+    // The recipe, not this machine's precision: a run resumes on a machine of the other kind.
+    const { spec, fingerprint } = networkOf(recipe, store);
     manualSeed(config.seed);
     if (config.method === 'probe')
       return await trainProbePackage(workspace, config, store, spec, fingerprint, started, options);
@@ -236,7 +242,7 @@ export async function train(
 /** The package's manifest after the epochs of `state`. */
 function trainedManifest(
   packageDir: string,
-  config: TrainConfig,
+  config: RunConfig,
   spec: NetworkSpec,
   store: PatchStore,
   run: {
@@ -254,6 +260,7 @@ function trainedManifest(
     training: {
       ...config,
       fingerprint,
+      precision: precisionOf(config.bf16),
       bestEpoch: state.bestEpoch,
       epochsRun: state.epochsDone,
       stoppedEarly,
@@ -388,7 +395,7 @@ function trainingPlan(store: PatchStore, config: TrainConfig, worldSize: number)
 async function runEpoch(
   network: Network,
   store: PatchStore,
-  config: TrainConfig,
+  config: RunConfig,
   plan: TrainingPlan,
   epoch: number,
   at: { index: number; phase: PhaseConfig; start: number },
@@ -476,7 +483,7 @@ async function runEpoch(
 async function validate(
   network: Network,
   store: PatchStore,
-  config: TrainConfig,
+  config: RunConfig,
   plan: TrainingPlan,
   record: EpochRecord,
 ): Promise<void> {
@@ -498,7 +505,7 @@ async function validate(
 /** What every package trained on a store says of itself, whatever the method: the next version. */
 function packageBasics(
   packageDir: string,
-  config: TrainConfig,
+  config: RunConfig,
   spec: NetworkSpec,
   store: PatchStore,
 ): Omit<ModelManifest, 'training' | 'history' | 'metrics'> {
@@ -529,7 +536,7 @@ function packageBasics(
  */
 async function trainProbePackage(
   workspace: Workspace,
-  config: TrainConfig,
+  config: RunConfig,
   store: PatchStore,
   spec: NetworkSpec,
   fingerprint: string,
@@ -575,6 +582,7 @@ async function trainProbePackage(
     training: {
       ...config,
       fingerprint,
+      precision: precisionOf(config.bf16),
       probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
       trainingAccuracy: fitted.trainingAccuracy,
       featureSeconds: fitted.seconds,
