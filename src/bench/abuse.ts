@@ -5,18 +5,13 @@
  * M connections that trickle their headers from other loopback addresses (127.0.0.2 and up, a
  * cap's worth each), how long until the server has closed them all, and /healthz meanwhile.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import sharp from 'sharp';
 
 import { LIMITS } from '../limits.js';
-import { peakRssMb, percentile, serverAddress, syntheticField } from './serve.js';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+import { peakRssMb, percentile, serverAddress, startServe, stopServe, syntheticField } from './serve.js';
 
 export interface AbuseBenchOptions {
   model: string;
@@ -88,20 +83,7 @@ function trickle(port: number, count: number): { sockets: net.Socket[]; closed: 
 export async function runAbuseBench(options: AbuseBenchOptions): Promise<AbuseBenchReport> {
   const small = await syntheticField();
   const big = await largeUpload(options.uploadMegabytes);
-  const server = spawn(
-    process.execPath,
-    [
-      path.join(root, 'bin/pathotype.js'),
-      '-w',
-      options.workspace,
-      'serve',
-      '--model',
-      options.model,
-      '--port',
-      '0',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const server = startServe(options.workspace, options.model);
   try {
     const address = await serverAddress(server);
     const url = `${address}/api/v1/predictions?filename=bench.png`;
@@ -154,10 +136,7 @@ export async function runAbuseBench(options: AbuseBenchOptions): Promise<AbuseBe
       slow: { opened: slow.sockets.length, refusedAtOnce, allClosedSeconds, healthMaxMs: healthMax },
     };
   } finally {
-    server.kill('SIGTERM');
-    await new Promise((resolve) =>
-      server.exitCode !== null ? resolve(undefined) : server.once('exit', resolve),
-    );
+    await stopServe(server);
   }
 }
 

@@ -95,6 +95,38 @@ export async function peakRssMb(pid: number): Promise<number> {
   }
 }
 
+/** `pathotype serve` on a free loopback port in a child process, with more arguments. */
+export function startServe(
+  workspace: string,
+  model: string,
+  extra: readonly string[] = [],
+): ChildProcessByStdio<null, null, Readable> {
+  return spawn(
+    process.execPath,
+    [
+      path.join(root, 'bin/pathotype.js'),
+      '-w',
+      workspace,
+      'serve',
+      '--model',
+      model,
+      '--port',
+      '0',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+}
+
+/** SIGTERM, and the exit awaited. */
+export async function stopServe(server: ChildProcessByStdio<null, null, Readable>): Promise<void> {
+  server.kill('SIGTERM');
+  await new Promise((resolve) => {
+    if (server.exitCode !== null || server.signalCode !== null) resolve(undefined);
+    else server.once('exit', resolve);
+  });
+}
+
 /** The address a started server announces on stderr. */
 export function serverAddress(server: ChildProcessByStdio<null, null, Readable>): Promise<string> {
   return new Promise<string>((resolve, reject) => {
@@ -118,24 +150,13 @@ export function serverAddress(server: ChildProcessByStdio<null, null, Readable>)
 export async function runServeBench(options: ServeBenchOptions): Promise<ServeBenchReport> {
   const image = options.image ? await readFile(options.image) : await syntheticField();
   const meta = await sharp(image).metadata();
-  const args = [
-    path.join(root, 'bin/pathotype.js'),
-    '-w',
-    options.workspace,
-    'serve',
-    '--model',
-    options.model,
-    '--port',
-    '0',
-    '--max-waiting',
-    String(Math.max(32, options.clients * 2)),
-  ];
+  const args = ['--max-waiting', String(Math.max(32, options.clients * 2))];
   if (options.bf16) args.push('--bf16');
   if (options.database) args.push('--database', options.database);
   if (options.instances > 1 && !options.database)
     throw new ConfigError('more than one instance needs --database postgres://... to share their records');
   const servers = Array.from({ length: options.instances }, () =>
-    spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }),
+    startServe(options.workspace, options.model, args),
   );
   try {
     const addresses = await Promise.all(servers.map(serverAddress));
@@ -199,15 +220,7 @@ export async function runServeBench(options: ServeBenchOptions): Promise<ServeBe
       ...(records ? { records } : {}),
     };
   } finally {
-    await Promise.all(
-      servers.map(async (server) => {
-        server.kill('SIGTERM');
-        await new Promise((resolve) => {
-          if (server.exitCode !== null || server.signalCode !== null) resolve(undefined);
-          else server.once('exit', resolve);
-        });
-      }),
-    );
+    await Promise.all(servers.map(stopServe));
   }
 }
 

@@ -14,7 +14,7 @@ import {
   UPLOAD_CONSUMES,
   UPLOAD_QUERY,
 } from './schemas.js';
-import { clientOf, hangUpSignal, readImageUpload } from './uploads.js';
+import { predictUpload } from './uploads.js';
 import { refuseWhenBusy } from './inference-limiter.js';
 
 export function restApi(app: FastifyInstance): void {
@@ -36,12 +36,7 @@ export function restApi(app: FastifyInstance): void {
       onRequest: refuseWhenBusy(service),
     },
     async (request, reply) => {
-      const record = await service.predict(
-        await readImageUpload(request, request.query),
-        clientOf(request),
-        hangUpSignal(reply),
-      );
-      request.auditCase = record.id;
+      const record = await predictUpload(service, request, reply, request.query);
       return reply.code(201).send(publicPrediction(record));
     },
   );

@@ -20,7 +20,7 @@ import {
 import type { SlideJob } from '../store/slide-jobs.js';
 import { AUDIT_QUERY, CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
-import { clientOf, principalOf, hangUpSignal, readImageUpload } from './uploads.js';
+import { predictUpload, principalOf } from './uploads.js';
 import { refuseWhenBusy } from './inference-limiter.js';
 
 function viewed(job: SlideJob): ViewedSlide {
@@ -63,12 +63,7 @@ export function portalRoutes(app: FastifyInstance): void {
       onRequest: refuseWhenBusy(service),
     },
     async (request, reply) => {
-      const record = await service.predict(
-        await readImageUpload(request, request.query),
-        clientOf(request),
-        hangUpSignal(reply),
-      );
-      request.auditCase = record.id;
+      const record = await predictUpload(service, request, reply, request.query);
       return reply.code(201).send({ id: record.id, predicted: record.result.predicted });
     },
   );

@@ -9,7 +9,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PathotypeError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import type { Principal } from './access.js';
-import type { Client, ImageUpload, SlideSubmission } from './service.js';
+import type { PredictionRecord } from '../store/predictions.js';
+import type { Client, ImageUpload, PredictionService, SlideSubmission } from './service.js';
 
 /** Who is asking, as the access rule found it (it runs before every handler). */
 export function principalOf(request: FastifyRequest): Principal {
@@ -45,6 +46,22 @@ function fileNameOf(name: string): string {
       `the file name is ${base.length} characters long; at most ${LIMITS.fileNameLength}`,
     );
   return base;
+}
+
+/** An upload route's work: read the image, predict (stopping if the client hangs up), note the case for the audit. */
+export async function predictUpload(
+  service: PredictionService,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  query: { filename?: string; scale?: number },
+): Promise<PredictionRecord> {
+  const record = await service.predict(
+    await readImageUpload(request, query),
+    clientOf(request),
+    hangUpSignal(reply),
+  );
+  request.auditCase = record.id;
+  return record;
 }
 
 /** A multipart body is read only with the boundary its Content-Type must name. */
