@@ -17,6 +17,12 @@ export const FOCUS_REFERENCE_SCALE = 0.3;
 export const MIN_FOCUS = 0.01;
 /** The least sharp development image (of the 295 at 0.3x), for messages that say how far off an image is. */
 export const DEVELOPMENT_MIN_FOCUS = 0.0258;
+/**
+ * For one slide tile (a patch of the model's grid): below it, a tile is left out of the slide's
+ * answer. Of the 34,506 tissue tiles (32 px at 0.3x) of the development images the least sharp
+ * measures 0.0071; copies blurred with sigma 2.5 at 0.3x reach 0.0012 at most, sigma 1.5 0.0101.
+ */
+export const MIN_TILE_FOCUS = 0.005;
 
 /** Haematoxylin optical density of each pixel. */
 function haematoxylin(image: RgbImage): Float32Array {
@@ -50,6 +56,40 @@ export function focusMeasure(image: RgbImage): number {
   }
   const mean = sum / n;
   return squares / n - mean * mean;
+}
+
+/**
+ * The focus of each cell of `grid` (col, row) in `region`, an image at `scale`, measured at the
+ * reference scale: the region is resampled once, each cell's box cut from it.
+ */
+export async function cellFocus(
+  region: RgbImage,
+  grid: { patchSize: number; stride: number },
+  cells: readonly (readonly [number, number])[],
+  scale: number | null,
+): Promise<Float32Array> {
+  const factor = scale === null ? 1 : FOCUS_REFERENCE_SCALE / scale;
+  const reference =
+    Math.abs(factor - 1) < 1e-3
+      ? region
+      : await resizeRgb(
+          region,
+          Math.max(3, Math.round(region.width * factor)),
+          Math.max(3, Math.round(region.height * factor)),
+        );
+  const side = Math.max(3, Math.round(grid.patchSize * factor));
+  const out = new Float32Array(cells.length);
+  const tile = new Uint8Array(side * side * 3);
+  for (const [i, [col, row]] of cells.entries()) {
+    const x0 = Math.min(reference.width - side, Math.round(col * grid.stride * factor));
+    const y0 = Math.min(reference.height - side, Math.round(row * grid.stride * factor));
+    for (let y = 0; y < side; y++) {
+      const from = ((y0 + y) * reference.width + x0) * 3;
+      tile.set(reference.data.subarray(from, from + side * 3), y * side * 3);
+    }
+    out[i] = focusMeasure({ data: tile, width: side, height: side });
+  }
+  return out;
 }
 
 /** The focus measure at the reference scale; `scale` is the image's (unknown: taken as it is). */

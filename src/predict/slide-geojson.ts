@@ -8,6 +8,8 @@
 import { classColour } from './heatmap.js';
 import type { SlidePrediction } from './slide-predictor.js';
 
+const BLURRED_COLOUR: [number, number, number] = [160, 160, 160];
+
 export interface GeoJsonFeature {
   type: 'Feature';
   id: string;
@@ -54,10 +56,14 @@ export function slideGeoJson(prediction: SlidePrediction): SlideGeoJson {
         },
         properties: {
           objectType: 'detection',
-          classification: { name: classes[tile.predicted] ?? '', color: classColour(tile.predicted) },
-          measurements: Object.fromEntries(
-            classes.map((c, i) => [`Probability ${c}`, tile.probabilities[i] ?? 0]),
-          ),
+          // A blurred tile is QuPath's Ignore* class: shown, and left out of its measurements.
+          classification: tile.blurred
+            ? { name: 'Ignore*', color: BLURRED_COLOUR }
+            : { name: classes[tile.predicted] ?? '', color: classColour(tile.predicted) },
+          measurements: {
+            ...Object.fromEntries(classes.map((c, i) => [`Probability ${c}`, tile.probabilities[i] ?? 0])),
+            Focus: tile.focus,
+          },
         },
       };
     }),

@@ -12,11 +12,13 @@ import path from 'node:path';
 
 import { LIMITS } from '../limits.js';
 import { levelFor, Slide, type SlideInfo } from '../slide/slide.js';
+import { cellFocus, MIN_TILE_FOCUS } from '../image/focus.js';
 import { tissueMask } from '../image/tissue.js';
 import type { Grid } from '../image/tiling.js';
 import type { PatchOutputs } from './patch-outputs.js';
 import { MAX_UPSAMPLING, type Predictor } from './predictor.js';
 import { rounded, type Verdict } from './verdict.js';
+import { argmax } from './vote.js';
 
 /** The tissue mask's longest side, in pixels. */
 export const MASK_SIDE = 2048;
@@ -51,22 +53,30 @@ class RegionCheckpoint {
     return path.join(this.dir, `${key.replace(',', '_')}.f32`);
   }
 
-  load(key: string, tiles: number): PatchOutputs | undefined {
+  load(key: string, tiles: number): { outputs: PatchOutputs; focus: Float32Array } | undefined {
     const file = this.#file(key);
     if (!existsSync(file)) return undefined;
     const bytes = readFileSync(file);
     const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
     const n = tiles * this.classes;
-    if (values.length !== n * (this.withLog ? 2 : 1)) return undefined;
+    const outputsLength = n * (this.withLog ? 2 : 1);
+    if (values.length !== outputsLength + tiles) return undefined;
     const probabilities = values.slice(0, n);
-    return this.withLog ? { probabilities, logProbabilities: values.slice(n) } : { probabilities };
+    return {
+      outputs: this.withLog
+        ? { probabilities, logProbabilities: values.slice(n, outputsLength) }
+        : { probabilities },
+      focus: values.slice(outputsLength),
+    };
   }
 
-  save(key: string, outputs: PatchOutputs): void {
-    const parts =
-      this.withLog && outputs.logProbabilities
-        ? [outputs.probabilities, outputs.logProbabilities]
-        : [outputs.probabilities];
+  /** A region's outputs, then each tile's focus. */
+  save(key: string, outputs: PatchOutputs, focus: Float32Array): void {
+    const parts = [
+      outputs.probabilities,
+      ...(this.withLog && outputs.logProbabilities ? [outputs.logProbabilities] : []),
+      focus,
+    ];
     const file = this.#file(key);
     writeFileSync(
       `${file}.tmp`,
@@ -83,6 +93,9 @@ export interface SlideTile {
   size: number;
   predicted: number;
   probabilities: number[];
+  /** Its focus measure; below MIN_TILE_FOCUS the tile is left out of the slide's answer. */
+  focus: number;
+  blurred: boolean;
 }
 
 export interface SlidePrediction {
@@ -90,8 +103,8 @@ export interface SlidePrediction {
   model: { name: string; version: number; classes: string[]; mpp: number; rule: string };
   /** The tiling in level-0 pixels: tile side, step, and the grid it spans. */
   tiling: { size: number; stride: number; cols: number; rows: number; level: number };
-  /** The share of the slide that is tissue in the mask, and the tiles kept. */
-  tissue: { fraction: number; tiles: number };
+  /** The share of the slide that is tissue in the mask, the tiles kept, and those of them out of focus. */
+  tissue: { fraction: number; tiles: number; blurred: number };
   tiles: SlideTile[];
   result: Verdict;
   timings: { totalMs: number; maskMs: number; readMs: number; inferenceMs: number };
@@ -243,6 +256,8 @@ async function predictTiles(
 ): Promise<{
   probabilities: Float32Array;
   logProbabilities: Float32Array | undefined;
+  /** Per kept tile: its focus (image/focus.ts). */
+  focus: Float32Array;
   readMs: number;
   inferenceMs: number;
 }> {
@@ -253,6 +268,7 @@ async function predictTiles(
   const probabilities = new Float32Array(kept.length * classes);
   const logProbabilities =
     predictor.options.vote === 'logit' ? new Float32Array(kept.length * classes) : undefined;
+  const focus = new Float32Array(kept.length);
   const byBlock = new Map<string, number[]>();
   for (const [k, [col, row]] of kept.entries()) {
     const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
@@ -265,7 +281,7 @@ async function predictTiles(
   const readRegion = async (
     key: string,
     members: number[],
-  ): Promise<{ region: RgbImage; grid: Grid; cells: [number, number][] }> => {
+  ): Promise<{ region: RgbImage; grid: Grid; cells: [number, number][]; focus: Float32Array }> => {
     const [bc, br] = key.split(',').map(Number) as [number, number];
     const col0 = bc * REGION_TILES;
     const row0 = br * REGION_TILES;
@@ -288,12 +304,14 @@ async function predictTiles(
       const [col, row] = kept[k] as [number, number];
       return [col - col0, row - row0] as [number, number];
     });
+    const sharpness = await cellFocus(region, grid, cells, predictor.manifest.preprocess.targetScale);
     readMs += performance.now() - readStarted;
-    return { region, grid, cells };
+    return { region, grid, cells, focus: sharpness };
   };
   // Regions a stopped run finished already come from its checkpoint, and are not read again.
-  const store = (members: number[], outputs: PatchOutputs): void => {
+  const store = (members: number[], outputs: PatchOutputs, sharpness: Float32Array): void => {
     for (const [i, k] of members.entries()) {
+      focus[k] = sharpness[i] ?? 0;
       probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
       if (logProbabilities && outputs.logProbabilities)
         logProbabilities.set(outputs.logProbabilities.subarray(i * classes, (i + 1) * classes), k * classes);
@@ -305,7 +323,7 @@ async function predictTiles(
     : undefined;
   const blocks = [...byBlock].filter(([key, members]) => {
     const saved = checkpoint?.load(key, members.length);
-    if (saved) store(members, saved);
+    if (saved) store(members, saved.outputs, saved.focus);
     return !saved;
   });
   if (done > 0) options.onProgress?.(done, kept.length);
@@ -313,7 +331,7 @@ async function predictTiles(
   let next = blocks[0] ? readRegion(...blocks[0]) : undefined;
   for (let b = 0; b < blocks.length; b++) {
     const [key, members] = blocks[b] as [string, number[]];
-    const { region, grid, cells } = await (next as ReturnType<typeof readRegion>);
+    const { region, grid, cells, focus: sharpness } = await (next as ReturnType<typeof readRegion>);
     const following = blocks[b + 1];
     next = following && !options.signal?.aborted ? readRegion(...following) : undefined;
     if (options.signal?.aborted) {
@@ -323,12 +341,12 @@ async function predictTiles(
     const inferStarted = performance.now();
     const outputs: PatchOutputs = await predictor.predictRegion(region, grid, cells);
     inferenceMs += performance.now() - inferStarted;
-    store(members, outputs);
-    checkpoint?.save(key, outputs);
+    store(members, outputs, sharpness);
+    checkpoint?.save(key, outputs, sharpness);
     options.onProgress?.(done, kept.length);
   }
 
-  return { probabilities, logProbabilities, readMs, inferenceMs };
+  return { probabilities, logProbabilities, focus, readMs, inferenceMs };
 }
 
 export async function predictSlide(
@@ -354,7 +372,7 @@ export async function predictSlide(
     const maskMs = performance.now() - maskStarted;
 
     const readLevel = slide.levelFor(factor);
-    const { probabilities, logProbabilities, readMs, inferenceMs } = await predictTiles(
+    const { probabilities, logProbabilities, focus, readMs, inferenceMs } = await predictTiles(
       predictor,
       slide,
       { factor, stride0, cols, rows, readLevel },
@@ -362,11 +380,26 @@ export async function predictSlide(
       options,
     );
 
-    const { vote: v, verdict } = predictor.verdictOn(
-      logProbabilities ? { probabilities, logProbabilities } : { probabilities },
-      kept.length,
-    );
+    // The answer comes from the tiles in focus; blurred ones are kept, marked, for the viewer.
     const names = predictor.classes;
+    const sharp = kept.map((_, k) => k).filter((k) => (focus[k] ?? 0) >= MIN_TILE_FOCUS);
+    if (sharp.length === 0)
+      throw new PathotypeError(
+        'ERR_BLURRED',
+        `every tissue tile of ${path.basename(slide.info.path)} is out of focus`,
+      );
+    const rowsOf = (a: Float32Array): Float32Array => {
+      const out = new Float32Array(sharp.length * names.length);
+      for (const [i, k] of sharp.entries())
+        out.set(a.subarray(k * names.length, (k + 1) * names.length), i * names.length);
+      return out;
+    };
+    const { verdict } = predictor.verdictOn(
+      logProbabilities
+        ? { probabilities: rowsOf(probabilities), logProbabilities: rowsOf(logProbabilities) }
+        : { probabilities: rowsOf(probabilities) },
+      sharp.length,
+    );
     return {
       slide: {
         path: slide.info.path,
@@ -384,16 +417,15 @@ export async function predictSlide(
         rule: predictor.options.vote,
       },
       tiling: { size: size0, stride: stride0, cols, rows, level: readLevel },
-      tissue: {
-        fraction,
-        tiles: kept.length,
-      },
+      tissue: { fraction, tiles: kept.length, blurred: kept.length - sharp.length },
       tiles: kept.map(([col, row], k) => ({
         x: Math.round(col * stride0),
         y: Math.round(row * stride0),
         size: Math.round(size0),
-        predicted: v.patchClasses[k] ?? 0,
+        predicted: argmax(probabilities, k * names.length, names.length),
         probabilities: Array.from(probabilities.subarray(k * names.length, (k + 1) * names.length), rounded),
+        focus: rounded(focus[k] ?? 0),
+        blurred: (focus[k] ?? 0) < MIN_TILE_FOCUS,
       })),
       result: verdict,
       timings: { totalMs: performance.now() - started, maskMs, readMs, inferenceMs },

@@ -176,7 +176,46 @@ describe('whole-slide images', () => {
       assert.deepEqual(first.geometry.coordinates[0]?.[2], [tile.x + tile.size, tile.y + tile.size]);
       assert.equal(first.properties.objectType, 'detection');
       assert.equal(first.properties.classification.name, ['CLL', 'FL', 'MCL'][tile.predicted]);
-      assert.equal(Object.keys(first.properties.measurements).length, 3);
+      assert.equal(Object.keys(first.properties.measurements).length, 4, 'three probabilities and the focus');
+    },
+  );
+
+  it(
+    'leaves blurred tiles out of the slide answer, and marks them Ignore* in the GeoJSON',
+    needsShared,
+    async () => {
+      const dir = tempDir();
+      const sharpFields = fieldsOf('CLL', 2);
+      const blurred = await Promise.all(
+        fieldsOf('MCL', 2).map(async (file, i) => {
+          const out = path.join(dir, `blurred-${i}.png`);
+          await sharp(file).blur(4).toFile(out);
+          return out;
+        }),
+      );
+      const mixed = await writeTestSlide(path.join(dir, 'mixed.tif'), [...sharpFields, ...blurred], {
+        across: 2,
+      });
+      const predictor = await modelAtScale(0.3005);
+      const result = await predictSlide(predictor, mixed.file);
+      const half = mixed.height / 2;
+      const top = result.tiles.filter((t) => t.y + t.size <= half);
+      const bottom = result.tiles.filter((t) => t.y >= half);
+      assert.ok(top.length > 0 && top.every((t) => !t.blurred), 'the sharp fields are in focus');
+      assert.ok(bottom.length > 0 && bottom.every((t) => t.blurred), 'the blurred fields are not');
+      assert.equal(result.tissue.blurred, result.tiles.filter((t) => t.blurred).length);
+      assert.equal(
+        result.result.patches,
+        result.tissue.tiles - result.tissue.blurred,
+        'only tiles in focus vote',
+      );
+      const geojson = slideGeoJson(result);
+      const names = new Set(
+        geojson.features
+          .filter((_, k) => result.tiles[k]?.blurred)
+          .map((f) => f.properties.classification.name),
+      );
+      assert.deepEqual([...names], ['Ignore*']);
     },
   );
 
