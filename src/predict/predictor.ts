@@ -15,7 +15,7 @@ import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
-import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../image/tissue.js';
+import { MAX_INK_FRACTION, MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../image/tissue.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { rounded, verdictOf, type Verdict } from './verdict.js';
 import { vote, type ImageVote } from './vote.js';
@@ -211,6 +211,12 @@ export class Predictor {
         'ERR_NOT_HE',
         `${what} does not look like an H&E-stained section (${(image.tissue.stainFraction * 100).toFixed(0)}% of it has ` +
           `H&E colours; at least ${MIN_STAIN_FRACTION * 100}% is needed): a photograph, another stain, or a pen-marked field?`,
+      );
+    }
+    if (image.tissue.inkFraction > MAX_INK_FRACTION) {
+      throw new PathotypeError(
+        'ERR_PEN_MARK',
+        `${what} is marked with pen ink (${(image.tissue.inkFraction * 100).toFixed(0)}% of it is blue or green ink; at most ${MAX_INK_FRACTION * 100}% is accepted): use a field without marks`,
       );
     }
     if (image.count === 0) {

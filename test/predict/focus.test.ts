@@ -11,6 +11,7 @@ import sharp from 'sharp';
 
 import { focusAtReference, MIN_FOCUS } from '../../src/image/focus.js';
 import { decodeRgb } from '../../src/image/image-io.js';
+import { MAX_INK_FRACTION, tissueStats } from '../../src/image/tissue.js';
 import { fullresSampleDir, halfresSampleDir, hasShared, lymphomaDir } from '../helpers.js';
 import { modelAtScale } from '../model-at-scale.js';
 
@@ -77,6 +78,39 @@ describe('focus', () => {
         assert.ok(files.length > 0);
         assert.ok(least >= MIN_FOCUS, `${name}: ${least}`);
       }
+    },
+  );
+
+  it(
+    'refuses a field with a blue or green pen stroke over a fifth of it, and no development image for ink',
+    needsShared,
+    async () => {
+      const predictor = await modelAtScale(0.3005);
+      const field = images(lymphomaDir).find((f) => f.includes('/FL/')) ?? '';
+      const meta = await sharp(field).metadata();
+      const width = meta.width ?? 0;
+      const height = meta.height ?? 0;
+      for (const colour of ['#1f3fbf', '#1f9f3f']) {
+        const stroke = await sharp({
+          create: { width, height: Math.round(height * 0.22), channels: 3, background: colour },
+        })
+          .png()
+          .toBuffer();
+        const marked = await sharp(field)
+          .composite([{ input: stroke, top: Math.round(height * 0.4), left: 0 }])
+          .png()
+          .toBuffer();
+        const [result] = await predictor.predictImagesSettled([{ source: marked, scale: 0.3 }]);
+        assert.equal(result?.status, 'refused', colour);
+        assert.equal(result.status === 'refused' ? result.code : '', 'ERR_PEN_MARK');
+      }
+      let most = 0;
+      for (const dir of [lymphomaDir, fullresSampleDir, halfresSampleDir])
+        for (const file of images(dir)) most = Math.max(most, tissueStats(await decodeRgb(file)).inkFraction);
+      process.stdout.write(
+        `# ink: the most any development image or sample carries is ${(most * 100).toFixed(1)}%\n`,
+      );
+      assert.ok(most < MAX_INK_FRACTION);
     },
   );
 });
