@@ -247,6 +247,16 @@ async function tissueTiles(
  * resampled to the model's scale, normalised, cut on the model's grid; the next region read
  * while the engine computes the current one.
  */
+/** The kept tiles by region ("col,row" of REGION_TILES blocks), in reading order. */
+function regionsOf(kept: readonly [number, number][]): Map<string, number[]> {
+  const byBlock = new Map<string, number[]>();
+  for (const [k, [col, row]] of kept.entries()) {
+    const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
+    (byBlock.get(key) ?? byBlock.set(key, []).get(key))?.push(k);
+  }
+  return byBlock;
+}
+
 async function predictTiles(
   predictor: Predictor,
   slide: Slide,
@@ -269,11 +279,7 @@ async function predictTiles(
   const logProbabilities =
     predictor.options.vote === 'logit' ? new Float32Array(kept.length * classes) : undefined;
   const focus = new Float32Array(kept.length);
-  const byBlock = new Map<string, number[]>();
-  for (const [k, [col, row]] of kept.entries()) {
-    const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
-    (byBlock.get(key) ?? byBlock.set(key, []).get(key))?.push(k);
-  }
+  const byBlock = regionsOf(kept);
   let readMs = 0;
   let inferenceMs = 0;
   let done = 0;
@@ -349,6 +355,34 @@ async function predictTiles(
   return { probabilities, logProbabilities, focus, readMs, inferenceMs };
 }
 
+/** The slide's answer from the tiles in focus; blurred ones are kept, marked, for the viewer. */
+function verdictInFocus(
+  predictor: Predictor,
+  info: SlideInfo,
+  outputs: { probabilities: Float32Array; logProbabilities: Float32Array | undefined; focus: Float32Array },
+): { verdict: Verdict; sharp: number[] } {
+  const classes = predictor.classes.length;
+  const { probabilities, logProbabilities, focus } = outputs;
+  const sharp = Array.from(focus.keys()).filter((k) => (focus[k] ?? 0) >= MIN_TILE_FOCUS);
+  if (sharp.length === 0)
+    throw new PathotypeError(
+      'ERR_BLURRED',
+      `every tissue tile of ${path.basename(info.path)} is out of focus`,
+    );
+  const rowsOf = (a: Float32Array): Float32Array => {
+    const out = new Float32Array(sharp.length * classes);
+    for (const [i, k] of sharp.entries()) out.set(a.subarray(k * classes, (k + 1) * classes), i * classes);
+    return out;
+  };
+  const { verdict } = predictor.verdictOn(
+    logProbabilities
+      ? { probabilities: rowsOf(probabilities), logProbabilities: rowsOf(logProbabilities) }
+      : { probabilities: rowsOf(probabilities) },
+    sharp.length,
+  );
+  return { verdict, sharp };
+}
+
 export async function predictSlide(
   predictor: Predictor,
   file: string,
@@ -380,26 +414,12 @@ export async function predictSlide(
       options,
     );
 
-    // The answer comes from the tiles in focus; blurred ones are kept, marked, for the viewer.
     const names = predictor.classes;
-    const sharp = kept.map((_, k) => k).filter((k) => (focus[k] ?? 0) >= MIN_TILE_FOCUS);
-    if (sharp.length === 0)
-      throw new PathotypeError(
-        'ERR_BLURRED',
-        `every tissue tile of ${path.basename(slide.info.path)} is out of focus`,
-      );
-    const rowsOf = (a: Float32Array): Float32Array => {
-      const out = new Float32Array(sharp.length * names.length);
-      for (const [i, k] of sharp.entries())
-        out.set(a.subarray(k * names.length, (k + 1) * names.length), i * names.length);
-      return out;
-    };
-    const { verdict } = predictor.verdictOn(
-      logProbabilities
-        ? { probabilities: rowsOf(probabilities), logProbabilities: rowsOf(logProbabilities) }
-        : { probabilities: rowsOf(probabilities) },
-      sharp.length,
-    );
+    const { verdict, sharp } = verdictInFocus(predictor, slide.info, {
+      probabilities,
+      logProbabilities,
+      focus,
+    });
     return {
       slide: {
         path: slide.info.path,
