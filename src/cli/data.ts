@@ -142,6 +142,13 @@ function registerImport(data: Command): void {
             });
             bar.stop();
             print(flags.json, report, () => formatImport(report));
+            const images = catalog.images();
+            if (images.length > 1 && new Set(images.map((i) => i.caseId)).size === images.length)
+              process.stderr.write(
+                `pathotype: warning: every one of the ${images.length} images is a group of its own (no patient id in the names, no case folders). ` +
+                  'Cross-validation would then split images, not patients, and say nothing about new patients: name images by patient, ' +
+                  "or put them in case folders; 'run' goes on only with --group-by none, its figures labelled split by image.\n",
+              );
           } finally {
             bar.stop();
           }

@@ -3,6 +3,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import { GROUP_RULE_HELP } from '../acquire/grouping.js';
 import { readConfigFile } from '../config.js';
 import { percent } from '../format.js';
 import { presetNames } from '../pipeline/presets.js';
@@ -26,6 +27,10 @@ export function registerRun(program: Command): void {
     .option('--name <name>', 'model, split and store name (default: the preset name)')
     .option('--config <file>', 'overrides of the preset: { groupBy, split, prepare, train } (JSON or YAML)')
     .option(
+      '--group-by <rule>',
+      `patient (group) id rule, over the preset's: ${GROUP_RULE_HELP}; 'none' lets a run go on when every image is its own group, its figures labelled split by image`,
+    )
+    .option(
       '--folds <k|loo>',
       "cross-validation by patient: k folds, or 'loo' (leave one patient out); each image is predicted by a model that never saw its " +
         "patient, then the final model trains on every patient (the preset's validation share and seed)",
@@ -47,6 +52,7 @@ export function registerRun(program: Command): void {
         name?: string;
         config?: string;
         folds?: number | 'loo';
+        groupBy?: string;
         fresh?: boolean;
         nproc?: number;
         json?: boolean;
@@ -84,9 +90,10 @@ export function registerRun(program: Command): void {
 /** The preset's overrides: the config file, the recipe flags, then --folds. Checked here, before any work. */
 function runOverrides(
   command: Command,
-  flags: { preset: string; config?: string; folds?: number | 'loo' },
+  flags: { preset: string; config?: string; folds?: number | 'loo'; groupBy?: string },
 ): Record<string, unknown> {
   let overrides = flags.config ? readConfigFile(flags.config) : {};
+  if (flags.groupBy !== undefined) overrides = { ...overrides, groupBy: flags.groupBy };
   const prepare = recipeFromCommand(command, overrides.prepare ?? {});
   if (Object.keys(prepare).length > 0) overrides = { ...overrides, prepare };
   if (flags.folds !== undefined) {
@@ -153,7 +160,7 @@ function runText(result: RunResult): string {
     const ci = (i: { low: number; high: number }): string => `95% CI ${percent(i.low)}-${percent(i.high)}`;
     const cvd = cv.abstention.crossValidated;
     lines.push(
-      `${result.preset.name}, ${cv.folds.length}-fold cross-validation by patient (${cv.groups.length} patients): ` +
+      `${result.preset.name}, ${cv.folds.length}-fold cross-validation ${cv.splitByImage ? 'split by image (every image its own group; not an estimate for new patients)' : `by patient (${cv.groups.length} patients)`}: ` +
         `image accuracy ${percent(cv.image.accuracy)} (${ci(cv.accuracyInterval)}, ${cv.rule} vote) over all ${cv.images.length} images, ` +
         `each predicted by a model that never saw its patient; balanced ${percent(cv.image.balancedAccuracy)} (${ci(cv.balancedAccuracyInterval)}); ` +
         `kappa ${cv.image.kappa.toFixed(3)}; patients mostly right ${percent(cv.groupsMostlyRight)}`,

@@ -68,6 +68,11 @@ export interface CrossValidationReport {
   accuracyInterval: Interval;
   balancedAccuracyInterval: Interval;
   groups: GroupResult[];
+  /**
+   * Every image was its own group (no patient ids, or `groupBy: none`): the folds split images,
+   * not patients, and the figures are no estimate for new patients.
+   */
+  splitByImage: boolean;
   /** Share of groups whose images are mostly (over half) right. */
   groupsMostlyRight: number;
   foldAccuracy: { mean: number; sd: number; min: number; max: number };
@@ -222,6 +227,7 @@ export function crossValidationReport(
     accuracyInterval: intervals.accuracy,
     balancedAccuracyInterval: intervals.balancedAccuracy,
     groups,
+    splitByImage: groups.length === images.length,
     groupsMostlyRight: groups.filter((g) => g.accuracy > 0.5).length / Math.max(1, groups.length),
     foldAccuracy: { mean, sd, min: Math.min(...accuracies), max: Math.max(...accuracies) },
     abstention: {
@@ -244,4 +250,9 @@ export function crossValidationReport(
     })),
     createdAt: new Date().toISOString(),
   };
+}
+
+/** What a cross-validated figure estimates, in the words every report, page and API field uses. */
+export function estimateLabel(splitByImage: boolean): string {
+  return splitByImage ? 'split by image: not an estimate for new patients' : 'expected on new patients';
 }

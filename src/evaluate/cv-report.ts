@@ -7,6 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { escapeHtml as esc } from '../html.js';
+import { estimateLabel } from './cross-validation.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
 import type { CoveragePoint } from './calibration.js';
@@ -108,8 +109,12 @@ td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}td:first-child
 svg{max-width:100%;height:auto}
 </style></head><body>
 <h1>Cross-validation of ${esc(report.name)}</h1>
-<p class="notice">Research use only, not for diagnosis. Every image was predicted by a model that never saw its patient
-(${report.folds.length} folds, ${report.groups.length} patients, ${report.images.length} images; ${esc(report.rule)} vote).</p>
+<p class="notice">Research use only, not for diagnosis. ${
+    report.splitByImage
+      ? `<strong id="estimate">${esc(estimateLabel(true))}</strong>: every image was its own group (no patient ids), so the folds split images and a patient's other images may have been seen in training`
+      : `<span id="estimate">${esc(estimateLabel(false))}</span>: every image was predicted by a model that never saw its patient`
+  }
+(${report.folds.length} folds, ${report.groups.length} ${report.splitByImage ? 'groups' : 'patients'}, ${report.images.length} images; ${esc(report.rule)} vote).</p>
 <div class="cards">
 <div class="card">image accuracy<b>${pct(report.image.accuracy)}</b>${interval(report.accuracyInterval)}</div>
 <div class="card">balanced accuracy<b>${pct(report.image.balancedAccuracy)}</b>${interval(report.balancedAccuracyInterval)}</div>

@@ -18,7 +18,11 @@ import { PREPARE_RECIPE_SCHEMA } from '../prepare/recipe.js';
 import { createSplit, foldCount, foldPartitions, SPLIT_SCHEMA } from '../acquire/split.js';
 import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { fetchWeights, knownWeights, resolveWeights } from '../engine/weights/registry.js';
-import { crossValidationReport, type CrossValidationReport } from '../evaluate/cross-validation.js';
+import {
+  crossValidationReport,
+  estimateLabel,
+  type CrossValidationReport,
+} from '../evaluate/cross-validation.js';
 import { writeCrossValidation } from '../evaluate/cv-report.js';
 import { evaluateModel } from '../evaluate/evaluate.js';
 import type { EvaluationReport } from '../evaluate/report.js';
@@ -103,6 +107,22 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
   return preset;
 }
 
+/**
+ * Images whose names carry no patient id and that sit in no case folders each become a group of
+ * their own: cross-validation then splits images, not patients, the leak this project exists to
+ * avoid. A run goes on only when told so (`groupBy: none`), and its figures say so.
+ */
+function checkGrouping(catalog: Catalog, groupBy: string): void {
+  const images = catalog.images();
+  const groups = new Set(images.map((i) => i.caseId)).size;
+  if (images.length < 2 || groups < images.length || groupBy === 'none') return;
+  throw new ConfigError(
+    `every one of the ${images.length} images is a group of its own (no patient id in the names, no case folders): ` +
+      'cross-validation would split images, not patients, and its figures would not estimate accuracy on new patients. ' +
+      'Name images by patient or put them in case folders, or give --group-by none to go on with figures labelled "split by image"',
+  );
+}
+
 export async function runPipeline(
   catalog: Catalog,
   workspace: Workspace,
@@ -128,6 +148,7 @@ export async function runPipeline(
       'the catalog is empty: give --data DIR|TARBALL, or --data fetch to download the set',
     );
   }
+  checkGrouping(catalog, preset.groupBy);
 
   // Pretrained weights that npm publishes are fetched here, once, as a stage of their own:
   // training and serving never download anything.
@@ -234,6 +255,8 @@ async function trainFinal(
         balancedAccuracy: cv.image.balancedAccuracy,
         balancedAccuracyInterval: cv.balancedAccuracyInterval,
         groupsMostlyRight: cv.groupsMostlyRight,
+        splitByImage: cv.splitByImage,
+        estimate: estimateLabel(cv.splitByImage),
         coverage: cv.abstention.crossValidated.coverage,
         answeredAccuracy: cv.abstention.crossValidated.answeredAccuracy,
       },

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
+import { estimateLabel } from '../evaluate/cross-validation.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import {
   ERROR_SCHEMA,
@@ -99,6 +100,14 @@ export function restApi(app: FastifyInstance): void {
   modelRoute(app);
 }
 
+/** What a package's cross-validated figures estimate, from its metrics (older packages: one group per image says it). */
+function crossValidationEstimate(metrics: Record<string, unknown>): string | null {
+  const cv = metrics.crossValidation as
+    { splitByImage?: boolean; groups?: number; images?: number } | undefined;
+  if (!cv) return null;
+  return estimateLabel(cv.splitByImage ?? cv.groups === cv.images);
+}
+
 /** The model this server runs, with its cross-validated figures and calibration. */
 function modelRoute(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
@@ -128,6 +137,7 @@ function modelRoute(app: FastifyInstance): void {
           createdAt: m.createdAt,
           syntheticWeights: m.syntheticWeights ?? false,
           metrics: m.metrics,
+          estimate: crossValidationEstimate(m.metrics),
           calibration: m.calibration ? { ...m.calibration } : null,
         },
       ];

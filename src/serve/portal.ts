@@ -3,6 +3,7 @@
  * assets/portal (no inline script, so the Content-Security-Policy allows only this server's own),
  * everything served by this server (no CDN), usable by keyboard and screen reader.
  */
+import { estimateLabel } from '../evaluate/cross-validation.js';
 import { escapeHtml } from '../html.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
@@ -80,6 +81,8 @@ interface CrossValidationFigures {
   images: number;
   coverage: number;
   answeredAccuracy: number | null;
+  /** Absent in packages made before it was recorded: then one group per image says it. */
+  splitByImage?: boolean;
 }
 
 /** What the model is expected to achieve on new patients, as cross-validation measured it. */
@@ -90,9 +93,10 @@ function expectedAccuracy(manifest: ModelManifest): string {
       cv.answeredAccuracy === null
         ? 'it answers none at its threshold'
         : `${pct(cv.answeredAccuracy)} on the ${pct(cv.coverage)} of images it answers`;
+    const splitByImage = cv.splitByImage ?? cv.groups === cv.images;
     return (
-      `expected on new patients: ${pct(cv.imageAccuracy)} image accuracy (95% CI ${pct(cv.accuracyInterval.low)}–${pct(cv.accuracyInterval.high)}), ` +
-      `${answered}; patient-grouped cross-validation over ${cv.groups} patients, ${cv.images} images`
+      `${estimateLabel(splitByImage)}: ${pct(cv.imageAccuracy)} image accuracy (95% CI ${pct(cv.accuracyInterval.low)}–${pct(cv.accuracyInterval.high)}), ` +
+      `${answered}; ${splitByImage ? `cross-validation split by image over ${cv.images} images` : `patient-grouped cross-validation over ${cv.groups} patients, ${cv.images} images`}`
     );
   }
   const test = manifest.metrics.test as { imageAccuracy?: number; images?: number } | undefined;

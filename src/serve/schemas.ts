@@ -149,7 +149,12 @@ export const MODEL_SCHEMA = {
     metrics: {
       type: 'object',
       additionalProperties: true,
-      description: 'crossValidation: the expected accuracy on new patients, with its interval',
+      description: 'crossValidation: the cross-validated accuracy, with its interval',
+    },
+    estimate: {
+      type: ['string', 'null'],
+      description:
+        "what the cross-validated figures estimate: 'expected on new patients', or 'split by image: not an estimate for new patients'",
     },
     calibration: {
       type: ['object', 'null'],

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { PatchStore } from '../../src/prepare/patch-store.js';
+import { buildServer } from '../../src/serve/app.js';
 import { repoRoot, runCli, type CliResult } from '../helpers.js';
 import { tempDir, writeFile, writePatternDataset } from '../fixtures.js';
 
@@ -107,6 +108,23 @@ describe('pathotype run, train, evaluate and predict', () => {
     assert.match(bad.stderr, /not a readable image/);
   });
 
+  it('stops a run on images without patient ids unless --group-by none is given, and says why', async () => {
+    const data = tempDir();
+    await writePatternDataset(data, 3);
+    const ws = path.join(tempDir(), 'ws');
+    const imported = await pathotype(ws, 'data', 'import', data);
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stderr, /every one of the 9 images is a group of its own/);
+    const withoutGroups: Partial<typeof quickConfig> = { ...quickConfig };
+    delete withoutGroups.groupBy;
+    const config = writeFile(path.join(tempDir(), 'nogroups.json'), JSON.stringify(withoutGroups));
+    const refused = await pathotype(ws, 'run', '--preset', 'small-cnn', '--config', config, '--name', 'leak');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /cross-validation would split images, not patients/);
+    assert.match(refused.stderr, /--group-by none/);
+    assert.ok(!existsSync(path.join(ws, 'models/leak')), 'nothing trained');
+  });
+
   it('cross-validates by case: k folds, every image predicted once by a model that never saw its case', async () => {
     const { data, ws, args: runArgs } = await quickRun(6, 'cv');
     const args = [...runArgs, '--folds', '3'];
@@ -155,15 +173,24 @@ describe('pathotype run, train, evaluate and predict', () => {
     const again = await pathotype(ws, ...args);
     assert.equal(again.code, 0, again.stderr);
     assert.equal((again.stderr.match(/prepare: reused/g) ?? []).length, 4, 'three folds and the final model');
+    // The pattern images carry no patient ids: given --group-by none, every figure says what it is.
     assert.match(
       again.stdout,
-      /3-fold cross-validation by patient \(18 patients\): image accuracy \d+\.\d% \(95% CI \d+\.\d%-\d+\.\d%, majority vote\) over all 18 images/,
+      /3-fold cross-validation split by image \(every image its own group; not an estimate for new patients\): image accuracy \d+\.\d% \(95% CI \d+\.\d%-\d+\.\d%, majority vote\) over all 18 images/,
     );
     // The final model: trained on every image, carrying the CV figures and the calibration.
     const final = JSON.parse(readFileSync(path.join(ws, 'models/cv/model.json'), 'utf8')) as {
       data: { split: string; images: number };
       calibration: { temperature: number; threshold: number; target: number };
-      metrics: { crossValidation: { imageAccuracy: number; folds: number; groups: number } };
+      metrics: {
+        crossValidation: {
+          imageAccuracy: number;
+          folds: number;
+          groups: number;
+          splitByImage: boolean;
+          estimate: string;
+        };
+      };
     };
     assert.equal(final.data.split, 'cv-all');
     assert.equal(final.data.images, 18);
@@ -171,6 +198,22 @@ describe('pathotype run, train, evaluate and predict', () => {
     assert.deepEqual([final.metrics.crossValidation.folds, final.metrics.crossValidation.groups], [3, 18]);
     assert.ok(final.calibration.temperature > 0 && final.calibration.target === 0.95);
     assert.ok(existsSync(path.join(ws, 'runs/cv/cross-validation.html')));
+    assert.equal(final.metrics.crossValidation.splitByImage, true);
+    assert.equal(final.metrics.crossValidation.estimate, 'split by image: not an estimate for new patients');
+    assert.match(
+      readFileSync(path.join(ws, 'runs/cv/cross-validation.html'), 'utf8'),
+      /split by image: not an estimate for new patients/,
+    );
+    const server = await buildServer({ modelDir: path.join(ws, 'models/cv'), dataDir: tempDir() });
+    try {
+      const [model] = (await server.app.inject('/api/v1/models')).json<{ estimate: string }[]>();
+      assert.equal(model?.estimate, 'split by image: not an estimate for new patients');
+      const page = (await server.app.inject('/')).body;
+      assert.match(page, /split by image: not an estimate for new patients/);
+      assert.doesNotMatch(page, /expected on new patients/);
+    } finally {
+      await server.app.close();
+    }
     const predicted = await pathotype(
       ws,
       'predict',
