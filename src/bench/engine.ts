@@ -232,11 +232,6 @@ async function bf16Effect(options: EngineBenchOptions): Promise<Bf16Effect> {
   };
 }
 
-/** Whether the CPU computes bf16 natively (engine/precision.ts reads it once). */
-export function cpuHasBf16(): Promise<boolean> {
-  return Promise.resolve(cpuHasNativeBf16());
-}
-
 function ratio(
   a: EngineRow | undefined,
   b: EngineRow | undefined,
@@ -251,7 +246,7 @@ export async function runEngineBench(
   progress: (message: string) => void = () => undefined,
 ): Promise<EngineBenchReport> {
   setThreads(options.threads);
-  const hasBf16 = await cpuHasBf16();
+  const hasBf16 = cpuHasNativeBf16();
   const python = options.python ? await findTorchPython() : undefined;
   const precisions: ('fp32' | 'bf16')[] = options.bf16 ? ['fp32', 'bf16'] : ['fp32'];
   const rows: EngineRow[] = [];

@@ -2,9 +2,8 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 
-import { cpuHasBf16 } from '../bench/engine.js';
 import { engineInfo, getThreads, Network } from '../engine/network.js';
-import { precisionOf, resolveBf16 } from '../engine/precision.js';
+import { cpuHasNativeBf16, precisionOf, resolveBf16 } from '../engine/precision.js';
 import { ARCHITECTURES, buildSpec, type Architecture } from '../engine/zoo.js';
 import { positiveInt } from './options.js';
 
@@ -14,12 +13,12 @@ export function registerEngine(program: Command): void {
     .command('info')
     .description('libtorch version, threads, oneDNN and bf16 support')
     .option('--json', 'print as JSON')
-    .action(async (flags: { json?: boolean }) => {
+    .action((flags: { json?: boolean }) => {
       const bf16 = resolveBf16('auto');
       const info = {
         ...engineInfo(),
         threads: getThreads(),
-        cpuHasBf16: await cpuHasBf16(),
+        cpuHasBf16: cpuHasNativeBf16(),
         // What bf16: auto (every default) computes in here, PATHOTYPE_BF16 included.
         precision: precisionOf(bf16),
       };

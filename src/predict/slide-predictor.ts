@@ -123,11 +123,16 @@ export interface SlidePlan {
   overviewPixels: number;
 }
 
+/**
+ * The slide's tiling for this model, known from its header alone, refused (ERR_SLIDE_TOO_LARGE)
+ * when its work is beyond the budget (LIMITS): its pixels first, before its scale is even asked.
+ */
 export function planSlide(
   predictor: Predictor,
   info: SlideInfo,
   options: SlidePredictOptions = {},
 ): SlidePlan {
+  checkSlidePixels(info);
   const slideMpp = options.slideMpp ?? info.mpp;
   if (!slideMpp)
     throw new PathotypeError(
@@ -145,10 +150,11 @@ export function planSlide(
   const overviewLevel = levelFor(info, Math.max(1, Math.max(info.width, info.height) / MASK_SIDE));
   const level = info.levels[overviewLevel];
   const overviewPixels = level ? level.width * level.height : info.width * info.height;
-  return { slideMpp, modelMpp, factor, cols, rows, overviewLevel, overviewPixels };
+  const plan = { slideMpp, modelMpp, factor, cols, rows, overviewLevel, overviewPixels };
+  checkSlideWork(info, plan);
+  return plan;
 }
 
-/** Refuses a slide whose work is beyond the budget (LIMITS), before any of it is done. */
 function refuseSlide(info: SlideInfo, what: string): never {
   throw new PathotypeError(
     'ERR_SLIDE_TOO_LARGE',
@@ -156,8 +162,8 @@ function refuseSlide(info: SlideInfo, what: string): never {
   );
 }
 
-/** Refuses a slide of more level-0 pixels than LIMITS.slidePixels: known from its header, before its scale. */
-export function checkSlidePixels(info: SlideInfo): void {
+/** Refuses a slide of more level-0 pixels than LIMITS.slidePixels. */
+function checkSlidePixels(info: SlideInfo): void {
   if (info.width * info.height > LIMITS.slidePixels)
     refuseSlide(
       info,
@@ -165,8 +171,8 @@ export function checkSlidePixels(info: SlideInfo): void {
     );
 }
 
-export function checkSlideWork(info: SlideInfo, plan: SlidePlan): void {
-  checkSlidePixels(info);
+/** Refuses a slide of more tiles, or a costlier tissue-mask overview, than LIMITS allow. */
+function checkSlideWork(info: SlideInfo, plan: SlidePlan): void {
   const refuse = (what: string): never => refuseSlide(info, what);
   if (plan.cols * plan.rows > LIMITS.slideTiles)
     refuse(`${plan.cols * plan.rows} tiles at the model's scale, above the limit of ${LIMITS.slideTiles}`);
@@ -176,7 +182,6 @@ export function checkSlideWork(info: SlideInfo, plan: SlidePlan): void {
     );
 }
 
-/** A low-resolution RGB view of the whole slide, read in strips so no read is large. */
 /** Stops long work between its reads once `signal` says so (a cancelled job, a closing server). */
 export function throwIfStopped(signal: AbortSignal | undefined): void {
   if (signal?.aborted)
@@ -186,6 +191,7 @@ export function throwIfStopped(signal: AbortSignal | undefined): void {
     );
 }
 
+/** A low-resolution RGB view of the whole slide, read in strips so no read is large. */
 async function overview(
   slide: Slide,
   side: number,
@@ -391,9 +397,7 @@ export async function predictSlide(
   const started = performance.now();
   const slide = await Slide.open(file);
   try {
-    checkSlidePixels(slide.info);
     const plan = planSlide(predictor, slide.info, options);
-    checkSlideWork(slide.info, plan);
     const { slideMpp, modelMpp, factor, cols, rows } = plan;
     const { width, height } = slide.info;
     // The model's grid over the slide at the model's scale, in level-0 pixels.

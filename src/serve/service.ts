@@ -16,7 +16,7 @@ import { decodeRgb, probeImage, type RgbImage } from '../image/image-io.js';
 import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
 import { readSlideResult } from '../predict/slide-job.js';
-import { checkSlidePixels, checkSlideWork, planSlide } from '../predict/slide-predictor.js';
+import { planSlide } from '../predict/slide-predictor.js';
 import { LIMITS } from '../limits.js';
 import type { Role } from '../store/users.js';
 import type { SlidePrediction } from '../predict/slide-predictor.js';
@@ -187,9 +187,7 @@ export class PredictionService {
       }
       const slide = await Slide.open(slidePath);
       try {
-        checkSlidePixels(slide.info);
         const plan = planSlide(this.predictor, slide.info, slideMpp ? { slideMpp } : {});
-        checkSlideWork(slide.info, plan);
         work = plan.cols * plan.rows;
       } finally {
         await slide.close();

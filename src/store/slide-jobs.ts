@@ -241,7 +241,7 @@ export async function runSlideJob(
   dir: string,
   shutdown: AbortSignal,
 ): Promise<void> {
-  if ((await table.statusOf(id)) === 'cancelled') return;
+  // take() skips a job that is cancelled or done by now.
   const job = await table.take(id, worker);
   if (!job) return;
   if (job.attempts > LIMITS.slideAttempts) {
