@@ -36,8 +36,13 @@ export const ERROR_CODES = {
   ERR_UPSAMPLING: { status: 422, meaning: "the image would have to be enlarged beyond the model's limit" },
   ERR_BACKGROUND: { status: 422, meaning: 'too little tissue: mostly empty glass' },
   ERR_NOT_HE: { status: 422, meaning: 'too little H&E-stained tissue to be a field of this kind' },
-  ERR_PEN_MARK: { status: 422, meaning: 'the image is marked with pen ink over too much of it' },
+  ERR_PEN_MARK: {
+    status: 422,
+    meaning: 'the image is marked with pen ink (coloured or black) over too much of it',
+  },
   ERR_BLURRED: { status: 422, meaning: 'the image is out of focus: its nuclei are too blurred to judge' },
+  ERR_TISSUE_FOLD: { status: 422, meaning: 'the section is folded over too much of the image' },
+  ERR_BUBBLE: { status: 422, meaning: 'an air bubble under the coverslip covers too much of the image' },
   ERR_NO_PATCHES: {
     status: 422,
     meaning: 'the image is smaller than one patch, or all its patches are background',

@@ -59,26 +59,21 @@ export function focusMeasure(image: RgbImage): number {
 }
 
 /**
- * The focus of each cell of `grid` (col, row) in `region`, an image at `scale`, measured at the
- * reference scale: the region is resampled once, each cell's box cut from it.
+ * Measures of each cell of `grid` (col, row) in `region`, an image at `scale`, taken at the
+ * reference scale: the region is resampled once, each cell's box cut from it and measured by
+ * each of `measures` (one array of values per measure).
  */
-export async function cellFocus(
+export async function cellMeasures(
   region: RgbImage,
   grid: { patchSize: number; stride: number },
   cells: readonly (readonly [number, number])[],
   scale: number | null,
-): Promise<Float32Array> {
+  measures: readonly ((tile: RgbImage) => number)[],
+): Promise<Float32Array[]> {
   const factor = scale === null ? 1 : FOCUS_REFERENCE_SCALE / scale;
-  const reference =
-    Math.abs(factor - 1) < 1e-3
-      ? region
-      : await resizeRgb(
-          region,
-          Math.max(3, Math.round(region.width * factor)),
-          Math.max(3, Math.round(region.height * factor)),
-        );
+  const reference = await atReferenceScale(region, scale);
   const side = Math.max(3, Math.round(grid.patchSize * factor));
-  const out = new Float32Array(cells.length);
+  const out = measures.map(() => new Float32Array(cells.length));
   const tile = new Uint8Array(side * side * 3);
   for (const [i, [col, row]] of cells.entries()) {
     const x0 = Math.min(reference.width - side, Math.round(col * grid.stride * factor));
@@ -87,19 +82,21 @@ export async function cellFocus(
       const from = ((y0 + y) * reference.width + x0) * 3;
       tile.set(reference.data.subarray(from, from + side * 3), y * side * 3);
     }
-    out[i] = focusMeasure({ data: tile, width: side, height: side });
+    for (const [m, measure] of measures.entries()) {
+      const values = out[m] as Float32Array;
+      values[i] = measure({ data: tile, width: side, height: side });
+    }
   }
   return out;
 }
 
-/** The focus measure at the reference scale; `scale` is the image's (unknown: taken as it is). */
-export async function focusAtReference(image: RgbImage, scale: number | null): Promise<number> {
-  if (scale === null || Math.abs(scale - FOCUS_REFERENCE_SCALE) < 1e-3) return focusMeasure(image);
+/** The image resampled to the reference scale; `scale` is the image's (unknown: taken as it is). */
+export async function atReferenceScale(image: RgbImage, scale: number | null): Promise<RgbImage> {
+  if (scale === null || Math.abs(scale - FOCUS_REFERENCE_SCALE) < 1e-3) return image;
   const factor = FOCUS_REFERENCE_SCALE / scale;
-  const reference = await resizeRgb(
+  return resizeRgb(
     image,
     Math.max(3, Math.round(image.width * factor)),
     Math.max(3, Math.round(image.height * factor)),
   );
-  return focusMeasure(reference);
 }

@@ -4,7 +4,8 @@
  * a slide's regions), so the model always sees patches made the same way.
  */
 import { ConfigError } from '../errors.js';
-import { focusAtReference } from './focus.js';
+import { artefactStats, type ArtefactStats } from './artefacts.js';
+import { atReferenceScale, focusMeasure } from './focus.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
 import { tissueStats, type TissueStats } from './tissue.js';
@@ -64,6 +65,8 @@ export interface PreprocessedImage extends TiledImage {
   tissue: TissueStats;
   /** Of the decoded image at the focus measure's reference scale: how sharp it is (focus.ts). */
   focus: number;
+  /** Of the decoded image at the same reference scale: folds, bubbles, black ink (artefacts.ts). */
+  artefacts: ArtefactStats;
 }
 
 export async function preprocessImage(
@@ -75,10 +78,12 @@ export async function preprocessImage(
   const size = sizeAtScale(original.width, original.height, original.scale, config.targetScale);
   const decoded = await decodeRgb(source, { ...size, ...options });
   const tissue = tissueStats(decoded);
-  const focus = await focusAtReference(decoded, config.targetScale ?? original.scale);
+  const reference = await atReferenceScale(decoded, config.targetScale ?? original.scale);
+  const focus = focusMeasure(reference);
+  const artefacts = artefactStats(reference);
   const normalised = prepareRegion(decoded, config);
   const tiled = tileImage(normalised, config.tiles, config.background);
-  return { ...tiled, width: normalised.width, height: normalised.height, tissue, focus };
+  return { ...tiled, width: normalised.width, height: normalised.height, tissue, focus, artefacts };
 }
 
 /** Pixels already at the target scale, made as training's were before tiling: normalised. */

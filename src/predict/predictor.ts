@@ -15,6 +15,12 @@ import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
 import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
+import {
+  MAX_BLACK_INK_FRACTION,
+  MAX_BUBBLE_FRACTION,
+  MAX_FOLD_FRACTION,
+  type ArtefactStats,
+} from '../image/artefacts.js';
 import { MAX_INK_FRACTION, MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../image/tissue.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { rounded, verdictOf, type Verdict } from './verdict.js';
@@ -219,6 +225,7 @@ export class Predictor {
         `${what} is marked with pen ink (${(image.tissue.inkFraction * 100).toFixed(0)}% of it is blue or green ink; at most ${MAX_INK_FRACTION * 100}% is accepted): use a field without marks`,
       );
     }
+    this.#checkArtefacts(what, image.artefacts);
     if (image.count === 0) {
       throw new PathotypeError(
         'ERR_NO_PATCHES',
@@ -232,6 +239,26 @@ export class Predictor {
       );
     }
     return { image, scale };
+  }
+
+  /** Folds, bubbles and black ink: each refused with its own code (image/artefacts.ts). */
+  #checkArtefacts(what: string, artefacts: ArtefactStats): void {
+    const share = (v: number): string => `${(v * 100).toFixed(1)}%`;
+    if (artefacts.blackInkFraction > MAX_BLACK_INK_FRACTION)
+      throw new PathotypeError(
+        'ERR_PEN_MARK',
+        `${what} is marked with black ink (one patch over ${share(artefacts.blackInkFraction)} of it; at most ${share(MAX_BLACK_INK_FRACTION)} is accepted): use a field without marks`,
+      );
+    if (artefacts.foldFraction > MAX_FOLD_FRACTION)
+      throw new PathotypeError(
+        'ERR_TISSUE_FOLD',
+        `${what} shows a tissue fold (${share(artefacts.foldFraction)} of its tissue is about twice as dense as the rest; at most ${share(MAX_FOLD_FRACTION)} is accepted): use a field without folds`,
+      );
+    if (artefacts.bubbleFraction > MAX_BUBBLE_FRACTION)
+      throw new PathotypeError(
+        'ERR_BUBBLE',
+        `${what} has an air bubble under the coverslip over ${share(artefacts.bubbleFraction)} of it (at most ${share(MAX_BUBBLE_FRACTION)} is accepted): use a field without bubbles`,
+      );
   }
 
   /**

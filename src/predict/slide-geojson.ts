@@ -56,13 +56,15 @@ export function slideGeoJson(prediction: SlidePrediction): SlideGeoJson {
         },
         properties: {
           objectType: 'detection',
-          // A blurred tile is QuPath's Ignore* class: shown, and left out of its measurements.
-          classification: tile.blurred
-            ? { name: 'Ignore*', color: BLURRED_COLOUR }
-            : { name: classes[tile.predicted] ?? '', color: classColour(tile.predicted) },
+          // A blurred or folded tile is QuPath's Ignore* class: shown, and left out of its measurements.
+          classification:
+            tile.blurred || tile.folded
+              ? { name: 'Ignore*', color: BLURRED_COLOUR }
+              : { name: classes[tile.predicted] ?? '', color: classColour(tile.predicted) },
           measurements: {
             ...Object.fromEntries(classes.map((c, i) => [`Probability ${c}`, tile.probabilities[i] ?? 0])),
             Focus: tile.focus,
+            'Density ratio': tile.densityRatio,
           },
         },
       };

@@ -12,7 +12,8 @@ import path from 'node:path';
 
 import { LIMITS } from '../limits.js';
 import { levelFor, Slide, type SlideInfo } from '../slide/slide.js';
-import { cellFocus, MIN_TILE_FOCUS } from '../image/focus.js';
+import { densityRatios, isFolded, tissueDensity } from '../image/artefacts.js';
+import { cellMeasures, focusMeasure, MIN_TILE_FOCUS } from '../image/focus.js';
 import { tissueMask } from '../image/tissue.js';
 import type { Grid } from '../image/tiling.js';
 import type { PatchOutputs } from './patch-outputs.js';
@@ -53,29 +54,33 @@ class RegionCheckpoint {
     return path.join(this.dir, `${key.replace(',', '_')}.f32`);
   }
 
-  load(key: string, tiles: number): { outputs: PatchOutputs; focus: Float32Array } | undefined {
+  load(key: string, tiles: number): { outputs: PatchOutputs; quality: TileQuality } | undefined {
     const file = this.#file(key);
     if (!existsSync(file)) return undefined;
     const bytes = readFileSync(file);
     const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
     const n = tiles * this.classes;
     const outputsLength = n * (this.withLog ? 2 : 1);
-    if (values.length !== outputsLength + tiles) return undefined;
+    if (values.length !== outputsLength + 2 * tiles) return undefined;
     const probabilities = values.slice(0, n);
     return {
       outputs: this.withLog
         ? { probabilities, logProbabilities: values.slice(n, outputsLength) }
         : { probabilities },
-      focus: values.slice(outputsLength),
+      quality: {
+        focus: values.slice(outputsLength, outputsLength + tiles),
+        density: values.slice(outputsLength + tiles),
+      },
     };
   }
 
-  /** A region's outputs, then each tile's focus. */
-  save(key: string, outputs: PatchOutputs, focus: Float32Array): void {
+  /** A region's outputs, then each tile's focus, then its density. */
+  save(key: string, outputs: PatchOutputs, quality: TileQuality): void {
     const parts = [
       outputs.probabilities,
       ...(this.withLog && outputs.logProbabilities ? [outputs.logProbabilities] : []),
-      focus,
+      quality.focus,
+      quality.density,
     ];
     const file = this.#file(key);
     writeFileSync(
@@ -96,6 +101,15 @@ export interface SlideTile {
   /** Its focus measure; below MIN_TILE_FOCUS the tile is left out of the slide's answer. */
   focus: number;
   blurred: boolean;
+  /** Its optical density over the slide's median tile's; a fold (image/artefacts.ts) is left out too. */
+  densityRatio: number;
+  folded: boolean;
+}
+
+/** Per tile (kept tile, or a region's): its focus and its tissue's optical density. */
+interface TileQuality {
+  focus: Float32Array;
+  density: Float32Array;
 }
 
 export interface SlidePrediction {
@@ -103,8 +117,8 @@ export interface SlidePrediction {
   model: { name: string; version: number; classes: string[]; mpp: number; rule: string };
   /** The tiling in level-0 pixels: tile side, step, and the grid it spans. */
   tiling: { size: number; stride: number; cols: number; rows: number; level: number };
-  /** The share of the slide that is tissue in the mask, the tiles kept, and those of them out of focus. */
-  tissue: { fraction: number; tiles: number; blurred: number };
+  /** The share of the slide that is tissue in the mask, the tiles kept, and those of them out of focus or folded. */
+  tissue: { fraction: number; tiles: number; blurred: number; folded: number };
   tiles: SlideTile[];
   result: Verdict;
   timings: { totalMs: number; maskMs: number; readMs: number; inferenceMs: number };
@@ -263,67 +277,103 @@ function regionsOf(kept: readonly [number, number][]): Map<string, number[]> {
   return byBlock;
 }
 
+interface TileGrid {
+  factor: number;
+  stride0: number;
+  cols: number;
+  rows: number;
+  readLevel: number;
+}
+
+/** A region read at the model's scale, its grid, the kept cells in it and their quality. */
+interface TileRegion {
+  region: RgbImage;
+  grid: Grid;
+  cells: [number, number][];
+  quality: TileQuality;
+}
+
+/** One region ("col,row" of REGION_TILES blocks) of the slide, read for its kept tiles `members`. */
+async function readTileRegion(
+  predictor: Predictor,
+  slide: Slide,
+  tiling: TileGrid,
+  kept: readonly [number, number][],
+  key: string,
+  members: number[],
+): Promise<TileRegion> {
+  const { factor, stride0, cols, rows, readLevel } = tiling;
+  const { patchSize, stride } = predictor.manifest.preprocess.tiles;
+  const levelDs = slide.info.levels[readLevel]?.downsample ?? 1;
+  const [bc, br] = key.split(',').map(Number) as [number, number];
+  const col0 = bc * REGION_TILES;
+  const row0 = br * REGION_TILES;
+  const lastCol = Math.min(cols - 1, col0 + REGION_TILES - 1);
+  const lastRow = Math.min(rows - 1, row0 + REGION_TILES - 1);
+  // The region in model pixels, then in level-0 and read-level pixels.
+  const modelWidth = (lastCol - col0) * stride + patchSize;
+  const modelHeight = (lastRow - row0) * stride + patchSize;
+  const raw = await slide.readRegion({
+    x: Math.round(col0 * stride0),
+    y: Math.round(row0 * stride0),
+    level: readLevel,
+    width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
+    height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
+  });
+  const region = await resizeRgb(raw, modelWidth, modelHeight);
+  const grid = predictor.gridOver(modelWidth, modelHeight);
+  const cells = members.map((k) => {
+    const [col, row] = kept[k] as [number, number];
+    return [col - col0, row - row0] as [number, number];
+  });
+  const measures = [focusMeasure, tissueDensity];
+  const [focus, density] = (await cellMeasures(
+    region,
+    grid,
+    cells,
+    predictor.manifest.preprocess.targetScale,
+    measures,
+  )) as [Float32Array, Float32Array];
+  return { region, grid, cells, quality: { focus, density } };
+}
+
 async function predictTiles(
   predictor: Predictor,
   slide: Slide,
-  grid: { factor: number; stride0: number; cols: number; rows: number; readLevel: number },
+  grid: TileGrid,
   kept: readonly [number, number][],
   options: SlidePredictOptions,
 ): Promise<{
   probabilities: Float32Array;
   logProbabilities: Float32Array | undefined;
-  /** Per kept tile: its focus (image/focus.ts). */
-  focus: Float32Array;
+  /** Per kept tile: its focus and density. */
+  quality: TileQuality;
   readMs: number;
   inferenceMs: number;
 }> {
-  const { factor, stride0, cols, rows, readLevel } = grid;
-  const { patchSize, stride } = predictor.manifest.preprocess.tiles;
-  const levelDs = slide.info.levels[readLevel]?.downsample ?? 1;
   const classes = predictor.classes.length;
   const probabilities = new Float32Array(kept.length * classes);
   const logProbabilities =
     predictor.options.vote === 'logit' ? new Float32Array(kept.length * classes) : undefined;
-  const focus = new Float32Array(kept.length);
+  const quality: TileQuality = {
+    focus: new Float32Array(kept.length),
+    density: new Float32Array(kept.length),
+  };
   const byBlock = regionsOf(kept);
   let readMs = 0;
   let inferenceMs = 0;
   let done = 0;
-  // One region at the model's scale, with its grid and the kept cells in it.
-  const readRegion = async (
-    key: string,
-    members: number[],
-  ): Promise<{ region: RgbImage; grid: Grid; cells: [number, number][]; focus: Float32Array }> => {
-    const [bc, br] = key.split(',').map(Number) as [number, number];
-    const col0 = bc * REGION_TILES;
-    const row0 = br * REGION_TILES;
-    const lastCol = Math.min(cols - 1, col0 + REGION_TILES - 1);
-    const lastRow = Math.min(rows - 1, row0 + REGION_TILES - 1);
-    // The region in model pixels, then in level-0 and read-level pixels.
-    const modelWidth = (lastCol - col0) * stride + patchSize;
-    const modelHeight = (lastRow - row0) * stride + patchSize;
+  const readRegion = async (key: string, members: number[]): Promise<TileRegion> => {
     const readStarted = performance.now();
-    const raw = await slide.readRegion({
-      x: Math.round(col0 * stride0),
-      y: Math.round(row0 * stride0),
-      level: readLevel,
-      width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
-      height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
-    });
-    const region = await resizeRgb(raw, modelWidth, modelHeight);
-    const grid = predictor.gridOver(modelWidth, modelHeight);
-    const cells = members.map((k) => {
-      const [col, row] = kept[k] as [number, number];
-      return [col - col0, row - row0] as [number, number];
-    });
-    const sharpness = await cellFocus(region, grid, cells, predictor.manifest.preprocess.targetScale);
+    const region = await readTileRegion(predictor, slide, grid, kept, key, members);
     readMs += performance.now() - readStarted;
-    return { region, grid, cells, focus: sharpness };
+    return region;
   };
   // Regions a stopped run finished already come from its checkpoint, and are not read again.
-  const store = (members: number[], outputs: PatchOutputs, sharpness: Float32Array): void => {
+  const store = (members: number[], outputs: PatchOutputs, measured: TileQuality): void => {
     for (const [i, k] of members.entries()) {
-      focus[k] = sharpness[i] ?? 0;
+      quality.focus[k] = measured.focus[i] ?? 0;
+      quality.density[k] = measured.density[i] ?? 0;
       probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
       if (logProbabilities && outputs.logProbabilities)
         logProbabilities.set(outputs.logProbabilities.subarray(i * classes, (i + 1) * classes), k * classes);
@@ -335,7 +385,7 @@ async function predictTiles(
     : undefined;
   const blocks = [...byBlock].filter(([key, members]) => {
     const saved = checkpoint?.load(key, members.length);
-    if (saved) store(members, saved.outputs, saved.focus);
+    if (saved) store(members, saved.outputs, saved.quality);
     return !saved;
   });
   if (done > 0) options.onProgress?.(done, kept.length);
@@ -343,7 +393,7 @@ async function predictTiles(
   let next = blocks[0] ? readRegion(...blocks[0]) : undefined;
   for (let b = 0; b < blocks.length; b++) {
     const [key, members] = blocks[b] as [string, number[]];
-    const { region, grid, cells, focus: sharpness } = await (next as ReturnType<typeof readRegion>);
+    const { region, grid, cells, quality: measured } = await (next as ReturnType<typeof readRegion>);
     const following = blocks[b + 1];
     next = following && !options.signal?.aborted ? readRegion(...following) : undefined;
     if (options.signal?.aborted) {
@@ -353,40 +403,46 @@ async function predictTiles(
     const inferStarted = performance.now();
     const outputs: PatchOutputs = await predictor.predictRegion(region, grid, cells);
     inferenceMs += performance.now() - inferStarted;
-    store(members, outputs, sharpness);
-    checkpoint?.save(key, outputs, sharpness);
+    store(members, outputs, measured);
+    checkpoint?.save(key, outputs, measured);
     options.onProgress?.(done, kept.length);
   }
 
-  return { probabilities, logProbabilities, focus, readMs, inferenceMs };
+  return { probabilities, logProbabilities, quality, readMs, inferenceMs };
 }
 
-/** The slide's answer from the tiles in focus; blurred ones are kept, marked, for the viewer. */
-function verdictInFocus(
+/**
+ * The slide's answer from its clear tiles: in focus and not folded. The others are kept, marked,
+ * for the viewer.
+ */
+function verdictOnClearTiles(
   predictor: Predictor,
   info: SlideInfo,
-  outputs: { probabilities: Float32Array; logProbabilities: Float32Array | undefined; focus: Float32Array },
-): { verdict: Verdict; sharp: number[] } {
+  outputs: { probabilities: Float32Array; logProbabilities: Float32Array | undefined },
+  tiles: { blurred: boolean; folded: boolean }[],
+): Verdict {
   const classes = predictor.classes.length;
-  const { probabilities, logProbabilities, focus } = outputs;
-  const sharp = Array.from(focus.keys()).filter((k) => (focus[k] ?? 0) >= MIN_TILE_FOCUS);
-  if (sharp.length === 0)
+  const { probabilities, logProbabilities } = outputs;
+  const clear = Array.from(tiles.keys()).filter((k) => !tiles[k]?.blurred && !tiles[k]?.folded);
+  if (clear.length === 0) {
+    const allBlurred = tiles.every((t) => t.blurred);
     throw new PathotypeError(
-      'ERR_BLURRED',
-      `every tissue tile of ${path.basename(info.path)} is out of focus`,
+      allBlurred ? 'ERR_BLURRED' : 'ERR_TISSUE_FOLD',
+      `every tissue tile of ${path.basename(info.path)} is ${allBlurred ? 'out of focus' : 'out of focus or folded'}`,
     );
+  }
   const rowsOf = (a: Float32Array): Float32Array => {
-    const out = new Float32Array(sharp.length * classes);
-    for (const [i, k] of sharp.entries()) out.set(a.subarray(k * classes, (k + 1) * classes), i * classes);
+    const out = new Float32Array(clear.length * classes);
+    for (const [i, k] of clear.entries()) out.set(a.subarray(k * classes, (k + 1) * classes), i * classes);
     return out;
   };
   const { verdict } = predictor.verdictOn(
     logProbabilities
       ? { probabilities: rowsOf(probabilities), logProbabilities: rowsOf(logProbabilities) }
       : { probabilities: rowsOf(probabilities) },
-    sharp.length,
+    clear.length,
   );
-  return { verdict, sharp };
+  return verdict;
 }
 
 export async function predictSlide(
@@ -410,7 +466,7 @@ export async function predictSlide(
     const maskMs = performance.now() - maskStarted;
 
     const readLevel = slide.levelFor(factor);
-    const { probabilities, logProbabilities, focus, readMs, inferenceMs } = await predictTiles(
+    const { probabilities, logProbabilities, quality, readMs, inferenceMs } = await predictTiles(
       predictor,
       slide,
       { factor, stride0, cols, rows, readLevel },
@@ -419,11 +475,19 @@ export async function predictSlide(
     );
 
     const names = predictor.classes;
-    const { verdict, sharp } = verdictInFocus(predictor, slide.info, {
-      probabilities,
-      logProbabilities,
-      focus,
-    });
+    const ratios = densityRatios(quality.density);
+    const tiles: SlideTile[] = kept.map(([col, row], k) => ({
+      x: Math.round(col * stride0),
+      y: Math.round(row * stride0),
+      size: Math.round(size0),
+      predicted: argmax(probabilities, k * names.length, names.length),
+      probabilities: Array.from(probabilities.subarray(k * names.length, (k + 1) * names.length), rounded),
+      focus: rounded(quality.focus[k] ?? 0),
+      blurred: (quality.focus[k] ?? 0) < MIN_TILE_FOCUS,
+      densityRatio: rounded(ratios[k] ?? 0),
+      folded: isFolded(ratios[k] ?? 0),
+    }));
+    const verdict = verdictOnClearTiles(predictor, slide.info, { probabilities, logProbabilities }, tiles);
     return {
       slide: {
         path: slide.info.path,
@@ -441,16 +505,13 @@ export async function predictSlide(
         rule: predictor.options.vote,
       },
       tiling: { size: size0, stride: stride0, cols, rows, level: readLevel },
-      tissue: { fraction, tiles: kept.length, blurred: kept.length - sharp.length },
-      tiles: kept.map(([col, row], k) => ({
-        x: Math.round(col * stride0),
-        y: Math.round(row * stride0),
-        size: Math.round(size0),
-        predicted: argmax(probabilities, k * names.length, names.length),
-        probabilities: Array.from(probabilities.subarray(k * names.length, (k + 1) * names.length), rounded),
-        focus: rounded(focus[k] ?? 0),
-        blurred: (focus[k] ?? 0) < MIN_TILE_FOCUS,
-      })),
+      tissue: {
+        fraction,
+        tiles: kept.length,
+        blurred: tiles.filter((t) => t.blurred).length,
+        folded: tiles.filter((t) => t.folded).length,
+      },
+      tiles,
       result: verdict,
       timings: { totalMs: performance.now() - started, maskMs, readMs, inferenceMs },
     };

@@ -176,7 +176,11 @@ describe('whole-slide images', () => {
       assert.deepEqual(first.geometry.coordinates[0]?.[2], [tile.x + tile.size, tile.y + tile.size]);
       assert.equal(first.properties.objectType, 'detection');
       assert.equal(first.properties.classification.name, ['CLL', 'FL', 'MCL'][tile.predicted]);
-      assert.equal(Object.keys(first.properties.measurements).length, 4, 'three probabilities and the focus');
+      assert.equal(
+        Object.keys(first.properties.measurements).length,
+        5,
+        'three probabilities, the focus and the density ratio',
+      );
     },
   );
 
@@ -206,7 +210,7 @@ describe('whole-slide images', () => {
       assert.equal(result.tissue.blurred, result.tiles.filter((t) => t.blurred).length);
       assert.equal(
         result.result.patches,
-        result.tissue.tiles - result.tissue.blurred,
+        result.tiles.filter((t) => !t.blurred && !t.folded).length,
         'only tiles in focus vote',
       );
       const geojson = slideGeoJson(result);
@@ -216,6 +220,45 @@ describe('whole-slide images', () => {
           .map((f) => f.properties.classification.name),
       );
       assert.deepEqual([...names], ['Ignore*']);
+    },
+  );
+
+  it(
+    'leaves folded tiles (a field lying on itself: its transmittance squared) out of the slide answer',
+    needsShared,
+    async () => {
+      const dir = tempDir();
+      const folded = await Promise.all(
+        fieldsOf('CLL', 1).map(async (file, i) => {
+          const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+          const out = path.join(dir, `folded-${i}.png`);
+          const squared = Buffer.from(data.map((v) => Math.round((v * v) / 255)));
+          await sharp(squared, { raw: { width: info.width, height: info.height, channels: 3 } }).toFile(out);
+          return out;
+        }),
+      );
+      const mixed = await writeTestSlide(path.join(dir, 'folded.tif'), [...fieldsOf('CLL', 3), ...folded], {
+        across: 2,
+      });
+      const result = await predictSlide(await modelAtScale(0.3005), mixed.file);
+      const half = mixed.height / 2;
+      const top = result.tiles.filter((t) => t.y + t.size <= half);
+      const lowerRight = result.tiles.filter((t) => t.y >= half && t.x >= mixed.width / 2);
+      assert.ok(
+        top.every((t) => !t.folded),
+        'the fields lying flat are not folded',
+      );
+      assert.ok(lowerRight.length > 0, 'the folded field has tissue tiles');
+      const share = lowerRight.filter((t) => t.folded).length / lowerRight.length;
+      assert.ok(share > 0.9, `the folded field's tiles are folds (${share})`);
+      assert.equal(result.tissue.folded, result.tiles.filter((t) => t.folded).length);
+      assert.equal(result.result.patches, result.tiles.filter((t) => !t.blurred && !t.folded).length);
+      const geojson = slideGeoJson(result);
+      assert.ok(
+        geojson.features.every(
+          (f, k) => !result.tiles[k]?.folded || f.properties.classification.name === 'Ignore*',
+        ),
+      );
     },
   );
 
