@@ -31,7 +31,9 @@ fi
 # 3. npm packages, when the lock file changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log 'installing npm packages (npm ci)'
-  npm ci --no-audit --no-fund --loglevel=error
+  # onnxruntime-node ships its CPU binary in the package; its install script would fetch the
+  # CUDA build from nuget.org (npm 11 skips it already: allowScripts in package.json says no).
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
   touch node_modules/.package-lock.json
 fi
 

@@ -106,7 +106,7 @@ export interface ResolvedSpec extends NetworkSpec {
 
 const NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 
-function pair(value: Pair, what: string): [number, number] {
+export function pair(value: Pair, what: string): [number, number] {
   const [a, b] = typeof value === 'number' ? [value, value] : value;
   if (!isPositiveInt(a) || !isPositiveInt(b)) {
     throw new EngineInputError(`${what} must be a positive integer or a pair of them`);
@@ -118,7 +118,14 @@ function isPositiveInt(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value > 0;
 }
 
-function outSize(input: number, kernel: number, stride: number, padding: Padding): number {
+/** TensorFlow's 'same' padding of one axis: [before, after], the odd pixel after (as the addon pads). */
+export function samePadding(input: number, kernel: number, stride: number): [number, number] {
+  const out = Math.ceil(input / stride);
+  const total = Math.max((out - 1) * stride + kernel - input, 0);
+  return [Math.floor(total / 2), total - Math.floor(total / 2)];
+}
+
+export function outSize(input: number, kernel: number, stride: number, padding: Padding): number {
   return padding === 'same' ? Math.ceil(input / stride) : Math.floor((input - kernel) / stride) + 1;
 }
 

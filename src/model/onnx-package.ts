@@ -1,0 +1,198 @@
+/**
+ * A model package leaving pathotype: its whole network as one ONNX graph, beside a JSON sidecar
+ * with what a graph cannot say (classes, patch geometry in microns per pixel, the stain
+ * normaliser to apply before cutting patches, the vote rule and the calibration), and a check
+ * that ONNX Runtime gives the addon's outputs on the same patches.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { PathotypeError } from '../errors.js';
+import type { Network } from '../engine/network.js';
+import { OnnxSession } from '../engine/onnx-runtime.js';
+import { seededRandom } from '../random.js';
+import { ORIGINAL_MPP } from '../image/scale.js';
+import { networkToOnnx, type OnnxInputLayout } from './onnx-export.js';
+import { loadPackageNetwork, softwareVersion, type ModelManifest } from './package.js';
+
+/** The sidecar's format: a different major is not read the same way. */
+export const ONNX_SIDECAR_FORMAT = 'pathotype-onnx/1';
+/** How far ONNX Runtime's probabilities may be from the addon's for an export to pass its check. */
+export const ONNX_TOLERANCE = 1e-4;
+
+export interface OnnxSidecar {
+  format: typeof ONNX_SIDECAR_FORMAT;
+  model: { name: string; version: number; createdAt: string; software: string };
+  onnx: { file: string; sha256: string; opset: number };
+  classes: string[];
+  input: {
+    name: 'pixels';
+    layout: OnnxInputLayout;
+    /** uint8-nhwc: [batch, height, width, 3] bytes; float-nchw: [batch, 3, height, width] values 0-255. */
+    shape: (number | string)[];
+    channels: 'rgb';
+    /** In the graph already: the channel order and (x - mean) / std of the network's input. */
+    inGraph: { channelOrder: string; mean: number[]; std: number[] };
+  };
+  outputs: { logits: string; probabilities: string };
+  /** Patches: side and step in pixels at `mpp` microns per pixel (null: each image as it is). */
+  patch: { size: number; stride: number; mpp: number | null; targetScale: number | null };
+  /** Applied to each image before it is cut, as pathotype does (not in the graph). */
+  preprocess: ModelManifest['preprocess'];
+  vote: ModelManifest['vote'];
+  calibration: ModelManifest['calibration'] | null;
+  metrics: ModelManifest['metrics'];
+}
+
+export interface OnnxCheck {
+  patches: number;
+  maxProbabilityDifference: number;
+  maxLogitDifference: number;
+}
+
+export interface OnnxExportResult {
+  file: string;
+  sidecar: string;
+  bytes: number;
+  check: OnnxCheck;
+}
+
+/**
+ * Writes `out` (the graph) and `out` without .onnx plus .json (the sidecar), each whole before it
+ * is renamed into place, after checking the graph in ONNX Runtime on `patches` (uint8 NHWC at the
+ * network's input size; seeded noise when absent).
+ */
+export async function exportPackageOnnx(
+  modelDir: string,
+  out: string,
+  options: { opset?: number; input?: OnnxInputLayout; patches?: Uint8Array } = {},
+): Promise<OnnxExportResult> {
+  const { manifest, network } = await loadPackageNetwork(modelDir);
+  const opset = options.opset ?? 17;
+  const layout = options.input ?? 'uint8-nhwc';
+  const bytes = networkToOnnx(manifest.spec, await network.exportTensors(), {
+    opset,
+    input: layout,
+    probabilities: true,
+    producerVersion: softwareVersion(),
+    metadata: {
+      pathotype_model: `${manifest.name}@${manifest.version}`,
+      classes: manifest.classes.join(','),
+    },
+  });
+  const check = await checkOnnx(network, bytes, layout, options.patches ?? noisePatches(manifest, 16));
+  const sidecar = sidecarOf(manifest, path.basename(out), bytes, opset, layout);
+  const sidecarFile = sidecarPath(out);
+  await mkdir(path.dirname(path.resolve(out)), { recursive: true });
+  await writeWhole(out, bytes);
+  await writeWhole(sidecarFile, `${JSON.stringify(sidecar, null, 2)}\n`);
+  return { file: out, sidecar: sidecarFile, bytes: bytes.length, check };
+}
+
+export function sidecarPath(onnxFile: string): string {
+  return `${onnxFile.replace(/\.onnx$/i, '')}.json`;
+}
+
+async function writeWhole(file: string, data: Uint8Array | string): Promise<void> {
+  await writeFile(`${file}.partial`, data);
+  await rename(`${file}.partial`, file);
+}
+
+function sidecarOf(
+  manifest: ModelManifest,
+  file: string,
+  bytes: Uint8Array,
+  opset: number,
+  layout: OnnxInputLayout,
+): OnnxSidecar {
+  const { height, width, channels, channelOrder, mean, std } = manifest.spec.input;
+  const { targetScale, tiles } = manifest.preprocess;
+  return {
+    format: ONNX_SIDECAR_FORMAT,
+    model: {
+      name: manifest.name,
+      version: manifest.version,
+      createdAt: manifest.createdAt,
+      software: manifest.software.pathotype,
+    },
+    onnx: { file, sha256: createHash('sha256').update(bytes).digest('hex'), opset },
+    classes: manifest.classes,
+    input: {
+      name: 'pixels',
+      layout,
+      shape:
+        layout === 'uint8-nhwc' ? ['batch', height, width, channels] : ['batch', channels, height, width],
+      channels: 'rgb',
+      inGraph: { channelOrder, mean: [...mean], std: [...std] },
+    },
+    outputs: { logits: 'logits', probabilities: 'probabilities' },
+    patch: {
+      size: tiles.patchSize,
+      stride: tiles.stride,
+      mpp: targetScale === null ? null : ORIGINAL_MPP / targetScale,
+      targetScale,
+    },
+    preprocess: manifest.preprocess,
+    vote: manifest.vote,
+    calibration: manifest.calibration ?? null,
+    metrics: manifest.metrics,
+  };
+}
+
+/** Seeded noise patches at the network's input size, when no real ones are given. */
+function noisePatches(manifest: ModelManifest, count: number): Uint8Array {
+  const { height, width, channels } = manifest.spec.input;
+  const random = seededRandom(1);
+  return Uint8Array.from({ length: count * height * width * channels }, () => Math.floor(random() * 256));
+}
+
+/** ONNX Runtime against the addon on the same patches; throws ERR_ONNX beyond the tolerance. */
+export async function checkOnnx(
+  network: Network,
+  bytes: Uint8Array,
+  layout: OnnxInputLayout,
+  patches: Uint8Array,
+): Promise<OnnxCheck> {
+  const { height, width, channels } = network.spec.input;
+  const count = patches.length / (height * width * channels);
+  const logits = await network.predict(patches, { raw: true });
+  const probabilities = await network.predict(patches);
+  const session = await OnnxSession.open(bytes);
+  try {
+    const input = layout === 'uint8-nhwc' ? patches : toNchwFloat(patches, count, height, width, channels);
+    const dims =
+      layout === 'uint8-nhwc' ? [count, height, width, channels] : [count, channels, height, width];
+    const out = await session.run(input, dims);
+    const check = {
+      patches: count,
+      maxProbabilityDifference: maxDifference(out.get('probabilities')?.data, probabilities),
+      maxLogitDifference: maxDifference(out.get('logits')?.data, logits),
+    };
+    if (!(check.maxProbabilityDifference <= ONNX_TOLERANCE))
+      throw new PathotypeError(
+        'ERR_ONNX',
+        `ONNX Runtime's probabilities differ from the addon's by ${check.maxProbabilityDifference.toExponential(2)} (at most ${ONNX_TOLERANCE} is accepted): the graph was not written`,
+      );
+    return check;
+  } finally {
+    await session.close();
+  }
+}
+
+function toNchwFloat(patches: Uint8Array, n: number, h: number, w: number, c: number): Float32Array {
+  const out = new Float32Array(patches.length);
+  for (let i = 0; i < n; i++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++)
+        for (let k = 0; k < c; k++)
+          out[((i * c + k) * h + y) * w + x] = patches[((i * h + y) * w + x) * c + k] ?? 0;
+  return out;
+}
+
+function maxDifference(a: Float32Array | undefined, b: Float32Array): number {
+  if (!a || a.length !== b.length) return Infinity;
+  let most = 0;
+  for (let i = 0; i < a.length; i++) most = Math.max(most, Math.abs((a[i] ?? 0) - (b[i] ?? 0)));
+  return most;
+}
