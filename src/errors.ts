@@ -48,7 +48,10 @@ export const ERROR_CODES = {
     meaning: 'the image is smaller than one patch, or all its patches are background',
   },
   ERR_ENGINE_INPUT: { status: 422, meaning: 'a shape, type, spec or option the engine cannot use' },
-  ERR_ONNX: { status: 422, meaning: 'not an ONNX model ONNX Runtime can run, or not of the shape declared for it' },
+  ERR_ONNX: {
+    status: 422,
+    meaning: 'not an ONNX model ONNX Runtime can run, or not of the shape declared for it',
+  },
   ERR_SLIDE_UNSUPPORTED: { status: 415, meaning: 'not a slide format OpenSlide reads' },
   ERR_SLIDE: { status: 422, meaning: 'a damaged or truncated slide, or a region it cannot give' },
   ERR_SLIDE_TOO_LARGE: {
