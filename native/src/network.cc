@@ -125,8 +125,12 @@ torch::Tensor RunLayer(const Layer& layer, torch::Tensor x, bool training) {
     }
     case LayerType::BatchNorm: {
       const auto& bn = *layer.batchNorm;
-      return torch::batch_norm(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.is_training(),
-                               bn.options.momentum().value(), bn.options.eps(), false);
+      // While statistics are being learned, in fp32 whatever autocast made of the input: some CPU
+      // backends (the AVX2 fallback of bf16 convolution) would keep mean and variance in bf16.
+      const bool learning = bn.is_training() && x.scalar_type() != torch::kFloat;
+      return torch::batch_norm(learning ? x.to(torch::kFloat) : x, bn.weight, bn.bias, bn.running_mean,
+                               bn.running_var, bn.is_training(), bn.options.momentum().value(), bn.options.eps(),
+                               false);
     }
     case LayerType::Relu:
       return torch::relu(x);

@@ -2,7 +2,9 @@
  * `pathotype bench engine`: VGG16 on 64x64 patches, training and inference patches/s through the
  * addon, beside the same work in the same run by a plain C++ libtorch program built from this
  * repository and by PyTorch from Python (when installed). Each runs alone, one after another.
- * Also measures bf16 autocast: its speed, and its effect on accuracy.
+ * Every figure is also given in GFLOP/s and as a share of the machine's own GEMM rate; ONNX Runtime
+ * runs the same networks as a yardstick (engine-limits.ts). Also measures bf16 autocast: its
+ * speed, and its effect on accuracy over several seeds.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -15,6 +17,16 @@ import { makePatternSet, sliceBatch } from '../engine/synthetic.js';
 import { seededRandom } from '../random.js';
 import { cpuHasNativeBf16 } from '../engine/precision.js';
 import { smallCnn, vgg16 } from '../engine/zoo.js';
+import type { GemmRate } from '../engine/gemm-rate.js';
+import {
+  featurePassSpec,
+  flopsPerPatch,
+  gflopsOf,
+  inferenceRows,
+  machineLimits,
+  TRAINING_FLOPS_FACTOR,
+  type InferenceRow,
+} from './engine-limits.js';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -31,6 +43,8 @@ export interface EngineBenchOptions {
   bf16: boolean;
   cxx: boolean;
   python: boolean;
+  /** ONNX Runtime on the same networks, and the ResNet50 res4 feature pass. */
+  onnx: boolean;
 }
 
 export const DEFAULT_ENGINE_BENCH: EngineBenchOptions = {
@@ -43,7 +57,13 @@ export const DEFAULT_ENGINE_BENCH: EngineBenchOptions = {
   bf16: true,
   cxx: true,
   python: true,
+  onnx: true,
 };
+
+/** Seeds the small CNN is trained from in each precision. */
+const BF16_SEEDS = [1, 2, 3] as const;
+/** The main job's feature pass: its batch (as the probe extracts). */
+const FEATURE_BATCH = 64;
 
 export interface Throughput {
   trainPerSecond: number;
@@ -62,8 +82,8 @@ export interface Bf16Effect {
   /** VGG16, same weights and batch: largest absolute difference of a class probability. */
   vggMaxProbabilityDifference: number;
   vggArgmaxAgreement: number;
-  /** Small CNN trained from the same seed on the generated pattern set, evaluated on held-out patterns. */
-  smallCnn: { fp32Accuracy: number; bf16Accuracy: number; fp32Loss: number; bf16Loss: number };
+  /** Small CNN trained from each seed in both precisions on a generated pattern set, evaluated on held-out patterns. */
+  smallCnn: { seed: number; fp32Accuracy: number; bf16Accuracy: number }[];
 }
 
 export interface EngineBenchReport {
@@ -72,6 +92,12 @@ export interface EngineBenchReport {
   rows: EngineRow[];
   ratios: { name: string; train?: number; predict?: number }[];
   bf16Effect?: Bf16Effect;
+  /** The machine's own limit: large GEMMs through libtorch on the same threads. */
+  gemm: GemmRate[];
+  /** Forward FLOPs of one patch, counted from the specs. */
+  flops: { vgg16: number; featurePass: number };
+  /** Inference through the addon and ONNX Runtime: VGG16, and the main job's feature pass. */
+  inference: InferenceRow[];
 }
 
 function vggSpec(options: EngineBenchOptions): ReturnType<typeof vgg16> {
@@ -182,26 +208,24 @@ function argmax(row: Float32Array): number {
   return best;
 }
 
-async function trainPatterns(bf16: boolean): Promise<{ accuracy: number; loss: number }> {
-  manualSeed(3);
+async function trainPatterns(bf16: boolean, seed: number): Promise<number> {
+  manualSeed(seed);
   const size = 32;
-  const train = makePatternSet(192, size, 11);
-  const test = makePatternSet(96, size, 12);
+  const train = makePatternSet(192, size, 11 + 100 * seed);
+  const test = makePatternSet(96, size, 12 + 100 * seed);
   const network = await Network.create(smallCnn({ inputSize: size, head: { classes: 3 } }));
   await network.configureOptimizer({ type: 'adam', learningRate: 3e-3 });
-  let loss = 0;
   for (let epoch = 0; epoch < 3; epoch++) {
     for (let i = 0; i < train.count; i += 32) {
       const { images, labels } = sliceBatch(train, i, i + 32);
-      loss = (await network.trainStep(images, labels, { bf16, augment: { flip: true, rotate90: true } }))
-        .loss;
+      await network.trainStep(images, labels, { bf16, augment: { flip: true, rotate90: true } });
     }
   }
   const probs = await network.predict(test.images, { bf16 });
   let correct = 0;
   for (let i = 0; i < test.count; i++)
     if (argmax(probs.subarray(i * 3, i * 3 + 3)) === test.labels[i]) correct++;
-  return { accuracy: correct / test.count, loss };
+  return correct / test.count;
 }
 
 async function bf16Effect(options: EngineBenchOptions): Promise<Bf16Effect> {
@@ -218,18 +242,14 @@ async function bf16Effect(options: EngineBenchOptions): Promise<Bf16Effect> {
     for (let c = 0; c < 3; c++) maxDiff = Math.max(maxDiff, Math.abs((a[c] ?? 0) - (b[c] ?? 0)));
     if (argmax(a) === argmax(b)) agree++;
   }
-  const full = await trainPatterns(false);
-  const half = await trainPatterns(true);
-  return {
-    vggMaxProbabilityDifference: maxDiff,
-    vggArgmaxAgreement: agree / options.batch,
-    smallCnn: {
-      fp32Accuracy: full.accuracy,
-      bf16Accuracy: half.accuracy,
-      fp32Loss: full.loss,
-      bf16Loss: half.loss,
-    },
-  };
+  const smallCnn: Bf16Effect['smallCnn'] = [];
+  for (const seed of BF16_SEEDS)
+    smallCnn.push({
+      seed,
+      fp32Accuracy: await trainPatterns(false, seed),
+      bf16Accuracy: await trainPatterns(true, seed),
+    });
+  return { vggMaxProbabilityDifference: maxDiff, vggArgmaxAgreement: agree / options.batch, smallCnn };
 }
 
 function ratio(
@@ -241,14 +261,12 @@ function ratio(
   return a.result[key] / b.result[key];
 }
 
-export async function runEngineBench(
+async function throughputRows(
   options: EngineBenchOptions,
-  progress: (message: string) => void = () => undefined,
-): Promise<EngineBenchReport> {
-  setThreads(options.threads);
-  const hasBf16 = cpuHasNativeBf16();
+  precisions: readonly ('fp32' | 'bf16')[],
+  progress: (message: string) => void,
+): Promise<EngineRow[]> {
   const python = options.python ? await findTorchPython() : undefined;
-  const precisions: ('fp32' | 'bf16')[] = options.bf16 ? ['fp32', 'bf16'] : ['fp32'];
   const rows: EngineRow[] = [];
   for (const precision of precisions) {
     const bf16 = precision === 'bf16';
@@ -263,6 +281,10 @@ export async function runEngineBench(
       rows.push(await pytorchThroughput(python, options, bf16));
     }
   }
+  return rows;
+}
+
+function ratiosOf(rows: EngineRow[], precisions: readonly ('fp32' | 'bf16')[]): EngineBenchReport['ratios'] {
   const find = (engine: EngineRow['engine'], precision: EngineRow['precision']): EngineRow | undefined =>
     rows.find((r) => r.engine === engine && r.precision === precision);
   const ratios: EngineBenchReport['ratios'] = [];
@@ -277,14 +299,54 @@ export async function runEngineBench(
         ratios.push({ name: `addon/${label} ${precision}`, train, predict });
     }
   }
-  if (options.bf16) {
+  if (precisions.includes('bf16')) {
     ratios.push({
       name: 'addon bf16/fp32',
       train: ratio(find('addon', 'bf16'), find('addon', 'fp32'), 'trainPerSecond'),
       predict: ratio(find('addon', 'bf16'), find('addon', 'fp32'), 'predictPerSecond'),
     });
   }
-  const report: EngineBenchReport = { options, cpuHasBf16: hasBf16, rows, ratios };
+  return ratios;
+}
+
+export async function runEngineBench(
+  options: EngineBenchOptions,
+  progress: (message: string) => void = () => undefined,
+): Promise<EngineBenchReport> {
+  setThreads(options.threads);
+  const precisions: ('fp32' | 'bf16')[] = options.bf16 ? ['fp32', 'bf16'] : ['fp32'];
+  progress('the machine limit (large GEMMs)');
+  const gemm = await machineLimits(options.bf16);
+  const rows = await throughputRows(options, precisions, progress);
+  const inference: InferenceRow[] = [];
+  if (options.onnx) {
+    const steps = { steps: options.predictSteps, warmup: options.warmup, threads: options.threads };
+    progress('VGG16 inference in ONNX Runtime');
+    const vgg = await inferenceRows('vgg16', vggSpec(options), {
+      ...steps,
+      batch: options.batch,
+      bf16: false,
+    });
+    inference.push(...vgg.filter((r) => r.engine === 'onnxruntime'));
+    progress('ResNet50 res4 feature pass (addon, ONNX Runtime)');
+    inference.push(
+      ...(await inferenceRows('resnet50-res4-96', featurePassSpec(), {
+        ...steps,
+        steps: Math.max(2, Math.ceil(options.predictSteps / 4)),
+        batch: FEATURE_BATCH,
+        bf16: options.bf16,
+      })),
+    );
+  }
+  const report: EngineBenchReport = {
+    options,
+    cpuHasBf16: cpuHasNativeBf16(),
+    rows,
+    ratios: ratiosOf(rows, precisions),
+    gemm,
+    flops: { vgg16: flopsPerPatch(vggSpec(options)), featurePass: flopsPerPatch(featurePassSpec()) },
+    inference,
+  };
   if (options.bf16) {
     progress('bf16 accuracy effect');
     report.bf16Effect = await bf16Effect(options);
@@ -298,38 +360,89 @@ const ENGINE_LABEL: Record<EngineRow['engine'], string> = {
   pytorch: 'PyTorch (Python)',
 };
 
-export function formatEngineBench(report: EngineBenchReport): string {
+function shareText(share: number | undefined): string {
+  return share === undefined ? '-' : `${(share * 100).toFixed(0)}%`;
+}
+
+function throughputLines(report: EngineBenchReport): string[] {
   const o = report.options;
+  const flops = report.flops.vgg16;
   const lines = [
-    `VGG16, ${o.size}x${o.size} patches, batch ${o.batch}, ${o.threads} threads ` +
-      `(${o.trainSteps} training and ${o.predictSteps} inference batches after ${o.warmup} warm-up)`,
+    `VGG16, ${o.size}x${o.size} patches (${(flops / 1e9).toFixed(2)} GFLOP forward), batch ${o.batch}, ${o.threads} threads ` +
+      `(${o.trainSteps} training and ${o.predictSteps} inference batches after ${o.warmup} warm-up; a training step counted ${TRAINING_FLOPS_FACTOR}x)`,
     '',
-    `${'engine'.padEnd(22)}${'precision'.padEnd(11)}${'train p/s'.padStart(11)}${'infer p/s'.padStart(11)}`,
+    `${'engine'.padEnd(22)}${'precision'.padEnd(11)}${'train p/s'.padStart(11)}${'GFLOP/s'.padStart(9)}${'share'.padStart(7)}` +
+      `${'infer p/s'.padStart(11)}${'GFLOP/s'.padStart(9)}${'share'.padStart(7)}`,
   ];
   for (const row of report.rows) {
     const head = `${ENGINE_LABEL[row.engine].padEnd(22)}${row.precision.padEnd(11)}`;
+    if (!row.result) {
+      lines.push(`${head}  ${row.note ?? 'unavailable'}`);
+      continue;
+    }
+    const train = gflopsOf(
+      row.result.trainPerSecond,
+      TRAINING_FLOPS_FACTOR * flops,
+      report.gemm,
+      row.precision,
+    );
+    const infer = gflopsOf(row.result.predictPerSecond, flops, report.gemm, row.precision);
     lines.push(
-      row.result
-        ? `${head}${row.result.trainPerSecond.toFixed(1).padStart(11)}${row.result.predictPerSecond.toFixed(1).padStart(11)}`
-        : `${head}  ${row.note ?? 'unavailable'}`,
+      `${head}${row.result.trainPerSecond.toFixed(1).padStart(11)}${train.gflops.toFixed(0).padStart(9)}${shareText(train.share).padStart(7)}` +
+        `${row.result.predictPerSecond.toFixed(1).padStart(11)}${infer.gflops.toFixed(0).padStart(9)}${shareText(infer.share).padStart(7)}`,
     );
   }
-  lines.push('', `${'ratio'.padEnd(33)}${'train'.padStart(11)}${'infer'.padStart(11)}`);
+  return lines;
+}
+
+function inferenceLines(report: EngineBenchReport): string[] {
+  if (report.inference.length === 0) return [];
+  const lines = [
+    '',
+    `inference beside ONNX Runtime (same weights and patches; resnet50-res4-96: the main job's feature pass, ` +
+      `${(report.flops.featurePass / 1e9).toFixed(2)} GFLOP a patch, batch ${FEATURE_BATCH})`,
+    `${'network'.padEnd(20)}${'engine'.padEnd(14)}${'precision'.padEnd(11)}${'p/s'.padStart(9)}${'GFLOP/s'.padStart(9)}${'share'.padStart(7)}`,
+  ];
+  for (const row of report.inference) {
+    const flops = row.network === 'vgg16' ? report.flops.vgg16 : report.flops.featurePass;
+    const { gflops, share } = gflopsOf(row.patchesPerSecond, flops, report.gemm, row.precision);
+    lines.push(
+      `${row.network.padEnd(20)}${row.engine.padEnd(14)}${row.precision.padEnd(11)}${row.patchesPerSecond.toFixed(1).padStart(9)}` +
+        `${gflops.toFixed(0).padStart(9)}${shareText(share).padStart(7)}`,
+    );
+  }
+  return lines;
+}
+
+function bf16Lines(report: EngineBenchReport): string[] {
+  const effect = report.bf16Effect;
+  if (!effect) return [];
+  const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+  const mean = (key: 'fp32Accuracy' | 'bf16Accuracy'): number =>
+    effect.smallCnn.reduce((a, r) => a + r[key], 0) / Math.max(1, effect.smallCnn.length);
+  return [
+    '',
+    `bf16 autocast (CPU has native bf16: ${report.cpuHasBf16 ? 'yes' : 'no'}):`,
+    `  VGG16 probabilities vs fp32: max |difference| ${effect.vggMaxProbabilityDifference.toExponential(1)}, ` +
+      `same class for ${(effect.vggArgmaxAgreement * 100).toFixed(0)}% of patches`,
+    `  small CNN on generated patterns, held-out accuracy by seed (fp32 / bf16): ` +
+      effect.smallCnn.map((r) => `${r.seed}: ${pct(r.fp32Accuracy)} / ${pct(r.bf16Accuracy)}`).join(', ') +
+      `; mean ${pct(mean('fp32Accuracy'))} / ${pct(mean('bf16Accuracy'))}`,
+  ];
+}
+
+export function formatEngineBench(report: EngineBenchReport): string {
+  const limits = report.gemm.map((g) => `${g.precision} ${g.gflops.toFixed(0)} GFLOP/s`).join(', ');
+  const lines = [
+    `machine limit (libtorch GEMM ${report.gemm[0]?.side ?? 0}^3, ${report.options.threads} threads): ${limits}`,
+    ...throughputLines(report),
+    '',
+    `${'ratio'.padEnd(33)}${'train'.padStart(11)}${'infer'.padStart(11)}`,
+  ];
   for (const r of report.ratios) {
     const fmt = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(2)}x`).padStart(11);
     lines.push(`${r.name.padEnd(33)}${fmt(r.train)}${fmt(r.predict)}`);
   }
-  const effect = report.bf16Effect;
-  if (effect) {
-    lines.push(
-      '',
-      `bf16 autocast (CPU has native bf16: ${report.cpuHasBf16 ? 'yes' : 'no'}):`,
-      `  VGG16 probabilities vs fp32: max |difference| ${effect.vggMaxProbabilityDifference.toExponential(1)}, ` +
-        `same class for ${(effect.vggArgmaxAgreement * 100).toFixed(0)}% of patches`,
-      `  small CNN on generated patterns, held-out accuracy: fp32 ${(effect.smallCnn.fp32Accuracy * 100).toFixed(1)}%, ` +
-        `bf16 ${(effect.smallCnn.bf16Accuracy * 100).toFixed(1)}% (last loss ${effect.smallCnn.fp32Loss.toFixed(3)} vs ` +
-        `${effect.smallCnn.bf16Loss.toFixed(3)})`,
-    );
-  }
+  lines.push(...inferenceLines(report), ...bf16Lines(report));
   return lines.join('\n');
 }

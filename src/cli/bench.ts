@@ -51,6 +51,7 @@ function registerBenchEngine(bench: Command): void {
     .option('--no-bf16', 'skip the bf16 autocast measurements')
     .option('--no-cxx', 'skip the plain C++ baseline')
     .option('--no-python', 'skip the PyTorch-from-Python baseline')
+    .option('--no-onnx', 'skip ONNX Runtime and the ResNet50 res4 feature pass')
     .action(async (flags: EngineFlags) => {
       if (flags.size % 32 !== 0)
         throw new ConfigError('--size must be a multiple of 32 (VGG16 halves it five times)');

@@ -4,6 +4,8 @@ import { ConfigError } from '../errors.js';
 
 import { engineInfo, getThreads, Network } from '../engine/network.js';
 import { cpuHasNativeBf16, precisionOf, resolveBf16 } from '../engine/precision.js';
+import { resolveInferenceEngine } from '../engine/inference-engine.js';
+import { measureGemmRate } from '../engine/gemm-rate.js';
 import { ARCHITECTURES, buildSpec, type Architecture } from '../engine/zoo.js';
 import { positiveInt } from './options.js';
 
@@ -13,7 +15,8 @@ export function registerEngine(program: Command): void {
     .command('info')
     .description('libtorch version, threads, oneDNN and bf16 support')
     .option('--json', 'print as JSON')
-    .action((flags: { json?: boolean }) => {
+    .option('--gemm', "also measure the machine's own limit: large GEMMs through libtorch (a few seconds)")
+    .action(async (flags: { json?: boolean; gemm?: boolean }) => {
       const bf16 = resolveBf16('auto');
       const info = {
         ...engineInfo(),
@@ -21,6 +24,9 @@ export function registerEngine(program: Command): void {
         cpuHasBf16: cpuHasNativeBf16(),
         // What bf16: auto (every default) computes in here, PATHOTYPE_BF16 included.
         precision: precisionOf(bf16),
+        // The engine that runs networks forward under the default 'auto' (inference-engine.ts).
+        inferenceEngine: resolveInferenceEngine('auto', bf16),
+        ...(flags.gemm ? { gemm: [await measureGemmRate(false), await measureGemmRate(true)] } : {}),
       };
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
@@ -29,7 +35,12 @@ export function registerEngine(program: Command): void {
       process.stdout.write(
         `libtorch ${info.torchVersion}, oneDNN ${info.mkldnn ? 'yes' : 'no'}, OpenMP ${info.openmp ? 'yes' : 'no'}, ` +
           `${info.threads} threads, native bf16 ${info.cpuHasBf16 ? 'yes' : 'no'}, computes in ${info.precision}` +
-          `${process.env.PATHOTYPE_BF16 ? ` (PATHOTYPE_BF16=${process.env.PATHOTYPE_BF16})` : ''}\n`,
+          `${process.env.PATHOTYPE_BF16 ? ` (PATHOTYPE_BF16=${process.env.PATHOTYPE_BF16})` : ''}, ` +
+          `inference on ${info.inferenceEngine}\n` +
+          (info.gemm
+            ? `GEMM rate (libtorch, ${info.gemm[0]?.side ?? 0}^3, ${info.threads} threads): ` +
+              `${info.gemm.map((g) => `${g.precision} ${g.gflops.toFixed(0)} GFLOP/s`).join(', ')}\n`
+            : ''),
       );
     });
   engine

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
-import { ONNX_INPUTS, ONNX_OPSETS, type OnnxInputLayout } from '../model/onnx-export.js';
+import { ONNX_INPUTS, ONNX_OPSETS, type OnnxInputLayout } from '../engine/onnx-graph.js';
 import { exportPackageOnnx } from '../model/onnx-package.js';
 import { readManifest } from '../model/package.js';
 import { Predictor } from '../predict/predictor.js';

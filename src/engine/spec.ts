@@ -101,6 +101,12 @@ export type ActivationShape = readonly number[];
 export interface ResolvedSpec extends NetworkSpec {
   /** Parameter count (weights and biases; batch-norm statistics excluded). */
   parameterCount: number;
+  /**
+   * FLOPs of one sample's forward pass, counted from the layers: 2 per multiply-add of each
+   * convolution and linear layer (the rest is a few percent). Training is about 3x (forward, and
+   * the gradients of inputs and of weights).
+   */
+  flopsPerSample: number;
   outputShape: ActivationShape;
 }
 
@@ -132,6 +138,8 @@ export function outSize(input: number, kernel: number, stride: number, padding: 
 interface Walk {
   names: Set<string>;
   parameters: number;
+  /** Floating-point operations of one sample's forward pass: 2 per multiply-add of convolutions and linear layers. */
+  flops: number;
 }
 
 /**
@@ -141,7 +149,7 @@ interface Walk {
 /** The shape a spec's layers end in (without the batch axis), whatever its `classes` says. */
 export function outputShapeOf(spec: NetworkSpec): ActivationShape {
   const { input } = spec;
-  const walk: Walk = { names: new Set(), parameters: 0 };
+  const walk: Walk = { names: new Set(), parameters: 0, flops: 0 };
   return resolveLayers(spec.layers, [input.channels, input.height, input.width], walk, 'spec.layers').shape;
 }
 
@@ -169,7 +177,7 @@ export function resolveSpec(spec: NetworkSpec): { resolved: ResolvedSpec; native
   if (!isPositiveInt(spec.classes) || spec.classes < 2) {
     throw new EngineInputError('spec.classes must be an integer of at least 2');
   }
-  const walk: Walk = { names: new Set(), parameters: 0 };
+  const walk: Walk = { names: new Set(), parameters: 0, flops: 0 };
   const start: ActivationShape = [input.channels, input.height, input.width];
   const { layers, shape } = resolveLayers(spec.layers, start, walk, 'spec.layers');
   if (shape.length !== 1 || shape[0] !== spec.classes) {
@@ -177,7 +185,12 @@ export function resolveSpec(spec: NetworkSpec): { resolved: ResolvedSpec; native
       `the network ends in shape [${shape.join(',')}] but must end in [${spec.classes}], one logit per class`,
     );
   }
-  const resolved: ResolvedSpec = { ...spec, parameterCount: walk.parameters, outputShape: shape };
+  const resolved: ResolvedSpec = {
+    ...spec,
+    parameterCount: walk.parameters,
+    flopsPerSample: walk.flops,
+    outputShape: shape,
+  };
   return { resolved, native: { input, classes: spec.classes, layers } };
 }
 
@@ -254,6 +267,7 @@ function resolveConv2d(
   if (oh < 1 || ow < 1)
     throw new EngineInputError(`${where}: the input ${h}x${w} is too small for '${name}'`);
   walk.parameters += layer.filters * (c / groups) * kernel[0] * kernel[1] + (useBias ? layer.filters : 0);
+  walk.flops += 2 * oh * ow * layer.filters * (c / groups) * kernel[0] * kernel[1];
   return {
     layer: { ...layer, kernelSize: kernel, strides, groups, useBias, inChannels: c },
     shape: [layer.filters, oh, ow],
@@ -326,6 +340,7 @@ function resolveLayer(
         throw new EngineInputError(`${where}.units must be a positive integer`);
       const useBias = layer.useBias ?? LAYER_DEFAULTS.useBias;
       walk.parameters += features * layer.units + (useBias ? layer.units : 0);
+      walk.flops += 2 * features * layer.units;
       return { layer: { ...layer, useBias, inFeatures: features }, shape: [layer.units] };
     }
     case 'residual': {

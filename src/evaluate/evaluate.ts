@@ -13,7 +13,8 @@ import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb } from '../image/image-io.js';
 import { PatchStore } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
-import { loadPackageNetwork, updateManifest, type ModelManifest } from '../model/package.js';
+import { loadPackageNetwork, softwareVersion, updateManifest, type ModelManifest } from '../model/package.js';
+import { openPatchRunner, resolveInferenceEngine } from '../engine/inference-engine.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
 import { verdictOf, type Verdict } from '../predict/verdict.js';
@@ -39,6 +40,8 @@ export async function evaluateModel(
 ): Promise<{ report: EvaluationReport; json: string; html: string }> {
   const started = performance.now();
   const { manifest, network } = await loadPackageNetwork(packageDir);
+  const bf16 = resolveBf16(options.bf16 ?? 'auto');
+  const runner = await openPatchRunner(network, resolveInferenceEngine('auto', bf16), softwareVersion());
   const storeName = options.store ?? manifest.data.store;
   const store = PatchStore.open(path.join(workspace.patchesDir, storeName));
   try {
@@ -50,10 +53,7 @@ export async function evaluateModel(
         'ERR_EVALUATE',
         `the store '${storeName}' has no ${partition} images: prepare it with a split`,
       );
-    const predictions = await predictStoredImages(network, store, images, {
-      rule: manifest.vote,
-      bf16: resolveBf16(options.bf16 ?? 'auto'),
-    });
+    const predictions = await predictStoredImages(runner, store, images, { rule: manifest.vote, bf16 });
     const classes = manifest.classes;
     const truth = predictions.map((p) => p.label);
     const patchTruth: number[] = [];
@@ -114,6 +114,7 @@ export async function evaluateModel(
     return { report, json, html };
   } finally {
     await store.close();
+    await runner.close();
   }
 }
 

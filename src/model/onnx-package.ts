@@ -13,7 +13,7 @@ import type { Network } from '../engine/network.js';
 import { OnnxSession } from '../engine/onnx-runtime.js';
 import { seededRandom } from '../random.js';
 import { ORIGINAL_MPP } from '../image/scale.js';
-import { networkToOnnx, type OnnxInputLayout } from './onnx-export.js';
+import { networkToOnnx, type OnnxInputLayout } from '../engine/onnx-graph.js';
 import { loadPackageNetwork, softwareVersion, type ModelManifest } from './package.js';
 
 /** The sidecar's format: a different major is not read the same way. */

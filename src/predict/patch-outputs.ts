@@ -4,7 +4,10 @@
  * (logit minus log-sum-exp) they are exact however confident a patch is, where logs of rounded
  * probabilities would not be.
  */
-import type { Network } from '../engine/network.js';
+import type { PatchRunner } from '../engine/inference-engine.js';
+
+/** The addon's network or an ONNX Runtime session over the same weights (engine/inference-engine.ts). */
+export type PatchModel = Pick<PatchRunner, 'spec' | 'predict'>;
 import type { VoteRule } from '../model/package.js';
 
 export interface PatchOutputs {
@@ -13,7 +16,7 @@ export interface PatchOutputs {
 }
 
 export async function patchOutputs(
-  network: Network,
+  network: PatchModel,
   patches: Uint8Array,
   options: { bf16: boolean; rule: VoteRule },
 ): Promise<PatchOutputs> {
@@ -43,7 +46,7 @@ export async function patchOutputs(
  * back): one loop for the predictor's freshly cut patches and a store's saved ones.
  */
 export async function batchedPatchOutputs(
-  network: Network,
+  network: PatchModel,
   count: number,
   batchSize: number,
   read: (start: number, end: number) => Promise<Uint8Array> | Uint8Array,

@@ -14,7 +14,14 @@ import { LIMITS } from '../limits.js';
 import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
-import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
+import { loadPackageNetwork, softwareVersion, type ModelManifest } from '../model/package.js';
+import {
+  addonRunner,
+  openPatchRunner,
+  resolveInferenceEngine,
+  type InferenceEngineSetting,
+  type PatchRunner,
+} from '../engine/inference-engine.js';
 import {
   MAX_BLACK_INK_FRACTION,
   MAX_BUBBLE_FRACTION,
@@ -80,18 +87,27 @@ export interface PredictorOptions {
   maxPixels?: number;
   /** Patches one image may be cut into (LIMITS.imagePatches). */
   maxPatches?: number;
+  /** Which engine runs the network forward: 'auto' (default) the faster one at the precision chosen (engine/inference-engine.ts). */
+  engine?: InferenceEngineSetting;
 }
 
 export class Predictor {
   readonly manifest: ModelManifest;
   readonly network: Network;
-  readonly options: Required<Omit<PredictorOptions, 'maxPixels' | 'maxPatches' | 'bf16'>> & {
+  /** What runs the network forward: the addon, or ONNX Runtime on the same weights. */
+  readonly runner: PatchRunner;
+  readonly options: Required<Omit<PredictorOptions, 'maxPixels' | 'maxPatches' | 'bf16' | 'engine'>> & {
     bf16: boolean;
     maxPixels?: number;
   };
   readonly maxPatches: number;
 
-  private constructor(manifest: ModelManifest, network: Network, options: PredictorOptions) {
+  private constructor(
+    manifest: ModelManifest,
+    network: Network,
+    runner: PatchRunner | undefined,
+    options: PredictorOptions,
+  ) {
     this.manifest = manifest;
     this.network = network;
     this.options = {
@@ -100,16 +116,31 @@ export class Predictor {
       vote: options.vote ?? manifest.vote,
       ...(options.maxPixels ? { maxPixels: options.maxPixels } : {}),
     };
+    this.runner = runner ?? addonRunner(network);
     this.maxPatches = options.maxPatches ?? LIMITS.imagePatches;
   }
 
+  /** A package's predictor, its network run by the engine `options.engine` resolves to. */
   static async load(dir: string, options: PredictorOptions = {}): Promise<Predictor> {
     const { manifest, network } = await loadPackageNetwork(dir);
-    return new Predictor(manifest, network, options);
+    const bf16 = resolveBf16(options.bf16 ?? 'auto');
+    const engine = resolveInferenceEngine(options.engine ?? 'auto', bf16);
+    return new Predictor(
+      manifest,
+      network,
+      await openPatchRunner(network, engine, softwareVersion()),
+      options,
+    );
   }
 
+  /** A predictor over a network already built, run by the addon. */
   static fromNetwork(manifest: ModelManifest, network: Network, options: PredictorOptions = {}): Predictor {
-    return new Predictor(manifest, network, options);
+    return new Predictor(manifest, network, undefined, options);
+  }
+
+  /** Frees the ONNX Runtime session, when there is one. */
+  async close(): Promise<void> {
+    await this.runner.close();
   }
 
   get classes(): string[] {
@@ -120,7 +151,7 @@ export class Predictor {
   async predictPatches(patches: Uint8Array, signal?: AbortSignal): Promise<PatchOutputs> {
     const bytes = this.network.imageBytes;
     return batchedPatchOutputs(
-      this.network,
+      this.runner,
       patches.length / bytes,
       this.options.batchSize,
       (start, end) => {

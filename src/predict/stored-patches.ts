@@ -2,9 +2,8 @@
  * Predictions for whole images from a patch store: the images' stored patches through the
  * network in batches, then the vote. Used by validation during training and by evaluate.
  */
-import type { Network } from '../engine/network.js';
 import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
-import { batchedPatchOutputs } from './patch-outputs.js';
+import { batchedPatchOutputs, type PatchModel } from './patch-outputs.js';
 import { vote, type ImageVote } from './vote.js';
 import type { VoteRule } from '../model/package.js';
 
@@ -17,7 +16,7 @@ export interface StoredImagePrediction {
 }
 
 export async function predictStoredImages(
-  network: Network,
+  network: PatchModel,
   store: PatchStore,
   images: readonly StoredImage[],
   options: { rule: VoteRule; batchSize?: number; bf16?: boolean },

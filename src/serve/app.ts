@@ -265,6 +265,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   app.addHook('onClose', async () => {
     await service.close();
     await store.close();
+    await predictor.close();
   });
   return { app, store, predictor, limiter, slidesIdle: () => service.slides.idle(), routes };
 }

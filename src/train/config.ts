@@ -8,6 +8,7 @@ import { merge, schemaValidator } from '../config.js';
 import type { StainAugmentOptions } from '../image/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
+import { INFERENCE_ENGINES } from '../engine/inference-engine.js';
 import { VOTE_RULES, type VoteRule } from '../model/package.js';
 
 export interface PhaseConfig {
@@ -86,7 +87,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture'
   alpha: 1,
   depth: 'res5',
   method: 'finetune',
-  probe: { l2: 0.01, views: 1 },
+  probe: { l2: 0.01, views: 1, engine: 'auto' },
   head: { pooling: 'avg', hidden: [], dropout: 0 },
   pretrained: null,
   phases: [{ epochs: 10 }],
@@ -123,6 +124,7 @@ export const TRAIN_SCHEMA = {
       properties: {
         l2: { type: 'number', minimum: 0, maximum: 1000 },
         views: { type: 'integer', minimum: 1, maximum: 16 },
+        engine: { enum: INFERENCE_ENGINES },
       },
     },
     head: {

@@ -18,7 +18,15 @@ import { PathotypeError } from '../errors.js';
 import { augmentStain, type StainAugmentOptions } from '../image/augment.js';
 import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
-import { Network, type NamedTensor } from '../engine/network.js';
+import type { Network, NamedTensor } from '../engine/network.js';
+import {
+  openPatchRunner,
+  resolveInferenceEngine,
+  type InferenceEngine,
+  type InferenceEngineSetting,
+  type PatchRunner,
+} from '../engine/inference-engine.js';
+import { softwareVersion } from '../model/package.js';
 import { outputShapeOf, type NetworkSpec } from '../engine/spec.js';
 import { CLASSIFIER_LAYER } from '../engine/zoo.js';
 import { seededRandom } from '../random.js';
@@ -30,6 +38,8 @@ export interface ProbeConfig {
   l2: number;
   /** Feature rows per training image: the patches as they are, plus stain-jittered copies. */
   views: number;
+  /** Which engine runs the frozen base (engine/inference-engine.ts); auto: the faster one at this precision. */
+  engine: InferenceEngineSetting;
 }
 
 export interface ProbeResult {
@@ -43,17 +53,20 @@ export interface ProbeResult {
   extractedImages: number;
   cachedImages: number;
   seconds: number;
+  /** The engine that ran the frozen base. */
+  engine: InferenceEngine;
 }
 
-/** The mean feature vector of an image's patches, from the cache (keyed by the patches' bytes) or the network. */
+/** The mean feature vector of an image's patches, from the cache (keyed by the patches' bytes) or the feature pass. */
 async function meanFeatures(
-  network: Network,
+  pass: PatchRunner,
+  bf16: boolean,
+  dims: number,
+  imageBytes: number,
   patches: Uint8Array,
   count: number,
-  bf16: boolean,
   cacheDir: string,
 ): Promise<{ mean: Float32Array; fromCache: boolean }> {
-  const dims = network.spec.outputShape[0] ?? 0;
   const file = path.join(cacheDir, `${createHash('sha1').update(patches).digest('hex')}.f32`);
   if (existsSync(file)) {
     const bytes = await readFile(file);
@@ -62,10 +75,10 @@ async function meanFeatures(
   const mean = new Float32Array(dims);
   for (let i = 0; i < count; i += 64) {
     const n = Math.min(64, count - i);
-    const features = await network.predict(
-      patches.subarray(i * network.imageBytes, (i + n) * network.imageBytes),
-      { bf16, raw: true },
-    );
+    const features = await pass.predict(patches.subarray(i * imageBytes, (i + n) * imageBytes), {
+      bf16,
+      raw: true,
+    });
     for (let p = 0; p < n; p++)
       for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (features[p * dims + d] ?? 0) / count;
   }
@@ -99,7 +112,12 @@ export function featureSpec(spec: NetworkSpec): NetworkSpec {
   return { ...features, classes: shape[0] ?? 0 };
 }
 
-function cacheKey(spec: NetworkSpec, pretrained: string | null, bf16: boolean): string {
+function cacheKey(
+  spec: NetworkSpec,
+  pretrained: string | null,
+  bf16: boolean,
+  engine: InferenceEngine,
+): string {
   const weights = pretrained && existsSync(pretrained) ? statSync(pretrained) : null;
   return createHash('sha1')
     .update(
@@ -109,6 +127,8 @@ function cacheKey(spec: NetworkSpec, pretrained: string | null, bf16: boolean): 
         pretrained,
         weights: weights ? [weights.size, weights.mtimeMs] : null,
         bf16,
+        // The engines agree to 1e-4, not to the bit: each keeps its own features.
+        ...(engine === 'addon' ? {} : { engine }),
       }),
     )
     .digest('hex')
@@ -132,9 +152,34 @@ export async function fitProbe(
   const started = performance.now();
   if (images.length === 0) throw new PathotypeError('ERR_TRAIN', 'the probe has no training images');
   const dims = network.spec.outputShape[0] ?? 0;
+  const engine = resolveInferenceEngine(options.probe.engine, options.bf16);
   const cacheDir = ensureDir(
-    path.join(workspace.featuresDir, cacheKey(network.spec, options.pretrained, options.bf16)),
+    path.join(workspace.featuresDir, cacheKey(network.spec, options.pretrained, options.bf16, engine)),
   );
+  const pass = await openPatchRunner(network, engine, softwareVersion());
+  try {
+    return await probeFeatures(pass, store, images, { ...options, dims, cacheDir, started });
+  } finally {
+    await pass.close();
+  }
+}
+
+async function probeFeatures(
+  pass: PatchRunner,
+  store: PatchStore,
+  images: readonly StoredImage[],
+  options: {
+    probe: ProbeConfig;
+    stain: StainAugmentOptions;
+    bf16: boolean;
+    seed: number;
+    dims: number;
+    cacheDir: string;
+    started: number;
+    onProgress?: (done: number, total: number) => void;
+  },
+): Promise<ProbeResult> {
+  const { dims, cacheDir, started } = options;
   const classes = store.manifest.classes;
   const pixels = store.patchSize ** 2;
   const rows: Float64Array[] = [];
@@ -158,7 +203,15 @@ export async function fitProbe(
           options.stain,
           seededRandom(options.seed * 7919 + image.imageId * 31 + view),
         );
-      const { mean, fromCache } = await meanFeatures(network, input, ids.length, options.bf16, cacheDir);
+      const { mean, fromCache } = await meanFeatures(
+        pass,
+        options.bf16,
+        dims,
+        pixels * 3,
+        input,
+        ids.length,
+        cacheDir,
+      );
       if (fromCache) cached++;
       else extracted++;
       rows.push(Float64Array.from(mean));
@@ -195,5 +248,6 @@ export async function fitProbe(
     extractedImages: extracted,
     cachedImages: cached,
     seconds: (performance.now() - started) / 1000,
+    engine: pass.engine,
   };
 }

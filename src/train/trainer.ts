@@ -586,6 +586,7 @@ async function trainProbePackage(
       probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
       trainingAccuracy: fitted.trainingAccuracy,
       featureSeconds: fitted.seconds,
+      featureEngine: fitted.engine,
       pretrainedLoaded: pretrained.loaded,
     },
     history: [],

@@ -12,7 +12,7 @@ import { manualSeed, Network } from '../../src/engine/network.js';
 import { OnnxSession } from '../../src/engine/onnx-runtime.js';
 import { buildSpec, type Architecture } from '../../src/engine/zoo.js';
 import { seededRandom } from '../../src/random.js';
-import { networkToOnnx } from '../../src/model/onnx-export.js';
+import { networkToOnnx } from '../../src/engine/onnx-graph.js';
 import type { OnnxSidecar } from '../../src/model/onnx-package.js';
 import { updateManifest } from '../../src/model/package.js';
 import { Predictor } from '../../src/predict/predictor.js';
@@ -112,7 +112,7 @@ describe('ONNX export', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }, 
     assert.throws(() => networkToOnnx(spec, tensors, { producerVersion: 't', opset: 7 }), /opset/);
     assert.throws(
       () => networkToOnnx(spec, tensors.slice(1), { producerVersion: 't' }),
-      (e: Error & { code?: string }) => e.code === 'ERR_MODEL_PACKAGE' && /lack/.test(e.message),
+      (e: Error & { code?: string }) => e.code === 'ERR_ENGINE_INPUT' && /lack/.test(e.message),
     );
     await assert.rejects(
       OnnxSession.open(new Uint8Array([1, 2, 3, 4])),

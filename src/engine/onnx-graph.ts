@@ -8,10 +8,9 @@
  */
 import onnxProto, { type onnx as Onnx } from 'onnx-proto';
 
-import { ConfigError } from '../errors.js';
-import type { NamedTensor } from '../engine/network.js';
-import { pair, samePadding, type LayerSpec, type NetworkSpec } from '../engine/spec.js';
-import { PackageError } from './package.js';
+import { ConfigError, EngineInputError } from '../errors.js';
+import type { NamedTensor } from './network.js';
+import { pair, samePadding, type LayerSpec, type NetworkSpec } from './spec.js';
 
 const { onnx } = onnxProto;
 
@@ -79,9 +78,9 @@ class GraphBuilder {
   /** A package tensor as an initializer, checked against the shape the layer needs. */
   weight(name: string, shape: readonly number[]): string {
     const tensor = this.#tensors.get(name);
-    if (!tensor) throw new PackageError(`the weights lack '${name}', which the network spec needs`);
+    if (!tensor) throw new EngineInputError(`the weights lack '${name}', which the network spec needs`);
     if (tensor.shape.join(',') !== shape.join(','))
-      throw new PackageError(
+      throw new EngineInputError(
         `the tensor '${name}' has shape [${tensor.shape.join(',')}] but the spec needs [${shape.join(',')}]`,
       );
     this.#add(name, tensor.data, shape, FLOAT);
