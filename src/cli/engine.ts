@@ -36,7 +36,7 @@ export function registerEngine(program: Command): void {
         `libtorch ${info.torchVersion}, oneDNN ${info.mkldnn ? 'yes' : 'no'}, OpenMP ${info.openmp ? 'yes' : 'no'}, ` +
           `${info.threads} threads, native bf16 ${info.cpuHasBf16 ? 'yes' : 'no'}, computes in ${info.precision}` +
           `${process.env.PATHOTYPE_BF16 ? ` (PATHOTYPE_BF16=${process.env.PATHOTYPE_BF16})` : ''}, ` +
-          `inference on ${info.inferenceEngine}\n` +
+          `inference on ${info.inferenceEngine}, memory ${info.memoryPolicy}\n` +
           (info.gemm
             ? `GEMM rate (libtorch, ${info.gemm[0]?.side ?? 0}^3, ${info.threads} threads): ` +
               `${info.gemm.map((g) => `${g.precision} ${g.gflops.toFixed(0)} GFLOP/s`).join(', ')}\n`

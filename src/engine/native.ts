@@ -87,6 +87,8 @@ export interface NativeEngineInfo {
   mkldnn: boolean;
   openmp: boolean;
   parallelInfo: string;
+  /** "keep": freed memory kept for reuse (the addon's default); "system": glibc's defaults (PATHOTYPE_MALLOC=system). */
+  memoryPolicy: 'keep' | 'system';
 }
 
 export interface NativeEngine {
