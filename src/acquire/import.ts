@@ -13,7 +13,7 @@ import type { Catalog, NewImage } from './catalog.js';
 import { caseIdFor, formatGroupRule, type GroupRule } from './grouping.js';
 import { hashFile } from '../io/hash.js';
 import { probeImage } from '../image/image-io.js';
-import { inferScale } from '../image/scale.js';
+import { inferScale, scaleOfMpp } from '../image/scale.js';
 import type { Workspace } from '../workspace.js';
 
 export interface ImportOptions {
@@ -82,6 +82,7 @@ export async function importImages(
 ): Promise<ImportReport> {
   if (options.scale !== undefined && !(options.scale > 0)) throw new ConfigError('--scale must be above 0');
   if (options.mpp !== undefined && !(options.mpp > 0)) throw new ConfigError('--mpp must be above 0');
+
   const root = await sourceRoot(source, workspace);
   const skipped: ImportReport['skipped'] = [];
   const candidates: Candidate[] = [];
@@ -210,7 +211,10 @@ async function examineAll(
           channels: probe.channels,
           bitDepth: probe.bitDepth,
           format: probe.format,
-          scale: options.scale ?? inferScale(probe.width, probe.height),
+          // Given microns per pixel give the scale when no scale is given (scale = 0.32 / mpp).
+          scale:
+            options.scale ??
+            (options.mpp !== undefined ? scaleOfMpp(options.mpp) : inferScale(probe.width, probe.height)),
           mpp: options.mpp ?? null,
           source: root,
         },

@@ -12,7 +12,7 @@ import { resnet50 } from '../engine/zoo.js';
 import { networkToOnnx } from '../engine/onnx-graph.js';
 import { softwareVersion } from '../model/package.js';
 import { seededRandom } from '../random.js';
-import { featureSpec } from '../train/probe.js';
+import { featureSpec } from '../engine/zoo.js';
 
 /** Forward FLOPs; a training step is counted as 3x (forward, input gradients, weight gradients). */
 export const TRAINING_FLOPS_FACTOR = 3;
@@ -57,7 +57,8 @@ function noise(count: number, spec: NetworkSpec): Uint8Array {
   return Uint8Array.from({ length: count * height * width * channels }, () => Math.floor(random() * 256));
 }
 
-async function timed(
+/** Patches a second over `steps` calls of `step` (each a batch of `batch`), after `warmup` untimed ones. */
+export async function rate(
   steps: number,
   warmup: number,
   batch: number,
@@ -83,7 +84,7 @@ export async function inferenceRows(
   const patches = noise(options.batch, spec);
   const rows: InferenceRow[] = [];
   for (const precision of options.bf16 ? (['fp32', 'bf16'] as const) : (['fp32'] as const)) {
-    const patchesPerSecond = await timed(options.steps, options.warmup, options.batch, () =>
+    const patchesPerSecond = await rate(options.steps, options.warmup, options.batch, () =>
       network.predict(patches, { bf16: precision === 'bf16', raw: true }),
     );
     rows.push({ network: name, engine: 'addon', precision, patchesPerSecond });
@@ -93,7 +94,7 @@ export async function inferenceRows(
   try {
     const { height, width, channels } = spec.input;
     const dims = [options.batch, height, width, channels];
-    const patchesPerSecond = await timed(options.steps, options.warmup, options.batch, () =>
+    const patchesPerSecond = await rate(options.steps, options.warmup, options.batch, () =>
       session.run(patches, dims),
     );
     rows.push({ network: name, engine: 'onnxruntime', precision: 'fp32', patchesPerSecond });

@@ -24,6 +24,7 @@ import {
   gflopsOf,
   inferenceRows,
   machineLimits,
+  rate,
   TRAINING_FLOPS_FACTOR,
   type InferenceRow,
 } from './engine-limits.js';
@@ -113,18 +114,6 @@ function randomBatch(options: EngineBenchOptions): { images: Uint8Array; labels:
   for (let i = 0; i < images.length; i++) images[i] = Math.floor(random() * 256);
   const labels = Int32Array.from({ length: options.batch }, (_, i) => i % 3);
   return { images, labels };
-}
-
-async function rate(
-  steps: number,
-  warmup: number,
-  batch: number,
-  step: () => Promise<unknown>,
-): Promise<number> {
-  for (let i = 0; i < warmup; i++) await step();
-  const start = performance.now();
-  for (let i = 0; i < steps; i++) await step();
-  return (steps * batch) / ((performance.now() - start) / 1000);
 }
 
 async function addonThroughput(options: EngineBenchOptions, bf16: boolean): Promise<Throughput> {

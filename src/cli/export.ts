@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 
 import { ONNX_INPUTS, ONNX_OPSETS, type OnnxInputLayout } from '../engine/onnx-graph.js';
-import { exportPackageOnnx } from '../model/onnx-package.js';
+import { exportFeaturesOnnx, exportPackageOnnx } from '../model/onnx-package.js';
 import { readManifest } from '../model/package.js';
 import { Predictor } from '../predict/predictor.js';
 import { resolveModelDir } from './context.js';
@@ -19,6 +19,7 @@ interface ExportFlags {
   opset: number;
   input: OnnxInputLayout;
   checkImages?: string[];
+  features?: boolean;
 }
 
 export function registerExport(program: Command): void {
@@ -47,6 +48,10 @@ export function registerExport(program: Command): void {
       'uint8-nhwc',
     )
     .option(
+      '--features',
+      'the frozen base alone, without the classifier: an encoder for train.encoder (its output [batch, features])',
+    )
+    .option(
       '--check-images <images...>',
       `check on up to ${CHECK_PATCHES} real patches of these images, prepared as the model prepares them (default: seeded noise)`,
     )
@@ -55,6 +60,17 @@ export function registerExport(program: Command): void {
       const manifest = readManifest(modelDir);
       const out = flags.out ?? path.resolve(`${manifest.name}-v${manifest.version}.onnx`);
       const patches = flags.checkImages ? await patchesOf(modelDir, flags.checkImages) : undefined;
+      if (flags.features) {
+        const encoder = await exportFeaturesOnnx(modelDir, out, {
+          opset: flags.opset,
+          ...(patches ? { patches } : {}),
+        });
+        process.stdout.write(
+          `${encoder.file} (${encoder.dims} features a patch)\n${encoder.sidecar} (its train.encoder entry)\n` +
+            `checked in ONNX Runtime: features within ${encoder.maxRelativeDifference.toExponential(2)} of their scale of the addon's\n`,
+        );
+        return;
+      }
       const result = await exportPackageOnnx(modelDir, out, {
         opset: flags.opset,
         input: flags.input,

@@ -5,8 +5,15 @@
  */
 import type { Command } from 'commander';
 
+import { mppOfScale, ORIGINAL_MPP } from '../image/scale.js';
+
 import { NORMALISATION_METHODS } from '../image/normalise.js';
-import { PREPARE_DEFAULTS as D, PREPARE_RECIPE_KEYS, type PrepareRecipeInput } from '../prepare/recipe.js';
+import {
+  PREPARE_DEFAULTS as D,
+  PREPARE_RECIPE_KEYS,
+  yieldResolution,
+  type PrepareRecipeInput,
+} from '../prepare/recipe.js';
 import { choice, fraction, positiveInt, positiveNumber } from './options.js';
 
 export function addRecipeOptions(command: Command): Command {
@@ -31,14 +38,19 @@ export function addRecipeOptions(command: Command): Command {
       Number,
     )
     .option(
-      '--target-scale <x>',
-      `tile at this scale relative to the original 1388x1040 release (default: ${D.targetScale}, KNIME's)`,
+      '--mpp <um>',
+      `tile at this many microns per pixel (default: ${mppOfScale(D.targetScale) ?? ORIGINAL_MPP}, the original release's, KNIME's)`,
       positiveNumber,
     )
-    .option('--own-scale', 'tile every image at its own scale (ignores --target-scale)')
+    .option(
+      '--target-scale <x>',
+      `the same as a scale relative to the original 1388x1040 release (${ORIGINAL_MPP} um/px): an alias of --mpp`,
+      positiveNumber,
+    )
+    .option('--own-scale', 'tile every image at its own scale (ignores --mpp and --target-scale)')
     .option(
       '--patch-size <px>',
-      `patch side in pixels at the target scale (default: ${D.patchSize})`,
+      `patch side in pixels at that resolution (default: ${D.patchSize})`,
       positiveInt,
     )
     .option('--stride <px>', 'step between patches (default: the patch size)', positiveInt)
@@ -61,12 +73,15 @@ export function addRecipeOptions(command: Command): Command {
  */
 export function recipeFromCommand(command: Command, base: PrepareRecipeInput = {}): PrepareRecipeInput {
   const options = command.opts<Record<string, unknown>>();
-  const out: Record<string, unknown> = { ...base };
+  const given: Record<string, unknown> = {};
   for (const key of PREPARE_RECIPE_KEYS) {
-    if (command.getOptionValueSource(key) === 'cli') out[key] = options[key];
+    if (command.getOptionValueSource(key) === 'cli') given[key] = options[key];
   }
-  if (options.ownScale === true) out.targetScale = null;
-  return out;
+  if (options.ownScale === true) {
+    delete given.mpp;
+    given.targetScale = null;
+  }
+  return { ...yieldResolution(base, given), ...given };
 }
 
 /** Splits a config file of a recipe-taking command into the recipe and the command's own options. */

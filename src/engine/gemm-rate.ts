@@ -4,7 +4,7 @@
  * from different CPUs say how well the engine uses each, not only how fast each is.
  */
 import { Network } from './network.js';
-import type { NetworkSpec } from './spec.js';
+import { vectorInput, type NetworkSpec } from './spec.js';
 
 /** Side of the square GEMMs: large enough that packing and threading costs vanish. */
 const SIDE = 2048;
@@ -25,14 +25,7 @@ export interface GemmRate {
 function gemmSpec(): NetworkSpec {
   return {
     name: 'gemm',
-    input: {
-      height: 1,
-      width: 1,
-      channels: SIDE,
-      channelOrder: 'rgb',
-      mean: new Array<number>(SIDE).fill(128),
-      std: new Array<number>(SIDE).fill(64),
-    },
+    input: vectorInput(SIDE, 128, 64),
     classes: SIDE,
     layers: [
       { type: 'flatten' },

@@ -11,7 +11,6 @@ import { EngineInputError } from '../errors.js';
 import { getThreads, type Network } from './network.js';
 import { networkToOnnx } from './onnx-graph.js';
 import { OnnxSession } from './onnx-runtime.js';
-import type { ResolvedSpec } from './spec.js';
 
 export const INFERENCE_ENGINES = ['auto', 'addon', 'onnxruntime'] as const;
 export type InferenceEngineSetting = (typeof INFERENCE_ENGINES)[number];
@@ -32,7 +31,8 @@ export function resolveInferenceEngine(setting: InferenceEngineSetting, bf16: bo
 /** What the predictor and the probe need of a network run forward: the addon's predict, on either engine. */
 export interface PatchRunner {
   readonly engine: InferenceEngine;
-  readonly spec: ResolvedSpec;
+  /** Values per patch of its output: the classes of a classifier, the features of a base. */
+  readonly classes: number;
   readonly imageBytes: number;
   /** Softmax probabilities of uint8 NHWC patches, or with `raw` the last layer's output; bf16 applies to the addon only. */
   predict(batch: Uint8Array, options?: { bf16?: boolean; raw?: boolean }): Promise<Float32Array>;
@@ -43,7 +43,7 @@ export interface PatchRunner {
 export function addonRunner(network: Network): PatchRunner {
   return {
     engine: 'addon',
-    spec: network.spec,
+    classes: network.spec.outputShape[0] ?? 0,
     imageBytes: network.imageBytes,
     predict: (batch, options) => network.predict(batch, options),
     close: () => Promise.resolve(),
@@ -64,7 +64,7 @@ export async function openPatchRunner(
   const { height, width, channels } = network.spec.input;
   return {
     engine,
-    spec: network.spec,
+    classes: network.spec.outputShape[0] ?? 0,
     imageBytes: network.imageBytes,
     predict: async (batch, options = {}) => {
       const name = options.raw ? 'logits' : 'probabilities';

@@ -87,6 +87,18 @@ export interface InputSpec {
   std: readonly number[];
 }
 
+/** The input of a network over vectors: `features` values as the channels of a 1x1 image, taken as they are. */
+export function vectorInput(features: number, mean = 0, std = 1): InputSpec {
+  return {
+    height: 1,
+    width: 1,
+    channels: features,
+    channelOrder: 'rgb',
+    mean: new Array<number>(features).fill(mean),
+    std: new Array<number>(features).fill(std),
+  };
+}
+
 export interface NetworkSpec {
   /** Architecture name, e.g. 'vgg16'; informative. */
   name: string;

@@ -3,7 +3,7 @@
  * TensorFlow.js ImageNet weights load onto them by name, each with a replaceable head.
  */
 import { EngineInputError } from '../errors.js';
-import type { InputSpec, LayerSpec, NetworkSpec } from './spec.js';
+import { outputShapeOf, type InputSpec, type LayerSpec, type NetworkSpec } from './spec.js';
 
 export interface HeadOptions {
   classes: number;
@@ -444,4 +444,20 @@ export function buildSpec(
         `unknown architecture '${String(architecture)}' (${ARCHITECTURES.join(', ')})`,
       );
   }
+}
+
+/** The network without its classifier: the pooled features are its output. */
+export function featureSpec(spec: NetworkSpec): NetworkSpec {
+  const layers = spec.layers.filter((l) => l.type !== 'dropout');
+  const last = layers[layers.length - 1];
+  if (!last || last.type !== 'linear' || last.name !== CLASSIFIER_LAYER)
+    throw new EngineInputError(`a frozen base needs a network that ends in its '${CLASSIFIER_LAYER}' layer`);
+  const body = layers.slice(0, -1);
+  if (body.some((l) => l.type === 'linear'))
+    throw new EngineInputError('a probe fits one linear head: give the model no hidden head layers');
+  const features = { ...spec, name: `${spec.name}_features`, layers: body };
+  const shape = outputShapeOf(features);
+  if (shape.length !== 1)
+    throw new EngineInputError('a frozen base needs pooled features: give the model an avg or flatten head');
+  return { ...features, classes: shape[0] ?? 0 };
 }

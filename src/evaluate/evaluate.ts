@@ -13,8 +13,8 @@ import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb } from '../image/image-io.js';
 import { PatchStore } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
-import { loadPackageNetwork, softwareVersion, updateManifest, type ModelManifest } from '../model/package.js';
-import { openPatchRunner, resolveInferenceEngine } from '../engine/inference-engine.js';
+import { loadPackageNetwork, updateManifest, type ModelManifest } from '../model/package.js';
+import { openPackageRunner } from '../model/package-runner.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
 import { verdictOf, type Verdict } from '../predict/verdict.js';
@@ -41,7 +41,7 @@ export async function evaluateModel(
   const started = performance.now();
   const { manifest, network } = await loadPackageNetwork(packageDir);
   const bf16 = resolveBf16(options.bf16 ?? 'auto');
-  const runner = await openPatchRunner(network, resolveInferenceEngine('auto', bf16), softwareVersion());
+  const runner = await openPackageRunner(packageDir, manifest, network, { bf16, engine: 'auto' });
   const storeName = options.store ?? manifest.data.store;
   const store = PatchStore.open(path.join(workspace.patchesDir, storeName));
   try {
@@ -119,10 +119,11 @@ export async function evaluateModel(
 }
 
 function checkStoreFits(store: PatchStore, storeName: string, manifest: ModelManifest): void {
-  if (store.patchSize !== manifest.spec.input.height) {
+  const patchSize = manifest.preprocess.tiles.patchSize;
+  if (store.patchSize !== patchSize) {
     throw new PathotypeError(
       'ERR_EVALUATE',
-      `the store '${storeName}' has ${store.patchSize}px patches; the model takes ${manifest.spec.input.height}px`,
+      `the store '${storeName}' has ${store.patchSize}px patches; the model takes ${patchSize}px`,
     );
   }
   if (store.manifest.classes.join() !== manifest.classes.join()) {

@@ -151,7 +151,7 @@ figure{display:inline-block;margin:.5rem}figure img{max-width:340px;display:bloc
 </style></head><body>
 <h1>Evaluation of ${esc(report.model.name)} v${report.model.version}</h1>
 <p class="notice">Research use only, not for diagnosis.${report.model.syntheticWeights ? ' <strong>This model was trained from random weights standing in for missing pretrained ones.</strong>' : ''}</p>
-<p>${esc(manifest.spec.name)} on ${manifest.spec.input.height}x${manifest.spec.input.width} patches; ${report.images.length} ${esc(report.partition)} images of
+<p>${esc(manifest.encoder ? `ONNX encoder ${manifest.encoder.sha256.slice(0, 12)}` : manifest.spec.name)} on ${manifest.preprocess.tiles.patchSize}x${manifest.preprocess.tiles.patchSize} patches; ${report.images.length} ${esc(report.partition)} images of
 patch store '${esc(report.store)}' (split ${esc(manifest.data.split ?? 'none')}); vote: ${esc(report.rule)}. ${esc(report.createdAt)}.</p>
 <div class="cards">
 <div class="card">image accuracy (${esc(report.rule)} vote)<b>${pct(m.accuracy)}</b></div>

@@ -7,6 +7,7 @@ import { ConfigError } from '../errors.js';
 import { artefactStats, type ArtefactStats } from './artefacts.js';
 import { atReferenceScale, focusMeasure } from './focus.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
+import { mppOfScale } from './scale.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
 import { tissueStats, type TissueStats } from './tissue.js';
 import {
@@ -26,6 +27,12 @@ export interface PreprocessConfig {
    * image is resampled from its own scale to it. Null keeps every image at its own scale.
    */
   targetScale: number | null;
+  /**
+   * The same resolution in microns per pixel (0.32 / targetScale): patches are `tiles.patchSize`
+   * pixels at this many um/px. Written by every store and package since format 1.3 for their
+   * readers; pathotype itself reads mppOf.
+   */
+  mpp?: number | null;
   tiles: TileConfig;
   background: BackgroundConfig;
 }
@@ -39,6 +46,14 @@ export function validatePreprocess(config: PreprocessConfig): void {
   if (!(brightness >= 0 && brightness <= 255) || !(maxFraction >= 0 && maxFraction <= 1)) {
     throw new ConfigError('background brightness must be 0-255 and maxFraction 0-1');
   }
+}
+
+/**
+ * The microns per pixel a preprocessing works at (null: each image at its own): from its target
+ * scale, which is what images are resampled to, so the two can never disagree.
+ */
+export function mppOf(config: Pick<PreprocessConfig, 'targetScale'>): number | null {
+  return mppOfScale(config.targetScale);
 }
 
 /** The size an image of the given scale has at the target scale. */

@@ -9,11 +9,12 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
-import type { Network } from '../engine/network.js';
+import { Network } from '../engine/network.js';
 import { OnnxSession } from '../engine/onnx-runtime.js';
 import { seededRandom } from '../random.js';
-import { ORIGINAL_MPP } from '../image/scale.js';
-import { networkToOnnx, type OnnxInputLayout } from '../engine/onnx-graph.js';
+import { mppOf } from '../image/preprocess.js';
+import { featureSpec } from '../engine/zoo.js';
+import { networkToOnnx, ONNX_OPSETS, type OnnxInputLayout } from '../engine/onnx-graph.js';
 import { loadPackageNetwork, softwareVersion, type ModelManifest } from './package.js';
 
 /** The sidecar's format: a different major is not read the same way. */
@@ -69,7 +70,12 @@ export async function exportPackageOnnx(
   options: { opset?: number; input?: OnnxInputLayout; patches?: Uint8Array } = {},
 ): Promise<OnnxExportResult> {
   const { manifest, network } = await loadPackageNetwork(modelDir);
-  const opset = options.opset ?? 17;
+  if (manifest.encoder)
+    throw new PathotypeError(
+      'ERR_ONNX',
+      `${modelDir} runs on an ONNX encoder (${manifest.encoder.file}) with a linear head: use the encoder itself; exporting both as one graph is not built`,
+    );
+  const opset = options.opset ?? ONNX_OPSETS.default;
   const layout = options.input ?? 'uint8-nhwc';
   const bytes = networkToOnnx(manifest.spec, await network.exportTensors(), {
     opset,
@@ -88,6 +94,68 @@ export async function exportPackageOnnx(
   await writeWhole(out, bytes);
   await writeWhole(sidecarFile, `${JSON.stringify(sidecar, null, 2)}\n`);
   return { file: out, sidecar: sidecarFile, bytes: bytes.length, check };
+}
+
+/**
+ * The package's frozen base alone (its classifier dropped) as an ONNX encoder: the graph's output
+ * `features` is [batch, features]; the sidecar is the `train.encoder` entry a recipe gives it.
+ * Checked against the addon's features to ONNX_TOLERANCE of their scale before it is written.
+ */
+export async function exportFeaturesOnnx(
+  modelDir: string,
+  out: string,
+  options: { opset?: number; patches?: Uint8Array } = {},
+): Promise<{ file: string; sidecar: string; dims: number; maxRelativeDifference: number }> {
+  const { manifest, network: whole } = await loadPackageNetwork(modelDir);
+  if (manifest.encoder)
+    throw new PathotypeError(
+      'ERR_ONNX',
+      `${modelDir} runs on an ONNX encoder already: use its ${manifest.encoder.file}`,
+    );
+  const network = await Network.create(featureSpec(manifest.spec));
+  await network.importTensors(await whole.exportTensors(), { strict: false });
+  const bytes = networkToOnnx(network.spec, await network.exportTensors(), {
+    opset: options.opset ?? ONNX_OPSETS.default,
+    output: 'features',
+    producerVersion: softwareVersion(),
+    metadata: { pathotype_model: `${manifest.name}@${manifest.version}`, part: 'features' },
+  });
+  const patches = options.patches ?? noisePatches(manifest, 16);
+  const { height, width, channels } = network.spec.input;
+  const expected = await network.predict(patches, { raw: true });
+  const session = await OnnxSession.open(bytes);
+  let got: Float32Array | undefined;
+  try {
+    got = (
+      await session.run(patches, [patches.length / (height * width * channels), height, width, channels])
+    ).get('features')?.data;
+  } finally {
+    await session.close();
+  }
+  const scale = Math.max(1e-6, ...Array.from(expected, Math.abs));
+  const maxRelativeDifference = maxDifference(got, expected) / scale;
+  if (!(maxRelativeDifference <= ONNX_TOLERANCE))
+    throw new PathotypeError(
+      'ERR_ONNX',
+      `ONNX Runtime's features differ from the addon's by ${maxRelativeDifference.toExponential(2)} of their scale: the graph was not written`,
+    );
+  const mpp = mppOf(manifest.preprocess);
+  const encoder = {
+    onnx: path.resolve(out),
+    inputSize: height,
+    mpp,
+    mean: [0, 0, 0],
+    std: [1, 1, 1],
+    output: 'features',
+  };
+  const sidecarFile = sidecarPath(out);
+  await mkdir(path.dirname(path.resolve(out)), { recursive: true });
+  await writeWhole(out, bytes);
+  await writeWhole(
+    sidecarFile,
+    `${JSON.stringify({ format: ONNX_SIDECAR_FORMAT, part: 'features', sha256: createHash('sha256').update(bytes).digest('hex'), dims: network.spec.outputShape[0] ?? 0, encoder }, null, 2)}\n`,
+  );
+  return { file: out, sidecar: sidecarFile, dims: network.spec.outputShape[0] ?? 0, maxRelativeDifference };
 }
 
 export function sidecarPath(onnxFile: string): string {
@@ -130,7 +198,7 @@ function sidecarOf(
     patch: {
       size: tiles.patchSize,
       stride: tiles.stride,
-      mpp: targetScale === null ? null : ORIGINAL_MPP / targetScale,
+      mpp: mppOf(manifest.preprocess),
       targetScale,
     },
     preprocess: manifest.preprocess,

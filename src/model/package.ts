@@ -5,12 +5,13 @@
  * fingerprint of the data and split it learned from, its metrics and the software version.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
+import type { EncoderConfig } from '../engine/onnx-encoder.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
 import { readTensors, writeTensors } from './tensors-file.js';
 
@@ -21,8 +22,11 @@ import { readTensors, writeTensors } from './tensors-file.js';
 export const VOTE_RULES = ['majority', 'mean', 'logit'] as const;
 export type VoteRule = (typeof VOTE_RULES)[number];
 
-/** Major.minor: a different major cannot be read by this version. */
-export const PACKAGE_FORMAT = '1.2';
+/**
+ * Major.minor: a different major cannot be read by this version. 1.3 states the patches'
+ * microns per pixel (preprocess.mpp); older packages have it derived from their targetScale.
+ */
+export const PACKAGE_FORMAT = '1.3';
 
 export interface EpochRecord {
   epoch: number;
@@ -68,6 +72,43 @@ export interface ModelManifest {
   syntheticWeights?: boolean;
   /** Absent: no cross-validation calibrated it, and every result is an answer. */
   calibration?: Calibration;
+  /**
+   * The frozen base is an ONNX encoder carried in the package (`file`), checked by its SHA-256
+   * when loaded; `spec` is then the linear head alone, over the encoder's `dims` features.
+   */
+  encoder?: PackagedEncoder;
+}
+
+export interface PackagedEncoder {
+  file: string;
+  sha256: string;
+  inputSize: number;
+  mpp: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+  output: string | null;
+  dims: number;
+}
+
+/** The encoder's file name inside a package. */
+export const ENCODER_FILE = 'encoder.onnx';
+
+export function packagedEncoder(encoder: {
+  config: EncoderConfig;
+  sha256: string;
+  dims: number;
+}): PackagedEncoder {
+  const { inputSize, mpp, mean, std, output } = encoder.config;
+  return {
+    file: ENCODER_FILE,
+    sha256: encoder.sha256,
+    inputSize,
+    mpp,
+    mean,
+    std,
+    output: output ?? null,
+    dims: encoder.dims,
+  };
 }
 
 export class PackageError extends PathotypeError {
@@ -109,9 +150,11 @@ export function readManifest(dir: string): ModelManifest {
   const tiles = manifest.preprocess.tiles as { patchSize?: number; size?: number; stride: number };
   if (tiles.patchSize === undefined && typeof tiles.size === 'number')
     manifest.preprocess.tiles = { patchSize: tiles.size, stride: tiles.stride };
-  // The network's input is derived from the patch size: the two copies must agree.
+  // The network's (or the encoder's) input is derived from the patch size: the two must agree.
   const { patchSize } = manifest.preprocess.tiles;
-  const { height, width } = manifest.spec.input;
+  const { height, width } = manifest.encoder
+    ? { height: manifest.encoder.inputSize, width: manifest.encoder.inputSize }
+    : manifest.spec.input;
   if (height !== patchSize || width !== patchSize)
     throw new PackageError(
       `${file} is inconsistent: its patches are ${patchSize}x${patchSize} px but its network takes ${width}x${height}`,
@@ -124,11 +167,13 @@ export async function writePackage(
   dir: string,
   manifest: ModelManifest,
   tensors: readonly NamedTensor[],
+  files: readonly { name: string; source: string }[] = [],
 ): Promise<void> {
   const staging = `${dir}.partial`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   await writeTensors(path.join(staging, 'weights'), tensors);
+  for (const file of files) await copyFile(file.source, path.join(staging, file.name));
   await writeFile(path.join(staging, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   const old = `${dir}.old`;
   await rm(old, { recursive: true, force: true });

@@ -48,7 +48,7 @@ export const PRESETS: Record<string, Preset> = {
       'temperature and abstention threshold from patient-grouped cross-validation',
     groupBy: 'auto',
     split: { kind: 'kfold', folds: 5, validationFraction: 0, seed: 1 },
-    prepare: { normalisation: 'none', targetScale: 0.3, patchSize: 96, stride: 48 },
+    prepare: { normalisation: 'none', mpp: 1.0667, patchSize: 96, stride: 48 },
     train: {
       architecture: 'resnet50',
       depth: 'res4',
@@ -67,7 +67,7 @@ export const PRESETS: Record<string, Preset> = {
       'replaced (flatten, dense 256, dropout, softmax), the base frozen first, then block 5 fine-tuned; majority vote',
     groupBy: 'auto',
     split: byPatient,
-    prepare: { normalisation: 'percentile', targetScale: 1, patchSize: 64, stride: 64 },
+    prepare: { normalisation: 'percentile', mpp: 0.32, patchSize: 64, stride: 64 },
     train: {
       architecture: 'vgg16',
       head: { pooling: 'flatten', hidden: [256], dropout: 0.5 },
@@ -102,7 +102,7 @@ export const PRESETS: Record<string, Preset> = {
     prepare: {
       normalisation: 'reinhard',
       reference: 'dataset',
-      targetScale: 0.3,
+      mpp: 1.0667,
       patchSize: 96,
       stride: 48,
     },
@@ -129,7 +129,7 @@ export const PRESETS: Record<string, Preset> = {
       'A small CNN trained from scratch on 32x32 patches at 0.3x scale, on the haematoxylin (nuclear) stain alone: the fast baseline',
     groupBy: 'auto',
     split: byPatient,
-    prepare: { normalisation: 'haematoxylin', targetScale: 0.3, patchSize: 32, stride: 32 },
+    prepare: { normalisation: 'haematoxylin', mpp: 1.0667, patchSize: 32, stride: 32 },
     train: {
       architecture: 'small_cnn',
       head: { pooling: 'avg', hidden: [64], dropout: 0.3 },

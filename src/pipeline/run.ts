@@ -14,7 +14,7 @@ import { fetchLymphoma } from '../acquire/fetch.js';
 import { parseGroupRule } from '../acquire/grouping.js';
 import { importImages } from '../acquire/import.js';
 import { prepare, type PrepareReport } from '../prepare/prepare.js';
-import { PREPARE_RECIPE_SCHEMA } from '../prepare/recipe.js';
+import { PREPARE_RECIPE_SCHEMA, yieldResolution } from '../prepare/recipe.js';
 import { createSplit, foldCount, foldPartitions, SPLIT_SCHEMA } from '../acquire/split.js';
 import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
 import { fetchWeights, knownWeights, resolveWeights } from '../engine/weights/registry.js';
@@ -102,7 +102,12 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
     throw new ConfigError(
       `unknown run config key(s) ${unknown.join(', ')}; known: ${OVERRIDE_KEYS.join(', ')}`,
     );
-  const preset = merge(base, overrides);
+  const prepare = overrides.prepare;
+  const under =
+    typeof prepare === 'object' && prepare !== null
+      ? { ...base, prepare: yieldResolution(base.prepare, prepare as Record<string, unknown>) }
+      : base;
+  const preset = merge(under, overrides);
   validateRecipe(preset);
   return preset;
 }

@@ -7,7 +7,7 @@
 import type { PatchRunner } from '../engine/inference-engine.js';
 
 /** The addon's network or an ONNX Runtime session over the same weights (engine/inference-engine.ts). */
-export type PatchModel = Pick<PatchRunner, 'spec' | 'predict'>;
+export type PatchModel = Pick<PatchRunner, 'classes' | 'predict'>;
 import type { VoteRule } from '../model/package.js';
 
 export interface PatchOutputs {
@@ -23,7 +23,7 @@ export async function patchOutputs(
   if (options.rule !== 'logit')
     return { probabilities: await network.predict(patches, { bf16: options.bf16 }) };
   const logits = await network.predict(patches, { bf16: options.bf16, raw: true });
-  const classes = network.spec.classes;
+  const classes = network.classes;
   const logProbabilities = new Float32Array(logits.length);
   const probabilities = new Float32Array(logits.length);
   for (let r = 0; r < logits.length / classes; r++) {
@@ -52,7 +52,7 @@ export async function batchedPatchOutputs(
   read: (start: number, end: number) => Promise<Uint8Array> | Uint8Array,
   options: { bf16: boolean; rule: VoteRule },
 ): Promise<PatchOutputs> {
-  const classes = network.spec.classes;
+  const classes = network.classes;
   const probabilities = new Float32Array(count * classes);
   const logProbabilities = options.rule === 'logit' ? new Float32Array(count * classes) : undefined;
   for (let start = 0; start < count; start += batchSize) {

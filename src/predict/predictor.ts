@@ -9,19 +9,14 @@ import type { Network } from '../engine/network.js';
 import { preprocessImage, type PreprocessedImage } from '../image/preprocess.js';
 import { probeImage, type ImageProbe, type RgbImage } from '../image/image-io.js';
 import { DEVELOPMENT_MIN_FOCUS, MIN_FOCUS } from '../image/focus.js';
-import { cutCells, prepareRegion, sizeAtScale } from '../image/preprocess.js';
+import { cutCells, mppOf, prepareRegion, sizeAtScale } from '../image/preprocess.js';
 import { LIMITS } from '../limits.js';
-import { inferScale, ORIGINAL_MPP } from '../image/scale.js';
+import { inferScale } from '../image/scale.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
-import { loadPackageNetwork, softwareVersion, type ModelManifest } from '../model/package.js';
-import {
-  addonRunner,
-  openPatchRunner,
-  resolveInferenceEngine,
-  type InferenceEngineSetting,
-  type PatchRunner,
-} from '../engine/inference-engine.js';
+import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
+import { addonRunner, type InferenceEngineSetting, type PatchRunner } from '../engine/inference-engine.js';
+import { openPackageRunner } from '../model/package-runner.js';
 import {
   MAX_BLACK_INK_FRACTION,
   MAX_BUBBLE_FRACTION,
@@ -123,14 +118,11 @@ export class Predictor {
   /** A package's predictor, its network run by the engine `options.engine` resolves to. */
   static async load(dir: string, options: PredictorOptions = {}): Promise<Predictor> {
     const { manifest, network } = await loadPackageNetwork(dir);
-    const bf16 = resolveBf16(options.bf16 ?? 'auto');
-    const engine = resolveInferenceEngine(options.engine ?? 'auto', bf16);
-    return new Predictor(
-      manifest,
-      network,
-      await openPatchRunner(network, engine, softwareVersion()),
-      options,
-    );
+    const runner = await openPackageRunner(dir, manifest, network, {
+      bf16: resolveBf16(options.bf16 ?? 'auto'),
+      engine: options.engine ?? 'auto',
+    });
+    return new Predictor(manifest, network, runner, options);
   }
 
   /** A predictor over a network already built, run by the addon. */
@@ -149,7 +141,7 @@ export class Predictor {
 
   /** Outputs of patches already cut (uint8 HWC back to back), in batches; `signal` stops between them. */
   async predictPatches(patches: Uint8Array, signal?: AbortSignal): Promise<PatchOutputs> {
-    const bytes = this.network.imageBytes;
+    const bytes = this.runner.imageBytes;
     return batchedPatchOutputs(
       this.runner,
       patches.length / bytes,
@@ -179,16 +171,16 @@ export class Predictor {
     return { vote: v, verdict: verdictOf(v, this.classes, this.options.vote, this.manifest.calibration) };
   }
 
-  /** Microns per pixel at which the model sees its patches: given, or its scale in the release's microns. */
+  /** Microns per pixel at which the model sees its patches: given, or the package's. */
   mpp(override?: number): number {
     if (override !== undefined) return override;
-    const scale = this.manifest.preprocess.targetScale;
-    if (scale === null)
+    const mpp = mppOf(this.manifest.preprocess);
+    if (mpp === null)
       throw new PathotypeError(
         'ERR_SCALE',
         'the model tiles every image at its own scale, so its microns per pixel are unknown: give --model-mpp',
       );
-    return ORIGINAL_MPP / scale;
+    return mpp;
   }
 
   /** The model's patch grid over an image of this size at its scale. */
@@ -369,7 +361,7 @@ export class Predictor {
     const started = performance.now();
     const outputs = await this.predictPatches(all, signal);
     const inferenceMs = performance.now() - started;
-    const totalPatches = all.length / this.network.imageBytes;
+    const totalPatches = all.length / this.runner.imageBytes;
     let first = 0;
     return prepared.map((p, i) => {
       const count = p.image.count;

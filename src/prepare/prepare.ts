@@ -13,6 +13,7 @@ import { availableCores } from '../cpu.js';
 import { ConfigError, PathotypeError } from '../errors.js';
 import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb, type RgbImage } from '../image/image-io.js';
+import { mppOfScale } from '../image/scale.js';
 import { fitNormaliser } from '../image/normalise.js';
 import {
   PatchStore,
@@ -92,7 +93,8 @@ export function fingerprint(
       `${image.sha1}\t${image.className}\t${image.caseId}\t${p?.partition ?? ''}\t${p?.fold ?? ''}\n`,
     );
   }
-  hash.update(JSON.stringify(config));
+  // mpp is derived from targetScale: left out, so stores made before it was written keep their fingerprint.
+  hash.update(JSON.stringify({ ...config, mpp: undefined }));
   return hash.digest('hex');
 }
 
@@ -139,6 +141,22 @@ function storedImage(
   };
 }
 
+/** What a store (and a package trained from it) records of its preparation; checked. */
+function preprocessConfig(
+  recipe: ReturnType<typeof recipeParts>,
+  reference: Parameters<typeof fitNormaliser>[1],
+): PreprocessConfig {
+  const config: PreprocessConfig = {
+    normaliser: fitNormaliser(recipe.normalisation, reference),
+    targetScale: recipe.targetScale,
+    mpp: mppOfScale(recipe.targetScale),
+    tiles: recipe.tiles,
+    background: recipe.background,
+  };
+  validatePreprocess(config);
+  return config;
+}
+
 export async function prepare(
   catalog: Catalog,
   workspace: Workspace,
@@ -153,13 +171,7 @@ export async function prepare(
     throw new ConfigError('the catalog has no images: run pathotype data import first');
   const partitions = partitionsOf(catalog, options.split);
   const reference = await loadReference(catalog, recipe.normalisation.reference, partitions);
-  const config: PreprocessConfig = {
-    normaliser: fitNormaliser(recipe.normalisation, reference),
-    targetScale: recipe.targetScale,
-    tiles: recipe.tiles,
-    background: recipe.background,
-  };
-  validatePreprocess(config);
+  const config = preprocessConfig(recipe, reference);
   const classes = catalog.classes();
   const print = fingerprint(images, partitions, config);
   const dir = path.join(workspace.patchesDir, options.name);

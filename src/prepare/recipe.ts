@@ -5,6 +5,8 @@
  * are errors naming the key, and every default is written here once.
  */
 import { schemaValidator } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { mppOfScale, ORIGINAL_MPP, scaleOfMpp } from '../image/scale.js';
 import {
   NORMALISATION_METHODS,
   type NormalisationMethod,
@@ -18,7 +20,9 @@ export interface PrepareRecipe {
   reference?: string;
   percentileLow: number;
   percentileHigh: number;
-  /** Scale (relative to the original 1388x1040 release) to tile at; null: each image at its own. */
+  /** Microns per pixel to tile at (null: each image at its own); derived from targetScale when only that is given. */
+  mpp: number | null;
+  /** The same resolution as a scale relative to the original 1388x1040 release (0.32 um/px): an accepted alias. */
   targetScale: number | null;
   /** Patch side in pixels at the target scale: the one geometry name from flag to network input. */
   patchSize: number;
@@ -33,7 +37,7 @@ export interface PrepareRecipe {
 export type PrepareRecipeInput = Partial<PrepareRecipe>;
 
 /** KNIME's recipe: percentile stretch, 64x64 patches at the original scale, every patch kept. */
-export const PREPARE_DEFAULTS: Omit<PrepareRecipe, 'stride' | 'reference'> = {
+export const PREPARE_DEFAULTS: Omit<PrepareRecipe, 'stride' | 'reference' | 'mpp'> = {
   normalisation: 'percentile',
   percentileLow: 1,
   percentileHigh: 99,
@@ -49,6 +53,7 @@ export const PREPARE_RECIPE_KEYS = [
   'reference',
   'percentileLow',
   'percentileHigh',
+  'mpp',
   'targetScale',
   'patchSize',
   'stride',
@@ -65,6 +70,7 @@ export const PREPARE_RECIPE_SCHEMA = {
     reference: { type: 'string', minLength: 1 },
     percentileLow: { type: 'number', minimum: 0, maximum: 100 },
     percentileHigh: { type: 'number', minimum: 0, maximum: 100 },
+    mpp: { anyOf: [{ type: 'number', minimum: 0.02, maximum: 100 }, { type: 'null' }] },
     targetScale: { anyOf: [{ type: 'number', exclusiveMinimum: 0, maximum: 16 }, { type: 'null' }] },
     patchSize: { type: 'integer', minimum: 4, maximum: 4096 },
     stride: { type: 'integer', minimum: 1, maximum: 4096 },
@@ -79,11 +85,38 @@ const validate: (input: unknown) => asserts input is PrepareRecipeInput = schema
   'preparation recipe',
 );
 
+/**
+ * `base` with the resolution taken out when `over` states one, in either unit: a config that
+ * says `targetScale` replaces a preset's `mpp` rather than contradicting it.
+ */
+export function yieldResolution(base: PrepareRecipeInput, over: Record<string, unknown>): PrepareRecipeInput {
+  if (!('mpp' in over) && !('targetScale' in over)) return base;
+  const rest = { ...base };
+  delete rest.mpp;
+  delete rest.targetScale;
+  return rest;
+}
+
 /** Validates a (partial) recipe and fills in every default. */
 export function resolvePrepareRecipe(input: unknown = {}): PrepareRecipe {
   validate(input);
-  const filled = { ...PREPARE_DEFAULTS, ...input };
-  return { ...filled, stride: input.stride ?? filled.patchSize };
+  const { mpp, ...rest } = input;
+  const filled = { ...PREPARE_DEFAULTS, ...rest };
+  if (mpp !== undefined) {
+    const fromMpp = mpp === null ? null : scaleOfMpp(mpp);
+    const disagrees =
+      rest.targetScale !== undefined &&
+      (rest.targetScale === null || fromMpp === null
+        ? rest.targetScale !== fromMpp
+        : Math.abs(rest.targetScale - fromMpp) / fromMpp > 1e-3);
+    if (disagrees)
+      throw new ConfigError(
+        `the recipe gives mpp ${String(mpp)} and targetScale ${String(rest.targetScale)}, which disagree ` +
+          `(targetScale = ${ORIGINAL_MPP} / mpp): give one of them`,
+      );
+    filled.targetScale = fromMpp;
+  }
+  return { ...filled, mpp: mppOfScale(filled.targetScale), stride: input.stride ?? filled.patchSize };
 }
 
 /** The parts of a recipe that the stages below take. */

@@ -4,6 +4,7 @@ import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-
 
 import { estimateLabel } from '../evaluate/cross-validation.js';
 import { heatmapPng } from '../predict/heatmap.js';
+import { mppOf } from '../image/preprocess.js';
 import {
   ERROR_SCHEMA,
   ID_PARAMS,
@@ -132,6 +133,7 @@ function modelRoute(app: FastifyInstance): void {
           architecture: m.spec.name,
           classes: m.classes,
           patchSize: m.preprocess.tiles.patchSize,
+          mpp: mppOf(m.preprocess),
           targetScale: m.preprocess.targetScale,
           normalisation: m.preprocess.normaliser.method,
           createdAt: m.createdAt,

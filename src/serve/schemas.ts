@@ -142,7 +142,14 @@ export const MODEL_SCHEMA = {
     architecture: { type: 'string' },
     classes: { type: 'array', items: { type: 'string' } },
     patchSize: { type: 'integer' },
-    targetScale: { type: ['number', 'null'] },
+    mpp: {
+      type: ['number', 'null'],
+      description: 'microns per pixel of the patches (null: each image at its own)',
+    },
+    targetScale: {
+      type: ['number', 'null'],
+      description: 'the same as a scale of the 1388x1040 release (0.32 um/px)',
+    },
     normalisation: { type: 'string' },
     createdAt: { type: 'string' },
     syntheticWeights: { type: 'boolean' },

@@ -5,10 +5,12 @@
  */
 import type { Bf16Setting } from '../engine/precision.js';
 import { merge, schemaValidator } from '../config.js';
+import { ConfigError } from '../errors.js';
 import type { StainAugmentOptions } from '../image/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
 import { INFERENCE_ENGINES } from '../engine/inference-engine.js';
+import { IMAGENET_MEAN, IMAGENET_STD, type EncoderConfig } from '../engine/onnx-encoder.js';
 import { VOTE_RULES, type VoteRule } from '../model/package.js';
 
 export interface PhaseConfig {
@@ -39,6 +41,11 @@ export interface TrainConfig {
    */
   method: 'finetune' | 'probe';
   probe: ProbeConfig;
+  /**
+   * An ONNX encoder instead of a zoo architecture for the frozen base of a probe (engine/onnx-encoder.ts):
+   * its patches must be its input size at its microns per pixel. Null: the zoo's `architecture`.
+   */
+  encoder: EncoderConfig | null;
   head: { pooling: 'flatten' | 'avg'; hidden: number[]; dropout: number };
   /** Keras HDF5 file or TensorFlow.js model folder with ImageNet weights; null trains from scratch. */
   pretrained: string | null;
@@ -61,8 +68,11 @@ export interface TrainConfig {
 }
 
 /** A training config as written by hand: everything but the architecture and phases may be left out. */
-export type TrainConfigInput = Partial<Omit<TrainConfig, 'phases' | 'augment' | 'head' | 'probe'>> &
+export type TrainConfigInput = Partial<
+  Omit<TrainConfig, 'phases' | 'augment' | 'head' | 'probe' | 'encoder'>
+> &
   Pick<TrainConfig, 'architecture'> & {
+    encoder?: (Omit<EncoderConfig, 'mean' | 'std'> & Partial<Pick<EncoderConfig, 'mean' | 'std'>>) | null;
     phases?: (Partial<PhaseConfig> & Pick<PhaseConfig, 'epochs'>)[];
     augment?: Partial<TrainConfig['augment']>;
     head?: Partial<TrainConfig['head']>;
@@ -88,6 +98,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture'
   depth: 'res5',
   method: 'finetune',
   probe: { l2: 0.01, views: 1, engine: 'auto' },
+  encoder: null,
   head: { pooling: 'avg', hidden: [], dropout: 0 },
   pretrained: null,
   phases: [{ epochs: 10 }],
@@ -118,6 +129,24 @@ export const TRAIN_SCHEMA = {
     alpha: { type: 'number', exclusiveMinimum: 0, maximum: 4 },
     depth: { enum: ['res3', 'res4', 'res5'] },
     method: { enum: ['finetune', 'probe'] },
+    encoder: {
+      anyOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['onnx', 'inputSize', 'mpp'],
+          properties: {
+            onnx: { type: 'string', minLength: 1 },
+            inputSize: { type: 'integer', minimum: 8, maximum: 4096 },
+            mpp: { type: 'number', minimum: 0.02, maximum: 100 },
+            mean: { type: 'array', items: { type: 'number' }, minItems: 3, maxItems: 3 },
+            std: { type: 'array', items: { type: 'number', exclusiveMinimum: 0 }, minItems: 3, maxItems: 3 },
+            output: { type: 'string', minLength: 1 },
+          },
+        },
+      ],
+    },
     probe: {
       type: 'object',
       additionalProperties: false,
@@ -203,6 +232,12 @@ const validate: (input: unknown) => asserts input is TrainConfigInput = schemaVa
 export function resolveTrainConfig(input: unknown): TrainConfig {
   validate(input);
   const merged = merge(TRAIN_DEFAULTS, input) as unknown as TrainConfig;
+  if (merged.encoder) {
+    const given: Partial<EncoderConfig> = merged.encoder;
+    merged.encoder = { ...merged.encoder, mean: given.mean ?? IMAGENET_MEAN, std: given.std ?? IMAGENET_STD };
+    if (merged.method !== 'probe')
+      throw new ConfigError("an ONNX encoder is a frozen base: give it method: 'probe'");
+  }
   merged.phases = ((input as { phases?: Partial<PhaseConfig>[] }).phases ?? TRAIN_DEFAULTS.phases).map(
     (p) => merge(PHASE_DEFAULTS, p) as PhaseConfig,
   );

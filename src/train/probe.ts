@@ -27,7 +27,8 @@ import {
   type PatchRunner,
 } from '../engine/inference-engine.js';
 import { softwareVersion } from '../model/package.js';
-import { outputShapeOf, type NetworkSpec } from '../engine/spec.js';
+import type { OnnxEncoder } from '../engine/onnx-encoder.js';
+import type { NetworkSpec } from '../engine/spec.js';
 import { CLASSIFIER_LAYER } from '../engine/zoo.js';
 import { seededRandom } from '../random.js';
 import { argmax } from '../predict/vote.js';
@@ -87,31 +88,6 @@ async function meanFeatures(
   return { mean, fromCache: false };
 }
 
-/** The network without its classifier: the pooled features are its output. */
-export function featureSpec(spec: NetworkSpec): NetworkSpec {
-  const layers = spec.layers.filter((l) => l.type !== 'dropout');
-  const last = layers[layers.length - 1];
-  if (!last || last.type !== 'linear' || last.name !== CLASSIFIER_LAYER)
-    throw new PathotypeError(
-      'ERR_TRAIN',
-      `a probe needs a network that ends in its '${CLASSIFIER_LAYER}' layer`,
-    );
-  const body = layers.slice(0, -1);
-  if (body.some((l) => l.type === 'linear'))
-    throw new PathotypeError(
-      'ERR_TRAIN',
-      'a probe fits one linear head: give the model no hidden head layers',
-    );
-  const features = { ...spec, name: `${spec.name}_features`, layers: body };
-  const shape = outputShapeOf(features);
-  if (shape.length !== 1)
-    throw new PathotypeError(
-      'ERR_TRAIN',
-      'a probe needs pooled features: give the model an avg or flatten head',
-    );
-  return { ...features, classes: shape[0] ?? 0 };
-}
-
 function cacheKey(
   spec: NetworkSpec,
   pretrained: string | null,
@@ -135,49 +111,77 @@ function cacheKey(
     .slice(0, 16);
 }
 
+/** Where a probe's features come from: a runner over the frozen base, its width, and its cache folder's key. */
+export interface ProbeFeatures {
+  runner: PatchRunner;
+  dims: number;
+  cacheKey: string;
+}
+
+/** A zoo base (pretrained weights loaded) run by the engine the setting resolves to. */
+export async function zooFeatures(
+  network: Network,
+  options: { pretrained: string | null; bf16: boolean; engine: InferenceEngineSetting },
+): Promise<ProbeFeatures> {
+  const engine = resolveInferenceEngine(options.engine, options.bf16);
+  return {
+    runner: await openPatchRunner(network, engine, softwareVersion()),
+    dims: network.spec.outputShape[0] ?? 0,
+    cacheKey: cacheKey(network.spec, options.pretrained, options.bf16, engine),
+  };
+}
+
+/** A user's ONNX encoder: features keyed by the file's SHA-256 and the way patches are fed to it. */
+export function encoderFeatures(encoder: OnnxEncoder): ProbeFeatures {
+  const { inputSize, mean, std } = encoder.config;
+  const key = createHash('sha1')
+    .update(JSON.stringify({ onnx: encoder.sha256, inputSize, mean, std, output: encoder.output }))
+    .digest('hex')
+    .slice(0, 16);
+  return {
+    runner: {
+      engine: 'onnxruntime',
+      classes: encoder.dims,
+      imageBytes: inputSize * inputSize * 3,
+      predict: (batch) => encoder.features(batch),
+      close: () => Promise.resolve(),
+    },
+    dims: encoder.dims,
+    cacheKey: `onnx-${key}`,
+  };
+}
+
+export interface ProbeOptions {
+  probe: ProbeConfig;
+  stain: StainAugmentOptions;
+  bf16: boolean;
+  seed: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
 export async function fitProbe(
   workspace: Workspace,
   store: PatchStore,
-  network: Network,
+  features: ProbeFeatures,
   images: readonly StoredImage[],
-  options: {
-    probe: ProbeConfig;
-    stain: StainAugmentOptions;
-    pretrained: string | null;
-    bf16: boolean;
-    seed: number;
-    onProgress?: (done: number, total: number) => void;
-  },
+  options: ProbeOptions,
 ): Promise<ProbeResult> {
   const started = performance.now();
   if (images.length === 0) throw new PathotypeError('ERR_TRAIN', 'the probe has no training images');
-  const dims = network.spec.outputShape[0] ?? 0;
-  const engine = resolveInferenceEngine(options.probe.engine, options.bf16);
-  const cacheDir = ensureDir(
-    path.join(workspace.featuresDir, cacheKey(network.spec, options.pretrained, options.bf16, engine)),
-  );
-  const pass = await openPatchRunner(network, engine, softwareVersion());
-  try {
-    return await probeFeatures(pass, store, images, { ...options, dims, cacheDir, started });
-  } finally {
-    await pass.close();
-  }
+  const cacheDir = ensureDir(path.join(workspace.featuresDir, features.cacheKey));
+  return probeFeatures(features.runner, store, images, {
+    ...options,
+    dims: features.dims,
+    cacheDir,
+    started,
+  });
 }
 
 async function probeFeatures(
   pass: PatchRunner,
   store: PatchStore,
   images: readonly StoredImage[],
-  options: {
-    probe: ProbeConfig;
-    stain: StainAugmentOptions;
-    bf16: boolean;
-    seed: number;
-    dims: number;
-    cacheDir: string;
-    started: number;
-    onProgress?: (done: number, total: number) => void;
-  },
+  options: ProbeOptions & { dims: number; cacheDir: string; started: number },
 ): Promise<ProbeResult> {
   const { dims, cacheDir, started } = options;
   const classes = store.manifest.classes;

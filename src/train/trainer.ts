@@ -20,10 +20,13 @@ import { seededRandom } from '../random.js';
 import type { ProcessGroup } from '../engine/distributed.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import type { NetworkSpec } from '../engine/spec.js';
-import { buildSpec, HEAD_PREFIXES } from '../engine/zoo.js';
+import { buildSpec, featureSpec, HEAD_PREFIXES } from '../engine/zoo.js';
 import { predictStoredImages } from '../predict/stored-patches.js';
+import { addonRunner } from '../engine/inference-engine.js';
 import {
+  ENCODER_FILE,
   PACKAGE_FORMAT,
+  packagedEncoder,
   readManifest,
   softwareVersion,
   writePackage,
@@ -33,7 +36,9 @@ import {
 import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
-import { featureSpec, fitProbe } from './probe.js';
+import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures } from './probe.js';
+import { encoderHeadSpec, OnnxEncoder, type EncoderConfig } from '../engine/onnx-encoder.js';
+import { mppOf } from '../image/preprocess.js';
 import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
 
@@ -487,7 +492,7 @@ async function validate(
   plan: TrainingPlan,
   record: EpochRecord,
 ): Promise<void> {
-  const predictions = await predictStoredImages(network, store, plan.validationImages, {
+  const predictions = await predictStoredImages(addonRunner(network), store, plan.validationImages, {
     rule: config.vote,
     bf16: config.bf16,
   });
@@ -543,22 +548,85 @@ async function trainProbePackage(
   started: number,
   options: TrainOptions,
 ): Promise<TrainResult> {
+  const base = config.encoder ? await encoderBase(config.encoder, store) : await zooBase(config, spec);
+  try {
+    return await fitProbePackage(workspace, config, store, base, fingerprint, started, options);
+  } finally {
+    await base.features.runner.close();
+  }
+}
+
+/** The frozen base a probe fits its head on, and what the package keeps of it. */
+interface ProbeBase {
+  features: ProbeFeatures;
+  /** The package's network: the zoo network, or the head alone over an encoder's features. */
+  spec: NetworkSpec;
+  /** The base's tensors the package keeps (none for an encoder: it is a file of its own). */
+  tensors: NamedTensor[];
+  encoder?: { file: string; config: EncoderConfig; sha256: string; dims: number };
+  pretrained: PretrainedReport | null;
+}
+
+async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<ProbeBase> {
   if (!config.pretrained || !existsSync(config.pretrained))
     throw new ConfigError(
       `a probe needs the pretrained weights ${config.pretrained ?? '(none given)'} (pathotype weights fetch ${config.architecture})`,
     );
-  const features = await Network.create(featureSpec(spec));
-  const weights = await readPretrained(config.pretrained);
-  const pretrained = await loadPretrained(features, weights, config.pretrained);
+  const network = await Network.create(featureSpec(spec));
+  const pretrained = await loadPretrained(
+    network,
+    await readPretrained(config.pretrained),
+    config.pretrained,
+  );
+  const features = await zooFeatures(network, {
+    pretrained: config.pretrained,
+    bf16: config.bf16,
+    engine: config.probe.engine,
+  });
+  return { features, spec, tensors: await network.exportTensors(), pretrained };
+}
+
+/** A user's ONNX encoder, checked against the store: its patches must be the encoder's input. */
+async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<ProbeBase> {
+  const storeMpp = mppOf(store.manifest.preprocess);
+  if (
+    store.patchSize !== config.inputSize ||
+    storeMpp === null ||
+    Math.abs(storeMpp - config.mpp) / config.mpp > 0.01
+  )
+    throw new ConfigError(
+      `the encoder takes ${config.inputSize} px patches at ${config.mpp} um/px, but the store's are ${store.patchSize} px at ` +
+        `${storeMpp === null ? 'each image its own resolution' : `${storeMpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`,
+    );
+  const encoder = await OnnxEncoder.open(config);
+  const features = encoderFeatures(encoder);
+  features.runner = { ...features.runner, close: () => encoder.close() };
+  return {
+    features,
+    spec: encoderHeadSpec(encoder.dims, store.manifest.classes.length),
+    tensors: [],
+    encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },
+    pretrained: null,
+  };
+}
+
+async function fitProbePackage(
+  workspace: Workspace,
+  config: RunConfig,
+  store: PatchStore,
+  base: ProbeBase,
+  fingerprint: string,
+  started: number,
+  options: TrainOptions,
+): Promise<TrainResult> {
   const hasSplit = store.images.some((i) => i.partition !== null);
   // Nothing is tuned on validation images here, so they train too.
   const images = store.images.filter((i) =>
     hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
   );
-  const fitted = await fitProbe(workspace, store, features, images, {
+  const fitted = await fitProbe(workspace, store, base.features, images, {
     probe: config.probe,
     stain: config.augment.stain,
-    pretrained: config.pretrained,
     bf16: config.bf16,
     seed: config.seed,
     onProgress: (done, total) =>
@@ -575,10 +643,11 @@ async function trainProbePackage(
         etaSeconds: 0,
       }),
   });
-  const tensors = [...(await features.exportTensors()), ...fitted.head];
+  const tensors = [...base.tensors, ...fitted.head];
   const packageDir = modelDirFor(workspace, config.name);
   const manifest: ModelManifest = {
-    ...packageBasics(packageDir, config, spec, store),
+    ...packageBasics(packageDir, config, base.spec, store),
+    ...(base.encoder ? { encoder: packagedEncoder(base.encoder) } : {}),
     training: {
       ...config,
       fingerprint,
@@ -587,21 +656,26 @@ async function trainProbePackage(
       trainingAccuracy: fitted.trainingAccuracy,
       featureSeconds: fitted.seconds,
       featureEngine: fitted.engine,
-      pretrainedLoaded: pretrained.loaded,
+      pretrainedLoaded: base.pretrained?.loaded ?? 0,
     },
     history: [],
     metrics: {},
   };
   // Check the whole package loads as the predictor will load it, before it replaces an older one.
-  const check = await Network.create(spec);
+  const check = await Network.create(base.spec);
   await check.importTensors(tensors);
-  await writePackage(packageDir, manifest, tensors);
+  await writePackage(
+    packageDir,
+    manifest,
+    tensors,
+    base.encoder ? [{ name: ENCODER_FILE, source: base.encoder.file }] : [],
+  );
   return {
     packageDir,
     manifest,
     resumedFrom: 0,
     stoppedEarly: false,
-    pretrained,
+    pretrained: base.pretrained,
     seconds: (performance.now() - started) / 1000,
   };
 }

@@ -11,7 +11,7 @@ import { Predictor } from '../../src/predict/predictor.js';
 import { softmax } from '../../src/predict/vote.js';
 import { resolveTrainConfig } from '../../src/train/config.js';
 import { fitLogistic, linearScores } from '../../src/train/logistic.js';
-import { featureSpec } from '../../src/train/probe.js';
+import { featureSpec } from '../../src/engine/zoo.js';
 import { train } from '../../src/train/trainer.js';
 import { seededRandom } from '../../src/random.js';
 import { hasShared, weightsDir } from '../helpers.js';
