@@ -4,7 +4,7 @@
  */
 import { escapeHtml as esc } from '../html.js';
 import { percent as pct } from '../format.js';
-import type { ModelManifest } from '../model/package.js';
+import { architectureOf, type ModelManifest } from '../model/package.js';
 import { classColour } from '../predict/heatmap.js';
 import type { VoteRule } from '../model/package.js';
 import type { Verdict } from '../predict/verdict.js';
@@ -151,7 +151,7 @@ figure{display:inline-block;margin:.5rem}figure img{max-width:340px;display:bloc
 </style></head><body>
 <h1>Evaluation of ${esc(report.model.name)} v${report.model.version}</h1>
 <p class="notice">Research use only, not for diagnosis.${report.model.syntheticWeights ? ' <strong>This model was trained from random weights standing in for missing pretrained ones.</strong>' : ''}</p>
-<p>${esc(manifest.encoder ? `ONNX encoder ${manifest.encoder.sha256.slice(0, 12)}` : manifest.spec.name)} on ${manifest.preprocess.tiles.patchSize}x${manifest.preprocess.tiles.patchSize} patches; ${report.images.length} ${esc(report.partition)} images of
+<p>${esc(architectureOf(manifest))} on ${manifest.preprocess.tiles.patchSize}x${manifest.preprocess.tiles.patchSize} patches; ${report.images.length} ${esc(report.partition)} images of
 patch store '${esc(report.store)}' (split ${esc(manifest.data.split ?? 'none')}); vote: ${esc(report.rule)}. ${esc(report.createdAt)}.</p>
 <div class="cards">
 <div class="card">image accuracy (${esc(report.rule)} vote)<b>${pct(m.accuracy)}</b></div>

@@ -90,6 +90,11 @@ export interface PackagedEncoder {
   dims: number;
 }
 
+/** What a package's network is called in reports: its zoo architecture, or its ONNX encoder. */
+export function architectureOf(manifest: ModelManifest): string {
+  return manifest.encoder ? `ONNX encoder ${manifest.encoder.sha256.slice(0, 12)}` : manifest.spec.name;
+}
+
 /** The encoder's file name inside a package. */
 export const ENCODER_FILE = 'encoder.onnx';
 

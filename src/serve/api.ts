@@ -5,6 +5,7 @@ import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-
 import { estimateLabel } from '../evaluate/cross-validation.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import { mppOf } from '../image/preprocess.js';
+import { architectureOf } from '../model/package.js';
 import {
   ERROR_SCHEMA,
   ID_PARAMS,
@@ -130,7 +131,7 @@ function modelRoute(app: FastifyInstance): void {
           id: service.modelId,
           name: m.name,
           version: m.version,
-          architecture: m.spec.name,
+          architecture: architectureOf(m),
           classes: m.classes,
           patchSize: m.preprocess.tiles.patchSize,
           mpp: mppOf(m.preprocess),

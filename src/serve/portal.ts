@@ -7,7 +7,7 @@ import { estimateLabel } from '../evaluate/cross-validation.js';
 import { escapeHtml } from '../html.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
-import type { ModelManifest } from '../model/package.js';
+import { architectureOf, type ModelManifest } from '../model/package.js';
 import type { AuditEntry } from '../store/audit.js';
 import type { PredictionRecord } from '../store/predictions.js';
 
@@ -107,7 +107,7 @@ function expectedAccuracy(manifest: ModelManifest): string {
 
 function modelSummary(manifest: ModelManifest): string {
   const accuracy = expectedAccuracy(manifest);
-  return `${escapeHtml(manifest.name)} v${manifest.version} (${escapeHtml(manifest.spec.name)}, classes ${manifest.classes.map(escapeHtml).join(', ')}; ${accuracy})${
+  return `${escapeHtml(manifest.name)} v${manifest.version} (${escapeHtml(architectureOf(manifest))}, classes ${manifest.classes.map(escapeHtml).join(', ')}; ${accuracy})${
     manifest.syntheticWeights ? ' <strong>trained from random stand-in weights</strong>' : ''
   }`;
 }
