@@ -11,6 +11,8 @@
  *   dark but stained (coloured) and broken up by pale cytoplasm.
  */
 import type { RgbImage } from './image-io.js';
+import { OPTICAL_DENSITY } from './stain-vectors.js';
+import { isGlass, luminanceChroma } from './tissue.js';
 
 export interface ArtefactStats {
   /** Share of the tissue blocks about twice as dense as the field's median block: a fold. */
@@ -44,9 +46,6 @@ export const MAX_BUBBLE_FRACTION = 0.01;
  */
 export const MAX_BLACK_INK_FRACTION = 0.1;
 
-/** Glass, as the tissue guard reads it: bright and colourless. */
-const GLASS_LUMINANCE = 215;
-const GLASS_CHROMA = 18;
 /** A bubble rim's pixels: dark and colourless. */
 const RIM_LUMINANCE = 70;
 const RIM_CHROMA = 25;
@@ -73,20 +72,13 @@ export function artefactStats(image: RgbImage): ArtefactStats {
   return { foldFraction: foldFraction(image), bubbleFraction: bubble, blackInkFraction: ink };
 }
 
-function luminanceChroma(data: Uint8Array, p: number): [number, number] {
-  const r = data[p * 3] ?? 0;
-  const g = data[p * 3 + 1] ?? 0;
-  const b = data[p * 3 + 2] ?? 0;
-  return [0.299 * r + 0.587 * g + 0.114 * b, Math.max(r, g, b) - Math.min(r, g, b)];
-}
-
 function pixelMask(image: RgbImage, test: (luminance: number, chroma: number) => boolean): Uint8Array {
   const mask = new Uint8Array(image.width * image.height);
   for (let p = 0; p < mask.length; p++) mask[p] = test(...luminanceChroma(image.data, p)) ? 1 : 0;
   return mask;
 }
 
-const opticalDensity = (v: number): number => -Math.log10(Math.max(v, 1) / 255);
+const od = (v: number | undefined): number => OPTICAL_DENSITY[v ?? 0] ?? 0;
 
 /** Mean optical density (summed over R, G, B) of a box's tissue pixels, and how many there are. */
 function boxDensity(image: RgbImage, x0: number, y0: number, w: number, h: number): [number, number] {
@@ -97,11 +89,8 @@ function boxDensity(image: RgbImage, x0: number, y0: number, w: number, h: numbe
     for (let x = x0; x < x0 + w; x++) {
       const p = y * width + x;
       const [luminance, chroma] = luminanceChroma(data, p);
-      if (luminance > GLASS_LUMINANCE && chroma < GLASS_CHROMA) continue;
-      sum +=
-        opticalDensity(data[p * 3] ?? 0) +
-        opticalDensity(data[p * 3 + 1] ?? 0) +
-        opticalDensity(data[p * 3 + 2] ?? 0);
+      if (isGlass(luminance, chroma)) continue;
+      sum += od(data[p * 3]) + od(data[p * 3 + 1]) + od(data[p * 3 + 2]);
       tissue++;
     }
   }

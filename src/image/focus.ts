@@ -5,7 +5,7 @@
  * about 1.07 um/px) whatever the image's own, so one threshold serves every resolution.
  */
 import { resizeRgb, type RgbImage } from './image-io.js';
-import { HED_FROM_RGB } from './stain-vectors.js';
+import { HED_FROM_RGB, OPTICAL_DENSITY } from './stain-vectors.js';
 
 /** The scale (relative to the release) the measure is taken at, and below which an image is out of focus. */
 export const FOCUS_REFERENCE_SCALE = 0.3;
@@ -29,10 +29,9 @@ function haematoxylin(image: RgbImage): Float32Array {
   const { data, width, height } = image;
   const out = new Float32Array(width * height);
   const [h0, h1, h2] = [HED_FROM_RGB[0]?.[0] ?? 0, HED_FROM_RGB[1]?.[0] ?? 0, HED_FROM_RGB[2]?.[0] ?? 0];
-  for (let i = 0; i < width * height; i++) {
-    const od = (v: number): number => -Math.log10(Math.max(v, 1) / 255);
-    out[i] = od(data[i * 3] ?? 0) * h0 + od(data[i * 3 + 1] ?? 0) * h1 + od(data[i * 3 + 2] ?? 0) * h2;
-  }
+  const od = (v: number | undefined): number => OPTICAL_DENSITY[v ?? 0] ?? 0;
+  for (let i = 0; i < width * height; i++)
+    out[i] = od(data[i * 3]) * h0 + od(data[i * 3 + 1]) * h1 + od(data[i * 3 + 2]) * h2;
   return out;
 }
 

@@ -24,3 +24,9 @@ function invert3(m: number[][]): number[][] {
 }
 
 export const HED_FROM_RGB = invert3(RGB_FROM_HED);
+
+/** Optical density (base 10) of each 8-bit channel value; 0 is read as 1, so it stays finite. */
+export const OPTICAL_DENSITY = Float64Array.from(
+  { length: 256 },
+  (_, v) => -Math.log10(Math.max(v, 1) / 255),
+);

@@ -38,6 +38,18 @@ export const MIN_STAIN_FRACTION = 0.27;
  */
 export const MAX_INK_FRACTION = 0.15;
 
+/** Luminance and chroma (max - min channel) of pixel `p` of RGB data. */
+export function luminanceChroma(data: Uint8Array, p: number): [number, number] {
+  const r = data[p * 3] ?? 0;
+  const g = data[p * 3 + 1] ?? 0;
+  const b = data[p * 3 + 2] ?? 0;
+  return [0.299 * r + 0.587 * g + 0.114 * b, Math.max(r, g, b) - Math.min(r, g, b)];
+}
+
+/** Empty glass: bright and colourless (the field guard's rule; the slide mask thresholds by Otsu). */
+export const isGlass = (luminance: number, chroma: number): boolean =>
+  luminance > GLASS_LUMINANCE && chroma < GLASS_CHROMA;
+
 export function tissueStats(image: RgbImage): TissueStats {
   const { data, width, height } = image;
   const pixels = width * height;
@@ -53,7 +65,7 @@ export function tissueStats(image: RgbImage): TissueStats {
     sampled++;
     const luminance = 0.299 * r + 0.587 * g + 0.114 * b;
     const chroma = Math.max(r, g, b) - Math.min(r, g, b);
-    if (luminance > GLASS_LUMINANCE && chroma < GLASS_CHROMA) continue;
+    if (isGlass(luminance, chroma)) continue;
     tissue++;
     const isStained = g + GREEN_MARGIN <= r && g + GREEN_MARGIN <= b;
     if (isStained) stained++;
