@@ -71,19 +71,26 @@ export async function rate(
 }
 
 /**
- * Inference patches/s of one network through the addon (fp32, and bf16 when asked) and through
- * ONNX Runtime (fp32) on the same weights and patches, one after the other.
+ * Inference patches/s of one network through the addon in each of `addon`'s precisions (none
+ * where the caller measured it already) and through ONNX Runtime (fp32), on the same weights and
+ * patches, one after the other.
  */
 export async function inferenceRows(
   name: string,
   spec: NetworkSpec,
-  options: { batch: number; steps: number; warmup: number; threads: number; bf16: boolean },
+  options: {
+    batch: number;
+    steps: number;
+    warmup: number;
+    threads: number;
+    addon: readonly ('fp32' | 'bf16')[];
+  },
 ): Promise<InferenceRow[]> {
   manualSeed(0);
   const network = await Network.create(spec);
   const patches = noise(options.batch, spec);
   const rows: InferenceRow[] = [];
-  for (const precision of options.bf16 ? (['fp32', 'bf16'] as const) : (['fp32'] as const)) {
+  for (const precision of options.addon) {
     const patchesPerSecond = await rate(options.steps, options.warmup, options.batch, () =>
       network.predict(patches, { bf16: precision === 'bf16', raw: true }),
     );

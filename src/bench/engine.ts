@@ -311,19 +311,17 @@ export async function runEngineBench(
   if (options.onnx) {
     const steps = { steps: options.predictSteps, warmup: options.warmup, threads: options.threads };
     progress('VGG16 inference in ONNX Runtime');
-    const vgg = await inferenceRows('vgg16', vggSpec(options), {
-      ...steps,
-      batch: options.batch,
-      bf16: false,
-    });
-    inference.push(...vgg.filter((r) => r.engine === 'onnxruntime'));
+    // The addon's VGG16 inference is in the throughput rows already.
+    inference.push(
+      ...(await inferenceRows('vgg16', vggSpec(options), { ...steps, batch: options.batch, addon: [] })),
+    );
     progress('ResNet50 res4 feature pass (addon, ONNX Runtime)');
     inference.push(
       ...(await inferenceRows('resnet50-res4-96', featurePassSpec(), {
         ...steps,
         steps: Math.max(2, Math.ceil(options.predictSteps / 4)),
         batch: FEATURE_BATCH,
-        bf16: options.bf16,
+        addon: precisions,
       })),
     );
   }
