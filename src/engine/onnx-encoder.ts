@@ -17,7 +17,7 @@ import { getThreads } from './network.js';
 import type { PatchRunner } from './inference-engine.js';
 import { vectorInput, type NetworkSpec } from './spec.js';
 import { CLASSIFIER_LAYER } from './zoo.js';
-import { OnnxSession, type OnnxValue } from './onnx-runtime.js';
+import { nhwcToNchwFloat, OnnxSession, type OnnxValue } from './onnx-runtime.js';
 
 export interface EncoderConfig {
   /** Path of the .onnx file. */
@@ -39,15 +39,49 @@ export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 
 const onnxError = (message: string): PathotypeError => new PathotypeError('ERR_ONNX', message);
 
+/** How an opened graph is fed and read. */
+interface EncoderGraph {
+  config: EncoderConfig;
+  layout: 'float-nchw' | 'uint8-nhwc';
+  output: string;
+  session: OnnxSession;
+}
+
+async function runGraph(
+  graph: EncoderGraph,
+  batch: Uint8Array,
+): Promise<{ data: Float32Array; dims: number[] }> {
+  const { config, layout, output, session } = graph;
+  const side = config.inputSize;
+  const n = batch.length / (side * side * 3);
+  const input =
+    layout === 'uint8-nhwc'
+      ? batch
+      : nhwcToNchwFloat(
+          batch,
+          [n, side, side, 3],
+          (v, c) => (v / 255 - (config.mean[c] ?? 0)) / (config.std[c] ?? 1),
+        );
+  const dims = layout === 'uint8-nhwc' ? [n, side, side, 3] : [n, 3, side, side];
+  const out = (await session.run(input, dims, [output])).get(output);
+  if (!out) throw onnxError(`the encoder gave no '${output}'`);
+  return out;
+}
+
 export class OnnxEncoder {
   private constructor(
-    readonly config: EncoderConfig,
+    readonly graph: EncoderGraph,
     readonly sha256: string,
     readonly dims: number,
-    readonly layout: 'float-nchw' | 'uint8-nhwc',
-    readonly output: string,
-    readonly session: OnnxSession,
   ) {}
+
+  get config(): EncoderConfig {
+    return this.graph.config;
+  }
+
+  get output(): string {
+    return this.graph.output;
+  }
 
   /** Opens and checks an encoder: an ONNX file, one image input of the declared size, a 2-D output. */
   static async open(config: EncoderConfig): Promise<OnnxEncoder> {
@@ -62,13 +96,13 @@ export class OnnxEncoder {
         throw onnxError(
           `the encoder has no output '${output}' (it has ${session.outputs.map((o) => o.name).join(', ')})`,
         );
-      const encoder = new OnnxEncoder(config, sha256, 0, layout, output, session);
-      const probe = await encoder.#run(new Uint8Array(config.inputSize * config.inputSize * 3));
+      const graph = { config, layout, output, session };
+      const probe = await runGraph(graph, new Uint8Array(config.inputSize * config.inputSize * 3));
       if (probe.dims.length !== 2 || probe.dims[0] !== 1)
         throw onnxError(
           `the encoder's output '${output}' is [${probe.dims.join(', ')}] for one patch; a [batch, features] output is needed (pool or flatten it in the export)`,
         );
-      return new OnnxEncoder(config, sha256, probe.dims[1] ?? 0, layout, output, session);
+      return new OnnxEncoder(graph, sha256, probe.dims[1] ?? 0);
     } catch (error) {
       await session.close();
       throw error;
@@ -77,21 +111,11 @@ export class OnnxEncoder {
 
   /** Features of uint8 NHWC patches of the encoder's input size, one row per patch. */
   async features(batch: Uint8Array): Promise<Float32Array> {
-    return (await this.#run(batch)).data;
-  }
-
-  async #run(batch: Uint8Array): Promise<{ data: Float32Array; dims: number[] }> {
-    const side = this.config.inputSize;
-    const n = batch.length / (side * side * 3);
-    const input = this.layout === 'uint8-nhwc' ? batch : normalisedNchw(batch, n, side, this.config);
-    const dims = this.layout === 'uint8-nhwc' ? [n, side, side, 3] : [n, 3, side, side];
-    const out = (await this.session.run(input, dims, [this.output])).get(this.output);
-    if (!out) throw onnxError(`the encoder gave no '${this.output}'`);
-    return out;
+    return (await runGraph(this.graph, batch)).data;
   }
 
   close(): Promise<void> {
-    return this.session.close();
+    return this.graph.session.close();
   }
 }
 
@@ -123,17 +147,6 @@ function inputLayout(inputs: OnnxValue[], config: EncoderConfig): 'float-nchw' |
   );
 }
 
-function normalisedNchw(batch: Uint8Array, n: number, side: number, config: EncoderConfig): Float32Array {
-  const out = new Float32Array(batch.length);
-  const plane = side * side;
-  for (let i = 0; i < n; i++)
-    for (let p = 0; p < plane; p++)
-      for (let c = 0; c < 3; c++)
-        out[(i * 3 + c) * plane + p] =
-          ((batch[(i * plane + p) * 3 + c] ?? 0) / 255 - (config.mean[c] ?? 0)) / (config.std[c] ?? 1);
-  return out;
-}
-
 /**
  * The network a package with an encoder keeps for the addon: its linear head alone, taking the
  * encoder's features (its input is their width, one value per channel of a 1x1 image).
@@ -155,16 +168,27 @@ export interface LinearHead {
   classes: number;
 }
 
-/** The encoder and its head as a patch runner: logits, or their softmax. */
-export function encoderRunner(encoder: OnnxEncoder, head: LinearHead): PatchRunner {
-  const { dims } = encoder;
+/** The encoder as a patch runner over its features (a probe's frozen base); closing it closes the encoder. */
+export function encoderFeatureRunner(encoder: OnnxEncoder): PatchRunner {
   const side = encoder.config.inputSize;
   return {
     engine: 'onnxruntime',
-    classes: head.classes,
+    classes: encoder.dims,
     imageBytes: side * side * 3,
+    predict: (batch) => encoder.features(batch),
+    close: () => encoder.close(),
+  };
+}
+
+/** The encoder and its head as a patch runner: logits, or their softmax. */
+export function encoderRunner(encoder: OnnxEncoder, head: LinearHead): PatchRunner {
+  const base = encoderFeatureRunner(encoder);
+  const { dims } = encoder;
+  return {
+    ...base,
+    classes: head.classes,
     predict: async (batch, options = {}) => {
-      const features = await encoder.features(batch);
+      const features = await base.predict(batch);
       const n = features.length / dims;
       const out = new Float32Array(n * head.classes);
       for (let i = 0; i < n; i++) {
@@ -178,7 +202,6 @@ export function encoderRunner(encoder: OnnxEncoder, head: LinearHead): PatchRunn
       }
       return out;
     },
-    close: () => encoder.close(),
   };
 }
 

@@ -97,6 +97,25 @@ export class OnnxSession {
   }
 }
 
+/**
+ * uint8 NHWC patches ([n, h, w, c] in `shape`) as float32 NCHW, each value through `value`
+ * (with its channel): what graphs exported from PyTorch take.
+ */
+export function nhwcToNchwFloat(
+  batch: Uint8Array,
+  shape: readonly [number, number, number, number],
+  value: (v: number, channel: number) => number = (v) => v,
+): Float32Array {
+  const [n, h, w, c] = shape;
+  const plane = h * w;
+  const out = new Float32Array(batch.length);
+  for (let i = 0; i < n; i++)
+    for (let p = 0; p < plane; p++)
+      for (let k = 0; k < c; k++)
+        out[(i * c + k) * plane + p] = value(batch[(i * plane + p) * c + k] ?? 0, k);
+  return out;
+}
+
 function describe(value: ort.InferenceSession.ValueMetadata): OnnxValue {
   if (!value.isTensor) return { name: value.name, type: 'not a tensor', shape: [] };
   return {

@@ -10,7 +10,7 @@ import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
 import { Network } from '../engine/network.js';
-import { OnnxSession } from '../engine/onnx-runtime.js';
+import { nhwcToNchwFloat, OnnxSession } from '../engine/onnx-runtime.js';
 import { seededRandom } from '../random.js';
 import { mppOf } from '../image/preprocess.js';
 import { featureSpec } from '../engine/zoo.js';
@@ -121,18 +121,9 @@ export async function exportFeaturesOnnx(
     metadata: { pathotype_model: `${manifest.name}@${manifest.version}`, part: 'features' },
   });
   const patches = options.patches ?? noisePatches(manifest, 16);
-  const { height, width, channels } = network.spec.input;
   const expected = await network.predict(patches, { raw: true });
-  const session = await OnnxSession.open(bytes);
-  let got: Float32Array | undefined;
-  try {
-    got = (
-      await session.run(patches, [patches.length / (height * width * channels), height, width, channels])
-    ).get('features')?.data;
-  } finally {
-    await session.close();
-  }
-  const scale = Math.max(1e-6, ...Array.from(expected, Math.abs));
+  const got = (await onnxOutputs(network, bytes, 'uint8-nhwc', patches)).get('features')?.data;
+  const scale = expected.reduce((most, v) => Math.max(most, Math.abs(v)), 1e-6);
   const maxRelativeDifference = maxDifference(got, expected) / scale;
   if (!(maxRelativeDifference <= ONNX_TOLERANCE))
     throw new PathotypeError(
@@ -142,7 +133,7 @@ export async function exportFeaturesOnnx(
   const mpp = mppOf(manifest.preprocess);
   const encoder = {
     onnx: path.resolve(out),
-    inputSize: height,
+    inputSize: network.spec.input.height,
     mpp,
     mean: [0, 0, 0],
     std: [1, 1, 1],
@@ -222,40 +213,39 @@ export async function checkOnnx(
   layout: OnnxInputLayout,
   patches: Uint8Array,
 ): Promise<OnnxCheck> {
-  const { height, width, channels } = network.spec.input;
-  const count = patches.length / (height * width * channels);
   const logits = await network.predict(patches, { raw: true });
   const probabilities = await network.predict(patches);
+  const out = await onnxOutputs(network, bytes, layout, patches);
+  const check = {
+    patches: patches.length / network.imageBytes,
+    maxProbabilityDifference: maxDifference(out.get('probabilities')?.data, probabilities),
+    maxLogitDifference: maxDifference(out.get('logits')?.data, logits),
+  };
+  if (!(check.maxProbabilityDifference <= ONNX_TOLERANCE))
+    throw new PathotypeError(
+      'ERR_ONNX',
+      `ONNX Runtime's probabilities differ from the addon's by ${check.maxProbabilityDifference.toExponential(2)} (at most ${ONNX_TOLERANCE} is accepted): the graph was not written`,
+    );
+  return check;
+}
+
+/** Every output of a graph over `network`'s input, run by ONNX Runtime on uint8 NHWC patches fed in `layout`. */
+async function onnxOutputs(
+  network: Network,
+  bytes: Uint8Array,
+  layout: OnnxInputLayout,
+  patches: Uint8Array,
+): Promise<Map<string, { data: Float32Array; dims: number[] }>> {
+  const { height, width, channels } = network.spec.input;
+  const shape = [patches.length / network.imageBytes, height, width, channels] as const;
   const session = await OnnxSession.open(bytes);
   try {
-    const input = layout === 'uint8-nhwc' ? patches : toNchwFloat(patches, count, height, width, channels);
-    const dims =
-      layout === 'uint8-nhwc' ? [count, height, width, channels] : [count, channels, height, width];
-    const out = await session.run(input, dims);
-    const check = {
-      patches: count,
-      maxProbabilityDifference: maxDifference(out.get('probabilities')?.data, probabilities),
-      maxLogitDifference: maxDifference(out.get('logits')?.data, logits),
-    };
-    if (!(check.maxProbabilityDifference <= ONNX_TOLERANCE))
-      throw new PathotypeError(
-        'ERR_ONNX',
-        `ONNX Runtime's probabilities differ from the addon's by ${check.maxProbabilityDifference.toExponential(2)} (at most ${ONNX_TOLERANCE} is accepted): the graph was not written`,
-      );
-    return check;
+    return layout === 'uint8-nhwc'
+      ? await session.run(patches, shape)
+      : await session.run(nhwcToNchwFloat(patches, shape), [shape[0], channels, height, width]);
   } finally {
     await session.close();
   }
-}
-
-function toNchwFloat(patches: Uint8Array, n: number, h: number, w: number, c: number): Float32Array {
-  const out = new Float32Array(patches.length);
-  for (let i = 0; i < n; i++)
-    for (let y = 0; y < h; y++)
-      for (let x = 0; x < w; x++)
-        for (let k = 0; k < c; k++)
-          out[((i * c + k) * h + y) * w + x] = patches[((i * h + y) * w + x) * c + k] ?? 0;
-  return out;
 }
 
 function maxDifference(a: Float32Array | undefined, b: Float32Array): number {

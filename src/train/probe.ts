@@ -27,7 +27,7 @@ import {
   type PatchRunner,
 } from '../engine/inference-engine.js';
 import { softwareVersion } from '../model/package.js';
-import type { OnnxEncoder } from '../engine/onnx-encoder.js';
+import { encoderFeatureRunner, type OnnxEncoder } from '../engine/onnx-encoder.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import { CLASSIFIER_LAYER } from '../engine/zoo.js';
 import { seededRandom } from '../random.js';
@@ -131,7 +131,7 @@ export async function zooFeatures(
   };
 }
 
-/** A user's ONNX encoder: features keyed by the file's SHA-256 and the way patches are fed to it. */
+/** A user's ONNX encoder (closed with its runner): features keyed by the file's SHA-256 and the way patches are fed to it. */
 export function encoderFeatures(encoder: OnnxEncoder): ProbeFeatures {
   const { inputSize, mean, std } = encoder.config;
   const key = createHash('sha1')
@@ -139,13 +139,7 @@ export function encoderFeatures(encoder: OnnxEncoder): ProbeFeatures {
     .digest('hex')
     .slice(0, 16);
   return {
-    runner: {
-      engine: 'onnxruntime',
-      classes: encoder.dims,
-      imageBytes: inputSize * inputSize * 3,
-      predict: (batch) => encoder.features(batch),
-      close: () => Promise.resolve(),
-    },
+    runner: encoderFeatureRunner(encoder),
     dims: encoder.dims,
     cacheKey: `onnx-${key}`,
   };

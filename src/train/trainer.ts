@@ -599,10 +599,8 @@ async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<Pr
         `${storeMpp === null ? 'each image its own resolution' : `${storeMpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`,
     );
   const encoder = await OnnxEncoder.open(config);
-  const features = encoderFeatures(encoder);
-  features.runner = { ...features.runner, close: () => encoder.close() };
   return {
-    features,
+    features: encoderFeatures(encoder),
     spec: encoderHeadSpec(encoder.dims, store.manifest.classes.length),
     tensors: [],
     encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },
