@@ -33,6 +33,15 @@ function images(dir: string): string[] {
   );
 }
 
+/** The 0.3x development images and the full- and half-resolution samples, each with its scale. */
+function developmentSets(): [string, string[], number][] {
+  return [
+    ['0.3x', images(lymphomaDir), 0.3],
+    ['full resolution', images(fullresSampleDir), 1],
+    ['half resolution', images(halfresSampleDir), 0.5],
+  ];
+}
+
 const needsShared = { skip: !hasShared(lymphomaDir) && 'needs ../shared' };
 
 describe('focus', () => {
@@ -64,12 +73,7 @@ describe('focus', () => {
     'refuses none of the 295 development images and the 37 full- and half-resolution samples',
     needsShared,
     async () => {
-      const sets: [string, string[], number][] = [
-        ['0.3x', images(lymphomaDir), 0.3],
-        ['full resolution', images(fullresSampleDir), 1],
-        ['half resolution', images(halfresSampleDir), 0.5],
-      ];
-      for (const [name, files, scale] of sets) {
+      for (const [name, files, scale] of developmentSets()) {
         let least = Infinity;
         for (const file of files) {
           const meta = await sharp(file).metadata();
@@ -181,12 +185,7 @@ describe('focus', () => {
     'finds no fold, bubble or black ink on the 295 development images and the 37 samples',
     needsShared,
     async () => {
-      const sets: [string, string[], number][] = [
-        ['0.3x', images(lymphomaDir), 0.3],
-        ['full resolution', images(fullresSampleDir), 1],
-        ['half resolution', images(halfresSampleDir), 0.5],
-      ];
-      for (const [name, files, scale] of sets) {
+      for (const [name, files, scale] of developmentSets()) {
         const most = { foldFraction: 0, bubbleFraction: 0, blackInkFraction: 0 };
         for (const file of files) {
           const stats = artefactStats(await atReferenceScale(await decodeRgb(file), scale));

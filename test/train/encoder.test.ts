@@ -54,6 +54,11 @@ async function exportFeatures(
   return network;
 }
 
+/** An encoder at the test's um/px, its input fed as it is (mean 0, std 1). */
+function openEncoder(onnx: string, inputSize: number): Promise<OnnxEncoder> {
+  return OnnxEncoder.open({ onnx, inputSize, mpp: MPP, mean: [0, 0, 0], std: [1, 1, 1] });
+}
+
 function maxRelativeDifference(a: Float32Array, b: Float32Array): number {
   let most = 0;
   let scale = 1e-6;
@@ -72,13 +77,7 @@ describe('ONNX encoders', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }
     await exportFeatures(spec, path.join(dir, 'resnet-float.onnx'), 'float-nchw');
     const patches = await realPatches(16, 96);
     const expected = await native.predict(patches, { raw: true });
-    const uint8 = await OnnxEncoder.open({
-      onnx: path.join(dir, 'resnet.onnx'),
-      inputSize: 96,
-      mpp: MPP,
-      mean: [0, 0, 0],
-      std: [1, 1, 1],
-    });
+    const uint8 = await openEncoder(path.join(dir, 'resnet.onnx'), 96);
     assert.equal(uint8.dims, 1024);
     const a = maxRelativeDifference(await uint8.features(patches), expected);
     // PyTorch's convention: RGB in [0, 1], then (x - mean) / std; std 1/255 gives back the pixel values.
@@ -101,28 +100,13 @@ describe('ONNX encoders', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }
   it('refuses a file that is not ONNX, an input that disagrees with the recipe, and an output that is not [batch, features]', async () => {
     const dir = tempDir();
     writeFileSync(path.join(dir, 'not.onnx'), 'this is a text file');
-    await assert.rejects(
-      OnnxEncoder.open({
-        onnx: path.join(dir, 'not.onnx'),
-        inputSize: 32,
-        mpp: MPP,
-        mean: [0, 0, 0],
-        std: [1, 1, 1],
-      }),
-      isOnnxError(/not an ONNX model/),
-    );
+    await assert.rejects(openEncoder(path.join(dir, 'not.onnx'), 32), isOnnxError(/not an ONNX model/));
     await exportFeatures(
       smallCnn({ inputSize: 32, filters: [8, 16], head: { classes: 3, pooling: 'avg' } }),
       path.join(dir, 'tiny.onnx'),
     );
     await assert.rejects(
-      OnnxEncoder.open({
-        onnx: path.join(dir, 'tiny.onnx'),
-        inputSize: 64,
-        mpp: MPP,
-        mean: [0, 0, 0],
-        std: [1, 1, 1],
-      }),
+      openEncoder(path.join(dir, 'tiny.onnx'), 64),
       isOnnxError(/declares 64x64 patches but the encoder's input is \[batch, 32, 32, 3\]/),
     );
     // A graph whose output keeps the image's shape: not one vector per patch.
@@ -145,13 +129,7 @@ describe('ONNX encoders', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }
     });
     writeFileSync(path.join(dir, 'spatial.onnx'), onnx.ModelProto.encode(model).finish());
     await assert.rejects(
-      OnnxEncoder.open({
-        onnx: path.join(dir, 'spatial.onnx'),
-        inputSize: 32,
-        mpp: MPP,
-        mean: [0, 0, 0],
-        std: [1, 1, 1],
-      }),
+      openEncoder(path.join(dir, 'spatial.onnx'), 32),
       isOnnxError(/is \[1, 3, 32, 32\] for one patch; a \[batch, features\] output is needed/),
     );
   });
