@@ -21,6 +21,10 @@ struct Layer {
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d batchNorm{nullptr};
   torch::nn::Linear linear{nullptr};
+  // attentionPool: `linear` is V (features to hidden), `gate` U, `score` w (hidden to 1).
+  torch::nn::Linear gate{nullptr}, score{nullptr};
+  // The attention scores of the last forward pass (inference reads them back).
+  mutable torch::Tensor scores;
   std::vector<Layer> body, shortcut;
 };
 
@@ -90,6 +94,19 @@ Layer BuildLayer(LayerSpec spec, torch::nn::Module& root, std::vector<torch::nn:
       torch::NoGradGuard noGrad;
       torch::nn::init::xavier_uniform_(layer.linear->weight);  // Keras' glorot_uniform default
       if (spec.bias) layer.linear->bias.zero_();
+      break;
+    }
+    case LayerType::AttentionPool: {
+      auto make = [&](const std::string& suffix, int64_t in, int64_t out) {
+        auto module = root.register_module(spec.name + suffix, torch::nn::Linear(torch::nn::LinearOptions(in, out)));
+        torch::NoGradGuard noGrad;
+        torch::nn::init::xavier_uniform_(module->weight);
+        module->bias.zero_();
+        return module;
+      };
+      layer.linear = make("_V", spec.inFeatures, spec.units);
+      if (spec.gated) layer.gate = make("_U", spec.inFeatures, spec.units);
+      layer.score = make("_w", spec.units, 1);
       break;
     }
     case LayerType::Residual:
@@ -177,6 +194,20 @@ torch::Tensor RunLayer(const Layer& layer, torch::Tensor x, bool training) {
       return torch::linear(x, layer.linear->weight, s.bias ? layer.linear->bias : torch::Tensor());
     case LayerType::ZeroPad:
       return torch::constant_pad_nd(x, {s.pad[2], s.pad[3], s.pad[0], s.pad[1]}, 0);
+    case LayerType::AttentionPool: {
+      // Gated attention (Ilse et al. 2018): an instance's score is w . (tanh(V h) * sigmoid(U h));
+      // the bag's vector is the instances' sum weighted by the softmax of the scores over the bag.
+      torch::Tensor h = x.flatten(2).transpose(1, 2);  // [N, instances, features]
+      auto dense = [](const torch::nn::Linear& l, const torch::Tensor& in) {
+        return torch::linear(in, l->weight, l->bias);
+      };
+      torch::Tensor hidden = torch::tanh(dense(layer.linear, h));
+      if (s.gated) hidden = hidden * torch::sigmoid(dense(layer.gate, h));
+      torch::Tensor scores = dense(layer.score, hidden).squeeze(2).to(torch::kFloat);
+      layer.scores = scores.detach();
+      torch::Tensor weights = torch::softmax(scores, 1).to(h.scalar_type());
+      return (weights.unsqueeze(2) * h).sum(1);
+    }
     case LayerType::Residual: {
       torch::Tensor y = RunLayers(layer.body, x, training);
       return y + (layer.shortcut.empty() ? x : RunLayers(layer.shortcut, x, training));
@@ -239,13 +270,16 @@ Network::~Network() = default;
 torch::Tensor Network::ToInput(const Batch& b) const {
   const InputSpec& in = spec_.input;
   if (b.n < 1) throw std::invalid_argument("the batch is empty");
-  if (b.h != in.height || b.w != in.width || b.c != in.channels) {
+  const bool widthFits = in.bag ? b.w >= 1 : b.w == in.width;
+  if (b.h != in.height || !widthFits || b.c != in.channels) {
     throw std::invalid_argument("the batch holds " + std::to_string(b.h) + "x" + std::to_string(b.w) + "x" +
-                                std::to_string(b.c) + " images but the network takes " + std::to_string(in.height) +
-                                "x" + std::to_string(in.width) + "x" + std::to_string(in.channels));
+                                std::to_string(b.c) + " inputs but the network takes " + std::to_string(in.height) +
+                                "x" + (in.bag ? std::string("any") : std::to_string(in.width)) + "x" +
+                                std::to_string(in.channels));
   }
-  auto bytes = torch::from_blob(const_cast<uint8_t*>(b.data), {b.n, b.h, b.w, b.c}, torch::kUInt8);
-  torch::Tensor x = bytes.to(torch::kFloat);
+  torch::Tensor x =
+      b.floats ? torch::from_blob(const_cast<float*>(b.floats), {b.n, b.h, b.w, b.c}, torch::kFloat).clone()
+               : torch::from_blob(const_cast<uint8_t*>(b.data), {b.n, b.h, b.w, b.c}, torch::kUInt8).to(torch::kFloat);
   if (in.bgr) x = x.flip({3});
   x.sub_(mean_).div_(std_);
   // NHWC memory seen as NCHW is exactly the channels-last layout: no copy.
@@ -339,7 +373,7 @@ void Network::SyncFrom(c10d::ProcessGroup& group, int root) {
   Broadcast(group, state, root);
 }
 
-std::vector<float> Network::Predict(const Batch& batch, bool bf16, bool raw) {
+std::vector<float> Network::Predict(const Batch& batch, bool bf16, bool raw, std::vector<float>* attention) {
   torch::InferenceMode inference;
   torch::Tensor x = ToInput(batch);
   module_->eval();
@@ -351,6 +385,14 @@ std::vector<float> Network::Predict(const Batch& batch, bool bf16, bool raw) {
   torch::Tensor out = logits.to(torch::kFloat);
   if (!raw) out = torch::softmax(out, 1);
   out = out.contiguous();
+  if (attention) {
+    const Layer* pool = nullptr;
+    for (const Layer& layer : layers_)
+      if (layer.spec.type == LayerType::AttentionPool) pool = &layer;
+    if (!pool) throw std::invalid_argument("the network has no attention pool to report");
+    torch::Tensor scores = pool->scores.contiguous();
+    attention->assign(scores.data_ptr<float>(), scores.data_ptr<float>() + scores.numel());
+  }
   return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
 }
 

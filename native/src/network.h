@@ -15,7 +15,8 @@
 namespace pathotype {
 
 struct Batch {
-  const uint8_t* data = nullptr;  // uint8 NHWC
+  const uint8_t* data = nullptr;  // uint8 NHWC pixels, or
+  const float* floats = nullptr;  // float NHWC values (features of a bag's instances)
   int64_t n = 0, h = 0, w = 0, c = 0;
 };
 
@@ -82,8 +83,9 @@ class Network {
                        c10d::ProcessGroup* group = nullptr);
   // Every parameter and buffer from rank `root` of the group: the same start on every rank.
   void SyncFrom(c10d::ProcessGroup& group, int root);
-  // Softmax probabilities, n x classes, row-major.
-  std::vector<float> Predict(const Batch& batch, bool bf16, bool raw);
+  // Softmax probabilities (or logits when raw), n x classes, row-major. With `attention`, also the
+  // attention pool's score of each instance before its softmax over the bag, n x instances.
+  std::vector<float> Predict(const Batch& batch, bool bf16, bool raw, std::vector<float>* attention = nullptr);
   std::vector<NamedTensor> ExportTensors() const;
   // Validates every tensor before it changes any, so a failed import leaves the network as it was.
   ImportReport ImportTensors(const std::vector<NamedTensor>& tensors, bool strict);

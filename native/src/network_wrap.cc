@@ -102,19 +102,23 @@ void ThrowInput(Napi::Env env, const std::string& message) {
   throw error;
 }
 
-// Copies a uint8 NHWC batch out of JavaScript memory, so that the worker never reads memory the
-// caller may change or free while it runs.
+// Copies an NHWC batch (uint8 pixels, or float features of a bag's instances) out of JavaScript
+// memory, so that the worker never reads memory the caller may change or free while it runs.
 struct OwnedBatch {
   std::vector<uint8_t> bytes;
+  std::vector<float> floats;
   int64_t n = 0, h = 0, w = 0, c = 0;
-  Batch view() const { return Batch{bytes.data(), n, h, w, c}; }
+  Batch view() const {
+    return Batch{floats.empty() ? bytes.data() : nullptr, floats.empty() ? nullptr : floats.data(), n, h, w, c};
+  }
 };
 
 OwnedBatch ReadBatch(const Napi::CallbackInfo& info, size_t dataIndex, size_t shapeIndex) {
   Napi::Env env = info.Env();
-  if (!info[dataIndex].IsTypedArray() ||
-      info[dataIndex].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowInput(env, "the batch must be a Uint8Array of NHWC pixels");
+  const bool typed = info[dataIndex].IsTypedArray();
+  const napi_typedarray_type kind = typed ? info[dataIndex].As<Napi::TypedArray>().TypedArrayType() : napi_int8_array;
+  if (kind != napi_uint8_array && kind != napi_float32_array) {
+    ThrowInput(env, "the batch must be a Uint8Array of NHWC pixels or a Float32Array of NHWC values");
   }
   if (!info[shapeIndex].IsArray() || info[shapeIndex].As<Napi::Array>().Length() != 4) {
     ThrowInput(env, "the batch shape must be [n, height, width, channels]");
@@ -130,14 +134,20 @@ OwnedBatch ReadBatch(const Napi::CallbackInfo& info, size_t dataIndex, size_t sh
     }
     dims[i] = static_cast<int64_t>(d);
   }
-  Napi::Uint8Array data = info[dataIndex].As<Napi::Uint8Array>();
   const int64_t expected = dims[0] * dims[1] * dims[2] * dims[3];
-  if (static_cast<int64_t>(data.ElementLength()) != expected) {
-    ThrowInput(env, "the batch has " + std::to_string(data.ElementLength()) + " bytes but its shape needs " +
+  const size_t length = info[dataIndex].As<Napi::TypedArray>().ElementLength();
+  if (static_cast<int64_t>(length) != expected) {
+    ThrowInput(env, "the batch has " + std::to_string(length) + " values but its shape needs " +
                         std::to_string(expected));
   }
   OwnedBatch batch;
-  batch.bytes.assign(data.Data(), data.Data() + data.ElementLength());
+  if (kind == napi_uint8_array) {
+    Napi::Uint8Array data = info[dataIndex].As<Napi::Uint8Array>();
+    batch.bytes.assign(data.Data(), data.Data() + length);
+  } else {
+    Napi::Float32Array data = info[dataIndex].As<Napi::Float32Array>();
+    batch.floats.assign(data.Data(), data.Data() + length);
+  }
   batch.n = dims[0];
   batch.h = dims[1];
   batch.w = dims[2];
@@ -261,16 +271,29 @@ Napi::Value NetworkWrap::Predict(const Napi::CallbackInfo& info) {
   Napi::Object o = OptionsArg(info, 2);
   bool bf16 = BoolOption(o, "bf16");
   bool raw = BoolOption(o, "raw");
+  bool attention = BoolOption(o, "attention");
   auto network = network_;
-  return Task<std::vector<float>>::Queue(
+  struct Output {
+    std::vector<float> values, attention;
+  };
+  return Task<Output>::Queue(
       info.Env(),
-      [network, batch, bf16, raw] {
+      [network, batch, bf16, raw, attention] {
         std::lock_guard<std::mutex> lock(network->mutex());
-        return network->Predict(batch->view(), bf16, raw);
+        Output out;
+        out.values = network->Predict(batch->view(), bf16, raw, attention ? &out.attention : nullptr);
+        return out;
       },
-      [](Napi::Env env, std::vector<float>& probs) {
-        Napi::Float32Array out = Napi::Float32Array::New(env, probs.size());
-        std::copy(probs.begin(), probs.end(), out.Data());
+      [attention](Napi::Env env, Output& result) -> Napi::Value {
+        auto typed = [env](const std::vector<float>& values) {
+          Napi::Float32Array out = Napi::Float32Array::New(env, values.size());
+          std::copy(values.begin(), values.end(), out.Data());
+          return out;
+        };
+        if (!attention) return typed(result.values);
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("values", typed(result.values));
+        out.Set("attention", typed(result.attention));
         return out;
       });
 }

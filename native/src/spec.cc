@@ -119,6 +119,11 @@ LayerSpec ParseLayer(const Napi::Object& o, const std::string& where) {
     l.inFeatures = Int(o, "inFeatures", at);
     l.units = Int(o, "units", at);
     l.bias = Bool(o, "useBias", at);
+  } else if (type == "attentionPool") {
+    l.type = LayerType::AttentionPool;
+    l.inFeatures = Int(o, "inFeatures", at);
+    l.units = Int(o, "units", at);
+    l.gated = Bool(o, "gated", at);
   } else if (type == "zeroPad") {
     l.type = LayerType::ZeroPad;
     std::vector<double> p = Doubles(o, "padding", at);
@@ -161,6 +166,7 @@ NetworkSpec ParseNetworkSpec(const Napi::Object& spec) {
   std::string order = Str(in, "channelOrder", "spec.input");
   if (order != "rgb" && order != "bgr") throw std::invalid_argument("spec.input.channelOrder must be 'rgb' or 'bgr'");
   s.input.bgr = order == "bgr";
+  s.input.bag = Bool(in, "bag", "spec.input");
   s.input.mean = Doubles(in, "mean", "spec.input");
   s.input.std = Doubles(in, "std", "spec.input");
   if (s.input.mean.size() != static_cast<size_t>(s.input.channels) ||

@@ -24,6 +24,7 @@ enum class LayerType {
   Linear,
   ZeroPad,
   Residual,
+  AttentionPool,
 };
 
 enum class Padding { Valid, Same };
@@ -43,9 +44,10 @@ struct LayerSpec {
   int64_t features = 0;
   double epsilon = 1e-3;
   double momentum = 0.99;
-  // linear
+  // linear; attentionPool (inFeatures: the instances' features, units: the attention's hidden size)
   int64_t inFeatures = 0;
   int64_t units = 0;
+  bool gated = true;
   // dropout
   double rate = 0.0;
   // zeroPad: top, bottom, left, right
@@ -60,6 +62,8 @@ struct InputSpec {
   int64_t width = 0;
   int64_t channels = 3;
   bool bgr = false;
+  // A bag of instances laid along the width, as many as each batch brings (attention pooling).
+  bool bag = false;
   std::vector<double> mean;
   std::vector<double> std;
 };

@@ -58,17 +58,22 @@ export type NativeGroup = { readonly __brand: 'NativeGroup' };
 
 export interface NativeNetwork {
   trainStep(
-    batch: Uint8Array,
+    batch: Uint8Array | Float32Array,
     shape: readonly number[],
     labels: Int32Array,
     options: NativeTrainOptions,
     group?: NativeGroup,
   ): Promise<NativeStepResult>;
   predict(
-    batch: Uint8Array,
+    batch: Uint8Array | Float32Array,
     shape: readonly number[],
-    options: { bf16: boolean; raw: boolean },
+    options: { bf16: boolean; raw: boolean; attention: false },
   ): Promise<Float32Array>;
+  predict(
+    batch: Uint8Array | Float32Array,
+    shape: readonly number[],
+    options: { bf16: boolean; raw: boolean; attention: true },
+  ): Promise<{ values: Float32Array; attention: Float32Array }>;
   exportTensors(): Promise<NativeTensor[]>;
   importTensors(
     tensors: readonly { name: string; shape: readonly number[]; data: Float32Array }[],

@@ -143,10 +143,10 @@ export class Network {
     }
   }
 
-  /** Bytes in one input image. */
+  /** Values in one input image (bytes of uint8 pixels), or in one instance of a bag network's bags. */
   get imageBytes(): number {
-    const { height, width, channels } = this.spec.input;
-    return height * width * channels;
+    const { height, width, channels, bag } = this.spec.input;
+    return height * (bag ? 1 : width) * channels;
   }
 
   /** Runs `call` after every earlier call on this network, and turns native errors into ours. */
@@ -158,21 +158,36 @@ export class Network {
     });
   }
 
-  #shape(batch: Uint8Array): number[] {
-    if (!(batch instanceof Uint8Array))
-      throw new EngineInputError('the batch must be a Uint8Array of NHWC pixels');
-    const { height, width, channels } = this.spec.input;
-    if (batch.length === 0 || batch.length % this.imageBytes !== 0) {
+  /**
+   * The native shape of a batch: whole images, or for a bag network (input.bag) bags of
+   * `bagSize` instances each (all of them in one bag when absent).
+   */
+  #shape(batch: Uint8Array | Float32Array, bagSize?: number): number[] {
+    if (!(batch instanceof Uint8Array) && !(batch instanceof Float32Array))
       throw new EngineInputError(
-        `the batch has ${batch.length} bytes, not a whole number of ${height}x${width}x${channels} images`,
+        'the batch must be a Uint8Array of NHWC pixels or a Float32Array of NHWC values',
+      );
+    const { height, width, channels, bag } = this.spec.input;
+    const unit = this.imageBytes;
+    if (batch.length === 0 || batch.length % unit !== 0) {
+      throw new EngineInputError(
+        `the batch has ${batch.length} values, not a whole number of ${height}x${bag ? 1 : width}x${channels} ${bag ? 'instances' : 'images'}`,
       );
     }
-    return [batch.length / this.imageBytes, height, width, channels];
+    const count = batch.length / unit;
+    if (!bag) return [count, height, width, channels];
+    const size = bagSize ?? count;
+    if (!Number.isInteger(size) || size < 1 || count % size !== 0)
+      throw new EngineInputError(`${count} instances do not make whole bags of ${size}`);
+    return [count / size, height, size, channels];
   }
 
-  /** One optimisation step on a uint8 NHWC batch; returns the mean loss and the count correct. */
+  /**
+   * One optimisation step on an NHWC batch (one bag for a bag network, `labels` holding its one
+   * label); returns the mean loss and the count correct.
+   */
   async trainStep(
-    batch: Uint8Array,
+    batch: Uint8Array | Float32Array,
     labels: Int32Array,
     options: TrainStepOptions = {},
   ): Promise<StepResult> {
@@ -211,14 +226,40 @@ export class Network {
   }
 
   /**
-   * Softmax probabilities in eval mode: one row of `classes` values per image. With `raw`, the
-   * network's output as it is: logits, or features for a network cut before its classifier
-   * (whose `classes` is then its feature width).
+   * Softmax probabilities in eval mode: one row of `classes` values per image (or bag of
+   * `bagSize` instances). With `raw`, the network's output as it is: logits, or features for a
+   * network cut before its classifier (whose `classes` is then its feature width).
    */
-  async predict(batch: Uint8Array, options: { bf16?: boolean; raw?: boolean } = {}): Promise<Float32Array> {
-    const shape = this.#shape(batch);
+  async predict(
+    batch: Uint8Array | Float32Array,
+    options: { bf16?: boolean; raw?: boolean; bagSize?: number } = {},
+  ): Promise<Float32Array> {
+    const shape = this.#shape(batch, options.bagSize);
     return this.#enqueue(() =>
-      this.#native.predict(batch, shape, { bf16: options.bf16 ?? false, raw: options.raw ?? false }),
+      this.#native.predict(batch, shape, {
+        bf16: options.bf16 ?? false,
+        raw: options.raw ?? false,
+        attention: false,
+      }),
+    );
+  }
+
+  /**
+   * A bag network's outputs (as `predict`) and its attention pool's score of every instance,
+   * before the softmax over its bag: one row of `bagSize` scores per bag.
+   */
+  async predictWithAttention(
+    batch: Float32Array,
+    options: { bf16?: boolean; raw?: boolean; bagSize?: number } = {},
+  ): Promise<{ values: Float32Array; attention: Float32Array }> {
+    if (!this.spec.input.bag) throw new EngineInputError('attention scores come from a bag network');
+    const shape = this.#shape(batch, options.bagSize);
+    return this.#enqueue(() =>
+      this.#native.predict(batch, shape, {
+        bf16: options.bf16 ?? false,
+        raw: options.raw ?? false,
+        attention: true,
+      }),
     );
   }
 

@@ -228,6 +228,10 @@ function emitLayer(
       if (layer.useBias ?? true) inputs.push(graph.weight(`${layer.name}.bias`, [layer.units]));
       return { x: graph.node('Gemm', inputs, [int('transB', 1)]), shape: [layer.units] };
     }
+    case 'attentionPool':
+      throw new ConfigError(
+        'an attention-pooled network (method: mil) is not exported to ONNX: export its patch encoder with --features',
+      );
     case 'residual': {
       const body = emitLayers(graph, layer.body, x, shape);
       const shortcut = layer.shortcut ? emitLayers(graph, layer.shortcut, x, shape) : { x, shape };

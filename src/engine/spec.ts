@@ -61,6 +61,20 @@ export interface ResidualLayer {
   shortcut?: readonly LayerSpec[];
 }
 
+/**
+ * Gated attention pooling (Ilse et al. 2018) over a bag's instances laid along the width: each
+ * instance's score w . (tanh(V h) * sigmoid(U h)) (without the sigmoid gate when `gated` is
+ * false), and the bag's vector the instances' features weighted by the softmax of the scores.
+ * Its weights are `<name>_V`, `<name>_U` and `<name>_w`.
+ */
+export interface AttentionPoolLayer {
+  type: 'attentionPool';
+  name: string;
+  /** Size of the attention's hidden layer. */
+  units: number;
+  gated?: boolean;
+}
+
 export interface SimpleLayer {
   type: 'relu' | 'relu6' | 'globalAvgPool' | 'flatten';
 }
@@ -73,6 +87,7 @@ export type LayerSpec =
   | DropoutLayer
   | ZeroPadLayer
   | ResidualLayer
+  | AttentionPoolLayer
   | SimpleLayer;
 
 export type LayerType = LayerSpec['type'];
@@ -85,6 +100,16 @@ export interface InputSpec {
   channelOrder: 'rgb' | 'bgr';
   mean: readonly number[];
   std: readonly number[];
+  /**
+   * A bag network: each input is a bag of any number of instances laid along the width
+   * (`width` is then 1, the shape checks assume); only attention or global pooling joins them.
+   */
+  bag?: boolean;
+}
+
+/** The input of a network over bags of `features`-wide instances (patch features), taken as they are. */
+export function bagInput(features: number): InputSpec {
+  return { ...vectorInput(features), bag: true };
 }
 
 /** The input of a network over vectors: `features` values as the channels of a 1x1 image, taken as they are. */
@@ -186,6 +211,9 @@ export function resolveSpec(spec: NetworkSpec): { resolved: ResolvedSpec; native
     }
   }
   if (!input.std.every((s) => s !== 0)) throw new EngineInputError('spec.input.std must not contain 0');
+  if (input.bag !== undefined && typeof input.bag !== 'boolean')
+    throw new EngineInputError('spec.input.bag must be a boolean');
+  if (input.bag && input.width !== 1) throw new EngineInputError('a bag network declares width 1');
   if (!isPositiveInt(spec.classes) || spec.classes < 2) {
     throw new EngineInputError('spec.classes must be an integer of at least 2');
   }
@@ -203,7 +231,10 @@ export function resolveSpec(spec: NetworkSpec): { resolved: ResolvedSpec; native
     flopsPerSample: walk.flops,
     outputShape: shape,
   };
-  return { resolved, native: { input, classes: spec.classes, layers } };
+  return {
+    resolved,
+    native: { input: { ...input, bag: input.bag ?? false }, classes: spec.classes, layers },
+  };
 }
 
 function resolveLayers(
@@ -252,6 +283,7 @@ export const LAYER_DEFAULTS = {
   useBias: true,
   batchNormMomentum: 0.99,
   batchNormEpsilon: 1e-3,
+  attentionGated: true,
 } as const;
 
 function resolveConv2d(
@@ -354,6 +386,17 @@ function resolveLayer(
       walk.parameters += features * layer.units + (useBias ? layer.units : 0);
       walk.flops += 2 * features * layer.units;
       return { layer: { ...layer, useBias, inFeatures: features }, shape: [layer.units] };
+    }
+    case 'attentionPool': {
+      claimName(layer.name, walk, where);
+      const [c, h, w] = spatial(shape, where, 'attentionPool');
+      if (!isPositiveInt(layer.units))
+        throw new EngineInputError(`${where}.units must be a positive integer`);
+      const gated = layer.gated ?? LAYER_DEFAULTS.attentionGated;
+      const branches = gated ? 2 : 1;
+      walk.parameters += branches * (c * layer.units + layer.units) + layer.units + 1;
+      walk.flops += h * w * 2 * (branches * c * layer.units + layer.units + c);
+      return { layer: { ...layer, gated, inFeatures: c }, shape: [c] };
     }
     case 'residual': {
       if (layer.name !== undefined) claimName(layer.name, walk, where);

@@ -78,7 +78,15 @@ describe('engine errors', () => {
     const engine = loadEngine();
     await assert.rejects(
       engine.createNetwork({
-        input: { height: 8, width: 8, channels: 3, channelOrder: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
+        input: {
+          height: 8,
+          width: 8,
+          channels: 3,
+          channelOrder: 'rgb',
+          mean: [0, 0, 0],
+          std: [1, 1, 1],
+          bag: false,
+        },
         classes: 3,
         layers: [{ type: 'linear', name: 'fc', inFeatures: 7, units: 3, useBias: true }],
       }),
@@ -93,7 +101,15 @@ describe('engine errors', () => {
     assert.throws(
       () =>
         engine.createNetwork({
-          input: { height: 8, width: 8, channels: 3, channelOrder: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
+          input: {
+            height: 8,
+            width: 8,
+            channels: 3,
+            channelOrder: 'rgb',
+            mean: [0, 0, 0],
+            std: [1, 1, 1],
+            bag: false,
+          },
           classes: 3,
           layers: [{ type: 'globalAvgPool' }, { type: 'linear', name: 'fc', inFeatures: 3, units: 3 }],
         }),
@@ -119,7 +135,7 @@ describe('engine errors', () => {
       /not a whole number/,
     );
     await rejectsWith(
-      network.trainStep(new Float32Array(384) as unknown as Uint8Array, labels),
+      network.trainStep(new Int16Array(384) as unknown as Uint8Array, labels),
       EngineInputError,
       /Uint8Array/,
     );
@@ -154,7 +170,15 @@ describe('engine errors', () => {
   it('calls the raw addon with wrong types and gets errors, not a crash', async () => {
     const network = await Network.create(spec());
     const raw = (await loadEngine().createNetwork({
-      input: { height: 8, width: 8, channels: 3, channelOrder: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
+      input: {
+        height: 8,
+        width: 8,
+        channels: 3,
+        channelOrder: 'rgb',
+        mean: [0, 0, 0],
+        std: [1, 1, 1],
+        bag: false,
+      },
       classes: 3,
       layers: [
         { type: 'globalAvgPool' },
@@ -165,9 +189,9 @@ describe('engine errors', () => {
       (async () => (raw[name] as (...a: unknown[]) => Promise<unknown>).apply(raw, args))();
     await assert.rejects(call('predict', 'pixels', [1, 8, 8, 3]), /Uint8Array/);
     await assert.rejects(call('predict', new Uint8Array(192), [1, 8, 8]), /shape/);
-    await assert.rejects(call('predict', new Uint8Array(192), [1, 8, 8, 4]), /bytes/);
+    await assert.rejects(call('predict', new Uint8Array(192), [1, 8, 8, 4]), /values/);
     await assert.rejects(
-      call('predict', new Uint8Array(192), [1, 4, 16, 3], { bf16: false, raw: false }),
+      call('predict', new Uint8Array(192), [1, 4, 16, 3], { bf16: false, raw: false, attention: false }),
       /network takes 8x8x3/,
     );
     await assert.rejects(
