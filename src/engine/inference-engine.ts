@@ -36,7 +36,17 @@ export interface PatchRunner {
   readonly imageBytes: number;
   /** Softmax probabilities of uint8 NHWC patches, or with `raw` the last layer's output; bf16 applies to the addon only. */
   predict(batch: Uint8Array, options?: { bf16?: boolean; raw?: boolean }): Promise<Float32Array>;
+  /**
+   * A multiple-instance package's runner (engine/mil-head.ts): each patch's logits and, under
+   * attention pooling, its attention score (before the softmax over its image or slide), in one pass.
+   */
+  instances?(batch: Uint8Array, options?: { bf16?: boolean }): Promise<InstanceOutputs>;
   close(): Promise<void>;
+}
+
+export interface InstanceOutputs {
+  logits: Float32Array;
+  attention: Float32Array | null;
 }
 
 /** The addon's network as a patch runner: nothing to open or close. */

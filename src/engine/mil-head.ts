@@ -8,6 +8,8 @@
  * a heatmap, and why a slide's tiles can be scored one region at a time and pooled at the end.
  */
 import { EngineInputError } from '../errors.js';
+import type { InstanceOutputs, PatchRunner } from './inference-engine.js';
+import type { Network } from './network.js';
 import { bagInput, type LayerSpec, type NetworkSpec } from './spec.js';
 import { CLASSIFIER_LAYER } from './zoo.js';
 
@@ -63,4 +65,29 @@ export function milHeadSpec(options: MilHeadOptions): NetworkSpec {
 /** Whether a head pools by attention (its instances then have scores to show). */
 export function hasAttention(spec: NetworkSpec): boolean {
   return spec.layers.some((l) => l.type === 'attentionPool');
+}
+
+/**
+ * Patches through a feature runner, then each patch's features through the head as a bag of one:
+ * its class probabilities (or logits), and with `instances` its attention score too. The head is
+ * a few hundred thousand weights, so it always runs in fp32 in the addon.
+ */
+export function milRunner(features: PatchRunner, head: Network): PatchRunner {
+  const attention = hasAttention(head.spec);
+  const featuresOf = (batch: Uint8Array, bf16: boolean | undefined): Promise<Float32Array> =>
+    features.predict(batch, { ...(bf16 === undefined ? {} : { bf16 }), raw: true });
+  return {
+    engine: features.engine,
+    classes: head.spec.classes,
+    imageBytes: features.imageBytes,
+    predict: async (batch, options = {}) =>
+      head.predict(await featuresOf(batch, options.bf16), { raw: options.raw ?? false, bagSize: 1 }),
+    instances: async (batch, options = {}): Promise<InstanceOutputs> => {
+      const x = await featuresOf(batch, options.bf16);
+      if (!attention) return { logits: await head.predict(x, { raw: true, bagSize: 1 }), attention: null };
+      const { values, attention: scores } = await head.predictWithAttention(x, { raw: true, bagSize: 1 });
+      return { logits: values, attention: scores };
+    },
+    close: () => features.close(),
+  };
 }

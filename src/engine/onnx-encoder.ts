@@ -160,6 +160,16 @@ export function encoderHeadSpec(dims: number, classes: number): NetworkSpec {
   };
 }
 
+/** The identity over an encoder's features: the per-patch network of a multiple-instance package on an encoder. */
+export function encoderFeatureSpec(dims: number): NetworkSpec {
+  return {
+    name: 'onnx_encoder_features',
+    input: vectorInput(dims),
+    classes: dims,
+    layers: [{ type: 'flatten' }],
+  };
+}
+
 /** A linear head on an encoder's features: a package's classifier when its base is an ONNX encoder. */
 export interface LinearHead {
   /** [classes, dims], row by row. */

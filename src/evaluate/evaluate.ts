@@ -13,8 +13,8 @@ import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb } from '../image/image-io.js';
 import { PatchStore } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
-import { loadPackageNetwork, updateManifest, type ModelManifest } from '../model/package.js';
-import { openPackageRunner } from '../model/package-runner.js';
+import { updateManifest, type ModelManifest } from '../model/package.js';
+import { loadPackageRunner } from '../model/package-runner.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
 import { verdictOf, type Verdict } from '../predict/verdict.js';
@@ -39,9 +39,8 @@ export async function evaluateModel(
   options: EvaluateOptions = {},
 ): Promise<{ report: EvaluationReport; json: string; html: string }> {
   const started = performance.now();
-  const { manifest, network } = await loadPackageNetwork(packageDir);
   const bf16 = resolveBf16(options.bf16 ?? 'auto');
-  const runner = await openPackageRunner(packageDir, manifest, network, { bf16, engine: 'auto' });
+  const { manifest, runner } = await loadPackageRunner(packageDir, { bf16, engine: 'auto' });
   const storeName = options.store ?? manifest.data.store;
   const store = PatchStore.open(path.join(workspace.patchesDir, storeName));
   try {

@@ -75,6 +75,11 @@ export async function exportPackageOnnx(
       'ERR_ONNX',
       `${modelDir} runs on an ONNX encoder (${manifest.encoder.file}) with a linear head: use the encoder itself; exporting both as one graph is not built`,
     );
+  if (manifest.mil)
+    throw new PathotypeError(
+      'ERR_ONNX',
+      `${modelDir} pools its patches with a multiple-instance head, which is not exported to ONNX: export its patch encoder with --features`,
+    );
   const opset = options.opset ?? ONNX_OPSETS.default;
   const layout = options.input ?? 'uint8-nhwc';
   const bytes = networkToOnnx(manifest.spec, await network.exportTensors(), {
@@ -112,7 +117,8 @@ export async function exportFeaturesOnnx(
       'ERR_ONNX',
       `${modelDir} runs on an ONNX encoder already: use its ${manifest.encoder.file}`,
     );
-  const network = await Network.create(featureSpec(manifest.spec));
+  // A multiple-instance package's network is its feature base already.
+  const network = await Network.create(manifest.mil ? manifest.spec : featureSpec(manifest.spec));
   await network.importTensors(await whole.exportTensors(), { strict: false });
   const bytes = networkToOnnx(network.spec, await network.exportTensors(), {
     opset: options.opset ?? ONNX_OPSETS.default,

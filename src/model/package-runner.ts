@@ -13,11 +13,34 @@ import {
   type InferenceEngineSetting,
   type PatchRunner,
 } from '../engine/inference-engine.js';
-import { encoderRunner, OnnxEncoder } from '../engine/onnx-encoder.js';
+import { encoderFeatureRunner, encoderRunner, OnnxEncoder } from '../engine/onnx-encoder.js';
+import { milRunner } from '../engine/mil-head.js';
 import { CLASSIFIER_LAYER } from '../engine/zoo.js';
-import { PackageError, softwareVersion, type ModelManifest } from './package.js';
+import { loadPackageNetwork, PackageError, softwareVersion, type ModelManifest } from './package.js';
+
+/** A package read and its networks built, with the runner its patches go through. */
+export async function loadPackageRunner(
+  dir: string,
+  options: { bf16: boolean; engine: InferenceEngineSetting },
+): Promise<{ manifest: ModelManifest; network: Network; runner: PatchRunner }> {
+  const { manifest, network, milHead } = await loadPackageNetwork(dir);
+  return { manifest, network, runner: await openPackageRunner(dir, manifest, network, options, milHead) };
+}
 
 export async function openPackageRunner(
+  dir: string,
+  manifest: ModelManifest,
+  network: Network,
+  options: { bf16: boolean; engine: InferenceEngineSetting },
+  milHead: Network | null = null,
+): Promise<PatchRunner> {
+  if (!manifest.mil) return openPatchNetwork(dir, manifest, network, options);
+  if (!milHead) throw new PackageError(`${dir}: its multiple-instance head was not loaded`);
+  return milRunner(await openPatchNetwork(dir, manifest, network, options), milHead);
+}
+
+/** What runs on each patch: the package's network, or its encoder (then its linear head, unless the package pools by MIL). */
+async function openPatchNetwork(
   dir: string,
   manifest: ModelManifest,
   network: Network,
@@ -44,6 +67,7 @@ export async function openPackageRunner(
         `the package's ${packaged.sha256.slice(0, 12)}...)`,
     );
   }
+  if (manifest.mil) return encoderFeatureRunner(encoder);
   const tensors = await network.exportTensors();
   const find = (name: string): Float32Array => {
     const tensor = tensors.find((t) => t.name === `${CLASSIFIER_LAYER}.${name}`);

@@ -12,14 +12,16 @@ import { PathotypeError } from '../errors.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import type { EncoderConfig } from '../engine/onnx-encoder.js';
+import type { MilPooling } from '../engine/mil-head.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
 import { readTensors, writeTensors } from './tensors-file.js';
 
 /**
  * How a package turns its patches' outputs into the image's class (carried out in predict/vote):
- * the majority of patch classes, the highest mean probability, or the highest mean log-probability.
+ * the majority of patch classes, the highest mean probability, the highest mean log-probability,
+ * or (a multiple-instance head with attention pooling) the log-probabilities weighted by attention.
  */
-export const VOTE_RULES = ['majority', 'mean', 'logit'] as const;
+export const VOTE_RULES = ['majority', 'mean', 'logit', 'attention'] as const;
 export type VoteRule = (typeof VOTE_RULES)[number];
 
 /**
@@ -77,7 +79,22 @@ export interface ModelManifest {
    * when loaded; `spec` is then the linear head alone, over the encoder's `dims` features.
    */
   encoder?: PackagedEncoder;
+  /**
+   * A multiple-instance head over the patch features (engine/mil-head.ts), its weights in the
+   * package's `file`; `spec` is then the per-patch feature network (a zoo base without its
+   * classifier, or the identity over an ONNX encoder's features).
+   */
+  mil?: PackagedMilHead;
 }
+
+export interface PackagedMilHead {
+  pooling: MilPooling;
+  head: NetworkSpec;
+  file: string;
+}
+
+/** The multiple-instance head's weights inside a package. */
+export const MIL_HEAD_FILE = 'mil-head';
 
 export interface PackagedEncoder {
   file: string;
@@ -92,7 +109,10 @@ export interface PackagedEncoder {
 
 /** What a package's network is called in reports: its zoo architecture, or its ONNX encoder. */
 export function architectureOf(manifest: ModelManifest): string {
-  return manifest.encoder ? `ONNX encoder ${manifest.encoder.sha256.slice(0, 12)}` : manifest.spec.name;
+  const base = manifest.encoder
+    ? `ONNX encoder ${manifest.encoder.sha256.slice(0, 12)}`
+    : manifest.spec.name.replace(/_features$/, '');
+  return manifest.mil ? `${base}, ${manifest.mil.pooling} pooling (MIL)` : base;
 }
 
 /** The encoder's file name inside a package. */
@@ -173,11 +193,13 @@ export async function writePackage(
   manifest: ModelManifest,
   tensors: readonly NamedTensor[],
   files: readonly { name: string; source: string }[] = [],
+  tensorFiles: readonly { name: string; tensors: readonly NamedTensor[] }[] = [],
 ): Promise<void> {
   const staging = `${dir}.partial`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   await writeTensors(path.join(staging, 'weights'), tensors);
+  for (const file of tensorFiles) await writeTensors(path.join(staging, file.name), file.tensors);
   for (const file of files) await copyFile(file.source, path.join(staging, file.name));
   await writeFile(path.join(staging, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   const old = `${dir}.old`;
@@ -201,9 +223,12 @@ export async function updateManifest(
 
 export async function loadPackageNetwork(
   dir: string,
-): Promise<{ manifest: ModelManifest; network: Network }> {
+): Promise<{ manifest: ModelManifest; network: Network; milHead: Network | null }> {
   const manifest = readManifest(dir);
   const network = await Network.create(manifest.spec);
   await network.importTensors(await readTensors(path.join(dir, 'weights')));
-  return { manifest, network };
+  if (!manifest.mil) return { manifest, network, milHead: null };
+  const milHead = await Network.create(manifest.mil.head);
+  await milHead.importTensors(await readTensors(path.join(dir, manifest.mil.file)));
+  return { manifest, network, milHead };
 }

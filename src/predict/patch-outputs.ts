@@ -4,26 +4,42 @@
  * (logit minus log-sum-exp) they are exact however confident a patch is, where logs of rounded
  * probabilities would not be.
  */
+import { ConfigError } from '../errors.js';
 import type { PatchRunner } from '../engine/inference-engine.js';
+import type { VoteRule } from '../model/package.js';
 
 /** The addon's network or an ONNX Runtime session over the same weights (engine/inference-engine.ts). */
-export type PatchModel = Pick<PatchRunner, 'classes' | 'predict'>;
-import type { VoteRule } from '../model/package.js';
+export type PatchModel = Pick<PatchRunner, 'classes' | 'predict' | 'instances'>;
 
 export interface PatchOutputs {
   probabilities: Float32Array;
   logProbabilities?: Float32Array;
+  /** Per patch, a multiple-instance head's attention score (before the softmax over its image or slide). */
+  attention?: Float32Array;
 }
+
+/** Rules that average log-probabilities, and so need them exact. */
+const needsLogits = (rule: VoteRule): boolean => rule === 'logit' || rule === 'attention';
 
 export async function patchOutputs(
   network: PatchModel,
   patches: Uint8Array,
   options: { bf16: boolean; rule: VoteRule },
 ): Promise<PatchOutputs> {
-  if (options.rule !== 'logit')
+  if (!needsLogits(options.rule))
     return { probabilities: await network.predict(patches, { bf16: options.bf16 }) };
-  const logits = await network.predict(patches, { bf16: options.bf16, raw: true });
-  const classes = network.classes;
+  if (network.instances) {
+    const { logits, attention } = await network.instances(patches, { bf16: options.bf16 });
+    if (options.rule === 'attention' && !attention)
+      throw new ConfigError("the 'attention' vote needs a model that pools by attention");
+    return { ...fromLogits(logits, network.classes), ...(attention ? { attention } : {}) };
+  }
+  if (options.rule === 'attention')
+    throw new ConfigError("the 'attention' vote needs a model that pools by attention (method: mil)");
+  return fromLogits(await network.predict(patches, { bf16: options.bf16, raw: true }), network.classes);
+}
+
+function fromLogits(logits: Float32Array, classes: number): Required<Omit<PatchOutputs, 'attention'>> {
   const logProbabilities = new Float32Array(logits.length);
   const probabilities = new Float32Array(logits.length);
   for (let r = 0; r < logits.length / classes; r++) {
@@ -54,13 +70,19 @@ export async function batchedPatchOutputs(
 ): Promise<PatchOutputs> {
   const classes = network.classes;
   const probabilities = new Float32Array(count * classes);
-  const logProbabilities = options.rule === 'logit' ? new Float32Array(count * classes) : undefined;
+  const logProbabilities = needsLogits(options.rule) ? new Float32Array(count * classes) : undefined;
+  let attention: Float32Array | undefined;
   for (let start = 0; start < count; start += batchSize) {
     const end = Math.min(count, start + batchSize);
     const outputs = await patchOutputs(network, await read(start, end), options);
     probabilities.set(outputs.probabilities, start * classes);
     if (logProbabilities && outputs.logProbabilities)
       logProbabilities.set(outputs.logProbabilities, start * classes);
+    if (outputs.attention) (attention ??= new Float32Array(count)).set(outputs.attention, start);
   }
-  return logProbabilities ? { probabilities, logProbabilities } : { probabilities };
+  return {
+    probabilities,
+    ...(logProbabilities ? { logProbabilities } : {}),
+    ...(attention ? { attention } : {}),
+  };
 }

@@ -14,9 +14,9 @@ import { LIMITS } from '../limits.js';
 import { inferScale } from '../image/scale.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
-import { loadPackageNetwork, type ModelManifest } from '../model/package.js';
+import type { ModelManifest } from '../model/package.js';
 import { addonRunner, type InferenceEngineSetting, type PatchRunner } from '../engine/inference-engine.js';
-import { openPackageRunner } from '../model/package-runner.js';
+import { loadPackageRunner } from '../model/package-runner.js';
 import {
   MAX_BLACK_INK_FRACTION,
   MAX_BUBBLE_FRACTION,
@@ -55,6 +55,8 @@ export type PatchGrid = {
   height: number;
   /** Per patch: [col, row, class index, confidence]. */
   cells: [number, number, number, number][];
+  /** Under the 'attention' rule: each patch's weight in the image's answer, in the order of `cells` (they sum to 1). */
+  attention?: number[];
 };
 
 export type ImagePrediction = Verdict & {
@@ -117,8 +119,7 @@ export class Predictor {
 
   /** A package's predictor, its network run by the engine `options.engine` resolves to. */
   static async load(dir: string, options: PredictorOptions = {}): Promise<Predictor> {
-    const { manifest, network } = await loadPackageNetwork(dir);
-    const runner = await openPackageRunner(dir, manifest, network, {
+    const { manifest, network, runner } = await loadPackageRunner(dir, {
       bf16: resolveBf16(options.bf16 ?? 'auto'),
       engine: options.engine ?? 'auto',
     });
@@ -162,6 +163,7 @@ export class Predictor {
       this.classes.length,
       this.options.vote,
       outputs.logProbabilities,
+      outputs.attention,
     );
   }
 
@@ -367,13 +369,15 @@ export class Predictor {
       const count = p.image.count;
       const start = first * this.classes.length;
       const slice = (a: Float32Array): Float32Array => a.subarray(start, start + count * this.classes.length);
-      first += count;
       const { vote: v, verdict } = this.verdictOn(
-        outputs.logProbabilities
-          ? { probabilities: slice(outputs.probabilities), logProbabilities: slice(outputs.logProbabilities) }
-          : { probabilities: slice(outputs.probabilities) },
+        {
+          probabilities: slice(outputs.probabilities),
+          ...(outputs.logProbabilities ? { logProbabilities: slice(outputs.logProbabilities) } : {}),
+          ...(outputs.attention ? { attention: outputs.attention.subarray(first, first + count) } : {}),
+        },
         count,
       );
+      first += count;
       return {
         name: inputs[i]?.name ?? `image ${i + 1}`,
         ...verdict,
@@ -391,6 +395,7 @@ export class Predictor {
             v.patchClasses[k] ?? 0,
             rounded(v.patchConfidence[k] ?? 0),
           ]),
+          ...(v.attention ? { attention: Array.from(v.attention, (w) => Number(w.toPrecision(4))) } : {}),
         },
         timings: { preprocessMs: p.ms, inferenceMs: (inferenceMs * count) / Math.max(1, totalPatches) },
       };

@@ -41,7 +41,14 @@ export async function predictStoredImages(
     out.push({
       image,
       label: store.manifest.classes.indexOf(image.className),
-      vote: vote(outputs.probabilities, ids.length, classes, options.rule, outputs.logProbabilities),
+      vote: vote(
+        outputs.probabilities,
+        ids.length,
+        classes,
+        options.rule,
+        outputs.logProbabilities,
+        outputs.attention,
+      ),
       cells,
     });
   }

@@ -4,7 +4,7 @@
  * vote shares). Written once here; the predictor, the slide predictor, evaluate, the REST API's
  * schema, the CLI's formats and the reports all take their fields from it.
  */
-import type { Calibration, VoteRule } from '../model/package.js';
+import { VOTE_RULES, type Calibration, type VoteRule } from '../model/package.js';
 import { answer, type ImageVote } from './vote.js';
 
 /** Decimals every verdict number is given with. */
@@ -43,7 +43,7 @@ export const VERDICT_PROPERTIES = {
   confidence: { type: 'number', description: 'calibrated probability of the predicted subtype' },
   probabilities: NUMBER_MAP,
   threshold: { type: ['number', 'null'], description: 'above 1: the model answers no image' },
-  rule: { enum: ['majority', 'mean', 'logit'] },
+  rule: { enum: VOTE_RULES },
   byMajority: { type: 'string' },
   byMean: { type: 'string' },
   voteShares: NUMBER_MAP,

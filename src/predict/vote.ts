@@ -2,8 +2,10 @@
  * From patch probabilities to an image's class: the majority vote of the patches' predicted
  * classes (KNIME's rule), the class of highest mean probability, or the class of highest mean
  * log-probability ('logit': for a linear head on pooled features, softmax of the mean patch
- * log-probability is exactly the head applied to the image's mean feature vector). Ties in a
- * vote go to the class with the higher mean probability.
+ * log-probability is exactly the head applied to the image's mean feature vector), or the
+ * attention-weighted mean log-probability ('attention': for a multiple-instance head, exactly
+ * the head applied to the attention-pooled bag, engine/mil-head.ts). Ties in a vote go to the
+ * class with the higher mean probability.
  */
 import type { VoteRule } from '../model/package.js';
 
@@ -23,6 +25,19 @@ export interface ImageVote {
   imageProbabilities: number[];
   /** Their logarithms, centred: the scores that temperature scaling divides. */
   imageScores: number[];
+  /** Per patch under the 'attention' rule: its weight in the image's answer (they sum to 1). */
+  attention?: Float32Array;
+}
+
+/** The softmax of a bag's attention scores: each instance's weight in the bag's answer. */
+export function attentionWeights(scores: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const s of scores) max = Math.max(max, s);
+  const weights = new Float32Array(scores.length);
+  let sum = 0;
+  for (const [i, s] of scores.entries()) sum += weights[i] = Math.exp(s - max);
+  for (let i = 0; i < weights.length; i++) weights[i] = (weights[i] ?? 0) / sum;
+  return weights;
 }
 
 const LOG_FLOOR = 1e-7;
@@ -35,7 +50,8 @@ export function argmax(values: ArrayLike<number>, start = 0, length = values.len
 
 /**
  * `probabilities` holds `count` rows of `classes` values; `logProbabilities`, when given, their
- * exact logarithms (from the logits), which the 'logit' rule averages.
+ * exact logarithms (from the logits), which the 'logit' rule averages and the 'attention' rule
+ * weights by the softmax of the patches' `attention` scores.
  */
 export function vote(
   probabilities: Float32Array,
@@ -43,7 +59,12 @@ export function vote(
   classes: number,
   rule: VoteRule = 'majority',
   logProbabilities?: Float32Array,
+  attention?: Float32Array,
 ): ImageVote {
+  if (rule === 'attention' && (!attention || attention.length !== count))
+    throw new RangeError("the 'attention' rule needs an attention score for every patch");
+  const weights = rule === 'attention' && attention ? attentionWeights(attention) : undefined;
+  const weightedLog = new Array<number>(classes).fill(0);
   const votes = new Array<number>(classes).fill(0);
   const sums = new Array<number>(classes).fill(0);
   const logSums = new Array<number>(classes).fill(0);
@@ -61,6 +82,7 @@ export function vote(
         ? (logProbabilities[i * classes + k] ?? 0)
         : Math.log(Math.max(p, LOG_FLOOR));
       logSums[k] = (logSums[k] ?? 0) + logP;
+      if (weights) weightedLog[k] = (weightedLog[k] ?? 0) + (weights[i] ?? 0) * logP;
     }
   }
   const meanProbabilities = sums.map((s) => (count > 0 ? s / count : 0));
@@ -76,6 +98,7 @@ export function vote(
   const byLogit = argmax(meanLog);
   let imageScores: number[];
   if (rule === 'logit') imageScores = meanLog;
+  else if (rule === 'attention') imageScores = weightedLog;
   else
     imageScores = (rule === 'majority' ? voteShares : meanProbabilities).map((p) =>
       Math.log(Math.max(p, LOG_FLOOR)),
@@ -83,7 +106,14 @@ export function vote(
   const centre = imageScores.reduce((a, b) => a + b, 0) / Math.max(1, classes);
   imageScores = imageScores.map((s) => s - centre);
   return {
-    predicted: rule === 'majority' ? byMajority : rule === 'mean' ? byMean : byLogit,
+    predicted:
+      rule === 'majority'
+        ? byMajority
+        : rule === 'mean'
+          ? byMean
+          : rule === 'logit'
+            ? byLogit
+            : argmax(weightedLog),
     byMajority,
     byMean,
     voteShares,
@@ -92,6 +122,7 @@ export function vote(
     patchConfidence,
     imageProbabilities: softmax(imageScores),
     imageScores,
+    ...(weights ? { attention: weights } : {}),
   };
 }
 

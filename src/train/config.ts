@@ -9,6 +9,8 @@ import { ConfigError } from '../errors.js';
 import type { StainAugmentOptions } from '../image/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
+import type { MilConfig } from './mil.js';
+import { MIL_POOLINGS } from '../engine/mil-head.js';
 import { INFERENCE_ENGINES } from '../engine/inference-engine.js';
 import { IMAGENET_MEAN, IMAGENET_STD, type EncoderConfig } from '../engine/onnx-encoder.js';
 import { VOTE_RULES, type VoteRule } from '../model/package.js';
@@ -37,10 +39,13 @@ export interface TrainConfig {
   depth: ResNetDepth;
   /**
    * 'finetune': train the network by gradient steps, phase by phase; 'probe': keep the pretrained
-   * base frozen and fit a regularised linear head on image-pooled features in seconds.
+   * base frozen and fit a regularised linear head on image-pooled features in seconds; 'mil':
+   * keep it frozen and train an attention-pooling head on each image's bag of patch features.
    */
-  method: 'finetune' | 'probe';
+  method: 'finetune' | 'probe' | 'mil';
   probe: ProbeConfig;
+  /** 'mil': a multiple-instance head over each image's patch features from the frozen base (train/mil.ts). */
+  mil: MilConfig;
   /**
    * An ONNX encoder instead of a zoo architecture for the frozen base of a probe (engine/onnx-encoder.ts):
    * its patches must be its input size at its microns per pixel. Null: the zoo's `architecture`.
@@ -69,7 +74,7 @@ export interface TrainConfig {
 
 /** A training config as written by hand: everything but the architecture and phases may be left out. */
 export type TrainConfigInput = Partial<
-  Omit<TrainConfig, 'phases' | 'augment' | 'head' | 'probe' | 'encoder'>
+  Omit<TrainConfig, 'phases' | 'augment' | 'head' | 'probe' | 'mil' | 'encoder'>
 > &
   Pick<TrainConfig, 'architecture'> & {
     encoder?: (Omit<EncoderConfig, 'mean' | 'std'> & Partial<Pick<EncoderConfig, 'mean' | 'std'>>) | null;
@@ -77,6 +82,7 @@ export type TrainConfigInput = Partial<
     augment?: Partial<TrainConfig['augment']>;
     head?: Partial<TrainConfig['head']>;
     probe?: Partial<ProbeConfig>;
+    mil?: Partial<MilConfig>;
   };
 
 const PHASE_DEFAULTS: Omit<PhaseConfig, 'epochs'> = {
@@ -98,6 +104,17 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture'
   depth: 'res5',
   method: 'finetune',
   probe: { l2: 0.01, views: 1, engine: 'auto' },
+  // CLAM's optimiser settings (Adam-type, 2e-4, dropout 0.25), its layers halved for 24 patients.
+  mil: {
+    pooling: 'attention',
+    projection: 256,
+    attention: 128,
+    dropout: 0.25,
+    epochs: 30,
+    learningRate: 2e-4,
+    weightDecay: 1e-5,
+    views: 1,
+  },
   encoder: null,
   head: { pooling: 'avg', hidden: [], dropout: 0 },
   pretrained: null,
@@ -128,7 +145,7 @@ export const TRAIN_SCHEMA = {
     architecture: { enum: ARCHITECTURES },
     alpha: { type: 'number', exclusiveMinimum: 0, maximum: 4 },
     depth: { enum: ['res3', 'res4', 'res5'] },
-    method: { enum: ['finetune', 'probe'] },
+    method: { enum: ['finetune', 'probe', 'mil'] },
     encoder: {
       anyOf: [
         { type: 'null' },
@@ -154,6 +171,20 @@ export const TRAIN_SCHEMA = {
         l2: { type: 'number', minimum: 0, maximum: 1000 },
         views: { type: 'integer', minimum: 1, maximum: 16 },
         engine: { enum: INFERENCE_ENGINES },
+      },
+    },
+    mil: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        pooling: { enum: MIL_POOLINGS },
+        projection: { type: 'integer', minimum: 1, maximum: 8192 },
+        attention: { type: 'integer', minimum: 1, maximum: 8192 },
+        dropout: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
+        epochs: { type: 'integer', minimum: 1, maximum: 1000 },
+        learningRate: { type: 'number', exclusiveMinimum: 0, maximum: 10 },
+        weightDecay: { type: 'number', minimum: 0, maximum: 1 },
+        views: { type: 'integer', minimum: 1, maximum: 16 },
       },
     },
     head: {
@@ -235,8 +266,8 @@ export function resolveTrainConfig(input: unknown): TrainConfig {
   if (merged.encoder) {
     const given: Partial<EncoderConfig> = merged.encoder;
     merged.encoder = { ...merged.encoder, mean: given.mean ?? IMAGENET_MEAN, std: given.std ?? IMAGENET_STD };
-    if (merged.method !== 'probe')
-      throw new ConfigError("an ONNX encoder is a frozen base: give it method: 'probe'");
+    if (merged.method === 'finetune')
+      throw new ConfigError("an ONNX encoder is a frozen base: give it method: 'probe' or 'mil'");
   }
   merged.phases = ((input as { phases?: Partial<PhaseConfig>[] }).phases ?? TRAIN_DEFAULTS.phases).map(
     (p) => merge(PHASE_DEFAULTS, p) as PhaseConfig,

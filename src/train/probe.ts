@@ -58,34 +58,47 @@ export interface ProbeResult {
   engine: InferenceEngine;
 }
 
-/** The mean feature vector of an image's patches, from the cache (keyed by the patches' bytes) or the feature pass. */
-async function meanFeatures(
+/**
+ * The feature vectors of an image's patches (count x dims), from the cache (keyed by the
+ * patches' bytes) or the feature pass: the probe averages them, a multiple-instance head pools them.
+ */
+export async function patchFeatures(
   pass: PatchRunner,
   bf16: boolean,
   dims: number,
-  imageBytes: number,
   patches: Uint8Array,
   count: number,
   cacheDir: string,
-): Promise<{ mean: Float32Array; fromCache: boolean }> {
-  const file = path.join(cacheDir, `${createHash('sha1').update(patches).digest('hex')}.f32`);
+): Promise<{ features: Float32Array; fromCache: boolean }> {
+  const file = path.join(cacheDir, `${createHash('sha1').update(patches).digest('hex')}.patches.f32`);
   if (existsSync(file)) {
     const bytes = await readFile(file);
-    return { mean: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), fromCache: true };
+    if (bytes.byteLength === count * dims * 4)
+      return {
+        features: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4),
+        fromCache: true,
+      };
   }
-  const mean = new Float32Array(dims);
+  const features = new Float32Array(count * dims);
+  const imageBytes = pass.imageBytes;
   for (let i = 0; i < count; i += 64) {
     const n = Math.min(64, count - i);
-    const features = await pass.predict(patches.subarray(i * imageBytes, (i + n) * imageBytes), {
+    const batch = await pass.predict(patches.subarray(i * imageBytes, (i + n) * imageBytes), {
       bf16,
       raw: true,
     });
-    for (let p = 0; p < n; p++)
-      for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (features[p * dims + d] ?? 0) / count;
+    features.set(batch, i * dims);
   }
-  await writeFile(`${file}.tmp`, mean);
+  await writeFile(`${file}.tmp`, features);
   await rename(`${file}.tmp`, file);
-  return { mean, fromCache: false };
+  return { features, fromCache: false };
+}
+
+function meanOf(features: Float32Array, count: number, dims: number): Float32Array {
+  const mean = new Float32Array(dims);
+  for (let p = 0; p < count; p++)
+    for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (features[p * dims + d] ?? 0) / count;
+  return mean;
 }
 
 function cacheKey(
@@ -171,27 +184,34 @@ export async function fitProbe(
   });
 }
 
-async function probeFeatures(
+/** One training image's patch features (one view of it): a bag of `count` instances of `dims` values. */
+export interface FeatureBag {
+  image: StoredImage;
+  label: number;
+  features: Float32Array;
+  count: number;
+}
+
+/**
+ * Every training image's patch features, as they are and in `views - 1` stain-jittered copies
+ * (seeded per image and view, so cached), from the cache or the frozen base.
+ */
+export async function collectFeatureBags(
   pass: PatchRunner,
   store: PatchStore,
   images: readonly StoredImage[],
-  options: ProbeOptions & { dims: number; cacheDir: string; started: number },
-): Promise<ProbeResult> {
-  const { dims, cacheDir, started } = options;
+  options: ProbeOptions & { views: number; dims: number; cacheDir: string },
+): Promise<{ bags: FeatureBag[]; extracted: number; cached: number }> {
   const classes = store.manifest.classes;
   const pixels = store.patchSize ** 2;
-  const rows: Float64Array[] = [];
-  const labels: number[] = [];
-  const weights: number[] = [];
+  const bags: FeatureBag[] = [];
   let extracted = 0;
   let cached = 0;
-  const perClass = new Map<string, number>();
-  for (const image of images) perClass.set(image.className, (perClass.get(image.className) ?? 0) + 1);
   for (const [n, image] of images.entries()) {
     const ids = store.patchesOf(image.imageId);
     if (ids.length === 0) continue;
     const { patches } = await store.read(ids);
-    for (let view = 0; view < Math.max(1, options.probe.views); view++) {
+    for (let view = 0; view < Math.max(1, options.views); view++) {
       const input = view === 0 ? patches : patches.slice();
       if (view > 0)
         augmentStain(
@@ -201,24 +221,41 @@ async function probeFeatures(
           options.stain,
           seededRandom(options.seed * 7919 + image.imageId * 31 + view),
         );
-      const { mean, fromCache } = await meanFeatures(
+      const { features, fromCache } = await patchFeatures(
         pass,
         options.bf16,
-        dims,
-        pixels * 3,
+        options.dims,
         input,
         ids.length,
-        cacheDir,
+        options.cacheDir,
       );
       if (fromCache) cached++;
       else extracted++;
-      rows.push(Float64Array.from(mean));
-      labels.push(classes.indexOf(image.className));
-      // Each class weighs the same, whatever its number of images.
-      weights.push(1 / (perClass.get(image.className) ?? 1));
+      bags.push({ image, label: classes.indexOf(image.className), features, count: ids.length });
     }
     options.onProgress?.(n + 1, images.length);
   }
+  return { bags, extracted, cached };
+}
+
+async function probeFeatures(
+  pass: PatchRunner,
+  store: PatchStore,
+  images: readonly StoredImage[],
+  options: ProbeOptions & { dims: number; cacheDir: string; started: number },
+): Promise<ProbeResult> {
+  const { dims, started } = options;
+  const classes = store.manifest.classes;
+  const { bags, extracted, cached } = await collectFeatureBags(pass, store, images, {
+    ...options,
+    views: options.probe.views,
+  });
+  const perClass = new Map<string, number>();
+  for (const image of images) perClass.set(image.className, (perClass.get(image.className) ?? 0) + 1);
+  const rows = bags.map((b) => Float64Array.from(meanOf(b.features, b.count, dims)));
+  const labels = bags.map((b) => b.label);
+  // Each class weighs the same, whatever its number of images.
+  const weights = bags.map((b) => 1 / (perClass.get(b.image.className) ?? 1));
   const x = new Float64Array(rows.length * dims);
   rows.forEach((r, i) => x.set(r, i * dims));
   const y = Int32Array.from(labels);

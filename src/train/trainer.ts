@@ -32,12 +32,21 @@ import {
   writePackage,
   type EpochRecord,
   type ModelManifest,
+  MIL_HEAD_FILE,
+  type PackagedMilHead,
+  type VoteRule,
 } from '../model/package.js';
 import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
 import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures } from './probe.js';
-import { encoderHeadSpec, OnnxEncoder, type EncoderConfig } from '../engine/onnx-encoder.js';
+import {
+  encoderFeatureSpec,
+  encoderHeadSpec,
+  OnnxEncoder,
+  type EncoderConfig,
+} from '../engine/onnx-encoder.js';
+import { fitMil } from './mil.js';
 import { mppOf } from '../image/preprocess.js';
 import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
@@ -160,7 +169,7 @@ export async function train(
     // The recipe, not this machine's precision: a run resumes on a machine of the other kind.
     const { spec, fingerprint } = networkOf(recipe, store);
     manualSeed(config.seed);
-    if (config.method === 'probe')
+    if (config.method === 'probe' || config.method === 'mil')
       return await trainProbePackage(workspace, config, store, spec, fingerprint, started, options);
 
     const network = await Network.create(spec);
@@ -536,8 +545,9 @@ function packageBasics(
 }
 
 /**
- * The probe recipe end to end: pretrained base, image features of the training (and validation)
- * images, a fitted linear head, one package. No epochs, so nothing to resume.
+ * The frozen-base recipes end to end: pretrained base, patch features of the training (and
+ * validation) images, a fitted linear head (probe) or a trained multiple-instance head (mil), one
+ * package. Seconds to minutes, so nothing to resume.
  */
 async function trainProbePackage(
   workspace: Workspace,
@@ -550,7 +560,9 @@ async function trainProbePackage(
 ): Promise<TrainResult> {
   const base = config.encoder ? await encoderBase(config.encoder, store) : await zooBase(config, spec);
   try {
-    return await fitProbePackage(workspace, config, store, base, fingerprint, started, options);
+    return config.method === 'mil'
+      ? await fitMilPackage(workspace, config, store, base, fingerprint, started, options)
+      : await fitProbePackage(workspace, config, store, base, fingerprint, started, options);
   } finally {
     await base.features.runner.close();
   }
@@ -561,6 +573,8 @@ interface ProbeBase {
   features: ProbeFeatures;
   /** The package's network: the zoo network, or the head alone over an encoder's features. */
   spec: NetworkSpec;
+  /** The network each patch goes through for a multiple-instance head: the zoo base without its classifier, or the identity over an encoder's features. */
+  featureSpec: NetworkSpec;
   /** The base's tensors the package keeps (none for an encoder: it is a file of its own). */
   tensors: NamedTensor[];
   encoder?: { file: string; config: EncoderConfig; sha256: string; dims: number };
@@ -572,7 +586,8 @@ async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<ProbeBase>
     throw new ConfigError(
       `a probe needs the pretrained weights ${config.pretrained ?? '(none given)'} (pathotype weights fetch ${config.architecture})`,
     );
-  const network = await Network.create(featureSpec(spec));
+  const base = featureSpec(spec);
+  const network = await Network.create(base);
   const pretrained = await loadPretrained(
     network,
     await readPretrained(config.pretrained),
@@ -583,7 +598,7 @@ async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<ProbeBase>
     bf16: config.bf16,
     engine: config.probe.engine,
   });
-  return { features, spec, tensors: await network.exportTensors(), pretrained };
+  return { features, spec, featureSpec: base, tensors: await network.exportTensors(), pretrained };
 }
 
 /** A user's ONNX encoder, checked against the store: its patches must be the encoder's input. */
@@ -602,10 +617,36 @@ async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<Pr
   return {
     features: encoderFeatures(encoder),
     spec: encoderHeadSpec(encoder.dims, store.manifest.classes.length),
+    featureSpec: encoderFeatureSpec(encoder.dims),
     tensors: [],
     encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },
     pretrained: null,
   };
+}
+
+/** A frozen-base recipe's training images: nothing is tuned on validation images, so they train too. */
+function frozenBaseImages(store: PatchStore): StoredImage[] {
+  const hasSplit = store.images.some((i) => i.partition !== null);
+  return store.images.filter((i) =>
+    hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
+  );
+}
+
+/** The feature pass reported as the one epoch of a frozen-base recipe. */
+function featureProgress(options: TrainOptions): (done: number, total: number) => void {
+  return (done, total) =>
+    options.onProgress?.({
+      epoch: 1,
+      epochs: 1,
+      phase: 1,
+      batch: done,
+      batches: total,
+      loss: 0,
+      accuracy: 0,
+      learningRate: 0,
+      patchesPerSecond: 0,
+      etaSeconds: 0,
+    });
 }
 
 async function fitProbePackage(
@@ -617,56 +658,104 @@ async function fitProbePackage(
   started: number,
   options: TrainOptions,
 ): Promise<TrainResult> {
-  const hasSplit = store.images.some((i) => i.partition !== null);
-  // Nothing is tuned on validation images here, so they train too.
-  const images = store.images.filter((i) =>
-    hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
-  );
+  const images = frozenBaseImages(store);
   const fitted = await fitProbe(workspace, store, base.features, images, {
     probe: config.probe,
     stain: config.augment.stain,
     bf16: config.bf16,
     seed: config.seed,
-    onProgress: (done, total) =>
-      options.onProgress?.({
-        epoch: 1,
-        epochs: 1,
-        phase: 1,
-        batch: done,
-        batches: total,
-        loss: 0,
-        accuracy: 0,
-        learningRate: 0,
-        patchesPerSecond: 0,
-        etaSeconds: 0,
-      }),
+    onProgress: featureProgress(options),
   });
-  const tensors = [...base.tensors, ...fitted.head];
-  const packageDir = modelDirFor(workspace, config.name);
-  const manifest: ModelManifest = {
-    ...packageBasics(packageDir, config, base.spec, store),
-    ...(base.encoder ? { encoder: packagedEncoder(base.encoder) } : {}),
+  return writeFrozenBasePackage(workspace, config, store, base, started, {
+    spec: base.spec,
+    tensors: [...base.tensors, ...fitted.head],
     training: {
-      ...config,
       fingerprint,
-      precision: precisionOf(config.bf16),
       probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
       trainingAccuracy: fitted.trainingAccuracy,
       featureSeconds: fitted.seconds,
       featureEngine: fitted.engine,
+    },
+  });
+}
+
+async function fitMilPackage(
+  workspace: Workspace,
+  config: RunConfig,
+  store: PatchStore,
+  base: ProbeBase,
+  fingerprint: string,
+  started: number,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  const images = frozenBaseImages(store);
+  const fitted = await fitMil(workspace, store, base.features, images, {
+    probe: config.probe,
+    mil: config.mil,
+    stain: config.augment.stain,
+    bf16: config.bf16,
+    seed: config.seed,
+    onProgress: featureProgress(options),
+  });
+  return writeFrozenBasePackage(workspace, config, store, base, started, {
+    spec: base.featureSpec,
+    tensors: base.tensors,
+    // The head's answer is its pooled bag: attention-weighted, or the plain mean of log-probabilities.
+    vote: config.mil.pooling === 'attention' ? 'attention' : 'logit',
+    mil: { pooling: config.mil.pooling, head: fitted.spec, file: MIL_HEAD_FILE, tensors: fitted.tensors },
+    training: {
+      fingerprint,
+      mil: { ...config.mil, images: fitted.images, bags: fitted.bags, dims: fitted.dims },
+      trainingAccuracy: fitted.trainingAccuracy,
+      finalLoss: fitted.finalLoss,
+      featureSeconds: fitted.seconds,
+      featureEngine: fitted.engine,
+    },
+  });
+}
+
+/** Writes a frozen-base package (probe or mil), after checking it loads as the predictor will load it. */
+async function writeFrozenBasePackage(
+  workspace: Workspace,
+  config: RunConfig,
+  store: PatchStore,
+  base: ProbeBase,
+  started: number,
+  fitted: {
+    spec: NetworkSpec;
+    tensors: NamedTensor[];
+    vote?: VoteRule;
+    mil?: PackagedMilHead & { tensors: NamedTensor[] };
+    training: Record<string, unknown>;
+  },
+): Promise<TrainResult> {
+  const packageDir = modelDirFor(workspace, config.name);
+  const mil = fitted.mil
+    ? { pooling: fitted.mil.pooling, head: fitted.mil.head, file: fitted.mil.file }
+    : undefined;
+  const manifest: ModelManifest = {
+    ...packageBasics(packageDir, config, fitted.spec, store),
+    ...(fitted.vote ? { vote: fitted.vote } : {}),
+    ...(base.encoder ? { encoder: packagedEncoder(base.encoder) } : {}),
+    ...(mil ? { mil } : {}),
+    training: {
+      ...config,
+      precision: precisionOf(config.bf16),
+      ...fitted.training,
       pretrainedLoaded: base.pretrained?.loaded ?? 0,
     },
     history: [],
     metrics: {},
   };
-  // Check the whole package loads as the predictor will load it, before it replaces an older one.
-  const check = await Network.create(base.spec);
-  await check.importTensors(tensors);
+  const check = await Network.create(fitted.spec);
+  await check.importTensors(fitted.tensors);
+  if (fitted.mil) await (await Network.create(fitted.mil.head)).importTensors(fitted.mil.tensors);
   await writePackage(
     packageDir,
     manifest,
-    tensors,
+    fitted.tensors,
     base.encoder ? [{ name: ENCODER_FILE, source: base.encoder.file }] : [],
+    fitted.mil ? [{ name: fitted.mil.file, tensors: fitted.mil.tensors }] : [],
   );
   return {
     packageDir,

@@ -1,0 +1,135 @@
+/**
+ * The multiple-instance recipe (`method: mil`): the pretrained base stays frozen, as for the
+ * probe, and each training image becomes a bag of its patches' cached features with the image's
+ * one label. A small head (engine/mil-head.ts: projection, gated-attention or mean pooling, linear
+ * classifier) learns from the bags in the engine by AdamW, one bag a step as Ilse et al. and CLAM
+ * train, in seconds. Every epoch draws as many bags as there are, each class equally often, so
+ * that no class outweighs another whatever its number of images (a class weight would cancel in
+ * a batch of one).
+ */
+import path from 'node:path';
+
+import { PathotypeError } from '../errors.js';
+import { Network, type NamedTensor } from '../engine/network.js';
+import { milHeadSpec, type MilPooling } from '../engine/mil-head.js';
+import type { InferenceEngine } from '../engine/inference-engine.js';
+import type { NetworkSpec } from '../engine/spec.js';
+import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
+import { argmax } from '../predict/vote.js';
+import { seededRandom } from '../random.js';
+import { ensureDir, type Workspace } from '../workspace.js';
+import { collectFeatureBags, type FeatureBag, type ProbeFeatures, type ProbeOptions } from './probe.js';
+
+export interface MilConfig {
+  pooling: MilPooling;
+  /** Width of each patch's features after the head's projection. */
+  projection: number;
+  /** Hidden size of the gated attention. */
+  attention: number;
+  dropout: number;
+  epochs: number;
+  learningRate: number;
+  weightDecay: number;
+  /** Bags per training image: its patches as they are, plus stain-jittered copies. */
+  views: number;
+}
+
+export interface MilResult {
+  /** The head's network (its input standardisation fitted on the training patches) and weights. */
+  spec: NetworkSpec;
+  tensors: NamedTensor[];
+  images: number;
+  bags: number;
+  dims: number;
+  /** Training-bag accuracy of the fitted head (in-sample: a check, not an estimate). */
+  trainingAccuracy: number;
+  /** Mean loss of the last epoch. */
+  finalLoss: number;
+  extractedImages: number;
+  cachedImages: number;
+  seconds: number;
+  engine: InferenceEngine;
+}
+
+/** Per-feature mean and standard deviation over every instance of every bag. */
+function instanceStandardiser(bags: readonly FeatureBag[], dims: number): { mean: number[]; std: number[] } {
+  const sum = new Float64Array(dims);
+  const squares = new Float64Array(dims);
+  let n = 0;
+  for (const bag of bags) {
+    for (let i = 0; i < bag.count; i++)
+      for (let d = 0; d < dims; d++) {
+        const v = bag.features[i * dims + d] ?? 0;
+        sum[d] = (sum[d] ?? 0) + v;
+        squares[d] = (squares[d] ?? 0) + v * v;
+      }
+    n += bag.count;
+  }
+  const mean = Array.from(sum, (s) => s / n);
+  const std = Array.from(squares, (q, d) => Math.sqrt(Math.max(q / n - (mean[d] ?? 0) ** 2, 0)) + 1e-6);
+  return { mean, std };
+}
+
+/** An epoch's bags: as many as there are, each class drawn equally often, then a bag of it at random. */
+function balancedDraw(bags: readonly FeatureBag[], classes: number, random: () => number): FeatureBag[] {
+  const byClass = Array.from({ length: classes }, (_, c) => bags.filter((b) => b.label === c));
+  const present = byClass.filter((members) => members.length > 0);
+  return bags.map(() => {
+    const members = present[Math.floor(random() * present.length)] ?? [];
+    return members[Math.floor(random() * members.length)] as FeatureBag;
+  });
+}
+
+export async function fitMil(
+  workspace: Workspace,
+  store: PatchStore,
+  features: ProbeFeatures,
+  images: readonly StoredImage[],
+  options: ProbeOptions & { mil: MilConfig },
+): Promise<MilResult> {
+  const started = performance.now();
+  if (images.length === 0) throw new PathotypeError('ERR_TRAIN', 'the MIL head has no training images');
+  const { dims } = features;
+  const classes = store.manifest.classes.length;
+  const cacheDir = ensureDir(path.join(workspace.featuresDir, features.cacheKey));
+  const { bags, extracted, cached } = await collectFeatureBags(features.runner, store, images, {
+    ...options,
+    views: options.mil.views,
+    dims,
+    cacheDir,
+  });
+  if (bags.length === 0) throw new PathotypeError('ERR_TRAIN', 'no training image has any patch');
+  const { mil } = options;
+  const spec = milHeadSpec({ features: dims, classes, ...mil, ...instanceStandardiser(bags, dims) });
+  const head = await Network.create(spec);
+  await head.configureOptimizer({
+    type: 'adamw',
+    learningRate: mil.learningRate,
+    weightDecay: mil.weightDecay,
+  });
+  const random = seededRandom(options.seed * 104729 + 17);
+  let finalLoss = 0;
+  for (let epoch = 0; epoch < mil.epochs; epoch++) {
+    let loss = 0;
+    const drawn = balancedDraw(bags, classes, random);
+    for (const bag of drawn) loss += (await head.trainStep(bag.features, Int32Array.of(bag.label))).loss;
+    finalLoss = loss / drawn.length;
+  }
+  let right = 0;
+  for (const bag of bags) {
+    right += argmax(await head.predict(bag.features)) === bag.label ? 1 : 0;
+  }
+  return {
+    spec,
+    tensors: (await head.exportTensors()).map(({ name, shape, data }) => ({ name, shape, data })),
+    images: images.length,
+    bags: bags.length,
+    dims,
+    trainingAccuracy: right / bags.length,
+    finalLoss,
+    extractedImages: extracted,
+    cachedImages: cached,
+    seconds: (performance.now() - started) / 1000,
+    engine: features.runner.engine,
+  };
+}

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+
+import { Network } from '../../src/engine/network.js';
+import { loadPretrained, readPretrained } from '../../src/engine/weights/load.js';
+import { evaluateModel } from '../../src/evaluate/evaluate.js';
+import { architectureOf, loadPackageNetwork, readManifest } from '../../src/model/package.js';
+import { exportPackageOnnx } from '../../src/model/onnx-package.js';
+import { Predictor } from '../../src/predict/predictor.js';
+import { PatchStore } from '../../src/prepare/patch-store.js';
+import { resolveTrainConfig } from '../../src/train/config.js';
+import { train } from '../../src/train/trainer.js';
+import { hasShared, weightsDir } from '../helpers.js';
+import { patternWorkspace } from '../fixtures.js';
+
+const mobilenet = path.join(weightsDir, 'mobilenet_v1_0.25_224_imagenet_tfjs');
+
+describe('the multiple-instance (attention pooling) recipe', () => {
+  it(
+    'trains a gated-attention head on bags of cached patch features, and the package answers as the head on the whole bag',
+    { skip: !hasShared(weightsDir) && 'needs ../shared/weights' },
+    async () => {
+      const { workspace, catalog } = await patternWorkspace(10, {
+        testFraction: 0.3,
+        validationFraction: 0,
+        seed: 2,
+      });
+      const recipe = (pooling: 'attention' | 'mean') =>
+        resolveTrainConfig({
+          name: `mil-${pooling}`,
+          store: 'patterns',
+          architecture: 'mobilenet_v1',
+          alpha: 0.25,
+          method: 'mil',
+          mil: { pooling, projection: 32, attention: 16, epochs: 15, learningRate: 1e-3 },
+          pretrained: mobilenet,
+          threads: 2,
+        });
+      const trained = await train(workspace, recipe('attention'));
+      const manifest = readManifest(trained.packageDir);
+      assert.equal(manifest.vote, 'attention');
+      assert.equal(manifest.mil?.pooling, 'attention');
+      assert.equal(manifest.spec.classes, 256, 'the per-patch network is the base: 256 features');
+      assert.match(architectureOf(manifest), /^mobilenet_v1, attention pooling \(MIL\)$/);
+      const mil = manifest.training.mil as { images: number; bags: number; dims: number };
+      assert.equal(mil.bags, mil.images);
+
+      const evaluation = await evaluateModel(catalog, workspace, trained.packageDir);
+      assert.ok(
+        evaluation.report.image.accuracy >= 0.6,
+        `image accuracy ${evaluation.report.image.accuracy}`,
+      );
+
+      // The predictor's answer is the head run on the image's whole bag of patch features.
+      const store = PatchStore.open(path.join(workspace.patchesDir, 'patterns'));
+      try {
+        const image = store.images.find((i) => i.partition === 'test');
+        assert.ok(image);
+        const { patches } = await store.read(store.patchesOf(image.imageId));
+        const base = await Network.create(manifest.spec);
+        await loadPretrained(base, await readPretrained(mobilenet), mobilenet);
+        const features = await base.predict(patches, { raw: true });
+        const { milHead } = await loadPackageNetwork(trained.packageDir);
+        assert.ok(milHead);
+        const expected = await milHead.predict(features);
+        const predictor = await Predictor.load(trained.packageDir, { bf16: false });
+        const [prediction] = await predictor.predictImages([
+          { source: catalog.images().find((i) => i.id === image.imageId)?.path ?? '' },
+        ]);
+        assert.ok(prediction);
+        manifest.classes.forEach((c, k) =>
+          assert.ok(
+            Math.abs((prediction.probabilities[c] ?? 0) - (expected[k] ?? 0)) < 2e-3,
+            `${c}: ${prediction.probabilities[c]} vs ${expected[k]}`,
+          ),
+        );
+        const weights = prediction.grid.attention;
+        assert.ok(weights, 'the grid carries each patch its attention weight');
+        assert.equal(weights.length, prediction.grid.cells.length);
+        assert.ok(Math.abs(weights.reduce((a, b) => a + b, 0) - 1) < 1e-3, 'the weights sum to 1');
+        await predictor.close();
+      } finally {
+        await store.close();
+      }
+
+      // Mean pooling on the same features answers by the mean log-probability, with no weights to show.
+      const mean = await train(workspace, recipe('mean'));
+      assert.equal(mean.manifest.vote, 'logit');
+      const meanPredictor = await Predictor.load(mean.packageDir);
+      const [plain] = await meanPredictor.predictImages([{ source: catalog.images()[0]?.path ?? '' }]);
+      assert.equal(plain?.grid.attention, undefined);
+      await meanPredictor.close();
+
+      await assert.rejects(exportPackageOnnx(trained.packageDir, path.join(workspace.root, 'mil.onnx')), {
+        code: 'ERR_ONNX',
+        message: /multiple-instance head/,
+      });
+      catalog.close();
+    },
+  );
+});
