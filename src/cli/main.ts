@@ -9,6 +9,7 @@ import { registerData } from './data.js';
 import { registerEngine } from './engine.js';
 import { registerPrepare } from './prepare.js';
 import { registerEvaluate } from './evaluate.js';
+import { registerCompare } from './compare.js';
 import { registerExport } from './export.js';
 import { registerPredict } from './predict.js';
 import { registerRun } from './run.js';
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerPrepare(program);
   registerTrain(program);
   registerEvaluate(program);
+  registerCompare(program);
   registerPredict(program);
   registerExport(program);
   registerRun(program);

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { bootstrapOverGroups, crossValidationReport } from '../../src/evaluate/cross-validation.js';
+import {
+  bootstrapOverGroups,
+  compareCrossValidations,
+  crossValidationReport,
+} from '../../src/evaluate/cross-validation.js';
 import { chooseThreshold, coverageCurve, fitTemperature } from '../../src/evaluate/calibration.js';
 import type { EvaluationReport } from '../../src/evaluate/report.js';
 import { classificationMetrics, metricsFromConfusion } from '../../src/evaluate/metrics.js';
@@ -132,6 +136,32 @@ describe('metrics', () => {
     close(accuracy.high, 1, 'high end');
     const again = bootstrapOverGroups(images, ['A', 'B']);
     assert.deepEqual(again.accuracy, accuracy, 'seeded: the same interval every time');
+  });
+
+  it('compares two cross-validations of the same images paired by patient, and refuses different images', () => {
+    // Ten patients of four images; recipe a gets one more image right than b in each of six.
+    const report = (name: string, right: (patient: number, k: number) => boolean) =>
+      ({
+        name,
+        images: Array.from({ length: 40 }, (_, i) => {
+          const patient = Math.floor(i / 4);
+          return {
+            fileName: `p${patient}-${i % 4}.png`,
+            caseId: `p${patient}`,
+            className: 'A',
+            predicted: right(patient, i % 4) ? 'A' : 'B',
+          };
+        }),
+      }) as unknown as Parameters<typeof compareCrossValidations>[0];
+    const a = report('a', (p, k) => k < 2 + (p < 6 ? 1 : 0));
+    const b = report('b', (_, k) => k < 2);
+    const c = compareCrossValidations(a, b);
+    close(c.difference.estimate, 6 / 40, 'difference');
+    assert.ok(c.difference.low > 0 && c.difference.high <= 0.25, JSON.stringify(c.difference));
+    assert.deepEqual([c.onlyA, c.onlyB, c.groups, c.images], [6, 0, 10, 40]);
+    close(c.a.accuracy - c.b.accuracy, c.difference.estimate, 'the same difference');
+    const fewer = { ...b, images: b.images.slice(1) } as typeof b;
+    assert.throws(() => compareCrossValidations(a, fewer), { code: 'ERR_EVALUATE', message: /same images/ });
   });
 });
 
