@@ -31,4 +31,28 @@ viewer.addHandler('open', () => {
     },
   });
 });
+// A model that pools by attention: its map of each tile's weight, over the class overlay, off at first.
+const showAttention = document.getElementById('show-attention');
+const applyAttention = () => {
+  if (window.pathotypeAttention)
+    window.pathotypeAttention.setOpacity(showAttention.checked ? opacity.value / 100 : 0);
+};
+if (showAttention) {
+  showAttention.addEventListener('change', applyAttention);
+  opacity.addEventListener('input', applyAttention);
+  viewer.addHandler('open', () => {
+    if (!options.attention) return;
+    viewer.addTiledImage({
+      tileSource: options.attention,
+      x: 0,
+      y: 0,
+      width: 1,
+      opacity: 0,
+      success: (e) => {
+        window.pathotypeAttention = e.item;
+        applyAttention();
+      },
+    });
+  });
+}
 if (options.waiting) setTimeout(() => location.reload(), 2000);

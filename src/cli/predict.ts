@@ -129,6 +129,12 @@ async function predictCommand(images: string[], flags: PredictFlags, command: Co
       });
       const file = path.join(flags.heatmap, `${path.basename(p.name).replace(/\.[^.]+$/, '')}.heatmap.png`);
       await writeFile(file, await heatmapPng(image, p.grid));
+      // A model that pools by attention: each patch's weight in the answer, beside the classes.
+      if (p.grid.attention)
+        await writeFile(
+          file.replace(/\.heatmap\.png$/, '.attention.png'),
+          await heatmapPng(image, p.grid, 1400, 'attention'),
+        );
     }
   }
   if (flags.format === 'json')

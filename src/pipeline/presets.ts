@@ -60,6 +60,25 @@ export const PRESETS: Record<string, Preset> = {
       vote: 'logit',
     },
   },
+  'resnet50-mil': {
+    name: 'resnet50-mil',
+    description:
+      "The main preset's frozen ResNet50 res4 features of every 96x96 patch at 0.3x scale, each image a bag of them; a " +
+      'gated-attention MIL head (Ilse et al. 2018: projection 256, attention 128, dropout 0.25) trained in the engine by AdamW ' +
+      'on the bags; the image answered by its attention-pooled bag, the weights its heatmap',
+    groupBy: 'auto',
+    split: { kind: 'kfold', folds: 5, validationFraction: 0, seed: 1 },
+    prepare: { normalisation: 'none', mpp: 1.0667, patchSize: 96, stride: 48 },
+    train: {
+      architecture: 'resnet50',
+      depth: 'res4',
+      method: 'mil',
+      mil: { pooling: 'attention' },
+      head: { pooling: 'avg', hidden: [], dropout: 0 },
+      pretrained: 'weights:resnet50',
+      augment: { flip: false, rotate90: false, stain: {} },
+    },
+  },
   'knime-vgg16': {
     name: 'knime-vgg16',
     description:

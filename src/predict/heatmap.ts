@@ -1,6 +1,7 @@
 /**
  * Heatmap overlays: the image with its patch grid coloured by predicted class, each patch's
- * opacity following the model's confidence. PNG, at the size the model saw the image.
+ * opacity following the model's confidence (or, for a model that pools by attention, in one
+ * colour with opacity following the patch's attention weight). PNG, at the size the model saw the image.
  */
 import sharp from 'sharp';
 
@@ -23,12 +24,21 @@ export function classColour(index: number): [number, number, number] {
   return CLASS_COLOURS[index % CLASS_COLOURS.length] ?? [0, 0, 0];
 }
 
+/** The colour of attention maps (Okabe & Ito's vermillion): opacity is a patch's weight against the largest. */
+export const ATTENTION_RGB: [number, number, number] = [213, 94, 0];
+
+/** What an overlay shows: each patch's class (opacity by confidence), or its attention weight. */
+export type OverlayKind = 'classes' | 'attention';
+
 /** The overlay alone: RGBA, transparent outside patches. */
-export function overlayPixels(grid: PatchGrid, maxOpacity = 0.55): Uint8Array {
+export function overlayPixels(grid: PatchGrid, maxOpacity = 0.55, kind: OverlayKind = 'classes'): Uint8Array {
   const out = new Uint8Array(grid.width * grid.height * 4);
-  for (const [col, row, cls, confidence] of grid.cells) {
-    const [r, g, b] = classColour(cls);
-    const alpha = Math.round(255 * maxOpacity * Math.max(0, Math.min(1, confidence)));
+  const weights = grid.attention ?? [];
+  const top = Math.max(0, ...weights);
+  for (const [k, [col, row, cls, confidence]] of grid.cells.entries()) {
+    const [r, g, b] = kind === 'attention' ? ATTENTION_RGB : classColour(cls);
+    const strength = kind === 'attention' ? (top > 0 ? (weights[k] ?? 0) / top : 0) : confidence;
+    const alpha = Math.round(255 * maxOpacity * Math.max(0, Math.min(1, strength)));
     const x0 = col * grid.stride;
     const y0 = row * grid.stride;
     for (let y = y0; y < Math.min(grid.height, y0 + grid.patchSize); y++) {
@@ -47,8 +57,8 @@ export function overlayPixels(grid: PatchGrid, maxOpacity = 0.55): Uint8Array {
   return out;
 }
 
-export async function overlayPng(grid: PatchGrid): Promise<Buffer> {
-  return sharp(Buffer.from(overlayPixels(grid)), {
+export async function overlayPng(grid: PatchGrid, kind: OverlayKind = 'classes'): Promise<Buffer> {
+  return sharp(Buffer.from(overlayPixels(grid, 0.55, kind)), {
     raw: { width: grid.width, height: grid.height, channels: 4 },
   })
     .png()
@@ -56,8 +66,13 @@ export async function overlayPng(grid: PatchGrid): Promise<Buffer> {
 }
 
 /** The image with the overlay composited on it, as PNG, scaled to at most `maxWidth` pixels wide. */
-export async function heatmapPng(image: RgbImage, grid: PatchGrid, maxWidth = 1400): Promise<Buffer> {
-  const overlay = await overlayPng(grid);
+export async function heatmapPng(
+  image: RgbImage,
+  grid: PatchGrid,
+  maxWidth = 1400,
+  kind: OverlayKind = 'classes',
+): Promise<Buffer> {
+  const overlay = await overlayPng(grid, kind);
   const base = sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
     raw: { width: image.width, height: image.height, channels: 3 },
   });

@@ -65,6 +65,7 @@ export function slideGeoJson(prediction: SlidePrediction): SlideGeoJson {
             ...Object.fromEntries(classes.map((c, i) => [`Probability ${c}`, tile.probabilities[i] ?? 0])),
             Focus: tile.focus,
             'Density ratio': tile.densityRatio,
+            ...(tile.attention === undefined ? {} : { Attention: tile.attention }),
           },
         },
       };

@@ -1,20 +1,34 @@
 /**
- * A slide's class overlay: an RGBA image covering the whole slide at 1/f of its level-0 size
- * (its longest side at most MAX_OVERLAY_SIDE), each tile's step cell in its class colour with
- * opacity following the tile's confidence, glass transparent. Drawn over the slide at the same
+ * A slide's overlay: an RGBA image covering the whole slide at 1/f of its level-0 size (its
+ * longest side at most MAX_OVERLAY_SIDE), each tile's step cell in its class colour with opacity
+ * following the tile's confidence (or, for the attention map, in one colour with opacity following
+ * its attention weight), glass transparent. Drawn over the slide at the same
  * width, it lines up with the tiles (to within one level-0 pixel per f).
  */
 import sharp from 'sharp';
 
-import { classColour } from './heatmap.js';
+import { ATTENTION_RGB, classColour, type OverlayKind } from './heatmap.js';
 import type { SlidePrediction } from './slide-predictor.js';
 
 export const MAX_OVERLAY_SIDE = 4096;
 
 export async function slideOverlayPng(
   prediction: SlidePrediction,
+  kind: OverlayKind = 'classes',
   maxOpacity = 0.6,
 ): Promise<{ png: Buffer; width: number; height: number; factor: number }> {
+  const top = Math.max(0, ...prediction.tiles.map((t) => t.attention ?? 0));
+  const paint = (tile: SlidePrediction['tiles'][number]): [number, number, number, number] => {
+    if (kind === 'attention') {
+      const share = top > 0 ? (tile.attention ?? 0) / top : 0;
+      return [...ATTENTION_RGB, Math.round(255 * maxOpacity * share)];
+    }
+    const confidence = tile.probabilities[tile.predicted] ?? 0;
+    return [
+      ...classColour(tile.predicted),
+      Math.round(255 * maxOpacity * Math.min(1, Math.max(0.25, confidence))),
+    ];
+  };
   const { width: W, height: H } = prediction.slide;
   const factor = Math.max(1, Math.max(W, H) / MAX_OVERLAY_SIDE);
   const width = Math.max(1, Math.round(W / factor));
@@ -34,12 +48,7 @@ export async function slideOverlayPng(
       const k = cell[row * cols + col] ?? -1;
       const tile = k >= 0 ? prediction.tiles[k] : undefined;
       if (!tile) continue;
-      const [r, g, b] = classColour(tile.predicted);
-      const confidence = tile.probabilities[tile.predicted] ?? 0;
-      out.set(
-        [r, g, b, Math.round(255 * maxOpacity * Math.min(1, Math.max(0.25, confidence)))],
-        (y * width + x) * 4,
-      );
+      out.set(paint(tile), (y * width + x) * 4);
     }
   }
   const png = await sharp(Buffer.from(out.buffer), { raw: { width, height, channels: 4 } })

@@ -1,6 +1,7 @@
 /**
- * One slide job's work and its results on disk: the prediction (tiles included), the overlay as
- * PNG and as a Deep Zoom pyramid, all in the job's folder. The queue that runs it knows nothing
+ * One slide job's work and its results on disk: the prediction (tiles included), the class
+ * overlay (and the attention map of a model that pools by attention) as PNG and as a Deep Zoom
+ * pyramid, all in the job's folder. The queue that runs it knows nothing
  * of slides; the server reads the results back from here.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -49,17 +50,23 @@ export async function executeSlideJob(
   await writeFile(`${file}.tmp`, JSON.stringify(prediction));
   await rename(`${file}.tmp`, file);
   rmSync(path.join(dir, 'regions'), { recursive: true, force: true });
-  const overlay = await slideOverlayPng(prediction);
-  await writeFile(path.join(dir, 'heatmap.png'), overlay.png);
-  rmSync(path.join(dir, 'heatmap_files'), { recursive: true, force: true });
+  await writeOverlay(dir, 'heatmap', await slideOverlayPng(prediction, 'classes'));
+  if (prediction.tiles.some((t) => t.attention !== undefined))
+    await writeOverlay(dir, 'attention', await slideOverlayPng(prediction, 'attention'));
+  const summary: Omit<SlidePrediction, 'tiles'> & { tiles?: unknown } = { ...prediction };
+  delete summary.tiles;
+  return summary;
+}
+
+/** An overlay as `<name>.png` and as the Deep Zoom pyramid `<name>.dzi`, `<name>_files/`. */
+async function writeOverlay(dir: string, name: string, overlay: { png: Buffer }): Promise<void> {
+  await writeFile(path.join(dir, `${name}.png`), overlay.png);
+  rmSync(path.join(dir, `${name}_files`), { recursive: true, force: true });
   // At the overlay's own resolution: a viewer stretches it over the slide's width.
   await sharp(overlay.png)
     .png()
     .tile({ size: DZ_TILE_SIZE, overlap: DZ_OVERLAP, layout: 'dz' })
-    .toFile(path.join(dir, 'heatmap'));
-  const summary: Omit<SlidePrediction, 'tiles'> & { tiles?: unknown } = { ...prediction };
-  delete summary.tiles;
-  return summary;
+    .toFile(path.join(dir, name));
 }
 
 /** The full prediction a finished job wrote; undefined while it has none. */

@@ -46,6 +46,7 @@ class RegionCheckpoint {
     readonly dir: string,
     readonly classes: number,
     readonly withLog: boolean,
+    readonly withAttention: boolean,
   ) {
     mkdirSync(dir, { recursive: true });
   }
@@ -60,13 +61,14 @@ class RegionCheckpoint {
     const bytes = readFileSync(file);
     const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
     const n = tiles * this.classes;
-    const outputsLength = n * (this.withLog ? 2 : 1);
+    const outputsLength = n * (this.withLog ? 2 : 1) + (this.withAttention ? tiles : 0);
     if (values.length !== outputsLength + 2 * tiles) return undefined;
-    const probabilities = values.slice(0, n);
     return {
-      outputs: this.withLog
-        ? { probabilities, logProbabilities: values.slice(n, outputsLength) }
-        : { probabilities },
+      outputs: {
+        probabilities: values.slice(0, n),
+        ...(this.withLog ? { logProbabilities: values.slice(n, 2 * n) } : {}),
+        ...(this.withAttention ? { attention: values.slice(outputsLength - tiles, outputsLength) } : {}),
+      },
       quality: {
         focus: values.slice(outputsLength, outputsLength + tiles),
         density: values.slice(outputsLength + tiles),
@@ -74,11 +76,12 @@ class RegionCheckpoint {
     };
   }
 
-  /** A region's outputs, then each tile's focus, then its density. */
+  /** A region's outputs (probabilities, log-probabilities, attention scores), then each tile's focus, then its density. */
   save(key: string, outputs: PatchOutputs, quality: TileQuality): void {
     const parts = [
       outputs.probabilities,
       ...(this.withLog && outputs.logProbabilities ? [outputs.logProbabilities] : []),
+      ...(this.withAttention && outputs.attention ? [outputs.attention] : []),
       quality.focus,
       quality.density,
     ];
@@ -104,6 +107,8 @@ export interface SlideTile {
   /** Its optical density over the slide's median tile's; a fold (image/artefacts.ts) is left out too. */
   densityRatio: number;
   folded: boolean;
+  /** Under the 'attention' rule: the tile's weight in the slide's answer (0 for a tile left out; they sum to 1). */
+  attention?: number;
 }
 
 /** Per tile (kept tile, or a region's): its focus and its tissue's optical density. */
@@ -346,6 +351,8 @@ async function predictTiles(
 ): Promise<{
   probabilities: Float32Array;
   logProbabilities: Float32Array | undefined;
+  /** Per kept tile under the 'attention' rule: its score before the softmax over the slide's clear tiles. */
+  attention: Float32Array | undefined;
   /** Per kept tile: its focus and density. */
   quality: TileQuality;
   readMs: number;
@@ -353,8 +360,10 @@ async function predictTiles(
 }> {
   const classes = predictor.classes.length;
   const probabilities = new Float32Array(kept.length * classes);
+  const rule = predictor.options.vote;
   const logProbabilities =
-    predictor.options.vote === 'logit' ? new Float32Array(kept.length * classes) : undefined;
+    rule === 'logit' || rule === 'attention' ? new Float32Array(kept.length * classes) : undefined;
+  const attention = rule === 'attention' ? new Float32Array(kept.length) : undefined;
   const quality: TileQuality = {
     focus: new Float32Array(kept.length),
     density: new Float32Array(kept.length),
@@ -377,11 +386,12 @@ async function predictTiles(
       probabilities.set(outputs.probabilities.subarray(i * classes, (i + 1) * classes), k * classes);
       if (logProbabilities && outputs.logProbabilities)
         logProbabilities.set(outputs.logProbabilities.subarray(i * classes, (i + 1) * classes), k * classes);
+      if (attention && outputs.attention) attention[k] = outputs.attention[i] ?? 0;
     }
     done += members.length;
   };
   const checkpoint = options.checkpointDir
-    ? new RegionCheckpoint(options.checkpointDir, classes, !!logProbabilities)
+    ? new RegionCheckpoint(options.checkpointDir, classes, !!logProbabilities, !!attention)
     : undefined;
   const blocks = [...byBlock].filter(([key, members]) => {
     const saved = checkpoint?.load(key, members.length);
@@ -408,7 +418,7 @@ async function predictTiles(
     options.onProgress?.(done, kept.length);
   }
 
-  return { probabilities, logProbabilities, quality, readMs, inferenceMs };
+  return { probabilities, logProbabilities, attention, quality, readMs, inferenceMs };
 }
 
 /**
@@ -418,11 +428,15 @@ async function predictTiles(
 function verdictOnClearTiles(
   predictor: Predictor,
   info: SlideInfo,
-  outputs: { probabilities: Float32Array; logProbabilities: Float32Array | undefined },
+  outputs: {
+    probabilities: Float32Array;
+    logProbabilities: Float32Array | undefined;
+    attention: Float32Array | undefined;
+  },
   tiles: { blurred: boolean; folded: boolean }[],
-): Verdict {
+): { verdict: Verdict; weights: Float32Array | undefined } {
   const classes = predictor.classes.length;
-  const { probabilities, logProbabilities } = outputs;
+  const { probabilities, logProbabilities, attention } = outputs;
   const clear = Array.from(tiles.keys()).filter((k) => !tiles[k]?.blurred && !tiles[k]?.folded);
   if (clear.length === 0) {
     const allBlurred = tiles.every((t) => t.blurred);
@@ -436,13 +450,18 @@ function verdictOnClearTiles(
     for (const [i, k] of clear.entries()) out.set(a.subarray(k * classes, (k + 1) * classes), i * classes);
     return out;
   };
-  const { verdict } = predictor.verdictOn(
-    logProbabilities
-      ? { probabilities: rowsOf(probabilities), logProbabilities: rowsOf(logProbabilities) }
-      : { probabilities: rowsOf(probabilities) },
+  const { vote, verdict } = predictor.verdictOn(
+    {
+      probabilities: rowsOf(probabilities),
+      ...(logProbabilities ? { logProbabilities: rowsOf(logProbabilities) } : {}),
+      ...(attention ? { attention: Float32Array.from(clear, (k) => attention[k] ?? 0) } : {}),
+    },
     clear.length,
   );
-  return verdict;
+  // Each kept tile's weight in the answer; the tiles left out weigh nothing.
+  const weights = vote.attention ? new Float32Array(tiles.length) : undefined;
+  if (weights && vote.attention) for (const [i, k] of clear.entries()) weights[k] = vote.attention[i] ?? 0;
+  return { verdict, weights };
 }
 
 export async function predictSlide(
@@ -466,7 +485,7 @@ export async function predictSlide(
     const maskMs = performance.now() - maskStarted;
 
     const readLevel = slide.levelFor(factor);
-    const { probabilities, logProbabilities, quality, readMs, inferenceMs } = await predictTiles(
+    const { probabilities, logProbabilities, attention, quality, readMs, inferenceMs } = await predictTiles(
       predictor,
       slide,
       { factor, stride0, cols, rows, readLevel },
@@ -487,7 +506,14 @@ export async function predictSlide(
       densityRatio: rounded(ratios[k] ?? 0),
       folded: isFolded(ratios[k] ?? 0),
     }));
-    const verdict = verdictOnClearTiles(predictor, slide.info, { probabilities, logProbabilities }, tiles);
+    const { verdict, weights } = verdictOnClearTiles(
+      predictor,
+      slide.info,
+      { probabilities, logProbabilities, attention },
+      tiles,
+    );
+    if (weights)
+      for (const [k, tile] of tiles.entries()) tile.attention = Number((weights[k] ?? 0).toPrecision(4));
     return {
       slide: {
         path: slide.info.path,

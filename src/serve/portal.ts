@@ -6,7 +6,8 @@
 import { estimateLabel } from '../evaluate/cross-validation.js';
 import { escapeHtml } from '../html.js';
 import { percent as pct } from '../format.js';
-import { classColour } from '../predict/heatmap.js';
+import { ATTENTION_RGB, classColour } from '../predict/heatmap.js';
+import type { PatchGrid } from '../predict/predictor.js';
 import { architectureOf, type ModelManifest } from '../model/package.js';
 import type { AuditEntry } from '../store/audit.js';
 import type { PredictionRecord } from '../store/predictions.js';
@@ -131,6 +132,40 @@ export function uploadPage(ctx: PageContext, manifest: ModelManifest): string {
   );
 }
 
+/** The colour of attention: one hue, its opacity the patch's weight against the image's largest. */
+const ATTENTION_COLOUR = `rgb(${ATTENTION_RGB.join(',')})`;
+
+/**
+ * A model that pools by attention: each patch's weight in the answer as a map over the image
+ * (hidden until asked for), each cell carrying its weight for the pointer and for tools.
+ */
+function attentionMap(grid: PatchGrid): string {
+  const weights = grid.attention;
+  if (!weights || weights.length === 0) return '';
+  const top = Math.max(...weights);
+  const cells = grid.cells
+    .map(([col, row], k) => {
+      const w = weights[k] ?? 0;
+      const share = top > 0 ? w / top : 0;
+      return `<rect x="${col * grid.stride}" y="${row * grid.stride}" width="${grid.patchSize}" height="${grid.patchSize}" fill="${ATTENTION_COLOUR}" fill-opacity="${(0.75 * share).toFixed(3)}" data-col="${col}" data-row="${row}" data-attention="${w}"><title>patch ${col}, ${row}: attention ${pct(w)}</title></rect>`;
+    })
+    .join('');
+  return `<svg id="attention" class="overlay" viewBox="0 0 ${grid.width} ${grid.height}" preserveAspectRatio="none" role="img" aria-label="Attention map: each patch's weight in the answer" style="display:none">${cells}</svg>`;
+}
+
+function attentionControls(grid: PatchGrid): string {
+  const weights = grid.attention;
+  if (!weights || weights.length === 0) return '';
+  const ranked = grid.cells
+    .map(([col, row], k) => ({ col, row, w: weights[k] ?? 0 }))
+    .sort((a, b) => b.w - a.w)
+    .slice(0, 5)
+    .map((c) => `<li>patch ${c.col}, ${c.row}: ${pct(c.w)}</li>`)
+    .join('');
+  return `<p><label><input id="toggle-attention" type="checkbox"> Show the attention map</label> <span class="muted">(the model answers from the patches it weighs most; an even share would be ${pct(1 / weights.length)})</span></p>
+<details><summary>Patches weighed most</summary><ol id="top-attention">${ranked}</ol></details>`;
+}
+
 export function resultPage(
   ctx: PageContext,
   record: PredictionRecord,
@@ -153,8 +188,8 @@ export function resultPage(
     .join('');
   const figure = hasImage
     ? `<div class="figure"><img src="/cases/${encodeURIComponent(record.id)}/image.png" alt="The uploaded image ${escapeHtml(record.fileName)}" width="${r.grid.width}" height="${r.grid.height}">
-<img id="overlay" class="overlay" src="/cases/${encodeURIComponent(record.id)}/overlay.png" alt="Patch heatmap: each patch coloured by its predicted class, opacity by confidence"></div>
-<p><label><input id="toggle" type="checkbox" checked> Show the patch heatmap</label> <span class="legend">${legend}</span></p>
+<img id="overlay" class="overlay" src="/cases/${encodeURIComponent(record.id)}/overlay.png" alt="Patch heatmap: each patch coloured by its predicted class, opacity by confidence">${attentionMap(r.grid)}</div>
+<p><label><input id="toggle" type="checkbox" checked> Show the patch heatmap</label> <span class="legend">${legend}</span></p>${attentionControls(r.grid)}
 <p><a href="/cases/${encodeURIComponent(record.id)}/viewer">Open in the zoomable viewer</a></p>`
     : '<p class="muted">The image was not kept on the server, so it cannot be shown.</p>';
   return layout(
@@ -260,6 +295,8 @@ function zoomViewer(
     title: string;
     base: unknown;
     overlay: unknown;
+    /** A model that pools by attention: the map of each tile's (or patch's) weight in its answer. */
+    attention?: unknown;
     answer: string;
     status: string;
     legend: string;
@@ -271,13 +308,22 @@ function zoomViewer(
 <div class="result"><div>
 <div id="viewer" role="img" aria-label="Zoomable image with its class overlay" style="width:100%;height:620px;background:#20242c;border-radius:8px"></div>
 <p><label><input type="checkbox" id="show-overlay" checked> Class overlay</label>
-&nbsp; <label>Opacity <input type="range" id="opacity" min="0" max="100" value="60"></label></p>
+&nbsp; <label>Opacity <input type="range" id="opacity" min="0" max="100" value="60"></label>${
+    options.attention
+      ? ` &nbsp; <label><input type="checkbox" id="show-attention"> Attention map</label> <span class="muted">(each tile's weight in the answer)</span>`
+      : ''
+  }</p>
 <p class="legend" aria-label="Legend">${options.legend}</p>
 </div><div class="panel" id="answer" data-status="${escapeHtml(options.status)}">${options.answer}</div></div>`;
   return layout(
     ctx,
     options.title,
-    `${body}${jsonBlock('viewer-options', { base: options.base, overlay: options.overlay, waiting: options.waiting })}`,
+    `${body}${jsonBlock('viewer-options', {
+      base: options.base,
+      overlay: options.overlay,
+      attention: options.attention ?? null,
+      waiting: options.waiting,
+    })}`,
     {
       scripts: ['/static/openseadragon/openseadragon.min.js', '/static/portal/viewer.js'],
     },
@@ -322,6 +368,8 @@ export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: Mo
     title: job.fileName,
     base: `/slides/${id}/slide.dzi`,
     overlay: job.status === 'done' ? `/slides/${id}/heatmap.dzi` : null,
+    attention:
+      job.status === 'done' && manifest.mil?.pooling === 'attention' ? `/slides/${id}/attention.dzi` : null,
     answer,
     status: job.status,
     legend: legendOf(manifest),

@@ -49,6 +49,12 @@ export const PREDICTION_SCHEMA = {
           description: '[col, row, class index, confidence] per patch',
           items: { type: 'array', items: { type: 'number' } },
         },
+        attention: {
+          type: 'array',
+          description:
+            "a model that pools by attention: each patch's weight in the image's answer, in the order of cells (they sum to 1)",
+          items: { type: 'number' },
+        },
       },
     },
     timings: {

@@ -147,55 +147,65 @@ export function slideImageRoutes(app: FastifyInstance, options: { hide: boolean 
   const { hide } = options;
   const jobFile = (id: string, name: string): Promise<string> => service.slideResultFile(id, name);
 
-  api.get(
-    '/slides/:id/heatmap.png',
+  // The class overlay, and for a model that pools by attention the tiles' weights in its answer.
+  const overlays = [
+    { name: 'heatmap', what: 'The class overlay' },
     {
-      schema: {
-        hide,
-        summary: "The class overlay over the whole slide (RGBA PNG, the slide's aspect)",
-        tags: ['slides'],
-        security: [{ apiKey: [] }],
-        params: ID_PARAMS,
-        produces: ['image/png'],
-        response: { 200: { description: 'PNG' }, '4xx': ERROR_SCHEMA },
+      name: 'attention',
+      what: "The attention map (each tile's weight in the answer; models that pool by attention)",
+    },
+  ] as const;
+  for (const { name, what } of overlays) {
+    api.get(
+      `/slides/:id/${name}.png`,
+      {
+        schema: {
+          hide,
+          summary: `${what} over the whole slide (RGBA PNG, the slide's aspect)`,
+          tags: ['slides'],
+          security: [{ apiKey: [] }],
+          params: ID_PARAMS,
+          produces: ['image/png'],
+          response: { 200: { description: 'PNG' }, '4xx': ERROR_SCHEMA },
+        },
+        config: { audit: 'slide.heatmap' },
       },
-      config: { audit: 'slide.heatmap' },
-    },
-    async (request, reply) =>
-      reply.type('image/png').send(createReadStream(await jobFile(request.params.id, 'heatmap.png'))),
-  );
+      async (request, reply) =>
+        reply.type('image/png').send(createReadStream(await jobFile(request.params.id, `${name}.png`))),
+    );
 
-  api.get(
-    '/slides/:id/heatmap.dzi',
-    {
-      schema: {
-        hide,
-        summary: 'The overlay as a Deep Zoom pyramid',
-        tags: ['slides'],
-        security: [{ apiKey: [] }],
-        params: ID_PARAMS,
+    api.get(
+      `/slides/:id/${name}.dzi`,
+      {
+        schema: {
+          hide,
+          summary: `${what} as a Deep Zoom pyramid`,
+          tags: ['slides'],
+          security: [{ apiKey: [] }],
+          params: ID_PARAMS,
+        },
+        config: { audit: 'slide.heatmap' },
       },
-      config: { audit: 'slide.heatmap' },
-    },
-    async (request, reply) =>
-      reply.type('application/xml').send(createReadStream(await jobFile(request.params.id, 'heatmap.dzi'))),
-  );
+      async (request, reply) =>
+        reply.type('application/xml').send(createReadStream(await jobFile(request.params.id, `${name}.dzi`))),
+    );
 
-  api.get(
-    '/slides/:id/heatmap_files/:level/:tile',
-    { schema: { hide: true, params: TILE_PARAMS }, config: { audit: 'slide.heatmap' } },
-    async (request, reply) => {
-      const { id, level, tile } = request.params;
-      return reply
-        .type('image/png')
-        .header('cache-control', 'private, max-age=86400')
-        .send(
-          createReadStream(
-            await jobFile(id, path.join('heatmap_files', String(level), tile.replace(/\.jpeg$/, '.png'))),
-          ),
-        );
-    },
-  );
+    api.get(
+      `/slides/:id/${name}_files/:level/:tile`,
+      { schema: { hide: true, params: TILE_PARAMS }, config: { audit: 'slide.heatmap' } },
+      async (request, reply) => {
+        const { id, level, tile } = request.params;
+        return reply
+          .type('image/png')
+          .header('cache-control', 'private, max-age=86400')
+          .send(
+            createReadStream(
+              await jobFile(id, path.join(`${name}_files`, String(level), tile.replace(/\.jpeg$/, '.png'))),
+            ),
+          );
+      },
+    );
+  }
 
   api.get(
     '/slides/:id/slide.dzi',

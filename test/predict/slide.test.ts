@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -12,7 +12,11 @@ import { tissueMask } from '../../src/image/tissue.js';
 import { slideGeoJson } from '../../src/predict/slide-geojson.js';
 import { predictSlide } from '../../src/predict/slide-predictor.js';
 import { heImage, tempDir } from '../fixtures.js';
-import { modelAtScale } from '../model-at-scale.js';
+import { milPackageFrom, modelAtScale } from '../model-at-scale.js';
+import { writePackage } from '../../src/model/package.js';
+import { Predictor } from '../../src/predict/predictor.js';
+import { executeSlideJob } from '../../src/predict/slide-job.js';
+import { softmax } from '../../src/predict/vote.js';
 import { hasShared, lymphomaDir, runCli } from '../helpers.js';
 import { fieldsOf, MPP_03X, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
 
@@ -305,6 +309,63 @@ describe('whole-slide images', () => {
       await assert.rejects(predictSlide(predictor, coarse.file), { code: 'ERR_UPSAMPLING' });
       const told = await predictSlide(predictor, coarse.file, { slideMpp: MPP_03X });
       assert.ok(told.tissue.tiles > 0);
+    },
+  );
+
+  it(
+    'answers a slide by attention over its clear tiles: each tile its weight, in the GeoJSON and an attention map',
+    needsShared,
+    async () => {
+      const t = await testSlide();
+      const plain = await modelAtScale(0.3005);
+      const plainDir = path.join(tempDir(), 'plain-model');
+      await writePackage(plainDir, plain.manifest, await plain.network.exportTensors());
+      const predictor = await Predictor.load(
+        await milPackageFrom(plainDir, path.join(tempDir(), 'mil-model')),
+        {
+          bf16: false,
+        },
+      );
+      const checkpointDir = path.join(tempDir(), 'mil-regions');
+      const result = await predictSlide(predictor, t.file, { checkpointDir });
+      assert.equal(result.model.rule, 'attention');
+      const weights = result.tiles.map((tile) => tile.attention ?? NaN);
+      assert.ok(weights.every((w) => w >= 0));
+      const clear = result.tiles.filter((tile) => !tile.blurred && !tile.folded);
+      const total = clear.reduce((sum, tile) => sum + (tile.attention ?? 0), 0);
+      assert.ok(Math.abs(total - 1) < 2e-3, `the clear tiles' weights sum to ${total}`);
+      assert.ok(
+        Math.max(...weights) > 1.5 * Math.min(...clear.map((tile) => tile.attention ?? 0)),
+        'weights differ',
+      );
+      // The slide's answer is the attention-weighted mean of its clear tiles' log-probabilities.
+      const scores = result.model.classes.map((_, c) =>
+        clear.reduce((sum, tile) => sum + (tile.attention ?? 0) * Math.log(tile.probabilities[c] ?? 1e-9), 0),
+      );
+      const expected = softmax(scores);
+      result.model.classes.forEach((c, k) =>
+        assert.ok(Math.abs((result.result.probabilities[c] ?? 0) - (expected[k] ?? 0)) < 5e-3, c),
+      );
+      // A run stopped midway continues from its regions: the same weights.
+      const again = await predictSlide(predictor, t.file, { checkpointDir });
+      assert.deepEqual(again.tiles, result.tiles);
+      const first = slideGeoJson(result).features[0];
+      assert.equal(first?.properties.measurements.Attention, result.tiles[0]?.attention);
+      const jobDir = path.join(tempDir(), 'mil-job');
+      await executeSlideJob(
+        predictor,
+        { slidePath: t.file, slideMpp: null },
+        jobDir,
+        new AbortController().signal,
+        () => undefined,
+      );
+      for (const file of ['heatmap.png', 'attention.png', 'attention.dzi'])
+        assert.ok(existsSync(path.join(jobDir, file)), file);
+      const attentionMap = await sharp(path.join(jobDir, 'attention.png'))
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      assert.equal(attentionMap.info.channels, 4);
+      await predictor.close();
     },
   );
 

@@ -10,6 +10,7 @@ import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
 import { launchChromium, watchedPage } from '../browser.js';
 import { tempDir } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
+import { milPackageFrom } from '../model-at-scale.js';
 
 describe('web portal in a real browser', () => {
   let server: PathotypeServer | undefined;
@@ -121,6 +122,53 @@ describe('web portal in a real browser', () => {
         .setInputFiles({ name: 'white.png', mimeType: 'image/png', buffer: white });
       await page.waitForSelector('#status.error');
       assert.match((await page.textContent('#status')) ?? '', /mostly empty/);
+      await page.close();
+    } finally {
+      await second.app.close();
+    }
+  });
+
+  it("shows a model's attention map: each patch's weight in the answer, as the API gives it", async () => {
+    assert.ok(browser);
+    const milDir = await milPackageFrom(modelDir, path.join(tempDir(), 'attention-model'));
+    const second = await buildServer({ modelDir: milDir, dataDir: path.join(tempDir(), 'serve-mil') });
+    try {
+      const url = await second.app.listen({ host: '127.0.0.1', port: 0 });
+      const { page, violations } = await watchedPage(browser);
+      cspChecks.push(violations);
+      await page.goto(`${url}/`);
+      await page.getByLabel('Choose an image…').setInputFiles(path.join(images, 'CHECKER/2.png'));
+      await page.waitForURL(/\/cases\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+      const id = page.url().split('/').at(-1) ?? '';
+      const response = await page.request.get(`${url}/api/v1/predictions/${id}`);
+      assert.equal(response.status(), 200);
+      const { grid, rule } = (await response.json()) as {
+        rule: string;
+        grid: { cells: [number, number, number, number][]; attention?: number[] };
+      };
+      assert.equal(rule, 'attention');
+      assert.ok(grid.attention && grid.attention.length === grid.cells.length);
+      // The patch the model weighs most, and one it weighs least: their weights as the page shows them.
+      const ranked = grid.attention.map((w, k) => ({ w, k })).sort((a, b) => b.w - a.w);
+      const attentionMap = page.locator('#attention');
+      assert.equal(await attentionMap.isVisible(), false, 'the attention map is off at first');
+      await page.getByLabel('Show the attention map').check();
+      assert.equal(await attentionMap.isVisible(), true);
+      for (const { w, k } of [ranked[0], ranked.at(-1)].filter((r) => r !== undefined)) {
+        const [col, row] = grid.cells[k] ?? [];
+        const cell = page.locator(`#attention rect[data-col="${col}"][data-row="${row}"]`);
+        assert.equal(Number(await cell.getAttribute('data-attention')), w);
+        assert.equal(
+          await cell.locator('title').textContent(),
+          `patch ${col}, ${row}: attention ${(w * 100).toFixed(1)}%`,
+        );
+      }
+      const top = ranked[0];
+      assert.ok(top);
+      assert.match(
+        (await page.textContent('#top-attention')) ?? '',
+        new RegExp(`patch ${grid.cells[top.k]?.[0]}, ${grid.cells[top.k]?.[1]}`),
+      );
       await page.close();
     } finally {
       await second.app.close();

@@ -11,6 +11,7 @@ import { tempDir } from '../fixtures.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { fieldsOf, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
 import { slideScalePackage } from './model-fixture.js';
+import { milPackageFrom } from '../model-at-scale.js';
 
 interface Feature {
   geometry: { coordinates: [number, number][][] };
@@ -161,6 +162,61 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
       ),
       0.3,
     );
+  });
+
+  it("shows a model's attention map over the slide, off until asked for", async () => {
+    assert.ok(browser);
+    const model = await slideScalePackage();
+    const milDir = await milPackageFrom(model.modelDir, path.join(tempDir(), 'slide-mil'));
+    const root = path.dirname(slide.file);
+    const second = await buildServer({
+      modelDir: milDir,
+      dataDir: path.join(tempDir(), 'serve-mil'),
+      slideRoot: root,
+    });
+    try {
+      const created = await second.app.inject({
+        method: 'POST',
+        url: '/api/v1/slides',
+        payload: { path: 'viewer.tif' },
+      });
+      const id = created.json<{ id: string }>().id;
+      await second.slidesIdle();
+      const geojson = (await second.app.inject(`/api/v1/slides/${id}/geojson`)).json<{
+        features: { properties: { measurements: Record<string, number> } }[];
+      }>();
+      const weights = geojson.features.map((f) => f.properties.measurements.Attention ?? NaN);
+      assert.ok(
+        Math.abs(weights.reduce((a, b) => a + b, 0) - 1) < 0.01,
+        'every tile its weight; they sum to 1',
+      );
+      assert.equal((await second.app.inject(`/api/v1/slides/${id}/attention.png`)).statusCode, 200);
+      const url = await second.app.listen({ host: '127.0.0.1', port: 0 });
+      const { page, violations } = await watchedPage(browser);
+      cspChecks.push(violations);
+      const attentionTiles: string[] = [];
+      page.on('request', (r) => {
+        if (r.url().includes('/attention_files/')) attentionTiles.push(r.url());
+      });
+      await page.goto(`${url}/slides/${id}`);
+      await page.waitForFunction(
+        () => (globalThis as unknown as { pathotypeAttention?: unknown }).pathotypeAttention !== undefined,
+      );
+      const opacity = (): Promise<number> =>
+        page.evaluate(() =>
+          (
+            globalThis as unknown as { pathotypeAttention: { getOpacity(): number } }
+          ).pathotypeAttention.getOpacity(),
+        );
+      assert.equal(await opacity(), 0, 'off at first');
+      await page.getByLabel('Attention map').check();
+      assert.equal(await opacity(), 0.6);
+      if (attentionTiles.length === 0)
+        await page.waitForRequest((r) => r.url().includes('/attention_files/'), { timeout: 30_000 });
+      await page.close();
+    } finally {
+      await second.app.close();
+    }
   });
 
   it('met no Content-Security-Policy violation on any page', () => {
