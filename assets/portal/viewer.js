@@ -1,4 +1,5 @@
-// The zoomable viewer: OpenSeadragon with the class overlay; its tile sources come in the page's JSON.
+// The zoomable viewer: OpenSeadragon with the class overlay (and, for a model that pools by
+// attention, its attention map); the tile sources come in the page's JSON.
 const options = JSON.parse(document.getElementById('viewer-options').textContent);
 const viewer = OpenSeadragon({
   id: 'viewer',
@@ -9,50 +10,33 @@ const viewer = OpenSeadragon({
   drawer: 'canvas',
 });
 window.pathotypeViewer = viewer;
-const show = document.getElementById('show-overlay');
 const opacity = document.getElementById('opacity');
-const apply = () => {
-  if (window.pathotypeOverlay) window.pathotypeOverlay.setOpacity(show.checked ? opacity.value / 100 : 0);
-};
-show.addEventListener('change', apply);
-opacity.addEventListener('input', apply);
-viewer.addHandler('open', () => {
-  if (!options.overlay) return;
-  // The overlay covers the whole image at its own resolution: stretched to the image's width.
-  viewer.addTiledImage({
-    tileSource: options.overlay,
-    x: 0,
-    y: 0,
-    width: 1,
-    opacity: 0.6,
-    success: (e) => {
-      window.pathotypeOverlay = e.item;
-      apply();
-    },
-  });
-});
-// A model that pools by attention: its map of each tile's weight, over the class overlay, off at first.
-const showAttention = document.getElementById('show-attention');
-const applyAttention = () => {
-  if (window.pathotypeAttention)
-    window.pathotypeAttention.setOpacity(showAttention.checked ? opacity.value / 100 : 0);
-};
-if (showAttention) {
-  showAttention.addEventListener('change', applyAttention);
-  opacity.addEventListener('input', applyAttention);
+
+/**
+ * An overlay covering the whole image at its own resolution (stretched to the image's width),
+ * shown at the slider's opacity while its checkbox is ticked; its tiled image goes to window[name].
+ */
+function overlay(source, toggle, name) {
+  if (!source || !toggle) return;
+  const apply = () => {
+    if (window[name]) window[name].setOpacity(toggle.checked ? opacity.value / 100 : 0);
+  };
+  toggle.addEventListener('change', apply);
+  opacity.addEventListener('input', apply);
   viewer.addHandler('open', () => {
-    if (!options.attention) return;
     viewer.addTiledImage({
-      tileSource: options.attention,
+      tileSource: source,
       x: 0,
       y: 0,
       width: 1,
       opacity: 0,
       success: (e) => {
-        window.pathotypeAttention = e.item;
-        applyAttention();
+        window[name] = e.item;
+        apply();
       },
     });
   });
 }
+overlay(options.overlay, document.getElementById('show-overlay'), 'pathotypeOverlay');
+overlay(options.attention, document.getElementById('show-attention'), 'pathotypeAttention');
 if (options.waiting) setTimeout(() => location.reload(), 2000);

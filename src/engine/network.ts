@@ -123,6 +123,10 @@ function checkRange(value: number | undefined, what: string, min: number, max: n
   }
 }
 
+function predictOptions(options: { bf16?: boolean; raw?: boolean }): { bf16: boolean; raw: boolean } {
+  return { bf16: options.bf16 ?? false, raw: options.raw ?? false };
+}
+
 export class Network {
   readonly spec: ResolvedSpec;
   readonly #native: NativeNetwork;
@@ -236,11 +240,7 @@ export class Network {
   ): Promise<Float32Array> {
     const shape = this.#shape(batch, options.bagSize);
     return this.#enqueue(() =>
-      this.#native.predict(batch, shape, {
-        bf16: options.bf16 ?? false,
-        raw: options.raw ?? false,
-        attention: false,
-      }),
+      this.#native.predict(batch, shape, { ...predictOptions(options), attention: false }),
     );
   }
 
@@ -255,11 +255,7 @@ export class Network {
     if (!this.spec.input.bag) throw new EngineInputError('attention scores come from a bag network');
     const shape = this.#shape(batch, options.bagSize);
     return this.#enqueue(() =>
-      this.#native.predict(batch, shape, {
-        bf16: options.bf16 ?? false,
-        raw: options.raw ?? false,
-        attention: true,
-      }),
+      this.#native.predict(batch, shape, { ...predictOptions(options), attention: true }),
     );
   }
 

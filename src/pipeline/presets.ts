@@ -39,6 +39,23 @@ const STAIN_JITTER = {
  */
 const byPatient: SplitConfig = { kind: 'kfold', folds: 5, validationFraction: 0.2, seed: 1 };
 
+/**
+ * What the frozen-feature presets share: ImageNet ResNet50 cut after res4, 96 px patches at 1.0667
+ * um/px (0.3x) with half a patch of overlap, no normalisation, five folds of patients.
+ */
+const resnet50Res4Features = {
+  groupBy: 'auto',
+  split: { kind: 'kfold', folds: 5, validationFraction: 0, seed: 1 },
+  prepare: { normalisation: 'none', mpp: 1.0667, patchSize: 96, stride: 48 },
+  train: {
+    architecture: 'resnet50',
+    depth: 'res4',
+    head: { pooling: 'avg', hidden: [], dropout: 0 },
+    pretrained: 'weights:resnet50',
+    augment: { flip: false, rotate90: false, stain: {} },
+  },
+} as const satisfies Omit<Preset, 'name' | 'description'>;
+
 export const PRESETS: Record<string, Preset> = {
   'resnet50-probe': {
     name: 'resnet50-probe',
@@ -46,19 +63,8 @@ export const PRESETS: Record<string, Preset> = {
       'ImageNet ResNet50 (Keras weights) cut after res4, frozen; 96x96 patches at 0.3x scale; each image the mean of its ' +
       "patches' pooled features; an L2-regularised logistic regression on those image vectors (seconds); mean-logit vote; " +
       'temperature and abstention threshold from patient-grouped cross-validation',
-    groupBy: 'auto',
-    split: { kind: 'kfold', folds: 5, validationFraction: 0, seed: 1 },
-    prepare: { normalisation: 'none', mpp: 1.0667, patchSize: 96, stride: 48 },
-    train: {
-      architecture: 'resnet50',
-      depth: 'res4',
-      method: 'probe',
-      probe: { l2: 0.01, views: 1 },
-      head: { pooling: 'avg', hidden: [], dropout: 0 },
-      pretrained: 'weights:resnet50',
-      augment: { flip: false, rotate90: false, stain: {} },
-      vote: 'logit',
-    },
+    ...resnet50Res4Features,
+    train: { ...resnet50Res4Features.train, method: 'probe', probe: { l2: 0.01, views: 1 }, vote: 'logit' },
   },
   'resnet50-mil': {
     name: 'resnet50-mil',
@@ -66,18 +72,8 @@ export const PRESETS: Record<string, Preset> = {
       "The main preset's frozen ResNet50 res4 features of every 96x96 patch at 0.3x scale, each image a bag of them; a " +
       'gated-attention MIL head (Ilse et al. 2018: projection 256, attention 128, dropout 0.25) trained in the engine by AdamW ' +
       'on the bags; the image answered by its attention-pooled bag, the weights its heatmap',
-    groupBy: 'auto',
-    split: { kind: 'kfold', folds: 5, validationFraction: 0, seed: 1 },
-    prepare: { normalisation: 'none', mpp: 1.0667, patchSize: 96, stride: 48 },
-    train: {
-      architecture: 'resnet50',
-      depth: 'res4',
-      method: 'mil',
-      mil: { pooling: 'attention' },
-      head: { pooling: 'avg', hidden: [], dropout: 0 },
-      pretrained: 'weights:resnet50',
-      augment: { flip: false, rotate90: false, stain: {} },
-    },
+    ...resnet50Res4Features,
+    train: { ...resnet50Res4Features.train, method: 'mil', mil: { pooling: 'attention' } },
   },
   'knime-vgg16': {
     name: 'knime-vgg16',

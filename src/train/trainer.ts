@@ -39,7 +39,7 @@ import {
 import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
-import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures } from './probe.js';
+import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures, type ProbeOptions } from './probe.js';
 import {
   encoderFeatureSpec,
   encoderHeadSpec,
@@ -632,21 +632,27 @@ function frozenBaseImages(store: PatchStore): StoredImage[] {
   );
 }
 
-/** The feature pass reported as the one epoch of a frozen-base recipe. */
-function featureProgress(options: TrainOptions): (done: number, total: number) => void {
-  return (done, total) =>
-    options.onProgress?.({
-      epoch: 1,
-      epochs: 1,
-      phase: 1,
-      batch: done,
-      batches: total,
-      loss: 0,
-      accuracy: 0,
-      learningRate: 0,
-      patchesPerSecond: 0,
-      etaSeconds: 0,
-    });
+/** What a frozen-base recipe's feature pass takes from the config; its progress reported as the one epoch. */
+function frozenBaseOptions(config: RunConfig, options: TrainOptions): ProbeOptions {
+  return {
+    probe: config.probe,
+    stain: config.augment.stain,
+    bf16: config.bf16,
+    seed: config.seed,
+    onProgress: (done, total) =>
+      options.onProgress?.({
+        epoch: 1,
+        epochs: 1,
+        phase: 1,
+        batch: done,
+        batches: total,
+        loss: 0,
+        accuracy: 0,
+        learningRate: 0,
+        patchesPerSecond: 0,
+        etaSeconds: 0,
+      }),
+  };
 }
 
 async function fitProbePackage(
@@ -659,13 +665,7 @@ async function fitProbePackage(
   options: TrainOptions,
 ): Promise<TrainResult> {
   const images = frozenBaseImages(store);
-  const fitted = await fitProbe(workspace, store, base.features, images, {
-    probe: config.probe,
-    stain: config.augment.stain,
-    bf16: config.bf16,
-    seed: config.seed,
-    onProgress: featureProgress(options),
-  });
+  const fitted = await fitProbe(workspace, store, base.features, images, frozenBaseOptions(config, options));
   return writeFrozenBasePackage(workspace, config, store, base, started, {
     spec: base.spec,
     tensors: [...base.tensors, ...fitted.head],
@@ -690,12 +690,8 @@ async function fitMilPackage(
 ): Promise<TrainResult> {
   const images = frozenBaseImages(store);
   const fitted = await fitMil(workspace, store, base.features, images, {
-    probe: config.probe,
+    ...frozenBaseOptions(config, options),
     mil: config.mil,
-    stain: config.augment.stain,
-    bf16: config.bf16,
-    seed: config.seed,
-    onProgress: featureProgress(options),
   });
   return writeFrozenBasePackage(workspace, config, store, base, started, {
     spec: base.featureSpec,

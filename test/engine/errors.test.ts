@@ -9,6 +9,17 @@ import { smallCnn } from '../../src/engine/zoo.js';
 
 const spec = (): NetworkSpec => smallCnn({ inputSize: 8, filters: [4], head: { classes: 3 } });
 
+/** An 8x8 RGB input in the addon's own form: every field given, as the TypeScript spec fills them. */
+const RAW_INPUT = {
+  height: 8,
+  width: 8,
+  channels: 3,
+  channelOrder: 'rgb',
+  mean: [0, 0, 0],
+  std: [1, 1, 1],
+  bag: false,
+};
+
 function withLayers(layers: unknown[]): NetworkSpec {
   return { ...spec(), layers: layers as LayerSpec[] };
 }
@@ -78,15 +89,7 @@ describe('engine errors', () => {
     const engine = loadEngine();
     await assert.rejects(
       engine.createNetwork({
-        input: {
-          height: 8,
-          width: 8,
-          channels: 3,
-          channelOrder: 'rgb',
-          mean: [0, 0, 0],
-          std: [1, 1, 1],
-          bag: false,
-        },
+        input: RAW_INPUT,
         classes: 3,
         layers: [{ type: 'linear', name: 'fc', inFeatures: 7, units: 3, useBias: true }],
       }),
@@ -101,15 +104,7 @@ describe('engine errors', () => {
     assert.throws(
       () =>
         engine.createNetwork({
-          input: {
-            height: 8,
-            width: 8,
-            channels: 3,
-            channelOrder: 'rgb',
-            mean: [0, 0, 0],
-            std: [1, 1, 1],
-            bag: false,
-          },
+          input: RAW_INPUT,
           classes: 3,
           layers: [{ type: 'globalAvgPool' }, { type: 'linear', name: 'fc', inFeatures: 3, units: 3 }],
         }),
@@ -170,15 +165,7 @@ describe('engine errors', () => {
   it('calls the raw addon with wrong types and gets errors, not a crash', async () => {
     const network = await Network.create(spec());
     const raw = (await loadEngine().createNetwork({
-      input: {
-        height: 8,
-        width: 8,
-        channels: 3,
-        channelOrder: 'rgb',
-        mean: [0, 0, 0],
-        std: [1, 1, 1],
-        bag: false,
-      },
+      input: RAW_INPUT,
       classes: 3,
       layers: [
         { type: 'globalAvgPool' },

@@ -181,6 +181,26 @@ describe('ONNX encoders', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }
     const [prediction] = await predictor.predictImagesSettled([{ source: fieldsOf('FL', 1)[0] ?? '' }]);
     assert.notEqual(prediction?.status, 'refused');
     await predictor.close();
+
+    // Attention pooling on the encoder's features: the package carries the encoder and the head.
+    const pooled = await train(
+      workspace,
+      resolveTrainConfig({
+        ...base,
+        name: 'encoded-mil',
+        method: 'mil',
+        mil: { projection: 8, attention: 4, epochs: 3 },
+        encoder: { onnx: encoderFile, inputSize: 32, mpp: MPP, mean: [0, 0, 0], std: [1, 1, 1] },
+      }),
+    );
+    assert.equal(pooled.manifest.encoder?.dims, 16);
+    assert.equal(pooled.manifest.mil?.pooling, 'attention');
+    assert.equal(pooled.manifest.spec.name, 'onnx_encoder_features');
+    const milPredictor = await Predictor.load(pooled.packageDir);
+    const [answer] = await milPredictor.predictImages([{ source: fieldsOf('FL', 1)[0] ?? '' }]);
+    assert.equal(answer?.rule, 'attention');
+    assert.equal(answer?.grid.attention?.length, answer?.grid.cells.length);
+    await milPredictor.close();
     catalog.close();
 
     writeFileSync(path.join(result.packageDir, 'encoder.onnx'), Buffer.from('changed'));
