@@ -161,13 +161,18 @@ async function heatmapsFor(
         p.vote.patchClasses[k] ?? 0,
         p.vote.patchConfidence[k] ?? 0,
       ]),
+      ...(p.vote.attention ? { attention: Array.from(p.vote.attention) } : {}),
     };
     try {
       const image = await decodeRgb(record.path, { width: p.image.width, height: p.image.height });
-      heatmaps.push({
-        title: `${record.className}/${record.fileName}: predicted ${classes[p.vote.predicted] ?? ''}`,
-        png: await heatmapPng(image, grid, 700),
-      });
+      const title = `${record.className}/${record.fileName}: predicted ${classes[p.vote.predicted] ?? ''}`;
+      heatmaps.push({ title, png: await heatmapPng(image, grid, 700) });
+      // A model that pools by attention: the patches it answered from, beside their classes.
+      if (grid.attention)
+        heatmaps.push({
+          title: `${title} (attention)`,
+          png: await heatmapPng(image, grid, 700, 'attention'),
+        });
     } catch {
       // The image file is gone since prepare: the report goes without its heatmap.
     }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -50,6 +51,11 @@ describe('the multiple-instance (attention pooling) recipe', () => {
       assert.ok(
         evaluation.report.image.accuracy >= 0.6,
         `image accuracy ${evaluation.report.image.accuracy}`,
+      );
+      assert.match(
+        readFileSync(evaluation.html, 'utf8'),
+        /predicted \w+ \(attention\)/,
+        "the report's attention maps",
       );
 
       // The predictor's answer is the head run on the image's whole bag of patch features.
