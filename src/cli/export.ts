@@ -80,7 +80,8 @@ export function registerExport(program: Command): void {
         `${result.file} (${(result.bytes / 1e6).toFixed(1)} MB, opset ${flags.opset}, input ${flags.input})\n` +
           `${result.sidecar}\n` +
           `checked in ONNX Runtime on ${result.check.patches} ${patches ? 'real' : 'noise'} patches: probabilities within ` +
-          `${result.check.maxProbabilityDifference.toExponential(2)}, logits within ${result.check.maxLogitDifference.toExponential(2)} of the addon's\n`,
+          `${result.check.maxProbabilityDifference.toExponential(2)}, logits within ${result.check.maxLogitDifference.toExponential(2)}` +
+          `${result.check.maxAttentionDifference === undefined ? '' : `, attention scores within ${result.check.maxAttentionDifference.toExponential(2)}`} of the addon's\n`,
       );
     });
 }

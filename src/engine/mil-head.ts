@@ -9,7 +9,7 @@
  */
 import { EngineInputError } from '../errors.js';
 import type { InstanceOutputs, PatchRunner } from './inference-engine.js';
-import type { Network } from './network.js';
+import type { NamedTensor, Network } from './network.js';
 import { bagInput, type LayerSpec, type NetworkSpec } from './spec.js';
 import { CLASSIFIER_LAYER } from './zoo.js';
 
@@ -89,5 +89,57 @@ export function milRunner(features: PatchRunner, head: Network): PatchRunner {
       return { logits: values, attention: scores };
     },
     close: () => features.close(),
+  };
+}
+
+/**
+ * The per-patch network a multiple-instance package exports (to ONNX): the base, then the head
+ * run on each patch as a bag of one, its input standardisation folded into the projection (now a
+ * linear layer on the flat features), the mean pool dropped (the identity for one instance), the
+ * attention pool kept for its score. Only the ONNX writer reads this spec: the addon's attention
+ * pool takes bags, not flat vectors.
+ */
+export function perPatchExport(
+  base: NetworkSpec,
+  baseTensors: readonly NamedTensor[],
+  head: NetworkSpec,
+  headTensors: readonly NamedTensor[],
+): { spec: NetworkSpec; tensors: NamedTensor[] } {
+  const find = (name: string): NamedTensor => {
+    const tensor = headTensors.find((t) => t.name === name);
+    if (!tensor) throw new EngineInputError(`the multiple-instance head lacks '${name}'`);
+    return tensor;
+  };
+  const weight = find(`${PROJECTION_LAYER}.weight`);
+  const bias = find(`${PROJECTION_LAYER}.bias`);
+  const [units = 0, features = 0] = weight.shape;
+  const { mean, std } = head.input;
+  // W ((x - m) / s) + b = (W / s) x + (b - W (m / s)).
+  const folded = new Float32Array(units * features);
+  const shifted = Float32Array.from(bias.data);
+  for (let u = 0; u < units; u++)
+    for (let d = 0; d < features; d++) {
+      const w = (weight.data[u * features + d] ?? 0) / (std[d] ?? 1);
+      folded[u * features + d] = w;
+      shifted[u] = (shifted[u] ?? 0) - w * (mean[d] ?? 0);
+    }
+  const layers = head.layers.flatMap((layer): LayerSpec[] => {
+    if (layer.type === 'conv2d' && layer.name === PROJECTION_LAYER)
+      return [{ type: 'linear', name: PROJECTION_LAYER, units }];
+    return layer.type === 'globalAvgPool' || layer.type === 'dropout' ? [] : [layer];
+  });
+  return {
+    spec: {
+      ...base,
+      name: `${base.name}_${head.name}`,
+      classes: head.classes,
+      layers: [...base.layers, ...layers],
+    },
+    tensors: [
+      ...baseTensors,
+      ...headTensors.filter((t) => !t.name.startsWith(`${PROJECTION_LAYER}.`)),
+      { name: `${PROJECTION_LAYER}.weight`, shape: [units, features], data: folded },
+      { name: `${PROJECTION_LAYER}.bias`, shape: [units], data: shifted },
+    ],
   };
 }

@@ -62,6 +62,8 @@ type Shape = readonly number[];
 class GraphBuilder {
   readonly nodes: Onnx.INodeProto[] = [];
   readonly initializers: Onnx.ITensorProto[] = [];
+  /** An attention pool's per-instance score, exported as the output 'attention' ([batch, 1]). */
+  attention: string | undefined;
   readonly #tensors: Map<string, NamedTensor>;
   #count = 0;
 
@@ -228,10 +230,30 @@ function emitLayer(
       if (layer.useBias ?? true) inputs.push(graph.weight(`${layer.name}.bias`, [layer.units]));
       return { x: graph.node('Gemm', inputs, [int('transB', 1)]), shape: [layer.units] };
     }
-    case 'attentionPool':
-      throw new ConfigError(
-        'an attention-pooled network (method: mil) is not exported to ONNX: export its patch encoder with --features',
-      );
+    case 'attentionPool': {
+      // Exported per instance (a bag of one, engine/mil-head.ts): the instance passes through,
+      // and its attention score, for pooling over an image or slide outside, is a graph output.
+      if (shape.length !== 1 && (h !== 1 || w !== 1))
+        throw new ConfigError(
+          'an attention pool is exported for one instance at a time (a flat or 1x1 input)',
+        );
+      const hIn = shape.length === 1 ? x : graph.node('Flatten', [x], [int('axis', 1)]);
+      const units = layer.units;
+      const dense = (input: string, name: string, inFeatures: number, out: number): string =>
+        graph.node(
+          'Gemm',
+          [input, graph.weight(`${name}.weight`, [out, inFeatures]), graph.weight(`${name}.bias`, [out])],
+          [int('transB', 1)],
+        );
+      let hidden = graph.node('Tanh', [dense(hIn, `${layer.name}_V`, c, units)]);
+      if (layer.gated ?? true)
+        hidden = graph.node('Mul', [
+          hidden,
+          graph.node('Sigmoid', [dense(hIn, `${layer.name}_U`, c, units)]),
+        ]);
+      graph.attention = dense(hidden, `${layer.name}_w`, units, 1);
+      return { x: hIn, shape: [c] };
+    }
     case 'residual': {
       const body = emitLayers(graph, layer.body, x, shape);
       const shortcut = layer.shortcut ? emitLayers(graph, layer.shortcut, x, shape) : { x, shape };
@@ -282,6 +304,10 @@ export function networkToOnnx(
   if (options.probabilities) {
     graph.node('Softmax', [outputName], [int('axis', 1)], 'probabilities');
     outputs.push({ name: 'probabilities', type: tensorType(FLOAT, ['batch', end.shape[0] ?? 0]) });
+  }
+  if (graph.attention) {
+    graph.node('Identity', [graph.attention], [], 'attention');
+    outputs.push({ name: 'attention', type: tensorType(FLOAT, ['batch', 1]) });
   }
   const inputDims =
     layout === 'uint8-nhwc' ? ['batch', height, width, channels] : ['batch', channels, height, width];

@@ -16,6 +16,8 @@ import { mppOf } from '../image/preprocess.js';
 import { featureSpec } from '../engine/zoo.js';
 import { networkToOnnx, ONNX_OPSETS, type OnnxInputLayout } from '../engine/onnx-graph.js';
 import { loadPackageNetwork, softwareVersion, type ModelManifest } from './package.js';
+import { milRunner, perPatchExport } from '../engine/mil-head.js';
+import { addonRunner, type PatchRunner } from '../engine/inference-engine.js';
 
 /** The sidecar's format: a different major is not read the same way. */
 export const ONNX_SIDECAR_FORMAT = 'pathotype-onnx/1';
@@ -36,7 +38,12 @@ export interface OnnxSidecar {
     /** In the graph already: the channel order and (x - mean) / std of the network's input. */
     inGraph: { channelOrder: string; mean: number[]; std: number[] };
   };
-  outputs: { logits: string; probabilities: string };
+  outputs: { logits: string; probabilities: string; attention?: string };
+  /**
+   * A multiple-instance package: the graph scores each patch as a bag of one; an image's (or a
+   * slide's) logits are its patches' logits weighted by the softmax of their attention scores.
+   */
+  pooling?: { method: 'attention' | 'mean'; rule: string };
   /** Patches: side and step in pixels at `mpp` microns per pixel (null: each image as it is). */
   patch: { size: number; stride: number; mpp: number | null; targetScale: number | null };
   /** Applied to each image before it is cut, as pathotype does (not in the graph). */
@@ -50,6 +57,8 @@ export interface OnnxCheck {
   patches: number;
   maxProbabilityDifference: number;
   maxLogitDifference: number;
+  /** A multiple-instance package: its patches' attention scores. */
+  maxAttentionDifference?: number;
 }
 
 export interface OnnxExportResult {
@@ -69,20 +78,23 @@ export async function exportPackageOnnx(
   out: string,
   options: { opset?: number; input?: OnnxInputLayout; patches?: Uint8Array } = {},
 ): Promise<OnnxExportResult> {
-  const { manifest, network } = await loadPackageNetwork(modelDir);
+  const { manifest, network, milHead } = await loadPackageNetwork(modelDir);
   if (manifest.encoder)
     throw new PathotypeError(
       'ERR_ONNX',
-      `${modelDir} runs on an ONNX encoder (${manifest.encoder.file}) with a linear head: use the encoder itself; exporting both as one graph is not built`,
-    );
-  if (manifest.mil)
-    throw new PathotypeError(
-      'ERR_ONNX',
-      `${modelDir} pools its patches with a multiple-instance head, which is not exported to ONNX: export its patch encoder with --features`,
+      `${modelDir} runs on an ONNX encoder (${manifest.encoder.file}) with a ${manifest.mil ? 'multiple-instance' : 'linear'} head: use the encoder itself; exporting both as one graph is not built`,
     );
   const opset = options.opset ?? ONNX_OPSETS.default;
   const layout = options.input ?? 'uint8-nhwc';
-  const bytes = networkToOnnx(manifest.spec, await network.exportTensors(), {
+  const { spec, tensors } = milHead
+    ? perPatchExport(
+        manifest.spec,
+        await network.exportTensors(),
+        milHead.spec,
+        await milHead.exportTensors(),
+      )
+    : { spec: manifest.spec, tensors: await network.exportTensors() };
+  const bytes = networkToOnnx(spec, tensors, {
     opset,
     input: layout,
     probabilities: true,
@@ -92,7 +104,14 @@ export async function exportPackageOnnx(
       classes: manifest.classes.join(','),
     },
   });
-  const check = await checkOnnx(network, bytes, layout, options.patches ?? noisePatches(manifest, 16));
+  const patches = options.patches ?? noisePatches(manifest, 16);
+  const check = await checkOnnx(
+    network,
+    bytes,
+    layout,
+    patches,
+    milHead ? await perPatchOutputs(milRunner(addonRunner(network), milHead), patches) : undefined,
+  );
   const sidecar = sidecarOf(manifest, path.basename(out), bytes, opset, layout);
   const sidecarFile = sidecarPath(out);
   await mkdir(path.dirname(path.resolve(out)), { recursive: true });
@@ -191,7 +210,22 @@ function sidecarOf(
       channels: 'rgb',
       inGraph: { channelOrder, mean: [...mean], std: [...std] },
     },
-    outputs: { logits: 'logits', probabilities: 'probabilities' },
+    outputs: {
+      logits: 'logits',
+      probabilities: 'probabilities',
+      ...(manifest.mil?.pooling === 'attention' ? { attention: 'attention' } : {}),
+    },
+    ...(manifest.mil
+      ? {
+          pooling: {
+            method: manifest.mil.pooling,
+            rule:
+              manifest.mil.pooling === 'attention'
+                ? "image logits = sum over the image's patches of softmax(attention) x logits (each patch's logits from this graph)"
+                : "image logits = the mean of the image's patches' logits",
+          },
+        }
+      : {}),
     patch: {
       size: tiles.patchSize,
       stride: tiles.stride,
@@ -212,21 +246,49 @@ function noisePatches(manifest: ModelManifest, count: number): Uint8Array {
   return Uint8Array.from({ length: count * height * width * channels }, () => Math.floor(random() * 256));
 }
 
-/** ONNX Runtime against the addon on the same patches; throws ERR_ONNX beyond the tolerance. */
+/** What the addon says of each patch: the graph's outputs to check (attention for a multiple-instance package). */
+interface PatchExpectation {
+  logits: Float32Array;
+  probabilities: Float32Array;
+  attention?: Float32Array;
+}
+
+/** A multiple-instance package's outputs per patch, run through base and head in the addon. */
+async function perPatchOutputs(runner: PatchRunner, patches: Uint8Array): Promise<PatchExpectation> {
+  const { logits, attention } = (await runner.instances?.(patches)) ?? {
+    logits: new Float32Array(),
+    attention: null,
+  };
+  return { logits, probabilities: await runner.predict(patches), ...(attention ? { attention } : {}) };
+}
+
+/**
+ * ONNX Runtime against the addon on the same patches (the network's own outputs, or `expected`);
+ * throws ERR_ONNX beyond the tolerance.
+ */
 export async function checkOnnx(
   network: Network,
   bytes: Uint8Array,
   layout: OnnxInputLayout,
   patches: Uint8Array,
+  expected?: PatchExpectation,
 ): Promise<OnnxCheck> {
-  const logits = await network.predict(patches, { raw: true });
-  const probabilities = await network.predict(patches);
+  const { logits, probabilities, attention } = expected ?? {
+    logits: await network.predict(patches, { raw: true }),
+    probabilities: await network.predict(patches),
+  };
   const out = await onnxOutputs(network, bytes, layout, patches);
   const check = {
     patches: patches.length / network.imageBytes,
     maxProbabilityDifference: maxDifference(out.get('probabilities')?.data, probabilities),
     maxLogitDifference: maxDifference(out.get('logits')?.data, logits),
+    ...(attention ? { maxAttentionDifference: maxDifference(out.get('attention')?.data, attention) } : {}),
   };
+  if (check.maxAttentionDifference !== undefined && !(check.maxAttentionDifference <= ONNX_TOLERANCE))
+    throw new PathotypeError(
+      'ERR_ONNX',
+      `ONNX Runtime's attention scores differ from the addon's by ${check.maxAttentionDifference.toExponential(2)} (at most ${ONNX_TOLERANCE} is accepted): the graph was not written`,
+    );
   if (!(check.maxProbabilityDifference <= ONNX_TOLERANCE))
     throw new PathotypeError(
       'ERR_ONNX',
