@@ -584,7 +584,7 @@ interface ProbeBase {
 async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<ProbeBase> {
   if (!config.pretrained || !existsSync(config.pretrained))
     throw new ConfigError(
-      `a probe needs the pretrained weights ${config.pretrained ?? '(none given)'} (pathotype weights fetch ${config.architecture})`,
+      `method: ${config.method} keeps its base frozen, so it needs the pretrained weights ${config.pretrained ?? '(none given)'} (pathotype weights fetch ${config.architecture})`,
     );
   const base = featureSpec(spec);
   const network = await Network.create(base);

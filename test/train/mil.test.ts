@@ -129,4 +129,30 @@ describe('the multiple-instance (attention pooling) recipe', () => {
       catalog.close();
     },
   );
+
+  it('refuses a MIL recipe it cannot run, with the reason', async () => {
+    const base = { name: 'mil', store: 'patterns', architecture: 'mobilenet_v1', method: 'mil' } as const;
+    assert.throws(() => resolveTrainConfig({ ...base, mil: { pooling: 'max' } }), {
+      code: 'ERR_CONFIG',
+      message: /pooling/,
+    });
+    assert.throws(() => resolveTrainConfig({ ...base, mil: { epochs: 0 } }), {
+      code: 'ERR_CONFIG',
+      message: /epochs/,
+    });
+    assert.throws(() => resolveTrainConfig({ ...base, mil: { attention: 64, heads: 2 } }), {
+      code: 'ERR_CONFIG',
+      message: /heads/,
+    });
+    const { workspace, catalog } = await patternWorkspace(4, {
+      testFraction: 0.25,
+      validationFraction: 0,
+      seed: 3,
+    });
+    await assert.rejects(train(workspace, resolveTrainConfig({ ...base, pretrained: null, threads: 2 })), {
+      code: 'ERR_CONFIG',
+      message: /method: mil keeps its base frozen, so it needs the pretrained weights/,
+    });
+    catalog.close();
+  });
 });
