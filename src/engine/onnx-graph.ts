@@ -230,36 +230,44 @@ function emitLayer(
       if (layer.useBias ?? true) inputs.push(graph.weight(`${layer.name}.bias`, [layer.units]));
       return { x: graph.node('Gemm', inputs, [int('transB', 1)]), shape: [layer.units] };
     }
-    case 'attentionPool': {
-      // Exported per instance (a bag of one, engine/mil-head.ts): the instance passes through,
-      // and its attention score, for pooling over an image or slide outside, is a graph output.
-      if (shape.length !== 1 && (h !== 1 || w !== 1))
-        throw new ConfigError(
-          'an attention pool is exported for one instance at a time (a flat or 1x1 input)',
-        );
-      const hIn = shape.length === 1 ? x : graph.node('Flatten', [x], [int('axis', 1)]);
-      const units = layer.units;
-      const dense = (input: string, name: string, inFeatures: number, out: number): string =>
-        graph.node(
-          'Gemm',
-          [input, graph.weight(`${name}.weight`, [out, inFeatures]), graph.weight(`${name}.bias`, [out])],
-          [int('transB', 1)],
-        );
-      let hidden = graph.node('Tanh', [dense(hIn, `${layer.name}_V`, c, units)]);
-      if (layer.gated ?? true)
-        hidden = graph.node('Mul', [
-          hidden,
-          graph.node('Sigmoid', [dense(hIn, `${layer.name}_U`, c, units)]),
-        ]);
-      graph.attention = dense(hidden, `${layer.name}_w`, units, 1);
-      return { x: hIn, shape: [c] };
-    }
+    case 'attentionPool':
+      return emitAttentionPool(graph, layer, x, shape);
     case 'residual': {
       const body = emitLayers(graph, layer.body, x, shape);
       const shortcut = layer.shortcut ? emitLayers(graph, layer.shortcut, x, shape) : { x, shape };
       return { x: graph.node('Add', [body.x, shortcut.x]), shape: body.shape };
     }
   }
+}
+
+/**
+ * An attention pool, exported per instance (a bag of one, engine/mil-head.ts): the instance passes
+ * through, and its attention score, for pooling over an image or slide outside, is a graph output.
+ */
+function emitAttentionPool(
+  graph: GraphBuilder,
+  layer: Extract<LayerSpec, { type: 'attentionPool' }>,
+  x: string,
+  shape: Shape,
+): { x: string; shape: Shape } {
+  const [c = 0, h = 0, w = 0] = shape;
+  if (shape.length !== 1 && (h !== 1 || w !== 1))
+    throw new ConfigError('an attention pool is exported for one instance at a time (a flat or 1x1 input)');
+  const instance = shape.length === 1 ? x : graph.node('Flatten', [x], [int('axis', 1)]);
+  const dense = (input: string, name: string, inFeatures: number, out: number): string =>
+    graph.node(
+      'Gemm',
+      [input, graph.weight(`${name}.weight`, [out, inFeatures]), graph.weight(`${name}.bias`, [out])],
+      [int('transB', 1)],
+    );
+  let hidden = graph.node('Tanh', [dense(instance, `${layer.name}_V`, c, layer.units)]);
+  if (layer.gated ?? true)
+    hidden = graph.node('Mul', [
+      hidden,
+      graph.node('Sigmoid', [dense(instance, `${layer.name}_U`, c, layer.units)]),
+    ]);
+  graph.attention = dense(hidden, `${layer.name}_w`, layer.units, 1);
+  return { x: instance, shape: [c] };
 }
 
 function tensorType(elemType: number, dims: readonly (number | string)[]): Onnx.ITypeProto {
