@@ -72,7 +72,10 @@ export function hasAttention(spec: NetworkSpec): boolean {
  * its class probabilities (or logits), and with `instances` its attention score too. The head is
  * a few hundred thousand weights, so it always runs in fp32 in the addon.
  */
-export function milRunner(features: PatchRunner, head: Network): PatchRunner {
+export function milRunner(
+  features: PatchRunner,
+  head: Network,
+): PatchRunner & Required<Pick<PatchRunner, 'instances'>> {
   const attention = hasAttention(head.spec);
   const featuresOf = (batch: Uint8Array, bf16: boolean | undefined): Promise<Float32Array> =>
     features.predict(batch, { ...(bf16 === undefined ? {} : { bf16 }), raw: true });

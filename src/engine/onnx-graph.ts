@@ -254,19 +254,12 @@ function emitAttentionPool(
   if (shape.length !== 1 && (h !== 1 || w !== 1))
     throw new ConfigError('an attention pool is exported for one instance at a time (a flat or 1x1 input)');
   const instance = shape.length === 1 ? x : graph.node('Flatten', [x], [int('axis', 1)]);
-  const dense = (input: string, name: string, inFeatures: number, out: number): string =>
-    graph.node(
-      'Gemm',
-      [input, graph.weight(`${name}.weight`, [out, inFeatures]), graph.weight(`${name}.bias`, [out])],
-      [int('transB', 1)],
-    );
-  let hidden = graph.node('Tanh', [dense(instance, `${layer.name}_V`, c, layer.units)]);
+  const dense = (input: string, suffix: string, inFeatures: number, units: number): string =>
+    emitLayer(graph, { type: 'linear', name: `${layer.name}${suffix}`, units }, input, [inFeatures]).x;
+  let hidden = graph.node('Tanh', [dense(instance, '_V', c, layer.units)]);
   if (layer.gated ?? true)
-    hidden = graph.node('Mul', [
-      hidden,
-      graph.node('Sigmoid', [dense(instance, `${layer.name}_U`, c, layer.units)]),
-    ]);
-  graph.attention = dense(hidden, `${layer.name}_w`, layer.units, 1);
+    hidden = graph.node('Mul', [hidden, graph.node('Sigmoid', [dense(instance, '_U', c, layer.units)])]);
+  graph.attention = dense(hidden, '_w', layer.units, 1);
   return { x: instance, shape: [c] };
 }
 

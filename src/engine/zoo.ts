@@ -446,6 +446,9 @@ export function buildSpec(
   }
 }
 
+/** What a network's name gets without its classifier (`resnet50` -> `resnet50_features`). */
+export const FEATURES_SUFFIX = '_features';
+
 /** The network without its classifier: the pooled features are its output. */
 export function featureSpec(spec: NetworkSpec): NetworkSpec {
   const layers = spec.layers.filter((l) => l.type !== 'dropout');
@@ -455,7 +458,7 @@ export function featureSpec(spec: NetworkSpec): NetworkSpec {
   const body = layers.slice(0, -1);
   if (body.some((l) => l.type === 'linear'))
     throw new EngineInputError('a probe fits one linear head: give the model no hidden head layers');
-  const features = { ...spec, name: `${spec.name}_features`, layers: body };
+  const features = { ...spec, name: `${spec.name}${FEATURES_SUFFIX}`, layers: body };
   const shape = outputShapeOf(features);
   if (shape.length !== 1)
     throw new EngineInputError('a frozen base needs pooled features: give the model an avg or flatten head');

@@ -17,7 +17,7 @@ import { featureSpec } from '../engine/zoo.js';
 import { networkToOnnx, ONNX_OPSETS, type OnnxInputLayout } from '../engine/onnx-graph.js';
 import { loadPackageNetwork, softwareVersion, type ModelManifest } from './package.js';
 import { milRunner, perPatchExport } from '../engine/mil-head.js';
-import { addonRunner, type PatchRunner } from '../engine/inference-engine.js';
+import { addonRunner } from '../engine/inference-engine.js';
 
 /** The sidecar's format: a different major is not read the same way. */
 export const ONNX_SIDECAR_FORMAT = 'pathotype-onnx/1';
@@ -254,11 +254,11 @@ interface PatchExpectation {
 }
 
 /** A multiple-instance package's outputs per patch, run through base and head in the addon. */
-async function perPatchOutputs(runner: PatchRunner, patches: Uint8Array): Promise<PatchExpectation> {
-  const { logits, attention } = (await runner.instances?.(patches)) ?? {
-    logits: new Float32Array(),
-    attention: null,
-  };
+async function perPatchOutputs(
+  runner: ReturnType<typeof milRunner>,
+  patches: Uint8Array,
+): Promise<PatchExpectation> {
+  const { logits, attention } = await runner.instances(patches);
   return { logits, probabilities: await runner.predict(patches), ...(attention ? { attention } : {}) };
 }
 

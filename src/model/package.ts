@@ -13,6 +13,7 @@ import { Network, type NamedTensor } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import type { EncoderConfig } from '../engine/onnx-encoder.js';
 import type { MilPooling } from '../engine/mil-head.js';
+import { FEATURES_SUFFIX } from '../engine/zoo.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
 import { readTensors, writeTensors } from './tensors-file.js';
 
@@ -111,7 +112,7 @@ export interface PackagedEncoder {
 export function architectureOf(manifest: ModelManifest): string {
   const base = manifest.encoder
     ? `ONNX encoder ${manifest.encoder.sha256.slice(0, 12)}`
-    : manifest.spec.name.replace(/_features$/, '');
+    : manifest.spec.name.replace(new RegExp(`${FEATURES_SUFFIX}$`), '');
   return manifest.mil ? `${base}, ${manifest.mil.pooling} pooling (MIL)` : base;
 }
 

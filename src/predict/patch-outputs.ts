@@ -28,15 +28,12 @@ export async function patchOutputs(
 ): Promise<PatchOutputs> {
   if (!needsLogits(options.rule))
     return { probabilities: await network.predict(patches, { bf16: options.bf16 }) };
-  if (network.instances) {
-    const { logits, attention } = await network.instances(patches, { bf16: options.bf16 });
-    if (options.rule === 'attention' && !attention)
-      throw new ConfigError("the 'attention' vote needs a model that pools by attention");
-    return { ...fromLogits(logits, network.classes), ...(attention ? { attention } : {}) };
-  }
-  if (options.rule === 'attention')
+  const { logits, attention } = network.instances
+    ? await network.instances(patches, { bf16: options.bf16 })
+    : { logits: await network.predict(patches, { bf16: options.bf16, raw: true }), attention: null };
+  if (options.rule === 'attention' && !attention)
     throw new ConfigError("the 'attention' vote needs a model that pools by attention (method: mil)");
-  return fromLogits(await network.predict(patches, { bf16: options.bf16, raw: true }), network.classes);
+  return { ...fromLogits(logits, network.classes), ...(attention ? { attention } : {}) };
 }
 
 function fromLogits(logits: Float32Array, classes: number): Required<Omit<PatchOutputs, 'attention'>> {

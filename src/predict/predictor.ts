@@ -25,7 +25,7 @@ import {
 } from '../image/artefacts.js';
 import { MAX_INK_FRACTION, MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../image/tissue.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
-import { rounded, verdictOf, type Verdict } from './verdict.js';
+import { rounded, roundedWeight, verdictOf, type Verdict } from './verdict.js';
 import { vote, type ImageVote } from './vote.js';
 import type { VoteRule } from '../model/package.js';
 
@@ -395,7 +395,7 @@ export class Predictor {
             v.patchClasses[k] ?? 0,
             rounded(v.patchConfidence[k] ?? 0),
           ]),
-          ...(v.attention ? { attention: Array.from(v.attention, (w) => Number(w.toPrecision(4))) } : {}),
+          ...(v.attention ? { attention: Array.from(v.attention, roundedWeight) } : {}),
         },
         timings: { preprocessMs: p.ms, inferenceMs: (inferenceMs * count) / Math.max(1, totalPatches) },
       };

@@ -18,7 +18,7 @@ import { tissueMask } from '../image/tissue.js';
 import type { Grid } from '../image/tiling.js';
 import type { PatchOutputs } from './patch-outputs.js';
 import { MAX_UPSAMPLING, type Predictor } from './predictor.js';
-import { rounded, type Verdict } from './verdict.js';
+import { rounded, roundedWeight, type Verdict } from './verdict.js';
 import { argmax } from './vote.js';
 
 /** The tissue mask's longest side, in pixels. */
@@ -512,8 +512,7 @@ export async function predictSlide(
       { probabilities, logProbabilities, attention },
       tiles,
     );
-    if (weights)
-      for (const [k, tile] of tiles.entries()) tile.attention = Number((weights[k] ?? 0).toPrecision(4));
+    if (weights) for (const [k, tile] of tiles.entries()) tile.attention = roundedWeight(weights[k] ?? 0);
     return {
       slide: {
         path: slide.info.path,

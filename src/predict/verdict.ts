@@ -55,6 +55,11 @@ export function rounded(value: number): number {
   return Number(value.toFixed(VERDICT_DECIMALS));
 }
 
+/** An attention weight as shown: significant digits, not decimals (a slide's tiles may each weigh 1e-5). */
+export function roundedWeight(value: number): number {
+  return Number(value.toPrecision(VERDICT_DECIMALS));
+}
+
 function named(classes: readonly string[], values: readonly number[]): Record<string, number> {
   return Object.fromEntries(classes.map((c, k) => [c, rounded(values[k] ?? 0)]));
 }

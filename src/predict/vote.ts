@@ -29,17 +29,6 @@ export interface ImageVote {
   attention?: Float32Array;
 }
 
-/** The softmax of a bag's attention scores: each instance's weight in the bag's answer. */
-export function attentionWeights(scores: Float32Array): Float32Array {
-  let max = -Infinity;
-  for (const s of scores) max = Math.max(max, s);
-  const weights = new Float32Array(scores.length);
-  let sum = 0;
-  for (const [i, s] of scores.entries()) sum += weights[i] = Math.exp(s - max);
-  for (let i = 0; i < weights.length; i++) weights[i] = (weights[i] ?? 0) / sum;
-  return weights;
-}
-
 const LOG_FLOOR = 1e-7;
 
 export function argmax(values: ArrayLike<number>, start = 0, length = values.length): number {
@@ -63,7 +52,9 @@ export function vote(
 ): ImageVote {
   if (rule === 'attention' && (!attention || attention.length !== count))
     throw new RangeError("the 'attention' rule needs an attention score for every patch");
-  const weights = rule === 'attention' && attention ? attentionWeights(attention) : undefined;
+  // Each patch's weight in the answer: the softmax of the attention scores over the image.
+  const weights =
+    rule === 'attention' && attention ? Float32Array.from(softmax(Array.from(attention))) : undefined;
   const weightedLog = new Array<number>(classes).fill(0);
   const votes = new Array<number>(classes).fill(0);
   const sums = new Array<number>(classes).fill(0);

@@ -70,10 +70,12 @@ function instanceStandardiser(bags: readonly FeatureBag[], dims: number): { mean
   return { mean, std };
 }
 
-/** An epoch's bags: as many as there are, each class drawn equally often, then a bag of it at random. */
-function balancedDraw(bags: readonly FeatureBag[], classes: number, random: () => number): FeatureBag[] {
-  const byClass = Array.from({ length: classes }, (_, c) => bags.filter((b) => b.label === c));
-  const present = byClass.filter((members) => members.length > 0);
+/** An epoch's bags: as many as there are, each class (of `present`, its bags) drawn equally often, then a bag of it at random. */
+function balancedDraw(
+  bags: readonly FeatureBag[],
+  present: readonly FeatureBag[][],
+  random: () => number,
+): FeatureBag[] {
   return bags.map(() => {
     const members = present[Math.floor(random() * present.length)] ?? [];
     return members[Math.floor(random() * members.length)] as FeatureBag;
@@ -108,10 +110,13 @@ export async function fitMil(
     weightDecay: mil.weightDecay,
   });
   const random = seededRandom(options.seed * 104729 + 17);
+  const present = Array.from({ length: classes }, (_, c) => bags.filter((b) => b.label === c)).filter(
+    (members) => members.length > 0,
+  );
   let finalLoss = 0;
   for (let epoch = 0; epoch < mil.epochs; epoch++) {
     let loss = 0;
-    const drawn = balancedDraw(bags, classes, random);
+    const drawn = balancedDraw(bags, present, random);
     for (const bag of drawn) loss += (await head.trainStep(bag.features, Int32Array.of(bag.label))).loss;
     finalLoss = loss / drawn.length;
   }
