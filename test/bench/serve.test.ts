@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 
 import { runServeBench } from '../../src/bench/serve.js';
 import { tempDir } from '../fixtures.js';
-import { trainedPackage } from './model-fixture.js';
+import { trainedPackage } from '../serve/model-fixture.js';
 
 describe('pathotype bench serve', () => {
   it('loads a real server on loopback for a bounded time and reports figures', async () => {

@@ -11,7 +11,7 @@ import { openStore, type ServerStore } from '../../src/store/open.js';
 import type { PredictionRecord } from '../../src/store/predictions.js';
 import { tempDir } from '../fixtures.js';
 import { startPostgres, type TestPostgres } from '../postgres.js';
-import { trainedPackage } from './model-fixture.js';
+import { trainedPackage } from '../serve/model-fixture.js';
 
 function record(id: string, fileName: string, createdAt: string): PredictionRecord {
   return {
