@@ -3,7 +3,7 @@
  * frozen first, then the top blocks), with shuffled, optionally class-balanced batches, flips,
  * quarter turns and stain jitter, a learning-rate schedule, image-level validation with early
  * stopping, and an atomic checkpoint after every epoch from which `--resume` continues exactly.
- * The result is a model package.
+ * The result is a model package. The frozen-base recipes (probe, MIL) live in frozen-base.ts.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -15,81 +15,23 @@ import { ConfigError, PathotypeError } from '../errors.js';
 import { augmentStain } from '../image/augment.js';
 import { PatchStore, type StoredImage } from '../prepare/patch-store.js';
 import { ensureDir, modelDirFor, runDirFor, type Workspace } from '../workspace.js';
-import { engineInfo, manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
+import { manualSeed, Network, setThreads, type NamedTensor } from '../engine/network.js';
 import { seededRandom } from '../random.js';
-import type { ProcessGroup } from '../engine/distributed.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import type { NetworkSpec } from '../engine/spec.js';
-import { buildSpec, featureSpec, HEAD_PREFIXES } from '../engine/zoo.js';
+import { buildSpec, HEAD_PREFIXES } from '../engine/zoo.js';
 import { predictStoredImages } from '../predict/stored-patches.js';
 import { addonRunner } from '../engine/inference-engine.js';
-import {
-  ENCODER_FILE,
-  PACKAGE_FORMAT,
-  packagedEncoder,
-  readManifest,
-  softwareVersion,
-  writePackage,
-  type EpochRecord,
-  type ModelManifest,
-  MIL_HEAD_FILE,
-  type PackagedMilHead,
-  type VoteRule,
-} from '../model/package.js';
+import { readManifest, writePackage, type EpochRecord, type ModelManifest } from '../model/package.js';
 import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
-import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures, type ProbeOptions } from './probe.js';
-import {
-  encoderFeatureSpec,
-  encoderHeadSpec,
-  OnnxEncoder,
-  type EncoderConfig,
-} from '../engine/onnx-encoder.js';
-import { fitMil } from './mil.js';
-import { mppOf } from '../image/preprocess.js';
+import { isFrozenBaseRecipe, trainFrozenBasePackage } from './frozen-base.js';
+import { packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
 import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
 
-export interface TrainProgress {
-  epoch: number;
-  epochs: number;
-  phase: number;
-  batch: number;
-  batches: number;
-  loss: number;
-  accuracy: number;
-  learningRate: number;
-  patchesPerSecond: number;
-  etaSeconds: number;
-}
-
-export interface TrainOptions {
-  /** true: continue from the checkpoint (an error if it belongs to another config); 'auto': continue when it fits. */
-  resume?: boolean | 'auto';
-  /** Train on random weights when the pretrained file is missing (said loudly in the package). */
-  allowMissingPretrained?: boolean;
-  onProgress?: (progress: TrainProgress) => void;
-  onEpoch?: (record: EpochRecord) => void;
-  onNotice?: (message: string) => void;
-  /** Stop after this many epochs of this invocation (tests of resume). */
-  stopAfterEpochs?: number;
-  /**
-   * Data-parallel training: this process is one rank of the group. Every rank starts from rank
-   * 0's weights, takes its share of each global batch (batchSize per rank), and averages its
-   * gradients with the others; only rank 0 writes checkpoints and the package.
-   */
-  group?: ProcessGroup;
-}
-
-export interface TrainResult {
-  packageDir: string;
-  manifest: ModelManifest;
-  resumedFrom: number;
-  stoppedEarly: boolean;
-  pretrained: PretrainedReport | null;
-  seconds: number;
-}
+export type { RunConfig, TrainOptions, TrainProgress, TrainResult } from './run.js';
 
 function trainablePrefixes(trainable: PhaseConfig['trainable']): readonly string[] {
   if (trainable === 'all') return [''];
@@ -138,9 +80,6 @@ function stopIfAsked(options: TrainOptions, ranThisCall: number): void {
     );
 }
 
-/** A recipe as this machine runs it: its precision decided (engine/precision.ts). */
-export type RunConfig = TrainConfig & { bf16: boolean };
-
 /** The network the recipe builds on this store, and the fingerprint a checkpoint must match. */
 function networkOf(config: TrainConfig, store: PatchStore): { spec: NetworkSpec; fingerprint: string } {
   const spec = buildSpec(config.architecture, {
@@ -169,8 +108,8 @@ export async function train(
     // The recipe, not this machine's precision: a run resumes on a machine of the other kind.
     const { spec, fingerprint } = networkOf(recipe, store);
     manualSeed(config.seed);
-    if (config.method === 'probe' || config.method === 'mil')
-      return await trainProbePackage(workspace, config, store, spec, fingerprint, started, options);
+    if (isFrozenBaseRecipe(config))
+      return await trainFrozenBasePackage({ workspace, config, store, spec, fingerprint, started }, options);
 
     const network = await Network.create(spec);
     const { pretrained, syntheticWeights } = await startingWeights(network, config, options);
@@ -514,251 +453,4 @@ async function validate(
   record.validationImageAccuracy =
     predictions.filter((p) => p.vote.predicted === p.label).length / predictions.length;
   record.validationPatchAccuracy = patchCorrect / Math.max(1, patchCount);
-}
-
-/** What every package trained on a store says of itself, whatever the method: the next version. */
-function packageBasics(
-  packageDir: string,
-  config: RunConfig,
-  spec: NetworkSpec,
-  store: PatchStore,
-): Omit<ModelManifest, 'training' | 'history' | 'metrics'> {
-  const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
-  return {
-    format: PACKAGE_FORMAT,
-    name: config.name,
-    version: previous + 1,
-    createdAt: new Date().toISOString(),
-    software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
-    spec,
-    classes: store.manifest.classes,
-    preprocess: store.manifest.preprocess,
-    vote: config.vote,
-    data: {
-      store: config.store,
-      split: store.manifest.split,
-      fingerprint: store.manifest.fingerprint,
-      images: store.manifest.images,
-      patches: store.count,
-    },
-  };
-}
-
-/**
- * The frozen-base recipes end to end: pretrained base, patch features of the training (and
- * validation) images, a fitted linear head (probe) or a trained multiple-instance head (mil), one
- * package. Seconds to minutes, so nothing to resume.
- */
-async function trainProbePackage(
-  workspace: Workspace,
-  config: RunConfig,
-  store: PatchStore,
-  spec: NetworkSpec,
-  fingerprint: string,
-  started: number,
-  options: TrainOptions,
-): Promise<TrainResult> {
-  const base = config.encoder ? await encoderBase(config.encoder, store) : await zooBase(config, spec);
-  try {
-    return config.method === 'mil'
-      ? await fitMilPackage(workspace, config, store, base, fingerprint, started, options)
-      : await fitProbePackage(workspace, config, store, base, fingerprint, started, options);
-  } finally {
-    await base.features.runner.close();
-  }
-}
-
-/** The frozen base a probe fits its head on, and what the package keeps of it. */
-interface ProbeBase {
-  features: ProbeFeatures;
-  /** The package's network: the zoo network, or the head alone over an encoder's features. */
-  spec: NetworkSpec;
-  /** The network each patch goes through for a multiple-instance head: the zoo base without its classifier, or the identity over an encoder's features. */
-  featureSpec: NetworkSpec;
-  /** The base's tensors the package keeps (none for an encoder: it is a file of its own). */
-  tensors: NamedTensor[];
-  encoder?: { file: string; config: EncoderConfig; sha256: string; dims: number };
-  pretrained: PretrainedReport | null;
-}
-
-async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<ProbeBase> {
-  if (!config.pretrained || !existsSync(config.pretrained))
-    throw new ConfigError(
-      `method: ${config.method} keeps its base frozen, so it needs the pretrained weights ${config.pretrained ?? '(none given)'} (pathotype weights fetch ${config.architecture})`,
-    );
-  const base = featureSpec(spec);
-  const network = await Network.create(base);
-  const pretrained = await loadPretrained(
-    network,
-    await readPretrained(config.pretrained),
-    config.pretrained,
-  );
-  const features = await zooFeatures(network, {
-    pretrained: config.pretrained,
-    bf16: config.bf16,
-    engine: config.probe.engine,
-  });
-  return { features, spec, featureSpec: base, tensors: await network.exportTensors(), pretrained };
-}
-
-/** A user's ONNX encoder, checked against the store: its patches must be the encoder's input. */
-async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<ProbeBase> {
-  const storeMpp = mppOf(store.manifest.preprocess);
-  if (
-    store.patchSize !== config.inputSize ||
-    storeMpp === null ||
-    Math.abs(storeMpp - config.mpp) / config.mpp > 0.01
-  )
-    throw new ConfigError(
-      `the encoder takes ${config.inputSize} px patches at ${config.mpp} um/px, but the store's are ${store.patchSize} px at ` +
-        `${storeMpp === null ? 'each image its own resolution' : `${storeMpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`,
-    );
-  const encoder = await OnnxEncoder.open(config);
-  return {
-    features: encoderFeatures(encoder),
-    spec: encoderHeadSpec(encoder.dims, store.manifest.classes.length),
-    featureSpec: encoderFeatureSpec(encoder.dims),
-    tensors: [],
-    encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },
-    pretrained: null,
-  };
-}
-
-/** A frozen-base recipe's training images: nothing is tuned on validation images, so they train too. */
-function frozenBaseImages(store: PatchStore): StoredImage[] {
-  const hasSplit = store.images.some((i) => i.partition !== null);
-  return store.images.filter((i) =>
-    hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
-  );
-}
-
-/** What a frozen-base recipe's feature pass takes from the config; its progress reported as the one epoch. */
-function frozenBaseOptions(config: RunConfig, options: TrainOptions): ProbeOptions {
-  return {
-    probe: config.probe,
-    stain: config.augment.stain,
-    bf16: config.bf16,
-    seed: config.seed,
-    onProgress: (done, total) =>
-      options.onProgress?.({
-        epoch: 1,
-        epochs: 1,
-        phase: 1,
-        batch: done,
-        batches: total,
-        loss: 0,
-        accuracy: 0,
-        learningRate: 0,
-        patchesPerSecond: 0,
-        etaSeconds: 0,
-      }),
-  };
-}
-
-async function fitProbePackage(
-  workspace: Workspace,
-  config: RunConfig,
-  store: PatchStore,
-  base: ProbeBase,
-  fingerprint: string,
-  started: number,
-  options: TrainOptions,
-): Promise<TrainResult> {
-  const images = frozenBaseImages(store);
-  const fitted = await fitProbe(workspace, store, base.features, images, frozenBaseOptions(config, options));
-  return writeFrozenBasePackage(workspace, config, store, base, started, {
-    spec: base.spec,
-    tensors: [...base.tensors, ...fitted.head],
-    training: {
-      fingerprint,
-      probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
-      trainingAccuracy: fitted.trainingAccuracy,
-      featureSeconds: fitted.seconds,
-      featureEngine: fitted.engine,
-    },
-  });
-}
-
-async function fitMilPackage(
-  workspace: Workspace,
-  config: RunConfig,
-  store: PatchStore,
-  base: ProbeBase,
-  fingerprint: string,
-  started: number,
-  options: TrainOptions,
-): Promise<TrainResult> {
-  const images = frozenBaseImages(store);
-  const fitted = await fitMil(workspace, store, base.features, images, {
-    ...frozenBaseOptions(config, options),
-    mil: config.mil,
-  });
-  return writeFrozenBasePackage(workspace, config, store, base, started, {
-    spec: base.featureSpec,
-    tensors: base.tensors,
-    // The head's answer is its pooled bag: attention-weighted, or the plain mean of log-probabilities.
-    vote: config.mil.pooling === 'attention' ? 'attention' : 'logit',
-    mil: { pooling: config.mil.pooling, head: fitted.spec, file: MIL_HEAD_FILE, tensors: fitted.tensors },
-    training: {
-      fingerprint,
-      mil: { ...config.mil, images: fitted.images, bags: fitted.bags, dims: fitted.dims },
-      trainingAccuracy: fitted.trainingAccuracy,
-      finalLoss: fitted.finalLoss,
-      featureSeconds: fitted.seconds,
-      featureEngine: fitted.engine,
-    },
-  });
-}
-
-/** Writes a frozen-base package (probe or mil), after checking it loads as the predictor will load it. */
-async function writeFrozenBasePackage(
-  workspace: Workspace,
-  config: RunConfig,
-  store: PatchStore,
-  base: ProbeBase,
-  started: number,
-  fitted: {
-    spec: NetworkSpec;
-    tensors: NamedTensor[];
-    vote?: VoteRule;
-    mil?: PackagedMilHead & { tensors: NamedTensor[] };
-    training: Record<string, unknown>;
-  },
-): Promise<TrainResult> {
-  const packageDir = modelDirFor(workspace, config.name);
-  const mil = fitted.mil
-    ? { pooling: fitted.mil.pooling, head: fitted.mil.head, file: fitted.mil.file }
-    : undefined;
-  const manifest: ModelManifest = {
-    ...packageBasics(packageDir, config, fitted.spec, store),
-    ...(fitted.vote ? { vote: fitted.vote } : {}),
-    ...(base.encoder ? { encoder: packagedEncoder(base.encoder) } : {}),
-    ...(mil ? { mil } : {}),
-    training: {
-      ...config,
-      precision: precisionOf(config.bf16),
-      ...fitted.training,
-      pretrainedLoaded: base.pretrained?.loaded ?? 0,
-    },
-    history: [],
-    metrics: {},
-  };
-  const check = await Network.create(fitted.spec);
-  await check.importTensors(fitted.tensors);
-  if (fitted.mil) await (await Network.create(fitted.mil.head)).importTensors(fitted.mil.tensors);
-  await writePackage(
-    packageDir,
-    manifest,
-    fitted.tensors,
-    base.encoder ? [{ name: ENCODER_FILE, source: base.encoder.file }] : [],
-    fitted.mil ? [{ name: fitted.mil.file, tensors: fitted.mil.tensors }] : [],
-  );
-  return {
-    packageDir,
-    manifest,
-    resumedFrom: 0,
-    stoppedEarly: false,
-    pretrained: base.pretrained,
-    seconds: (performance.now() - started) / 1000,
-  };
 }

@@ -1,0 +1,252 @@
+/**
+ * The frozen-base recipes end to end (`method: probe` and `method: mil`): a pretrained base (a zoo
+ * network or a user's ONNX encoder) whose weights never change, patch features of the training
+ * (and validation) images, a head fitted on them, one package. Seconds to minutes, so nothing to
+ * resume. Each method is one head fitter; the frame around it (the base, the images, the
+ * progress, the package written and checked) is written once.
+ */
+import { existsSync } from 'node:fs';
+
+import { ConfigError } from '../errors.js';
+import { Network, type NamedTensor } from '../engine/network.js';
+import {
+  encoderFeatureSpec,
+  encoderHeadSpec,
+  OnnxEncoder,
+  type EncoderConfig,
+} from '../engine/onnx-encoder.js';
+import type { NetworkSpec } from '../engine/spec.js';
+import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
+import { featureSpec } from '../engine/zoo.js';
+import { mppOf } from '../image/preprocess.js';
+import {
+  ENCODER_FILE,
+  MIL_HEAD_FILE,
+  packagedEncoder,
+  writePackage,
+  type ModelManifest,
+  type PackagedMilHead,
+  type VoteRule,
+} from '../model/package.js';
+import { precisionOf } from '../engine/precision.js';
+import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
+import { modelDirFor, type Workspace } from '../workspace.js';
+import { fitMil } from './mil.js';
+import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures, type ProbeOptions } from './probe.js';
+import { packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
+
+/** The frozen base a head is fitted on, and what the package keeps of it. */
+interface FrozenBase {
+  features: ProbeFeatures;
+  /** The package's network: the zoo network, or the head alone over an encoder's features. */
+  spec: NetworkSpec;
+  /** The network each patch goes through for a multiple-instance head: the zoo base without its classifier, or the identity over an encoder's features. */
+  featureSpec: NetworkSpec;
+  /** The base's tensors the package keeps (none for an encoder: it is a file of its own). */
+  tensors: NamedTensor[];
+  encoder?: { file: string; config: EncoderConfig; sha256: string; dims: number };
+  pretrained: PretrainedReport | null;
+}
+
+/** One frozen-base run: everything a head fitter and the package writer share. */
+interface FrozenBaseRun {
+  workspace: Workspace;
+  config: RunConfig;
+  store: PatchStore;
+  base: FrozenBase;
+  fingerprint: string;
+  started: number;
+}
+
+/** What a method's head fitter hands the package writer. */
+interface FittedHead {
+  /** The package's main network and its tensors. */
+  spec: NetworkSpec;
+  tensors: NamedTensor[];
+  /** The package's vote rule when the method decides it rather than the recipe. */
+  vote?: VoteRule;
+  mil?: PackagedMilHead & { tensors: NamedTensor[] };
+  /** The method's own record in the manifest's training section. */
+  training: Record<string, unknown>;
+}
+
+type HeadFitter = (run: FrozenBaseRun, images: StoredImage[], options: ProbeOptions) => Promise<FittedHead>;
+
+const fitProbeHead: HeadFitter = async (run, images, options) => {
+  const { workspace, config, store, base, fingerprint } = run;
+  const fitted = await fitProbe(workspace, store, base.features, images, options);
+  return {
+    spec: base.spec,
+    tensors: [...base.tensors, ...fitted.head],
+    training: {
+      fingerprint,
+      probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
+      trainingAccuracy: fitted.trainingAccuracy,
+      featureSeconds: fitted.seconds,
+      featureEngine: fitted.engine,
+    },
+  };
+};
+
+const fitMilHead: HeadFitter = async (run, images, options) => {
+  const { workspace, config, store, base, fingerprint } = run;
+  const fitted = await fitMil(workspace, store, base.features, images, { ...options, mil: config.mil });
+  return {
+    spec: base.featureSpec,
+    tensors: base.tensors,
+    // The head's answer is its pooled bag: attention-weighted, or the plain mean of log-probabilities.
+    vote: config.mil.pooling === 'attention' ? 'attention' : 'logit',
+    mil: { pooling: config.mil.pooling, head: fitted.spec, file: MIL_HEAD_FILE, tensors: fitted.tensors },
+    training: {
+      fingerprint,
+      mil: { ...config.mil, images: fitted.images, bags: fitted.bags, dims: fitted.dims },
+      trainingAccuracy: fitted.trainingAccuracy,
+      finalLoss: fitted.finalLoss,
+      featureSeconds: fitted.seconds,
+      featureEngine: fitted.engine,
+    },
+  };
+};
+
+const HEAD_FITTERS: Record<'probe' | 'mil', HeadFitter> = { probe: fitProbeHead, mil: fitMilHead };
+
+type FrozenBaseRecipe = RunConfig & { method: keyof typeof HEAD_FITTERS };
+
+/** Whether the recipe keeps its base frozen, so that this module trains it rather than the fine-tune loop. */
+export function isFrozenBaseRecipe(config: RunConfig): config is FrozenBaseRecipe {
+  return Object.hasOwn(HEAD_FITTERS, config.method);
+}
+
+/** Trains a frozen-base recipe into its package: the base, the method's head, the package checked and written. */
+export async function trainFrozenBasePackage(
+  request: Omit<FrozenBaseRun, 'base'> & { config: FrozenBaseRecipe; spec: NetworkSpec },
+  options: TrainOptions,
+): Promise<TrainResult> {
+  const { config, store, spec } = request;
+  const base = config.encoder ? await encoderBase(config.encoder, store) : await zooBase(config, spec);
+  try {
+    const run: FrozenBaseRun = { ...request, base };
+    const fit = HEAD_FITTERS[config.method];
+    return await writeFrozenBasePackage(
+      run,
+      await fit(run, frozenBaseImages(store), frozenBaseOptions(config, options)),
+    );
+  } finally {
+    await base.features.runner.close();
+  }
+}
+
+async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase> {
+  if (!config.pretrained || !existsSync(config.pretrained))
+    throw new ConfigError(
+      `method: ${config.method} keeps its base frozen, so it needs the pretrained weights ${config.pretrained ?? '(none given)'} (pathotype weights fetch ${config.architecture})`,
+    );
+  const base = featureSpec(spec);
+  const network = await Network.create(base);
+  const pretrained = await loadPretrained(
+    network,
+    await readPretrained(config.pretrained),
+    config.pretrained,
+  );
+  const features = await zooFeatures(network, {
+    pretrained: config.pretrained,
+    bf16: config.bf16,
+    engine: config.probe.engine,
+  });
+  return { features, spec, featureSpec: base, tensors: await network.exportTensors(), pretrained };
+}
+
+/** A user's ONNX encoder, checked against the store: its patches must be the encoder's input. */
+async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<FrozenBase> {
+  const storeMpp = mppOf(store.manifest.preprocess);
+  if (
+    store.patchSize !== config.inputSize ||
+    storeMpp === null ||
+    Math.abs(storeMpp - config.mpp) / config.mpp > 0.01
+  )
+    throw new ConfigError(
+      `the encoder takes ${config.inputSize} px patches at ${config.mpp} um/px, but the store's are ${store.patchSize} px at ` +
+        `${storeMpp === null ? 'each image its own resolution' : `${storeMpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`,
+    );
+  const encoder = await OnnxEncoder.open(config);
+  return {
+    features: encoderFeatures(encoder),
+    spec: encoderHeadSpec(encoder.dims, store.manifest.classes.length),
+    featureSpec: encoderFeatureSpec(encoder.dims),
+    tensors: [],
+    encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },
+    pretrained: null,
+  };
+}
+
+/** A frozen-base recipe's training images: nothing is tuned on validation images, so they train too. */
+function frozenBaseImages(store: PatchStore): StoredImage[] {
+  const hasSplit = store.images.some((i) => i.partition !== null);
+  return store.images.filter((i) =>
+    hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
+  );
+}
+
+/** What a frozen-base recipe's feature pass takes from the config; its progress reported as the one epoch. */
+function frozenBaseOptions(config: RunConfig, options: TrainOptions): ProbeOptions {
+  return {
+    probe: config.probe,
+    stain: config.augment.stain,
+    bf16: config.bf16,
+    seed: config.seed,
+    onProgress: (done, total) =>
+      options.onProgress?.({
+        epoch: 1,
+        epochs: 1,
+        phase: 1,
+        batch: done,
+        batches: total,
+        loss: 0,
+        accuracy: 0,
+        learningRate: 0,
+        patchesPerSecond: 0,
+        etaSeconds: 0,
+      }),
+  };
+}
+
+/** Writes a frozen-base package, after checking it loads as the predictor will load it. */
+async function writeFrozenBasePackage(run: FrozenBaseRun, fitted: FittedHead): Promise<TrainResult> {
+  const { workspace, config, store, base, started } = run;
+  const packageDir = modelDirFor(workspace, config.name);
+  const mil = fitted.mil
+    ? { pooling: fitted.mil.pooling, head: fitted.mil.head, file: fitted.mil.file }
+    : undefined;
+  const manifest: ModelManifest = {
+    ...packageBasics(packageDir, config, fitted.spec, store),
+    ...(fitted.vote ? { vote: fitted.vote } : {}),
+    ...(base.encoder ? { encoder: packagedEncoder(base.encoder) } : {}),
+    ...(mil ? { mil } : {}),
+    training: {
+      ...config,
+      precision: precisionOf(config.bf16),
+      ...fitted.training,
+      pretrainedLoaded: base.pretrained?.loaded ?? 0,
+    },
+    history: [],
+    metrics: {},
+  };
+  const check = await Network.create(fitted.spec);
+  await check.importTensors(fitted.tensors);
+  if (fitted.mil) await (await Network.create(fitted.mil.head)).importTensors(fitted.mil.tensors);
+  await writePackage(
+    packageDir,
+    manifest,
+    fitted.tensors,
+    base.encoder ? [{ name: ENCODER_FILE, source: base.encoder.file }] : [],
+    fitted.mil ? [{ name: fitted.mil.file, tensors: fitted.mil.tensors }] : [],
+  );
+  return {
+    packageDir,
+    manifest,
+    resumedFrom: 0,
+    stoppedEarly: false,
+    pretrained: base.pretrained,
+    seconds: (performance.now() - started) / 1000,
+  };
+}

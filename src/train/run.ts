@@ -1,0 +1,92 @@
+/**
+ * What every training method shares, whatever trains the head: the options a caller passes, the
+ * result it gets, the recipe as this machine runs it, and what each package says of itself. The
+ * fine-tune loop (trainer.ts) and the frozen-base recipes (frozen-base.ts) both build on it.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import type { ProcessGroup } from '../engine/distributed.js';
+import { engineInfo } from '../engine/network.js';
+import type { NetworkSpec } from '../engine/spec.js';
+import type { PretrainedReport } from '../engine/weights/load.js';
+import {
+  PACKAGE_FORMAT,
+  readManifest,
+  softwareVersion,
+  type EpochRecord,
+  type ModelManifest,
+} from '../model/package.js';
+import type { PatchStore } from '../prepare/patch-store.js';
+import type { TrainConfig } from './config.js';
+
+export interface TrainProgress {
+  epoch: number;
+  epochs: number;
+  phase: number;
+  batch: number;
+  batches: number;
+  loss: number;
+  accuracy: number;
+  learningRate: number;
+  patchesPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface TrainOptions {
+  /** true: continue from the checkpoint (an error if it belongs to another config); 'auto': continue when it fits. */
+  resume?: boolean | 'auto';
+  /** Train on random weights when the pretrained file is missing (said loudly in the package). */
+  allowMissingPretrained?: boolean;
+  onProgress?: (progress: TrainProgress) => void;
+  onEpoch?: (record: EpochRecord) => void;
+  onNotice?: (message: string) => void;
+  /** Stop after this many epochs of this invocation (tests of resume). */
+  stopAfterEpochs?: number;
+  /**
+   * Data-parallel training: this process is one rank of the group. Every rank starts from rank
+   * 0's weights, takes its share of each global batch (batchSize per rank), and averages its
+   * gradients with the others; only rank 0 writes checkpoints and the package.
+   */
+  group?: ProcessGroup;
+}
+
+export interface TrainResult {
+  packageDir: string;
+  manifest: ModelManifest;
+  resumedFrom: number;
+  stoppedEarly: boolean;
+  pretrained: PretrainedReport | null;
+  seconds: number;
+}
+
+/** A recipe as this machine runs it: its precision decided (engine/precision.ts). */
+export type RunConfig = TrainConfig & { bf16: boolean };
+
+/** What every package trained on a store says of itself, whatever the method: the next version. */
+export function packageBasics(
+  packageDir: string,
+  config: RunConfig,
+  spec: NetworkSpec,
+  store: PatchStore,
+): Omit<ModelManifest, 'training' | 'history' | 'metrics'> {
+  const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
+  return {
+    format: PACKAGE_FORMAT,
+    name: config.name,
+    version: previous + 1,
+    createdAt: new Date().toISOString(),
+    software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
+    spec,
+    classes: store.manifest.classes,
+    preprocess: store.manifest.preprocess,
+    vote: config.vote,
+    data: {
+      store: config.store,
+      split: store.manifest.split,
+      fingerprint: store.manifest.fingerprint,
+      images: store.manifest.images,
+      patches: store.count,
+    },
+  };
+}
