@@ -66,7 +66,15 @@ export function loginRoutes(app: FastifyInstance): void {
       } catch (error) {
         if (!(error instanceof PathotypeError) || !['ERR_LOGIN', 'ERR_LOCKED'].includes(error.code))
           throw error;
-        request.principal = { kind: 'anonymous', id: null, name: name.slice(0, 64), role: 'viewer' };
+        // The audit names the account only if it exists: a password typed into the name field
+        // must not be kept for ever in an append-only table.
+        const account = await store.users.find(name);
+        request.principal = {
+          kind: 'anonymous',
+          id: null,
+          name: account?.name ?? 'unknown name',
+          role: 'viewer',
+        };
         return reply
           .code(error.status)
           .type('text/html; charset=utf-8')

@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
+import Fastify from 'fastify';
+
 import { refererOrigin } from '../../src/serve/access.js';
+import errorHandling from '../../src/serve/error-handler.js';
 import { safeNext } from '../../src/serve/login-routes.js';
 import { openStore, type ServerStore } from '../../src/store/open.js';
 import { checkUserName, nameKey } from '../../src/store/users.js';
@@ -71,5 +74,31 @@ describe('user names', () => {
     await assert.rejects(store.users.add('ＡＤＭＩＮ', 'viewer', PASSWORD), { code: 'ERR_CONFIG' });
     await assert.rejects(store.users.add('\u0430dmin', 'viewer', PASSWORD), { code: 'ERR_CONFIG' });
     assert.equal((await store.users.list()).length, 1);
+  });
+});
+
+describe('an unexpected failure', () => {
+  it('answers 500 naming its request id, which the log line carries too', async () => {
+    const app = Fastify({ logger: false });
+    await app.register(errorHandling);
+    app.get('/boom', () => {
+      throw new Error('a bug');
+    });
+    const written: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = (chunk: string | Uint8Array): boolean =>
+      written.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString()) > 0;
+    try {
+      const response = await app.inject('/boom');
+      assert.equal(response.statusCode, 500);
+      const { error } = response.json<{ error: { code: string; message: string } }>();
+      assert.equal(error.code, 'ERR_INTERNAL');
+      const id = /\(request ([^)]+)\)/.exec(error.message)?.[1];
+      assert.ok(id, error.message);
+      assert.ok(written.some((line) => line.includes(`request ${id}`) && line.includes('a bug')));
+    } finally {
+      process.stderr.write = write;
+      await app.close();
+    }
   });
 });
