@@ -159,10 +159,19 @@ function ownOrigin(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
+/** The origin a Referer names; a Referer that is not a URL names none (and is refused, not a 500). */
+export function refererOrigin(referer: string | undefined): string {
+  if (!referer) return '';
+  try {
+    return new URL(referer).origin;
+  } catch {
+    return '';
+  }
+}
+
 /** A state-changing request on a session cookie must come from this server's own pages. */
 function checkOrigin(request: FastifyRequest): void {
-  const origin =
-    request.headers.origin ?? (request.headers.referer ? new URL(request.headers.referer).origin : '');
+  const origin = request.headers.origin ?? refererOrigin(request.headers.referer);
   if (origin !== ownOrigin(request))
     throw new PathotypeError(
       'ERR_CSRF',

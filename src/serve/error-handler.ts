@@ -68,17 +68,25 @@ function describeError(error: unknown): DescribedError {
   return describeCode('ERR_INTERNAL', 'internal error');
 }
 
+/** A 500's message names its request, so the operator finds it in the log the server wrote. */
+function withRequestId(described: DescribedError, requestId: string): string {
+  return described.code === 'ERR_INTERNAL'
+    ? `${described.message} (request ${requestId})`
+    : described.message;
+}
+
 function errorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
     const described = describeError(error);
     const { status, code } = described;
-    const message = withoutServerPaths(described.message);
+    const message = withoutServerPaths(withRequestId(described, request.id));
     // Unexpected failures are logged even without --log: an operator must see them.
     if (status >= 500 && status !== 503) {
       request.log.error(error);
-      if (request.log.level === 'silent')
+      // Without --log Fastify's logger has no level at all (not 'silent'): it writes nothing.
+      if (request.log.level === undefined || request.log.level === 'silent')
         process.stderr.write(
-          `pathotype: ${request.method} ${request.url.split('?')[0] ?? ''}: ${String((error as Error).stack ?? error)}\n`,
+          `pathotype: request ${request.id}: ${request.method} ${request.url.split('?')[0] ?? ''}: ${String((error as Error).stack ?? error)}\n`,
         );
     }
     if (code === 'ERR_BUSY') void reply.header('retry-after', '2');

@@ -12,9 +12,19 @@ import { checkSameOrigin } from './access.js';
 import { loginPage } from './portal.js';
 import { LOGIN_BODY, LOGIN_QUERY } from './schemas.js';
 
-/** Where a sign-in may return to: a path on this server, never another site. */
-function safeNext(next: string | undefined): string {
-  return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
+/** C0 and C1 controls (CR, LF, TAB among them) and DEL: never in a Location header. */
+// eslint-disable-next-line no-control-regex -- matching controls is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+
+/** Where a sign-in may return to: a path on this server without control characters, never another site. */
+export function safeNext(next: string | undefined): string {
+  return next &&
+    next.startsWith('/') &&
+    !next.startsWith('//') &&
+    !next.startsWith('/\\') &&
+    !CONTROL.test(next)
+    ? next
+    : '/';
 }
 
 /** Sign-in attempts one address may make in a minute (the account itself locks after five wrong ones). */
@@ -56,7 +66,15 @@ export function loginRoutes(app: FastifyInstance): void {
       } catch (error) {
         if (!(error instanceof PathotypeError) || !['ERR_LOGIN', 'ERR_LOCKED'].includes(error.code))
           throw error;
-        request.principal = { kind: 'anonymous', id: null, name: name.slice(0, 64), role: 'viewer' };
+        // The audit names the account only if it exists: a password typed into the name field
+        // must not be kept for ever in an append-only table.
+        const account = await store.users.find(name);
+        request.principal = {
+          kind: 'anonymous',
+          id: null,
+          name: account?.name ?? 'unknown name',
+          role: 'viewer',
+        };
         return reply
           .code(error.status)
           .type('text/html; charset=utf-8')

@@ -70,11 +70,28 @@ const SELECT = `SELECT ${columnNames(COLUMNS).join(', ')} FROM users`;
 /** Letters, digits and . _ @ - in any script; no spaces or controls. */
 const NAME_PATTERN = /^[\p{L}\p{N}._@-]+$/u;
 
+/**
+ * Scripts whose letters pass for Latin ones (Cyrillic 'а' for 'a', Greek 'ο' for 'o'): a name
+ * mixing Latin with one of them is a look-alike of another name, not a name of its own.
+ */
+const CONFUSABLE_WITH_LATIN = [/\p{Script=Cyrillic}/u, /\p{Script=Greek}/u];
+const LATIN = /\p{Script=Latin}/u;
+
+/** The form names are compared in: compatibility-normalised (NFKC), then without case. */
+export function nameKey(name: string): string {
+  return name.normalize('NFKC').toLowerCase();
+}
+
 export function checkUserName(name: string): string {
-  const normal = name.normalize('NFC');
+  // NFKC: full-width 'ａｄｍｉｎ' and ligatures become the letters they stand for.
+  const normal = name.normalize('NFKC');
   if (normal.length === 0 || normal.length > USER_LIMITS.nameLength || !NAME_PATTERN.test(normal))
     throw new ConfigError(
       `a user name is 1-${USER_LIMITS.nameLength} letters, digits, '.', '_', '@' or '-' (got ${JSON.stringify(name.slice(0, 80))})`,
+    );
+  if (LATIN.test(normal) && CONFUSABLE_WITH_LATIN.some((script) => script.test(normal)))
+    throw new ConfigError(
+      `the user name ${JSON.stringify(name.slice(0, 80))} mixes Latin letters with Cyrillic or Greek ones, which look alike; use one script`,
     );
   return normal;
 }
@@ -102,7 +119,8 @@ export class UserStore {
     const normal = checkUserName(name);
     checkPassword(password);
     if (!isRole(role)) throw new ConfigError(`the role is one of ${ROLES.join(', ')}`);
-    if (await this.find(normal)) throw new ConfigError(`there is a user '${normal}' already`);
+    const taken = (await this.list()).find((user) => nameKey(user.name) === nameKey(normal));
+    if (taken) throw new ConfigError(`there is a user '${taken.name}' already (names ignore case)`);
     const now = new Date().toISOString();
     const id = randomUUID();
     await this.#db.run(
@@ -120,7 +138,7 @@ export class UserStore {
 
   async find(name: string): Promise<UserRecord | undefined> {
     const [row] = await this.#db.query<Record<string, unknown>>(`${SELECT} WHERE name = ?`, [
-      name.normalize('NFC'),
+      name.normalize('NFKC'),
     ]);
     return row ? fromRow(row, COLUMNS) : undefined;
   }
@@ -168,7 +186,7 @@ export class UserStore {
       throw refused;
     const [row] = await this.#db.query<Record<string, unknown> & { password_hash: string }>(
       `SELECT ${columnNames(COLUMNS).join(', ')}, password_hash FROM users WHERE name = ?`,
-      [name.normalize('NFC')],
+      [name.normalize('NFKC')],
     );
     if (!row) {
       decoy ??= hash(`decoy-${randomUUID()}`, HASH_OPTIONS);
