@@ -45,6 +45,8 @@ function formatInfo(info: WorkspaceInfo): string {
   const lines = [`workspace ${info.workspace}: ${info.images} images`];
   for (const [c, v] of Object.entries(info.classes))
     lines.push(`  ${c}: ${v.images} images, ${v.cases} cases`);
+  for (const [c, v] of Object.entries(info.slides))
+    lines.push(`  ${c}: ${v.slides} slides, ${v.patients} patients`);
   for (const s of info.splits)
     lines.push(formatSplit(s).replace(/^split/, `${s.kind} split`) + ` (seed ${s.seed})`);
   for (const p of info.patchStores) {
@@ -186,20 +188,30 @@ function registerMosaics(data: Command): void {
     )
     .option('--group-by <rule>', `patient (group) id rule: ${GROUP_RULE_HELP}`, DEFAULT_GROUP_RULE)
     .option('--mpp <um>', "the fields' microns per pixel (default: the 0.3x copy's)", positiveNumber)
+    .option('--patients <list>', 'only these patients, comma-separated (default: all)')
+    .option('--max-fields <n>', 'at most this many fields per slide (default: all)', positiveInt)
     .option('--json', 'print the slides as JSON')
-    .action(async (source: string, out: string, flags: { groupBy: string; mpp?: number; json?: boolean }) => {
-      const result = await writePatientSlides(source, out, {
-        groupBy: parseGroupRule(flags.groupBy),
-        ...(flags.mpp ? { mpp: flags.mpp } : {}),
-      });
-      print(
-        flags.json,
-        result,
-        () =>
-          `${result.slides.length} slides of ${new Set(result.slides.map((s) => s.patient)).size} patients; ` +
-          `manifest ${result.manifest}`,
-      );
-    });
+    .action(
+      async (
+        source: string,
+        out: string,
+        flags: { groupBy: string; mpp?: number; patients?: string; maxFields?: number; json?: boolean },
+      ) => {
+        const result = await writePatientSlides(source, out, {
+          groupBy: parseGroupRule(flags.groupBy),
+          ...(flags.mpp ? { mpp: flags.mpp } : {}),
+          ...(flags.patients ? { patients: flags.patients.split(',').map((p) => p.trim()) } : {}),
+          ...(flags.maxFields ? { maxFields: flags.maxFields } : {}),
+        });
+        print(
+          flags.json,
+          result,
+          () =>
+            `${result.slides.length} slides of ${new Set(result.slides.map((s) => s.patient)).size} patients; ` +
+            `manifest ${result.manifest}`,
+        );
+      },
+    );
 }
 
 function registerSplit(data: Command): void {
