@@ -91,6 +91,10 @@ export const ERROR_CODES = {
   ERR_WEIGHTS_LAYOUT: { status: 500, meaning: 'a weights package lacks the expected folders' },
   // Stages.
   ERR_IMPORT: { status: 400, meaning: 'an image collection cannot be imported' },
+  ERR_MANIFEST: {
+    status: 400,
+    meaning: 'a slide manifest has rows that cannot be imported (each one named)',
+  },
   ERR_PREPARE: { status: 500, meaning: 'no image could be prepared into patches' },
   ERR_TRAIN: { status: 500, meaning: 'training cannot start or continue' },
   ERR_TRAIN_STOPPED: { status: 500, meaning: 'training was stopped on request' },

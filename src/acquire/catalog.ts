@@ -11,7 +11,7 @@ import { ensureDir, type Workspace } from '../workspace.js';
 /** How a split was made: one holdout, k folds, one fold per group, or everything for training. */
 export type SplitKind = 'holdout' | 'kfold' | 'loo' | 'all';
 
-export const CATALOG_SCHEMA_VERSION = 1;
+export const CATALOG_SCHEMA_VERSION = 2;
 
 export interface ImageRecord {
   id: number;
@@ -34,6 +34,26 @@ export interface ImageRecord {
 }
 
 export type NewImage = Omit<ImageRecord, 'id' | 'importedAt'>;
+
+/** A whole slide from a manifest: one patient's, with one label; its tiles are cut later. */
+export interface SlideRecord {
+  id: number;
+  path: string;
+  patient: string;
+  label: string;
+  mpp: number;
+  width: number;
+  height: number;
+  vendor: string;
+  /** The manifest's own fold, when it fixes the cross-validation. */
+  fold: number | null;
+  /** A GeoJSON of annotated regions (QuPath's export), when the manifest names one. */
+  annotations: string | null;
+  source: string;
+  importedAt: string;
+}
+
+export type NewSlide = Omit<SlideRecord, 'id' | 'importedAt'>;
 
 export type Partition = 'train' | 'validation' | 'test';
 
@@ -85,6 +105,20 @@ CREATE TABLE IF NOT EXISTS split_members (
   partition TEXT,
   fold INTEGER,
   PRIMARY KEY (split, image_id)
+);
+CREATE TABLE IF NOT EXISTS slides (
+  id INTEGER PRIMARY KEY,
+  path TEXT NOT NULL UNIQUE,
+  patient TEXT NOT NULL,
+  label TEXT NOT NULL,
+  mpp REAL NOT NULL,
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  vendor TEXT NOT NULL,
+  fold INTEGER,
+  annotations TEXT,
+  source TEXT NOT NULL,
+  imported_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
   id INTEGER PRIMARY KEY,
@@ -251,6 +285,29 @@ export class Catalog {
     return (
       this.db.prepare('SELECT DISTINCT class FROM images ORDER BY class').all() as { class: string }[]
     ).map((r) => r.class);
+  }
+
+  /** Inserts or, for a known path, updates a slide; true when it was new. */
+  upsertSlide(slide: NewSlide): boolean {
+    const known = this.db.prepare('SELECT id FROM slides WHERE path = ?').get(slide.path) !== undefined;
+    this.db
+      .prepare(
+        `INSERT INTO slides (path, patient, label, mpp, width, height, vendor, fold, annotations, source, imported_at)
+         VALUES (@path, @patient, @label, @mpp, @width, @height, @vendor, @fold, @annotations, @source, @importedAt)
+         ON CONFLICT(path) DO UPDATE SET patient = excluded.patient, label = excluded.label, mpp = excluded.mpp,
+           width = excluded.width, height = excluded.height, vendor = excluded.vendor, fold = excluded.fold,
+           annotations = excluded.annotations, source = excluded.source`,
+      )
+      .run({ ...slide, importedAt: new Date().toISOString() });
+    return !known;
+  }
+
+  slides(): SlideRecord[] {
+    const rows = this.db.prepare('SELECT * FROM slides ORDER BY label, patient, path').all() as (Omit<
+      SlideRecord,
+      'importedAt'
+    > & { imported_at: string })[];
+    return rows.map(({ imported_at, ...r }) => ({ ...r, importedAt: imported_at }));
   }
 
   saveSplit(split: Omit<SplitRecord, 'createdAt'>, members: readonly SplitMember[]): void {

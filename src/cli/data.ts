@@ -5,6 +5,8 @@ import { ConfigError } from '../errors.js';
 import { fetchLymphoma, LYMPHOMA } from '../acquire/fetch.js';
 import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../acquire/grouping.js';
 import { importImages, type ImportReport } from '../acquire/import.js';
+import { importSlideManifest, type SlideImportReport } from '../acquire/slide-manifest.js';
+import { TWO_SLIDES_FROM, writePatientSlides } from '../acquire/slide-mosaic.js';
 import { workspaceInfo, type WorkspaceInfo } from '../prepare/info.js';
 import { createSplit, SPLIT_DEFAULTS, type SplitConfig, type SplitSummary } from '../acquire/split.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../io/download.js';
@@ -23,6 +25,13 @@ function formatImport(report: ImportReport): string {
   return lines.join('\n');
 }
 
+function formatSlideImport(r: SlideImportReport): string {
+  return [
+    `imported slides from ${r.manifest}: ${r.added} added, ${r.updated} updated; ${r.slides} slides of ${r.patients} patients`,
+    ...Object.entries(r.perClass).map(([c, n]) => `  ${c}: ${n} slides`),
+  ].join('\n');
+}
+
 function formatSplit(summary: SplitSummary): string {
   const lines = [`split '${summary.name}':`];
   for (const [part, perClass] of Object.entries(summary.counts)) {
@@ -36,6 +45,8 @@ function formatInfo(info: WorkspaceInfo): string {
   const lines = [`workspace ${info.workspace}: ${info.images} images`];
   for (const [c, v] of Object.entries(info.classes))
     lines.push(`  ${c}: ${v.images} images, ${v.cases} cases`);
+  for (const [c, v] of Object.entries(info.slides))
+    lines.push(`  ${c}: ${v.slides} slides, ${v.patients} patients`);
   for (const s of info.splits)
     lines.push(formatSplit(s).replace(/^split/, `${s.kind} split`) + ` (seed ${s.seed})`);
   for (const p of info.patchStores) {
@@ -57,6 +68,7 @@ export function registerData(program: Command): void {
   const data = program.command('data').description('get images, catalogue them, split them');
   registerFetch(data);
   registerImport(data);
+  registerMosaics(data);
   registerSplit(data);
   registerInfo(data);
 }
@@ -116,7 +128,11 @@ function registerFetch(data: Command): void {
 function registerImport(data: Command): void {
   data
     .command('import <source>')
-    .description('register a class-per-folder image collection (CLASS/image.tif ...), or a .tar.gz of one')
+    .description(
+      'register a class-per-folder image collection (CLASS/image.tif ...), a .tar.gz of one, ' +
+        'or a slide manifest (.csv: slide,patient,label[,mpp,fold,annotations])',
+    )
+    .option('--classes <list>', 'a manifest: the labels it may use, comma-separated (default: any)')
     .option('--group-by <rule>', `patient (group) id rule: ${GROUP_RULE_HELP}`, DEFAULT_GROUP_RULE)
     .option(
       '--scale <x>',
@@ -128,10 +144,16 @@ function registerImport(data: Command): void {
     .action(
       async (
         source: string,
-        flags: { groupBy: string; scale?: number; mpp?: number; json?: boolean },
+        flags: { groupBy: string; scale?: number; mpp?: number; classes?: string; json?: boolean },
         command: Command,
       ) => {
         await withCatalog(command, async (catalog, workspace) => {
+          if (source.toLowerCase().endsWith('.csv')) {
+            const classes = flags.classes?.split(',').map((c) => c.trim());
+            const report = await importSlideManifest(catalog, source, classes ? { classes } : {});
+            print(flags.json, report, () => formatSlideImport(report));
+            return;
+          }
           const bar = progressBar('import', 'items');
           try {
             const report = await importImages(catalog, workspace, source, {
@@ -153,6 +175,41 @@ function registerImport(data: Command): void {
             bar.stop();
           }
         });
+      },
+    );
+}
+
+function registerMosaics(data: Command): void {
+  data
+    .command('mosaic-slides <source> <out>')
+    .description(
+      'write one slide per patient of a field collection (its fields on glass, a tiled pyramidal TIFF ' +
+        `with resolution tags; two slides of alternate fields from ${TWO_SLIDES_FROM} fields), and out/manifest.csv`,
+    )
+    .option('--group-by <rule>', `patient (group) id rule: ${GROUP_RULE_HELP}`, DEFAULT_GROUP_RULE)
+    .option('--mpp <um>', "the fields' microns per pixel (default: the 0.3x copy's)", positiveNumber)
+    .option('--patients <list>', 'only these patients, comma-separated (default: all)')
+    .option('--max-fields <n>', 'at most this many fields per slide (default: all)', positiveInt)
+    .option('--json', 'print the slides as JSON')
+    .action(
+      async (
+        source: string,
+        out: string,
+        flags: { groupBy: string; mpp?: number; patients?: string; maxFields?: number; json?: boolean },
+      ) => {
+        const result = await writePatientSlides(source, out, {
+          groupBy: parseGroupRule(flags.groupBy),
+          ...(flags.mpp ? { mpp: flags.mpp } : {}),
+          ...(flags.patients ? { patients: flags.patients.split(',').map((p) => p.trim()) } : {}),
+          ...(flags.maxFields ? { maxFields: flags.maxFields } : {}),
+        });
+        print(
+          flags.json,
+          result,
+          () =>
+            `${result.slides.length} slides of ${new Set(result.slides.map((s) => s.patient)).size} patients; ` +
+            `manifest ${result.manifest}`,
+        );
       },
     );
 }

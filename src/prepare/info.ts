@@ -11,6 +11,8 @@ export interface WorkspaceInfo {
   workspace: string;
   images: number;
   classes: Record<string, { images: number; cases: number }>;
+  /** Slides from manifests, per label: how many and of how many patients. */
+  slides: Record<string, { slides: number; patients: number }>;
   splits: (SplitSummary & { kind: string; seed: number; params: Record<string, unknown> })[];
   patchStores: {
     name: string;
@@ -35,6 +37,16 @@ export async function workspaceInfo(catalog: Catalog, workspace: Workspace): Pro
     set.add(image.caseId);
     cases.set(image.className, set);
     entry.cases = set.size;
+  }
+  const slides: WorkspaceInfo['slides'] = {};
+  const slidePatients = new Map<string, Set<string>>();
+  for (const slide of catalog.slides()) {
+    const entry = (slides[slide.label] ??= { slides: 0, patients: 0 });
+    entry.slides++;
+    const set = slidePatients.get(slide.label) ?? new Set<string>();
+    set.add(slide.patient);
+    slidePatients.set(slide.label, set);
+    entry.patients = set.size;
   }
   const splits = catalog.splits().map((s) => ({
     ...summarizeSplit(images, catalog.splitMembers(s.name), s.name),
@@ -68,5 +80,5 @@ export async function workspaceInfo(catalog: Catalog, workspace: Workspace): Pro
       await store.close();
     }
   }
-  return { workspace: workspace.root, images: images.length, classes, splits, patchStores };
+  return { workspace: workspace.root, images: images.length, classes, slides, splits, patchStores };
 }
