@@ -9,6 +9,7 @@ import { workspaceAt } from '../workspace.js';
 import { buildServer, SERVE_DEFAULTS } from '../serve/app.js';
 import { openStore } from '../store/open.js';
 import { registerAccess } from './access.js';
+import { registerReviews } from './reviews.js';
 import { resolveModelDir } from './context.js';
 import { nonNegativeInt, positiveInt } from './options.js';
 
@@ -69,6 +70,7 @@ export function registerServe(program: Command): void {
     .action(serveCommand);
 
   registerAccess(program, serveDataDir);
+  registerReviews(program, serveDataDir);
 }
 
 interface ServeFlags {

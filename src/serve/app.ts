@@ -24,6 +24,7 @@ import { LIMITS } from '../limits.js';
 import { Predictor } from '../predict/predictor.js';
 import { restApi } from './api.js';
 import { loginRoutes } from './login-routes.js';
+import { reviewsApi } from './reviews-api.js';
 import { registerSecurity } from './security.js';
 import { slidesApi } from './slides-api.js';
 import errorHandling from './error-handler.js';
@@ -123,6 +124,7 @@ async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<v
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(restApi, { prefix: '/api/v1' });
   await app.register(slidesApi, { prefix: '/api/v1' });
+  await app.register(reviewsApi, { prefix: '/api/v1' });
   await app.register(healthRoutes);
   await app.register(portalRoutes);
   await app.register(loginRoutes);

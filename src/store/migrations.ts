@@ -172,6 +172,40 @@ CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXE
       { table: 'slide_jobs', column: 'work', definition: 'INTEGER NOT NULL DEFAULT 0' },
     ],
   },
+  {
+    version: 6,
+    name: '006_reviews',
+    sql: `
+CREATE TABLE IF NOT EXISTS reviews (
+  id TEXT PRIMARY KEY,
+  created_at TIME NOT NULL,
+  case_kind TEXT NOT NULL,
+  case_id TEXT NOT NULL,
+  reviewer TEXT NOT NULL,
+  reviewer_id TEXT,
+  label TEXT NOT NULL,
+  other_text TEXT,
+  patient TEXT,
+  comment TEXT NOT NULL,
+  model_id TEXT NOT NULL,
+  predicted TEXT,
+  supersedes TEXT,
+  seq SERIAL
+);
+CREATE INDEX IF NOT EXISTS reviews_case ON reviews (case_kind, case_id);
+CREATE INDEX IF NOT EXISTS reviews_created ON reviews (created_at);`,
+    // Reviews are a clinical record: a new opinion supersedes, nothing is edited or removed.
+    dialectSql: {
+      sqlite: `
+CREATE TRIGGER IF NOT EXISTS reviews_no_update BEFORE UPDATE ON reviews BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;`,
+      postgres: `
+CREATE OR REPLACE FUNCTION reviews_append_only() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION 'reviews are append-only'; END; $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS reviews_no_change ON reviews;
+CREATE TRIGGER reviews_no_change BEFORE UPDATE OR DELETE ON reviews FOR EACH ROW EXECUTE FUNCTION reviews_append_only();`,
+    },
+  },
 ];
 
 /** What a database must offer to be migrated: statements in one transaction, and its columns. */

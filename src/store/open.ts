@@ -10,6 +10,7 @@ import { AuditLog } from './audit.js';
 import { KeyStore } from './keys.js';
 import { PostgresDatabase } from './postgres.js';
 import { PredictionStore } from './predictions.js';
+import { ReviewStore } from './reviews.js';
 import { SharedSlideQueue, type SharedQueueOptions } from './shared-slide-queue.js';
 import { LocalSlideQueue, type SlideExecutor, type SlideQueue } from './slide-jobs.js';
 import { Settings } from './settings.js';
@@ -26,6 +27,7 @@ export class ServerStore {
   readonly users: UserStore;
   readonly settings: Settings;
   readonly audit: AuditLog;
+  readonly reviews: ReviewStore;
 
   constructor(db: Database, dataDir: string) {
     this.db = db;
@@ -34,6 +36,7 @@ export class ServerStore {
     this.users = new UserStore(db);
     this.settings = new Settings(db);
     this.audit = new AuditLog(db);
+    this.reviews = new ReviewStore(db);
   }
 
   /** The slide queue on this database: run here, or shared with the deployment through pg-boss. */
