@@ -198,4 +198,18 @@ describe('reviews', () => {
     ]);
     assert.match(withThem.stdout, /4 exported/);
   });
+
+  it("puts the review form on a pathologist's result page, not on a viewer's", async () => {
+    const id = await upload(imageOf('STRIPES', 1));
+    const page = await server.app.inject({ url: `/cases/${id}`, headers: { cookie: paula.cookie } });
+    assert.equal(page.statusCode, 200);
+    assert.match(page.body, new RegExp(`id="review-form" data-action="/api/v1/predictions/${id}/review"`));
+    assert.match(page.body, /<option value="other">/);
+    assert.match(page.body, /src="\/static\/portal\/review.js"/);
+    const script = await server.app.inject({ url: '/static/portal/review.js' });
+    assert.equal(script.statusCode, 200);
+    const viewerPage = await server.app.inject({ url: `/cases/${id}`, headers: { cookie: victor.cookie } });
+    assert.equal(viewerPage.statusCode, 200);
+    assert.doesNotMatch(viewerPage.body, /review-form/);
+  });
 });
