@@ -15,7 +15,11 @@ form?.addEventListener('submit', async (event) => {
   status.textContent = 'Recording…';
   const headers = { 'content-type': 'application/json' };
   if (csrf) headers['x-csrf-token'] = csrf;
-  const response = await fetch(form.dataset.action, { method: 'POST', headers, body: JSON.stringify(body) });
+  const response = await window.fetch(form.dataset.action, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify(body),
+  });
   const answer = await response.json().catch(() => ({}));
   if (response.status === 201) {
     status.textContent =
