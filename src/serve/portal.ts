@@ -11,6 +11,7 @@ import type { PatchGrid } from '../predict/predictor.js';
 import { architectureOf, type ModelManifest } from '../model/package.js';
 import type { AuditEntry } from '../store/audit.js';
 import type { PredictionRecord } from '../store/predictions.js';
+import { REVIEW_SCRIPT, reviewForm } from './review-pages.js';
 
 const STYLE = `
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -222,8 +223,8 @@ ${
 <tr><th scope="row">Time</th><td>${record.timings.totalMs.toFixed(0)} ms</td></tr>
 </tbody></table>
 <p><a href="/api/v1/predictions/${encodeURIComponent(record.id)}">Result as JSON</a></p>
-</section></div>`,
-    { scripts: hasImage ? ['/static/portal/result.js'] : [] },
+</section></div>${reviewForm(ctx, 'prediction', record.id, manifest.classes)}`,
+    { scripts: [...(hasImage ? ['/static/portal/result.js'] : []), REVIEW_SCRIPT] },
   );
 }
 
@@ -325,7 +326,7 @@ function zoomViewer(
       waiting: options.waiting,
     })}`,
     {
-      scripts: ['/static/openseadragon/openseadragon.min.js', '/static/portal/viewer.js'],
+      scripts: ['/static/openseadragon/openseadragon.min.js', '/static/portal/viewer.js', REVIEW_SCRIPT],
     },
   );
 }
@@ -357,7 +358,7 @@ export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: Mo
   const answer = r
     ? `<p class="big" id="predicted">${escapeHtml(r.status === 'uncertain' ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
 <p>${r.status === 'uncertain' ? `Leaning ${escapeHtml(r.predicted)}, ` : ''}confidence ${pct(r.confidence)}</p>
-<h2>Tile votes</h2>${voteBars(manifest, r.voteShares)}`
+<h2>Tile votes</h2>${voteBars(manifest, r.voteShares)}${reviewForm(ctx, 'slide', job.id, manifest.classes)}`
     : job.status === 'failed'
       ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
       : job.status === 'cancelled'

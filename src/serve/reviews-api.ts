@@ -20,7 +20,12 @@ const PATIENT = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$' } 
 export const REVIEW_BODY = {
   type: 'object',
   properties: {
-    label: { type: 'string', minLength: 1, maxLength: 100, description: `a model class, or '${OTHER_LABEL}'` },
+    label: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 100,
+      description: `a model class, or '${OTHER_LABEL}'`,
+    },
     other: { ...TEXT, description: `what the diagnosis is, when the label is '${OTHER_LABEL}'` },
     patient: { ...PATIENT, description: 'the patient id (letters, digits, . and -)' },
     comment: TEXT,

@@ -63,7 +63,9 @@ function statusOf(c: Omit<ExportedCase, 'status' | 'image'>, options: ReviewExpo
 }
 
 async function slidePathOf(db: Database, id: string): Promise<string | null> {
-  const [row] = await db.query<{ slide_path: string }>('SELECT slide_path FROM slide_jobs WHERE id = ?', [id]);
+  const [row] = await db.query<{ slide_path: string }>('SELECT slide_path FROM slide_jobs WHERE id = ?', [
+    id,
+  ]);
   return row?.slide_path ?? null;
 }
 
@@ -80,7 +82,12 @@ export async function exportReviews(
     const first = group[0];
     if (!first) continue;
     const patient = [...group].reverse().find((r) => r.patient)?.patient ?? null;
-    const base = { caseKind: first.caseKind, caseId: first.caseId, patient, readers: group.map((r) => r.reviewer) };
+    const base = {
+      caseKind: first.caseKind,
+      caseId: first.caseId,
+      patient,
+      readers: group.map((r) => r.reviewer),
+    };
     const found = { ...base, ...consensus(group) };
     let status = statusOf(found, options);
     let image: string | null = null;

@@ -86,6 +86,8 @@ export class ReviewStore {
       id: randomUUID(),
       createdAt: new Date().toISOString(),
       ...review,
+      // A patient once given stays with the reader's later opinions of the case.
+      patient: review.patient ?? earlier?.patient ?? null,
       supersedes: earlier?.id ?? null,
     };
     await this.#db.run(insertSql('reviews', COLUMNS), toValues(full, COLUMNS));
@@ -106,8 +108,7 @@ export class ReviewStore {
     add('reviewer = ?', query.reviewer);
     add('case_kind = ?', query.caseKind);
     add('case_id = ?', query.caseId);
-    if (!query.history)
-      where.push('id NOT IN (SELECT supersedes FROM reviews WHERE supersedes IS NOT NULL)');
+    if (!query.history) where.push('id NOT IN (SELECT supersedes FROM reviews WHERE supersedes IS NOT NULL)');
     const rows = await this.#db.query<Record<string, unknown>>(
       `SELECT ${columnNames(COLUMNS).join(', ')} FROM reviews ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, ${this.#db.insertOrder} DESC LIMIT ?`,
