@@ -52,6 +52,8 @@ import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
 
 export interface TrainProgress {
+  /** 'features': a frozen-base recipe's feature pass, `batch` of `batches` images done; loss, accuracy and rate are not measured there. */
+  pass?: 'features';
   epoch: number;
   epochs: number;
   phase: number;
@@ -641,6 +643,7 @@ function frozenBaseOptions(config: RunConfig, options: TrainOptions): ProbeOptio
     seed: config.seed,
     onProgress: (done, total) =>
       options.onProgress?.({
+        pass: 'features',
         epoch: 1,
         epochs: 1,
         phase: 1,

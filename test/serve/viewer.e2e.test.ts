@@ -65,7 +65,14 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
       if (r.url().includes('/slide_files/')) tileRequests.push(r.url());
     });
     await page.goto(`${address}/slides/${jobId}`);
-    assert.match((await page.textContent('#answer')) ?? '', /Tile votes/);
+    assert.match((await page.textContent('#answer')) ?? '', /Vote shares of the tiles/);
+    // The slides list says what the viewer says: the same verdict and calibrated confidence.
+    const verdict = (await page.textContent('#verdict .verdict'))?.trim() ?? '';
+    assert.match(verdict, /\d+\.\d% (calibrated )?confidence/);
+    await page.goto(`${address}/slides`);
+    const row = page.locator('tr', { has: page.locator(`a[href="/slides/${jobId}"]`) });
+    assert.equal((await row.locator('.verdict').textContent())?.trim(), verdict);
+    await page.goto(`${address}/slides/${jobId}`);
     assert.match((await page.textContent('.legend')) ?? '', /BLOB.*CHECKER.*STRIPES/);
     await page.waitForFunction(
       () => (globalThis as unknown as { pathotypeOverlay?: unknown }).pathotypeOverlay !== undefined,
