@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 
 import { ConfigError } from '../errors.js';
 import { decodeRgb } from '../image/image-io.js';
+import { scaleOfMpp } from '../image/scale.js';
 import { isWholeSlide } from '../slide/slide.js';
 import { slideGeoJson } from '../predict/slide-geojson.js';
 import { predictSlide, type SlidePrediction } from '../predict/slide-predictor.js';
@@ -63,8 +64,13 @@ export function registerPredict(program: Command): void {
       'write a PNG overlay per image (patch grid coloured by class, opacity by confidence)',
     )
     .option(
+      '--mpp <um>',
+      "the images' microns per pixel (default: from the size, as the release's 1388x1040 fields at 0.32 um/px)",
+      positiveNumber,
+    )
+    .option(
       '--scale <x>',
-      "the images' pixel scale relative to the original 1388x1040 release (default: from the size)",
+      'the same as a pixel scale relative to the original 1388x1040 release: an alias of --mpp',
       positiveNumber,
     )
     .option('--batch-size <n>', 'patches per inference batch', positiveInt, DEFAULT_BATCH_SIZE)
@@ -80,12 +86,16 @@ type PredictFlags = {
   slideMpp?: number;
   modelMpp?: number;
   heatmap?: string;
+  mpp?: number;
   scale?: number;
   batchSize: number;
   bf16?: boolean;
 };
 
 async function predictCommand(images: string[], flags: PredictFlags, command: Command): Promise<void> {
+  if (flags.mpp !== undefined && flags.scale !== undefined)
+    throw new ConfigError("give the images' resolution once: --mpp or --scale, not both");
+  const scale = flags.mpp !== undefined ? scaleOfMpp(flags.mpp) : flags.scale;
   const dir = resolveModelDir(command, flags.model);
   const predictor = await Predictor.load(dir, {
     batchSize: flags.batchSize,
@@ -106,7 +116,7 @@ async function predictCommand(images: string[], flags: PredictFlags, command: Co
     fields.map((file) => ({
       source: path.resolve(file),
       name: file,
-      ...(flags.scale ? { scale: flags.scale } : {}),
+      ...(scale ? { scale } : {}),
     })),
   );
   if (flags.heatmap) {
