@@ -6,6 +6,7 @@ import { escapeHtml } from '../html.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
 import type { ModelManifest } from '../model/package.js';
+import { SLIDE_EXTENSIONS } from '../slide/slide.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import type { ShownVerdict } from '../predict/verdict-text.js';
 import { verdictHtml } from '../predict/verdict-text.js';
@@ -129,6 +130,25 @@ export function fieldViewerPage(ctx: PageContext, record: PredictionRecord, mani
   });
 }
 
+/** The file picker's filter: every slide format OpenSlide reads here, and pyramidal TIFF. */
+const SLIDE_ACCEPT = [...SLIDE_EXTENSIONS, '.tif', '.tiff'].join(',');
+
+/**
+ * A pathologist's slide upload: streamed by the page's script into POST /api/v1/slides (the
+ * slide queue), with its progress, and the slide's microns per pixel when its file does not say.
+ */
+function slideUploadForm(ctx: PageContext): string {
+  if (ctx.user && ctx.user.role === 'viewer') return '';
+  return `<form class="panel" id="slide-form">
+<h2>Submit a slide</h2>
+<p><label for="slide-file">Slide file</label> <input id="slide-file" name="slide" type="file" accept="${SLIDE_ACCEPT}" required></p>
+<p><label for="slide-mpp">Microns per pixel</label> <input id="slide-mpp" name="slideMpp" type="number" step="any" min="0" max="100" inputmode="decimal"> <span class="muted">only when the slide's file does not state it</span></p>
+<p><button type="submit" id="submit-slide">Submit the slide</button></p>
+<progress id="slide-progress" max="100" hidden aria-label="Slide upload progress"></progress>
+<p id="slide-status" role="status" aria-live="polite"></p>
+</form>`;
+}
+
 /** The slide jobs, newest first. */
 export function slideListPage(ctx: PageContext, jobs: readonly ViewedSlide[]): string {
   const rows = jobs
@@ -140,7 +160,8 @@ export function slideListPage(ctx: PageContext, jobs: readonly ViewedSlide[]): s
   return layout(
     ctx,
     'Slides',
-    `<h1>Slides</h1><p class="muted">Slides are submitted through the REST API (POST /api/v1/slides) or QuPath (integrations/qupath).</p>
+    `<h1>Slides</h1>${slideUploadForm(ctx)}<p class="muted">Slides are also submitted through the REST API (POST /api/v1/slides) or QuPath (integrations/qupath).</p>
 <table><thead><tr><th scope="col">Slide</th><th scope="col">Status</th><th scope="col">Verdict</th></tr></thead><tbody>${rows}</tbody></table>`,
+    { scripts: ['/static/portal/send.js', '/static/portal/slides.js'] },
   );
 }

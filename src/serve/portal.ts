@@ -6,6 +6,7 @@
 import { estimateLabel } from '../evaluate/cross-validation.js';
 import { escapeHtml } from '../html.js';
 import { SUPPORTED_FORMATS, type ImageFormat } from '../image/image-io.js';
+import { inferScale, mppOfScale, ORIGINAL_HEIGHT, ORIGINAL_MPP, ORIGINAL_WIDTH } from '../image/scale.js';
 import { percent as pct } from '../format.js';
 import { ATTENTION_RGB, classColour } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
@@ -154,11 +155,14 @@ export function uploadPage(ctx: PageContext, manifest: ModelManifest): string {
 <label class="button" for="file">Choose an image…</label>
 <input id="file" name="image" type="file" accept="${UPLOAD_ACCEPT}" class="visually-hidden" style="position:absolute;left:-9999px">
 </div>
+<p><label for="resolution">Resolution</label> <input id="resolution" type="number" step="any" min="0" inputmode="decimal">
+<select id="resolution-unit" aria-label="Unit of the resolution"><option value="mpp">µm per pixel</option><option value="scale">scale of the ${ORIGINAL_WIDTH}×${ORIGINAL_HEIGHT} release</option></select>
+<span class="muted">optional, set it before choosing the image; without it the scale comes from the image's size, as for the release's ${ORIGINAL_WIDTH}×${ORIGINAL_HEIGHT} fields (${ORIGINAL_MPP} µm per pixel)</span></p>
 <progress id="progress" max="100" hidden aria-label="Upload progress"></progress>
 <p id="status" role="status" aria-live="polite"></p>
 </div>
-<p class="muted">Model: ${modelSummary(manifest)}</p>`,
-    { scripts: ['/static/portal/upload.js'] },
+<p class="muted">Model: ${modelSummary(manifest)}</p>${jsonBlock('upload-options', { originalMpp: ORIGINAL_MPP })}`,
+    { scripts: ['/static/portal/send.js', '/static/portal/upload.js'] },
   );
 }
 
@@ -194,6 +198,20 @@ function attentionControls(grid: PatchGrid): string {
     .join('');
   return `<p><label><input id="toggle-attention" type="checkbox"> Show the attention map</label> <span class="muted">(the model answers from the patches it weighs most; an even share would be ${pct(1 / weights.length)})</span></p>
 <details><summary>Patches weighed most</summary><ol id="top-attention">${ranked}</ol></details>`;
+}
+
+/**
+ * How the image's scale was found. A record keeps the scale used, not where it came from: when
+ * it is what the size implies, saying so is true (whether or not the uploader gave the same value).
+ */
+export function scaleSource(record: Pick<PredictionRecord, 'width' | 'height' | 'result'>): string {
+  const scale = record.result.scale;
+  if (scale === null) return 'none: this model tiles each image at its own scale';
+  const mpp = mppOfScale(scale)?.toPrecision(4) ?? '?';
+  const what = `${scale} of the ${ORIGINAL_WIDTH}×${ORIGINAL_HEIGHT} release (${mpp} µm per pixel)`;
+  return inferScale(record.width, record.height) === scale
+    ? `${what}, inferred from the image's size ${record.width}×${record.height} (the release's aspect)`
+    : `${what}, given with the upload`;
 }
 
 /**
@@ -253,6 +271,7 @@ ${verdictPanel(r)}
 <tr><th scope="row">Case id</th><td><code>${escapeHtml(record.id)}</code></td></tr>
 <tr><th scope="row">Received</th><td>${escapeHtml(record.createdAt)}</td></tr>
 <tr><th scope="row">Image</th><td>${record.width}×${record.height} px, ${(record.bytes / 1024).toFixed(0)} KiB, SHA-256 <code>${record.sha256.slice(0, 16)}…</code></td></tr>
+<tr><th scope="row">Scale</th><td id="scale-source">${escapeHtml(scaleSource(record))}</td></tr>
 <tr><th scope="row">Model</th><td>${modelSummary(manifest)}</td></tr>
 <tr><th scope="row">Time</th><td>${record.timings.totalMs.toFixed(0)} ms</td></tr>
 </tbody></table>
