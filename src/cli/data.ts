@@ -1,5 +1,6 @@
 /** `pathotype data ...`: acquisition, catalog, splits and what the workspace holds. */
 import type { Command } from 'commander';
+import { ConfigError } from '../errors.js';
 
 import { fetchLymphoma, LYMPHOMA } from '../acquire/fetch.js';
 import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../acquire/grouping.js';
@@ -156,6 +157,9 @@ function registerImport(data: Command): void {
     );
 }
 
+/** The kinds `data split` makes ('all', the run's final model on every patient, is the pipeline's). */
+const SPLIT_KINDS = ['holdout', 'kfold', 'loo'] as const;
+
 function registerSplit(data: Command): void {
   data
     .command('split')
@@ -165,7 +169,7 @@ function registerSplit(data: Command): void {
     .option(
       '--kind <kind>',
       'holdout, kfold or loo (leave one patient out: one fold per patient)',
-      choice(['holdout', 'kfold', 'loo'] as const),
+      choice(SPLIT_KINDS),
       'holdout',
     )
     .option(
@@ -198,6 +202,9 @@ function registerSplit(data: Command): void {
       ) => {
         loadCommandConfig(command);
         const o = command.opts<typeof flags>();
+        // A config file's kind has not been through the flag's parser.
+        if (!(SPLIT_KINDS as readonly string[]).includes(o.kind))
+          throw new ConfigError(`kind must be one of ${SPLIT_KINDS.join(', ')} (got '${o.kind}')`);
         const common = { validationFraction: o.validation, seed: o.seed };
         const config: SplitConfig =
           o.kind === 'holdout'
