@@ -58,6 +58,10 @@ describe('web portal in a real browser', () => {
     assert.equal(await overlay.isVisible(), false, 'the overlay toggles off');
     await page.getByLabel('Show the patch heatmap').check();
     assert.equal(await overlay.isVisible(), true, 'and on again');
+    assert.match(
+      (await page.textContent('#scale-source')) ?? '',
+      /^(none: this model tiles each image at its own scale|.* inferred from the image's size)/,
+    );
     const verdict = (await page.textContent('#verdict .verdict'))?.trim();
     assert.match(
       verdict ?? '',

@@ -226,6 +226,25 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
     }
   });
 
+  it('takes a slide from the portal: streamed into the queue, then its viewer and its row agree', async () => {
+    assert.ok(browser);
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
+    await page.goto(`${address}/slides`);
+    await page.setInputFiles('#slide-file', slide.file);
+    await page.fill('#slide-mpp', '1.0667');
+    await page.click('#submit-slide');
+    await page.waitForURL(/\/slides\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+    const id = page.url().split('/').at(-1) ?? '';
+    // The page reloads itself while the job runs.
+    await page.waitForSelector('#verdict .verdict', { timeout: 120_000 });
+    const verdict = (await page.textContent('#verdict .verdict'))?.trim();
+    await page.goto(`${address}/slides`);
+    const row = page.locator('tr', { has: page.locator(`a[href="/slides/${id}"]`) });
+    assert.equal((await row.locator('.verdict').textContent())?.trim(), verdict);
+    await page.close();
+  });
+
   it('met no Content-Security-Policy violation on any page', () => {
     assert.deepEqual(cspChecks.flat(), []);
   });
