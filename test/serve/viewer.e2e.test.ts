@@ -9,7 +9,7 @@ import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
 import { launchChromium, watchedPage } from '../browser.js';
 import { tempDir } from '../fixtures.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
-import { fieldsOf, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
+import { fieldsOf, writeDeclaredHugeTiff, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
 import { slideScalePackage } from './model-fixture.js';
 import { milPackageFrom } from '../model-at-scale.js';
 
@@ -242,6 +242,29 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
     await page.goto(`${address}/slides`);
     const row = page.locator('tr', { has: page.locator(`a[href="/slides/${id}"]`) });
     assert.equal((await row.locator('.verdict').textContent())?.trim(), verdict);
+    await page.close();
+  });
+
+  it("stops a job from its viewer's Cancel button", async () => {
+    assert.ok(browser && server);
+    // A slide declared 20,000 px square: its job runs long enough to be cancelled.
+    writeDeclaredHugeTiff(path.join(path.dirname(slide.file), 'slow.tif'), 20_000, 20_000);
+    const created = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/slides',
+      payload: { path: 'slow.tif' },
+    });
+    assert.equal(created.statusCode, 202, created.body);
+    const id = created.json<{ id: string }>().id;
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
+    await page.goto(`${address}/slides/${id}`);
+    await page.click('#cancel');
+    await page.locator('#progress-text', { hasText: 'cancelled' }).waitFor({ timeout: 20_000 });
+    assert.equal(
+      (await server.app.inject(`/api/v1/slides/${id}`)).json<{ status: string }>().status,
+      'cancelled',
+    );
     await page.close();
   });
 
