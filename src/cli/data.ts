@@ -11,7 +11,7 @@ import { workspaceInfo, type WorkspaceInfo } from '../prepare/info.js';
 import { createSplit, SPLIT_DEFAULTS, type SplitConfig, type SplitSummary } from '../acquire/split.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from '../io/download.js';
 import { loadCommandConfig, print, withCatalog } from './context.js';
-import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
+import { choice, fraction, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { formatBytes, progressBar } from './progress.js';
 
 function formatImport(report: ImportReport): string {
@@ -214,13 +214,21 @@ function registerMosaics(data: Command): void {
     );
 }
 
+/** The kinds `data split` makes ('all', the run's final model on every patient, is the pipeline's). */
+const SPLIT_KINDS = ['holdout', 'kfold', 'loo'] as const;
+
 function registerSplit(data: Command): void {
   data
     .command('split')
-    .description('partition the images stratified by class and grouped by case (no case on two sides)')
+    .description('partition the images stratified by class and grouped by patient (no patient on two sides)')
     .option('--config <file>', 'options from a JSON or YAML file')
     .option('--name <name>', 'split name', 'default')
-    .option('--kind <kind>', 'holdout or kfold', 'holdout')
+    .option(
+      '--kind <kind>',
+      'holdout, kfold or loo (leave one patient out: one fold per patient)',
+      choice(SPLIT_KINDS),
+      'holdout',
+    )
     .option(
       '--test <fraction>',
       'holdout: share of each class held out for testing (KNIME: 0.4)',
@@ -230,7 +238,7 @@ function registerSplit(data: Command): void {
     .option('--folds <k>', 'kfold: number of folds', positiveInt, SPLIT_DEFAULTS.folds)
     .option(
       '--validation <fraction>',
-      'share of the training cases kept for validation',
+      'share of the training patients kept for validation',
       fraction,
       SPLIT_DEFAULTS.validationFraction,
     )
@@ -240,7 +248,7 @@ function registerSplit(data: Command): void {
       async (
         flags: {
           name: string;
-          kind: string;
+          kind: 'holdout' | 'kfold' | 'loo';
           test: number;
           folds: number;
           validation: number;
@@ -251,12 +259,16 @@ function registerSplit(data: Command): void {
       ) => {
         loadCommandConfig(command);
         const o = command.opts<typeof flags>();
-        let config: SplitConfig;
-        if (o.kind === 'holdout')
-          config = { kind: 'holdout', testFraction: o.test, validationFraction: o.validation, seed: o.seed };
-        else if (o.kind === 'kfold')
-          config = { kind: 'kfold', folds: o.folds, validationFraction: o.validation, seed: o.seed };
-        else throw new ConfigError(`--kind must be holdout or kfold (got '${o.kind}')`);
+        // A config file's kind has not been through the flag's parser.
+        if (!(SPLIT_KINDS as readonly string[]).includes(o.kind))
+          throw new ConfigError(`kind must be one of ${SPLIT_KINDS.join(', ')} (got '${o.kind}')`);
+        const common = { validationFraction: o.validation, seed: o.seed };
+        const config: SplitConfig =
+          o.kind === 'holdout'
+            ? { kind: 'holdout', testFraction: o.test, ...common }
+            : o.kind === 'kfold'
+              ? { kind: 'kfold', folds: o.folds, ...common }
+              : { kind: 'loo', ...common };
         await withCatalog(command, async (catalog) => {
           const summary = createSplit(catalog, o.name, config);
           print(o.json, summary, () => formatSplit(summary));

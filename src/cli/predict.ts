@@ -7,12 +7,13 @@ import type { Command } from 'commander';
 
 import { ConfigError } from '../errors.js';
 import { decodeRgb } from '../image/image-io.js';
+import { scaleOfMpp } from '../image/scale.js';
 import { isWholeSlide } from '../slide/slide.js';
 import { slideGeoJson } from '../predict/slide-geojson.js';
 import { predictSlide, type SlidePrediction } from '../predict/slide-predictor.js';
-import { percent } from '../format.js';
 import { heatmapPng } from '../predict/heatmap.js';
 import { verdictCells, verdictColumns } from '../predict/verdict.js';
+import { refusedLine, thresholdText, verdictLine, voteSharesText } from '../predict/verdict-text.js';
 import {
   DEFAULT_BATCH_SIZE,
   Predictor,
@@ -24,19 +25,9 @@ import { choice, positiveInt, positiveNumber } from './options.js';
 import { progressBar } from './progress.js';
 
 function formatPrediction(p: ImagePrediction | RefusedImage): string {
-  if (p.status === 'refused') return `${p.name}: REFUSED (${p.code}): ${p.message}`;
-  const shares = Object.entries(p.voteShares)
-    .map(([c, v]) => `${c} ${percent(v)}`)
-    .join(', ');
-  const head =
-    p.status === 'uncertain'
-      ? `UNCERTAIN, refer to a pathologist (leans ${p.predicted}, confidence ${percent(p.confidence)}; ${
-          (p.threshold ?? 0) > 1
-            ? 'this model answers no image: cross-validation found no confidence at which it is accurate enough'
-            : `it answers from ${percent(p.threshold ?? 0)}`
-        })`
-      : `${p.predicted}${p.threshold === null ? '' : ` (confidence ${percent(p.confidence)})`}`;
-  return `${p.name}: ${head} (votes: ${shares}; ${p.patches} patches)`;
+  if (p.status === 'refused') return `${p.name}: ${refusedLine(p.code, p.message)}`;
+  const why = p.status === 'uncertain' ? `, refer to a pathologist (${thresholdText(p)})` : '';
+  return `${p.name}: ${verdictLine(p)}${why}; ${voteSharesText(p.voteShares)} of ${p.patches} patches`;
 }
 
 function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {
@@ -73,8 +64,13 @@ export function registerPredict(program: Command): void {
       'write a PNG overlay per image (patch grid coloured by class, opacity by confidence)',
     )
     .option(
+      '--mpp <um>',
+      "the images' microns per pixel (default: from the size, as the release's 1388x1040 fields at 0.32 um/px)",
+      positiveNumber,
+    )
+    .option(
       '--scale <x>',
-      "the images' pixel scale relative to the original 1388x1040 release (default: from the size)",
+      'the same as a pixel scale relative to the original 1388x1040 release: an alias of --mpp',
       positiveNumber,
     )
     .option('--batch-size <n>', 'patches per inference batch', positiveInt, DEFAULT_BATCH_SIZE)
@@ -90,12 +86,16 @@ type PredictFlags = {
   slideMpp?: number;
   modelMpp?: number;
   heatmap?: string;
+  mpp?: number;
   scale?: number;
   batchSize: number;
   bf16?: boolean;
 };
 
 async function predictCommand(images: string[], flags: PredictFlags, command: Command): Promise<void> {
+  if (flags.mpp !== undefined && flags.scale !== undefined)
+    throw new ConfigError("give the images' resolution once: --mpp or --scale, not both");
+  const scale = flags.mpp !== undefined ? scaleOfMpp(flags.mpp) : flags.scale;
   const dir = resolveModelDir(command, flags.model);
   const predictor = await Predictor.load(dir, {
     batchSize: flags.batchSize,
@@ -116,7 +116,7 @@ async function predictCommand(images: string[], flags: PredictFlags, command: Co
     fields.map((file) => ({
       source: path.resolve(file),
       name: file,
-      ...(flags.scale ? { scale: flags.scale } : {}),
+      ...(scale ? { scale } : {}),
     })),
   );
   if (flags.heatmap) {
@@ -161,17 +161,11 @@ async function predictCommand(images: string[], flags: PredictFlags, command: Co
 
 function formatSlide(p: SlidePrediction): string {
   const r = p.result;
-  const head =
-    r.status === 'uncertain'
-      ? `UNCERTAIN: refer to a pathologist (leaning ${r.predicted}, ${percent(r.confidence)})`
-      : `${r.predicted} (${percent(r.confidence)})`;
+  const why = r.status === 'uncertain' ? `, refer to a pathologist (${thresholdText(r)})` : '';
   return (
-    `${p.slide.path}: ${head}; ${p.tissue.tiles} tissue tiles of ${p.tiling.size.toFixed(0)} px at level 0 ` +
-    `(${p.slide.width}x${p.slide.height}, ${p.slide.mpp} um/px; model ${p.model.mpp.toFixed(3)} um/px); votes ` +
-    Object.entries(r.voteShares)
-      .map(([c, s]) => `${c} ${percent(s)}`)
-      .join(', ') +
-    ` in ${(p.timings.totalMs / 1000).toFixed(1)} s`
+    `${p.slide.path}: ${verdictLine(r)}${why}; ${p.tissue.tiles} tissue tiles of ${p.tiling.size.toFixed(0)} px at level 0 ` +
+    `(${p.slide.width}x${p.slide.height}, ${p.slide.mpp} um/px; model ${p.model.mpp.toFixed(3)} um/px); ` +
+    `${voteSharesText(r.voteShares)} in ${(p.timings.totalMs / 1000).toFixed(1)} s`
   );
 }
 

@@ -16,30 +16,28 @@ import {
 } from '../prepare/recipe.js';
 import { choice, fraction, positiveInt, positiveNumber } from './options.js';
 
-export function addRecipeOptions(command: Command): Command {
+/**
+ * `defaults`: 'recipe' (prepare: the recipe module's values), or 'preset' (run: each preset sets
+ * its own, so printing the recipe module's would tell a run's user what it will not do).
+ */
+export function addRecipeOptions(command: Command, defaults: 'recipe' | 'preset' = 'recipe'): Command {
+  const d = (value: string | number): string =>
+    defaults === 'preset' ? "(default: the preset's)" : `(default: ${value})`;
   return command
     .option(
       '--normalisation <method>',
-      `none, percentile (KNIME-style stretch), reinhard, macenko, haematoxylin (the nuclear stain alone) or grey (luminance, stretched) (default: ${D.normalisation})`,
+      `none, percentile (KNIME-style stretch), reinhard, macenko, haematoxylin (the nuclear stain alone) or grey (luminance, stretched) ${d(D.normalisation)}`,
       choice(NORMALISATION_METHODS),
     )
     .option(
       '--reference <image>',
       "reference image for reinhard/macenko: a path, a catalogued CLASS/file name, or 'dataset'",
     )
-    .option(
-      '--percentile-low <p>',
-      `percentile stretch: low percentile (default: ${D.percentileLow})`,
-      Number,
-    )
-    .option(
-      '--percentile-high <p>',
-      `percentile stretch: high percentile (default: ${D.percentileHigh})`,
-      Number,
-    )
+    .option('--percentile-low <p>', `percentile stretch: low percentile ${d(D.percentileLow)}`, Number)
+    .option('--percentile-high <p>', `percentile stretch: high percentile ${d(D.percentileHigh)}`, Number)
     .option(
       '--mpp <um>',
-      `tile at this many microns per pixel (default: ${mppOfScale(D.targetScale) ?? ORIGINAL_MPP}, the original release's, KNIME's)`,
+      `tile at this many microns per pixel ${d(`${mppOfScale(D.targetScale) ?? ORIGINAL_MPP}, the original release's, KNIME's`)}`,
       positiveNumber,
     )
     .option(
@@ -48,21 +46,17 @@ export function addRecipeOptions(command: Command): Command {
       positiveNumber,
     )
     .option('--own-scale', 'tile every image at its own scale (ignores --mpp and --target-scale)')
-    .option(
-      '--patch-size <px>',
-      `patch side in pixels at that resolution (default: ${D.patchSize})`,
-      positiveInt,
-    )
-    .option('--stride <px>', 'step between patches (default: the patch size)', positiveInt)
+    .option('--patch-size <px>', `patch side in pixels at that resolution ${d(D.patchSize)}`, positiveInt)
+    .option('--stride <px>', `step between patches ${d('the patch size')}`, positiveInt)
     .option('--background', 'drop patches that are mostly empty glass')
     .option(
       '--background-brightness <v>',
-      `background: luminance above which a grey pixel is glass (default: ${D.backgroundBrightness})`,
+      `background: luminance above which a grey pixel is glass ${d(D.backgroundBrightness)}`,
       Number,
     )
     .option(
       '--background-max-fraction <f>',
-      `background: largest share of glass a kept patch may have (default: ${D.backgroundMaxFraction})`,
+      `background: largest share of glass a kept patch may have ${d(D.backgroundMaxFraction)}`,
       fraction,
     );
 }

@@ -44,7 +44,7 @@ export function registerRun(program: Command): void {
     .option('--fresh', 'start every stage over')
     .option('--json', 'print the result as JSON');
   // The preparation flags of `prepare`, on top of the preset's and the config file's recipe.
-  addRecipeOptions(command).action(
+  addRecipeOptions(command, 'preset').action(
     async (
       flags: {
         preset: string;

@@ -30,9 +30,18 @@ export const ATTENTION_RGB: [number, number, number] = [213, 94, 0];
 /** What an overlay shows: each patch's class (opacity by confidence), or its attention weight. */
 export type OverlayKind = 'classes' | 'attention';
 
-/** The overlay alone: RGBA, transparent outside patches. */
+/** Where no patch was judged (margins beyond the grid, background): grey hatching, never blank. */
+export const NOT_ANALYSED_RGBA: readonly [number, number, number, number] = [90, 90, 90, 110];
+/** The hatching's period and stroke, in pixels of the model's scale. */
+const HATCH = { period: 8, stroke: 2 } as const;
+
+/**
+ * The overlay alone, RGBA: each patch filled edge to edge (no seams between neighbours), and
+ * every pixel no patch covered hatched as not analysed, so the map covers the whole image.
+ */
 export function overlayPixels(grid: PatchGrid, maxOpacity = 0.55, kind: OverlayKind = 'classes'): Uint8Array {
   const out = new Uint8Array(grid.width * grid.height * 4);
+  const covered = new Uint8Array(grid.width * grid.height);
   const weights = grid.attention ?? [];
   const top = Math.max(0, ...weights);
   for (const [k, [col, row, cls, confidence]] of grid.cells.entries()) {
@@ -43,18 +52,31 @@ export function overlayPixels(grid: PatchGrid, maxOpacity = 0.55, kind: OverlayK
     const y0 = row * grid.stride;
     for (let y = y0; y < Math.min(grid.height, y0 + grid.patchSize); y++) {
       for (let x = x0; x < Math.min(grid.width, x0 + grid.patchSize); x++) {
-        const i = (y * grid.width + x) * 4;
+        const p = y * grid.width + x;
+        const i = p * 4;
         // Overlapping patches: the more confident one shows.
-        if ((out[i + 3] ?? 0) >= alpha) continue;
-        const edge = x === x0 || y === y0;
-        out[i] = edge ? 255 : r;
-        out[i + 1] = edge ? 255 : g;
-        out[i + 2] = edge ? 255 : b;
-        out[i + 3] = edge ? Math.min(255, alpha + 40) : alpha;
+        if (covered[p] === 1 && (out[i + 3] ?? 0) >= alpha) continue;
+        covered[p] = 1;
+        out[i] = r;
+        out[i + 1] = g;
+        out[i + 2] = b;
+        out[i + 3] = alpha;
       }
     }
   }
+  hatchUncovered(out, covered, grid.width);
   return out;
+}
+
+function hatchUncovered(out: Uint8Array, covered: Uint8Array, width: number): void {
+  const [r, g, b, a] = NOT_ANALYSED_RGBA;
+  for (let p = 0; p < covered.length; p++) {
+    if (covered[p] === 1) continue;
+    const x = p % width;
+    const y = (p - x) / width;
+    if ((x + y) % HATCH.period >= HATCH.stroke) continue;
+    out.set([r, g, b, a], p * 4);
+  }
 }
 
 export async function overlayPng(grid: PatchGrid, kind: OverlayKind = 'classes'): Promise<Buffer> {

@@ -7,16 +7,14 @@ import { encodePng } from '../image/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
 import {
   ANONYMOUS_PAGE,
+  FAVICON,
   auditPage,
-  fieldViewerPage,
   historyPage,
   resultPage,
-  slideListPage,
-  slideViewerPage,
   uploadPage,
   type PageContext,
-  type ViewedSlide,
 } from './portal.js';
+import { fieldViewerPage, slideListPage, slideViewerPage, type ViewedSlide } from './portal-slides.js';
 import type { SlideJob } from '../store/slide-jobs.js';
 import { AUDIT_QUERY, CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
@@ -51,6 +49,10 @@ export function portalRoutes(app: FastifyInstance): void {
   const portal = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
   const cached = 'private, max-age=86400';
+  // Browsers ask for /favicon.ico whatever the page names; no patient data, so open to all.
+  portal.get('/favicon.ico', { schema: { hide: true }, config: { access: 'open' } }, (_request, reply) =>
+    reply.redirect(FAVICON, 301),
+  );
   portal.get('/', { schema: { hide: true } }, (request, reply) =>
     html(reply, uploadPage(pageContext(request, reply), service.manifest)),
   );

@@ -5,16 +5,25 @@
  */
 import { estimateLabel } from '../evaluate/cross-validation.js';
 import { escapeHtml } from '../html.js';
+import { SUPPORTED_FORMATS, type ImageFormat } from '../image/image-io.js';
+import { inferScale, mppOfScale, ORIGINAL_HEIGHT, ORIGINAL_MPP, ORIGINAL_WIDTH } from '../image/scale.js';
 import { percent as pct } from '../format.js';
 import { ATTENTION_RGB, classColour } from '../predict/heatmap.js';
 import type { PatchGrid } from '../predict/predictor.js';
+import {
+  thresholdText,
+  verdictHeadline,
+  verdictHtml,
+  verdictLine,
+  type ShownVerdict,
+} from '../predict/verdict-text.js';
 import { architectureOf, type ModelManifest } from '../model/package.js';
 import type { AuditEntry } from '../store/audit.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import { REVIEW_SCRIPT, reviewForm } from './review-pages.js';
 
 const STYLE = `
-*{box-sizing:border-box}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+*{box-sizing:border-box}[hidden]{display:none!important}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{background:#1d3557;color:#fff;padding:.7rem 1.5rem;display:flex;gap:2rem;align-items:center}
 header a{color:#fff;text-decoration:none;font-weight:600}header a:focus,header a:hover{text-decoration:underline}
 header .brand{font-size:1.2rem}main{max-width:1100px;margin:1.5rem auto;padding:0 1.5rem}
@@ -34,9 +43,31 @@ progress{width:100%;height:1rem}.error{color:#b00020;font-weight:600}
 .bars .fill{height:100%}.bars .value{width:4.5rem;text-align:right;font-variant-numeric:tabular-nums}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #e3e6eb;padding:.4rem .5rem;text-align:left}
 .legend span{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin:0 .3rem 0 .8rem;vertical-align:middle}
+.legend span.na{background:repeating-linear-gradient(45deg,#5a5a5a 0 2px,transparent 2px 8px);border:1px solid #5a5a5a}
 .pager{display:flex;gap:1rem;margin-top:1rem}.muted{color:#5b6575}
 header nav{display:flex;gap:.5rem;align-items:center;flex-wrap:wrap}.who{margin-left:1.5rem}.logout{display:inline;margin:0}.logout button{padding:.2rem .6rem}
 `;
+
+/** The legend's entry for the hatching of what no patch covered (predict/heatmap.ts). */
+export const NOT_ANALYSED_LEGEND = '<span class="na"></span>not analysed';
+
+/** The portal's icon (a file under assets/portal, open to all like the sign-in page's scripts). */
+export const FAVICON = '/static/portal/favicon.svg';
+
+/** How each format the decoder takes is named and picked in a browser: one entry per SUPPORTED_FORMATS. */
+const FORMAT_FILES = {
+  tiff: { label: 'TIFF', types: ['image/tiff', '.tif', '.tiff'] },
+  png: { label: 'PNG', types: ['image/png', '.png'] },
+  jpeg: { label: 'JPEG', types: ['image/jpeg', '.jpg', '.jpeg'] },
+  webp: { label: 'WebP', types: ['image/webp', '.webp'] },
+} as const satisfies Record<ImageFormat, { label: string; types: readonly string[] }>;
+
+const UPLOAD_FORMATS = SUPPORTED_FORMATS.map((f) => FORMAT_FILES[f]);
+/** "a TIFF, PNG, JPEG or WebP": exactly the formats an upload is decoded from. */
+export const UPLOAD_FORMATS_TEXT = `a ${UPLOAD_FORMATS.slice(0, -1)
+  .map((f) => f.label)
+  .join(', ')} or ${UPLOAD_FORMATS[UPLOAD_FORMATS.length - 1]?.label ?? ''}`;
+const UPLOAD_ACCEPT = UPLOAD_FORMATS.flatMap((f) => f.types).join(',');
 
 /** Who is looking at a page, and the token its forms and scripts send back. */
 export interface PageContext {
@@ -47,7 +78,7 @@ export interface PageContext {
 export const ANONYMOUS_PAGE: PageContext = { user: null, csrfToken: null };
 
 /** Data a page script reads, in a JSON block (never executed, so the CSP has nothing to allow). */
-function jsonBlock(id: string, value: unknown): string {
+export function jsonBlock(id: string, value: unknown): string {
   return `<script type="application/json" id="${id}">${JSON.stringify(value).replace(/</g, '\\u003c')}</script>`;
 }
 
@@ -58,7 +89,7 @@ function signedIn(ctx: PageContext): string {
 <form method="post" action="/logout" class="logout"><input type="hidden" name="_csrf" value="${escapeHtml(ctx.csrfToken ?? '')}"><button type="submit">Sign out</button></form>`;
 }
 
-function layout(
+export function layout(
   ctx: PageContext,
   title: string,
   body: string,
@@ -68,7 +99,7 @@ function layout(
   const csrf = ctx.csrfToken ? `<meta name="csrf-token" content="${escapeHtml(ctx.csrfToken)}">` : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)} · pathotype</title><style>${STYLE}</style>${csrf}${options.head ?? ''}</head>
+<title>${escapeHtml(title)} · pathotype</title><link rel="icon" href="${FAVICON}" type="image/svg+xml"><style>${STYLE}</style>${csrf}${options.head ?? ''}</head>
 <body><header><span class="brand">pathotype</span><nav aria-label="Main"><a href="/">Upload</a> &nbsp; <a href="/cases">History</a> &nbsp; <a href="/slides">Slides</a> &nbsp; <a href="/docs">API</a>${signedIn(ctx)}</nav></header>
 <main>
 <p class="notice" role="note"><strong>Research use only, not for diagnosis.</strong> Results come from a machine-learning model and must not guide patient care.</p>
@@ -107,7 +138,7 @@ function expectedAccuracy(manifest: ModelManifest): string {
     : `${pct(test.imageAccuracy)} image accuracy on ${test.images ?? '?'} held-out images`;
 }
 
-function modelSummary(manifest: ModelManifest): string {
+export function modelSummary(manifest: ModelManifest): string {
   const accuracy = expectedAccuracy(manifest);
   return `${escapeHtml(manifest.name)} v${manifest.version} (${escapeHtml(architectureOf(manifest))}, classes ${manifest.classes.map(escapeHtml).join(', ')}; ${accuracy})${
     manifest.syntheticWeights ? ' <strong>trained from random stand-in weights</strong>' : ''
@@ -121,15 +152,18 @@ export function uploadPage(ctx: PageContext, manifest: ModelManifest): string {
     `<h1>Classify an H&amp;E image</h1>
 <div class="panel">
 <div id="drop">
-<p>Drop a TIFF, PNG or JPEG image here, or</p>
+<p>Drop ${UPLOAD_FORMATS_TEXT} image here, or</p>
 <label class="button" for="file">Choose an image…</label>
-<input id="file" name="image" type="file" accept="image/tiff,image/png,image/jpeg,image/webp,.tif,.tiff,.png,.jpg,.jpeg,.webp" class="visually-hidden" style="position:absolute;left:-9999px">
+<input id="file" name="image" type="file" accept="${UPLOAD_ACCEPT}" class="visually-hidden" style="position:absolute;left:-9999px">
 </div>
+<p><label for="resolution">Resolution</label> <input id="resolution" type="number" step="any" min="0" inputmode="decimal">
+<select id="resolution-unit" aria-label="Unit of the resolution"><option value="mpp">µm per pixel</option><option value="scale">scale of the ${ORIGINAL_WIDTH}×${ORIGINAL_HEIGHT} release</option></select>
+<span class="muted">optional, set it before choosing the image; without it the scale comes from the image's size, as for the release's ${ORIGINAL_WIDTH}×${ORIGINAL_HEIGHT} fields (${ORIGINAL_MPP} µm per pixel)</span></p>
 <progress id="progress" max="100" hidden aria-label="Upload progress"></progress>
 <p id="status" role="status" aria-live="polite"></p>
 </div>
-<p class="muted">Model: ${modelSummary(manifest)}</p>`,
-    { scripts: ['/static/portal/upload.js'] },
+<p class="muted">Model: ${modelSummary(manifest)}</p>${jsonBlock('upload-options', { originalMpp: ORIGINAL_MPP })}`,
+    { scripts: ['/static/portal/send.js', '/static/portal/upload.js'] },
   );
 }
 
@@ -167,6 +201,35 @@ function attentionControls(grid: PatchGrid): string {
 <details><summary>Patches weighed most</summary><ol id="top-attention">${ranked}</ol></details>`;
 }
 
+/**
+ * How the image's scale was found. A record keeps the scale used, not where it came from: when
+ * it is what the size implies, saying so is true (whether or not the uploader gave the same value).
+ */
+export function scaleSource(record: Pick<PredictionRecord, 'width' | 'height' | 'result'>): string {
+  const scale = record.result.scale;
+  if (scale === null) return 'none: this model tiles each image at its own scale';
+  const mpp = mppOfScale(scale)?.toPrecision(4) ?? '?';
+  const what = `${scale} of the ${ORIGINAL_WIDTH}×${ORIGINAL_HEIGHT} release (${mpp} µm per pixel)`;
+  return inferScale(record.width, record.height) === scale
+    ? `${what}, inferred from the image's size ${record.width}×${record.height} (the release's aspect)`
+    : `${what}, given with the upload`;
+}
+
+/**
+ * The verdict as every page shows it (result, field and slide viewers): the headline, the
+ * one-line verdict the lists show too, and why when it is uncertain.
+ */
+export function verdictPanel(v: ShownVerdict): string {
+  const uncertain = v.status === 'uncertain';
+  return `<p class="muted">${uncertain ? 'Result' : 'Predicted subtype'}</p>
+<p class="big" id="predicted" data-status="${v.status}">${escapeHtml(verdictHeadline(v))}</p>
+<p id="verdict">${verdictHtml(v)}</p>${
+    uncertain
+      ? `<p id="uncertain-detail">The model leans to ${escapeHtml(v.predicted)}, below what it needs to answer: ${escapeHtml(thresholdText(v))}.</p>`
+      : ''
+  }`;
+}
+
 export function resultPage(
   ctx: PageContext,
   record: PredictionRecord,
@@ -186,7 +249,8 @@ export function resultPage(
       const [red, green, blue] = classColour(k);
       return `<span style="background:rgb(${red},${green},${blue})"></span>${escapeHtml(c)}`;
     })
-    .join('');
+    .join('')
+    .concat(NOT_ANALYSED_LEGEND);
   const figure = hasImage
     ? `<div class="figure"><img src="/cases/${encodeURIComponent(record.id)}/image.png" alt="The uploaded image ${escapeHtml(record.fileName)}" width="${r.grid.width}" height="${r.grid.height}">
 <img id="overlay" class="overlay" src="/cases/${encodeURIComponent(record.id)}/overlay.png" alt="Patch heatmap: each patch coloured by its predicted class, opacity by confidence">${attentionMap(r.grid)}</div>
@@ -195,30 +259,20 @@ export function resultPage(
     : '<p class="muted">The image was not kept on the server, so it cannot be shown.</p>';
   return layout(
     ctx,
-    `${record.fileName}: ${r.status === 'uncertain' ? 'uncertain' : r.predicted}`,
+    `${record.fileName}: ${verdictLine(r)}`,
     `<h1>${escapeHtml(record.fileName)}</h1>
 <div class="result">
 <section class="panel" aria-label="Image">${figure}</section>
 <section class="panel" aria-label="Classification">
-${
-  r.status === 'uncertain'
-    ? `<p class="muted">Result</p>
-<p class="big" id="predicted" data-status="uncertain">Uncertain: refer to a pathologist</p>
-<p id="uncertain-detail">The model leans to ${escapeHtml(r.predicted)} with ${pct(r.confidence)} calibrated confidence, ${
-        (r.threshold ?? 0) > 1
-          ? 'but it answers no image: in cross-validation on patients it had not seen, no confidence level made it accurate enough to answer.'
-          : `below the ${pct(r.threshold ?? 0)} it needs to answer.`
-      }</p>`
-    : `<p class="muted">Predicted subtype</p>
-<p class="big" id="predicted" data-status="answered">${escapeHtml(r.predicted)}</p>
-<p>${r.confidence === undefined ? '' : `Calibrated confidence ${pct(r.confidence)}. `}${pct(r.voteShares[r.predicted] ?? 0)} of ${r.patches} patches voted ${escapeHtml(r.predicted)}; mean probability ${pct(r.meanProbabilities[r.predicted] ?? 0)}.</p>`
-}
+${verdictPanel(r)}
+<p>Vote share: ${pct(r.voteShares[r.predicted] ?? 0)} of ${r.patches} patches voted ${escapeHtml(r.predicted)}; mean patch probability ${pct(r.meanProbabilities[r.predicted] ?? 0)}.</p>
 <h2>Vote shares</h2><div class="bars">${bars}</div>
 <h2>Details</h2>
 <table><tbody>
 <tr><th scope="row">Case id</th><td><code>${escapeHtml(record.id)}</code></td></tr>
 <tr><th scope="row">Received</th><td>${escapeHtml(record.createdAt)}</td></tr>
 <tr><th scope="row">Image</th><td>${record.width}×${record.height} px, ${(record.bytes / 1024).toFixed(0)} KiB, SHA-256 <code>${record.sha256.slice(0, 16)}…</code></td></tr>
+<tr><th scope="row">Scale</th><td id="scale-source">${escapeHtml(scaleSource(record))}</td></tr>
 <tr><th scope="row">Model</th><td>${modelSummary(manifest)}</td></tr>
 <tr><th scope="row">Time</th><td>${record.timings.totalMs.toFixed(0)} ms</td></tr>
 </tbody></table>
@@ -239,7 +293,7 @@ export function historyPage(
   const rows = items
     .map(
       (r) =>
-        `<tr><td><a href="/cases/${encodeURIComponent(r.id)}">${escapeHtml(r.fileName)}</a></td><td>${r.result.status === 'uncertain' ? `uncertain (leans ${escapeHtml(r.result.predicted)})` : escapeHtml(r.result.predicted)}</td><td>${pct(r.result.voteShares[r.result.predicted] ?? 0)}</td><td>${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.id.slice(0, 8))}</code></td></tr>`,
+        `<tr><td><a href="/cases/${encodeURIComponent(r.id)}">${escapeHtml(r.fileName)}</a></td><td>${verdictHtml(r.result)}</td><td>${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 19))}</td><td><code>${escapeHtml(r.id.slice(0, 8))}</code></td></tr>`,
     )
     .join('');
   const pages = Math.max(1, Math.ceil(total / pageSize));
@@ -255,8 +309,8 @@ export function historyPage(
 </form>
 <div class="panel">
 <p>${total} case${total === 1 ? '' : 's'}${query ? ` matching “${escapeHtml(query)}”` : ''}, newest first.</p>
-<table><thead><tr><th scope="col">Image</th><th scope="col">Predicted</th><th scope="col">Vote share</th><th scope="col">Received (UTC)</th><th scope="col">Id</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="5">No cases yet.</td></tr>'}</tbody></table>
+<table><thead><tr><th scope="col">Image</th><th scope="col">Verdict</th><th scope="col">Received (UTC)</th><th scope="col">Id</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="4">No cases yet.</td></tr>'}</tbody></table>
 <nav class="pager" aria-label="Pages">${page > 1 ? link(page - 1, '← Newer') : ''}<span>Page ${page} of ${pages}</span>${page < pages ? link(page + 1, 'Older →') : ''}</nav>
 </div>`,
   );
@@ -267,147 +321,6 @@ export function errorPage(ctx: PageContext, status: number, message: string): st
     ctx,
     `Error ${status}`,
     `<h1>Error ${status}</h1><p class="error">${escapeHtml(message)}</p><p><a href="/">Back to the upload page</a></p>`,
-  );
-}
-
-/** A slide job as the viewer shows it (from the slide jobs' public shape). */
-export interface ViewedSlide {
-  id: string;
-  fileName: string;
-  status: string;
-  progress: { done: number; total: number };
-  error: { code: string; message: string } | null;
-  result: {
-    status: string;
-    predicted: string;
-    confidence: number;
-    voteShares: Record<string, number>;
-  } | null;
-}
-
-/**
- * The zoomable viewer: an image in OpenSeadragon (served by this server) with the class overlay
- * on top (toggle, opacity), its legend, and the answer beside it. `base` and `overlay` are
- * OpenSeadragon tile sources: Deep Zoom for slides, simple images for fields.
- */
-function zoomViewer(
-  ctx: PageContext,
-  options: {
-    title: string;
-    base: unknown;
-    overlay: unknown;
-    /** A model that pools by attention: the map of each tile's (or patch's) weight in its answer. */
-    attention?: unknown;
-    answer: string;
-    status: string;
-    legend: string;
-    /** Reload until the job is done. */
-    waiting: boolean;
-  },
-): string {
-  const body = `<h1>${escapeHtml(options.title)}</h1>
-<div class="result"><div>
-<div id="viewer" role="img" aria-label="Zoomable image with its class overlay" style="width:100%;height:620px;background:#20242c;border-radius:8px"></div>
-<p><label><input type="checkbox" id="show-overlay" checked> Class overlay</label>
-&nbsp; <label>Opacity <input type="range" id="opacity" min="0" max="100" value="60"></label>${
-    options.attention
-      ? ` &nbsp; <label><input type="checkbox" id="show-attention"> Attention map</label> <span class="muted">(each tile's weight in the answer)</span>`
-      : ''
-  }</p>
-<p class="legend" aria-label="Legend">${options.legend}</p>
-</div><div class="panel" id="answer" data-status="${escapeHtml(options.status)}">${options.answer}</div></div>`;
-  return layout(
-    ctx,
-    options.title,
-    `${body}${jsonBlock('viewer-options', {
-      base: options.base,
-      overlay: options.overlay,
-      attention: options.attention ?? null,
-      waiting: options.waiting,
-    })}`,
-    {
-      scripts: ['/static/openseadragon/openseadragon.min.js', '/static/portal/viewer.js', REVIEW_SCRIPT],
-    },
-  );
-}
-
-function legendOf(manifest: ModelManifest): string {
-  return manifest.classes
-    .map((c, k) => `<span style="background:rgb(${classColour(k).join(',')})"></span>${escapeHtml(c)}`)
-    .join('');
-}
-
-function voteBars(manifest: ModelManifest, shares: Record<string, number>): string {
-  return `<div class="bars">${Object.entries(shares)
-    .map(
-      ([c, v]) =>
-        `<div class="row"><span class="label">${escapeHtml(c)}</span><span class="track"><span class="fill" style="display:block;width:${(v * 100).toFixed(1)}%;background:rgb(${classColour(manifest.classes.indexOf(c)).join(',')})"></span></span><span class="value">${pct(v)}</span></div>`,
-    )
-    .join('')}</div>`;
-}
-
-/** Stops a queued or running job: shown to those who may (the server checks it is their job). */
-function cancelButton(ctx: PageContext, job: ViewedSlide): string {
-  if (ctx.user && ctx.user.role === 'viewer') return '';
-  return `<form method="post" action="/slides/${encodeURIComponent(job.id)}/cancel"><input type="hidden" name="_csrf" value="${escapeHtml(ctx.csrfToken ?? '')}"><button type="submit" id="cancel">Cancel this job</button></form>`;
-}
-
-/** A slide in the zoomable viewer: its Deep Zoom tiles, the overlay once the job is done. */
-export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: ModelManifest): string {
-  const r = job.result;
-  const answer = r
-    ? `<p class="big" id="predicted">${escapeHtml(r.status === 'uncertain' ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
-<p>${r.status === 'uncertain' ? `Leaning ${escapeHtml(r.predicted)}, ` : ''}confidence ${pct(r.confidence)}</p>
-<h2>Tile votes</h2>${voteBars(manifest, r.voteShares)}${reviewForm(ctx, 'slide', job.id, manifest.classes)}`
-    : job.status === 'failed'
-      ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
-      : job.status === 'cancelled'
-        ? '<p id="progress-text">cancelled</p>'
-        : `<p id="progress-text">${escapeHtml(job.status)}: ${job.progress.done} of ${job.progress.total || '?'} tiles</p><progress id="progress" max="${job.progress.total || 1}" value="${job.progress.done}"></progress>${cancelButton(ctx, job)}`;
-  const id = encodeURIComponent(job.id);
-  return zoomViewer(ctx, {
-    title: job.fileName,
-    base: `/slides/${id}/slide.dzi`,
-    overlay: job.status === 'done' ? `/slides/${id}/heatmap.dzi` : null,
-    attention:
-      job.status === 'done' && manifest.mil?.pooling === 'attention' ? `/slides/${id}/attention.dzi` : null,
-    answer,
-    status: job.status,
-    legend: legendOf(manifest),
-    waiting: job.status === 'queued' || job.status === 'running',
-  });
-}
-
-/** A field image (a 1388x1040 upload) in the same viewer, with its patch overlay. */
-export function fieldViewerPage(ctx: PageContext, record: PredictionRecord, manifest: ModelManifest): string {
-  const r = record.result;
-  const id = encodeURIComponent(record.id);
-  const uncertain = r.status === 'uncertain';
-  return zoomViewer(ctx, {
-    title: record.fileName,
-    base: { type: 'image', url: `/cases/${id}/image.png` },
-    overlay: { type: 'image', url: `/cases/${id}/overlay.png` },
-    answer: `<p class="big" id="predicted">${escapeHtml(uncertain ? 'Uncertain: refer to a pathologist' : r.predicted)}</p>
-<h2>Vote shares</h2>${voteBars(manifest, r.voteShares)}<p><a href="/cases/${id}">Back to the result</a></p>`,
-    status: 'done',
-    legend: legendOf(manifest),
-    waiting: false,
-  });
-}
-
-/** The slide jobs, newest first. */
-export function slideListPage(ctx: PageContext, jobs: readonly ViewedSlide[]): string {
-  const rows = jobs
-    .map(
-      (j) =>
-        `<tr><td><a href="/slides/${escapeHtml(j.id)}">${escapeHtml(j.fileName)}</a></td><td>${escapeHtml(j.status)}</td><td>${j.result ? escapeHtml(j.result.predicted) : ''}</td></tr>`,
-    )
-    .join('');
-  return layout(
-    ctx,
-    'Slides',
-    `<h1>Slides</h1><p class="muted">Slides are submitted through the REST API (POST /api/v1/slides) or QuPath (integrations/qupath).</p>
-<table><thead><tr><th scope="col">Slide</th><th scope="col">Status</th><th scope="col">Answer</th></tr></thead><tbody>${rows}</tbody></table>`,
   );
 }
 

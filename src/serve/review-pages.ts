@@ -7,11 +7,21 @@
 import { escapeHtml } from '../html.js';
 import { isRole, roleAllows } from '../store/users.js';
 import { OTHER_LABEL, type CaseKind } from '../store/reviews.js';
-import type { PageContext } from './portal.js';
 
 export const REVIEW_SCRIPT = '/static/portal/review.js';
 
-export function reviewForm(ctx: PageContext, kind: CaseKind, id: string, classes: readonly string[]): string {
+/** The part of a page's context the form needs (the portal's PageContext fits; no import back into portal.ts). */
+interface ReviewerContext {
+  user: { name: string; role: string } | null;
+  csrfToken: string | null;
+}
+
+export function reviewForm(
+  ctx: ReviewerContext,
+  kind: CaseKind,
+  id: string,
+  classes: readonly string[],
+): string {
   if (ctx.user && !(isRole(ctx.user.role) && roleAllows(ctx.user.role, 'pathologist'))) return '';
   const action = `/api/v1/${kind === 'slide' ? 'slides' : 'predictions'}/${encodeURIComponent(id)}/review`;
   const options = [...classes, OTHER_LABEL]

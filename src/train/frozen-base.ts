@@ -196,6 +196,7 @@ function frozenBaseOptions(config: RunConfig, options: TrainOptions): ProbeOptio
     seed: config.seed,
     onProgress: (done, total) =>
       options.onProgress?.({
+        pass: 'features',
         epoch: 1,
         epochs: 1,
         phase: 1,

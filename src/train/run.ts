@@ -21,6 +21,8 @@ import type { PatchStore } from '../prepare/patch-store.js';
 import type { TrainConfig } from './config.js';
 
 export interface TrainProgress {
+  /** 'features': a frozen-base recipe's feature pass, `batch` of `batches` images done; loss, accuracy and rate are not measured there. */
+  pass?: 'features';
   epoch: number;
   epochs: number;
   phase: number;

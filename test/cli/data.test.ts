@@ -29,6 +29,10 @@ describe('pathotype data and prepare commands', () => {
     assert.equal((JSON.parse(imported.stdout) as { added: number }).added, 18);
     const split = await pathotype(ws, 'data', 'split', '--test', '0.34', '--seed', '3');
     assert.equal(split.code, 0, split.stderr);
+    // Leave one patient out, as the README offers it.
+    const loo = await pathotype(ws, 'data', 'split', '--kind', 'loo', '--name', 'loo', '--json');
+    assert.equal(loo.code, 0, loo.stderr);
+    assert.equal((JSON.parse(loo.stdout) as { name: string }).name, 'loo');
     assert.match(split.stdout, /test\s+CLL 2 images\/1 cases/);
     const config = writeFile(
       path.join(tempDir(), 'prepare.yaml'),
@@ -55,7 +59,7 @@ describe('pathotype data and prepare commands', () => {
       parsed.patchStores.map((p) => [p.name, p.patches]),
       [['small', 216]],
     );
-    assert.equal(parsed.splits.length, 1);
+    assert.equal(parsed.splits.length, 2, 'the holdout and the leave-one-patient-out split');
   });
 
   it('rejects bad configuration and bad paths with clear messages', async () => {
@@ -88,6 +92,6 @@ describe('pathotype data and prepare commands', () => {
     assert.notEqual(method.code, 0);
     assert.match(method.stderr, /expected one of none, percentile, reinhard, macenko, haematoxylin/);
     const split = await pathotype(ws, 'data', 'split', '--kind', 'random');
-    assert.match(split.stderr, /--kind must be holdout or kfold/);
+    assert.match(split.stderr, /argument 'random' is invalid\. expected one of holdout, kfold, loo/);
   });
 });

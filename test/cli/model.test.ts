@@ -106,6 +106,33 @@ describe('pathotype run, train, evaluate and predict', () => {
     const bad = await pathotype(ws, 'predict', '--model', 'quick', path.join(data, 'missing.png'));
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /not a readable image/);
+
+    // The text line: the verdict as the portal writes it, vote shares under their name; --mpp.
+    const field = images[0] ?? '';
+    const text = await pathotype(ws, 'predict', '--model', 'quick', '--mpp', '0.64', field);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      /: (\w+|uncertain \(leans \w+\)), \d+\.\d% (calibrated confidence|confidence \(uncalibrated\)).*; vote shares BLOB/,
+    );
+    const scaled = await pathotype(
+      ws,
+      'predict',
+      '--model',
+      'quick',
+      '--mpp',
+      '0.64',
+      '--format',
+      'json',
+      field,
+    );
+    assert.equal(
+      (JSON.parse(scaled.stdout) as { predictions: { scale: number }[] }).predictions[0]?.scale,
+      0.5,
+    );
+    const both = await pathotype(ws, 'predict', '--model', 'quick', '--mpp', '0.64', '--scale', '0.5', field);
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /--mpp or --scale, not both/);
   });
 
   it('stops a run on images without patient ids unless --group-by none is given, and says why', async () => {

@@ -51,14 +51,30 @@ describe('web portal in a real browser', () => {
       return image.complete && image.naturalWidth > 0;
     });
     assert.ok(overlayLoaded, 'the heatmap overlay image loaded');
+    // Hidden on screen, not only in the DOM: the stylesheet once overrode the attribute.
+    const overlay = page.locator('#overlay');
+    assert.equal(await overlay.isVisible(), true);
     await page.getByLabel('Show the patch heatmap').uncheck();
-    assert.equal(
-      await page.$eval('#overlay', (img) => (img as unknown as { hidden: boolean }).hidden),
-      true,
-      'the overlay toggles off',
+    assert.equal(await overlay.isVisible(), false, 'the overlay toggles off');
+    await page.getByLabel('Show the patch heatmap').check();
+    assert.equal(await overlay.isVisible(), true, 'and on again');
+    assert.match(
+      (await page.textContent('#scale-source')) ?? '',
+      /^(none: this model tiles each image at its own scale|.* inferred from the image's size)/,
+    );
+    const verdict = (await page.textContent('#verdict .verdict'))?.trim();
+    assert.match(
+      verdict ?? '',
+      /^(BLOB|CHECKER|STRIPES|uncertain \(leans \w+\)), \d+\.\d% (calibrated )?confidence/,
     );
 
     await page.goto(`${address}/cases`);
+    const row = page.locator('tr', { has: page.getByRole('link', { name: '4.png' }) }).first();
+    assert.equal(
+      (await row.locator('.verdict').textContent())?.trim(),
+      verdict,
+      'the row says what its page says',
+    );
     await page.getByRole('link', { name: '4.png' }).click();
     await page.waitForURL(resultUrl);
     assert.equal(
@@ -111,6 +127,11 @@ describe('web portal in a real browser', () => {
       await page.waitForURL(/\/cases\/[0-9a-f-]{36}$/, { timeout: 60_000 });
       assert.equal((await page.textContent('#predicted'))?.trim(), 'Uncertain: refer to a pathologist');
       assert.match((await page.textContent('#uncertain-detail')) ?? '', /leans to (BLOB|CHECKER|STRIPES)/);
+      const verdict = (await page.textContent('#verdict .verdict'))?.trim() ?? '';
+      assert.match(verdict, /^uncertain \(leans (BLOB|CHECKER|STRIPES)\), \d+\.\d% calibrated confidence$/);
+      // The history row: the same verdict and calibrated confidence, never a vote share in its place.
+      await page.goto(`${url}/cases`);
+      assert.equal((await page.locator('tbody tr .verdict').first().textContent())?.trim(), verdict);
       // A white field is refused with its reason on the upload page.
       await page.goto(`${url}/`);
       const sharp = (await import('sharp')).default;
@@ -173,6 +194,28 @@ describe('web portal in a real browser', () => {
     } finally {
       await second.app.close();
     }
+  });
+
+  it('has a favicon and names exactly the formats it takes', async () => {
+    assert.ok(browser);
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
+    const icon = await page.request.get(`${address}/favicon.ico`);
+    assert.equal(icon.status(), 200);
+    assert.match(icon.headers()['content-type'] ?? '', /image\/svg\+xml/);
+    await page.goto(`${address}/`);
+    assert.match((await page.textContent('#drop')) ?? '', /Drop a TIFF, PNG, JPEG or WebP image here/);
+    const accept = (await page.getAttribute('#file', 'accept')) ?? '';
+    for (const type of ['image/tiff', 'image/png', 'image/jpeg', 'image/webp'])
+      assert.ok(accept.includes(type), type);
+    // A WebP, as named, is taken.
+    const sharp = (await import('sharp')).default;
+    const webp = await sharp(path.join(images, 'STRIPES/4.png')).webp({ lossless: true }).toBuffer();
+    await page
+      .getByLabel('Choose an image…')
+      .setInputFiles({ name: 'field.webp', mimeType: 'image/webp', buffer: webp });
+    await page.waitForURL(/\/cases\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+    await page.close();
   });
 
   it('shows a clear error for a file that is not an image', async () => {

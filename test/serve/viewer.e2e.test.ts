@@ -9,7 +9,7 @@ import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
 import { launchChromium, watchedPage } from '../browser.js';
 import { tempDir } from '../fixtures.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
-import { fieldsOf, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
+import { fieldsOf, writeDeclaredHugeTiff, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
 import { slideScalePackage } from './model-fixture.js';
 import { milPackageFrom } from '../model-at-scale.js';
 
@@ -65,7 +65,14 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
       if (r.url().includes('/slide_files/')) tileRequests.push(r.url());
     });
     await page.goto(`${address}/slides/${jobId}`);
-    assert.match((await page.textContent('#answer')) ?? '', /Tile votes/);
+    assert.match((await page.textContent('#answer')) ?? '', /Vote shares of the tiles/);
+    // The slides list says what the viewer says: the same verdict and calibrated confidence.
+    const verdict = (await page.textContent('#verdict .verdict'))?.trim() ?? '';
+    assert.match(verdict, /\d+\.\d% (calibrated )?confidence/);
+    await page.goto(`${address}/slides`);
+    const row = page.locator('tr', { has: page.locator(`a[href="/slides/${jobId}"]`) });
+    assert.equal((await row.locator('.verdict').textContent())?.trim(), verdict);
+    await page.goto(`${address}/slides/${jobId}`);
     assert.match((await page.textContent('.legend')) ?? '', /BLOB.*CHECKER.*STRIPES/);
     await page.waitForFunction(
       () => (globalThis as unknown as { pathotypeOverlay?: unknown }).pathotypeOverlay !== undefined,
@@ -217,6 +224,48 @@ describe('the slide viewer in a real browser', { skip: !hasShared(lymphomaDir) &
     } finally {
       await second.app.close();
     }
+  });
+
+  it('takes a slide from the portal: streamed into the queue, then its viewer and its row agree', async () => {
+    assert.ok(browser);
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
+    await page.goto(`${address}/slides`);
+    await page.setInputFiles('#slide-file', slide.file);
+    await page.fill('#slide-mpp', '1.0667');
+    await page.click('#submit-slide');
+    await page.waitForURL(/\/slides\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+    const id = page.url().split('/').at(-1) ?? '';
+    // The page reloads itself while the job runs.
+    await page.waitForSelector('#verdict .verdict', { timeout: 120_000 });
+    const verdict = (await page.textContent('#verdict .verdict'))?.trim();
+    await page.goto(`${address}/slides`);
+    const row = page.locator('tr', { has: page.locator(`a[href="/slides/${id}"]`) });
+    assert.equal((await row.locator('.verdict').textContent())?.trim(), verdict);
+    await page.close();
+  });
+
+  it("stops a job from its viewer's Cancel button", async () => {
+    assert.ok(browser && server);
+    // A slide declared 20,000 px square: its job runs long enough to be cancelled.
+    writeDeclaredHugeTiff(path.join(path.dirname(slide.file), 'slow.tif'), 20_000, 20_000);
+    const created = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/slides',
+      payload: { path: 'slow.tif' },
+    });
+    assert.equal(created.statusCode, 202, created.body);
+    const id = created.json<{ id: string }>().id;
+    const { page, violations } = await watchedPage(browser);
+    cspChecks.push(violations);
+    await page.goto(`${address}/slides/${id}`);
+    await page.click('#cancel');
+    await page.locator('#progress-text', { hasText: 'cancelled' }).waitFor({ timeout: 20_000 });
+    assert.equal(
+      (await server.app.inject(`/api/v1/slides/${id}`)).json<{ status: string }>().status,
+      'cancelled',
+    );
+    await page.close();
   });
 
   it('met no Content-Security-Policy violation on any page', () => {
