@@ -1,8 +1,8 @@
 /**
  * One rule for every route: once the server is protected (its first user or key), a request
  * needs a portal session or an API key, and the role its route asks for; only the routes in
- * OPEN_ROUTES answer anyone. A route says what it needs in its config (`access`, default
- * 'viewer') and, when it touches a patient's data, what the audit calls that (`audit`). Requests
+ * OPEN_ROUTES answer anyone (the one way to open a route). A route says the role it needs in its
+ * config (`access`, default 'viewer') and, when it touches a patient's data, what the audit calls that (`audit`). Requests
  * made with a session cookie that change anything must come from this server's own pages (a
  * same-origin Origin and the session's CSRF token). Registered without encapsulation, before
  * every route, so no route escapes it.
@@ -32,6 +32,7 @@ export interface Principal {
 
 declare module 'fastify' {
   interface FastifyContextConfig {
+    /** The role a route needs; only OPEN_ROUTES open a route (the hook below writes 'open'). */
     access?: Access;
     /** The audit's name for what this route does to a patient's data. */
     audit?: string;
@@ -55,6 +56,8 @@ export const OPEN_ROUTES: readonly string[] = [
   'GET /login',
   'POST /login',
   'GET /static/portal/*',
+  // Browsers ask for it on every page, signed in or not; it holds no patient data.
+  'GET /favicon.ico',
 ];
 
 export const SESSION_LIMITS = {

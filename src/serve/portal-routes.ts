@@ -49,10 +49,8 @@ export function portalRoutes(app: FastifyInstance): void {
   const portal = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
   const cached = 'private, max-age=86400';
-  // Browsers ask for /favicon.ico whatever the page names; no patient data, so open to all.
-  portal.get('/favicon.ico', { schema: { hide: true }, config: { access: 'open' } }, (_request, reply) =>
-    reply.redirect(FAVICON, 301),
-  );
+  // Browsers ask for /favicon.ico whatever the page names (open in OPEN_ROUTES).
+  portal.get('/favicon.ico', { schema: { hide: true } }, (_request, reply) => reply.redirect(FAVICON, 301));
   portal.get('/', { schema: { hide: true } }, (request, reply) =>
     html(reply, uploadPage(pageContext(request, reply), service.manifest)),
   );
