@@ -13,6 +13,7 @@ import type {} from '@fastify/csrf-protection';
 import type {} from '@fastify/session';
 
 import { PathotypeError } from '../errors.js';
+import { SESSION_LIMITS } from '../limits.js';
 import type { ServerStore } from '../store/open.js';
 import type { PortalSession } from '../store/sessions.js';
 import { narrower, roleAllows, type Role } from '../store/users.js';
@@ -59,15 +60,6 @@ export const OPEN_ROUTES: readonly string[] = [
   // Browsers ask for it on every page, signed in or not; it holds no patient data.
   'GET /favicon.ico',
 ];
-
-export const SESSION_LIMITS = {
-  /** A session unused this long ends. */
-  idleMinutes: 30,
-  /** A session ends this long after sign-in, however busy. */
-  absoluteHours: 12,
-  /** lastSeen is written at most this often. */
-  touchSeconds: 60,
-} as const;
 
 /** Anonymous requests on an open server may do what a pathologist may (as before accounts). */
 const ANONYMOUS: Principal = { kind: 'anonymous', id: null, name: 'anonymous', role: 'pathologist' };

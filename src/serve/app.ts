@@ -149,7 +149,7 @@ const HTTP_SERVER_OPTIONS = {
   headersTimeout: LIMITS.headersTimeoutMs,
   requestTimeout: LIMITS.requestTimeoutMs,
   connectionsCheckingInterval: 1000,
-  maxHeaderSize: 16_384,
+  maxHeaderSize: LIMITS.headerBytes,
 };
 
 /** Errors Node's parser meets before Fastify sees a request, answered in the server's one shape. */

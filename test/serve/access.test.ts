@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
 import { isOpenRoute, OPEN_ROUTES } from '../../src/serve/access.js';
-import { LOGIN_RATE } from '../../src/serve/login-routes.js';
+import { LOGIN_RATE } from '../../src/limits.js';
 import { openStore } from '../../src/store/open.js';
 import { repoRoot } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
