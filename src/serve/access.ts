@@ -14,6 +14,7 @@ import type {} from '@fastify/session';
 
 import { PathotypeError } from '../errors.js';
 import { SESSION_LIMITS } from '../limits.js';
+import type { AuditAction } from '../store/audit.js';
 import type { ServerStore } from '../store/open.js';
 import type { PortalSession } from '../store/sessions.js';
 import { narrower, roleAllows, type Role } from '../store/users.js';
@@ -36,7 +37,7 @@ declare module 'fastify' {
     /** The role a route needs; only OPEN_ROUTES open a route (the hook below writes 'open'). */
     access?: Access;
     /** The audit's name for what this route does to a patient's data. */
-    audit?: string;
+    audit?: AuditAction;
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -190,6 +191,9 @@ function accessControl(app: FastifyInstance, options: AccessOptions): void {
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const open = methods.every((m) => isOpenRoute(m, route.url));
+    // A route cannot open itself: only OPEN_ROUTES can, so the list is the whole truth.
+    if (!open && route.config?.access === 'open')
+      throw new Error(`${methods.join(',')} ${route.url} says access 'open' but is not in OPEN_ROUTES`);
     route.config = { ...route.config, access: open ? 'open' : (route.config?.access ?? 'viewer') };
   });
 
