@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 # postgresql: the record store tests start a throw-away cluster of it;
 # openssl: the HTTPS test makes a throw-away certificate with it.
 PATHOTYPE_APT_EXTRA="python3-skimage chromium postgresql openssl ${PATHOTYPE_APT_EXTRA:-}" bash scripts/setup.sh
-echo 'test: lint and format'
+echo 'test: lint, format and unused code'
 npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }
+# Unused files, exports and dependencies (knip.jsonc says what is an entry point).
+npx knip
 echo 'test: test suite'
 # fp32 on every CPU, so results do not depend on whether this one has native bf16 (the
 # precision tests force both ways themselves).

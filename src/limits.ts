@@ -1,8 +1,8 @@
 /**
- * Every bound on the work an input may cause, in one place: what an image, a slide, a Deep Zoom
- * tile, a queue and a connection may take. Each is checked before the work it bounds starts, and
- * each refusal has its own code in the error catalogue. `serve` shows the ones it can change as
- * its defaults.
+ * Every bound, in one place: the work an input may cause (an image, a slide, a Deep Zoom tile, a
+ * queue, a connection) and what a client may take (accounts, sessions, request rates, database
+ * connections). Each is checked before the work it bounds starts, and each refusal has its own
+ * code in the error catalogue. `serve` shows the ones it can change as its defaults.
  */
 export const LIMITS = {
   // Images.
@@ -47,6 +47,12 @@ export const LIMITS = {
   idleSocketMs: 60_000,
   /** Open connections one address may hold. */
   connectionsPerAddress: 32,
+  /** Bytes of a request's headers (Node's parser; beyond, 431). */
+  headerBytes: 16_384,
+  /** Bytes of an HTML form's body (the sign-in and sign-out forms). */
+  formBytes: 16_384,
+  /** Connections one server opens to a shared PostgreSQL database (node-postgres' pool). */
+  databaseConnections: 10,
 
   // The server's own defaults (serve's flags).
   uploadMegabytes: 50,
@@ -57,3 +63,28 @@ export const LIMITS = {
 
 /** Seconds a closing server gives its requests and jobs before it ends anyway. */
 export const SHUTDOWN_GRACE_SECONDS = 10;
+
+/** Accounts: names and passwords, and what wrong passwords cost. */
+export const USER_LIMITS = {
+  nameLength: 64,
+  passwordMinLength: 10,
+  passwordMaxLength: 256,
+  failedLogins: 5,
+  lockMinutes: 15,
+} as const;
+
+/** Portal sessions. */
+export const SESSION_LIMITS = {
+  /** A session unused this long ends. */
+  idleMinutes: 30,
+  /** A session ends this long after sign-in, however busy. */
+  absoluteHours: 12,
+  /** lastSeen is written at most this often. */
+  touchSeconds: 60,
+} as const;
+
+/** Sign-in attempts one address may make in a minute. */
+export const LOGIN_RATE = { max: 30, timeWindow: 60_000 } as const;
+
+/** Requests a key (or an address without one) may make to the REST API in a minute. */
+export const API_RATE = { max: 1200, timeWindow: 60_000 } as const;

@@ -69,7 +69,7 @@ export function registerRun(program: Command): void {
             ...(flags.name ? { name: flags.name } : {}),
             overrides,
             ...(flags.fresh ? { fresh: true } : {}),
-            ...(flags.nproc !== undefined && flags.nproc > 1 ? { nproc: flags.nproc } : {}),
+            ...(flags.nproc !== undefined ? { nproc: flags.nproc } : {}),
             onStage: (stage, detail) => {
               bar.stop();
               process.stderr.write(`run: ${stage}: ${detail}\n`);

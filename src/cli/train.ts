@@ -11,7 +11,7 @@ import { ARCHITECTURES, type Architecture } from '../engine/zoo.js';
 import { resolveTrainConfig } from '../train/config.js';
 import { PRESETS, presetNames } from '../pipeline/presets.js';
 import { epochLine } from '../train/epoch-line.js';
-import { trainOnRanks } from '../train/launch.js';
+import { localRanks, trainOnRanks } from '../train/launch.js';
 import { train, type TrainResult } from '../train/trainer.js';
 import { print, withCatalog } from './context.js';
 import { choice, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
@@ -164,8 +164,9 @@ async function trainCommand(flags: TrainFlags, command: Command): Promise<void> 
         () =>
           `model package ${result.packageDir} (version ${result.manifest.version}) in ${result.seconds.toFixed(0)} s`,
       );
-    if (flags.nproc !== undefined && flags.nproc > 1) {
-      done(await trainOnRanks(workspace, config, flags.nproc, { resume, allowMissingPretrained }));
+    const ranks = localRanks(flags.nproc);
+    if (ranks) {
+      done(await trainOnRanks(workspace, config, ranks, { resume, allowMissingPretrained }));
       return;
     }
     const { bar, update } = trainBar();

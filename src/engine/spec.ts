@@ -90,8 +90,6 @@ export type LayerSpec =
   | AttentionPoolLayer
   | SimpleLayer;
 
-export type LayerType = LayerSpec['type'];
-
 /** How uint8 pixels become network input: reorder channels, then (x - mean) / std per channel. */
 export interface InputSpec {
   height: number;

@@ -12,8 +12,6 @@ export interface PatternSet {
   count: number;
 }
 
-export const PATTERN_CLASSES = ['blob', 'stripes', 'checker'] as const;
-
 export function makePatternSet(count: number, size: number, seed = 1): PatternSet {
   const random = seededRandom(seed);
   const images = new Uint8Array(count * size * size * 3);

@@ -365,11 +365,6 @@ export function resnet50Base(depth: ResNetDepth = 'res5'): LayerSpec[] {
   return layers;
 }
 
-/** Output channels of the ResNet50 base cut at a depth. */
-export function resnet50Channels(depth: ResNetDepth): number {
-  return { res3: 512, res4: 1024, res5: 2048 }[depth];
-}
-
 export interface ResNetOptions extends ZooOptions {
   depth?: ResNetDepth;
 }

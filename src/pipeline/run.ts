@@ -30,7 +30,7 @@ import { updateManifest } from '../model/package.js';
 import { percent } from '../format.js';
 import { resolveTrainConfig, TRAIN_SCHEMA, type TrainConfig } from '../train/config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
-import { trainOnRanks } from '../train/launch.js';
+import { localRanks, trainOnRanks } from '../train/launch.js';
 import { train, type TrainProgress, type TrainResult } from '../train/trainer.js';
 
 export interface RunOptions {
@@ -337,14 +337,14 @@ async function prepareAndTrain(
     resume: options.fresh ? false : ('auto' as const),
     allowMissingPretrained: preset.allowMissingPretrained ?? false,
   };
-  const trained =
-    options.nproc !== undefined && options.nproc > 1
-      ? await trainOnRanks(workspace, config, options.nproc, how)
-      : await train(workspace, config, {
-          ...how,
-          ...(options.onTrainProgress ? { onProgress: options.onTrainProgress } : {}),
-          ...(options.onNotice ? { onNotice: options.onNotice } : {}),
-        });
+  const ranks = localRanks(options.nproc);
+  const trained = ranks
+    ? await trainOnRanks(workspace, config, ranks, how)
+    : await train(workspace, config, {
+        ...how,
+        ...(options.onTrainProgress ? { onProgress: options.onTrainProgress } : {}),
+        ...(options.onNotice ? { onNotice: options.onNotice } : {}),
+      });
   stage(
     'train',
     `${trained.resumedFrom > 0 ? `resumed after epoch ${trained.resumedFrom}, ` : ''}done in ${trained.seconds.toFixed(0)} s`,

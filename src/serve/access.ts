@@ -13,6 +13,8 @@ import type {} from '@fastify/csrf-protection';
 import type {} from '@fastify/session';
 
 import { PathotypeError } from '../errors.js';
+import { SESSION_LIMITS } from '../limits.js';
+import type { AuditAction } from '../store/audit.js';
 import type { ServerStore } from '../store/open.js';
 import type { PortalSession } from '../store/sessions.js';
 import { narrower, roleAllows, type Role } from '../store/users.js';
@@ -35,7 +37,7 @@ declare module 'fastify' {
     /** The role a route needs; only OPEN_ROUTES open a route (the hook below writes 'open'). */
     access?: Access;
     /** The audit's name for what this route does to a patient's data. */
-    audit?: string;
+    audit?: AuditAction;
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -59,15 +61,6 @@ export const OPEN_ROUTES: readonly string[] = [
   // Browsers ask for it on every page, signed in or not; it holds no patient data.
   'GET /favicon.ico',
 ];
-
-export const SESSION_LIMITS = {
-  /** A session unused this long ends. */
-  idleMinutes: 30,
-  /** A session ends this long after sign-in, however busy. */
-  absoluteHours: 12,
-  /** lastSeen is written at most this often. */
-  touchSeconds: 60,
-} as const;
 
 /** Anonymous requests on an open server may do what a pathologist may (as before accounts). */
 const ANONYMOUS: Principal = { kind: 'anonymous', id: null, name: 'anonymous', role: 'pathologist' };
@@ -198,6 +191,9 @@ function accessControl(app: FastifyInstance, options: AccessOptions): void {
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const open = methods.every((m) => isOpenRoute(m, route.url));
+    // A route cannot open itself: only OPEN_ROUTES can, so the list is the whole truth.
+    if (!open && route.config?.access === 'open')
+      throw new Error(`${methods.join(',')} ${route.url} says access 'open' but is not in OPEN_ROUTES`);
     route.config = { ...route.config, access: open ? 'open' : (route.config?.access ?? 'viewer') };
   });
 

@@ -22,6 +22,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Bf16Setting } from '../engine/precision.js';
 import { LIMITS } from '../limits.js';
 import { Predictor } from '../predict/predictor.js';
+import { adminRoutes } from './admin-routes.js';
 import { restApi } from './api.js';
 import { loginRoutes } from './login-routes.js';
 import { reviewsApi } from './reviews-api.js';
@@ -127,6 +128,7 @@ async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<v
   await app.register(reviewsApi, { prefix: '/api/v1' });
   await app.register(healthRoutes);
   await app.register(portalRoutes);
+  await app.register(adminRoutes);
   await app.register(loginRoutes);
   // The portal's page scripts: files, so the Content-Security-Policy allows no inline script.
   await app.register(fastifyStatic, {
@@ -149,7 +151,7 @@ const HTTP_SERVER_OPTIONS = {
   headersTimeout: LIMITS.headersTimeoutMs,
   requestTimeout: LIMITS.requestTimeoutMs,
   connectionsCheckingInterval: 1000,
-  maxHeaderSize: 16_384,
+  maxHeaderSize: LIMITS.headerBytes,
 };
 
 /** Errors Node's parser meets before Fastify sees a request, answered in the server's one shape. */

@@ -8,6 +8,7 @@ import type {} from '@fastify/rate-limit';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { PathotypeError } from '../errors.js';
+import { LOGIN_RATE } from '../limits.js';
 import { checkSameOrigin } from './access.js';
 import { loginPage } from './portal.js';
 import { LOGIN_BODY, LOGIN_QUERY } from './schemas.js';
@@ -26,9 +27,6 @@ export function safeNext(next: string | undefined): string {
     ? next
     : '/';
 }
-
-/** Sign-in attempts one address may make in a minute (the account itself locks after five wrong ones). */
-export const LOGIN_RATE = { max: 30, timeWindow: 60_000 } as const;
 
 export function loginRoutes(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();

@@ -5,18 +5,10 @@ import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-
 
 import { encodePng } from '../image/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
-import {
-  ANONYMOUS_PAGE,
-  FAVICON,
-  auditPage,
-  historyPage,
-  resultPage,
-  uploadPage,
-  type PageContext,
-} from './portal.js';
+import { ANONYMOUS_PAGE, FAVICON, historyPage, resultPage, uploadPage, type PageContext } from './portal.js';
 import { fieldViewerPage, slideListPage, slideViewerPage, type ViewedSlide } from './portal-slides.js';
 import type { SlideJob } from '../store/slide-jobs.js';
-import { AUDIT_QUERY, CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
+import { CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
 import { predictUpload, principalOf } from './uploads.js';
 import { refuseWhenBusy } from './inference-limiter.js';
@@ -34,12 +26,12 @@ function viewed(job: SlideJob): ViewedSlide {
 const HISTORY_PAGE_SIZE = 20;
 
 /** Pages hold patient data: never kept by the browser, so the back button after sign-out asks again. */
-function html(reply: FastifyReply, body: string): FastifyReply {
+export function html(reply: FastifyReply, body: string): FastifyReply {
   return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body);
 }
 
 /** The signed-in user, and a CSRF token for the page's forms and scripts. */
-function pageContext(request: FastifyRequest, reply: FastifyReply): PageContext {
+export function pageContext(request: FastifyRequest, reply: FastifyReply): PageContext {
   const principal = request.principal;
   if (principal?.kind !== 'user') return ANONYMOUS_PAGE;
   return { user: { name: principal.name, role: principal.role }, csrfToken: reply.generateCsrf() };
@@ -69,7 +61,7 @@ export function portalRoutes(app: FastifyInstance): void {
   );
   portal.get(
     '/cases',
-    { schema: { hide: true, querystring: CASES_QUERY }, config: { audit: 'cases.list' } },
+    { schema: { hide: true, querystring: CASES_QUERY }, config: { audit: 'predictions.list' } },
     async (request, reply) => {
       const { page, q } = request.query;
       const { total, items } = await service.store.predictions.list({
@@ -111,7 +103,7 @@ export function portalRoutes(app: FastifyInstance): void {
   );
   portal.get(
     '/cases/:id/viewer',
-    { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'viewer.open' } },
+    { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'prediction.view' } },
     async (request, reply) => {
       const record = await service.find(request.params.id);
       service.imageFileOf(record);
@@ -121,7 +113,7 @@ export function portalRoutes(app: FastifyInstance): void {
   slidePages(app);
 }
 
-/** The slide list, a slide in the viewer (with its images), and the admin's audit page. */
+/** The slide list, and a slide in the viewer with its images. */
 function slidePages(app: FastifyInstance): void {
   const portal = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
@@ -156,18 +148,4 @@ function slidePages(app: FastifyInstance): void {
     },
   );
   slideImageRoutes(app, { hide: true });
-  portal.get(
-    '/admin/audit',
-    { schema: { hide: true, querystring: AUDIT_QUERY }, config: { access: 'admin', audit: 'audit.read' } },
-    async (request, reply) => {
-      const { user, case: caseId, since } = request.query;
-      const entries = await service.store.audit.list({
-        ...(user ? { actor: user } : {}),
-        ...(caseId ? { caseId } : {}),
-        ...(since ? { since } : {}),
-        limit: 500,
-      });
-      return html(reply, auditPage(pageContext(request, reply), entries, { user, case: caseId, since }));
-    },
-  );
 }

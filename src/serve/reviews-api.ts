@@ -144,7 +144,7 @@ export function reviewsApi(app: FastifyInstance): void {
           body: REVIEW_BODY,
           response: { 201: REVIEW_SCHEMA, '4xx': ERROR_SCHEMA },
         },
-        config: { access: 'pathologist', audit: `review.create.${kind}` },
+        config: { access: 'pathologist', audit: `review.create.${kind}` as const },
       },
       async (request, reply) =>
         reply.code(201).send(await recordReview(service, request, kind, request.params.id, request.body)),

@@ -20,8 +20,6 @@ export const ERROR_SCHEMA = {
   required: ['error'],
 } as const;
 
-export const NUMBER_MAP = { type: 'object', additionalProperties: { type: 'number' } } as const;
-
 export const PREDICTION_SCHEMA = {
   type: 'object',
   properties: {

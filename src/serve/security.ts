@@ -17,7 +17,8 @@ import { PathotypeError } from '../errors.js';
 import type { ServerStore } from '../store/open.js';
 import { rateLimitStoreOn } from '../store/rate-limits.js';
 import { SessionStore } from '../store/sessions.js';
-import access, { SESSION_LIMITS } from './access.js';
+import { API_RATE, LIMITS, SESSION_LIMITS } from '../limits.js';
+import access from './access.js';
 
 export interface SecurityOptions {
   store: ServerStore;
@@ -27,9 +28,6 @@ export interface SecurityOptions {
   /** Origins allowed to call the REST API from a browser; none: CORS off. */
   corsOrigins: readonly string[];
 }
-
-/** Requests a key (or an address without one) may make to the REST API in a minute. */
-export const API_RATE = { max: 1200, timeWindow: 60_000 } as const;
 
 /** The key, user or address a rate limit counts against. */
 function limitedBy(request: FastifyRequest): string {
@@ -101,7 +99,7 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
   // HTML forms (the sign-in and sign-out forms), parsed by Node's own URLSearchParams.
   app.addContentTypeParser(
     'application/x-www-form-urlencoded',
-    { parseAs: 'string', bodyLimit: 16_384 },
+    { parseAs: 'string', bodyLimit: LIMITS.formBytes },
     (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
   );
 }

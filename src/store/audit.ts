@@ -8,13 +8,41 @@ import { randomUUID } from 'node:crypto';
 import type { Database, SqlValue } from './database.js';
 import { columnNames, fromRow, insertSql, toValues, type Columns } from './rows.js';
 
+/**
+ * What the audit calls each access, one name per action (`thing.verb`, a list in the plural):
+ * routes name theirs from this list, so two routes doing the same cannot drift apart.
+ */
+export const AUDIT_ACTIONS = [
+  'login',
+  'logout',
+  'prediction.create',
+  'predictions.list',
+  'prediction.read',
+  'prediction.view',
+  'image.read',
+  'heatmap.read',
+  'slide.create',
+  'slides.list',
+  'slide.read',
+  'slide.view',
+  'slide.cancel',
+  'slide.geojson',
+  'slide.heatmap',
+  'slide.tile',
+  'review.create.prediction',
+  'review.create.slide',
+  'reviews.list',
+  'audit.read',
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
 export interface AuditEntry {
   id: string;
   at: string;
   /** A user's name, a key's name and prefix, or 'anonymous'. */
   actor: string;
   actorKind: 'user' | 'key' | 'anonymous';
-  /** What was done: 'prediction.create', 'prediction.read', 'image.read', 'slide.tile', ... */
+  /** What was done (rows written before AUDIT_ACTIONS may carry older names). */
   action: string;
   /** The prediction or slide job, when the access concerns one. */
   caseId: string | null;
@@ -53,7 +81,7 @@ export class AuditLog {
     this.#db = db;
   }
 
-  async append(entry: Omit<AuditEntry, 'id' | 'at'>): Promise<void> {
+  async append(entry: Omit<AuditEntry, 'id' | 'at' | 'action'> & { action: AuditAction }): Promise<void> {
     const full: AuditEntry = { id: randomUUID(), at: new Date().toISOString(), ...entry };
     await this.#db.run(insertSql('audit', COLUMNS), toValues(full, COLUMNS));
   }

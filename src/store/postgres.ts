@@ -6,6 +6,7 @@
 import pg from 'pg';
 
 import { PathotypeError } from '../errors.js';
+import { LIMITS } from '../limits.js';
 import type { Database, SqlValue } from './database.js';
 import { migrate, MIGRATIONS_TABLE, type Migration } from './migrations.js';
 
@@ -38,7 +39,11 @@ export class PostgresDatabase implements Database {
   }
 
   static async open(url: string): Promise<PostgresDatabase> {
-    const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000 });
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: LIMITS.databaseConnections,
+      connectionTimeoutMillis: 10_000,
+    });
     // An idle client's error (the server restarting) must not end the process: the pool replaces it.
     pool.on('error', () => undefined);
     const db = new PostgresDatabase(pool);

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Algorithm, hash, verify } from '@node-rs/argon2';
 
 import { ConfigError, PathotypeError } from '../errors.js';
+import { USER_LIMITS } from '../limits.js';
 import type { Database } from './database.js';
 import { columnNames, fromRow, type Columns } from './rows.js';
 import { Settings } from './settings.js';
@@ -28,14 +29,6 @@ export function roleAllows(role: Role, needed: Role): boolean {
 export function narrower(a: Role, b: Role): Role {
   return ROLES.indexOf(a) <= ROLES.indexOf(b) ? a : b;
 }
-
-export const USER_LIMITS = {
-  nameLength: 64,
-  passwordMinLength: 10,
-  passwordMaxLength: 256,
-  failedLogins: 5,
-  lockMinutes: 15,
-} as const;
 
 const HASH_OPTIONS = {
   algorithm: Algorithm.Argon2id,

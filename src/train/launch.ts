@@ -31,6 +31,14 @@ export interface RankJob {
   rendezvous: { host: string; port: number };
 }
 
+/**
+ * The local ranks `--nproc N` asks for, or null when the training runs in this process (one
+ * rank is this process): the one place that decides, for `train` and `run` alike.
+ */
+export function localRanks(nproc: number | undefined): number | null {
+  return nproc !== undefined && nproc > 1 ? nproc : null;
+}
+
 export async function trainOnRanks(
   workspace: Workspace,
   config: TrainConfig,

@@ -31,7 +31,7 @@ import { packageBasics, type RunConfig, type TrainOptions, type TrainResult } fr
 import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
 
-export type { RunConfig, TrainOptions, TrainProgress, TrainResult } from './run.js';
+export type { TrainOptions, TrainProgress, TrainResult } from './run.js';
 
 function trainablePrefixes(trainable: PhaseConfig['trainable']): readonly string[] {
   if (trainable === 'all') return [''];

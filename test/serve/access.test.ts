@@ -10,9 +10,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import Fastify from 'fastify';
+
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
-import { isOpenRoute, OPEN_ROUTES } from '../../src/serve/access.js';
-import { LOGIN_RATE } from '../../src/serve/login-routes.js';
+import access, { isOpenRoute, OPEN_ROUTES } from '../../src/serve/access.js';
+import { LOGIN_RATE } from '../../src/limits.js';
 import { openStore } from '../../src/store/open.js';
 import { repoRoot } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
@@ -116,6 +118,17 @@ describe('access control', () => {
     assert.deepEqual(leaks, []);
     const open = new Set(server.routes.filter((r) => r.access === 'open').map((r) => `${r.method} ${r.url}`));
     for (const route of OPEN_ROUTES.filter((r) => !r.endsWith('*'))) assert.ok(open.has(route), route);
+  });
+
+  it('a route cannot open itself: only OPEN_ROUTES can', async () => {
+    const app = Fastify({ logger: false });
+    await app.register(access, { store: server.store, allowAnonymous: false });
+    await app.after();
+    assert.throws(
+      () => app.get('/sneaky', { config: { access: 'open' } }, () => 'patient data'),
+      /GET \/sneaky says access 'open' but is not in OPEN_ROUTES/,
+    );
+    await app.close();
   });
 
   it('pages redirect to the sign-in page, which returns to them; the API answers 401', async () => {
