@@ -19,7 +19,7 @@ export interface PatchOutputs {
 }
 
 /** Rules that average log-probabilities, and so need them exact. */
-const needsLogits = (rule: VoteRule): boolean => rule === 'logit' || rule === 'attention';
+export const needsLogits = (rule: VoteRule): boolean => rule === 'logit' || rule === 'attention';
 
 export async function patchOutputs(
   network: PatchModel,
