@@ -90,7 +90,7 @@ export async function predictSlide(
         folded: quality.folded,
       };
     });
-    const { verdict, weights } = verdictOnClearTiles(predictor, slide.info, outputs, tiles);
+    const { verdict, weights } = verdictOnClearTiles(predictor, slide.info, outputs, judged);
     if (weights) for (const [k, tile] of tiles.entries()) tile.attention = roundedWeight(weights[k] ?? 0);
     const { width, height } = slide.info;
     return {

@@ -12,7 +12,8 @@ import { needsLogits } from './patch-outputs.js';
 import type { Predictor } from './predictor.js';
 import { RegionCheckpoint, type CheckpointSection } from './slide-checkpoint.js';
 import type { SlidePredictOptions } from './slide-plan.js';
-import { measureTiles, TILE_MEASURES } from './slide-quality.js';
+import { TILE_CHECKS } from '../image/input-checks.js';
+import { measureTiles } from './slide-quality.js';
 import { throwIfStopped } from './stop.js';
 
 /** Tiles per region side: one read serves up to this many squared tiles. */
@@ -96,7 +97,7 @@ function sectionsFor(predictor: Predictor): CheckpointSection[] {
     { name: 'probabilities', width: classes },
     ...(needsLogits(rule) ? [{ name: 'logProbabilities', width: classes }] : []),
     ...(rule === 'attention' ? [{ name: 'attention', width: 1 }] : []),
-    ...TILE_MEASURES.map((m) => ({ name: m.name, width: 1 })),
+    ...TILE_CHECKS.map((c) => ({ name: c.name, width: 1 })),
   ];
 }
 
