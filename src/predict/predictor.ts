@@ -20,7 +20,7 @@ import { refuseFailedField } from '../image/input-checks.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { rounded, roundedWeight, verdictOf, type Verdict } from './verdict.js';
 import { vote, type ImageVote } from './vote.js';
-import type { VoteRule } from '../model/package.js';
+import type { VoteRule } from '../engine/pooling.js';
 
 /** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
 export const MAX_UPSAMPLING = 2;

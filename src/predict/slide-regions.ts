@@ -7,8 +7,8 @@
 import { resizeRgb, type RgbImage } from '../image/image-io.js';
 import type { Grid } from '../image/tiling.js';
 import type { Slide } from '../slide/slide.js';
+import { VOTE_RULE_NEEDS } from '../engine/pooling.js';
 import type { PatchOutputs } from './patch-outputs.js';
-import { needsLogits } from './patch-outputs.js';
 import type { Predictor } from './predictor.js';
 import { RegionCheckpoint, type CheckpointSection } from './slide-checkpoint.js';
 import type { SlidePredictOptions } from './slide-plan.js';
@@ -92,11 +92,11 @@ async function readTileRegion(
 /** The checkpoint's layout for this predictor: its outputs under its vote rule, then the tile measures. */
 function sectionsFor(predictor: Predictor): CheckpointSection[] {
   const classes = predictor.classes.length;
-  const rule = predictor.options.vote;
+  const needs = VOTE_RULE_NEEDS[predictor.options.vote];
   return [
     { name: 'probabilities', width: classes },
-    ...(needsLogits(rule) ? [{ name: 'logProbabilities', width: classes }] : []),
-    ...(rule === 'attention' ? [{ name: 'attention', width: 1 }] : []),
+    ...(needs.logProbabilities ? [{ name: 'logProbabilities', width: classes }] : []),
+    ...(needs.attention ? [{ name: 'attention', width: 1 }] : []),
     ...TILE_CHECKS.map((c) => ({ name: c.name, width: 1 })),
   ];
 }
