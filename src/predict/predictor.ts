@@ -223,6 +223,7 @@ export class Predictor {
       this.manifest.preprocess,
       this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {},
     );
+    // The input checks (image/input-checks.ts), in their order: the first it fails refuses it.
     refuseFailedField(image.assessment, what);
     return { image, scale };
   }

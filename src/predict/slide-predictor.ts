@@ -65,14 +65,15 @@ export async function predictSlide(
 
     const readLevel = slide.levelFor(factor);
     const grid = { factor, stride0, cols, rows, readLevel };
-    const { values, readMs, inferenceMs } = await predictTiles(predictor, slide, grid, kept, options);
-    const outputs = {
-      probabilities: values.get('probabilities') ?? new Float32Array(),
-      logProbabilities: values.get('logProbabilities'),
-      attention: values.get('attention'),
-    };
+    const { outputs, measures, readMs, inferenceMs } = await predictTiles(
+      predictor,
+      slide,
+      grid,
+      kept,
+      options,
+    );
     const names = predictor.classes;
-    const judged = judgeTiles(values, kept.length);
+    const judged = judgeTiles(measures, kept.length);
     const tiles: SlideTile[] = kept.map(([col, row], k) => {
       const quality = judged[k] as (typeof judged)[number];
       return {

@@ -110,9 +110,19 @@ function sectionsOf(outputs: PatchOutputs, measures: TileValues): TileValues {
   return out;
 }
 
+/** Per kept tile: the network's outputs under the vote rule, and each tile check's measure by check name. */
+export interface KeptTiles {
+  outputs: {
+    probabilities: Float32Array;
+    logProbabilities: Float32Array | undefined;
+    attention: Float32Array | undefined;
+  };
+  measures: TileValues;
+}
+
 /**
- * Every kept tile's outputs and measures (`TileValues`, one section per name of the checkpoint
- * layout), region by region; regions a stopped run finished come from its checkpoint, unread.
+ * Every kept tile's outputs and measures, region by region (kept per region as the sections of
+ * the checkpoint's layout); regions a stopped run finished come from its checkpoint, unread.
  */
 export async function predictTiles(
   predictor: Predictor,
@@ -120,7 +130,7 @@ export async function predictTiles(
   grid: TileGrid,
   kept: readonly [number, number][],
   options: Pick<SlidePredictOptions, 'signal' | 'onProgress' | 'checkpointDir'>,
-): Promise<{ values: TileValues; readMs: number; inferenceMs: number }> {
+): Promise<KeptTiles & { readMs: number; inferenceMs: number }> {
   const sections = sectionsFor(predictor);
   const values: TileValues = new Map(
     sections.map(({ name, width }) => [name, new Float32Array(kept.length * width)]),
@@ -171,5 +181,11 @@ export async function predictTiles(
     checkpoint?.save(key, regionValues);
     options.onProgress?.(done, kept.length);
   }
-  return { values, readMs, inferenceMs };
+  const outputs = {
+    probabilities: values.get('probabilities') ?? new Float32Array(),
+    logProbabilities: values.get('logProbabilities'),
+    attention: values.get('attention'),
+  };
+  const measures = new Map(TILE_CHECKS.map((c) => [c.name, values.get(c.name) ?? new Float32Array()]));
+  return { outputs, measures, readMs, inferenceMs };
 }
