@@ -86,9 +86,9 @@ export function milRunner(
 /**
  * The per-patch network a multiple-instance package exports (to ONNX): the base, then the head
  * run on each patch as a bag of one, its input standardisation folded into the projection (now a
- * linear layer on the flat features), the mean pool dropped (the identity for one instance), the
- * attention pool kept for its score. Only the ONNX writer reads this spec: the addon's attention
- * pool takes bags, not flat vectors.
+ * linear layer on the flat features), the bag pooling dropped (the identity for one instance)
+ * unless it has attention, whose pool is kept for its score. Only the ONNX writer reads this spec:
+ * the addon's attention pool takes bags, not flat vectors.
  */
 export function perPatchExport(
   base: NetworkSpec,
@@ -114,10 +114,12 @@ export function perPatchExport(
       folded[u * features + d] = w;
       shifted[u] = (shifted[u] ?? 0) - w * (mean[d] ?? 0);
     }
+  const pooling = bagPoolingOf(head);
+  const dropped = pooling && !BAG_POOLING[pooling].attention ? BAG_POOLING[pooling].layer(1).type : undefined;
   const layers = head.layers.flatMap((layer): LayerSpec[] => {
     if (layer.type === 'conv2d' && layer.name === PROJECTION_LAYER)
       return [{ type: 'linear', name: PROJECTION_LAYER, units }];
-    return layer.type === 'globalAvgPool' || layer.type === 'dropout' ? [] : [layer];
+    return layer.type === dropped || layer.type === 'dropout' ? [] : [layer];
   });
   return {
     spec: {

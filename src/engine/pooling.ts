@@ -54,7 +54,7 @@ export interface BagPoolingDescriptor {
   sidecar: string;
 }
 
-export const BAG_POOLING = {
+const BAG_POOLING_ROWS = {
   // Gated attention (Ilse et al. 2018).
   attention: {
     layer: (units) => ({ type: 'attentionPool', name: ATTENTION_LAYER, units, gated: true }),
@@ -71,7 +71,8 @@ export const BAG_POOLING = {
   },
 } as const satisfies Record<string, BagPoolingDescriptor>;
 
-export type BagPooling = keyof typeof BAG_POOLING;
+export type BagPooling = keyof typeof BAG_POOLING_ROWS;
+export const BAG_POOLING: Readonly<Record<BagPooling, BagPoolingDescriptor>> = BAG_POOLING_ROWS;
 export const BAG_POOLINGS = Object.keys(BAG_POOLING) as BagPooling[];
 
 /** The bag pooling of a multiple-instance head's spec: the one whose layer it holds. */

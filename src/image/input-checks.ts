@@ -200,12 +200,12 @@ export function measureTile(check: InputCheck, pixels: JudgedPixels): number {
 }
 
 /** The check's limit for what is judged (null: not judged by it). */
-export function limitOf(check: InputCheck, judged: Judged): number | null {
+function limitOf(check: InputCheck, judged: Judged): number | null {
   return judged === 'field' ? check.field : check.tile;
 }
 
 /** Whether a value fails the check's limit for what is judged. */
-export function fails(check: InputCheck, value: number, judged: Judged): boolean {
+function fails(check: InputCheck, value: number, judged: Judged): boolean {
   const limit = limitOf(check, judged);
   if (limit === null) return false;
   return check.bound === 'min' ? value < limit : value > limit;

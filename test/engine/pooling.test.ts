@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { milHeadSpec, milRunner } from '../../src/engine/mil-head.js';
+import { milHeadSpec, milRunner, perPatchExport } from '../../src/engine/mil-head.js';
 import { Network } from '../../src/engine/network.js';
 import {
   BAG_POOLING,
@@ -68,6 +68,14 @@ describe('pooling', () => {
       const { logits, attention } = await runner.instances(new Uint8Array(4 * 3));
       assert.equal(logits.length, 4 * 3);
       assert.equal(attention !== null, descriptor.attention, pooling);
+      // Exported per patch (ONNX), the pool of one instance is the identity: kept only for its scores.
+      const exported = perPatchExport(head, [], head, await network.exportTensors());
+      const headPart = exported.spec.layers.slice(head.layers.length);
+      assert.equal(
+        headPart.some((l) => l.type === descriptor.layer(4).type),
+        descriptor.attention,
+        pooling,
+      );
     }
     assert.equal(hasAttention({}), false, 'a package without a multiple-instance head');
   });
