@@ -67,6 +67,7 @@ process.stdout.write(
       levels: prediction.slide.levels.length,
     },
     tiles: count,
+    answered: prediction.result.patches,
     slideSeconds,
     tilesPerSecond: count / slideSeconds,
     predictorSeconds,

@@ -37,6 +37,8 @@ export interface SlideBenchResult {
     buildSeconds: number | null;
   };
   tiles: number;
+  /** The tissue tiles that pass the tile checks and vote in the slide's answer. */
+  answered: number;
   slideSeconds: number;
   tilesPerSecond: number;
   predictorSeconds: number;
@@ -109,7 +111,7 @@ export function formatSlideBench(r: SlideBenchResult): string {
   return [
     `slide ${r.slide.file}: ${r.slide.width} x ${r.slide.height} px, ${r.slide.levels} levels, ${(r.slide.bytes / 2 ** 20).toFixed(0)} MiB` +
       (r.slide.buildSeconds === null ? '' : ` (written in ${r.slide.buildSeconds.toFixed(0)} s)`),
-    `slide path: ${r.tiles} tissue tiles in ${r.slideSeconds.toFixed(1)} s, ${r.tilesPerSecond.toFixed(0)} tiles/s ` +
+    `slide path: ${r.tiles} tissue tiles (${r.answered} answered, the others refused by the tile checks) in ${r.slideSeconds.toFixed(1)} s, ${r.tilesPerSecond.toFixed(0)} tiles/s ` +
       `(mask ${(r.timings.maskMs / 1000).toFixed(1)} s, reads and preparation ${(r.timings.readMs / 1000).toFixed(1)} s, inference ${(r.timings.inferenceMs / 1000).toFixed(1)} s)`,
     `predictor on the same tiles in memory: ${r.predictorSeconds.toFixed(1)} s, ${r.predictorTilesPerSecond.toFixed(0)} tiles/s`,
     `ratio (slide path / predictor alone): ${r.ratio.toFixed(2)}; peak RSS ${r.peakRssMb.toFixed(0)} MB`,

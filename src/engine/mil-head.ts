@@ -10,20 +10,16 @@
 import { EngineInputError } from '../errors.js';
 import type { InstanceOutputs, PatchRunner } from './inference-engine.js';
 import type { NamedTensor, Network } from './network.js';
+import { BAG_POOLING, BAG_POOLINGS, bagPoolingOf, type BagPooling } from './pooling.js';
 import { bagInput, type LayerSpec, type NetworkSpec } from './spec.js';
 import { CLASSIFIER_LAYER } from './zoo.js';
 
-export const MIL_POOLINGS = ['attention', 'mean'] as const;
-export type MilPooling = (typeof MIL_POOLINGS)[number];
-
-/** The attention pool's layer name: its weights are `mil_attention_V`, `_U` and `_w`. */
-export const ATTENTION_LAYER = 'mil_attention';
 export const PROJECTION_LAYER = 'mil_project';
 
 export interface MilHeadOptions {
   features: number;
   classes: number;
-  pooling: MilPooling;
+  pooling: BagPooling;
   /** Width of each instance after projection. */
   projection: number;
   /** Hidden size of the attention. */
@@ -36,19 +32,15 @@ export interface MilHeadOptions {
 
 export function milHeadSpec(options: MilHeadOptions): NetworkSpec {
   const { features, classes, pooling } = options;
-  if (!MIL_POOLINGS.includes(pooling))
-    throw new EngineInputError(`unknown pooling '${pooling as string}' (${MIL_POOLINGS.join(', ')})`);
+  if (!BAG_POOLINGS.includes(pooling))
+    throw new EngineInputError(`unknown pooling '${pooling as string}' (${BAG_POOLINGS.join(', ')})`);
   const input = bagInput(features);
   const layers: LayerSpec[] = [
     { type: 'conv2d', name: PROJECTION_LAYER, filters: options.projection, kernelSize: 1, padding: 'valid' },
     { type: 'relu' },
   ];
   if (options.dropout > 0) layers.push({ type: 'dropout', rate: options.dropout });
-  layers.push(
-    pooling === 'attention'
-      ? { type: 'attentionPool', name: ATTENTION_LAYER, units: options.attention, gated: true }
-      : { type: 'globalAvgPool' },
-  );
+  layers.push(BAG_POOLING[pooling].layer(options.attention));
   layers.push({ type: 'linear', name: CLASSIFIER_LAYER, units: classes });
   return {
     name: `mil_${pooling}`,
@@ -62,11 +54,6 @@ export function milHeadSpec(options: MilHeadOptions): NetworkSpec {
   };
 }
 
-/** Whether a head pools by attention (its instances then have scores to show). */
-export function hasAttention(spec: NetworkSpec): boolean {
-  return spec.layers.some((l) => l.type === 'attentionPool');
-}
-
 /**
  * Patches through a feature runner, then each patch's features through the head as a bag of one:
  * its class probabilities (or logits), and with `instances` its attention score too. The head is
@@ -76,7 +63,8 @@ export function milRunner(
   features: PatchRunner,
   head: Network,
 ): PatchRunner & Required<Pick<PatchRunner, 'instances'>> {
-  const attention = hasAttention(head.spec);
+  const pooling = bagPoolingOf(head.spec);
+  const attention = pooling ? BAG_POOLING[pooling].attention : false;
   const featuresOf = (batch: Uint8Array, bf16: boolean | undefined): Promise<Float32Array> =>
     features.predict(batch, { ...(bf16 === undefined ? {} : { bf16 }), raw: true });
   return {
@@ -98,9 +86,9 @@ export function milRunner(
 /**
  * The per-patch network a multiple-instance package exports (to ONNX): the base, then the head
  * run on each patch as a bag of one, its input standardisation folded into the projection (now a
- * linear layer on the flat features), the mean pool dropped (the identity for one instance), the
- * attention pool kept for its score. Only the ONNX writer reads this spec: the addon's attention
- * pool takes bags, not flat vectors.
+ * linear layer on the flat features), the bag pooling dropped (the identity for one instance)
+ * unless it has attention, whose pool is kept for its score. Only the ONNX writer reads this spec:
+ * the addon's attention pool takes bags, not flat vectors.
  */
 export function perPatchExport(
   base: NetworkSpec,
@@ -126,10 +114,12 @@ export function perPatchExport(
       folded[u * features + d] = w;
       shifted[u] = (shifted[u] ?? 0) - w * (mean[d] ?? 0);
     }
+  const pooling = bagPoolingOf(head);
+  const dropped = pooling && !BAG_POOLING[pooling].attention ? BAG_POOLING[pooling].layer(1).type : undefined;
   const layers = head.layers.flatMap((layer): LayerSpec[] => {
     if (layer.type === 'conv2d' && layer.name === PROJECTION_LAYER)
       return [{ type: 'linear', name: PROJECTION_LAYER, units }];
-    return layer.type === 'globalAvgPool' || layer.type === 'dropout' ? [] : [layer];
+    return layer.type === dropped || layer.type === 'dropout' ? [] : [layer];
   });
   return {
     spec: {

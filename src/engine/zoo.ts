@@ -2,13 +2,14 @@
  * The model zoo: network specs with Keras' layer names and weight shapes, so that Keras and
  * TensorFlow.js ImageNet weights load onto them by name, each with a replaceable head.
  */
+import { SPATIAL_POOLING, type SpatialPooling } from './pooling.js';
 import { EngineInputError } from '../errors.js';
 import { outputShapeOf, type InputSpec, type LayerSpec, type NetworkSpec } from './spec.js';
 
 export interface HeadOptions {
   classes: number;
-  /** How the feature map becomes a vector: 'flatten' (as KNIME's VGG16 top) or global average pooling. */
-  pooling?: 'flatten' | 'avg';
+  /** How the feature map becomes a vector: 'flatten' (as KNIME's VGG16 top) or 'avg' (global average pooling, the default). */
+  pooling?: SpatialPooling;
   /** Hidden dense layers (ReLU) before the classifier, e.g. [256]. */
   hidden?: readonly number[];
   /** Dropout before each dense layer. */
@@ -49,9 +50,7 @@ export const HEAD_PREFIXES: readonly string[] = [HIDDEN_HEAD_PREFIX, CLASSIFIER_
 
 /** The replaceable top: pooling, hidden dense layers with dropout, then one logit per class. */
 export function head(options: HeadOptions): LayerSpec[] {
-  const layers: LayerSpec[] = [
-    options.pooling === 'flatten' ? { type: 'flatten' } : { type: 'globalAvgPool' },
-  ];
+  const layers: LayerSpec[] = [SPATIAL_POOLING[options.pooling ?? 'avg']];
   const dropout = options.dropout ?? 0;
   (options.hidden ?? []).forEach((units, i) => {
     if (dropout > 0) layers.push({ type: 'dropout', rate: dropout });

@@ -6,7 +6,7 @@ import { escapeHtml as esc } from '../html.js';
 import { percent as pct } from '../format.js';
 import { architectureOf, type ModelManifest } from '../model/package.js';
 import { classColour } from '../predict/heatmap.js';
-import type { VoteRule } from '../model/package.js';
+import type { VoteRule } from '../engine/pooling.js';
 import type { Verdict } from '../predict/verdict.js';
 import type { ClassificationMetrics } from './metrics.js';
 

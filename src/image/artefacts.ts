@@ -1,8 +1,8 @@
 /**
  * Preparation artefacts a field image can carry besides blur and coloured ink: tissue folds, air
  * bubbles under the coverslip, and black pen ink. HistoQC checks the same three, each
- * with its own cue; these are cues of the same kind, measured at the focus measure's
- * reference scale (about 1.07 um/px) so one threshold serves every resolution.
+ * with its own cue; these are cues of the same kind, measured at the judging scale
+ * (judged-pixels.ts) so one limit (input-checks.ts) serves every resolution.
  * - A fold is tissue lying on itself: twice the thickness, so about twice the optical density
  *   of the tissue around it (Beer-Lambert), over a band of the field.
  * - A bubble's rim is a thin, dark, colourless ring (light refracted away at the air's edge)
@@ -23,28 +23,10 @@ export interface ArtefactStats {
   blackInkFraction: number;
 }
 
-/** Side of the blocks whose optical density is compared (pixels at the reference scale). */
+/** Side of the blocks whose optical density is compared (pixels at the judging scale). */
 const FOLD_BLOCK = 16;
 /** A block this many times the median block's optical density is a double layer of tissue. */
 const FOLD_DENSITY_RATIO = 1.6;
-/**
- * Most of a field that may be folded. Measured: the development images at most 0.012 (0.3x),
- * 0.000 (full and half resolution); a fold over a tenth of a field (its band's transmittance
- * squared), 0.083 to 0.099.
- */
-export const MAX_FOLD_FRACTION = 0.05;
-/**
- * Largest bubble a field may carry, as a share of the field inside its rim. Measured: no
- * development image has a rim at all (0); a bubble 50 px across at the reference scale (about
- * 53 um), 0.021.
- */
-export const MAX_BUBBLE_FRACTION = 0.01;
-/**
- * Largest connected patch of black ink: a stroke over a tenth of the field (coloured ink is
- * refused from 15% of it). Measured: the development images at most 0.0046 (0.3x), 0.0011 (full
- * resolution), 0.0001 (half resolution); a black stroke over a fifth of a field, 0.2.
- */
-export const MAX_BLACK_INK_FRACTION = 0.1;
 
 /** A bubble rim's pixels: dark and colourless. */
 const RIM_LUMINANCE = 70;
@@ -52,7 +34,7 @@ const RIM_CHROMA = 25;
 /** Black ink's pixels: darker still, as colourless. */
 const INK_LUMINANCE = 50;
 const INK_CHROMA = 25;
-/** A rim is at least this wide (reference pixels), about round, a thin ring, its centre clear. */
+/** A rim is at least this wide (judging-scale pixels), about round, a thin ring, its centre clear. */
 const MIN_RIM_SIDE = 20;
 const MAX_RIM_ASPECT = 1.67;
 const MAX_RIM_FILL = 0.4;
@@ -85,12 +67,16 @@ function boxDensity(image: RgbImage, x0: number, y0: number, w: number, h: numbe
   const { data, width } = image;
   let sum = 0;
   let tissue = 0;
+  // Per pixel, once per tile of a whole slide: its channels read once, no tuple allocated.
   for (let y = y0; y < y0 + h; y++) {
     for (let x = x0; x < x0 + w; x++) {
-      const p = y * width + x;
-      const [luminance, chroma] = luminanceChroma(data, p);
-      if (isGlass(luminance, chroma)) continue;
-      sum += od(data[p * 3]) + od(data[p * 3 + 1]) + od(data[p * 3 + 2]);
+      const p = (y * width + x) * 3;
+      const r = data[p] ?? 0;
+      const g = data[p + 1] ?? 0;
+      const b = data[p + 2] ?? 0;
+      const luminance = 0.299 * r + 0.587 * g + 0.114 * b;
+      if (isGlass(luminance, Math.max(r, g, b) - Math.min(r, g, b))) continue;
+      sum += od(r) + od(g) + od(b);
       tissue++;
     }
   }

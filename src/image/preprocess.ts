@@ -4,12 +4,11 @@
  * a slide's regions), so the model always sees patches made the same way.
  */
 import { ConfigError } from '../errors.js';
-import { artefactStats, type ArtefactStats } from './artefacts.js';
-import { atReferenceScale, focusMeasure } from './focus.js';
+import { assess, type Assessment } from './input-checks.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
+import { atJudgingScale, JudgedPixels } from './judged-pixels.js';
 import { mppOfScale } from './scale.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
-import { tissueStats, type TissueStats } from './tissue.js';
 import {
   copyPatch,
   tileImage,
@@ -76,12 +75,11 @@ export function sizeAtScale(
 export interface PreprocessedImage extends TiledImage {
   width: number;
   height: number;
-  /** Of the decoded image, before normalisation: is it an H&E tissue field at all? */
-  tissue: TissueStats;
-  /** Of the decoded image at the focus measure's reference scale: how sharp it is (focus.ts). */
-  focus: number;
-  /** Of the decoded image at the same reference scale: folds, bubbles, black ink (artefacts.ts). */
-  artefacts: ArtefactStats;
+  /**
+   * Every input check's measure of the decoded image, before normalisation (input-checks.ts):
+   * the predictor judges it, prepare keeps it in the patch store.
+   */
+  assessment: Assessment;
 }
 
 export async function preprocessImage(
@@ -92,13 +90,11 @@ export async function preprocessImage(
 ): Promise<PreprocessedImage> {
   const size = sizeAtScale(original.width, original.height, original.scale, config.targetScale);
   const decoded = await decodeRgb(source, { ...size, ...options });
-  const tissue = tissueStats(decoded);
-  const reference = await atReferenceScale(decoded, config.targetScale ?? original.scale);
-  const focus = focusMeasure(reference);
-  const artefacts = artefactStats(reference);
+  const judged = await atJudgingScale(decoded, config.targetScale ?? original.scale);
   const normalised = prepareRegion(decoded, config);
   const tiled = tileImage(normalised, config.tiles, config.background);
-  return { ...tiled, width: normalised.width, height: normalised.height, tissue, focus, artefacts };
+  const assessment = assess(new JudgedPixels(decoded, judged, tiled.count));
+  return { ...tiled, width: normalised.width, height: normalised.height, assessment };
 }
 
 /** Pixels already at the target scale, made as training's were before tiling: normalised. */

@@ -23,21 +23,6 @@ const GLASS_CHROMA = 18;
 /** How much darker green must be than red and blue for an H&E-like pixel. */
 const GREEN_MARGIN = 1;
 
-/** Least tissue share for an image to be read as a tissue field. */
-export const MIN_TISSUE_FRACTION = 0.25;
-/**
- * Least H&E-coloured share of the tissue. Measured: every one of the 322 development and
- * full-resolution images has at least 0.33 (the palest CLL fields); scikit-image's sample
- * photographs at most 0.22 (a colour wheel; the astronaut 0.18, the cat 0.01, IHC 0.01).
- */
-export const MIN_STAIN_FRACTION = 0.27;
-/**
- * Most coloured pen ink (blue, green) an image may carry. Measured: the development images at
- * most 0.076 (0.3x), 0.024 (full resolution), 0.050 (half resolution); a blue or green stroke over
- * a fifth of a field, 0.2. Black ink is not told from dense nuclei here.
- */
-export const MAX_INK_FRACTION = 0.15;
-
 /** Luminance and chroma (max - min channel) of pixel `p` of RGB data. */
 export function luminanceChroma(data: Uint8Array, p: number): [number, number] {
   const r = data[p * 3] ?? 0;

@@ -15,8 +15,9 @@ import { seededRandom } from '../random.js';
 import { mppOf } from '../image/preprocess.js';
 import { featureSpec } from '../engine/zoo.js';
 import { networkToOnnx, ONNX_OPSETS, type OnnxInputLayout } from '../engine/onnx-graph.js';
-import { loadPackageNetwork, softwareVersion, type ModelManifest } from './package.js';
+import { hasAttention, loadPackageNetwork, softwareVersion, type ModelManifest } from './package.js';
 import { milRunner, perPatchExport } from '../engine/mil-head.js';
+import { BAG_POOLING, type BagPooling } from '../engine/pooling.js';
 import { addonRunner } from '../engine/inference-engine.js';
 
 /** The sidecar's format: a different major is not read the same way. */
@@ -43,7 +44,7 @@ export interface OnnxSidecar {
    * A multiple-instance package: the graph scores each patch as a bag of one; an image's (or a
    * slide's) logits are its patches' logits weighted by the softmax of their attention scores.
    */
-  pooling?: { method: 'attention' | 'mean'; rule: string };
+  pooling?: { method: BagPooling; rule: string };
   /** Patches: side and step in pixels at `mpp` microns per pixel (null: each image as it is). */
   patch: { size: number; stride: number; mpp: number | null; targetScale: number | null };
   /** Applied to each image before it is cut, as pathotype does (not in the graph). */
@@ -213,17 +214,11 @@ function sidecarOf(
     outputs: {
       logits: 'logits',
       probabilities: 'probabilities',
-      ...(manifest.mil?.pooling === 'attention' ? { attention: 'attention' } : {}),
+      ...(hasAttention(manifest) ? { attention: 'attention' } : {}),
     },
     ...(manifest.mil
       ? {
-          pooling: {
-            method: manifest.mil.pooling,
-            rule:
-              manifest.mil.pooling === 'attention'
-                ? "image logits = sum over the image's patches of softmax(attention) x logits (each patch's logits from this graph)"
-                : "image logits = the mean of the image's patches' logits",
-          },
+          pooling: { method: manifest.mil.pooling, rule: BAG_POOLING[manifest.mil.pooling].sidecar },
         }
       : {}),
     patch: {

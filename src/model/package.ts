@@ -12,18 +12,10 @@ import { PathotypeError } from '../errors.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import type { EncoderConfig } from '../engine/onnx-encoder.js';
-import type { MilPooling } from '../engine/mil-head.js';
+import { BAG_POOLING, type BagPooling, type VoteRule } from '../engine/pooling.js';
 import { FEATURES_SUFFIX } from '../engine/zoo.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
 import { readTensors, writeTensors } from './tensors-file.js';
-
-/**
- * How a package turns its patches' outputs into the image's class (carried out in predict/vote):
- * the majority of patch classes, the highest mean probability, the highest mean log-probability,
- * or (a multiple-instance head with attention pooling) the log-probabilities weighted by attention.
- */
-export const VOTE_RULES = ['majority', 'mean', 'logit', 'attention'] as const;
-export type VoteRule = (typeof VOTE_RULES)[number];
 
 /**
  * Major.minor: a different major cannot be read by this version. 1.3 states the patches'
@@ -89,9 +81,14 @@ export interface ModelManifest {
 }
 
 export interface PackagedMilHead {
-  pooling: MilPooling;
+  pooling: BagPooling;
   head: NetworkSpec;
   file: string;
+}
+
+/** Whether a package's patches have attention scores: its multiple-instance head pools by attention. */
+export function hasAttention(manifest: Pick<ModelManifest, 'mil'>): boolean {
+  return manifest.mil ? BAG_POOLING[manifest.mil.pooling].attention : false;
 }
 
 /** The multiple-instance head's weights inside a package. */

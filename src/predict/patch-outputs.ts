@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '../errors.js';
 import type { PatchRunner } from '../engine/inference-engine.js';
-import type { VoteRule } from '../model/package.js';
+import { VOTE_RULE_NEEDS, type VoteRule } from '../engine/pooling.js';
 
 /** The addon's network or an ONNX Runtime session over the same weights (engine/inference-engine.ts). */
 export type PatchModel = Pick<PatchRunner, 'classes' | 'predict' | 'instances'>;
@@ -18,20 +18,18 @@ export interface PatchOutputs {
   attention?: Float32Array;
 }
 
-/** Rules that average log-probabilities, and so need them exact. */
-const needsLogits = (rule: VoteRule): boolean => rule === 'logit' || rule === 'attention';
-
 export async function patchOutputs(
   network: PatchModel,
   patches: Uint8Array,
   options: { bf16: boolean; rule: VoteRule },
 ): Promise<PatchOutputs> {
-  if (!needsLogits(options.rule))
+  const needs = VOTE_RULE_NEEDS[options.rule];
+  if (!needs.logProbabilities)
     return { probabilities: await network.predict(patches, { bf16: options.bf16 }) };
   const { logits, attention } = network.instances
     ? await network.instances(patches, { bf16: options.bf16 })
     : { logits: await network.predict(patches, { bf16: options.bf16, raw: true }), attention: null };
-  if (options.rule === 'attention' && !attention)
+  if (needs.attention && !attention)
     throw new ConfigError("the 'attention' vote needs a model that pools by attention (method: mil)");
   return { ...fromLogits(logits, network.classes), ...(attention ? { attention } : {}) };
 }
@@ -67,7 +65,9 @@ export async function batchedPatchOutputs(
 ): Promise<PatchOutputs> {
   const classes = network.classes;
   const probabilities = new Float32Array(count * classes);
-  const logProbabilities = needsLogits(options.rule) ? new Float32Array(count * classes) : undefined;
+  const logProbabilities = VOTE_RULE_NEEDS[options.rule].logProbabilities
+    ? new Float32Array(count * classes)
+    : undefined;
   let attention: Float32Array | undefined;
   for (let start = 0; start < count; start += batchSize) {
     const end = Math.min(count, start + batchSize);

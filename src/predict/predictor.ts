@@ -8,7 +8,6 @@ import { PathotypeError } from '../errors.js';
 import type { Network } from '../engine/network.js';
 import { preprocessImage, type PreprocessedImage } from '../image/preprocess.js';
 import { probeImage, type ImageProbe, type RgbImage } from '../image/image-io.js';
-import { DEVELOPMENT_MIN_FOCUS, MIN_FOCUS } from '../image/focus.js';
 import { cutCells, mppOf, prepareRegion, sizeAtScale } from '../image/preprocess.js';
 import { LIMITS } from '../limits.js';
 import { inferScale } from '../image/scale.js';
@@ -17,17 +16,11 @@ import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
 import type { ModelManifest } from '../model/package.js';
 import { addonRunner, type InferenceEngineSetting, type PatchRunner } from '../engine/inference-engine.js';
 import { loadPackageRunner } from '../model/package-runner.js';
-import {
-  MAX_BLACK_INK_FRACTION,
-  MAX_BUBBLE_FRACTION,
-  MAX_FOLD_FRACTION,
-  type ArtefactStats,
-} from '../image/artefacts.js';
-import { MAX_INK_FRACTION, MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION } from '../image/tissue.js';
+import { refuseFailedField } from '../image/input-checks.js';
 import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { rounded, roundedWeight, verdictOf, type Verdict } from './verdict.js';
 import { vote, type ImageVote } from './vote.js';
-import type { VoteRule } from '../model/package.js';
+import type { VoteRule } from '../engine/pooling.js';
 
 /** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
 export const MAX_UPSAMPLING = 2;
@@ -230,60 +223,9 @@ export class Predictor {
       this.manifest.preprocess,
       this.options.maxPixels ? { maxPixels: this.options.maxPixels } : {},
     );
-    if (image.tissue.tissueFraction < MIN_TISSUE_FRACTION) {
-      throw new PathotypeError(
-        'ERR_BACKGROUND',
-        `${what} is mostly empty (${(image.tissue.tissueFraction * 100).toFixed(0)}% tissue; at least ` +
-          `${MIN_TISSUE_FRACTION * 100}% is needed): not a tissue field this model can judge`,
-      );
-    }
-    if (image.tissue.stainFraction < MIN_STAIN_FRACTION) {
-      throw new PathotypeError(
-        'ERR_NOT_HE',
-        `${what} does not look like an H&E-stained section (${(image.tissue.stainFraction * 100).toFixed(0)}% of it has ` +
-          `H&E colours; at least ${MIN_STAIN_FRACTION * 100}% is needed): a photograph, another stain, or a pen-marked field?`,
-      );
-    }
-    if (image.tissue.inkFraction > MAX_INK_FRACTION) {
-      throw new PathotypeError(
-        'ERR_PEN_MARK',
-        `${what} is marked with pen ink (${(image.tissue.inkFraction * 100).toFixed(0)}% of it is blue or green ink; at most ${MAX_INK_FRACTION * 100}% is accepted): use a field without marks`,
-      );
-    }
-    this.#checkArtefacts(what, image.artefacts);
-    if (image.count === 0) {
-      throw new PathotypeError(
-        'ERR_NO_PATCHES',
-        `${input.name ?? 'the image'} yields no tissue patches at this model's patch size and scale`,
-      );
-    }
-    if (image.focus < MIN_FOCUS) {
-      throw new PathotypeError(
-        'ERR_BLURRED',
-        `${what} is out of focus (focus ${image.focus.toFixed(4)}; at least ${MIN_FOCUS} is needed, and every development image measures ${DEVELOPMENT_MIN_FOCUS} or more): rescan or refocus it`,
-      );
-    }
+    // The input checks (image/input-checks.ts), in their order: the first it fails refuses it.
+    refuseFailedField(image.assessment, what);
     return { image, scale };
-  }
-
-  /** Folds, bubbles and black ink: each refused with its own code (image/artefacts.ts). */
-  #checkArtefacts(what: string, artefacts: ArtefactStats): void {
-    const share = (v: number): string => `${(v * 100).toFixed(1)}%`;
-    if (artefacts.blackInkFraction > MAX_BLACK_INK_FRACTION)
-      throw new PathotypeError(
-        'ERR_PEN_MARK',
-        `${what} is marked with black ink (one patch over ${share(artefacts.blackInkFraction)} of it; at most ${share(MAX_BLACK_INK_FRACTION)} is accepted): use a field without marks`,
-      );
-    if (artefacts.foldFraction > MAX_FOLD_FRACTION)
-      throw new PathotypeError(
-        'ERR_TISSUE_FOLD',
-        `${what} shows a tissue fold (${share(artefacts.foldFraction)} of its tissue is about twice as dense as the rest; at most ${share(MAX_FOLD_FRACTION)} is accepted): use a field without folds`,
-      );
-    if (artefacts.bubbleFraction > MAX_BUBBLE_FRACTION)
-      throw new PathotypeError(
-        'ERR_BUBBLE',
-        `${what} has an air bubble under the coverslip over ${share(artefacts.bubbleFraction)} of it (at most ${share(MAX_BUBBLE_FRACTION)} is accepted): use a field without bubbles`,
-      );
   }
 
   /**

@@ -5,7 +5,7 @@
 import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { batchedPatchOutputs, type PatchModel } from './patch-outputs.js';
 import { vote, type ImageVote } from './vote.js';
-import type { VoteRule } from '../model/package.js';
+import type { VoteRule } from '../engine/pooling.js';
 
 export interface StoredImagePrediction {
   image: StoredImage;

@@ -4,7 +4,8 @@
  * vote shares). Written once here; the predictor, the slide predictor, evaluate, the REST API's
  * schema, the CLI's formats and the reports all take their fields from it.
  */
-import { VOTE_RULES, type Calibration, type VoteRule } from '../model/package.js';
+import { VOTE_RULES, type VoteRule } from '../engine/pooling.js';
+import type { Calibration } from '../model/package.js';
 import { answer, type ImageVote } from './vote.js';
 
 /** Decimals every verdict number is given with. */

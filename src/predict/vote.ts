@@ -7,7 +7,7 @@
  * the head applied to the attention-pooled bag, engine/mil-head.ts). Ties in a vote go to the
  * class with the higher mean probability.
  */
-import type { VoteRule } from '../model/package.js';
+import { VOTE_RULE_NEEDS, type VoteRule } from '../engine/pooling.js';
 
 export interface ImageVote {
   predicted: number;
@@ -50,11 +50,11 @@ export function vote(
   logProbabilities?: Float32Array,
   attention?: Float32Array,
 ): ImageVote {
-  if (rule === 'attention' && (!attention || attention.length !== count))
-    throw new RangeError("the 'attention' rule needs an attention score for every patch");
+  const needsAttention = VOTE_RULE_NEEDS[rule].attention;
+  if (needsAttention && (!attention || attention.length !== count))
+    throw new RangeError(`the '${rule}' rule needs an attention score for every patch`);
   // Each patch's weight in the answer: the softmax of the attention scores over the image.
-  const weights =
-    rule === 'attention' && attention ? Float32Array.from(softmax(Array.from(attention))) : undefined;
+  const weights = needsAttention && attention ? Float32Array.from(softmax(Array.from(attention))) : undefined;
   const weightedLog = new Array<number>(classes).fill(0);
   const votes = new Array<number>(classes).fill(0);
   const sums = new Array<number>(classes).fill(0);

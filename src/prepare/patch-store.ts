@@ -12,11 +12,16 @@ import Database from 'better-sqlite3';
 
 import { PathotypeError } from '../errors.js';
 import type { Partition } from '../acquire/catalog.js';
+import type { Assessment } from '../image/input-checks.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
 import { ensureDir } from '../workspace.js';
 
-/** 2: the patch size lives only in preprocess.tiles. */
-export const PATCH_STORE_FORMAT = 2;
+/**
+ * 2: the patch size lives only in preprocess.tiles. 3: each image's input-check measures
+ * (`measures`: image/input-checks.ts). Stores of format 2 still open, their images unmeasured.
+ */
+export const PATCH_STORE_FORMAT = 3;
+const READABLE_FORMATS: readonly number[] = [2, 3];
 
 export interface PatchStoreManifest {
   format: number;
@@ -45,6 +50,13 @@ export interface StoredImage {
   rows: number;
   patches: number;
   total: number;
+  /**
+   * Every input check's measure of the image as prepare decoded it (tissue, stain and ink shares,
+   * folds, bubbles, black ink, focus; input-checks.ts), by check name: what a quality summary of
+   * the training data reads. Null in a store of format 2; a check added since the store was made
+   * is absent.
+   */
+  measures: Partial<Assessment> | null;
 }
 
 export class PatchStoreError extends PathotypeError {
@@ -78,7 +90,8 @@ CREATE TABLE images (
   cols INTEGER NOT NULL,
   rows INTEGER NOT NULL,
   patches INTEGER NOT NULL,
-  total INTEGER NOT NULL
+  total INTEGER NOT NULL,
+  measures TEXT
 );
 `;
 
@@ -120,7 +133,7 @@ export class PatchStoreWriter {
       'INSERT INTO patches (id, image_id, class_index, partition, fold, col, row, shard, slot, background) VALUES (?,?,?,?,?,?,?,?,?,?)',
     );
     this.#insertImage = db.prepare(
-      'INSERT INTO images (image_id, class, case_id, partition, fold, width, height, cols, rows, patches, total) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+      'INSERT INTO images (image_id, class, case_id, partition, fold, width, height, cols, rows, patches, total, measures) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
     );
   }
 
@@ -161,6 +174,7 @@ export class PatchStoreWriter {
       img.rows,
       n,
       img.total,
+      img.measures ? JSON.stringify(img.measures) : null,
     );
     this.#images++;
     let written = 0;
@@ -289,12 +303,19 @@ export class PatchStore {
       this.#partition[r.id] = r.partition;
       this.#fold[r.id] = r.fold;
     }
-    this.images = db
-      .prepare(
-        `SELECT image_id AS imageId, class AS className, case_id AS caseId, partition, fold, width, height, cols, rows,
-           patches, total FROM images ORDER BY image_id`,
-      )
-      .all() as StoredImage[];
+    // Format 2 has no measures column.
+    const measures = manifest.format >= 3 ? 'measures' : 'NULL AS measures';
+    this.images = (
+      db
+        .prepare(
+          `SELECT image_id AS imageId, class AS className, case_id AS caseId, partition, fold, width, height, cols, rows,
+           patches, total, ${measures} FROM images ORDER BY image_id`,
+        )
+        .all() as (Omit<StoredImage, 'measures'> & { measures: string | null })[]
+    ).map((image) => ({
+      ...image,
+      measures: image.measures === null ? null : (JSON.parse(image.measures) as Partial<Assessment>),
+    }));
   }
 
   static exists(dir: string): boolean {
@@ -313,9 +334,9 @@ export class PatchStore {
         cause,
       });
     }
-    if (manifest.format !== PATCH_STORE_FORMAT) {
+    if (!READABLE_FORMATS.includes(manifest.format)) {
       throw new PatchStoreError(
-        `the patch store at ${dir} has format ${manifest.format}, not ${PATCH_STORE_FORMAT}: prepare it again`,
+        `the patch store at ${dir} has format ${manifest.format}, not ${READABLE_FORMATS.join(' or ')}: prepare it again`,
       );
     }
     const db = new Database(path.join(dir, 'index.sqlite'), { readonly: true, fileMustExist: true });

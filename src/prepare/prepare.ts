@@ -16,6 +16,7 @@ import { decodeRgb, type RgbImage } from '../image/image-io.js';
 import { mppOfScale } from '../image/scale.js';
 import { fitNormaliser } from '../image/normalise.js';
 import {
+  PATCH_STORE_FORMAT,
   PatchStore,
   PatchStoreError,
   PatchStoreWriter,
@@ -98,10 +99,11 @@ export function fingerprint(
   return hash.digest('hex');
 }
 
-/** An existing store, unless it is damaged or of an older format: then it is rebuilt. */
+/** An existing store, unless it is damaged or of an older format (without measures): then it is rebuilt. */
 function openReusable(dir: string): PatchStore | undefined {
   try {
-    return PatchStore.open(dir);
+    const store = PatchStore.open(dir);
+    return store.manifest.format === PATCH_STORE_FORMAT ? store : undefined;
   } catch (error) {
     if (error instanceof PatchStoreError) return undefined;
     throw error;
@@ -138,6 +140,7 @@ function storedImage(
     rows: result.grid.rows,
     patches: result.count,
     total: result.total,
+    measures: result.assessment,
   };
 }
 

@@ -5,7 +5,7 @@
 import { escapeHtml } from '../html.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
-import type { ModelManifest } from '../model/package.js';
+import { hasAttention, type ModelManifest } from '../model/package.js';
 import { SLIDE_EXTENSIONS } from '../slide/slide.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import type { ShownVerdict } from '../predict/verdict-text.js';
@@ -106,8 +106,7 @@ export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: Mo
     title: job.fileName,
     base: `/slides/${id}/slide.dzi`,
     overlay: job.status === 'done' ? `/slides/${id}/heatmap.dzi` : null,
-    attention:
-      job.status === 'done' && manifest.mil?.pooling === 'attention' ? `/slides/${id}/attention.dzi` : null,
+    attention: job.status === 'done' && hasAttention(manifest) ? `/slides/${id}/attention.dzi` : null,
     answer,
     status: job.status,
     legend: legendOf(manifest),

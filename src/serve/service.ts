@@ -16,7 +16,7 @@ import { decodeRgb, probeImage, type RgbImage } from '../image/image-io.js';
 import type { ModelManifest } from '../model/package.js';
 import type { Predictor } from '../predict/predictor.js';
 import { readSlideResult } from '../predict/slide-job.js';
-import { planSlide } from '../predict/slide-predictor.js';
+import { planSlide } from '../predict/slide-plan.js';
 import { LIMITS } from '../limits.js';
 import type { Role } from '../store/users.js';
 import type { SlidePrediction } from '../predict/slide-predictor.js';

@@ -10,10 +10,15 @@ import type { StainAugmentOptions } from '../image/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
 import type { MilConfig } from './mil.js';
-import { MIL_POOLINGS } from '../engine/mil-head.js';
 import { INFERENCE_ENGINES } from '../engine/inference-engine.js';
 import { IMAGENET_MEAN, IMAGENET_STD, type EncoderConfig } from '../engine/onnx-encoder.js';
-import { VOTE_RULES, type VoteRule } from '../model/package.js';
+import {
+  BAG_POOLINGS,
+  SPATIAL_POOLINGS,
+  VOTE_RULES,
+  type SpatialPooling,
+  type VoteRule,
+} from '../engine/pooling.js';
 
 export interface PhaseConfig {
   epochs: number;
@@ -51,7 +56,7 @@ export interface TrainConfig {
    * its patches must be its input size at its microns per pixel. Null: the zoo's `architecture`.
    */
   encoder: EncoderConfig | null;
-  head: { pooling: 'flatten' | 'avg'; hidden: number[]; dropout: number };
+  head: { pooling: SpatialPooling; hidden: number[]; dropout: number };
   /** Keras HDF5 file or TensorFlow.js model folder with ImageNet weights; null trains from scratch. */
   pretrained: string | null;
   phases: PhaseConfig[];
@@ -177,7 +182,7 @@ export const TRAIN_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        pooling: { enum: MIL_POOLINGS },
+        pooling: { enum: BAG_POOLINGS },
         projection: { type: 'integer', minimum: 1, maximum: 8192 },
         attention: { type: 'integer', minimum: 1, maximum: 8192 },
         dropout: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
@@ -191,7 +196,7 @@ export const TRAIN_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        pooling: { enum: ['flatten', 'avg'] },
+        pooling: { enum: SPATIAL_POOLINGS },
         hidden: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65536 }, maxItems: 4 },
         dropout: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
       },

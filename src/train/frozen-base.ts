@@ -26,8 +26,8 @@ import {
   writePackage,
   type ModelManifest,
   type PackagedMilHead,
-  type VoteRule,
 } from '../model/package.js';
+import { BAG_POOLING, type VoteRule } from '../engine/pooling.js';
 import { precisionOf } from '../engine/precision.js';
 import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { modelDirFor, type Workspace } from '../workspace.js';
@@ -94,8 +94,7 @@ const fitMilHead: HeadFitter = async (run, images, options) => {
   return {
     spec: base.featureSpec,
     tensors: base.tensors,
-    // The head's answer is its pooled bag: attention-weighted, or the plain mean of log-probabilities.
-    vote: config.mil.pooling === 'attention' ? 'attention' : 'logit',
+    vote: BAG_POOLING[config.mil.pooling].vote,
     mil: { pooling: config.mil.pooling, head: fitted.spec, file: MIL_HEAD_FILE, tensors: fitted.tensors },
     training: {
       fingerprint,

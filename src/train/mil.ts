@@ -11,7 +11,8 @@ import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
 import { Network, type NamedTensor } from '../engine/network.js';
-import { milHeadSpec, type MilPooling } from '../engine/mil-head.js';
+import { milHeadSpec } from '../engine/mil-head.js';
+import type { BagPooling } from '../engine/pooling.js';
 import type { InferenceEngine } from '../engine/inference-engine.js';
 import type { NetworkSpec } from '../engine/spec.js';
 import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
@@ -21,7 +22,7 @@ import { ensureDir, type Workspace } from '../workspace.js';
 import { collectFeatureBags, type FeatureBag, type ProbeFeatures, type ProbeOptions } from './probe.js';
 
 export interface MilConfig {
-  pooling: MilPooling;
+  pooling: BagPooling;
   /** Width of each patch's features after the head's projection. */
   projection: number;
   /** Hidden size of the gated attention. */

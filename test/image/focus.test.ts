@@ -11,17 +11,20 @@ import { describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
-import {
-  artefactStats,
-  MAX_BLACK_INK_FRACTION,
-  MAX_BUBBLE_FRACTION,
-  MAX_FOLD_FRACTION,
-} from '../../src/image/artefacts.js';
-import { atReferenceScale, focusMeasure, MIN_FOCUS } from '../../src/image/focus.js';
+import { artefactStats } from '../../src/image/artefacts.js';
+import { focusMeasure } from '../../src/image/focus.js';
 import { decodeRgb } from '../../src/image/image-io.js';
-import { MAX_INK_FRACTION, tissueStats } from '../../src/image/tissue.js';
+import { inputCheck } from '../../src/image/input-checks.js';
+import { atJudgingScale } from '../../src/image/judged-pixels.js';
+import { tissueStats } from '../../src/image/tissue.js';
 import { fullresSampleDir, halfresSampleDir, hasShared, lymphomaDir } from '../helpers.js';
 import { modelAtScale } from '../model-at-scale.js';
+
+const MIN_FOCUS = inputCheck('focus').field;
+const MAX_INK_FRACTION = inputCheck('ink').field;
+const MAX_FOLD_FRACTION = inputCheck('fold').field;
+const MAX_BUBBLE_FRACTION = inputCheck('bubble').field;
+const MAX_BLACK_INK_FRACTION = inputCheck('blackInk').field;
 
 function images(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -188,7 +191,7 @@ describe('focus', () => {
       for (const [name, files, scale] of developmentSets()) {
         const most = { foldFraction: 0, bubbleFraction: 0, blackInkFraction: 0 };
         for (const file of files) {
-          const stats = artefactStats(await atReferenceScale(await decodeRgb(file), scale));
+          const stats = artefactStats(await atJudgingScale(await decodeRgb(file), scale));
           most.foldFraction = Math.max(most.foldFraction, stats.foldFraction);
           most.bubbleFraction = Math.max(most.bubbleFraction, stats.bubbleFraction);
           most.blackInkFraction = Math.max(most.blackInkFraction, stats.blackInkFraction);

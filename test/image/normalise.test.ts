@@ -2,13 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { augmentStain } from '../../src/image/augment.js';
-import {
-  applyNormaliser,
-  describeStains,
-  fitNormaliser,
-  MACENKO_DEFAULT,
-  symmetricEigen3,
-} from '../../src/image/normalise.js';
+import { MACENKO_DEFAULT, symmetricEigen3 } from '../../src/image/macenko.js';
+import { applyNormaliser, describeStains, fitNormaliser } from '../../src/image/normalise.js';
 import { seededRandom } from '../../src/random.js';
 import { heImage } from '../fixtures.js';
 

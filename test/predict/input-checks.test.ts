@@ -6,7 +6,9 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { decodeRgb } from '../../src/image/image-io.js';
-import { MIN_STAIN_FRACTION, MIN_TISSUE_FRACTION, tissueStats } from '../../src/image/tissue.js';
+import { inputCheck, refusal, type CheckName } from '../../src/image/input-checks.js';
+import { preprocessImage } from '../../src/image/preprocess.js';
+import { tissueStats } from '../../src/image/tissue.js';
 import { Network } from '../../src/engine/network.js';
 import { buildSpec } from '../../src/engine/zoo.js';
 import { PACKAGE_FORMAT, readManifest, writePackage, type ModelManifest } from '../../src/model/package.js';
@@ -15,6 +17,8 @@ import { heImage, tempDir, writeImage } from '../fixtures.js';
 import { modelAtScale } from '../model-at-scale.js';
 
 const chelsea = '/usr/lib/python3/dist-packages/skimage/data/chelsea.png';
+const MIN_TISSUE_FRACTION = inputCheck('tissue').field;
+const MIN_STAIN_FRACTION = inputCheck('stain').field;
 
 describe('input checks: what the model was not made for is refused, not answered', () => {
   it(
@@ -74,6 +78,33 @@ describe('input checks: what the model was not made for is refused, not answered
     assert.ok(refusal?.status === 'refused');
     assert.match(refusal.message, /20\.8x enlargement.*at most 2x/);
     await assert.rejects(predictor.predictImages([{ source: white, name: 'white' }]), /mostly empty/);
+  });
+
+  it("refuses in the table's own words: each refusal is its check's one message", async () => {
+    const predictor = await modelAtScale(0.3);
+    const white = await sharp({ create: { width: 417, height: 312, channels: 3, background: '#fafafa' } })
+      .png()
+      .toBuffer();
+    const small = path.join(tempDir(), 'small.png');
+    await writeImage(small, heImage(24, 18, 4));
+    const cases: [string, string | Buffer, number, CheckName][] = [
+      ['white', white, 0.3, 'tissue'],
+      ['cat', chelsea, 0.3, 'stain'],
+      ['small', small, 0.3, 'patches'],
+    ];
+    for (const [name, source, scale, check] of cases) {
+      const [result] = await predictor.predictImagesSettled([{ source, name, scale }]);
+      assert.ok(result?.status === 'refused', name);
+      const meta = await sharp(source).metadata();
+      const { assessment } = await preprocessImage(
+        source,
+        { width: meta.width ?? 0, height: meta.height ?? 0, scale },
+        predictor.manifest.preprocess,
+      );
+      const expected = refusal(inputCheck(check), name, assessment[check], 'field');
+      assert.equal(result.code, expected.code, name);
+      assert.equal(result.message, expected.message, name);
+    }
   });
 
   it('says uncertain below the calibrated threshold, and answers above it', async () => {

@@ -267,6 +267,33 @@ describe('whole-slide images', () => {
   );
 
   it(
+    "judges the tiles of a model 4x coarser than the slide at the model's pixels: sharp fields answered, fields blurred by one model pixel refused",
+    needsShared,
+    async () => {
+      const dir = tempDir();
+      const coarse = await modelAtScale(0.3005 / 4);
+      const sharpSlide = await writeTestSlide(path.join(dir, 'sharp.tif'), fieldsOf('CLL', 4), { across: 2 });
+      const answered = await predictSlide(coarse, sharpSlide.file);
+      assert.ok(answered.tissue.tiles > 0);
+      assert.equal(answered.tissue.blurred, 0, 'no tile of sharp fields is out of focus');
+      assert.equal(answered.result.patches, answered.tissue.tiles - answered.tissue.folded);
+      const blurred = await Promise.all(
+        fieldsOf('CLL', 4).map(async (file, i) => {
+          const out = path.join(dir, `blurred-${i}.png`);
+          await sharp(file).blur(4).toFile(out);
+          return out;
+        }),
+      );
+      const blurredSlide = await writeTestSlide(path.join(dir, 'blurred.tif'), blurred, { across: 2 });
+      await assert.rejects(predictSlide(coarse, blurredSlide.file), {
+        code: 'ERR_BLURRED',
+        message:
+          /^every tissue tile of blurred\.tif is out of focus \(focus 0\.00\d\d; at least 0\.0050 is needed\)/,
+      });
+    },
+  );
+
+  it(
     'a run stopped midway continues from its last finished region, with the same answer',
     needsShared,
     async () => {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { Catalog } from '../../src/acquire/catalog.js';
+import Database from 'better-sqlite3';
+
+import { Catalog, type ImageRecord } from '../../src/acquire/catalog.js';
 import { parseGroupRule } from '../../src/acquire/grouping.js';
 import { importImages } from '../../src/acquire/import.js';
 import { workspaceInfo } from '../../src/prepare/info.js';
@@ -12,6 +14,7 @@ import { PatchStore } from '../../src/prepare/patch-store.js';
 import type { PrepareRecipeInput } from '../../src/prepare/recipe.js';
 import { prepare } from '../../src/prepare/prepare.js';
 import { preprocessImage } from '../../src/image/preprocess.js';
+import { INPUT_CHECKS } from '../../src/image/input-checks.js';
 import { createSplit } from '../../src/acquire/split.js';
 import { workspaceAt, type Workspace } from '../../src/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
@@ -33,6 +36,27 @@ async function developmentWorkspace(): Promise<{ catalog: Catalog; workspace: Wo
   await importImages(catalog, workspace, lymphomaDir, { groupBy: parseGroupRule('auto') });
   createSplit(catalog, 'default', { kind: 'holdout', testFraction: 0.4, validationFraction: 0.2, seed: 1 });
   return { catalog, workspace };
+}
+
+/**
+ * Two classes of two 64x64 fields, imported; the left half of the first one whitened after import
+ * (half of its patches glass, its tissue share halved).
+ */
+async function halfGlassWorkspace(): Promise<{ catalog: Catalog; workspace: Workspace; image: ImageRecord }> {
+  const root = tempDir();
+  await writeDataset(root, ['A', 'B'], 2, (_, i) => `${i}.png`, { width: 64, height: 64 });
+  const workspace = workspaceAt(tempDir());
+  const catalog = Catalog.open(workspace);
+  await importImages(catalog, workspace, root, { groupBy: parseGroupRule('none') });
+  const sharp = (await import('sharp')).default;
+  const image = catalog.images()[0];
+  assert.ok(image);
+  const pixels = await sharp(image.path).raw().toBuffer();
+  for (let y = 0; y < 64; y++) pixels.fill(250, y * 64 * 3, (y * 64 + 32) * 3);
+  await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+    .png()
+    .toFile(image.path);
+  return { catalog, workspace, image };
 }
 
 describe('prepare and the patch store', () => {
@@ -122,21 +146,7 @@ describe('prepare and the patch store', () => {
   );
 
   it('drops background patches when asked, skips unusable images and reports them', async () => {
-    const root = tempDir();
-    await writeDataset(root, ['A', 'B'], 2, (_, i) => `${i}.png`, { width: 64, height: 64 });
-    const workspace = workspaceAt(tempDir());
-    const catalog = Catalog.open(workspace);
-    await importImages(catalog, workspace, root, { groupBy: parseGroupRule('none') });
-    // Whiten the left half of one image after import: half of its patches become glass.
-    const sharp = (await import('sharp')).default;
-    const image = catalog.images()[0];
-    assert.ok(image);
-    const pixels = await sharp(image.path).raw().toBuffer();
-    for (let y = 0; y < 64; y++)
-      for (let x = 0; x < 32; x++) pixels.fill(250, (y * 64 + x) * 3, (y * 64 + x) * 3 + 3);
-    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
-      .png()
-      .toFile(image.path);
+    const { catalog, workspace, image } = await halfGlassWorkspace();
     writeFile(catalog.images()[1]?.path ?? '', 'now corrupt');
     const report = await prepare(catalog, workspace, {
       name: 'filtered',
@@ -150,6 +160,49 @@ describe('prepare and the patch store', () => {
     assert.equal(whitened?.patches, 8);
     assert.equal(store.count, 8 + 16 + 16);
     await store.close();
+    catalog.close();
+  });
+
+  it("keeps each image's input-check measures, and still opens a store of format 2 without them", async () => {
+    const { catalog, workspace, image } = await halfGlassWorkspace();
+    const options = {
+      name: 'measured',
+      recipe: { normalisation: 'none' as const, targetScale: null, patchSize: 16 },
+    };
+    const report = await prepare(catalog, workspace, options);
+    const store = PatchStore.open(report.dir);
+    assert.equal(store.manifest.format, 3);
+    for (const stored of store.images) {
+      const record = catalog.images().find((i) => i.id === stored.imageId);
+      assert.ok(record && stored.measures);
+      assert.deepEqual(
+        Object.keys(stored.measures),
+        INPUT_CHECKS.map((c) => c.name),
+      );
+      const direct = await preprocessImage(record.path, record, store.manifest.preprocess);
+      assert.deepEqual(stored.measures, direct.assessment, 'the measures the predictor would judge');
+    }
+    const halved = store.images.find((i) => i.imageId === image.id)?.measures?.tissue ?? 0;
+    assert.ok(halved > 0.4 && halved < 0.6, `tissue ${halved}`);
+    await store.close();
+
+    // A store of format 2: no measures column. It opens, its images unmeasured, and prepare
+    // makes it again (with its measures) rather than reuse it.
+    const manifestFile = path.join(report.dir, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { format: number };
+    writeFileSync(manifestFile, JSON.stringify({ ...manifest, format: 2 }));
+    const db = new Database(path.join(report.dir, 'index.sqlite'));
+    db.exec('ALTER TABLE images DROP COLUMN measures');
+    db.close();
+    const old = PatchStore.open(report.dir);
+    assert.equal(old.count, store.count);
+    assert.ok(old.images.every((i) => i.measures === null));
+    await old.close();
+    const again = await prepare(catalog, workspace, options);
+    assert.equal(again.reused, false);
+    const rebuilt = PatchStore.open(again.dir);
+    assert.ok(rebuilt.images.every((i) => i.measures !== null));
+    await rebuilt.close();
     catalog.close();
   });
 

@@ -1,0 +1,191 @@
+/**
+ * A slide's kept tiles through the network, region by region: each region read at the level
+ * nearest the model's scale, resampled to it, measured for the tile checks, normalised and cut
+ * on the model's grid exactly as the model's patches were; the next region read while the
+ * engine computes the current one. Memory is one region and the per-tile values.
+ */
+import { resizeRgb, type RgbImage } from '../image/image-io.js';
+import type { Grid } from '../image/tiling.js';
+import type { Slide } from '../slide/slide.js';
+import { VOTE_RULE_NEEDS } from '../engine/pooling.js';
+import type { PatchOutputs } from './patch-outputs.js';
+import type { Predictor } from './predictor.js';
+import { RegionCheckpoint, type CheckpointSection } from './slide-checkpoint.js';
+import type { SlidePredictOptions } from './slide-plan.js';
+import { TILE_CHECKS } from '../image/input-checks.js';
+import { measureTiles } from './slide-quality.js';
+import { throwIfStopped } from './stop.js';
+
+/** Tiles per region side: one read serves up to this many squared tiles. */
+export const REGION_TILES = 16;
+
+/** The model's grid over the slide, in level-0 pixels, and the level its regions are read from. */
+export interface TileGrid {
+  factor: number;
+  stride0: number;
+  cols: number;
+  rows: number;
+  readLevel: number;
+}
+
+/**
+ * Per kept tile, each section of the region checkpoint's layout (`tiles x width` values):
+ * the network's outputs, then each tile measure.
+ */
+export type TileValues = Map<string, Float32Array>;
+
+/** The kept tiles by region ("col,row" of REGION_TILES blocks), in reading order. */
+function regionsOf(kept: readonly [number, number][]): Map<string, number[]> {
+  const byBlock = new Map<string, number[]>();
+  for (const [k, [col, row]] of kept.entries()) {
+    const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
+    (byBlock.get(key) ?? byBlock.set(key, []).get(key))?.push(k);
+  }
+  return byBlock;
+}
+
+/** A region read at the model's scale, its grid, the kept cells in it and their measures. */
+interface TileRegion {
+  region: RgbImage;
+  grid: Grid;
+  cells: [number, number][];
+  measures: TileValues;
+}
+
+/** One region ("col,row" of REGION_TILES blocks) of the slide, read for its kept tiles `members`. */
+async function readTileRegion(
+  predictor: Predictor,
+  slide: Slide,
+  tiling: TileGrid,
+  kept: readonly [number, number][],
+  key: string,
+  members: number[],
+): Promise<TileRegion> {
+  const { factor, stride0, cols, rows, readLevel } = tiling;
+  const { patchSize, stride } = predictor.manifest.preprocess.tiles;
+  const levelDs = slide.info.levels[readLevel]?.downsample ?? 1;
+  const [bc, br] = key.split(',').map(Number) as [number, number];
+  const col0 = bc * REGION_TILES;
+  const row0 = br * REGION_TILES;
+  const lastCol = Math.min(cols - 1, col0 + REGION_TILES - 1);
+  const lastRow = Math.min(rows - 1, row0 + REGION_TILES - 1);
+  // The region in model pixels, then in level-0 and read-level pixels.
+  const modelWidth = (lastCol - col0) * stride + patchSize;
+  const modelHeight = (lastRow - row0) * stride + patchSize;
+  const raw = await slide.readRegion({
+    x: Math.round(col0 * stride0),
+    y: Math.round(row0 * stride0),
+    level: readLevel,
+    width: Math.max(1, Math.round((modelWidth * factor) / levelDs)),
+    height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
+  });
+  const region = await resizeRgb(raw, modelWidth, modelHeight);
+  const grid = predictor.gridOver(modelWidth, modelHeight);
+  const cells = members.map((k) => {
+    const [col, row] = kept[k] as [number, number];
+    return [col - col0, row - row0] as [number, number];
+  });
+  const measures = await measureTiles(region, grid, cells, predictor.manifest.preprocess.targetScale);
+  return { region, grid, cells, measures };
+}
+
+/** The checkpoint's layout for this predictor: its outputs under its vote rule, then the tile measures. */
+function sectionsFor(predictor: Predictor): CheckpointSection[] {
+  const classes = predictor.classes.length;
+  const needs = VOTE_RULE_NEEDS[predictor.options.vote];
+  return [
+    { name: 'probabilities', width: classes },
+    ...(needs.logProbabilities ? [{ name: 'logProbabilities', width: classes }] : []),
+    ...(needs.attention ? [{ name: 'attention', width: 1 }] : []),
+    ...TILE_CHECKS.map((c) => ({ name: c.name, width: 1 })),
+  ];
+}
+
+/** A region's outputs and measures as the checkpoint's sections. */
+function sectionsOf(outputs: PatchOutputs, measures: TileValues): TileValues {
+  const out: TileValues = new Map(measures);
+  out.set('probabilities', outputs.probabilities);
+  if (outputs.logProbabilities) out.set('logProbabilities', outputs.logProbabilities);
+  if (outputs.attention) out.set('attention', outputs.attention);
+  return out;
+}
+
+/** Per kept tile: the network's outputs under the vote rule, and each tile check's measure by check name. */
+export interface KeptTiles {
+  outputs: {
+    probabilities: Float32Array;
+    logProbabilities: Float32Array | undefined;
+    attention: Float32Array | undefined;
+  };
+  measures: TileValues;
+}
+
+/**
+ * Every kept tile's outputs and measures, region by region (kept per region as the sections of
+ * the checkpoint's layout); regions a stopped run finished come from its checkpoint, unread.
+ */
+export async function predictTiles(
+  predictor: Predictor,
+  slide: Slide,
+  grid: TileGrid,
+  kept: readonly [number, number][],
+  options: Pick<SlidePredictOptions, 'signal' | 'onProgress' | 'checkpointDir'>,
+): Promise<KeptTiles & { readMs: number; inferenceMs: number }> {
+  const sections = sectionsFor(predictor);
+  const values: TileValues = new Map(
+    sections.map(({ name, width }) => [name, new Float32Array(kept.length * width)]),
+  );
+  let readMs = 0;
+  let inferenceMs = 0;
+  let done = 0;
+  const readRegion = async (key: string, members: number[]): Promise<TileRegion> => {
+    const readStarted = performance.now();
+    const region = await readTileRegion(predictor, slide, grid, kept, key, members);
+    readMs += performance.now() - readStarted;
+    return region;
+  };
+  const store = (members: number[], region: TileValues): void => {
+    for (const { name, width } of sections) {
+      const from = region.get(name);
+      const to = values.get(name);
+      if (!from || !to) continue;
+      for (const [i, k] of members.entries()) to.set(from.subarray(i * width, (i + 1) * width), k * width);
+    }
+    done += members.length;
+  };
+  const checkpoint = options.checkpointDir
+    ? new RegionCheckpoint(options.checkpointDir, sections)
+    : undefined;
+  const blocks = [...regionsOf(kept)].filter(([key, members]) => {
+    const saved = checkpoint?.load(key, members.length);
+    if (saved) store(members, saved);
+    return !saved;
+  });
+  if (done > 0) options.onProgress?.(done, kept.length);
+  // The next region is read and cut while the engine computes this one's tiles.
+  let next = blocks[0] ? readRegion(...blocks[0]) : undefined;
+  for (let b = 0; b < blocks.length; b++) {
+    const [key, members] = blocks[b] as [string, number[]];
+    const { region, grid: cellGrid, cells, measures } = await (next as Promise<TileRegion>);
+    const following = blocks[b + 1];
+    next = following && !options.signal?.aborted ? readRegion(...following) : undefined;
+    if (options.signal?.aborted) {
+      await next?.catch(() => undefined);
+      throwIfStopped(options.signal);
+    }
+    const inferStarted = performance.now();
+    const outputs = await predictor.predictRegion(region, cellGrid, cells);
+    inferenceMs += performance.now() - inferStarted;
+    const regionValues = sectionsOf(outputs, measures);
+    store(members, regionValues);
+    checkpoint?.save(key, regionValues);
+    options.onProgress?.(done, kept.length);
+  }
+  const outputs = {
+    probabilities: values.get('probabilities') ?? new Float32Array(),
+    logProbabilities: values.get('logProbabilities'),
+    attention: values.get('attention'),
+  };
+  const measures = new Map(TILE_CHECKS.map((c) => [c.name, values.get(c.name) ?? new Float32Array()]));
+  return { outputs, measures, readMs, inferenceMs };
+}
