@@ -17,7 +17,8 @@ import { cellMeasures, focusMeasure, MIN_TILE_FOCUS } from '../image/focus.js';
 import { tissueMask } from '../image/tissue.js';
 import type { Grid } from '../image/tiling.js';
 import type { PatchOutputs } from './patch-outputs.js';
-import { MAX_UPSAMPLING, type Predictor } from './predictor.js';
+import type { Predictor } from './predictor.js';
+import { maxUpsamplingOf } from '../image/resampling.js';
 import { rounded, roundedWeight, type Verdict } from './verdict.js';
 import { argmax } from './vote.js';
 
@@ -160,10 +161,11 @@ export function planSlide(
     );
   const modelMpp = predictor.mpp(options.modelMpp);
   const factor = modelMpp / slideMpp;
-  if (factor * MAX_UPSAMPLING < 1)
+  const limit = maxUpsamplingOf(predictor.manifest.preprocess);
+  if (factor * limit < 1)
     throw new PathotypeError(
       'ERR_UPSAMPLING',
-      `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${MAX_UPSAMPLING}x`,
+      `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${limit}x`,
     );
   const { cols, rows } = predictor.gridOver(info.width / factor, info.height / factor);
   const overviewLevel = levelFor(info, Math.max(1, Math.max(info.width, info.height) / MASK_SIDE));
