@@ -24,9 +24,9 @@ export interface ArtefactStats {
 }
 
 /** Side of the blocks whose optical density is compared (pixels at the reference scale). */
-const FOLD_BLOCK = 16;
+export const FOLD_BLOCK = 16;
 /** A block this many times the median block's optical density is a double layer of tissue. */
-const FOLD_DENSITY_RATIO = 1.6;
+export const FOLD_DENSITY_RATIO = 1.6;
 /**
  * Most of a field that may be folded. Measured: the development images at most 0.012 (0.3x),
  * 0.000 (full and half resolution); a fold over a tenth of a field (its band's transmittance
@@ -47,16 +47,16 @@ export const MAX_BUBBLE_FRACTION = 0.01;
 export const MAX_BLACK_INK_FRACTION = 0.1;
 
 /** A bubble rim's pixels: dark and colourless. */
-const RIM_LUMINANCE = 70;
-const RIM_CHROMA = 25;
+export const RIM_LUMINANCE = 70;
+export const RIM_CHROMA = 25;
 /** Black ink's pixels: darker still, as colourless. */
-const INK_LUMINANCE = 50;
-const INK_CHROMA = 25;
+export const INK_LUMINANCE = 50;
+export const INK_CHROMA = 25;
 /** A rim is at least this wide (reference pixels), about round, a thin ring, its centre clear. */
-const MIN_RIM_SIDE = 20;
-const MAX_RIM_ASPECT = 1.67;
-const MAX_RIM_FILL = 0.4;
-const MAX_RIM_CENTRE_SHARE = 0.05;
+export const MIN_RIM_SIDE = 20;
+export const MAX_RIM_ASPECT = 1.67;
+export const MAX_RIM_FILL = 0.4;
+export const MAX_RIM_CENTRE_SHARE = 0.05;
 
 export function artefactStats(image: RgbImage): ArtefactStats {
   const dark = (maxLuminance: number, maxChroma: number): Uint8Array =>
