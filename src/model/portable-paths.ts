@@ -7,7 +7,7 @@
 import path from 'node:path';
 
 /** `value` with every absolute path in it (any depth) made relative to `dir`. */
-export function relativePaths<T>(value: T, dir: string): T {
+function relativePaths<T>(value: T, dir: string): T {
   if (typeof value === 'string')
     return (isAbsolutePath(value) ? path.relative(dir, value) || '.' : value) as T;
   if (Array.isArray(value)) return value.map((v: unknown) => relativePaths(v, dir)) as T;

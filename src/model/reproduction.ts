@@ -181,7 +181,7 @@ function resize(): Record<string, unknown> {
       order: 'vertical pass, then horizontal pass, each rounded to 8 bits',
       boxFirst:
         'k = floor(in / out / 2); when k > 1 the axis is first averaged over runs of k pixels (the last run padded by repeating ' +
-        'the edge pixel; value = floor((sum + floor(k / 2)) / k)), and s becomes s / k over the ceil(in / k) pixels',
+        'the edge pixel; value = floor((sum + floor(k / 2)) / k)), and s and e (below) become s / k and e / k over the ceil(in / k) pixels',
       taps: 'n = 2 round(3 s) + 1',
       position:
         'output pixel x centres on P = (x + 0.5) s - 0.5 - e / 2 with e = out s - in; X = P + 0.5, i = floor(X); the phase ' +

@@ -4,33 +4,18 @@
  * would enlarge the images too far stops it before the split and the first fold's prepare.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { Catalog } from '../../src/acquire/catalog.js';
-import { groupsWithoutIds, parseGroupRule } from '../../src/acquire/grouping.js';
-import { importImages } from '../../src/acquire/import.js';
+import { groupsWithoutIds } from '../../src/acquire/grouping.js';
 import { resolvePreset, runPipeline } from '../../src/pipeline/run.js';
 import { defaultRunName, runLabel } from '../../src/pipeline/run-checks.js';
-import { workspaceAt } from '../../src/workspace.js';
 import { tempDir } from '../fixtures.js';
 import { halfresSampleDir, hasShared, runCli } from '../helpers.js';
-import { fieldsOf } from '../slide-fixtures.js';
+import { fieldCatalog } from '../slide-fixtures.js';
 
 const MPP = 0.32 / 0.3;
-
-async function fieldCatalog(): Promise<{ catalog: Catalog; workspace: ReturnType<typeof workspaceAt> }> {
-  const images = tempDir();
-  for (const c of ['CLL', 'FL', 'MCL']) {
-    mkdirSync(path.join(images, c));
-    for (const file of fieldsOf(c, 2)) copyFileSync(file, path.join(images, c, path.basename(file)));
-  }
-  const workspace = workspaceAt(tempDir());
-  const catalog = Catalog.open(workspace);
-  await importImages(catalog, workspace, images, { groupBy: parseGroupRule('sj') });
-  return { catalog, workspace };
-}
 
 describe(
   'run: what it is, checked before any work',
@@ -47,7 +32,7 @@ describe(
     });
 
     it('stops a bad encoder or too much enlargement before the weights, the split and prepare', async () => {
-      const { catalog, workspace } = await fieldCatalog();
+      const { catalog, workspace } = await fieldCatalog(2);
       const stages: string[] = [];
       const notOnnx = path.join(tempDir(), 'not.onnx');
       writeFileSync(notOnnx, 'text');

@@ -4,7 +4,7 @@
  * of the same physical size from it; a model answers each sample as it answers its 0.3x twin.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -17,7 +17,7 @@ import { prepare } from '../../src/prepare/prepare.js';
 import { resolvePrepareRecipe } from '../../src/prepare/recipe.js';
 import { workspaceAt } from '../../src/workspace.js';
 import { Predictor } from '../../src/predict/predictor.js';
-import { fieldsOf } from '../slide-fixtures.js';
+import { fieldCatalog, fieldsOf } from '../slide-fixtures.js';
 import { tempDir } from '../fixtures.js';
 import { modelAtScale } from '../model-at-scale.js';
 import { fullresSampleDir, halfresSampleDir, hasShared, lymphomaDir } from '../helpers.js';
@@ -121,14 +121,7 @@ describe('geometry in microns per pixel', () => {
     'refuses enlargement beyond the limit before any work, and with the limit stated allows it in prepare and predict alike',
     needsShared,
     async () => {
-      const images = tempDir();
-      for (const c of ['CLL', 'FL', 'MCL']) {
-        mkdirSync(path.join(images, c));
-        for (const file of fieldsOf(c, 1)) copyFileSync(file, path.join(images, c, path.basename(file)));
-      }
-      const workspace = workspaceAt(tempDir());
-      const catalog = Catalog.open(workspace);
-      await importImages(catalog, workspace, images, { groupBy: parseGroupRule('sj') });
+      const { catalog, workspace } = await fieldCatalog(1);
       // The README's old encoder example: 0.5 um/px on the 0.3x images is 2.13x enlargement.
       const fine = { normalisation: 'none', mpp: 0.5, patchSize: 64, stride: 64 } as const;
       await assert.rejects(
