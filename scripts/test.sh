@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 # python3-skimage: its sample photos (a cat, a cup of coffee) check the ImageNet weight import;
 # chromium: the browser of the portal's end-to-end test (driven by playwright-core);
 # postgresql: the record store tests start a throw-away cluster of it;
-# openssl: the HTTPS test makes a throw-away certificate with it.
-PATHOTYPE_APT_EXTRA="python3-skimage chromium postgresql openssl ${PATHOTYPE_APT_EXTRA:-}" bash scripts/setup.sh
+# openssl: the HTTPS test makes a throw-away certificate with it;
+# python3-onnx, python3-opencv, python3-pil (with python3-numpy): the exported ONNX graphs pass
+# onnx.checker and open in OpenCV's dnn, and integrations/python/predict_onnx.py is checked
+# against predict.
+PATHOTYPE_APT_EXTRA="python3-skimage chromium postgresql openssl python3-onnx python3-opencv python3-pil python3-numpy ${PATHOTYPE_APT_EXTRA:-}" bash scripts/setup.sh
 echo 'test: lint, format and unused code'
 npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }

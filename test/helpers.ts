@@ -74,3 +74,11 @@ export async function runCli(
     child.stdin?.end(input ?? '');
   });
 }
+
+/** Every string in `value` (any depth) that is an absolute path of this machine: a package must hold none. */
+export function absolutePathsIn(value: unknown): string[] {
+  if (typeof value === 'string') return path.isAbsolute(value) ? [value] : [];
+  if (Array.isArray(value)) return value.flatMap(absolutePathsIn);
+  if (value !== null && typeof value === 'object') return Object.values(value).flatMap(absolutePathsIn);
+  return [];
+}

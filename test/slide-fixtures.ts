@@ -3,11 +3,16 @@
  * glass) written as a tiled pyramidal TIFF with libvips (through sharp), with its microns per
  * pixel in the TIFF resolution tags, as a scanner's generic TIFF export carries them.
  */
-import { readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 
+import { Catalog } from '../src/acquire/catalog.js';
+import { parseGroupRule } from '../src/acquire/grouping.js';
+import { importImages } from '../src/acquire/import.js';
 import { writeMosaicSlide } from '../src/acquire/slide-mosaic.js';
+import { workspaceAt, type Workspace } from '../src/workspace.js';
+import { tempDir } from './fixtures.js';
 import { lymphomaDir } from './helpers.js';
 
 export { MPP_03X } from '../src/acquire/slide-mosaic.js';
@@ -21,6 +26,19 @@ export function fieldsOf(className: string, count: number): string[] {
     .sort()
     .slice(0, count)
     .map((f) => path.join(dir, f));
+}
+
+/** A fresh workspace whose catalog holds `perClass` fields of each class, grouped by patient. */
+export async function fieldCatalog(perClass: number): Promise<{ catalog: Catalog; workspace: Workspace }> {
+  const images = tempDir();
+  for (const c of ['CLL', 'FL', 'MCL']) {
+    mkdirSync(path.join(images, c));
+    for (const file of fieldsOf(c, perClass)) copyFileSync(file, path.join(images, c, path.basename(file)));
+  }
+  const workspace = workspaceAt(tempDir());
+  const catalog = Catalog.open(workspace);
+  await importImages(catalog, workspace, images, { groupBy: parseGroupRule('sj') });
+  return { catalog, workspace };
 }
 
 /** A mosaic of 417x312 cells, `across` per row, written as a tiled pyramid (src/acquire/slide-mosaic.ts). */

@@ -106,3 +106,17 @@ export function caseIdFor(rule: GroupRule, className: string, relativePath: stri
     }
   }
 }
+
+/**
+ * True when every image is a group of its own because nothing in its name or folder said whose
+ * it is (the one-group-per-image fallback: CLASS/stem). Images that carry patient ids are not:
+ * a set with one image per patient is grouped by patient all the same.
+ */
+export function groupsWithoutIds(
+  images: readonly { caseId: string; className: string; fileName: string }[],
+): boolean {
+  if (images.length < 2 || new Set(images.map((i) => i.caseId)).size < images.length) return false;
+  return images.every(
+    (i) => i.caseId === `${i.className}/${path.basename(i.fileName).replace(/\.[^.]+$/, '')}`,
+  );
+}

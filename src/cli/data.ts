@@ -3,7 +3,12 @@ import type { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 
 import { fetchLymphoma, LYMPHOMA } from '../acquire/fetch.js';
-import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../acquire/grouping.js';
+import {
+  DEFAULT_GROUP_RULE,
+  GROUP_RULE_HELP,
+  groupsWithoutIds,
+  parseGroupRule,
+} from '../acquire/grouping.js';
 import { importImages, type ImportReport } from '../acquire/import.js';
 import { importSlideManifest, type SlideImportReport } from '../acquire/slide-manifest.js';
 import { TWO_SLIDES_FROM, writePatientSlides } from '../acquire/slide-mosaic.js';
@@ -165,7 +170,7 @@ function registerImport(data: Command): void {
             bar.stop();
             print(flags.json, report, () => formatImport(report));
             const images = catalog.images();
-            if (images.length > 1 && new Set(images.map((i) => i.caseId)).size === images.length)
+            if (groupsWithoutIds(images))
               process.stderr.write(
                 `pathotype: warning: every one of the ${images.length} images is a group of its own (no patient id in the names, no case folders). ` +
                   'Cross-validation would then split images, not patients, and say nothing about new patients: name images by patient, ' +

@@ -58,6 +58,11 @@ export function addRecipeOptions(command: Command, defaults: 'recipe' | 'preset'
       '--background-max-fraction <f>',
       `background: largest share of glass a kept patch may have ${d(D.backgroundMaxFraction)}`,
       fraction,
+    )
+    .option(
+      '--max-upsampling <x>',
+      `most an image may be enlarged to reach the resolution; refused before any work beyond it, and the package allows predict the same ${d(D.maxUpsampling)}`,
+      positiveNumber,
     );
 }
 

@@ -24,7 +24,10 @@ export function registerRun(program: Command): void {
       '--data <source>',
       "images to import (a class-per-folder folder or a .tar.gz), or 'fetch' to download the set",
     )
-    .option('--name <name>', 'model, split and store name (default: the preset name)')
+    .option(
+      '--name <name>',
+      "model, split and store name (default: the preset's name; with an ONNX encoder, the encoder file's name and the method, e.g. uni-probe)",
+    )
     .option('--config <file>', 'overrides of the preset: { groupBy, split, prepare, train } (JSON or YAML)')
     .option(
       '--group-by <rule>',
@@ -151,7 +154,7 @@ function runText(result: RunResult): string {
   const lines = result.runs.map((run) => {
     const r = run.evaluation.report;
     return (
-      `${run.fold === null ? result.preset.name : `fold ${run.fold}`}: image accuracy ${percent(r.image.accuracy)} (${r.rule} vote) ` +
+      `${run.fold === null ? `${result.name} (${result.label})` : `fold ${run.fold}`}: image accuracy ${percent(r.image.accuracy)} (${r.rule} vote) ` +
       `on ${r.images.length} held-out images of unseen patients; majority ${percent(r.imageMajority.accuracy)}, mean-probability ${percent(r.imageMean.accuracy)}; ` +
       `patch accuracy ${percent(r.patch.accuracy)}; report ${run.evaluation.html}`
     );
@@ -160,7 +163,7 @@ function runText(result: RunResult): string {
     const ci = (i: { low: number; high: number }): string => `95% CI ${percent(i.low)}-${percent(i.high)}`;
     const cvd = cv.abstention.crossValidated;
     lines.push(
-      `${result.preset.name}, ${cv.folds.length}-fold cross-validation ${cv.splitByImage ? 'split by image (every image its own group; not an estimate for new patients)' : `by patient (${cv.groups.length} patients)`}: ` +
+      `${result.name} (${result.label}), ${cv.folds.length}-fold cross-validation ${cv.splitByImage ? 'split by image (every image its own group; not an estimate for new patients)' : `by patient (${cv.groups.length} patients)`}: ` +
         `image accuracy ${percent(cv.image.accuracy)} (${ci(cv.accuracyInterval)}, ${cv.rule} vote) over all ${cv.images.length} images, ` +
         `each predicted by a model that never saw its patient; balanced ${percent(cv.image.balancedAccuracy)} (${ci(cv.balancedAccuracyInterval)}); ` +
         `kappa ${cv.image.kappa.toFixed(3)}; patients mostly right ${percent(cv.groupsMostlyRight)}`,

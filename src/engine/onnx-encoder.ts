@@ -68,6 +68,23 @@ async function runGraph(
   return out;
 }
 
+/**
+ * What is wrong with patches of `patchSize` px at `mpp` um/px (null: each image its own) for this
+ * encoder, or null when they are its input: the same side, and microns per pixel within 1%.
+ */
+export function encoderGeometryMismatch(
+  config: Pick<EncoderConfig, 'inputSize' | 'mpp'>,
+  patchSize: number,
+  mpp: number | null,
+): string | null {
+  if (patchSize === config.inputSize && mpp !== null && Math.abs(mpp - config.mpp) / config.mpp <= 0.01)
+    return null;
+  return (
+    `the encoder takes ${config.inputSize} px patches at ${config.mpp} um/px, but the patches are ${patchSize} px at ` +
+    `${mpp === null ? 'each image its own resolution' : `${mpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`
+  );
+}
+
 export class OnnxEncoder {
   private constructor(
     readonly graph: EncoderGraph,

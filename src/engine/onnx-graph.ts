@@ -4,7 +4,8 @@
  * operators that compute what the addon computes (network.cc): TensorFlow's 'same' padding as
  * explicit pads (the odd pixel after), Keras' average over real pixels only, Keras' flatten
  * order (height, width, channels). The model's input step is in the graph: uint8 NHWC pixels
- * (or float NCHW pixel values), channel order, (x - mean) / std.
+ * (or float NCHW pixel values), channel order, (x - mean) / std. Only operators that OpenCV's
+ * dnn (4.6, Debian's) reads as well as ONNX Runtime: no Gather for the channel order, no Clip.
  */
 import onnxProto, { type onnx as Onnx } from 'onnx-proto';
 
@@ -112,18 +113,36 @@ class GraphBuilder {
   }
 }
 
-/** The graph's input step: pixels to the network's normalised NCHW float input. */
+/**
+ * The graph's input step: pixels to the network's normalised NCHW float input. The channel order
+ * is three one-channel Slices and a Concat, not a Gather with three indices, which OpenCV's ONNX
+ * importer (cv2.dnn) cannot read; every op here runs in ONNX Runtime and OpenCV alike.
+ */
 function inputStep(graph: GraphBuilder, spec: NetworkSpec, layout: OnnxInputLayout, input: string): string {
   const { channels, channelOrder, mean, std } = spec.input;
-  const nhwc = layout === 'uint8-nhwc';
-  const channelAxis = nhwc ? 3 : 1;
-  const dims = nhwc ? [channels] : [channels, 1, 1];
-  let x = nhwc ? graph.node('Cast', [input], [int('to', FLOAT)]) : input;
-  if (channelOrder === 'bgr')
-    x = graph.node('Gather', [x, graph.constant([2, 1, 0], [3], 'int64')], [int('axis', channelAxis)]);
+  let x =
+    layout === 'uint8-nhwc'
+      ? graph.node(
+          'Transpose',
+          [graph.node('Cast', [input], [int('to', FLOAT)])],
+          [ints('perm', [0, 3, 1, 2])],
+        )
+      : input;
+  if (channelOrder === 'bgr') x = reversedChannels(graph, x, channels);
+  const dims = [channels, 1, 1];
   x = graph.node('Sub', [x, graph.constant(mean, dims, 'float')]);
-  x = graph.node('Div', [x, graph.constant(std, dims, 'float')]);
-  return nhwc ? graph.node('Transpose', [x], [ints('perm', [0, 3, 1, 2])]) : x;
+  return graph.node('Div', [x, graph.constant(std, dims, 'float')]);
+}
+
+/** The channels of an NCHW tensor in reverse order (RGB to BGR), one Slice each, concatenated. */
+function reversedChannels(graph: GraphBuilder, x: string, channels: number): string {
+  const axes = graph.constant([1], [1], 'int64');
+  const slices = Array.from({ length: channels }, (_, k) => {
+    const c = channels - 1 - k;
+    const bounds = [graph.constant([c], [1], 'int64'), graph.constant([c + 1], [1], 'int64')];
+    return graph.node('Slice', [x, ...bounds, axes]);
+  });
+  return graph.node('Concat', slices, [int('axis', 1)]);
 }
 
 /** 'same' pads in ONNX's order [top, left, bottom, right] for a kernel over an activation. */
@@ -202,11 +221,13 @@ function emitLayer(
     }
     case 'relu':
       return { x: graph.node('Relu', [x]), shape };
-    case 'relu6':
-      return {
-        x: graph.node('Clip', [x, graph.constant([0], [], 'float'), graph.constant([6], [], 'float')]),
-        shape,
-      };
+    case 'relu6': {
+      // min(max(x, 0), 6) as 6 - relu(6 - relu(x)): OpenCV's importer reads no Clip with min and max
+      // inputs (opset 11 on). Exact from 3 up; below 3, within half an ulp of 6 (2.4e-7).
+      const six = graph.constant([6], [], 'float');
+      const below = graph.node('Relu', [graph.node('Sub', [six, graph.node('Relu', [x])])]);
+      return { x: graph.node('Sub', [six, below]), shape };
+    }
     case 'dropout':
       return { x, shape };
     case 'zeroPad': {

@@ -24,21 +24,21 @@ export interface ArtefactStats {
 }
 
 /** Side of the blocks whose optical density is compared (pixels at the judging scale). */
-const FOLD_BLOCK = 16;
+export const FOLD_BLOCK = 16;
 /** A block this many times the median block's optical density is a double layer of tissue. */
-const FOLD_DENSITY_RATIO = 1.6;
+export const FOLD_DENSITY_RATIO = 1.6;
 
 /** A bubble rim's pixels: dark and colourless. */
-const RIM_LUMINANCE = 70;
-const RIM_CHROMA = 25;
+export const RIM_LUMINANCE = 70;
+export const RIM_CHROMA = 25;
 /** Black ink's pixels: darker still, as colourless. */
-const INK_LUMINANCE = 50;
-const INK_CHROMA = 25;
+export const INK_LUMINANCE = 50;
+export const INK_CHROMA = 25;
 /** A rim is at least this wide (judging-scale pixels), about round, a thin ring, its centre clear. */
-const MIN_RIM_SIDE = 20;
-const MAX_RIM_ASPECT = 1.67;
-const MAX_RIM_FILL = 0.4;
-const MAX_RIM_CENTRE_SHARE = 0.05;
+export const MIN_RIM_SIDE = 20;
+export const MAX_RIM_ASPECT = 1.67;
+export const MAX_RIM_FILL = 0.4;
+export const MAX_RIM_CENTRE_SHARE = 0.05;
 
 export function artefactStats(image: RgbImage): ArtefactStats {
   const dark = (maxLuminance: number, maxChroma: number): Uint8Array =>

@@ -12,7 +12,7 @@ import { resizeRgb, type RgbImage } from './image-io.js';
 import { tissueStats, type TissueStats } from './tissue.js';
 
 /** The scale (relative to the release) the checks judge at, unless the model sees coarser. */
-const JUDGING_SCALE = 0.3;
+export const JUDGING_SCALE = 0.3;
 
 /** Judging-scale pixels per pixel of an image at `scale` (unknown: taken as it is); at most 1. */
 function judgingFactor(scale: number | null): number {

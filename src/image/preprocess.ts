@@ -34,6 +34,11 @@ export interface PreprocessConfig {
   mpp?: number | null;
   tiles: TileConfig;
   background: BackgroundConfig;
+  /**
+   * Most an image may be enlarged to reach targetScale (image/resampling.ts); absent: the rule's
+   * MAX_UPSAMPLING. A recipe that states more passes it to its store and package.
+   */
+  maxUpsampling?: number;
 }
 
 export function validatePreprocess(config: PreprocessConfig): void {
@@ -41,6 +46,8 @@ export function validatePreprocess(config: PreprocessConfig): void {
   if (config.targetScale !== null && !(config.targetScale > 0 && config.targetScale <= 16)) {
     throw new ConfigError(`the target scale must be above 0 and at most 16 (got ${config.targetScale})`);
   }
+  if (config.maxUpsampling !== undefined && !(config.maxUpsampling >= 1 && config.maxUpsampling <= 16))
+    throw new ConfigError(`the upsampling limit must be from 1 to 16 (got ${config.maxUpsampling})`);
   const { brightness, maxFraction } = config.background;
   if (!(brightness >= 0 && brightness <= 255) || !(maxFraction >= 0 && maxFraction <= 1)) {
     throw new ConfigError('background brightness must be 0-255 and maxFraction 0-1');

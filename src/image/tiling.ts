@@ -21,6 +21,9 @@ export interface BackgroundConfig {
   maxFraction: number;
 }
 
+/** Chroma (max - min channel) below which a bright pixel is grey enough to be glass. */
+export const BACKGROUND_MAX_CHROMA = 25;
+
 export const DEFAULT_BACKGROUND: BackgroundConfig = { enabled: false, brightness: 220, maxFraction: 0.5 };
 
 export interface Grid {
@@ -76,7 +79,7 @@ export function backgroundFraction(
     const g = patch[offset + i * 3 + 1] ?? 0;
     const b = patch[offset + i * 3 + 2] ?? 0;
     const luminance = 0.299 * r + 0.587 * g + 0.114 * b;
-    if (luminance > brightness && Math.max(r, g, b) - Math.min(r, g, b) < 25) background++;
+    if (luminance > brightness && Math.max(r, g, b) - Math.min(r, g, b) < BACKGROUND_MAX_CHROMA) background++;
   }
   return background / pixels;
 }

@@ -17,11 +17,13 @@ export interface TissueStats {
 }
 
 /** Luminance above which an unsaturated pixel is empty glass. */
-const GLASS_LUMINANCE = 215;
+export const GLASS_LUMINANCE = 215;
 /** Chroma (max - min channel) below which a bright pixel counts as glass. */
-const GLASS_CHROMA = 18;
+export const GLASS_CHROMA = 18;
 /** How much darker green must be than red and blue for an H&E-like pixel. */
-const GREEN_MARGIN = 1;
+export const GREEN_MARGIN = 1;
+/** About this many pixels are sampled (every k-th, k = max(1, floor(pixels / this))). */
+export const TISSUE_SAMPLES = 250_000;
 
 /** Luminance and chroma (max - min channel) of pixel `p` of RGB data. */
 export function luminanceChroma(data: Uint8Array, p: number): [number, number] {
@@ -38,7 +40,7 @@ export const isGlass = (luminance: number, chroma: number): boolean =>
 export function tissueStats(image: RgbImage): TissueStats {
   const { data, width, height } = image;
   const pixels = width * height;
-  const step = Math.max(1, Math.floor(pixels / 250_000));
+  const step = Math.max(1, Math.floor(pixels / TISSUE_SAMPLES));
   let sampled = 0;
   let tissue = 0;
   let stained = 0;
@@ -101,7 +103,7 @@ export function tissueMask(image: RgbImage): Uint8Array {
 }
 
 /** Chroma above which a pixel that is not H&E-coloured is ink; luminance below which it is black ink. */
-const PEN_CHROMA = 40;
+export const PEN_CHROMA = 40;
 const PEN_LUMINANCE = 40;
 
 /** Ink: strongly coloured but not H&E's colour (green not the darkest channel), or near black. */

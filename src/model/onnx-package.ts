@@ -1,8 +1,9 @@
 /**
  * A model package leaving pathotype: its whole network as one ONNX graph, beside a JSON sidecar
  * with what a graph cannot say (classes, patch geometry in microns per pixel, the stain
- * normaliser to apply before cutting patches, the vote rule and the calibration), and a check
- * that ONNX Runtime gives the addon's outputs on the same patches.
+ * normaliser to apply before cutting patches, the vote rule and the calibration, and in
+ * `reproduce` every step from image file to answer), and a check that ONNX Runtime gives the
+ * addon's outputs on the same patches.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import { hasAttention, loadPackageNetwork, softwareVersion, type ModelManifest }
 import { milRunner, perPatchExport } from '../engine/mil-head.js';
 import { BAG_POOLING, type BagPooling } from '../engine/pooling.js';
 import { addonRunner } from '../engine/inference-engine.js';
+import { reproductionOf } from './reproduction.js';
 
 /** The sidecar's format: a different major is not read the same way. */
 export const ONNX_SIDECAR_FORMAT = 'pathotype-onnx/1';
@@ -52,6 +54,8 @@ export interface OnnxSidecar {
   vote: ModelManifest['vote'];
   calibration: ModelManifest['calibration'] | null;
   metrics: ModelManifest['metrics'];
+  /** Everything between an image file and the answer that the graph does not hold (model/reproduction.ts). */
+  reproduce: Record<string, unknown>;
 }
 
 export interface OnnxCheck {
@@ -158,7 +162,8 @@ export async function exportFeaturesOnnx(
     );
   const mpp = mppOf(manifest.preprocess);
   const encoder = {
-    onnx: path.resolve(out),
+    // Beside the sidecar: a recipe that uses it gives the path where it put both.
+    onnx: path.basename(out),
     inputSize: network.spec.input.height,
     mpp,
     mean: [0, 0, 0],
@@ -231,6 +236,7 @@ function sidecarOf(
     vote: manifest.vote,
     calibration: manifest.calibration ?? null,
     metrics: manifest.metrics,
+    reproduce: reproductionOf(manifest.preprocess, manifest.vote, manifest.calibration),
   };
 }
 

@@ -15,6 +15,7 @@ import type { EncoderConfig } from '../engine/onnx-encoder.js';
 import { BAG_POOLING, type BagPooling, type VoteRule } from '../engine/pooling.js';
 import { FEATURES_SUFFIX } from '../engine/zoo.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
+import { portableManifest } from './portable-paths.js';
 import { readTensors, writeTensors } from './tensors-file.js';
 
 /**
@@ -182,7 +183,8 @@ export function readManifest(dir: string): ModelManifest {
     throw new PackageError(
       `${file} is inconsistent: its patches are ${patchSize}x${patchSize} px but its network takes ${width}x${height}`,
     );
-  return manifest;
+  // Packages made before their paths were written relative carry absolute ones: never passed on.
+  return portableManifest(manifest, dir);
 }
 
 /** Writes a package atomically: into `<dir>.partial`, then renamed over any older one. */
@@ -199,7 +201,10 @@ export async function writePackage(
   await writeTensors(path.join(staging, 'weights'), tensors);
   for (const file of tensorFiles) await writeTensors(path.join(staging, file.name), file.tensors);
   for (const file of files) await copyFile(file.source, path.join(staging, file.name));
-  await writeFile(path.join(staging, 'model.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFile(
+    path.join(staging, 'model.json'),
+    `${JSON.stringify(portableManifest(manifest, dir), null, 2)}\n`,
+  );
   const old = `${dir}.old`;
   await rm(old, { recursive: true, force: true });
   if (existsSync(dir)) await rename(dir, old);
@@ -212,7 +217,7 @@ export async function updateManifest(
   dir: string,
   update: (m: ModelManifest) => ModelManifest,
 ): Promise<ModelManifest> {
-  const next = update(readManifest(dir));
+  const next = portableManifest(update(readManifest(dir)), dir);
   const file = path.join(dir, 'model.json');
   await writeFile(`${file}.tmp`, `${JSON.stringify(next, null, 2)}\n`);
   await rename(`${file}.tmp`, file);

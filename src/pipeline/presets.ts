@@ -82,7 +82,9 @@ export const PRESETS: Record<string, Preset> = {
       'replaced (flatten, dense 256, dropout, softmax), the base frozen first, then block 5 fine-tuned; majority vote',
     groupBy: 'auto',
     split: byPatient,
-    prepare: { normalisation: 'percentile', mpp: 0.32, patchSize: 64, stride: 64 },
+    // KNIME's geometry is the original scale: on the 0.3x development copy that is 3.33x enlargement,
+    // stated so that the package's predict takes the same images (image/resampling.ts).
+    prepare: { normalisation: 'percentile', mpp: 0.32, patchSize: 64, stride: 64, maxUpsampling: 3.4 },
     train: {
       architecture: 'vgg16',
       head: { pooling: 'flatten', hidden: [256], dropout: 0.5 },

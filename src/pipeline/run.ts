@@ -11,7 +11,7 @@ import { merge, schemaValidator } from '../config.js';
 import { ConfigError } from '../errors.js';
 import type { Catalog } from '../acquire/catalog.js';
 import { fetchLymphoma } from '../acquire/fetch.js';
-import { parseGroupRule } from '../acquire/grouping.js';
+import { groupsWithoutIds, parseGroupRule } from '../acquire/grouping.js';
 import { importImages } from '../acquire/import.js';
 import { prepare, type PrepareReport } from '../prepare/prepare.js';
 import { PREPARE_RECIPE_SCHEMA, yieldResolution } from '../prepare/recipe.js';
@@ -30,6 +30,7 @@ import { updateManifest } from '../model/package.js';
 import { percent } from '../format.js';
 import { resolveTrainConfig, TRAIN_SCHEMA, type TrainConfig } from '../train/config.js';
 import { PRESETS, presetNames, type Preset } from './presets.js';
+import { checkRunBeforeWork, defaultRunName, runEncoder, runLabel } from './run-checks.js';
 import { localRanks, trainOnRanks } from '../train/launch.js';
 import { train, type TrainProgress, type TrainResult } from '../train/trainer.js';
 
@@ -61,6 +62,9 @@ export interface StageRun {
 
 export interface RunResult {
   preset: Preset;
+  /** The run's name (its split, stores, models and report), and what it trains (run-checks.ts). */
+  name: string;
+  label: string;
   /** One pass for a holdout split; one per fold for cross-validation. */
   runs: StageRun[];
   /** Cross-validation only: every image predicted once by the model that never saw its patient. */
@@ -119,8 +123,7 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
  */
 function checkGrouping(catalog: Catalog, groupBy: string): void {
   const images = catalog.images();
-  const groups = new Set(images.map((i) => i.caseId)).size;
-  if (images.length < 2 || groups < images.length || groupBy === 'none') return;
+  if (groupBy === 'none' || !groupsWithoutIds(images)) return;
   throw new ConfigError(
     `every one of the ${images.length} images is a group of its own (no patient id in the names, no case folders): ` +
       'cross-validation would split images, not patients, and its figures would not estimate accuracy on new patients. ' +
@@ -135,7 +138,8 @@ export async function runPipeline(
 ): Promise<RunResult> {
   const started = performance.now();
   const preset = resolvePreset(options.preset, options.overrides);
-  const name = options.name ?? preset.name;
+  const name = options.name ?? defaultRunName(preset);
+  const label = runLabel(preset);
   const stage = options.onStage ?? (() => undefined);
 
   // 1. Data.
@@ -154,11 +158,12 @@ export async function runPipeline(
     );
   }
   checkGrouping(catalog, preset.groupBy);
+  await checkRunBeforeWork(catalog, preset);
 
   // Pretrained weights that npm publishes are fetched here, once, as a stage of their own:
-  // training and serving never download anything.
+  // training and serving never download anything. An ONNX encoder replaces the zoo network.
   const pretrained = preset.train.pretrained;
-  if (typeof pretrained === 'string' && pretrained.startsWith('weights:')) {
+  if (typeof pretrained === 'string' && pretrained.startsWith('weights:') && !runEncoder(preset)) {
     const id = pretrained.slice('weights:'.length);
     if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace))) {
       stage('weights', `fetching ${id} through npm`);
@@ -179,7 +184,7 @@ export async function runPipeline(
   const split = preset.split;
   if (split.kind === 'holdout' || split.kind === 'all') {
     const run = await prepareTrainEvaluate(catalog, workspace, preset, name, null, options);
-    return { preset, runs: [run], seconds: (performance.now() - started) / 1000 };
+    return { preset, name, label, runs: [run], seconds: (performance.now() - started) / 1000 };
   }
   const runs: StageRun[] = [];
   const images = catalog.images();
@@ -210,7 +215,7 @@ export async function runPipeline(
     `image accuracy ${percent(report.image.accuracy)} (95% CI ${percent(interval.low)}-${percent(interval.high)}) over all ` +
       `${report.images.length} images of ${report.groups.length} patients (folds ${report.folds.map((f) => (f.imageAccuracy * 100).toFixed(0)).join('/')}%)`,
   );
-  const result: RunResult = { preset, runs, crossValidation: { report, json }, seconds: 0 };
+  const result: RunResult = { preset, name, label, runs, crossValidation: { report, json }, seconds: 0 };
   if (preset.final !== false)
     result.final = await trainFinal(catalog, workspace, preset, name, report, json, options);
   result.seconds = (performance.now() - started) / 1000;

@@ -11,6 +11,7 @@ import { probeImage, type ImageProbe, type RgbImage } from '../image/image-io.js
 import { cutCells, mppOf, prepareRegion, sizeAtScale } from '../image/preprocess.js';
 import { LIMITS } from '../limits.js';
 import { inferScale } from '../image/scale.js';
+import { checkEnlargement, maxUpsamplingOf } from '../image/resampling.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
 import type { ModelManifest } from '../model/package.js';
@@ -21,9 +22,6 @@ import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { rounded, roundedWeight, verdictOf, type Verdict } from './verdict.js';
 import { vote, type ImageVote } from './vote.js';
 import type { VoteRule } from '../engine/pooling.js';
-
-/** Most a model may enlarge an image to reach its scale: beyond, the detail it learned from is not there. */
-export const MAX_UPSAMPLING = 2;
 
 /** Patches per inference batch: large enough to keep oneDNN busy, small enough for any image. */
 export const DEFAULT_BATCH_SIZE = 64;
@@ -209,13 +207,13 @@ export class Predictor {
           `${target} of the original release: give the image's scale (--scale)`,
       );
     }
-    if (target !== null && scale !== null && target / scale > MAX_UPSAMPLING) {
-      throw new PathotypeError(
-        'ERR_UPSAMPLING',
-        `${what} (${probe.width}x${probe.height}, scale ${scale}) would need ${(target / scale).toFixed(1)}x enlargement to reach ` +
-          `this model's scale ${target}; at most ${MAX_UPSAMPLING}x is allowed: the cells would be too blurred to judge`,
-      );
-    }
+    checkEnlargement(
+      `${what} (${probe.width}x${probe.height}, scale ${scale})`,
+      scale,
+      target,
+      maxUpsamplingOf(this.manifest.preprocess),
+      'the cells would be too blurred to judge',
+    );
     this.#checkWork(what, probe, scale);
     const image = await preprocessImage(
       input.source,

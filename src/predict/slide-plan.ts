@@ -8,7 +8,8 @@ import path from 'node:path';
 import { PathotypeError } from '../errors.js';
 import { LIMITS } from '../limits.js';
 import { levelFor, type SlideInfo } from '../slide/slide.js';
-import { MAX_UPSAMPLING, type Predictor } from './predictor.js';
+import { maxUpsamplingOf } from '../image/resampling.js';
+import type { Predictor } from './predictor.js';
 import { MASK_SIDE } from './slide-mask.js';
 
 export interface SlidePredictOptions {
@@ -53,10 +54,11 @@ export function planSlide(
     );
   const modelMpp = predictor.mpp(options.modelMpp);
   const factor = modelMpp / slideMpp;
-  if (factor * MAX_UPSAMPLING < 1)
+  const limit = maxUpsamplingOf(predictor.manifest.preprocess);
+  if (factor * limit < 1)
     throw new PathotypeError(
       'ERR_UPSAMPLING',
-      `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${MAX_UPSAMPLING}x`,
+      `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${limit}x`,
     );
   const { cols, rows } = predictor.gridOver(info.width / factor, info.height / factor);
   const overviewLevel = levelFor(info, Math.max(1, Math.max(info.width, info.height) / MASK_SIDE));

@@ -14,6 +14,7 @@ import { ConfigError, PathotypeError } from '../errors.js';
 import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb, type RgbImage } from '../image/image-io.js';
 import { mppOfScale } from '../image/scale.js';
+import { MAX_UPSAMPLING } from '../image/resampling.js';
 import { fitNormaliser } from '../image/normalise.js';
 import {
   PATCH_STORE_FORMAT,
@@ -24,6 +25,7 @@ import {
   type StoredImage,
 } from './patch-store.js';
 import type { PrepareTask } from './prepare-worker.js';
+import { checkRecipeGeometry } from './geometry.js';
 import { validatePreprocess, type PreprocessConfig, type PreprocessedImage } from '../image/preprocess.js';
 import { recipeParts, resolvePrepareRecipe, type PrepareRecipeInput } from './recipe.js';
 import type { Workspace } from '../workspace.js';
@@ -155,6 +157,8 @@ function preprocessConfig(
     mpp: mppOfScale(recipe.targetScale),
     tiles: recipe.tiles,
     background: recipe.background,
+    // Stated only when the recipe departs from the rule, so the stores of every other recipe keep their fingerprints.
+    ...(recipe.maxUpsampling !== MAX_UPSAMPLING ? { maxUpsampling: recipe.maxUpsampling } : {}),
   };
   validatePreprocess(config);
   return config;
@@ -172,6 +176,7 @@ export async function prepare(
   const images = catalog.images();
   if (images.length === 0)
     throw new ConfigError('the catalog has no images: run pathotype data import first');
+  checkRecipeGeometry(catalog, options.recipe);
   const partitions = partitionsOf(catalog, options.split);
   const reference = await loadReference(catalog, recipe.normalisation.reference, partitions);
   const config = preprocessConfig(recipe, reference);

@@ -12,6 +12,7 @@ import {
   type NormalisationMethod,
   type NormaliserOptions,
 } from '../image/normalise.js';
+import { MAX_UPSAMPLING } from '../image/resampling.js';
 import { DEFAULT_BACKGROUND, type BackgroundConfig, type TileConfig } from '../image/tiling.js';
 
 export interface PrepareRecipe {
@@ -32,6 +33,8 @@ export interface PrepareRecipe {
   background: boolean;
   backgroundBrightness: number;
   backgroundMaxFraction: number;
+  /** Most an image may be enlarged to reach the resolution (image/resampling.ts); its package carries it to predict. */
+  maxUpsampling: number;
 }
 
 export type PrepareRecipeInput = Partial<PrepareRecipe>;
@@ -46,6 +49,7 @@ export const PREPARE_DEFAULTS: Omit<PrepareRecipe, 'stride' | 'reference' | 'mpp
   background: DEFAULT_BACKGROUND.enabled,
   backgroundBrightness: DEFAULT_BACKGROUND.brightness,
   backgroundMaxFraction: DEFAULT_BACKGROUND.maxFraction,
+  maxUpsampling: MAX_UPSAMPLING,
 };
 
 export const PREPARE_RECIPE_KEYS = [
@@ -60,6 +64,7 @@ export const PREPARE_RECIPE_KEYS = [
   'background',
   'backgroundBrightness',
   'backgroundMaxFraction',
+  'maxUpsampling',
 ] as const satisfies readonly (keyof PrepareRecipe)[];
 
 export const PREPARE_RECIPE_SCHEMA = {
@@ -77,6 +82,7 @@ export const PREPARE_RECIPE_SCHEMA = {
     background: { type: 'boolean' },
     backgroundBrightness: { type: 'number', minimum: 0, maximum: 255 },
     backgroundMaxFraction: { type: 'number', minimum: 0, maximum: 1 },
+    maxUpsampling: { type: 'number', minimum: 1, maximum: 16 },
   },
 } as const;
 
@@ -125,6 +131,7 @@ export function recipeParts(recipe: PrepareRecipe): {
   targetScale: number | null;
   tiles: TileConfig;
   background: BackgroundConfig;
+  maxUpsampling: number;
 } {
   return {
     normalisation: {
@@ -139,5 +146,6 @@ export function recipeParts(recipe: PrepareRecipe): {
       brightness: recipe.backgroundBrightness,
       maxFraction: recipe.backgroundMaxFraction,
     },
+    maxUpsampling: recipe.maxUpsampling,
   };
 }

@@ -12,6 +12,7 @@ import { Network, type NamedTensor } from '../engine/network.js';
 import {
   encoderFeatureSpec,
   encoderHeadSpec,
+  encoderGeometryMismatch,
   OnnxEncoder,
   type EncoderConfig,
 } from '../engine/onnx-encoder.js';
@@ -157,16 +158,8 @@ async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase
 
 /** A user's ONNX encoder, checked against the store: its patches must be the encoder's input. */
 async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<FrozenBase> {
-  const storeMpp = mppOf(store.manifest.preprocess);
-  if (
-    store.patchSize !== config.inputSize ||
-    storeMpp === null ||
-    Math.abs(storeMpp - config.mpp) / config.mpp > 0.01
-  )
-    throw new ConfigError(
-      `the encoder takes ${config.inputSize} px patches at ${config.mpp} um/px, but the store's are ${store.patchSize} px at ` +
-        `${storeMpp === null ? 'each image its own resolution' : `${storeMpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`,
-    );
+  const mismatch = encoderGeometryMismatch(config, store.patchSize, mppOf(store.manifest.preprocess));
+  if (mismatch) throw new ConfigError(mismatch.replace('the patches are', "the store's are"));
   const encoder = await OnnxEncoder.open(config);
   return {
     features: encoderFeatures(encoder),

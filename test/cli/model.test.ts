@@ -8,7 +8,7 @@ import sharp from 'sharp';
 
 import { PatchStore } from '../../src/prepare/patch-store.js';
 import { buildServer } from '../../src/serve/app.js';
-import { repoRoot, runCli, type CliResult } from '../helpers.js';
+import { absolutePathsIn, repoRoot, runCli, type CliResult } from '../helpers.js';
 import { tempDir, writeFile, writePatternDataset } from '../fixtures.js';
 
 const cli = path.join(repoRoot, 'bin/pathotype.js');
@@ -51,7 +51,7 @@ describe('pathotype run, train, evaluate and predict', () => {
     const first = await pathotype(ws, ...args);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /run: prepare: made \d+ patches/);
-    assert.match(first.stdout, /small-cnn: image accuracy \d+\.\d% \(majority vote\)/);
+    assert.match(first.stdout, /quick \(finetune on small_cnn\): image accuracy \d+\.\d% \(majority vote\)/);
     assert.doesNotMatch(first.stdout, /final model/, 'a holdout run deploys its one model');
     const report = path.join(ws, 'models/quick/evaluation/report.html');
     assert.ok(existsSync(report));
@@ -226,6 +226,12 @@ describe('pathotype run, train, evaluate and predict', () => {
     assert.ok(final.calibration.temperature > 0 && final.calibration.target === 0.95);
     assert.ok(existsSync(path.join(ws, 'runs/cv/cross-validation.html')));
     assert.equal(final.metrics.crossValidation.splitByImage, true);
+    // Paths relative to the package (the report sits in the workspace's runs/), none of this machine.
+    assert.deepEqual(absolutePathsIn(final), []);
+    assert.equal(
+      path.resolve(ws, 'models/cv', (final.metrics.crossValidation as { report?: string }).report ?? ''),
+      path.join(ws, 'runs/cv/cross-validation.json'),
+    );
     assert.equal(final.metrics.crossValidation.estimate, 'split by image: not an estimate for new patients');
     assert.match(
       readFileSync(path.join(ws, 'runs/cv/cross-validation.html'), 'utf8'),
@@ -235,6 +241,7 @@ describe('pathotype run, train, evaluate and predict', () => {
     try {
       const [model] = (await server.app.inject('/api/v1/models')).json<{ estimate: string }[]>();
       assert.equal(model?.estimate, 'split by image: not an estimate for new patients');
+      assert.deepEqual(absolutePathsIn(model), []);
       const page = (await server.app.inject('/')).body;
       assert.match(page, /split by image: not an estimate for new patients/);
       assert.doesNotMatch(page, /expected on new patients/);

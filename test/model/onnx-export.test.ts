@@ -1,6 +1,8 @@
 /**
  * ONNX export: every zoo architecture, written as an ONNX graph and run by ONNX Runtime, gives
- * the addon's outputs on 32 real patches to within 1e-4, and loads with the shapes it declares.
+ * the addon's outputs on 32 real patches to within 1e-4, and loads with the shapes it declares;
+ * the same graph passes onnx.checker's full check (python3-onnx) and runs in OpenCV's dnn
+ * (python3-opencv) with the same outputs, so it opens outside ONNX Runtime too.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -19,8 +21,9 @@ import { Predictor } from '../../src/predict/predictor.js';
 import { tempDir } from '../fixtures.js';
 import { slideScalePackage } from '../serve/model-fixture.js';
 import { fieldsOf } from '../slide-fixtures.js';
-import { hasShared, lymphomaDir, runCli } from '../helpers.js';
+import { absolutePathsIn, hasShared, lymphomaDir, runCli } from '../helpers.js';
 import { realPatches } from '../real-patches.js';
+import { openCvOutputs } from '../python.js';
 
 /** Batch-norm statistics and biases away from their initial values, so that each is exercised. */
 async function perturb(network: Network, seed: number): Promise<void> {
@@ -99,6 +102,14 @@ describe('ONNX export', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }, 
         );
         assert.ok(probabilityDiff <= 1e-4, `probabilities differ by ${probabilityDiff}`);
         assert.ok(logitDiff <= 1e-4, `logits differ by ${logitDiff} of their scale`);
+        const cv = await openCvOutputs(bytes, patches, [32, size, size], ['logits', 'probabilities']);
+        const cvLogitDiff = maxDifference(cv.logits ?? new Float32Array(), logits) / logitScale;
+        const cvProbabilityDiff = maxDifference(cv.probabilities ?? new Float32Array(), probabilities);
+        process.stdout.write(
+          `#   OpenCV dnn: probabilities within ${cvProbabilityDiff.toExponential(2)}, logits within ${cvLogitDiff.toExponential(2)} of their scale\n`,
+        );
+        assert.ok(cvProbabilityDiff <= 1e-4, `OpenCV's probabilities differ by ${cvProbabilityDiff}`);
+        assert.ok(cvLogitDiff <= 1e-4, `OpenCV's logits differ by ${cvLogitDiff} of their scale`);
       } finally {
         await session.close();
       }
@@ -158,6 +169,16 @@ describe('ONNX export', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }, 
       assert.equal(sidecar.vote, predictor.manifest.vote);
       assert.equal(sidecar.onnx.opset, 13);
       assert.equal(sidecar.onnx.sha256, createHash('sha256').update(readFileSync(out)).digest('hex'));
+      // Everything between an image file and the answer, for a reimplementation (predict_onnx.py).
+      const reproduce = sidecar.reproduce as {
+        verdict: { rule: string; temperature: number; threshold: number };
+        checks: { code: string }[];
+        grid: { partial: string };
+      };
+      assert.deepEqual([reproduce.verdict.temperature, reproduce.verdict.threshold], [1.5, 0.6]);
+      assert.ok(reproduce.checks.some((c) => c.code === 'ERR_UPSAMPLING'));
+      assert.match(reproduce.grid.partial, /not analysed/);
+      assert.deepEqual(absolutePathsIn(sidecar), [], 'no path of this machine in the sidecar');
       const session = await OnnxSession.open(out);
       const input =
         layout === 'uint8-nhwc'

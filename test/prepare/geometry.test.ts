@@ -4,7 +4,7 @@
  * of the same physical size from it; a model answers each sample as it answers its 0.3x twin.
  */
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -16,6 +16,8 @@ import { PatchStore } from '../../src/prepare/patch-store.js';
 import { prepare } from '../../src/prepare/prepare.js';
 import { resolvePrepareRecipe } from '../../src/prepare/recipe.js';
 import { workspaceAt } from '../../src/workspace.js';
+import { Predictor } from '../../src/predict/predictor.js';
+import { fieldCatalog, fieldsOf } from '../slide-fixtures.js';
 import { tempDir } from '../fixtures.js';
 import { modelAtScale } from '../model-at-scale.js';
 import { fullresSampleDir, halfresSampleDir, hasShared, lymphomaDir } from '../helpers.js';
@@ -112,6 +114,43 @@ describe('geometry in microns per pixel', () => {
       }
       process.stdout.write(`# twins: mean probabilities differ by at most ${most.toFixed(4)}\n`);
       assert.ok(most < 0.02, `${most}`);
+    },
+  );
+
+  it(
+    'refuses enlargement beyond the limit before any work, and with the limit stated allows it in prepare and predict alike',
+    needsShared,
+    async () => {
+      const { catalog, workspace } = await fieldCatalog(1);
+      // The README's old encoder example: 0.5 um/px on the 0.3x images is 2.13x enlargement.
+      const fine = { normalisation: 'none', mpp: 0.5, patchSize: 64, stride: 64 } as const;
+      await assert.rejects(
+        prepare(catalog, workspace, { name: 'fine', recipe: fine, threads: 1 }),
+        (e: Error & { code?: string }) =>
+          e.code === 'ERR_UPSAMPLING' &&
+          /3 of 3 images would be enlarged up to 2\.13x/.test(e.message) &&
+          /0\.5326 um\/px or coarser/.test(e.message) &&
+          /--max-upsampling 2\.14/.test(e.message),
+      );
+      assert.ok(!existsSync(path.join(workspace.patchesDir, 'fine')), 'refused before any work');
+      const report = await prepare(catalog, workspace, {
+        name: 'fine',
+        recipe: { ...fine, maxUpsampling: 2.2 },
+        threads: 1,
+      });
+      assert.equal(report.manifest.preprocess.maxUpsampling, 2.2, 'stated in the store, so in its package');
+      catalog.close();
+      // A package at that scale refuses the same images unless it states the same limit.
+      const plain = await modelAtScale(0.32 / 0.5);
+      const stated = Predictor.fromNetwork(
+        { ...plain.manifest, preprocess: { ...plain.manifest.preprocess, maxUpsampling: 2.2 } },
+        plain.network,
+      );
+      const field = { source: fieldsOf('CLL', 1)[0] ?? '' };
+      const [refused] = await plain.predictImagesSettled([field]);
+      const [answered] = await stated.predictImagesSettled([field]);
+      assert.equal(refused?.status === 'refused' && refused.code, 'ERR_UPSAMPLING');
+      assert.notEqual(answered?.status, 'refused');
     },
   );
 });

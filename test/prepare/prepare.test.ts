@@ -134,6 +134,8 @@ describe('prepare and the patch store', () => {
           reference: 'FL/sj-05-1881-R1_001.png',
           targetScale: 1,
           patchSize: 64,
+          // The original scale from the 0.3x copy: 3.33x, beyond the rule's 2x unless stated.
+          maxUpsampling: 3.4,
         },
       });
       assert.equal(report.manifest.count, 4 * 336);

@@ -6,15 +6,12 @@
  * changed refuses to load.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
 import onnxProto from 'onnx-proto';
 
-import { Catalog } from '../../src/acquire/catalog.js';
-import { parseGroupRule } from '../../src/acquire/grouping.js';
-import { importImages } from '../../src/acquire/import.js';
 import { manualSeed, Network } from '../../src/engine/network.js';
 import { networkToOnnx } from '../../src/engine/onnx-graph.js';
 import { OnnxEncoder } from '../../src/engine/onnx-encoder.js';
@@ -25,11 +22,10 @@ import { prepare } from '../../src/prepare/prepare.js';
 import { resolveTrainConfig } from '../../src/train/config.js';
 import { featureSpec } from '../../src/engine/zoo.js';
 import { train } from '../../src/train/trainer.js';
-import { workspaceAt } from '../../src/workspace.js';
 import { tempDir } from '../fixtures.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { realPatches } from '../real-patches.js';
-import { fieldsOf } from '../slide-fixtures.js';
+import { fieldCatalog, fieldsOf } from '../slide-fixtures.js';
 
 const MPP = 0.32 / 0.3;
 const isOnnxError = (pattern: RegExp) => (e: Error & { code?: string }) =>
@@ -135,14 +131,7 @@ describe('ONNX encoders', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }
   });
 
   it('a probe on a tiny encoder: the package carries it, predicts through it, and refuses to load without it', async () => {
-    const images = tempDir();
-    for (const c of ['CLL', 'FL', 'MCL']) {
-      mkdirSync(path.join(images, c));
-      for (const file of fieldsOf(c, 4)) copyFileSync(file, path.join(images, c, path.basename(file)));
-    }
-    const workspace = workspaceAt(tempDir());
-    const catalog = Catalog.open(workspace);
-    await importImages(catalog, workspace, images, { groupBy: parseGroupRule('sj') });
+    const { catalog, workspace } = await fieldCatalog(4);
     await prepare(catalog, workspace, {
       name: 'fields',
       recipe: { normalisation: 'none', mpp: MPP, patchSize: 32, stride: 32 },
