@@ -47,6 +47,14 @@ export const LIMITS = {
   idleSocketMs: 60_000,
   /** Open connections one address may hold. */
   connectionsPerAddress: 32,
+  /** A request body must arrive at this many bytes a second at least, over each window below... */
+  bodyBytesPerSecond: 1024,
+  /** ...or the request ends with 408 and frees what it held. */
+  bodyRateWindowMs: 10_000,
+  /** Uploads (images, and slides) one user or key may send at once. */
+  uploadsPerClient: 4,
+  /** Sign-in forms one address may send at once. */
+  signInsPerAddress: 4,
   /** Bytes of a request's headers (Node's parser; beyond, 431). */
   headerBytes: 16_384,
   /** Bytes of an HTML form's body (the sign-in and sign-out forms). */

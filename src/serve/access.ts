@@ -30,6 +30,23 @@ export interface Principal {
   /** For the audit and the portal: the user's name, or the key's name and prefix. */
   name: string;
   role: Role;
+  /**
+   * Whom it acts for, for ownership (a slide job's owner, a review's reader, the upload and job
+   * bounds per client): a user, and a key acting for a user, are that user; a service key is
+   * itself; anonymous is nobody.
+   */
+  owner: { id: string | null; name: string };
+}
+
+/** A signed-in user as a principal. */
+export function userPrincipal(user: { id: string; name: string; role: Role }): Principal {
+  return {
+    kind: 'user',
+    id: user.id,
+    name: user.name,
+    role: user.role,
+    owner: { id: user.id, name: user.name },
+  };
 }
 
 declare module 'fastify' {
@@ -63,7 +80,13 @@ export const OPEN_ROUTES: readonly string[] = [
 ];
 
 /** Anonymous requests on an open server may do what a pathologist may (as before accounts). */
-const ANONYMOUS: Principal = { kind: 'anonymous', id: null, name: 'anonymous', role: 'pathologist' };
+const ANONYMOUS: Principal = {
+  kind: 'anonymous',
+  id: null,
+  name: 'anonymous',
+  role: 'pathologist',
+  owner: { id: null, name: 'anonymous' },
+};
 
 /** Keys made before roles may what the REST API allowed then: predictions and slides. */
 const LEGACY_KEY_ROLE: Role = 'pathologist';
@@ -123,13 +146,16 @@ async function keyPrincipal(store: ServerStore, key: string): Promise<Principal>
   const record = await store.keys.verify(key);
   if (!record) throw new PathotypeError('ERR_UNAUTHORIZED', 'the API key is unknown, revoked or expired');
   let role = record.role ?? LEGACY_KEY_ROLE;
+  const name = `${record.name} (${record.prefix}…)`;
+  let owner = { id: record.id, name };
   if (record.userId) {
     const user = await store.users.get(record.userId);
     if (!user || user.disabledAt)
       throw new PathotypeError('ERR_UNAUTHORIZED', "the API key's user is disabled");
     role = narrower(user.role, role);
+    owner = { id: user.id, name: user.name };
   }
-  return { kind: 'key', id: record.id, name: `${record.name} (${record.prefix}…)`, role };
+  return { kind: 'key', id: record.id, name, role, owner };
 }
 
 /** The signed-in user of a live session; a session past its timeouts, or of a disabled user, ends. */
@@ -147,7 +173,7 @@ async function sessionPrincipal(store: ServerStore, request: FastifyRequest): Pr
     return null;
   }
   if (now - (session.lastSeen ?? 0) > SESSION_LIMITS.touchSeconds * 1000) session.lastSeen = now;
-  return { kind: 'user', id: user.id, name: user.name, role: user.role };
+  return userPrincipal(user);
 }
 
 /** The server's own origin, as the browser names it. */

@@ -8,8 +8,9 @@ import type {} from '@fastify/rate-limit';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { PathotypeError } from '../errors.js';
-import { LOGIN_RATE } from '../limits.js';
-import { checkSameOrigin } from './access.js';
+import { LIMITS, LOGIN_RATE } from '../limits.js';
+import { checkSameOrigin, userPrincipal } from './access.js';
+import { capPerClient } from './slow-clients.js';
 import { loginPage } from './portal.js';
 import { LOGIN_BODY, LOGIN_QUERY } from './schemas.js';
 
@@ -47,6 +48,12 @@ export function loginRoutes(app: FastifyInstance): void {
         rateLimit: { ...LOGIN_RATE, keyGenerator: (request: FastifyRequest) => request.ip },
         audit: 'login',
       },
+      onRequest: capPerClient(
+        LIMITS.signInsPerAddress,
+        (request) => request.ip,
+        (cap) =>
+          new PathotypeError('ERR_RATE_LIMITED', `${cap} sign-ins from this address are in progress already`),
+      ),
     },
     async (request, reply) => {
       checkSameOrigin(request);
@@ -59,7 +66,7 @@ export function loginRoutes(app: FastifyInstance): void {
         request.session.userId = user.id;
         request.session.createdAt = now;
         request.session.lastSeen = now;
-        request.principal = { kind: 'user', id: user.id, name: user.name, role: user.role };
+        request.principal = userPrincipal(user);
         return await reply.redirect(next, 303);
       } catch (error) {
         if (!(error instanceof PathotypeError) || !['ERR_LOGIN', 'ERR_LOCKED'].includes(error.code))
@@ -67,11 +74,13 @@ export function loginRoutes(app: FastifyInstance): void {
         // The audit names the account only if it exists: a password typed into the name field
         // must not be kept for ever in an append-only table.
         const account = await store.users.find(name);
+        const actor = account?.name ?? 'unknown name';
         request.principal = {
           kind: 'anonymous',
           id: null,
-          name: account?.name ?? 'unknown name',
+          name: actor,
           role: 'viewer',
+          owner: { id: null, name: actor },
         };
         return reply
           .code(error.status)

@@ -19,39 +19,13 @@ import { openStore } from '../../src/store/open.js';
 import { repoRoot } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
+import { login, ORIGIN, PASSWORD, type Browser } from './portal-session.js';
 
-const ORIGIN = 'http://localhost:80';
-const PASSWORD = 'correct horse battery';
 const ID = '00000000-0000-4000-8000-000000000000';
-
-interface Browser {
-  cookie: string;
-  csrf: string;
-}
 
 /** A URL for a route pattern: every parameter filled with something well-formed. */
 function concrete(url: string): string {
   return url.replace(':id', ID).replace(':level', '0').replace(':tile', '0_0.jpeg').replace('*', 'x.js');
-}
-
-async function login(server: PathotypeServer, name: string, password = PASSWORD): Promise<Browser> {
-  const response = await server.app.inject({
-    method: 'POST',
-    url: '/login',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
-    payload: new URLSearchParams({ name, password, next: '/' }).toString(),
-  });
-  assert.equal(response.statusCode, 303, response.body);
-  const session = response.cookies.find((c) => c.name === 'pathotype_session');
-  assert.ok(session, 'a session cookie');
-  assert.equal(session.httpOnly, true);
-  assert.equal(session.sameSite, 'Strict');
-  const cookie = `pathotype_session=${session.value}`;
-  const page = await server.app.inject({ url: '/', headers: { cookie } });
-  assert.equal(page.statusCode, 200);
-  const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(page.body)?.[1];
-  assert.ok(csrf, 'the page carries a CSRF token');
-  return { cookie, csrf };
 }
 
 describe('access control', () => {
