@@ -72,13 +72,26 @@ export const LIMITS = {
 /** Seconds a closing server gives its requests and jobs before it ends anyway. */
 export const SHUTDOWN_GRACE_SECONDS = 10;
 
-/** Accounts: names and passwords, and what wrong passwords cost. */
+/**
+ * Accounts: names and passwords, and what failed sign-ins cost (store/sign-in-throttle.ts):
+ * counted per name typed, known or not, so the answers never tell the two apart.
+ */
 export const USER_LIMITS = {
   nameLength: 64,
   passwordMinLength: 10,
   passwordMaxLength: 256,
+  /** Failures for a name from one address before that address backs off... */
   failedLogins: 5,
+  /** ...for this long after the last one, doubling with each further failure... */
+  backoffSeconds: 60,
+  /** ...up to this; failures older than it no longer count. */
   lockMinutes: 15,
+  /** Failures for a name from all addresses before every attempt at it is delayed... */
+  nameFailuresBeforeDelay: 10,
+  /** ...by this much more for each further failure... */
+  delayStepMs: 500,
+  /** ...up to this: the owner still signs in, a little later. */
+  maxDelayMs: 5000,
 } as const;
 
 /** Portal sessions. */

@@ -1,7 +1,8 @@
 /**
- * Signing in and out of the portal. A sign-in checks the password (the user store counts wrong
- * ones and locks the account), starts a new session (a new id, so one planted before cannot be
- * ridden) and returns to the page asked for; signing out ends the session on every server.
+ * Signing in and out of the portal. A sign-in checks the password (the user store throttles
+ * failures by name and address, known names and unknown alike), starts a new session (a new
+ * id, so one planted before cannot be ridden) and returns to the page asked for; signing out
+ * ends the session on every server.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type {} from '@fastify/rate-limit';
@@ -60,7 +61,7 @@ export function loginRoutes(app: FastifyInstance): void {
       const { name, password } = request.body;
       const next = safeNext(request.body.next);
       try {
-        const user = await store.users.authenticate(name, password);
+        const user = await store.users.signIn(name, password, request.ip);
         await request.session.regenerate();
         const now = Date.now();
         request.session.userId = user.id;
