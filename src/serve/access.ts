@@ -18,6 +18,7 @@ import type { AuditAction } from '../store/audit.js';
 import type { ServerStore } from '../store/open.js';
 import type { PortalSession } from '../store/sessions.js';
 import { narrower, roleAllows, type Role } from '../store/users.js';
+import { originOf } from './origin.js';
 
 /** What a route needs: nothing (open), or at least a role. */
 export type Access = 'open' | Role;
@@ -176,36 +177,40 @@ async function sessionPrincipal(store: ServerStore, request: FastifyRequest): Pr
   return userPrincipal(user);
 }
 
-/** The server's own origin, as the browser names it. */
-function ownOrigin(request: FastifyRequest): string {
-  return `${request.protocol}://${request.host}`;
-}
-
 /** The origin a Referer names; a Referer that is not a URL names none (and is refused, not a 500). */
 export function refererOrigin(referer: string | undefined): string {
-  if (!referer) return '';
-  try {
-    return new URL(referer).origin;
-  } catch {
-    return '';
-  }
+  return originOf(referer) ?? '';
 }
 
-/** A state-changing request on a session cookie must come from this server's own pages. */
+/** The origin a request says it comes from, quoted for a message (it is the sender's text). */
+function quotedOrigin(value: string | undefined): string {
+  return value ? JSON.stringify(value.slice(0, 200)) : 'an unknown origin';
+}
+
+/**
+ * A state-changing request on a session cookie must come from this server's own pages: its
+ * Origin (or else its Referer's) is one of the server's own (origin.ts), never judged by Host.
+ */
 function checkOrigin(request: FastifyRequest): void {
-  const origin = request.headers.origin ?? refererOrigin(request.headers.referer);
-  if (origin !== ownOrigin(request))
+  const sent = request.headers.origin ?? request.headers.referer;
+  const origin =
+    request.headers.origin !== undefined
+      ? originOf(request.headers.origin)
+      : refererOrigin(request.headers.referer);
+  if (!origin || !request.server.ownOrigins(request).includes(origin))
     throw new PathotypeError(
       'ERR_CSRF',
-      `a request from ${origin || 'an unknown origin'} may not act for a signed-in user`,
+      `a request from ${quotedOrigin(sent)} may not act for a signed-in user`,
     );
 }
 
-/** Origin checks for the sign-in form, which has no session yet. */
+/** Origin checks for the sign-in form, which has no session yet: an Origin, if sent, is ours. */
 export function checkSameOrigin(request: FastifyRequest): void {
-  const origin = request.headers.origin;
-  if (origin !== undefined && origin !== ownOrigin(request))
-    throw new PathotypeError('ERR_CSRF', `a sign-in from ${origin} is refused`);
+  const sent = request.headers.origin;
+  if (sent === undefined) return;
+  const origin = originOf(sent);
+  if (!origin || !request.server.ownOrigins(request).includes(origin))
+    throw new PathotypeError('ERR_CSRF', `a sign-in from ${quotedOrigin(sent)} is refused`);
 }
 
 function accessControl(app: FastifyInstance, options: AccessOptions): void {

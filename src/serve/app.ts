@@ -24,6 +24,7 @@ import { LIMITS } from '../limits.js';
 import { Predictor } from '../predict/predictor.js';
 import { adminRoutes } from './admin-routes.js';
 import { blockUntrustedDecoders } from './decoders.js';
+import origins, { publicOrigin } from './origin.js';
 import slowClients, { type BodyRate } from './slow-clients.js';
 import { restApi } from './api.js';
 import { loginRoutes } from './login-routes.js';
@@ -82,6 +83,8 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Behind a reverse proxy: trust its X-Forwarded-* headers (Fastify's trustProxy). */
   trustProxy?: boolean | string | number;
+  /** The address browsers reach the server at (https://HOST[:PORT]): its own origin. */
+  publicOrigin?: string;
   /** Origins allowed to call the REST API from a browser (CORS); none by default. */
   corsOrigins?: string[];
   /** The slowest a request body may arrive (tests shorten the window); default from LIMITS. */
@@ -191,6 +194,8 @@ function capConnectionsPerAddress(server: Server): void {
 }
 
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
+  // Checked before anything is opened: a wrong one is a configuration error, nothing to close.
+  const ownOrigin = options.publicOrigin === undefined ? undefined : publicOrigin(options.publicOrigin);
   blockUntrustedDecoders();
   const maxBytes = options.maxBytes ?? SERVE_DEFAULTS.maxMegabytes * 1024 * 1024;
   const maxPixels = options.maxPixels ?? SERVE_DEFAULTS.maxPixels;
@@ -247,6 +252,11 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   capConnectionsPerAddress(app.server);
   app.decorate('pathotype', service);
   await app.register(errorHandling);
+  await app.register(origins, {
+    ...(ownOrigin ? { publicOrigin: ownOrigin } : {}),
+    trustProxy: options.trustProxy !== undefined && options.trustProxy !== false,
+    tls: options.tls !== undefined,
+  });
   await app.register(slowClients, {
     rate: options.bodyRate ?? {
       bytesPerSecond: LIMITS.bodyBytesPerSecond,

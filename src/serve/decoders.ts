@@ -75,7 +75,7 @@ export async function sniffImage(file: string, fileName: string): Promise<ImageF
   }
   throw new PathotypeError(
     'ERR_UNSUPPORTED_IMAGE',
-    `${JSON.stringify(fileName)} is not an image the server reads: it takes TIFF, PNG, JPEG and WebP, judged by the file's content`,
+    `${JSON.stringify(fileName)} is not a readable image: the server takes TIFF, PNG, JPEG and WebP, judged by the file's content`,
   );
 }
 
