@@ -14,6 +14,8 @@ import sharp from 'sharp';
 
 import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
 import { refererOrigin } from '../../src/serve/access.js';
+import { publicSlideJob } from '../../src/serve/schemas.js';
+import type { SlideJob } from '../../src/store/slide-jobs.js';
 import errorHandling from '../../src/serve/error-handler.js';
 import { safeNext } from '../../src/serve/login-routes.js';
 import { openStore, type ServerStore } from '../../src/store/open.js';
@@ -203,6 +205,24 @@ describe("the red team's cases on a protected server", () => {
       );
       assert.ok(!message.includes(tmpdir()), message);
     }
+  });
+
+  it("a failed job's error names its slide as sent, not the server's copy or folders", () => {
+    const job = {
+      id: 'j',
+      fileName: 'case 7.svs',
+      slidePath: '/srv/pathotype/serve/slides/j/slide.svs',
+      error: {
+        code: 'ERR_SLIDE',
+        message: 'cannot read /srv/pathotype/serve/slides/j/slide.svs: level 2 is damaged',
+      },
+      progress: { done: 0, total: 0 },
+      summary: null,
+    } as unknown as SlideJob;
+    assert.deepEqual(publicSlideJob(job).error, {
+      code: 'ERR_SLIDE',
+      message: 'cannot read "case 7.svs": level 2 is damaged',
+    });
   });
 
   it("a key acting for a user acts as that user: the portal cancels its job, another user may not, reviews are the user's", async () => {
