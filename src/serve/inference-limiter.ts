@@ -49,18 +49,22 @@ export class InferenceLimiter {
   #admitted = 0;
   #byClient = new Map<string, number>();
 
-  /** A place for one upload of `client`; refused when all are taken, or the client holds its share. */
-  admit(client = ''): 'admitted' | 'full' | 'client' {
+  /**
+   * A place for one upload of `client` (null: of no one client); refused when all are taken, or
+   * when the client holds its share.
+   */
+  admit(client: string | null = null): 'admitted' | 'full' | 'client' {
     if (this.#admitted >= this.concurrency + this.maxWaiting) return 'full';
-    const held = this.#byClient.get(client) ?? 0;
+    const held = client === null ? 0 : (this.#byClient.get(client) ?? 0);
     if (held >= this.perClient) return 'client';
     this.#admitted++;
-    this.#byClient.set(client, held + 1);
+    if (client !== null) this.#byClient.set(client, held + 1);
     return 'admitted';
   }
 
-  release(client = ''): void {
+  release(client: string | null = null): void {
     this.#admitted = Math.max(0, this.#admitted - 1);
+    if (client === null) return;
     const held = (this.#byClient.get(client) ?? 1) - 1;
     if (held > 0) this.#byClient.set(client, held);
     else this.#byClient.delete(client);

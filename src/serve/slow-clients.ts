@@ -72,15 +72,17 @@ export default fp(slowClients, { name: 'pathotype-slow-clients' });
 /**
  * At most `cap` requests of one client in flight on the routes that use it; beyond, 429 at
  * once, before the body is read. A slot is held until the answer is sent or the client is gone.
+ * A request of no client (`clientOf` gives null) is not capped here.
  */
 export function capPerClient(
   cap: number,
-  clientOf: (request: FastifyRequest) => string,
+  clientOf: (request: FastifyRequest) => string | null,
   refusal: (cap: number) => PathotypeError,
 ): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
   const held = new Map<string, number>();
   return (request, reply) => {
     const client = clientOf(request);
+    if (client === null) return Promise.resolve();
     const count = held.get(client) ?? 0;
     if (count >= cap) {
       void reply.header('retry-after', '5');
@@ -96,7 +98,11 @@ export function capPerClient(
   };
 }
 
-/** Whom an upload counts against: the user (through any of their keys) or key, else the address. */
-export function uploaderOf(request: FastifyRequest): string {
-  return request.principal?.owner.id ?? `address:${request.ip}`;
+/**
+ * Whom an upload counts against: the user (through any of their keys and sessions) or service
+ * key. Anonymous uploads, on an open server (one user's workstation), count against nobody but
+ * the server's own bound.
+ */
+export function uploaderOf(request: FastifyRequest): string | null {
+  return request.principal?.owner.id ?? null;
 }
