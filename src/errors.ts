@@ -13,7 +13,10 @@ export const ERROR_CODES = {
   ERR_LOGIN: { status: 401, meaning: 'wrong user name or password' },
   ERR_FORBIDDEN: { status: 403, meaning: "the user's or key's role does not allow this" },
   ERR_CSRF: { status: 403, meaning: 'a cross-site request, or one without a valid CSRF token' },
-  ERR_LOCKED: { status: 429, meaning: 'too many wrong passwords: the account is locked for a while' },
+  ERR_LOCKED: {
+    status: 429,
+    meaning: 'too many failed sign-ins for this name from this address: wait, or ask an administrator',
+  },
   ERR_RATE_LIMITED: { status: 429, meaning: 'too many requests from this client: retry later' },
   ERR_NOT_FOUND: { status: 404, meaning: 'no such route, prediction, slide job, model or file' },
   ERR_NOT_READY: { status: 409, meaning: 'the slide job has not finished: poll its status' },
@@ -80,6 +83,10 @@ export const ERROR_CODES = {
   ERR_NONFINITE_LOSS: { status: 500, meaning: 'training diverged (a loss that is not a finite number)' },
   // Stored artefacts.
   ERR_DATABASE: { status: 503, meaning: 'the shared database cannot be reached or migrated' },
+  ERR_AUDIT_BROKEN: {
+    status: 500,
+    meaning: "the audit's hash chain is broken: a row was changed, removed or inserted",
+  },
   ERR_CATALOG: { status: 500, meaning: 'the workspace catalog is unreadable' },
   ERR_CATALOG_VERSION: { status: 500, meaning: 'the catalog was written by a newer pathotype' },
   ERR_PATCH_STORE: { status: 500, meaning: 'a patch store is missing, damaged or of another format' },

@@ -47,6 +47,14 @@ export const LIMITS = {
   idleSocketMs: 60_000,
   /** Open connections one address may hold. */
   connectionsPerAddress: 32,
+  /** A request body must arrive at this many bytes a second at least, over each window below... */
+  bodyBytesPerSecond: 1024,
+  /** ...or the request ends with 408 and frees what it held. */
+  bodyRateWindowMs: 10_000,
+  /** Uploads (images, and slides) one user or key may send at once. */
+  uploadsPerClient: 4,
+  /** Sign-in forms one address may send at once. */
+  signInsPerAddress: 4,
   /** Bytes of a request's headers (Node's parser; beyond, 431). */
   headerBytes: 16_384,
   /** Bytes of an HTML form's body (the sign-in and sign-out forms). */
@@ -64,13 +72,26 @@ export const LIMITS = {
 /** Seconds a closing server gives its requests and jobs before it ends anyway. */
 export const SHUTDOWN_GRACE_SECONDS = 10;
 
-/** Accounts: names and passwords, and what wrong passwords cost. */
+/**
+ * Accounts: names and passwords, and what failed sign-ins cost (store/sign-in-throttle.ts):
+ * counted per name typed, known or not, so the answers never tell the two apart.
+ */
 export const USER_LIMITS = {
   nameLength: 64,
   passwordMinLength: 10,
   passwordMaxLength: 256,
+  /** Failures for a name from one address before that address backs off... */
   failedLogins: 5,
+  /** ...for this long after the last one, doubling with each further failure... */
+  backoffSeconds: 60,
+  /** ...up to this; failures older than it no longer count. */
   lockMinutes: 15,
+  /** Failures for a name from all addresses before every attempt at it is delayed... */
+  nameFailuresBeforeDelay: 10,
+  /** ...by this much more for each further failure... */
+  delayStepMs: 500,
+  /** ...up to this: the owner still signs in, a little later. */
+  maxDelayMs: 5000,
 } as const;
 
 /** Portal sessions. */

@@ -74,12 +74,17 @@ function registerUsers(program: Command, withStore: WithStore): void {
     .option('--json', 'print as JSON')
     .action(async (flags: { json?: boolean }, command: Command) => {
       await withStore(command, async (store) => {
-        const list = await store.users.list();
+        const list = await Promise.all(
+          (await store.users.list()).map(async (u) => ({
+            ...u,
+            recentFailedSignIns: await store.users.recentFailures(u),
+          })),
+        );
         if (flags.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         else
           for (const u of list)
             process.stdout.write(
-              `${u.name}  ${u.role}  ${u.disabledAt ? `disabled ${u.disabledAt}` : u.lockedUntil && Date.parse(u.lockedUntil) > Date.now() ? `locked until ${u.lockedUntil}` : 'active'}\n`,
+              `${u.name}  ${u.role}  ${u.disabledAt ? `disabled ${u.disabledAt}` : 'active'}${u.recentFailedSignIns ? `  ${u.recentFailedSignIns} failed sign-ins lately` : ''}\n`,
             );
       });
     });
@@ -90,6 +95,15 @@ function registerUsers(program: Command, withStore: WithStore): void {
       await withStore(command, async (store) => {
         const user = await store.users.disable(name);
         process.stdout.write(`disabled ${user.name}\n`);
+      });
+    });
+  users
+    .command('unlock <name>')
+    .description("lift the back-off and delay that failed sign-ins put on a user's name, from every address")
+    .action(async (name: string, _flags: unknown, command: Command) => {
+      await withStore(command, async (store) => {
+        const user = await store.users.unlock(name);
+        process.stdout.write(`lifted the sign-in lock on ${user.name}\n`);
       });
     });
   users
@@ -198,6 +212,11 @@ function registerAudit(program: Command, withStore: WithStore): void {
     .option('--since <time>', 'from this ISO time on (2026-12-01 or 2026-12-01T08:00)')
     .option('--limit <n>', 'at most this many entries', positiveInt, 1000)
     .option('--format <format>', 'text, csv or json', choice(['text', 'csv', 'json'] as const), 'text')
+    .option(
+      '--verify',
+      "check the audit's hash chain: report the first row changed, removed or inserted, and the head to keep",
+    )
+    .option('--anchor <seq:hash>', 'with --verify: a head printed before, which the chain must still hold')
     .action(
       async (
         flags: {
@@ -206,9 +225,15 @@ function registerAudit(program: Command, withStore: WithStore): void {
           since?: string;
           limit: number;
           format: 'text' | 'csv' | 'json';
+          verify?: boolean;
+          anchor?: string;
         },
         command: Command,
       ) => {
+        if (flags.verify) {
+          await withStore(command, (store) => verifyAudit(store, flags.anchor, flags.format === 'json'));
+          return;
+        }
         if (flags.since && Number.isNaN(Date.parse(flags.since)))
           throw new ConfigError(`--since takes an ISO time (got '${flags.since}')`);
         await withStore(command, async (store) => {
@@ -227,5 +252,26 @@ function registerAudit(program: Command, withStore: WithStore): void {
               );
         });
       },
+    );
+}
+
+/** `audit --verify`: the chain's state on standard output; a broken chain is ERR_AUDIT_BROKEN. */
+async function verifyAudit(store: ServerStore, anchor: string | undefined, json: boolean): Promise<void> {
+  const match = anchor === undefined ? null : /^(\d+):([0-9a-f]{64})$/.exec(anchor);
+  if (anchor !== undefined && !match)
+    throw new ConfigError(`--anchor takes SEQ:HASH as --verify printed it (got '${anchor.slice(0, 80)}')`);
+  const result = await store.audit.verify(
+    match ? { seq: Number(match[1]), hash: match[2] as string } : undefined,
+  );
+  if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  if (result.broken)
+    throw new PathotypeError(
+      'ERR_AUDIT_BROKEN',
+      `the audit was tampered with: ${result.broken.kind}: ${result.broken.detail}`,
+    );
+  if (!json)
+    process.stdout.write(
+      `the audit's ${result.rows} rows are intact${result.unchained ? ` (${result.unchained} written before the chain began)` : ''}; ` +
+        `its head, to keep elsewhere and check with --anchor: ${result.head ? `${result.head.seq}:${result.head.hash}` : 'none yet'}\n`,
     );
 }

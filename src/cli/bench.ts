@@ -1,4 +1,5 @@
 /** `pathotype bench ...`: speed measurements that print figures and ratios against baselines. */
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -17,6 +18,7 @@ import { formatAbuseBench, runAbuseBench } from '../bench/abuse.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
 import { formatSlideBench, runSlideBench } from '../bench/slide.js';
 import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
+import { resolveModelDir } from './context.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
 type EngineFlags = EngineBenchOptions & { json?: boolean };
@@ -227,24 +229,36 @@ function registerBenchAbuse(bench: Command): void {
   bench
     .command('abuse')
     .description(
-      'hostile load on loopback, bounded: an ordinary client idle and during N concurrent large uploads, peak RSS, and M trickling connections cut off',
+      'hostile load on a protected server on loopback, bounded: an ordinary client idle and during N concurrent large uploads beside a sign-in flood, peak RSS and RSS after, uploads trickled from one key, M trickling connections cut off, failed sign-in times',
     )
     .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
-    .option('--uploads <n>', 'concurrent large uploads', positiveInt, 50)
+    .option('--uploads <n>', 'concurrent large uploads, each from its own key', positiveInt, 40)
     .option('--upload-mb <n>', 'size of each upload in MB', positiveInt, 40)
+    .option('--sign-in-loops <n>', 'concurrent loops of failing sign-ins during the uploads', positiveInt, 10)
+    .option('--slow-bodies <n>', 'uploads trickled a byte every 2 s from one key', positiveInt, 34)
     .option('--slow <n>', 'connections that trickle their headers', positiveInt, 600)
     .option('--json', 'print the report as JSON')
     .action(
       async (
-        flags: { model: string; uploads: number; uploadMb: number; slow: number; json?: boolean },
+        flags: {
+          model: string;
+          uploads: number;
+          uploadMb: number;
+          signInLoops: number;
+          slowBodies: number;
+          slow: number;
+          json?: boolean;
+        },
         command: Command,
       ) => {
-        const { workspace } = command.optsWithGlobals<{ workspace: string }>();
+        // The server's data (users, keys, uploads) in a throw-away workspace, never the user's.
         const report = await runAbuseBench({
-          model: flags.model,
-          workspace,
+          model: resolveModelDir(command, flags.model),
+          workspace: mkdtempSync(path.join(os.tmpdir(), 'pathotype-abuse-')),
           uploads: flags.uploads,
           uploadMegabytes: flags.uploadMb,
+          signInLoops: flags.signInLoops,
+          slowBodies: flags.slowBodies,
           slowConnections: flags.slow,
         });
         process.stdout.write(

@@ -65,6 +65,10 @@ export function registerServe(program: Command): void {
       '--trust-proxy <hops>',
       "behind a reverse proxy: trust its X-Forwarded-* headers ('true', a hop count or addresses)",
     )
+    .option(
+      '--public-origin <url>',
+      "the address browsers reach this server at (https://HOST[:PORT]): its own origin for cross-site checks, never taken from a request's Host",
+    )
     .option('--cors <origin...>', 'origins whose pages may call the REST API (CORS is off without it)')
     .option('--log', 'log every request')
     .action(serveCommand);
@@ -89,6 +93,7 @@ interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   trustProxy?: string;
+  publicOrigin?: string;
   cors?: string[];
   log?: boolean;
 }
@@ -115,6 +120,11 @@ async function serveCommand(flags: ServeFlags, command: Command): Promise<void> 
       );
   }
   const trustProxy = trustProxyOf(flags.trustProxy);
+  // Off loopback, browsers name the server by an address it cannot know: it is told, or a proxy says.
+  if (!LOOPBACK.test(flags.host) && !flags.publicOrigin && trustProxy === undefined)
+    throw new ConfigError(
+      `serving on ${flags.host}: give --public-origin https://HOST[:PORT] (the address browsers use), or --trust-proxy behind a reverse proxy; the server never takes its origin from a request's Host`,
+    );
   const server = await buildServer({
     modelDir: resolveModelDir(command, flags.model),
     dataDir,
@@ -132,6 +142,7 @@ async function serveCommand(flags: ServeFlags, command: Command): Promise<void> 
       ? { tls: { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey) } }
       : {}),
     ...(trustProxy !== undefined ? { trustProxy } : {}),
+    ...(flags.publicOrigin ? { publicOrigin: flags.publicOrigin } : {}),
     ...(flags.cors ? { corsOrigins: flags.cors } : {}),
   });
   const address = await server.app.listen({ host: flags.host, port: flags.port });

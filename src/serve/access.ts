@@ -18,6 +18,7 @@ import type { AuditAction } from '../store/audit.js';
 import type { ServerStore } from '../store/open.js';
 import type { PortalSession } from '../store/sessions.js';
 import { narrower, roleAllows, type Role } from '../store/users.js';
+import { originOf } from './origin.js';
 
 /** What a route needs: nothing (open), or at least a role. */
 export type Access = 'open' | Role;
@@ -30,6 +31,23 @@ export interface Principal {
   /** For the audit and the portal: the user's name, or the key's name and prefix. */
   name: string;
   role: Role;
+  /**
+   * Whom it acts for, for ownership (a slide job's owner, a review's reader, the upload and job
+   * bounds per client): a user, and a key acting for a user, are that user; a service key is
+   * itself; anonymous is nobody.
+   */
+  owner: { id: string | null; name: string };
+}
+
+/** A signed-in user as a principal. */
+export function userPrincipal(user: { id: string; name: string; role: Role }): Principal {
+  return {
+    kind: 'user',
+    id: user.id,
+    name: user.name,
+    role: user.role,
+    owner: { id: user.id, name: user.name },
+  };
 }
 
 declare module 'fastify' {
@@ -63,7 +81,13 @@ export const OPEN_ROUTES: readonly string[] = [
 ];
 
 /** Anonymous requests on an open server may do what a pathologist may (as before accounts). */
-const ANONYMOUS: Principal = { kind: 'anonymous', id: null, name: 'anonymous', role: 'pathologist' };
+const ANONYMOUS: Principal = {
+  kind: 'anonymous',
+  id: null,
+  name: 'anonymous',
+  role: 'pathologist',
+  owner: { id: null, name: 'anonymous' },
+};
 
 /** Keys made before roles may what the REST API allowed then: predictions and slides. */
 const LEGACY_KEY_ROLE: Role = 'pathologist';
@@ -123,13 +147,16 @@ async function keyPrincipal(store: ServerStore, key: string): Promise<Principal>
   const record = await store.keys.verify(key);
   if (!record) throw new PathotypeError('ERR_UNAUTHORIZED', 'the API key is unknown, revoked or expired');
   let role = record.role ?? LEGACY_KEY_ROLE;
+  const name = `${record.name} (${record.prefix}…)`;
+  let owner = { id: record.id, name };
   if (record.userId) {
     const user = await store.users.get(record.userId);
     if (!user || user.disabledAt)
       throw new PathotypeError('ERR_UNAUTHORIZED', "the API key's user is disabled");
     role = narrower(user.role, role);
+    owner = { id: user.id, name: user.name };
   }
-  return { kind: 'key', id: record.id, name: `${record.name} (${record.prefix}…)`, role };
+  return { kind: 'key', id: record.id, name, role, owner };
 }
 
 /** The signed-in user of a live session; a session past its timeouts, or of a disabled user, ends. */
@@ -147,39 +174,43 @@ async function sessionPrincipal(store: ServerStore, request: FastifyRequest): Pr
     return null;
   }
   if (now - (session.lastSeen ?? 0) > SESSION_LIMITS.touchSeconds * 1000) session.lastSeen = now;
-  return { kind: 'user', id: user.id, name: user.name, role: user.role };
-}
-
-/** The server's own origin, as the browser names it. */
-function ownOrigin(request: FastifyRequest): string {
-  return `${request.protocol}://${request.host}`;
+  return userPrincipal(user);
 }
 
 /** The origin a Referer names; a Referer that is not a URL names none (and is refused, not a 500). */
 export function refererOrigin(referer: string | undefined): string {
-  if (!referer) return '';
-  try {
-    return new URL(referer).origin;
-  } catch {
-    return '';
-  }
+  return originOf(referer) ?? '';
 }
 
-/** A state-changing request on a session cookie must come from this server's own pages. */
+/** The origin a request says it comes from, quoted for a message (it is the sender's text). */
+function quotedOrigin(value: string | undefined): string {
+  return value ? JSON.stringify(value.slice(0, 200)) : 'an unknown origin';
+}
+
+/**
+ * A state-changing request on a session cookie must come from this server's own pages: its
+ * Origin (or else its Referer's) is one of the server's own (origin.ts), never judged by Host.
+ */
 function checkOrigin(request: FastifyRequest): void {
-  const origin = request.headers.origin ?? refererOrigin(request.headers.referer);
-  if (origin !== ownOrigin(request))
+  const sent = request.headers.origin ?? request.headers.referer;
+  const origin =
+    request.headers.origin !== undefined
+      ? originOf(request.headers.origin)
+      : refererOrigin(request.headers.referer);
+  if (!origin || !request.server.ownOrigins(request).includes(origin))
     throw new PathotypeError(
       'ERR_CSRF',
-      `a request from ${origin || 'an unknown origin'} may not act for a signed-in user`,
+      `a request from ${quotedOrigin(sent)} may not act for a signed-in user`,
     );
 }
 
-/** Origin checks for the sign-in form, which has no session yet. */
+/** Origin checks for the sign-in form, which has no session yet: an Origin, if sent, is ours. */
 export function checkSameOrigin(request: FastifyRequest): void {
-  const origin = request.headers.origin;
-  if (origin !== undefined && origin !== ownOrigin(request))
-    throw new PathotypeError('ERR_CSRF', `a sign-in from ${origin} is refused`);
+  const sent = request.headers.origin;
+  if (sent === undefined) return;
+  const origin = originOf(sent);
+  if (!origin || !request.server.ownOrigins(request).includes(origin))
+    throw new PathotypeError('ERR_CSRF', `a sign-in from ${quotedOrigin(sent)} is refused`);
 }
 
 function accessControl(app: FastifyInstance, options: AccessOptions): void {

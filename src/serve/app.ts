@@ -23,6 +23,9 @@ import type { Bf16Setting } from '../engine/precision.js';
 import { LIMITS } from '../limits.js';
 import { Predictor } from '../predict/predictor.js';
 import { adminRoutes } from './admin-routes.js';
+import { blockUntrustedDecoders } from './decoders.js';
+import origins, { publicOrigin } from './origin.js';
+import slowClients, { type BodyRate } from './slow-clients.js';
 import { restApi } from './api.js';
 import { loginRoutes } from './login-routes.js';
 import { reviewsApi } from './reviews-api.js';
@@ -80,8 +83,12 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Behind a reverse proxy: trust its X-Forwarded-* headers (Fastify's trustProxy). */
   trustProxy?: boolean | string | number;
+  /** The address browsers reach the server at (https://HOST[:PORT]): its own origin. */
+  publicOrigin?: string;
   /** Origins allowed to call the REST API from a browser (CORS); none by default. */
   corsOrigins?: string[];
+  /** The slowest a request body may arrive (tests shorten the window); default from LIMITS. */
+  bodyRate?: BodyRate;
 }
 
 export interface PathotypeServer {
@@ -99,11 +106,9 @@ export interface PathotypeServer {
 async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<void> {
   const service = app.pathotype;
   await app.register(multipart, { limits: { fileSize: maxBytes, files: 1, fields: 10 } });
-  for (const type of UPLOAD_CONSUMES.filter((t) => t !== 'multipart/form-data')) {
-    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: maxBytes }, (_req, body, done) => {
-      done(null, body);
-    });
-  }
+  // A raw image body is handed on unread: the upload route streams it to disk (uploads.ts).
+  for (const type of UPLOAD_CONSUMES.filter((t) => t !== 'multipart/form-data'))
+    app.addContentTypeParser(type, (_request, payload, done) => done(null, payload));
   await app.register(swagger, {
     openapi: {
       info: {
@@ -189,6 +194,9 @@ function capConnectionsPerAddress(server: Server): void {
 }
 
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
+  // Checked before anything is opened: a wrong one is a configuration error, nothing to close.
+  const ownOrigin = options.publicOrigin === undefined ? undefined : publicOrigin(options.publicOrigin);
+  blockUntrustedDecoders();
   const maxBytes = options.maxBytes ?? SERVE_DEFAULTS.maxMegabytes * 1024 * 1024;
   const maxPixels = options.maxPixels ?? SERVE_DEFAULTS.maxPixels;
   const predictor = await Predictor.load(options.modelDir, {
@@ -214,6 +222,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     limiter,
     {
       maxPixels,
+      maxBytes,
       keepImages: options.keepImages ?? SERVE_DEFAULTS.keepImages,
       ...(options.slideRoot ? { slideRoot: path.resolve(options.slideRoot) } : {}),
       slideMaxBytes: (options.slideMaxGigabytes ?? SERVE_DEFAULTS.slideMaxGigabytes) * 2 ** 30,
@@ -243,6 +252,17 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   capConnectionsPerAddress(app.server);
   app.decorate('pathotype', service);
   await app.register(errorHandling);
+  await app.register(origins, {
+    ...(ownOrigin ? { publicOrigin: ownOrigin } : {}),
+    trustProxy: options.trustProxy !== undefined && options.trustProxy !== false,
+    tls: options.tls !== undefined,
+  });
+  await app.register(slowClients, {
+    rate: options.bodyRate ?? {
+      bytesPerSecond: LIMITS.bodyBytesPerSecond,
+      windowMs: LIMITS.bodyRateWindowMs,
+    },
+  });
   await registerSecurity(app, {
     store,
     allowAnonymous: options.allowAnonymous ?? false,

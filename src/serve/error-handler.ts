@@ -40,9 +40,22 @@ const BY_STATUS: Record<number, ErrorCode> = {
   431: 'ERR_HEADERS_TOO_LARGE',
 };
 
-/** Folders of this machine do not leave it: an absolute path in a message is cut to its file name. */
+/** A double-quoted string in a message: the sender's own input, quoted as sent (JSON escapes). */
+const QUOTED = /("(?:[^"\\]|\\.)*")/;
+
+/**
+ * Folders of this machine do not leave it: an absolute path in a message is cut to its file
+ * name. What the message quotes is the sender's own input and stays as it was sent.
+ */
 export function withoutServerPaths(message: string): string {
-  return message.replace(/(?:\/[^/\s'"`:,;()]+){2,}/g, (full) => full.slice(full.lastIndexOf('/') + 1));
+  return message
+    .split(QUOTED)
+    .map((part, i) =>
+      i % 2 === 1
+        ? part
+        : part.replace(/(?:\/[^/\s'"`:,;()]+){2,}/g, (full) => full.slice(full.lastIndexOf('/') + 1)),
+    )
+    .join('');
 }
 
 function describeError(error: unknown): DescribedError {

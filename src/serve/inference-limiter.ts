@@ -1,11 +1,14 @@
 /**
  * Admission control for inference: at most `concurrency` jobs run, at most `maxWaiting` wait;
  * anything beyond is refused at once (the server answers 503 with Retry-After), so memory
- * stays bounded under any load.
+ * stays bounded under any load; and one client (a user with all their keys, a service key, an
+ * address) holds at most `perClient` of those places, so it cannot take them all.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 import { PathotypeError } from '../errors.js';
+import { LIMITS } from '../limits.js';
+import { uploaderOf } from './slow-clients.js';
 
 export class QueueFullError extends PathotypeError {
   constructor() {
@@ -17,12 +20,14 @@ export class QueueFullError extends PathotypeError {
 export class InferenceLimiter {
   readonly concurrency: number;
   readonly maxWaiting: number;
+  readonly perClient: number;
   #running = 0;
   #waiting: (() => void)[] = [];
 
-  constructor(concurrency: number, maxWaiting: number) {
+  constructor(concurrency: number, maxWaiting: number, perClient: number = LIMITS.uploadsPerClient) {
     this.concurrency = Math.max(1, concurrency);
     this.maxWaiting = Math.max(0, maxWaiting);
+    this.perClient = Math.max(1, perClient);
   }
 
   get running(): number {
@@ -40,17 +45,29 @@ export class InferenceLimiter {
     );
   }
 
-  /** Uploads admitted: being read, waiting or running. */
+  /** Uploads admitted: being read, waiting or running; in all and per client. */
   #admitted = 0;
+  #byClient = new Map<string, number>();
 
-  admit(): boolean {
-    if (this.#admitted >= this.concurrency + this.maxWaiting) return false;
+  /**
+   * A place for one upload of `client` (null: of no one client); refused when all are taken, or
+   * when the client holds its share.
+   */
+  admit(client: string | null = null): 'admitted' | 'full' | 'client' {
+    if (this.#admitted >= this.concurrency + this.maxWaiting) return 'full';
+    const held = client === null ? 0 : (this.#byClient.get(client) ?? 0);
+    if (held >= this.perClient) return 'client';
     this.#admitted++;
-    return true;
+    if (client !== null) this.#byClient.set(client, held + 1);
+    return 'admitted';
   }
 
-  release(): void {
+  release(client: string | null = null): void {
     this.#admitted = Math.max(0, this.#admitted - 1);
+    if (client === null) return;
+    const held = (this.#byClient.get(client) ?? 1) - 1;
+    if (held > 0) this.#byClient.set(client, held);
+    else this.#byClient.delete(client);
   }
 
   /**
@@ -88,16 +105,27 @@ export class InferenceLimiter {
 
 /**
  * A route hook that admits an upload only while it can be held: at most `concurrency +
- * maxWaiting` uploads are read, waiting or running at once (so memory is bounded by that many
- * bodies), and beyond it one is refused with 503 before its body is read.
+ * maxWaiting` uploads are read, waiting or running at once, at most `perClient` of one client;
+ * beyond, 503 (all taken) or 429 (the client's share taken) before the body is read.
  */
 export function refuseWhenBusy(service: {
   limiter: InferenceLimiter;
 }): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
-  return (_request, reply) => {
+  return (request, reply) => {
     const { limiter } = service;
-    if (!limiter.admit()) return Promise.reject(new QueueFullError());
-    reply.raw.once('close', () => limiter.release());
+    const client = uploaderOf(request);
+    const admitted = limiter.admit(client);
+    if (admitted === 'full') return Promise.reject(new QueueFullError());
+    if (admitted === 'client') {
+      void reply.header('retry-after', '5');
+      return Promise.reject(
+        new PathotypeError(
+          'ERR_RATE_LIMITED',
+          `you have ${limiter.perClient} uploads in progress already: send the next when one is answered`,
+        ),
+      );
+    }
+    reply.raw.once('close', () => limiter.release(client));
     return Promise.resolve();
   };
 }

@@ -1,15 +1,17 @@
 /**
- * Signing in and out of the portal. A sign-in checks the password (the user store counts wrong
- * ones and locks the account), starts a new session (a new id, so one planted before cannot be
- * ridden) and returns to the page asked for; signing out ends the session on every server.
+ * Signing in and out of the portal. A sign-in checks the password (the user store throttles
+ * failures by name and address, known names and unknown alike), starts a new session (a new
+ * id, so one planted before cannot be ridden) and returns to the page asked for; signing out
+ * ends the session on every server.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type {} from '@fastify/rate-limit';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
 import { PathotypeError } from '../errors.js';
-import { LOGIN_RATE } from '../limits.js';
-import { checkSameOrigin } from './access.js';
+import { LIMITS, LOGIN_RATE } from '../limits.js';
+import { checkSameOrigin, userPrincipal } from './access.js';
+import { capPerClient } from './slow-clients.js';
 import { loginPage } from './portal.js';
 import { LOGIN_BODY, LOGIN_QUERY } from './schemas.js';
 
@@ -47,19 +49,25 @@ export function loginRoutes(app: FastifyInstance): void {
         rateLimit: { ...LOGIN_RATE, keyGenerator: (request: FastifyRequest) => request.ip },
         audit: 'login',
       },
+      onRequest: capPerClient(
+        LIMITS.signInsPerAddress,
+        (request) => request.ip,
+        (cap) =>
+          new PathotypeError('ERR_RATE_LIMITED', `${cap} sign-ins from this address are in progress already`),
+      ),
     },
     async (request, reply) => {
       checkSameOrigin(request);
       const { name, password } = request.body;
       const next = safeNext(request.body.next);
       try {
-        const user = await store.users.authenticate(name, password);
+        const user = await store.users.signIn(name, password, request.ip);
         await request.session.regenerate();
         const now = Date.now();
         request.session.userId = user.id;
         request.session.createdAt = now;
         request.session.lastSeen = now;
-        request.principal = { kind: 'user', id: user.id, name: user.name, role: user.role };
+        request.principal = userPrincipal(user);
         return await reply.redirect(next, 303);
       } catch (error) {
         if (!(error instanceof PathotypeError) || !['ERR_LOGIN', 'ERR_LOCKED'].includes(error.code))
@@ -67,11 +75,13 @@ export function loginRoutes(app: FastifyInstance): void {
         // The audit names the account only if it exists: a password typed into the name field
         // must not be kept for ever in an append-only table.
         const account = await store.users.find(name);
+        const actor = account?.name ?? 'unknown name';
         request.principal = {
           kind: 'anonymous',
           id: null,
-          name: account?.name ?? 'unknown name',
+          name: actor,
           role: 'viewer',
+          owner: { id: null, name: actor },
         };
         return reply
           .code(error.status)

@@ -8,7 +8,7 @@ import { overlayPng } from '../predict/heatmap.js';
 import { ANONYMOUS_PAGE, FAVICON, historyPage, resultPage, uploadPage, type PageContext } from './portal.js';
 import { fieldViewerPage, slideListPage, slideViewerPage, type ViewedSlide } from './portal-slides.js';
 import type { SlideJob } from '../store/slide-jobs.js';
-import { CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
+import { shownJobError, CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
 import { predictUpload, principalOf } from './uploads.js';
 import { refuseWhenBusy } from './inference-limiter.js';
@@ -19,7 +19,7 @@ function viewed(job: SlideJob): ViewedSlide {
     fileName: job.fileName,
     status: job.status,
     progress: job.progress,
-    error: job.error,
+    error: shownJobError(job),
     result: job.summary?.result ?? null,
   };
 }

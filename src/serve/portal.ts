@@ -18,7 +18,6 @@ import {
   type ShownVerdict,
 } from '../predict/verdict-text.js';
 import { architectureOf, type ModelManifest } from '../model/package.js';
-import type { AuditEntry } from '../store/audit.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import { REVIEW_SCRIPT, reviewForm } from './review-pages.js';
 
@@ -84,7 +83,10 @@ export function jsonBlock(id: string, value: unknown): string {
 
 function signedIn(ctx: PageContext): string {
   if (!ctx.user) return '';
-  const audit = ctx.user.role === 'admin' ? ' &nbsp; <a href="/admin/audit">Audit</a>' : '';
+  const audit =
+    ctx.user.role === 'admin'
+      ? ' &nbsp; <a href="/admin/audit">Audit</a> &nbsp; <a href="/admin/users">Users</a>'
+      : '';
   return `${audit}<span class="who">Signed in as <strong id="signed-in">${escapeHtml(ctx.user.name)}</strong> (${escapeHtml(ctx.user.role)})</span>
 <form method="post" action="/logout" class="logout"><input type="hidden" name="_csrf" value="${escapeHtml(ctx.csrfToken ?? '')}"><button type="submit">Sign out</button></form>`;
 }
@@ -340,31 +342,5 @@ ${error}
 <p><label for="password">Password</label><br><input id="password" name="password" type="password" autocomplete="current-password" required maxlength="256"></p>
 <p><button type="submit" id="sign-in">Sign in</button></p>
 </form>`,
-  );
-}
-
-/** The audit as an admin reads it: newest first, filtered by user, case and time. */
-export function auditPage(
-  ctx: PageContext,
-  entries: readonly AuditEntry[],
-  filter: { user: string; case: string; since: string },
-): string {
-  const rows = entries
-    .map(
-      (e) =>
-        `<tr><td>${escapeHtml(e.at.replace('T', ' ').slice(0, 19))}</td><td>${escapeHtml(e.actor)} <span class="muted">(${escapeHtml(e.actorKind)})</span></td><td>${escapeHtml(e.action)}</td><td>${e.caseId ? `<code>${escapeHtml(e.caseId.slice(0, 8))}</code>` : ''}</td><td>${e.status}</td><td>${escapeHtml(e.address)}</td></tr>`,
-    )
-    .join('');
-  return layout(
-    ctx,
-    'Audit',
-    `<h1>Audit</h1>
-<form class="panel" method="get" action="/admin/audit" role="search">
-<label>User <input name="user" value="${escapeHtml(filter.user)}"></label>
-<label>Case <input name="case" value="${escapeHtml(filter.case)}"></label>
-<label>Since <input name="since" value="${escapeHtml(filter.since)}" placeholder="2026-12-01T00:00"></label>
-<button type="submit">Filter</button></form>
-<div class="panel"><table><thead><tr><th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Case</th><th scope="col">Status</th><th scope="col">From</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="6">Nothing recorded.</td></tr>'}</tbody></table></div>`,
   );
 }

@@ -116,8 +116,9 @@ async function recordReview(
   return service.store.reviews.add({
     caseKind: kind,
     caseId: id,
-    reviewer: principal.name,
-    reviewerId: principal.id,
+    // A key acting for a user reviews as that user: one reader, whichever way they sent it.
+    reviewer: principal.owner.name,
+    reviewerId: principal.owner.id,
     label: body.label,
     otherText: body.label === OTHER_LABEL ? (body.other ?? '').trim() : null,
     patient: body.patient ?? null,

@@ -7,6 +7,7 @@ import type { ImagePrediction } from '../predict/predictor.js';
 import { VERDICT_PROPERTIES } from '../predict/verdict.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import type { SlideJob } from '../store/slide-jobs.js';
+import { withoutServerPaths } from './error-handler.js';
 
 export const ERROR_SCHEMA = {
   type: 'object',
@@ -217,6 +218,15 @@ export const SLIDE_JOB_SCHEMA = {
   },
 } as const;
 
+/** A failed job's error as answers show it: its slide named as sent, no server folder in it. */
+export function shownJobError(job: SlideJob): SlideJob['error'] {
+  if (!job.error) return null;
+  const named = job.slidePath
+    ? job.error.message.replaceAll(job.slidePath, JSON.stringify(job.fileName))
+    : job.error.message;
+  return { code: job.error.code, message: withoutServerPaths(named) };
+}
+
 export function publicSlideJob(job: SlideJob): Record<string, unknown> & { id: string } {
   const base = `/api/v1/slides/${job.id}`;
   return {
@@ -227,7 +237,7 @@ export function publicSlideJob(job: SlideJob): Record<string, unknown> & { id: s
     fileName: job.fileName,
     model: job.modelId,
     progress: job.progress,
-    error: job.error,
+    error: shownJobError(job),
     result: job.summary?.result ?? null,
     slide: job.summary ? { ...job.summary.slide, path: undefined } : null,
     tiling: job.summary?.tiling ?? null,

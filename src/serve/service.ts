@@ -4,9 +4,9 @@
  * wait for the engine, predict, keep the image, record the result; receive a slide and queue its
  * job). It takes plain values: the routes parse HTTP, this knows nothing of Fastify.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -20,16 +20,14 @@ import { planSlide } from '../predict/slide-plan.js';
 import { LIMITS } from '../limits.js';
 import type { Role } from '../store/users.js';
 import type { SlidePrediction } from '../predict/slide-predictor.js';
-import { Slide, SLIDE_EXTENSIONS } from '../slide/slide.js';
+import { Slide } from '../slide/slide.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import type { ServerStore } from '../store/open.js';
 import { findJob, type SlideJob, type SlideQueue } from '../store/slide-jobs.js';
 import { ensureDir } from '../workspace.js';
+import { checkSlideUpload, sniffImage, UPLOADED_SLIDE_EXTENSIONS } from './decoders.js';
 import type { InferenceLimiter } from './inference-limiter.js';
 import { SlideTiles } from './slide-tiles.js';
-
-/** Single-file slides an upload may be: OpenSlide's formats and plain (pyramidal) TIFF. */
-const UPLOADED_SLIDE_EXTENSIONS = [...SLIDE_EXTENSIONS, '.tif', '.tiff'];
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -42,9 +40,13 @@ export function modelIdOf(manifest: ModelManifest): string {
   return `${manifest.name}@${manifest.version}`;
 }
 
-/** An image sent for prediction. */
+/** An image sent for prediction, received into a file of the uploads folder. */
 export interface ImageUpload {
-  buffer: Buffer;
+  /** The server's copy: kept as the record's image, or removed, by predict(). */
+  file: string;
+  bytes: number;
+  sha256: string;
+  /** As the sender named it. */
   fileName: string;
   /** Its pixel scale relative to the original release, when the sender knows it. */
   scale?: number;
@@ -60,6 +62,8 @@ export type SlideSubmission =
 
 export interface ServiceLimits {
   maxPixels: number;
+  /** Largest image upload, in bytes. */
+  maxBytes: number;
   keepImages: boolean;
   /** Slides submitted by path must lie under it; none: only uploads. */
   slideRoot?: string;
@@ -90,18 +94,31 @@ export class PredictionService {
     await this.tiles.close();
   }
 
-  /** `signal`: the client hung up; the prediction stops taking the engine. */
+  /**
+   * `signal`: the client hung up; the prediction stops taking the engine. The upload's file is
+   * kept as the record's image or removed, whatever happens.
+   */
   async predict(upload: ImageUpload, client: Client, signal?: AbortSignal): Promise<PredictionRecord> {
+    try {
+      return await asSent(this.#predict(upload, client, signal), upload);
+    } finally {
+      rmSync(upload.file, { force: true });
+    }
+  }
+
+  async #predict(upload: ImageUpload, client: Client, signal?: AbortSignal): Promise<PredictionRecord> {
     const started = performance.now();
-    const { buffer, fileName } = upload;
-    // Sniffed from the bytes, checked against the limits, before any pixel is decoded; once.
-    const probe = await probeImage(buffer, { maxPixels: this.limits.maxPixels });
+    const { file, fileName } = upload;
+    // Judged by its first bytes, then its header checked against the limits, before any pixel
+    // is decoded; once.
+    await sniffImage(file, fileName);
+    const probe = await probeImage(file, { maxPixels: this.limits.maxPixels });
     const queued = performance.now();
     let queueMs = 0;
     const [result] = await this.limiter.run(async () => {
       queueMs = performance.now() - queued;
       return this.predictor.predictImages(
-        [{ source: buffer, name: fileName, probe, ...(upload.scale ? { scale: upload.scale } : {}) }],
+        [{ source: file, name: fileName, probe, ...(upload.scale ? { scale: upload.scale } : {}) }],
         signal,
       );
     }, signal);
@@ -111,16 +128,14 @@ export class PredictionService {
     let imageFile: string | null = null;
     if (this.limits.keepImages) {
       imageFile = `${id}.${probe.format === 'jpeg' ? 'jpg' : probe.format === 'tiff' ? 'tif' : probe.format}`;
-      const target = path.join(records.uploadsDir, imageFile);
-      await writeFile(`${target}.tmp`, buffer);
-      await rename(`${target}.tmp`, target);
+      await rename(file, path.join(records.uploadsDir, imageFile));
     }
     const record: PredictionRecord = {
       id,
       createdAt: new Date().toISOString(),
       fileName,
-      sha256: createHash('sha256').update(buffer).digest('hex'),
-      bytes: buffer.length,
+      sha256: upload.sha256,
+      bytes: upload.bytes,
       width: probe.width,
       height: probe.height,
       modelId: this.modelId,
@@ -183,15 +198,13 @@ export class PredictionService {
         fileName = submission.fileName;
       } else {
         slidePath = underRoot(this.limits.slideRoot, submission.path);
-        fileName = path.basename(slidePath);
+        // The name as the sender wrote it: the resolved path would name the server's folders.
+        fileName = path.basename(submission.path);
       }
-      const slide = await Slide.open(slidePath);
-      try {
-        const plan = planSlide(this.predictor, slide.info, slideMpp ? { slideMpp } : {});
-        work = plan.cols * plan.rows;
-      } finally {
-        await slide.close();
-      }
+      work = await asSent(this.#slideWork(slidePath, slideMpp), {
+        file: slidePath,
+        fileName: submission.kind === 'upload' ? submission.fileName : submission.path,
+      });
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
       throw error;
@@ -205,6 +218,17 @@ export class PredictionService {
       owner,
       work,
     });
+  }
+
+  /** Tiles of the model's grid over the slide, from its header. */
+  async #slideWork(slidePath: string, slideMpp: number | null): Promise<number> {
+    const slide = await Slide.open(slidePath);
+    try {
+      const plan = planSlide(this.predictor, slide.info, slideMpp ? { slideMpp } : {});
+      return plan.cols * plan.rows;
+    } finally {
+      await slide.close();
+    }
   }
 
   async #checkQueue(owner: string | null): Promise<void> {
@@ -237,10 +261,16 @@ export class PredictionService {
     return left;
   }
 
-  /** Cancels a queued or running job: its owner may, and an admin. */
-  async cancelSlide(id: string, by: { id: string | null; role: Role }): Promise<SlideJob> {
+  /**
+   * Cancels a queued or running job: its owner may (a user through any of their keys or the
+   * portal; jobs recorded before owners were users name the key itself), and an admin.
+   */
+  async cancelSlide(
+    id: string,
+    by: { id: string | null; role: Role; owner: { id: string | null } },
+  ): Promise<SlideJob> {
     const job = await this.findSlideJob(id);
-    if (job.owner && job.owner !== by.id && by.role !== 'admin')
+    if (job.owner && job.owner !== by.owner.id && job.owner !== by.id && by.role !== 'admin')
       throw new PathotypeError(
         'ERR_FORBIDDEN',
         'only the one who submitted a slide job, or an admin, may cancel it',
@@ -298,7 +328,7 @@ export class PredictionService {
       upload.stream.resume();
       throw new PathotypeError(
         'ERR_SLIDE_UNSUPPORTED',
-        `${upload.fileName}: send a single-file slide (${[...SLIDE_EXTENSIONS, '.tif'].join(', ')}); multi-file formats go by path`,
+        `${JSON.stringify(upload.fileName)}: send a single-file slide (${UPLOADED_SLIDE_EXTENSIONS.join(', ')}); multi-file formats go by path`,
       );
     }
     ensureDir(dir);
@@ -319,26 +349,50 @@ export class PredictionService {
       rmSync(`${target}.part`, { force: true });
       throw new PathotypeError(
         'ERR_TOO_LARGE',
-        `${upload.fileName} is larger than the ${(this.limits.slideMaxBytes / 2 ** 30).toFixed(1)} GiB this server accepts`,
+        `${JSON.stringify(upload.fileName)} is larger than the ${(this.limits.slideMaxBytes / 2 ** 30).toFixed(1)} GiB this server accepts`,
       );
     }
+    // Its first bytes are those of its format, or OpenSlide never sees it.
+    await checkSlideUpload(`${target}.part`, upload.fileName, extension).catch((error: unknown) => {
+      rmSync(`${target}.part`, { force: true });
+      throw error;
+    });
     await rename(`${target}.part`, target);
     return target;
   }
 }
 
-/** A path under the slide root, with symbolic links resolved: nothing outside it is readable. */
+/**
+ * A slide file under the slide root, with symbolic links resolved: nothing outside it is
+ * readable. Refusals quote the path as sent and never the folders it resolved to.
+ */
 function underRoot(root: string | undefined, relative: string): string {
   if (!root)
     throw new ConfigError(
       'this server has no slide root: start it with --slide-root DIR, or upload the slide',
     );
+  const refused = new PathotypeError(
+    'ERR_NOT_FOUND',
+    `${JSON.stringify(relative)} is not a slide file under the slide root`,
+  );
   const base = realpathSync(root);
   const candidate = path.resolve(base, relative);
-  if (!existsSync(candidate))
-    throw new PathotypeError('ERR_NOT_FOUND', `${relative} is not under the slide root`);
+  if (!existsSync(candidate)) throw refused;
   const real = realpathSync(candidate);
-  if (real !== base && !real.startsWith(base + path.sep))
-    throw new PathotypeError('ERR_NOT_FOUND', `${relative} is not under the slide root`);
+  if (!real.startsWith(base + path.sep) || !statSync(real).isFile()) throw refused;
   return real;
+}
+
+/**
+ * Errors about a file the server holds (an upload's copy, a slide under the root) name it as
+ * the sender did, quoted as sent, never by the server's path.
+ */
+async function asSent<T>(work: Promise<T>, names: { file: string; fileName: string }): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof Error && names.file)
+      error.message = error.message.replaceAll(names.file, JSON.stringify(names.fileName));
+    throw error;
+  }
 }

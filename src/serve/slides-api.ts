@@ -23,6 +23,9 @@ import {
   SLIDE_SUBMIT_QUERY,
   TILE_PARAMS,
 } from './schemas.js';
+import { PathotypeError } from '../errors.js';
+import { LIMITS } from '../limits.js';
+import { capPerClient, uploaderOf } from './slow-clients.js';
 import { principalOf, readSlideSubmission, type SlidePathBody } from './uploads.js';
 
 export function slidesApi(app: FastifyInstance): void {
@@ -44,6 +47,13 @@ export function slidesApi(app: FastifyInstance): void {
         response: { 202: SLIDE_JOB_SCHEMA, '4xx': ERROR_SCHEMA },
       },
       config: { access: 'pathologist', audit: 'slide.create' },
+      // One user or key streams a few slides at once, not every connection the server has.
+      onRequest: capPerClient(LIMITS.uploadsPerClient, uploaderOf, (cap) => {
+        return new PathotypeError(
+          'ERR_RATE_LIMITED',
+          `you have ${cap} slide submissions in progress already: send the next when one is answered`,
+        );
+      }),
     },
     async (request, reply) => {
       // The JSON body has been checked against SLIDE_SUBMIT_BODY; a multipart one is streamed.
@@ -52,7 +62,7 @@ export function slidesApi(app: FastifyInstance): void {
       const job = await service.submitSlide(
         submission,
         request.query.slideMpp ?? null,
-        request.principal?.id ?? null,
+        principalOf(request).owner.id,
       );
       request.auditCase = job.id;
       return reply.code(202).header('location', `/api/v1/slides/${job.id}`).send(publicSlideJob(job));

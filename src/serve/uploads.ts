@@ -2,7 +2,11 @@
  * The HTTP side of an upload: what the request carries (a multipart field or a raw body, its
  * name, who sent it), turned into the plain values the service takes.
  */
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream, rmSync } from 'node:fs';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
@@ -55,11 +59,13 @@ export async function predictUpload(
   reply: FastifyReply,
   query: { filename?: string; scale?: number },
 ): Promise<PredictionRecord> {
-  const record = await service.predict(
-    await readImageUpload(request, query),
-    clientOf(request),
-    hangUpSignal(reply),
+  const upload = await readImageUpload(
+    request,
+    query,
+    service.store.predictions.uploadsDir,
+    service.limits.maxBytes,
   );
+  const record = await service.predict(upload, clientOf(request), hangUpSignal(reply));
   request.auditCase = record.id;
   return record;
 }
@@ -73,31 +79,88 @@ function checkMultipart(request: FastifyRequest): void {
     );
 }
 
-/** The image of a multipart form (its one file) or of a raw image/* body. */
+/** An upload's body as it came in: on disk, never whole in memory. */
+export interface ReceivedFile {
+  /** The server's copy (`*.part` in the uploads folder), removed or kept by whoever takes it. */
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+
+/**
+ * Streams an upload to a file in `dir`, hashing as it goes, refused (413) beyond `maxBytes`:
+ * memory holds a stream's buffers whatever the upload's size.
+ */
+export async function receiveToFile(stream: Readable, dir: string, maxBytes: number): Promise<ReceivedFile> {
+  const file = path.join(dir, `incoming-${randomUUID()}.part`);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  stream.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > maxBytes) stream.destroy(tooLarge(maxBytes));
+    else hash.update(chunk);
+  });
+  try {
+    await pipeline(stream, createWriteStream(file));
+  } catch (error) {
+    rmSync(file, { force: true });
+    throw error;
+  }
+  return { file, bytes, sha256: hash.digest('hex') };
+}
+
+function tooLarge(maxBytes: number): PathotypeError {
+  return new PathotypeError(
+    'ERR_TOO_LARGE',
+    `the upload is larger than the ${(maxBytes / 2 ** 20).toFixed(0)} MiB this server accepts`,
+  );
+}
+
+/**
+ * The image of a multipart form (its one file) or of a raw image/* body (a stream: the raw
+ * types' parser hands it on unread), streamed to a file in `dir`.
+ */
 export async function readImageUpload(
   request: FastifyRequest,
   query: { filename?: string; scale?: number },
+  dir: string,
+  maxBytes: number,
 ): Promise<ImageUpload> {
   const scale = query.scale ? { scale: query.scale } : {};
   if (request.isMultipart()) {
     checkMultipart(request);
-    const file = await request.file();
-    if (!file)
+    const part = await request.file();
+    if (!part)
       throw new PathotypeError(
         'ERR_NO_FILE',
         "the form has no file: send the image in a field named 'image'",
       );
-    return { buffer: await file.toBuffer(), fileName: fileNameOf(file.filename || 'upload'), ...scale };
+    const fileName = fileNameOf(part.filename || 'upload');
+    const received = await receiveToFile(part.file, dir, maxBytes);
+    if (part.file.truncated) {
+      rmSync(received.file, { force: true });
+      throw tooLarge(maxBytes);
+    }
+    return { ...received, fileName, ...scale };
   }
-  const body = request.body;
-  if (!Buffer.isBuffer(body) || body.length === 0)
+  // Refused before a byte is read when the sender says it is too large (a chunked body is counted).
+  const declared = Number(request.headers['content-length'] ?? Number.NaN);
+  if (declared > maxBytes) throw tooLarge(maxBytes);
+  const body = request.body as Readable | undefined;
+  const header = request.headers['x-file-name'];
+  const name = query.filename ?? (typeof header === 'string' ? header : undefined) ?? 'upload';
+  const fileName = fileNameOf(name);
+  if (!body || typeof body.pipe !== 'function' || declared === 0)
     throw new PathotypeError(
       'ERR_NO_FILE',
       'send the image as multipart/form-data (field image) or as a raw image/* body',
     );
-  const header = request.headers['x-file-name'];
-  const name = query.filename ?? (typeof header === 'string' ? header : undefined) ?? 'upload';
-  return { buffer: body, fileName: fileNameOf(name), ...scale };
+  const received = await receiveToFile(body, dir, maxBytes);
+  if (received.bytes === 0) {
+    rmSync(received.file, { force: true });
+    throw new PathotypeError('ERR_NO_FILE', 'the request body is empty: send the image');
+  }
+  return { ...received, fileName, ...scale };
 }
 
 /** The JSON body naming a slide under the slide root (validated by the route's schema). */

@@ -206,6 +206,34 @@ DROP TRIGGER IF EXISTS reviews_no_change ON reviews;
 CREATE TRIGGER reviews_no_change BEFORE UPDATE OR DELETE ON reviews FOR EACH ROW EXECUTE FUNCTION reviews_append_only();`,
     },
   },
+  {
+    // Failed sign-ins per name typed (a keyed hash) and address; '' counts every address.
+    version: 7,
+    name: '007_sign_in_failures',
+    sql: `
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+  name_key TEXT NOT NULL,
+  address TEXT NOT NULL,
+  failures INTEGER NOT NULL,
+  last_at REAL NOT NULL,
+  PRIMARY KEY (name_key, address)
+);
+CREATE INDEX IF NOT EXISTS sign_in_failures_last ON sign_in_failures (last_at);`,
+  },
+  {
+    // The audit's hash chain: each row's place and its hash over its content and the previous
+    // row's hash (store/audit.ts). Rows written before it have neither.
+    version: 8,
+    name: '008_audit_chain',
+    columns: [
+      { table: 'audit', column: 'chain_seq', definition: 'INTEGER' },
+      { table: 'audit', column: 'hash', definition: 'TEXT' },
+    ],
+    dialectSql: {
+      sqlite: 'CREATE UNIQUE INDEX IF NOT EXISTS audit_chain ON audit (chain_seq);',
+      postgres: 'CREATE UNIQUE INDEX IF NOT EXISTS audit_chain ON audit (chain_seq);',
+    },
+  },
 ];
 
 /** What a database must offer to be migrated: statements in one transaction, and its columns. */

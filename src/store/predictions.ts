@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 
+import { LIMITS } from '../limits.js';
 import type { ImagePrediction } from '../predict/predictor.js';
 import { ensureDir } from '../workspace.js';
 import { containsPattern, type Database } from './database.js';
@@ -116,19 +117,21 @@ export class PredictionStore {
   /**
    * Upload files without a record: left by a process killed between writing and recording. On a
    * shared database another server may be writing one right now, so only files older than a
-   * minute go there.
+   * minute go there; an upload still arriving (`.part`) may take as long as a request may.
    */
   async removeOrphanUploads(): Promise<number> {
     const rows = await this.#db.query<{ image_file: string }>(
       'SELECT image_file FROM predictions WHERE image_file IS NOT NULL',
     );
     const known = new Set(rows.map((r) => r.image_file));
-    const cutoff = this.#db.dialect === 'postgres' ? Date.now() - 60_000 : Infinity;
+    const now = Date.now();
+    const cutoff = this.#db.dialect === 'postgres' ? now - 60_000 : Infinity;
     let removed = 0;
     for (const file of readdirSync(this.uploadsDir)) {
       const full = path.join(this.uploadsDir, file);
       try {
-        if (known.has(file) || statSync(full).mtimeMs > cutoff) continue;
+        const age = file.endsWith('.part') ? now - LIMITS.requestTimeoutMs : cutoff;
+        if (known.has(file) || statSync(full).mtimeMs > age) continue;
         rmSync(full, { force: true });
         removed++;
       } catch {

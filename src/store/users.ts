@@ -1,7 +1,7 @@
 /**
  * Accounts: a name, a role, a password hashed with argon2id (@node-rs/argon2, OWASP's minimum
  * parameters: 19 MiB, two passes), disabled rather than deleted so the audit keeps naming them.
- * Repeated wrong passwords lock the account for a while.
+ * Failed sign-ins are throttled by name and address (sign-in-throttle.ts), never by account.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -12,6 +12,7 @@ import { USER_LIMITS } from '../limits.js';
 import type { Database } from './database.js';
 import { columnNames, fromRow, type Columns } from './rows.js';
 import { Settings } from './settings.js';
+import { SignInThrottle } from './sign-in-throttle.js';
 
 /** From least to most: each role may do what the ones before it may. */
 export const ROLES = ['viewer', 'pathologist', 'admin'] as const;
@@ -44,8 +45,6 @@ export interface UserRecord {
   createdAt: string;
   passwordChangedAt: string;
   disabledAt: string | null;
-  failedLogins: number;
-  lockedUntil: string | null;
 }
 
 const COLUMNS: Columns<UserRecord> = {
@@ -55,8 +54,6 @@ const COLUMNS: Columns<UserRecord> = {
   createdAt: ['created_at', 'text'],
   passwordChangedAt: ['password_changed_at', 'text'],
   disabledAt: ['disabled_at', 'text'],
-  failedLogins: ['failed_logins', 'number'],
-  lockedUntil: ['locked_until', 'text'],
 };
 const SELECT = `SELECT ${columnNames(COLUMNS).join(', ')} FROM users`;
 
@@ -102,10 +99,12 @@ let decoy: Promise<string> | undefined;
 export class UserStore {
   readonly #db: Database;
   readonly #settings: Settings;
+  readonly #throttle: SignInThrottle;
 
   constructor(db: Database) {
     this.#db = db;
     this.#settings = new Settings(db);
+    this.#throttle = new SignInThrottle(db);
   }
 
   async add(name: string, role: Role, password: string): Promise<UserRecord> {
@@ -161,56 +160,59 @@ export class UserStore {
   async resetPassword(name: string, password: string): Promise<UserRecord> {
     checkPassword(password);
     const user = await this.#named(name);
-    await this.#db.run(
-      'UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?',
-      [await hash(password, HASH_OPTIONS), new Date().toISOString(), user.id],
-    );
+    await this.#db.run('UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ?', [
+      await hash(password, HASH_OPTIONS),
+      new Date().toISOString(),
+      user.id,
+    ]);
+    await this.#throttle.lift(nameKey(user.name));
     return (await this.get(user.id)) as UserRecord;
   }
 
   /**
-   * The user a name and password belong to. Wrong ones count against the account; after
-   * USER_LIMITS.failedLogins in a row it is locked for USER_LIMITS.lockMinutes (ERR_LOCKED).
-   * Every refusal but the lock says the same, so names cannot be probed.
+   * The user a name and password belong to, signing in from `address`. Every refusal but the
+   * back-off says the same, and a name with no account goes the same way as one with an account
+   * (the same throttle, a hash to verify, a failure counted), so names cannot be probed by the
+   * answer or its time. An address that failed too often for a name waits (ERR_LOCKED, known
+   * or not); a name failed too often from everywhere is answered a little later, owner included.
    */
-  async authenticate(name: string, password: string): Promise<UserRecord> {
+  async signIn(name: string, password: string, address: string): Promise<UserRecord> {
     const refused = new PathotypeError('ERR_LOGIN', 'wrong user name or password');
     if (name.length > USER_LIMITS.nameLength || password.length > USER_LIMITS.passwordMaxLength)
       throw refused;
+    const key = nameKey(name);
+    const throttle = await this.#throttle.state(key, address);
+    if (throttle.lockedUntil !== null)
+      throw new PathotypeError(
+        'ERR_LOCKED',
+        `too many failed sign-ins for this name from this address: try again in ${Math.ceil((throttle.lockedUntil - Date.now()) / 60_000)} min, or ask an administrator to lift the lock`,
+      );
+    if (throttle.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, throttle.delayMs));
     const [row] = await this.#db.query<Record<string, unknown> & { password_hash: string }>(
       `SELECT ${columnNames(COLUMNS).join(', ')}, password_hash FROM users WHERE name = ?`,
       [name.normalize('NFKC')],
     );
-    if (!row) {
-      decoy ??= hash(`decoy-${randomUUID()}`, HASH_OPTIONS);
-      await verify(await decoy, password).catch(() => false);
+    decoy ??= hash(`decoy-${randomUUID()}`, HASH_OPTIONS);
+    const passwordHash = row?.password_hash ?? (await decoy);
+    const matches = await verify(passwordHash, password).catch(() => false);
+    const user = row ? fromRow(row, COLUMNS) : undefined;
+    if (!user || !matches || user.disabledAt) {
+      await this.#throttle.failed(key, address);
       throw refused;
     }
-    const user = fromRow(row, COLUMNS);
-    const now = Date.now();
-    if (user.lockedUntil && Date.parse(user.lockedUntil) > now)
-      throw new PathotypeError(
-        'ERR_LOCKED',
-        `too many wrong passwords: the account is locked until ${user.lockedUntil.slice(11, 16)} UTC; try again then, or ask an administrator to reset the password`,
-      );
-    if (!(await verify(row.password_hash, password).catch(() => false))) {
-      const failed = user.failedLogins + 1;
-      const locks = failed >= USER_LIMITS.failedLogins;
-      await this.#db.run('UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?', [
-        locks ? 0 : failed,
-        locks ? new Date(now + USER_LIMITS.lockMinutes * 60_000).toISOString() : user.lockedUntil,
-        user.id,
-      ]);
-      if (locks)
-        throw new PathotypeError(
-          'ERR_LOCKED',
-          `too many wrong passwords: the account is locked for ${USER_LIMITS.lockMinutes} minutes`,
-        );
-      throw refused;
-    }
-    if (user.disabledAt) throw refused;
-    if (user.failedLogins > 0 || user.lockedUntil)
-      await this.#db.run('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?', [user.id]);
+    await this.#throttle.succeeded(key, address);
     return user;
+  }
+
+  /** Lifts every back-off and delay on a user's name (an administrator's call); the user. */
+  async unlock(name: string): Promise<UserRecord> {
+    const user = await this.#named(name);
+    await this.#throttle.lift(nameKey(user.name));
+    return user;
+  }
+
+  /** The user's failed sign-ins of the last USER_LIMITS.lockMinutes, from every address. */
+  async recentFailures(user: UserRecord): Promise<number> {
+    return (await this.#throttle.state(nameKey(user.name), '')).nameFailures;
   }
 }

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 
+import Database from 'better-sqlite3';
+
+import { openStore } from '../../src/store/open.js';
 import { tempDir } from '../fixtures.js';
 import { runCli, type CliResult } from '../helpers.js';
 
@@ -138,6 +142,36 @@ describe('pathotype users, keys and audit', () => {
     assert.equal(audit.code, 0, audit.stderr);
     assert.match(audit.stdout, /^at,actor,actor_kind,action,case_id/);
     assert.notEqual((await runCli(['-w', ws, 'audit', '--since', 'yesterday'])).code, 0);
+    const unlocked = await runCli(['-w', ws, 'users', 'unlock', 'ada']);
+    assert.equal(unlocked.code, 0, unlocked.stderr);
+    assert.match(unlocked.stdout, /lifted the sign-in lock on ada/);
+    // The audit's chain: intact, then a row edited behind the dropped triggers is named.
+    const store = await openStore(path.join(ws, 'serve'));
+    for (const status of [200, 403, 200])
+      await store.audit.append({
+        actor: 'ada',
+        actorKind: 'user',
+        action: 'prediction.read',
+        caseId: 'case-1',
+        target: 'GET /cases/case-1',
+        status,
+        address: '127.0.0.1',
+        userAgent: 'test',
+      });
+    await store.close();
+    const verified = await runCli(['-w', ws, 'audit', '--verify']);
+    assert.equal(verified.code, 0, verified.stderr);
+    const head = /head, to keep elsewhere and check with --anchor: (\d+:[0-9a-f]{64})/.exec(
+      verified.stdout,
+    )?.[1];
+    assert.ok(head, verified.stdout);
+    const file = new Database(path.join(ws, 'serve', 'serve.sqlite'));
+    file.exec('DROP TRIGGER audit_no_update; UPDATE audit SET status = 200 WHERE chain_seq = 2');
+    file.close();
+    const tampered = await runCli(['-w', ws, 'audit', '--verify', '--anchor', head]);
+    assert.notEqual(tampered.code, 0);
+    assert.match(tampered.stderr, /ERR_AUDIT_BROKEN/);
+    assert.match(tampered.stderr, /changed: row 2 /);
     const disabled = await runCli(['-w', ws, 'users', 'disable', 'ada']);
     assert.match(disabled.stdout, /disabled ada/);
     // A fresh workspace has no user: serving it beyond loopback is refused.

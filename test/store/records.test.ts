@@ -74,6 +74,95 @@ async function exercise(server: ServerStore): Promise<void> {
   assert.equal(await keys.revoke('nobody'), undefined);
 }
 
+/** Audit rows for the chain tests. */
+function entry(i: number): Parameters<ServerStore['audit']['append']>[0] {
+  return {
+    actor: `user${i % 3}`,
+    actorKind: 'user',
+    action: 'prediction.read',
+    caseId: `case-${i}`,
+    target: `GET /cases/${i}`,
+    status: 200,
+    address: '127.0.0.1',
+    userAgent: 'test',
+  };
+}
+
+/**
+ * The audit's chain on either store, appended by two stores at once: intact, then each kind of
+ * tampering by someone who dropped the append-only triggers is found at its row, and undone.
+ */
+async function tamperWithAudit(a: ServerStore, b: ServerStore, dropTriggers: string[]): Promise<void> {
+  // Places in the chain after the rows other tests of this database wrote.
+  const base = (await a.audit.verify()).head?.seq ?? 0;
+  const at = (n: number): number => base + n;
+  await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).audit.append(entry(i))));
+  const intact = await a.audit.verify();
+  assert.deepEqual({ broken: intact.broken, seq: intact.head?.seq }, { broken: null, seq: at(30) });
+  await assert.rejects(
+    a.db.run("UPDATE audit SET actor = 'mallory' WHERE chain_seq = ?", [at(7)]),
+    /append-only/,
+  );
+  for (const sql of dropTriggers) await a.db.run(sql);
+  const [row7] = await a.db.query<{ actor: string }>('SELECT actor FROM audit WHERE chain_seq = ?', [at(7)]);
+  await a.db.run("UPDATE audit SET actor = 'mallory' WHERE chain_seq = ?", [at(7)]);
+  assert.deepEqual(pick((await b.audit.verify()).broken), { kind: 'changed', seq: at(7) });
+  await a.db.run('UPDATE audit SET actor = ? WHERE chain_seq = ?', [row7?.actor ?? '', at(7)]);
+  assert.equal((await b.audit.verify()).broken, null, 'the same content gives the same hash');
+  const [row12] = await a.db.query<Record<string, string | number | null>>(
+    'SELECT * FROM audit WHERE chain_seq = ?',
+    [at(12)],
+  );
+  await a.db.run('DELETE FROM audit WHERE chain_seq = ?', [at(12)]);
+  assert.deepEqual(pick((await b.audit.verify()).broken), { kind: 'removed', seq: at(12) });
+  assert.ok(row12);
+  const columns = Object.keys(row12).filter((c) => c !== 'seq');
+  await a.db.run(
+    `INSERT INTO audit (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
+    columns.map((c) => row12[c] ?? null),
+  );
+  assert.equal((await b.audit.verify()).broken, null);
+  await a.db.run(
+    "INSERT INTO audit (id, at, actor, actor_kind, action, target, status, address, user_agent) VALUES ('forged', ?, 'ada', 'user', 'login', 'POST /login', 303, '1.2.3.4', 'x')",
+    [new Date().toISOString()],
+  );
+  assert.deepEqual(pick((await b.audit.verify()).broken), { kind: 'inserted', seq: null });
+  await a.db.run("DELETE FROM audit WHERE id = 'forged'");
+  // Rows removed from the end leave a shorter chain that holds: a head kept elsewhere catches it.
+  const head = (await b.audit.verify()).head;
+  assert.ok(head);
+  await a.db.run('DELETE FROM audit WHERE chain_seq = ?', [at(30)]);
+  assert.equal((await b.audit.verify()).broken, null);
+  assert.deepEqual(pick((await b.audit.verify(head)).broken), { kind: 'removed', seq: at(30) });
+}
+
+function pick(
+  broken: { kind: string; seq: number | null } | null,
+): { kind: string; seq: number | null } | null {
+  return broken ? { kind: broken.kind, seq: broken.seq } : null;
+}
+
+/** Failed sign-ins on either store: a known and an unknown name alike, the owner elsewhere unharmed. */
+async function throttleSignIns(store: ServerStore): Promise<void> {
+  const password = 'correct horse battery';
+  await store.users.add('lena', 'viewer', password);
+  for (const name of ['lena', 'nobody']) {
+    for (let i = 0; i < 5; i++)
+      await assert.rejects(store.users.signIn(name, 'wrong password', '10.0.0.1'), { code: 'ERR_LOGIN' });
+    await assert.rejects(store.users.signIn(name, password, '10.0.0.1'), { code: 'ERR_LOCKED' });
+  }
+  const lena = await store.users.signIn('lena', password, '10.0.0.2');
+  assert.equal(lena.name, 'lena', 'the owner signs in from an address that has not failed');
+  assert.equal(await store.users.recentFailures(lena), 5);
+  await store.users.unlock('lena');
+  assert.equal((await store.users.signIn('lena', password, '10.0.0.1')).name, 'lena');
+  const stored = await store.db.query<{ name_key: string }>('SELECT name_key FROM sign_in_failures');
+  assert.ok(
+    stored.every((r) => /^[0-9a-f]{64}$/.test(r.name_key)),
+    'names are kept only as keyed hashes',
+  );
+}
+
 describe('record stores', () => {
   let pg: TestPostgres | undefined;
   before(async () => {
@@ -112,6 +201,37 @@ describe('record stores', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('the audit chain shows a row changed, removed or inserted with the triggers dropped, on SQLite', async () => {
+    const store = await openStore(tempDir());
+    try {
+      await tamperWithAudit(store, store, ['DROP TRIGGER audit_no_update', 'DROP TRIGGER audit_no_delete']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('and on PostgreSQL, appended by two servers at once', async () => {
+    assert.ok(pg);
+    const shared = tempDir();
+    const [a, b] = await Promise.all([openStore(shared, pg.url), openStore(shared, pg.url)]);
+    try {
+      await tamperWithAudit(a, b, ['DROP TRIGGER audit_no_change ON audit']);
+      await throttleSignIns(a);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('failed sign-ins throttle a known and an unknown name alike, per address (SQLite)', async () => {
+    const store = await openStore(tempDir());
+    try {
+      await throttleSignIns(store);
+    } finally {
+      await store.close();
     }
   });
 
