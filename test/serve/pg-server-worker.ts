@@ -4,12 +4,13 @@
  */
 import { buildServer } from '../../src/serve/app.js';
 
-const [modelDir = '', dataDir = '', database = '', slideRoot = ''] = process.argv.slice(2);
+const [modelDir = '', dataDir = '', database = '', slideRoot = '', expireSeconds = '10'] =
+  process.argv.slice(2);
 const server = await buildServer({
   modelDir,
   dataDir,
   database,
   slideRoot,
-  sharedQueue: { expireSeconds: 10, maintenanceSeconds: 1 },
+  sharedQueue: { expireSeconds: Number(expireSeconds), maintenanceSeconds: 1 },
 });
 process.stdout.write(`ready ${await server.app.listen({ host: '127.0.0.1', port: 0 })}\n`);

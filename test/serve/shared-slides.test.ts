@@ -110,9 +110,17 @@ describe(
       const url = await database(cluster, 'shared_two');
       const dataDir = tempDir();
       // The first server, in its own process and alone, takes the job; it is killed while it runs.
-      const child = spawn(process.execPath, [worker, model.modelDir, dataDir, url, root], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      // A job held this long without finishing is retried: short, so the killed server's job comes
+      // back soon, yet long enough for the survivor to finish the slide on a busy 2-core machine
+      // (at 10 s its own attempt expired there too and the job was taken a third time).
+      const expireSeconds = 30;
+      const child = spawn(
+        process.execPath,
+        [worker, model.modelDir, dataDir, url, root, String(expireSeconds)],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
       try {
         const address = await new Promise<string>((resolve) =>
           child.stdout.on('data', (d: Buffer) => {
@@ -137,7 +145,7 @@ describe(
           dataDir,
           database: url,
           slideRoot: root,
-          sharedQueue: { expireSeconds: 10, maintenanceSeconds: 1 },
+          sharedQueue: { expireSeconds, maintenanceSeconds: 1 },
         });
         try {
           await until(async () => (await row(url, id)).status === 'done', 120);
