@@ -7,6 +7,7 @@
  * abstention threshold that the final model carries, and measure them without leakage: each
  * fold's images are judged by a calibration fitted on the other folds only.
  */
+import { quantile } from '../stats.js';
 import { PathotypeError } from '../errors.js';
 import { answer } from '../predict/vote.js';
 import { seededRandom } from '../random.js';
@@ -87,14 +88,6 @@ function summed(matrices: readonly (readonly (readonly number[])[])[]): number[]
   const first = matrices[0];
   if (!first) return [];
   return first.map((row, i) => row.map((_, j) => matrices.reduce((s, m) => s + (m[i]?.[j] ?? 0), 0)));
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return (sorted[lo] ?? 0) + ((sorted[hi] ?? 0) - (sorted[lo] ?? 0)) * (at - lo);
 }
 
 /** Percentile bootstrap over groups: groups are drawn with replacement, their images come along. */

@@ -8,6 +8,7 @@ import { artefactStats, type ArtefactStats } from './artefacts.js';
 import { atReferenceScale, focusMeasure } from './focus.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
 import { mppOfScale } from './scale.js';
+import { stainDensity, type StainDensity } from './stain-density.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
 import { tissueStats, type TissueStats } from './tissue.js';
 import {
@@ -82,6 +83,8 @@ export interface PreprocessedImage extends TiledImage {
   focus: number;
   /** Of the decoded image at the same reference scale: folds, bubbles, black ink (artefacts.ts). */
   artefacts: ArtefactStats;
+  /** Of the decoded image, before normalisation: how strongly it is stained (stain-density.ts). */
+  stain: StainDensity;
 }
 
 export async function preprocessImage(
@@ -98,7 +101,8 @@ export async function preprocessImage(
   const artefacts = artefactStats(reference);
   const normalised = prepareRegion(decoded, config);
   const tiled = tileImage(normalised, config.tiles, config.background);
-  return { ...tiled, width: normalised.width, height: normalised.height, tissue, focus, artefacts };
+  const stain = stainDensity(decoded);
+  return { ...tiled, width: normalised.width, height: normalised.height, tissue, focus, artefacts, stain };
 }
 
 /** Pixels already at the target scale, made as training's were before tiling: normalised. */

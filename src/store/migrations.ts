@@ -206,6 +206,62 @@ DROP TRIGGER IF EXISTS reviews_no_change ON reviews;
 CREATE TRIGGER reviews_no_change BEFORE UPDATE OR DELETE ON reviews FOR EACH ROW EXECUTE FUNCTION reviews_append_only();`,
     },
   },
+  {
+    version: 7,
+    name: '007_review_loop',
+    sql: `
+CREATE TABLE IF NOT EXISTS case_signals (
+  case_kind TEXT NOT NULL,
+  case_id TEXT NOT NULL,
+  created_at TIME NOT NULL,
+  model_id TEXT NOT NULL,
+  margin REAL,
+  atypicality REAL,
+  inputs JSON,
+  PRIMARY KEY (case_kind, case_id)
+);
+CREATE INDEX IF NOT EXISTS case_signals_created ON case_signals (created_at);
+CREATE TABLE IF NOT EXISTS model_promotions (
+  id TEXT PRIMARY KEY,
+  at TIME NOT NULL,
+  name TEXT NOT NULL,
+  model_id TEXT NOT NULL,
+  previous TEXT,
+  actor TEXT NOT NULL,
+  comparison_id TEXT,
+  seq SERIAL
+);
+CREATE INDEX IF NOT EXISTS model_promotions_name ON model_promotions (name, at);
+CREATE TABLE IF NOT EXISTS model_comparisons (
+  id TEXT PRIMARY KEY,
+  created_at TIME NOT NULL,
+  name TEXT NOT NULL,
+  champion TEXT NOT NULL,
+  challenger TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  result JSON NOT NULL,
+  seq SERIAL
+);
+CREATE TABLE IF NOT EXISTS case_answers (
+  case_kind TEXT NOT NULL,
+  case_id TEXT NOT NULL,
+  model_id TEXT NOT NULL,
+  created_at TIME NOT NULL,
+  answer JSON NOT NULL,
+  PRIMARY KEY (case_kind, case_id, model_id)
+);`,
+    // Which version answered is history: a promotion (or a rollback) is a new row, never an edit.
+    dialectSql: {
+      sqlite: `
+CREATE TRIGGER IF NOT EXISTS model_promotions_no_update BEFORE UPDATE ON model_promotions BEGIN SELECT RAISE(ABORT, 'promotions are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS model_promotions_no_delete BEFORE DELETE ON model_promotions BEGIN SELECT RAISE(ABORT, 'promotions are append-only'); END;`,
+      postgres: `
+CREATE OR REPLACE FUNCTION model_promotions_append_only() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION 'promotions are append-only'; END; $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS model_promotions_no_change ON model_promotions;
+CREATE TRIGGER model_promotions_no_change BEFORE UPDATE OR DELETE ON model_promotions FOR EACH ROW EXECUTE FUNCTION model_promotions_append_only();`,
+    },
+  },
 ];
 
 /** What a database must offer to be migrated: statements in one transaction, and its columns. */
