@@ -102,15 +102,19 @@ export type Quantiles = number[];
 export const REFERENCE_QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99] as const;
 
 export interface PackagedReference {
-  /** Its tensors' file (mean, scale, vectors). */
+  /** Its tensors' file: the reference images' unit feature vectors. */
   file: string;
   atypicality: {
-    method: 'knn';
+    method: 'knn-and-stain';
     k: number;
     dims: number;
     images: number;
     patients: number;
-    /** Each reference image's distance to the other patients' images, ascending. */
+    /** Each reference image's feature distance to the other patients' images, ascending. */
+    featureScores: number[];
+    /** The stain densities' mean and inverse covariance, and each image's distance from the other patients'. */
+    stain: { mean: [number, number]; precision: [number, number, number]; scores: number[] };
+    /** Each reference image's larger part percentile, ascending. */
     scores: number[];
   };
   /** Distributions of the training images' inputs (null: the measure was not known for them). */

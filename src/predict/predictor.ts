@@ -438,7 +438,10 @@ export class Predictor {
           ...(v.attention ? { attention: Array.from(v.attention, roundedWeight) } : {}),
         },
         timings: { preprocessMs: p.ms, inferenceMs: (inferenceMs * count) / Math.max(1, totalPatches) },
-        atypicality: this.reference && features ? atypicalityOf(this.reference, features) : null,
+        atypicality:
+          this.reference && features
+            ? atypicalityOf(this.reference, features, [p.image.stain.haematoxylin, p.image.stain.eosin])
+            : null,
         inputs: inputMeasures(p.image),
       };
       return { status: prediction.status, prediction, features };

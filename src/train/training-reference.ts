@@ -23,7 +23,7 @@ import {
   type Quantiles,
 } from '../model/package.js';
 import { writeTensors } from '../model/tensors-file.js';
-import { buildReference, REFERENCE_TENSORS } from '../predict/atypicality.js';
+import { buildReference, REFERENCE_VECTORS, type ReferenceImage } from '../predict/atypicality.js';
 import { Predictor } from '../predict/predictor.js';
 import type { StoredImage } from '../prepare/patch-store.js';
 import type { Workspace } from '../workspace.js';
@@ -50,6 +50,9 @@ function quantiles(values: readonly number[]): Quantiles {
   return REFERENCE_QUANTILES.map((q) => Number(quantile(sorted, q).toPrecision(4)));
 }
 
+/** Scores as kept in model.json: six significant digits. */
+const significant = (v: number): number => Number(v.toPrecision(6));
+
 /** At most `limit` of the records, spread evenly over them (the catalog's order: by class). */
 function spread<T>(items: readonly T[], limit: number): T[] {
   if (items.length <= limit) return [...items];
@@ -57,8 +60,7 @@ function spread<T>(items: readonly T[], limit: number): T[] {
 }
 
 interface Measured {
-  features: Float32Array[];
-  groups: string[];
+  images: ReferenceImage[];
   scale: number[];
   focus: number[];
   haematoxylin: number[];
@@ -66,7 +68,7 @@ interface Measured {
 }
 
 async function measure(predictor: Predictor, records: readonly ImageRecord[]): Promise<Measured | null> {
-  const m: Measured = { features: [], groups: [], scale: [], focus: [], haematoxylin: [], eosin: [] };
+  const m: Measured = { images: [], scale: [], focus: [], haematoxylin: [], eosin: [] };
   for (let start = 0; start < records.length; start += CHUNK) {
     const chunk = records.slice(start, start + CHUNK);
     const results = await predictor.predictWithFeatures(
@@ -75,16 +77,17 @@ async function measure(predictor: Predictor, records: readonly ImageRecord[]): P
     for (const [i, result] of results.entries()) {
       // An image the server would refuse (blurred, folded) is no yardstick for what it accepts.
       if (result.status === 'refused') continue;
-      if (!result.features) return null;
-      m.features.push(result.features);
-      m.groups.push(chunk[i]?.caseId ?? '');
-      if (result.prediction.scale !== null) m.scale.push(result.prediction.scale);
       const inputs = result.prediction.inputs;
-      if (inputs) {
-        m.focus.push(inputs.focus);
-        m.haematoxylin.push(inputs.haematoxylin);
-        m.eosin.push(inputs.eosin);
-      }
+      if (!result.features || !inputs) return null;
+      m.images.push({
+        features: result.features,
+        stain: [inputs.haematoxylin, inputs.eosin],
+        group: chunk[i]?.caseId ?? '',
+      });
+      if (result.prediction.scale !== null) m.scale.push(result.prediction.scale);
+      m.focus.push(inputs.focus);
+      m.haematoxylin.push(inputs.haematoxylin);
+      m.eosin.push(inputs.eosin);
     }
   }
   return m;
@@ -116,21 +119,15 @@ export async function writeTrainingReference(
   } finally {
     await predictor.close();
   }
-  if (!measured || measured.features.length < 2) {
+  if (!measured || measured.images.length < 2) {
     onNotice?.(
       'the package keeps no reference of its training images: the atypicality of its inputs is unknown',
     );
     return undefined;
   }
-  const reference = buildReference(measured.features, measured.groups);
+  const reference = buildReference(measured.images);
   await writeTensors(path.join(packageDir, REFERENCE_FILE), [
-    { name: REFERENCE_TENSORS.mean, shape: [reference.dims], data: reference.mean },
-    { name: REFERENCE_TENSORS.scale, shape: [reference.dims], data: reference.scale },
-    {
-      name: REFERENCE_TENSORS.vectors,
-      shape: [measured.features.length, reference.dims],
-      data: reference.vectors,
-    },
+    { name: REFERENCE_VECTORS, shape: [measured.images.length, reference.dims], data: reference.vectors },
   ]);
   const trainingSet: TrainingSet = {
     images: [...new Set(records.map((r) => r.sha1))].sort(),
@@ -140,12 +137,18 @@ export async function writeTrainingReference(
   const packaged: PackagedReference = {
     file: REFERENCE_FILE,
     atypicality: {
-      method: 'knn',
+      method: 'knn-and-stain',
       k: reference.k,
       dims: reference.dims,
-      images: measured.features.length,
-      patients: new Set(measured.groups).size,
-      scores: reference.scores.map((s) => Number(s.toPrecision(4))),
+      images: measured.images.length,
+      patients: new Set(measured.images.map((i) => i.group)).size,
+      featureScores: reference.featureScores.map(significant),
+      stain: {
+        mean: reference.stain.mean,
+        precision: reference.stain.precision,
+        scores: reference.stain.scores.map(significant),
+      },
+      scores: reference.scores.map((s) => Number(s.toFixed(2))),
     },
     inputs: {
       scale: measured.scale.length > 0 ? quantiles(measured.scale) : null,
