@@ -95,13 +95,14 @@ export function bootstrapOverGroups(
   images: readonly { group: string; label: number; predicted: number }[],
   classes: readonly string[],
   seed = 1,
-): { accuracy: Interval; balancedAccuracy: Interval } {
+): { accuracy: Interval; balancedAccuracy: Interval; kappa: Interval } {
   const byGroup = new Map<string, { label: number; predicted: number }[]>();
   for (const image of images) byGroup.set(image.group, [...(byGroup.get(image.group) ?? []), image]);
   const groups = [...byGroup.values()];
   const random = seededRandom(seed);
   const accuracies: number[] = [];
   const balanced: number[] = [];
+  const kappas: number[] = [];
   for (let b = 0; b < BOOTSTRAP_SAMPLES; b++) {
     const truth: number[] = [];
     const predicted: number[] = [];
@@ -114,6 +115,7 @@ export function bootstrapOverGroups(
     const m = classificationMetrics(truth, predicted, classes);
     accuracies.push(m.accuracy);
     balanced.push(m.balancedAccuracy);
+    kappas.push(m.kappa);
   }
   const all = classificationMetrics(
     images.map((i) => i.label),
@@ -127,6 +129,7 @@ export function bootstrapOverGroups(
   return {
     accuracy: interval(accuracies, all.accuracy),
     balancedAccuracy: interval(balanced, all.balancedAccuracy),
+    kappa: interval(kappas, all.kappa),
   };
 }
 
@@ -143,16 +146,18 @@ export interface PairedComparison {
   onlyB: number;
 }
 
+/** One recipe's (or model version's) answers: each image's name, patient, true class and answer. */
+export interface PairedAnswers {
+  name: string;
+  images: readonly Pick<EvaluatedImage, 'fileName' | 'caseId' | 'className' | 'predicted'>[];
+}
+
 /**
  * The paired comparison of two cross-validations of the same images: each patient drawn with
  * replacement carries both recipes' answers on its images, so the interval is that of the
  * difference, far narrower than the two recipes' own intervals side by side.
  */
-export function compareCrossValidations(
-  a: Pick<CrossValidationReport, 'name' | 'images'>,
-  b: Pick<CrossValidationReport, 'name' | 'images'>,
-  seed = 1,
-): PairedComparison {
+export function compareCrossValidations(a: PairedAnswers, b: PairedAnswers, seed = 1): PairedComparison {
   const bImages = new Map(b.images.map((i) => [i.fileName, i]));
   const byGroup = new Map<string, { a: boolean; b: boolean }[]>();
   for (const image of a.images) {

@@ -181,7 +181,13 @@ export function buildReference(images: readonly ReferenceImage[], k = NEIGHBOURS
   const vectors = new Float32Array(images.length * dims);
   images.forEach((image, i) => vectors.set(unit(image.features), i * dims));
   const featureOwn = images.map((image, i) =>
-    kthDistance(vectors, dims, vectors.subarray(i * dims, (i + 1) * dims), k, (row) => images[row]?.group !== image.group),
+    kthDistance(
+      vectors,
+      dims,
+      vectors.subarray(i * dims, (i + 1) * dims),
+      k,
+      (row) => images[row]?.group !== image.group,
+    ),
   );
   const stainOwn = heldOutStainScores(images);
   const ascending = (values: number[]): number[] => [...values].sort((a, b) => a - b);
@@ -201,7 +207,10 @@ export function buildReference(images: readonly ReferenceImage[], k = NEIGHBOURS
 }
 
 /** The reference a package carries, or null when it has none (packages made before it). */
-export async function readReference(dir: string, manifest: ModelManifest): Promise<AtypicalityReference | null> {
+export async function readReference(
+  dir: string,
+  manifest: ModelManifest,
+): Promise<AtypicalityReference | null> {
   const packaged = manifest.reference;
   if (!packaged) return null;
   const tensors = await readTensors(path.join(dir, packaged.file));
@@ -209,4 +218,13 @@ export async function readReference(dir: string, manifest: ModelManifest): Promi
   if (!vectors) throw new PackageError(`${dir}: its reference lacks '${REFERENCE_VECTORS}'`);
   const { k, dims, featureScores, stain, scores } = packaged.atypicality;
   return { k, dims, vectors: vectors.data, featureScores, stain, scores };
+}
+
+/** What a page, the API and the CLI say of an input's atypicality (null or absent: unknown). */
+export function atypicalityText(atypicality: Atypicality | null | undefined): string {
+  if (!atypicality) return 'atypicality unknown: the model keeps no reference of its training images';
+  const where = `percentile ${atypicality.percentile} of the training images' own scores`;
+  return atypicality.unlike
+    ? `unlike the training data (${where})`
+    : `within the training data's range (${where})`;
 }

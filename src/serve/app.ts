@@ -20,12 +20,15 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 
 import type { Bf16Setting } from '../engine/precision.js';
+import { PathotypeError } from '../errors.js';
 import { LIMITS } from '../limits.js';
-import { Predictor } from '../predict/predictor.js';
+import type { Predictor } from '../predict/predictor.js';
 import { adminRoutes } from './admin-routes.js';
 import { restApi } from './api.js';
 import { loginRoutes } from './login-routes.js';
 import { reviewsApi } from './reviews-api.js';
+import { modelsApi } from './models-api.js';
+import { reviewLoopRoutes } from './review-loop-routes.js';
 import { registerSecurity } from './security.js';
 import { slidesApi } from './slides-api.js';
 import errorHandling from './error-handler.js';
@@ -36,7 +39,8 @@ import { openStore, type ServerStore } from '../store/open.js';
 import type { SharedQueueOptions } from '../store/shared-slide-queue.js';
 import { InferenceLimiter } from './inference-limiter.js';
 import { UPLOAD_CONSUMES } from './schemas.js';
-import { modelIdOf, PredictionService } from './service.js';
+import { PredictionService } from './service.js';
+import { ServedModels } from './served-models.js';
 
 /** The limits `serve` applies unless told otherwise (from LIMITS); the CLI shows these as its defaults. */
 export const SERVE_DEFAULTS = {
@@ -49,7 +53,10 @@ export const SERVE_DEFAULTS = {
 } as const;
 
 export interface ServerOptions {
+  /** The package uploads are answered with by default (its name's active version). */
   modelDir: string;
+  /** Further packages: other names, or other versions of a name (challengers). */
+  moreModelDirs?: string[];
   /** Folder for serve.sqlite and kept uploads. */
   dataDir: string;
   /** Keep uploaded images, so results can be shown again. Default true. */
@@ -87,7 +94,9 @@ export interface ServerOptions {
 export interface PathotypeServer {
   app: FastifyInstance;
   store: ServerStore;
+  /** The default name's active version when the server started. */
   predictor: Predictor;
+  models: ServedModels;
   limiter: InferenceLimiter;
   /** Resolves when no slide job is running or waiting. */
   slidesIdle: () => Promise<void>;
@@ -126,6 +135,8 @@ async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<v
   await app.register(restApi, { prefix: '/api/v1' });
   await app.register(slidesApi, { prefix: '/api/v1' });
   await app.register(reviewsApi, { prefix: '/api/v1' });
+  await app.register(modelsApi, { prefix: '/api/v1' });
+  await app.register(reviewLoopRoutes);
   await app.register(healthRoutes);
   await app.register(portalRoutes);
   await app.register(adminRoutes);
@@ -144,6 +155,17 @@ async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<v
     decorateReply: false,
     index: false,
   });
+}
+
+/** The version a slide job was submitted to; a job of a version this server no longer holds fails. */
+function slidePredictor(models: ServedModels, modelId: string): Predictor {
+  const model = models.get(modelId);
+  if (!model)
+    throw new PathotypeError(
+      'ERR_NOT_FOUND',
+      `the slide job was submitted to ${modelId}, which this server does not hold`,
+    );
+  return model.predictor;
 }
 
 /** Node's own HTTP limits: headers within the timeout (checked every second), of bounded size. */
@@ -191,17 +213,27 @@ function capConnectionsPerAddress(server: Server): void {
 export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
   const maxBytes = options.maxBytes ?? SERVE_DEFAULTS.maxMegabytes * 1024 * 1024;
   const maxPixels = options.maxPixels ?? SERVE_DEFAULTS.maxPixels;
-  const predictor = await Predictor.load(options.modelDir, {
-    maxPixels,
-    ...(options.batchSize ? { batchSize: options.batchSize } : {}),
-    ...(options.bf16 !== undefined ? { bf16: options.bf16 } : {}),
-  });
   const store = await openStore(options.dataDir, options.database);
+  const models = await ServedModels.open(
+    [options.modelDir, ...(options.moreModelDirs ?? [])],
+    path.join(options.dataDir, 'models'),
+    store,
+    {
+      maxPixels,
+      ...(options.batchSize ? { batchSize: options.batchSize } : {}),
+      ...(options.bf16 !== undefined ? { bf16: options.bf16 } : {}),
+    },
+  ).catch(async (error: unknown) => {
+    await store.close();
+    throw error;
+  });
+  const predictor = models.active().predictor;
   await store.predictions.removeOrphanUploads();
   const slides = await store.openSlideQueue(
     path.join(options.dataDir, 'slides'),
-    modelIdOf(predictor.manifest),
-    (job, dir, signal, onProgress) => executeSlideJob(predictor, job, dir, signal, onProgress),
+    () => models.active().id,
+    (job, dir, signal, onProgress) =>
+      executeSlideJob(slidePredictor(models, job.modelId), job, dir, signal, onProgress),
     options.sharedQueue,
   );
   const limiter = new InferenceLimiter(
@@ -209,7 +241,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     options.maxWaiting ?? SERVE_DEFAULTS.maxWaiting,
   );
   const service = new PredictionService(
-    predictor,
+    models,
     store,
     limiter,
     {
@@ -269,7 +301,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   app.addHook('onClose', async () => {
     await service.close();
     await store.close();
-    await predictor.close();
+    await models.close();
   });
-  return { app, store, predictor, limiter, slidesIdle: () => service.slides.idle(), routes };
+  return { app, store, predictor, models, limiter, slidesIdle: () => service.slides.idle(), routes };
 }

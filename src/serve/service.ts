@@ -27,6 +27,8 @@ import { findJob, type SlideJob, type SlideQueue } from '../store/slide-jobs.js'
 import { ensureDir } from '../workspace.js';
 import type { InferenceLimiter } from './inference-limiter.js';
 import { SlideTiles } from './slide-tiles.js';
+import type { ServedModels } from './served-models.js';
+import { signalsOf } from './case-signals.js';
 
 /** Single-file slides an upload may be: OpenSlide's formats and plain (pyramidal) TIFF. */
 const UPLOADED_SLIDE_EXTENSIONS = [...SLIDE_EXTENSIONS, '.tif', '.tiff'];
@@ -37,17 +39,14 @@ declare module 'fastify' {
   }
 }
 
-/** name@version: what records, jobs and the API call a model. */
-export function modelIdOf(manifest: ModelManifest): string {
-  return `${manifest.name}@${manifest.version}`;
-}
-
 /** An image sent for prediction. */
 export interface ImageUpload {
   buffer: Buffer;
   fileName: string;
   /** Its pixel scale relative to the original release, when the sender knows it. */
   scale?: number;
+  /** The model name to answer with (its active version); default: the server's first. */
+  model?: string;
 }
 
 /** Who asked, for the record. */
@@ -67,22 +66,36 @@ export interface ServiceLimits {
 }
 
 export class PredictionService {
-  readonly manifest: ModelManifest;
-  /** name@version: what records and the API call this model. */
-  readonly modelId: string;
   /** The viewers' Deep Zoom tiles: open slides and a disk cache, both bounded. */
   readonly tiles: SlideTiles;
 
   constructor(
-    readonly predictor: Predictor,
+    readonly models: ServedModels,
     readonly store: ServerStore,
     readonly limiter: InferenceLimiter,
     readonly limits: ServiceLimits,
     readonly slides: SlideQueue,
   ) {
-    this.manifest = predictor.manifest;
-    this.modelId = modelIdOf(this.manifest);
     this.tiles = new SlideTiles();
+  }
+
+  /** The default name's active version: what an upload that names no model is answered by. */
+  get predictor(): Predictor {
+    return this.models.active().predictor;
+  }
+
+  get manifest(): ModelManifest {
+    return this.predictor.manifest;
+  }
+
+  /** name@version of the default name's active version. */
+  get modelId(): string {
+    return this.models.active().id;
+  }
+
+  /** The manifest of the version that answered a record; null when this server no longer holds it. */
+  manifestOf(modelId: string): ModelManifest | null {
+    return this.models.get(modelId)?.predictor.manifest ?? null;
   }
 
   async close(): Promise<void> {
@@ -96,11 +109,13 @@ export class PredictionService {
     const { buffer, fileName } = upload;
     // Sniffed from the bytes, checked against the limits, before any pixel is decoded; once.
     const probe = await probeImage(buffer, { maxPixels: this.limits.maxPixels });
+    await this.models.refresh();
+    const model = this.models.active(upload.model);
     const queued = performance.now();
     let queueMs = 0;
     const [result] = await this.limiter.run(async () => {
       queueMs = performance.now() - queued;
-      return this.predictor.predictImages(
+      return model.predictor.predictImages(
         [{ source: buffer, name: fileName, probe, ...(upload.scale ? { scale: upload.scale } : {}) }],
         signal,
       );
@@ -123,8 +138,8 @@ export class PredictionService {
       bytes: buffer.length,
       width: probe.width,
       height: probe.height,
-      modelId: this.modelId,
-      modelVersion: this.manifest.version,
+      modelId: model.id,
+      modelVersion: model.version,
       result,
       timings: {
         totalMs: performance.now() - started,
@@ -136,6 +151,7 @@ export class PredictionService {
       imageFile,
     };
     await records.insert(record);
+    await this.store.signals.add(signalsOf(record));
     return record;
   }
 

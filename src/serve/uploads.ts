@@ -53,10 +53,10 @@ export async function predictUpload(
   service: PredictionService,
   request: FastifyRequest,
   reply: FastifyReply,
-  query: { filename?: string; scale?: number },
+  query: { filename?: string; scale?: number; model?: string },
 ): Promise<PredictionRecord> {
   const record = await service.predict(
-    await readImageUpload(request, query),
+    { ...(await readImageUpload(request, query)), ...(query.model ? { model: query.model } : {}) },
     clientOf(request),
     hangUpSignal(reply),
   );

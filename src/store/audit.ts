@@ -32,6 +32,13 @@ export const AUDIT_ACTIONS = [
   'review.create.prediction',
   'review.create.slide',
   'reviews.list',
+  'reviews.queue',
+  'reviews.agreement',
+  'reviews.settings',
+  'models.read',
+  'model.compare',
+  'model.promote',
+  'drift.read',
   'audit.read',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];

@@ -10,7 +10,8 @@ import type { Database } from './database.js';
 import type { CaseKind } from './reviews.js';
 import { columnNames, fromRow, insertSql, toValues, type Columns } from './rows.js';
 
-export interface Promotion {
+// Types, not interfaces: the API's response schema types take them as open records.
+export type Promotion = {
   id: string;
   at: string;
   name: string;
@@ -22,7 +23,7 @@ export interface Promotion {
   actor: string;
   /** The comparison the promotion followed; null for a rollback or the first version. */
   comparisonId: string | null;
-}
+};
 
 const PROMOTION_COLUMNS: Columns<Promotion> = {
   id: ['id', 'text'],
@@ -34,7 +35,7 @@ const PROMOTION_COLUMNS: Columns<Promotion> = {
   comparisonId: ['comparison_id', 'text'],
 };
 
-export interface StoredComparison<R> {
+export type StoredComparison<R> = {
   id: string;
   createdAt: string;
   name: string;
@@ -42,7 +43,7 @@ export interface StoredComparison<R> {
   challenger: string;
   actor: string;
   result: R;
-}
+};
 
 const COMPARISON_COLUMNS: Columns<StoredComparison<unknown>> = {
   id: ['id', 'text'],

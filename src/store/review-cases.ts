@@ -84,35 +84,41 @@ const isBy = (review: Pick<Review, 'reviewer' | 'reviewerId'>, reader: Reader): 
     : review.reviewer === reader.name;
 
 /**
- * The reviews of one case a reader may see. With two readers required, another reader's review
- * stays hidden until this reader has submitted theirs, or until the case has its readers (the
- * third reader of a disagreement sees both opinions).
+ * Whether a reader may see a review. With two readers required, another reader's review stays
+ * hidden while its case has fewer readers than required: until this reader has submitted theirs
+ * (then the case has two), or another has (the third reader of a disagreement sees both opinions).
  */
+export function maySee(
+  review: Review,
+  reader: Reader,
+  required: RequiredReaders,
+  readersOfCase: number,
+): boolean {
+  return required === 1 || reader.admin || readersOfCase >= required || isBy(review, reader);
+}
+
+/** The reviews of one case (its current ones) a reader may see. */
 export function visibleReviews(
   case_: readonly Review[],
   reader: Reader,
   required: RequiredReaders,
 ): Review[] {
-  if (required === 1 || reader.admin || case_.length >= required) return [...case_];
-  return case_.some((r) => isBy(r, reader)) ? [...case_] : case_.filter((r) => isBy(r, reader));
-}
-
-/** Only the reviews each reader may see, across cases (a list newest first stays so). */
-export function filterVisible(
-  reviews: readonly Review[],
-  reader: Reader,
-  required: RequiredReaders,
-): Review[] {
-  const cases = reviewsByCase(reviews);
-  const visible = new Set<string>();
-  for (const group of cases.values())
-    for (const r of visibleReviews(group, reader, required)) visible.add(r.id);
-  return reviews.filter((r) => visible.has(r.id));
+  return case_.filter((r) => maySee(r, reader, required, case_.length));
 }
 
 /** Whether the reader has a current review of the case. */
 export function hasReviewed(case_: readonly Review[], reader: Reader): boolean {
   return case_.some((r) => isBy(r, reader));
+}
+
+/** Cases with at least `readers` current reviews (the ones nobody is blind to under double reading). */
+export async function casesRead(db: Database, readers: number): Promise<Set<string>> {
+  const rows = await db.query<{ case_kind: Review['caseKind']; case_id: string }>(
+    `SELECT case_kind, case_id FROM reviews WHERE id NOT IN (SELECT supersedes FROM reviews WHERE supersedes IS NOT NULL)
+     GROUP BY case_kind, case_id HAVING COUNT(*) >= ?`,
+    [readers],
+  );
+  return new Set(rows.map((r) => caseKey(r.case_kind, r.case_id)));
 }
 
 /** The deployment's rule, from the settings table every server of a deployment shares. */
