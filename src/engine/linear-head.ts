@@ -6,7 +6,8 @@
  */
 import type { InstanceOutputs, PatchRunner } from './inference-engine.js';
 import type { NamedTensor } from './network.js';
-import { CLASSIFIER_LAYER } from './zoo.js';
+import { outputShapeOf, type NetworkSpec } from './spec.js';
+import { CLASSIFIER_LAYER, FEATURES_SUFFIX } from './zoo.js';
 
 /** A linear head: [classes, dims] weights row by row, and a bias per class. */
 export interface LinearHead {
@@ -24,6 +25,18 @@ export function classifierHead(tensors: readonly NamedTensor[], classes: number)
   return weight && bias
     ? { weight: Float32Array.from(weight), bias: Float32Array.from(bias), classes }
     : undefined;
+}
+
+/**
+ * The network before its classifier (hidden head layers kept, unlike a frozen base's
+ * featureSpec), when it ends in the zoo's linear classifier over flat features; else undefined.
+ */
+export function beforeClassifier(spec: NetworkSpec): NetworkSpec | undefined {
+  const last = spec.layers[spec.layers.length - 1];
+  if (last?.type !== 'linear' || last.name !== CLASSIFIER_LAYER) return undefined;
+  const body = { ...spec, name: `${spec.name}${FEATURES_SUFFIX}`, layers: spec.layers.slice(0, -1) };
+  const shape = outputShapeOf(body);
+  return shape.length === 1 ? { ...body, classes: shape[0] ?? 0 } : undefined;
 }
 
 function softmaxInPlace(row: Float32Array): void {

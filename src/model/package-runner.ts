@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import { Network } from '../engine/network.js';
-import { classifierHead, linearHeadRunner } from '../engine/linear-head.js';
+import { beforeClassifier, classifierHead, linearHeadRunner } from '../engine/linear-head.js';
 import {
   openPatchRunner,
   resolveInferenceEngine,
@@ -16,7 +16,7 @@ import {
 } from '../engine/inference-engine.js';
 import { encoderFeatureRunner, encoderRunner, OnnxEncoder } from '../engine/onnx-encoder.js';
 import { milRunner } from '../engine/mil-head.js';
-import { CLASSIFIER_LAYER, featureSpec } from '../engine/zoo.js';
+import { CLASSIFIER_LAYER } from '../engine/zoo.js';
 import { loadPackageNetwork, PackageError, softwareVersion, type ModelManifest } from './package.js';
 
 /** A package read and its networks built, with the runner its patches go through. */
@@ -84,12 +84,11 @@ async function openZooNetwork(
   options: { bf16: boolean; engine: InferenceEngineSetting },
 ): Promise<PatchRunner> {
   const engine = resolveInferenceEngine(options.engine, options.bf16);
-  const last = manifest.spec.layers[manifest.spec.layers.length - 1];
+  const body = manifest.mil ? undefined : beforeClassifier(manifest.spec);
   const tensors = await network.exportTensors();
   const head = classifierHead(tensors, manifest.classes.length);
-  if (manifest.mil || last?.type !== 'linear' || last.name !== CLASSIFIER_LAYER || !head)
-    return openPatchRunner(network, engine, softwareVersion());
-  const base = await Network.create(featureSpec(manifest.spec));
+  if (!body || !head) return openPatchRunner(network, engine, softwareVersion());
+  const base = await Network.create(body);
   await base.importTensors(tensors.filter((t) => !t.name.startsWith(`${CLASSIFIER_LAYER}.`)));
   return linearHeadRunner(await openPatchRunner(base, engine, softwareVersion()), head);
 }
