@@ -134,7 +134,7 @@ export async function trainFrozenBasePackage(
   } finally {
     await base.features.runner.close();
   }
-  return withTrainingReference(result, request.workspace, images, options.onNotice);
+  return withTrainingReference(result, request.workspace, images, options);
 }
 
 async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase> {

@@ -43,6 +43,11 @@ export interface TrainOptions {
   onProgress?: (progress: TrainProgress) => void;
   onEpoch?: (record: EpochRecord) => void;
   onNotice?: (message: string) => void;
+  /**
+   * Keep a reference of the training images in the package (train/training-reference.ts; default
+   * true): `run` leaves it out of its fold models, which are only evaluated, never served.
+   */
+  reference?: boolean;
   /** Stop after this many epochs of this invocation (tests of resume). */
   stopAfterEpochs?: number;
   /**

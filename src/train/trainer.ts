@@ -188,7 +188,7 @@ export async function train(
     });
     if (!writer) return result(manifest);
     await writePackage(packageDir, manifest, best ?? (await network.exportTensors()));
-    return await withTrainingReference(result(manifest), workspace, learnedFrom(store), options.onNotice);
+    return await withTrainingReference(result(manifest), workspace, learnedFrom(store), options);
   } finally {
     await store.close();
   }

@@ -27,7 +27,7 @@ import { buildReference, REFERENCE_VECTORS, type ReferenceImage } from '../predi
 import { Predictor } from '../predict/predictor.js';
 import type { StoredImage } from '../prepare/patch-store.js';
 import type { Workspace } from '../workspace.js';
-import type { TrainResult } from './run.js';
+import type { TrainOptions, TrainResult } from './run.js';
 
 const REFERENCE_FILE = 'reference';
 export const TRAINING_SET_FILE = 'training-set.json';
@@ -166,8 +166,9 @@ export async function withTrainingReference(
   result: TrainResult,
   workspace: Workspace,
   images: readonly StoredImage[],
-  onNotice?: (message: string) => void,
+  options: Pick<TrainOptions, 'reference' | 'onNotice'>,
 ): Promise<TrainResult> {
-  const manifest = await writeTrainingReference(workspace, result.packageDir, images, onNotice);
+  if (options.reference === false) return result;
+  const manifest = await writeTrainingReference(workspace, result.packageDir, images, options.onNotice);
   return manifest ? { ...result, manifest } : result;
 }
