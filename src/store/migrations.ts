@@ -25,6 +25,20 @@ export function translate(sql: string, dialect: Dialect): string {
   return out;
 }
 
+/** Triggers by which the database itself refuses to change or remove a row of `table`. */
+function appendOnly(table: string, message: string): Record<Dialect, string> {
+  return {
+    sqlite: `
+CREATE TRIGGER IF NOT EXISTS ${table}_no_update BEFORE UPDATE ON ${table} BEGIN SELECT RAISE(ABORT, '${message}'); END;
+CREATE TRIGGER IF NOT EXISTS ${table}_no_delete BEFORE DELETE ON ${table} BEGIN SELECT RAISE(ABORT, '${message}'); END;`,
+    postgres: `
+CREATE OR REPLACE FUNCTION ${table}_append_only() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION '${message}'; END; $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS ${table}_no_change ON ${table};
+CREATE TRIGGER ${table}_no_change BEFORE UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_append_only();`,
+  };
+}
+
 export interface Migration {
   version: number;
   name: string;
@@ -195,16 +209,7 @@ CREATE TABLE IF NOT EXISTS reviews (
 CREATE INDEX IF NOT EXISTS reviews_case ON reviews (case_kind, case_id);
 CREATE INDEX IF NOT EXISTS reviews_created ON reviews (created_at);`,
     // Reviews are a clinical record: a new opinion supersedes, nothing is edited or removed.
-    dialectSql: {
-      sqlite: `
-CREATE TRIGGER IF NOT EXISTS reviews_no_update BEFORE UPDATE ON reviews BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;`,
-      postgres: `
-CREATE OR REPLACE FUNCTION reviews_append_only() RETURNS trigger AS $$
-BEGIN RAISE EXCEPTION 'reviews are append-only'; END; $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS reviews_no_change ON reviews;
-CREATE TRIGGER reviews_no_change BEFORE UPDATE OR DELETE ON reviews FOR EACH ROW EXECUTE FUNCTION reviews_append_only();`,
-    },
+    dialectSql: appendOnly('reviews', 'reviews are append-only'),
   },
   {
     version: 7,
@@ -251,16 +256,7 @@ CREATE TABLE IF NOT EXISTS case_answers (
   PRIMARY KEY (case_kind, case_id, model_id)
 );`,
     // Which version answered is history: a promotion (or a rollback) is a new row, never an edit.
-    dialectSql: {
-      sqlite: `
-CREATE TRIGGER IF NOT EXISTS model_promotions_no_update BEFORE UPDATE ON model_promotions BEGIN SELECT RAISE(ABORT, 'promotions are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS model_promotions_no_delete BEFORE DELETE ON model_promotions BEGIN SELECT RAISE(ABORT, 'promotions are append-only'); END;`,
-      postgres: `
-CREATE OR REPLACE FUNCTION model_promotions_append_only() RETURNS trigger AS $$
-BEGIN RAISE EXCEPTION 'promotions are append-only'; END; $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS model_promotions_no_change ON model_promotions;
-CREATE TRIGGER model_promotions_no_change BEFORE UPDATE OR DELETE ON model_promotions FOR EACH ROW EXECUTE FUNCTION model_promotions_append_only();`,
-    },
+    dialectSql: appendOnly('model_promotions', 'promotions are append-only'),
   },
 ];
 

@@ -19,13 +19,6 @@ export const READERS_SETTING = 'review_readers';
  */
 export type CaseStatus = 'unreviewed' | 'second-reading' | 'disagreement' | 'settled';
 
-export const CASE_STATUSES: readonly CaseStatus[] = [
-  'unreviewed',
-  'second-reading',
-  'disagreement',
-  'settled',
-];
-
 /** 'agree': every reader gave the label; 'majority': more gave it than any other, as many as required. */
 export type Agreement = 'agree' | 'majority' | 'disagree';
 

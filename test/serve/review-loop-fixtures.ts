@@ -1,9 +1,11 @@
-/** What the review loop's tests share: signing in as a browser does, and a challenger package. */
+/** What the review loop's tests share: signing in as a browser does, and a server holding a champion and a challenger. */
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import type { PathotypeServer } from '../../src/serve/app.js';
+import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import type { Role } from '../../src/store/users.js';
+import { trainedPackage } from './model-fixture.js';
 import { tempDir } from '../fixtures.js';
 
 export const ORIGIN = 'http://localhost:80';
@@ -49,4 +51,18 @@ export function nextVersion(modelDir: string): string {
   manifest.createdAt = new Date(Date.parse(manifest.createdAt) + 60_000).toISOString();
   writeFileSync(file, JSON.stringify(manifest));
   return dir;
+}
+
+/** A server holding the pattern model as its active version and the next version as a challenger, with these users. */
+export async function championAndChallenger(
+  users: readonly (readonly [name: string, role: Role])[],
+): Promise<{ server: PathotypeServer; images: string }> {
+  const fixture = await trainedPackage();
+  const server = await buildServer({
+    modelDir: fixture.modelDir,
+    moreModelDirs: [nextVersion(fixture.modelDir)],
+    dataDir: tempDir(),
+  });
+  for (const [name, role] of users) await server.store.users.add(name, role, PASSWORD);
+  return { server, images: fixture.images };
 }

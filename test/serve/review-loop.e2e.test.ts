@@ -10,12 +10,10 @@ import { after, before, describe, it } from 'node:test';
 
 import type { Browser, Page } from 'playwright-core';
 
-import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
+import type { PathotypeServer } from '../../src/serve/app.js';
 import { setRequiredReaders } from '../../src/store/review-cases.js';
 import { launchChromium, watchedPage } from '../browser.js';
-import { tempDir } from '../fixtures.js';
-import { trainedPackage } from './model-fixture.js';
-import { nextVersion, PASSWORD } from './review-loop-fixtures.js';
+import { championAndChallenger, PASSWORD } from './review-loop-fixtures.js';
 
 describe('the review loop in a real browser', () => {
   let server: PathotypeServer | undefined;
@@ -25,16 +23,11 @@ describe('the review loop in a real browser', () => {
   const cspChecks: string[][] = [];
 
   before(async () => {
-    const fixture = await trainedPackage();
-    images = fixture.images;
-    server = await buildServer({
-      modelDir: fixture.modelDir,
-      moreModelDirs: [nextVersion(fixture.modelDir)],
-      dataDir: tempDir(),
-    });
-    await server.store.users.add('ada', 'admin', PASSWORD);
-    await server.store.users.add('paula', 'pathologist', PASSWORD);
-    await server.store.users.add('rita', 'pathologist', PASSWORD);
+    ({ server, images } = await championAndChallenger([
+      ['ada', 'admin'],
+      ['paula', 'pathologist'],
+      ['rita', 'pathologist'],
+    ]));
     address = await server.app.listen({ host: '127.0.0.1', port: 0 });
     browser = await launchChromium();
   });

@@ -11,10 +11,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { buildServer, type PathotypeServer } from '../../src/serve/app.js';
-import { tempDir } from '../fixtures.js';
-import { trainedPackage } from './model-fixture.js';
-import { nextVersion, PASSWORD, sent, signIn, type SignedIn } from './review-loop-fixtures.js';
+import type { PathotypeServer } from '../../src/serve/app.js';
+import { championAndChallenger, sent, signIn, type SignedIn } from './review-loop-fixtures.js';
 
 interface QueueBody {
   total: number;
@@ -28,23 +26,14 @@ describe('the review loop', () => {
   const cases: string[] = [];
 
   before(async () => {
-    const fixture = await trainedPackage();
-    images = fixture.images;
-    server = await buildServer({
-      modelDir: fixture.modelDir,
-      moreModelDirs: [nextVersion(fixture.modelDir)],
-      dataDir: tempDir(),
-    });
-    for (const [name, role] of [
+    ({ server, images } = await championAndChallenger([
       ['ada', 'admin'],
       ['paula', 'pathologist'],
       ['rita', 'pathologist'],
       ['tom', 'pathologist'],
       ['victor', 'viewer'],
-    ] as const) {
-      await server.store.users.add(name, role, PASSWORD);
-      who[name] = await signIn(server, name);
-    }
+    ]));
+    for (const name of ['ada', 'paula', 'rita', 'tom', 'victor']) who[name] = await signIn(server, name);
   });
   after(() => server.app.close());
 
