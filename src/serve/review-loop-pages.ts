@@ -114,8 +114,9 @@ export function agreementPage(ctx: PageContext, report: AgreementReport): string
 <form class="panel" id="readers-form" data-api="/api/v1/reviews/settings" data-method="PUT">
 <label>Readers each case needs <select name="readers" id="readers">
 <option value="1"${report.required === 1 ? ' selected' : ''}>one</option>
-<option value="2"${report.required === 2 ? ' selected' : ''}>two, independent (the second does not see the first's review until theirs is in)</option>
-</select></label> <button type="submit">Save</button> <span class="form-status" role="status"></span></form>
+<option value="2"${report.required === 2 ? ' selected' : ''}>two, independent</option>
+</select></label> <button type="submit">Save</button> <span class="form-status" role="status"></span>
+<p class="muted">With two, a reader sees another's review of a case only once the case has its two readers; disagreements go to a third.</p></form>
 <p>${report.cases} reviewed cases.</p>
 ${summaryBlock('between-readers', 'Between the first and second reader of each case', report.readers, 'first reader', 'second reader')}
 ${summaryBlock('with-model', 'Between each reader and the model that answered', report.model, 'reader', 'model')}
