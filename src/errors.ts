@@ -30,6 +30,10 @@ export const ERROR_CODES = {
   ERR_HEADERS_TOO_LARGE: { status: 431, meaning: "the request's headers are larger than the server reads" },
   ERR_TIMEOUT: { status: 408, meaning: 'the request did not arrive in time' },
   ERR_CANCELLED: { status: 409, meaning: 'the slide job was cancelled' },
+  ERR_NOT_COMPARED: {
+    status: 409,
+    meaning: 'a challenger is promoted only after its comparison with the active version on reviewed cases',
+  },
   ERR_QUOTA: { status: 507, meaning: 'the disk quota for uploaded slides is used up' },
   // Images: readable or not, and fit for this model or not.
   ERR_IMAGE_TOO_LARGE: { status: 413, meaning: 'the image has more pixels than the limit' },

@@ -62,6 +62,18 @@ export const LIMITS = {
   /** Connections one server opens to a shared PostgreSQL database (node-postgres' pool). */
   databaseConnections: 10,
 
+  // The review loop.
+  /** Training images a package's reference keeps (spread over them): their features and measures. */
+  referenceImages: 2_000,
+  /** Cases the review queue considers, newest first (image predictions and slides each). */
+  reviewQueueCases: 5_000,
+  /** Reviewed cases a challenger is compared on, newest first. */
+  comparisonCases: 1_000,
+  /** Model packages one server holds (every version of every name). */
+  servedPackages: 8,
+  /** Image cases the drift page reads, newest first. */
+  driftCases: 20_000,
+
   // The server's own defaults (serve's flags).
   uploadMegabytes: 50,
   inferenceConcurrency: 1,

@@ -71,6 +71,8 @@ export async function milPackageFrom(modelDir: string, outDir: string): Promise<
       spec: base,
       vote: 'attention',
       mil: { pooling: 'attention', head, file: MIL_HEAD_FILE },
+      // Another network: the source's reference of its training images does not describe it.
+      reference: undefined,
     },
     tensors,
     [],

@@ -24,6 +24,8 @@ form?.addEventListener('submit', async (event) => {
   if (response.status === 201) {
     status.textContent =
       'Recorded: ' + answer.label + (answer.patient ? ' (patient ' + answer.patient + ')' : '');
+    // The page shows the case's reviews as this reader may now see them (a second reader: both).
+    window.location.reload();
   } else {
     status.className = 'error';
     status.textContent = answer.error?.message ?? 'The review was not recorded (' + response.status + ')';

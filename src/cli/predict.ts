@@ -14,6 +14,7 @@ import { predictSlide, type SlidePrediction } from '../predict/slide-predictor.j
 import { heatmapPng } from '../predict/heatmap.js';
 import { verdictCells, verdictColumns } from '../predict/verdict.js';
 import { refusedLine, thresholdText, verdictLine, voteSharesText } from '../predict/verdict-text.js';
+import { atypicalityText } from '../predict/atypicality.js';
 import {
   DEFAULT_BATCH_SIZE,
   Predictor,
@@ -27,7 +28,8 @@ import { progressBar } from './progress.js';
 function formatPrediction(p: ImagePrediction | RefusedImage): string {
   if (p.status === 'refused') return `${p.name}: ${refusedLine(p.code, p.message)}`;
   const why = p.status === 'uncertain' ? `, refer to a pathologist (${thresholdText(p)})` : '';
-  return `${p.name}: ${verdictLine(p)}${why}; ${voteSharesText(p.voteShares)} of ${p.patches} patches`;
+  const unlike = p.atypicality?.unlike ? `; ${atypicalityText(p.atypicality)}` : '';
+  return `${p.name}: ${verdictLine(p)}${why}; ${voteSharesText(p.voteShares)} of ${p.patches} patches${unlike}`;
 }
 
 function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {

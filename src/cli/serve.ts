@@ -22,7 +22,10 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('start the web portal and the REST API (OpenAPI at /openapi.json, docs at /docs)')
-    .requiredOption('--model <dir>', 'model package directory (or a model name in the workspace)')
+    .requiredOption(
+      '--model <dir...>',
+      "model package directories (or model names in the workspace): the first answers uploads by default; each is kept in the server's registry, and one version of each name is active (promoted by an admin)",
+    )
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', nonNegativeInt, 8080)
     .option('--max-mb <n>', 'largest upload in MiB', positiveInt, SERVE_DEFAULTS.maxMegabytes)
@@ -78,7 +81,7 @@ export function registerServe(program: Command): void {
 }
 
 interface ServeFlags {
-  model: string;
+  model: string[];
   host: string;
   port: number;
   maxMb: number;
@@ -125,8 +128,10 @@ async function serveCommand(flags: ServeFlags, command: Command): Promise<void> 
     throw new ConfigError(
       `serving on ${flags.host}: give --public-origin https://HOST[:PORT] (the address browsers use), or --trust-proxy behind a reverse proxy; the server never takes its origin from a request's Host`,
     );
+  const [first = '', ...more] = flags.model.map((m) => resolveModelDir(command, m));
   const server = await buildServer({
-    modelDir: resolveModelDir(command, flags.model),
+    modelDir: first,
+    moreModelDirs: more,
     dataDir,
     keepImages: flags.keepImages,
     maxBytes: flags.maxMb * 1024 * 1024,
@@ -148,7 +153,10 @@ async function serveCommand(flags: ServeFlags, command: Command): Promise<void> 
   const address = await server.app.listen({ host: flags.host, port: flags.port });
   const open = !(await server.store.settings.isProtected()) || flags.allowAnonymous;
   process.stderr.write(
-    `pathotype: serving ${server.predictor.manifest.name} v${server.predictor.manifest.version} at ${address} (research use only)\n` +
+    `pathotype: serving ${server.models
+      .all()
+      .map((m) => `${m.id}${server.models.isActive(m.id) ? ' (active)' : ''}`)
+      .join(', ')} at ${address} (research use only)\n` +
       (open
         ? 'pathotype: this server is OPEN: anyone who reaches it sees every result; add a user to close it\n'
         : 'pathotype: sign-in required (users and API keys)\n'),

@@ -34,6 +34,8 @@ export interface PatchRunner {
   /** Values per patch of its output: the classes of a classifier, the features of a base. */
   readonly classes: number;
   readonly imageBytes: number;
+  /** Values per patch of the features `instances` gives with the logits; absent: it gives none. */
+  readonly featureDims?: number;
   /** Softmax probabilities of uint8 NHWC patches, or with `raw` the last layer's output; bf16 applies to the addon only. */
   predict(batch: Uint8Array, options?: { bf16?: boolean; raw?: boolean }): Promise<Float32Array>;
   /**
@@ -47,6 +49,8 @@ export interface PatchRunner {
 export interface InstanceOutputs {
   logits: Float32Array;
   attention: Float32Array | null;
+  /** The features the logits were computed from, `featureDims` per patch (engine/linear-head.ts). */
+  features?: Float32Array;
 }
 
 /** The addon's network as a patch runner: nothing to open or close. */

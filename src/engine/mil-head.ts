@@ -71,13 +71,15 @@ export function milRunner(
     engine: features.engine,
     classes: head.spec.classes,
     imageBytes: features.imageBytes,
+    featureDims: features.classes,
     predict: async (batch, options = {}) =>
       head.predict(await featuresOf(batch, options.bf16), { raw: options.raw ?? false, bagSize: 1 }),
     instances: async (batch, options = {}): Promise<InstanceOutputs> => {
       const x = await featuresOf(batch, options.bf16);
-      if (!attention) return { logits: await head.predict(x, { raw: true, bagSize: 1 }), attention: null };
+      if (!attention)
+        return { logits: await head.predict(x, { raw: true, bagSize: 1 }), attention: null, features: x };
       const { values, attention: scores } = await head.predictWithAttention(x, { raw: true, bagSize: 1 });
-      return { logits: values, attention: scores };
+      return { logits: values, attention: scores, features: x };
     },
     close: () => features.close(),
   };

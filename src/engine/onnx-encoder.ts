@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { PathotypeError } from '../errors.js';
 import { getThreads } from './network.js';
 import type { PatchRunner } from './inference-engine.js';
+import { linearHeadRunner, type LinearHead } from './linear-head.js';
 import { vectorInput, type NetworkSpec } from './spec.js';
 import { CLASSIFIER_LAYER } from './zoo.js';
 import { nhwcToNchwFloat, OnnxSession, type OnnxValue } from './onnx-runtime.js';
@@ -187,14 +188,6 @@ export function encoderFeatureSpec(dims: number): NetworkSpec {
   };
 }
 
-/** A linear head on an encoder's features: a package's classifier when its base is an ONNX encoder. */
-export interface LinearHead {
-  /** [classes, dims], row by row. */
-  weight: Float32Array;
-  bias: Float32Array;
-  classes: number;
-}
-
 /** The encoder as a patch runner over its features (a probe's frozen base); closing it closes the encoder. */
 export function encoderFeatureRunner(encoder: OnnxEncoder): PatchRunner {
   const side = encoder.config.inputSize;
@@ -207,37 +200,7 @@ export function encoderFeatureRunner(encoder: OnnxEncoder): PatchRunner {
   };
 }
 
-/** The encoder and its head as a patch runner: logits, or their softmax. */
+/** The encoder and its head as a patch runner: logits, or their softmax (and the features of the same pass). */
 export function encoderRunner(encoder: OnnxEncoder, head: LinearHead): PatchRunner {
-  const base = encoderFeatureRunner(encoder);
-  const { dims } = encoder;
-  return {
-    ...base,
-    classes: head.classes,
-    predict: async (batch, options = {}) => {
-      const features = await base.predict(batch);
-      const n = features.length / dims;
-      const out = new Float32Array(n * head.classes);
-      for (let i = 0; i < n; i++) {
-        for (let c = 0; c < head.classes; c++) {
-          let sum = head.bias[c] ?? 0;
-          for (let d = 0; d < dims; d++)
-            sum += (head.weight[c * dims + d] ?? 0) * (features[i * dims + d] ?? 0);
-          out[i * head.classes + c] = sum;
-        }
-        if (!options.raw) softmaxInPlace(out.subarray(i * head.classes, (i + 1) * head.classes));
-      }
-      return out;
-    },
-  };
-}
-
-function softmaxInPlace(row: Float32Array): void {
-  const max = Math.max(...row);
-  let sum = 0;
-  for (let c = 0; c < row.length; c++) {
-    row[c] = Math.exp((row[c] ?? 0) - max);
-    sum += row[c] ?? 0;
-  }
-  for (let c = 0; c < row.length; c++) row[c] = (row[c] ?? 0) / sum;
+  return linearHeadRunner(encoderFeatureRunner(encoder), head);
 }

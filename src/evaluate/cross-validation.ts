@@ -7,6 +7,7 @@
  * abstention threshold that the final model carries, and measure them without leakage: each
  * fold's images are judged by a calibration fitted on the other folds only.
  */
+import { quantile } from '../stats.js';
 import { PathotypeError } from '../errors.js';
 import { answer } from '../predict/vote.js';
 import { seededRandom } from '../random.js';
@@ -89,26 +90,19 @@ function summed(matrices: readonly (readonly (readonly number[])[])[]): number[]
   return first.map((row, i) => row.map((_, j) => matrices.reduce((s, m) => s + (m[i]?.[j] ?? 0), 0)));
 }
 
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  const at = (sorted.length - 1) * q;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return (sorted[lo] ?? 0) + ((sorted[hi] ?? 0) - (sorted[lo] ?? 0)) * (at - lo);
-}
-
 /** Percentile bootstrap over groups: groups are drawn with replacement, their images come along. */
 export function bootstrapOverGroups(
   images: readonly { group: string; label: number; predicted: number }[],
   classes: readonly string[],
   seed = 1,
-): { accuracy: Interval; balancedAccuracy: Interval } {
+): { accuracy: Interval; balancedAccuracy: Interval; kappa: Interval } {
   const byGroup = new Map<string, { label: number; predicted: number }[]>();
   for (const image of images) byGroup.set(image.group, [...(byGroup.get(image.group) ?? []), image]);
   const groups = [...byGroup.values()];
   const random = seededRandom(seed);
   const accuracies: number[] = [];
   const balanced: number[] = [];
+  const kappas: number[] = [];
   for (let b = 0; b < BOOTSTRAP_SAMPLES; b++) {
     const truth: number[] = [];
     const predicted: number[] = [];
@@ -121,6 +115,7 @@ export function bootstrapOverGroups(
     const m = classificationMetrics(truth, predicted, classes);
     accuracies.push(m.accuracy);
     balanced.push(m.balancedAccuracy);
+    kappas.push(m.kappa);
   }
   const all = classificationMetrics(
     images.map((i) => i.label),
@@ -134,6 +129,7 @@ export function bootstrapOverGroups(
   return {
     accuracy: interval(accuracies, all.accuracy),
     balancedAccuracy: interval(balanced, all.balancedAccuracy),
+    kappa: interval(kappas, all.kappa),
   };
 }
 
@@ -150,16 +146,18 @@ export interface PairedComparison {
   onlyB: number;
 }
 
+/** One recipe's (or model version's) answers: each image's name, patient, true class and answer. */
+export interface PairedAnswers {
+  name: string;
+  images: readonly Pick<EvaluatedImage, 'fileName' | 'caseId' | 'className' | 'predicted'>[];
+}
+
 /**
  * The paired comparison of two cross-validations of the same images: each patient drawn with
  * replacement carries both recipes' answers on its images, so the interval is that of the
  * difference, far narrower than the two recipes' own intervals side by side.
  */
-export function compareCrossValidations(
-  a: Pick<CrossValidationReport, 'name' | 'images'>,
-  b: Pick<CrossValidationReport, 'name' | 'images'>,
-  seed = 1,
-): PairedComparison {
+export function compareCrossValidations(a: PairedAnswers, b: PairedAnswers, seed = 1): PairedComparison {
   const bImages = new Map(b.images.map((i) => [i.fileName, i]));
   const byGroup = new Map<string, { a: boolean; b: boolean }[]>();
   for (const image of a.images) {

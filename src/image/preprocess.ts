@@ -8,6 +8,7 @@ import { assess, type Assessment } from './input-checks.js';
 import { decodeRgb, type RgbImage } from './image-io.js';
 import { atJudgingScale, JudgedPixels } from './judged-pixels.js';
 import { mppOfScale } from './scale.js';
+import { stainDensity, type StainDensity } from './stain-density.js';
 import { applyNormaliser, type Normaliser } from './normalise.js';
 import {
   copyPatch,
@@ -87,6 +88,8 @@ export interface PreprocessedImage extends TiledImage {
    * the predictor judges it, prepare keeps it in the patch store.
    */
   assessment: Assessment;
+  /** Of the decoded image, before normalisation: how strongly it is stained (stain-density.ts). */
+  stain: StainDensity;
 }
 
 export async function preprocessImage(
@@ -101,7 +104,8 @@ export async function preprocessImage(
   const normalised = prepareRegion(decoded, config);
   const tiled = tileImage(normalised, config.tiles, config.background);
   const assessment = assess(new JudgedPixels(decoded, judged, tiled.count));
-  return { ...tiled, width: normalised.width, height: normalised.height, assessment };
+  const stain = stainDensity(decoded);
+  return { ...tiled, width: normalised.width, height: normalised.height, assessment, stain };
 }
 
 /** Pixels already at the target scale, made as training's were before tiling: normalised. */

@@ -6,7 +6,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-import type { Network } from '../engine/network.js';
+import { Network } from '../engine/network.js';
+import { beforeClassifier, classifierHead, linearHeadRunner } from '../engine/linear-head.js';
 import {
   openPatchRunner,
   resolveInferenceEngine,
@@ -47,8 +48,7 @@ async function openPatchNetwork(
   options: { bf16: boolean; engine: InferenceEngineSetting },
 ): Promise<PatchRunner> {
   const packaged = manifest.encoder;
-  if (!packaged)
-    return openPatchRunner(network, resolveInferenceEngine(options.engine, options.bf16), softwareVersion());
+  if (!packaged) return openZooNetwork(manifest, network, options);
   const file = path.join(dir, packaged.file);
   if (!existsSync(file))
     throw new PackageError(`${dir} runs on the ONNX encoder ${packaged.file}, which is missing from it`);
@@ -68,15 +68,27 @@ async function openPatchNetwork(
     );
   }
   if (manifest.mil) return encoderFeatureRunner(encoder);
+  const head = classifierHead(await network.exportTensors(), manifest.classes.length);
+  if (!head) throw new PackageError(`${dir} lacks its head's weights`);
+  return encoderRunner(encoder, head);
+}
+
+/**
+ * A zoo network ending in its classifier runs as the network before it and the classifier in
+ * TypeScript (engine/linear-head.ts): one pass gives the logits and the features an input's
+ * atypicality is measured on. A multiple-instance package's network is its feature network already.
+ */
+async function openZooNetwork(
+  manifest: ModelManifest,
+  network: Network,
+  options: { bf16: boolean; engine: InferenceEngineSetting },
+): Promise<PatchRunner> {
+  const engine = resolveInferenceEngine(options.engine, options.bf16);
+  const body = manifest.mil ? undefined : beforeClassifier(manifest.spec);
   const tensors = await network.exportTensors();
-  const find = (name: string): Float32Array => {
-    const tensor = tensors.find((t) => t.name === `${CLASSIFIER_LAYER}.${name}`);
-    if (!tensor) throw new PackageError(`${dir} lacks its head's ${name}`);
-    return Float32Array.from(tensor.data);
-  };
-  return encoderRunner(encoder, {
-    weight: find('weight'),
-    bias: find('bias'),
-    classes: manifest.classes.length,
-  });
+  const head = classifierHead(tensors, manifest.classes.length);
+  if (!body || !head) return openPatchRunner(network, engine, softwareVersion());
+  const base = await Network.create(body);
+  await base.importTensors(tensors.filter((t) => !t.name.startsWith(`${CLASSIFIER_LAYER}.`)));
+  return linearHeadRunner(await openPatchRunner(base, engine, softwareVersion()), head);
 }

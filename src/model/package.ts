@@ -79,6 +79,41 @@ export interface ModelManifest {
    * classifier, or the identity over an ONNX encoder's features).
    */
   mil?: PackagedMilHead;
+  /**
+   * What the training images looked like (written by train/training-reference.ts since this was
+   * added; absent in older packages, whose inputs' atypicality is then unknown): their features
+   * for the atypicality of an input, the distributions of their scale, stain and focus, and what
+   * the model trained on (image hashes and patients, hashed) so comparisons leave those out.
+   */
+  reference?: PackagedReference;
+}
+
+/** Quantiles of a training-image measure, at REFERENCE_QUANTILES. */
+export type Quantiles = number[];
+
+/** The shares the reference's input distributions are kept at. */
+export const REFERENCE_QUANTILES = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99] as const;
+
+export interface PackagedReference {
+  /** Its tensors' file: the reference images' unit feature vectors. */
+  file: string;
+  atypicality: {
+    method: 'knn-and-stain';
+    k: number;
+    dims: number;
+    images: number;
+    patients: number;
+    /** Each reference image's feature distance to the other patients' images, ascending. */
+    featureScores: number[];
+    /** The stain densities' mean and inverse covariance, and each image's distance from the other patients'. */
+    stain: { mean: [number, number]; precision: [number, number, number]; scores: number[] };
+    /** Each reference image's larger part percentile, ascending. */
+    scores: number[];
+  };
+  /** Distributions of the training images' inputs (null: the measure was not known for them). */
+  inputs: { scale: Quantiles | null; focus: Quantiles; haematoxylin: Quantiles; eosin: Quantiles };
+  /** The JSON file listing the training images' SHA-1 and the SHA-256 of each patient id. */
+  trainingSet: string;
 }
 
 export interface PackagedMilHead {

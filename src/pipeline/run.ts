@@ -248,7 +248,15 @@ async function trainFinal(
   if (!current || JSON.stringify(current.params) !== JSON.stringify(finalSplit) || options.fresh)
     createSplit(catalog, splitName, finalSplit);
   stage('final', `training '${name}' on all ${catalog.images().length} development images`);
-  const { packageDir, images } = await prepareAndTrain(catalog, workspace, preset, splitName, name, options);
+  const { packageDir, images } = await prepareAndTrain(
+    catalog,
+    workspace,
+    preset,
+    splitName,
+    name,
+    options,
+    true,
+  );
   await updateManifest(packageDir, (m) => ({
     ...m,
     calibration: cv.abstention.calibration,
@@ -292,6 +300,8 @@ async function prepareTrainEvaluate(
     name,
     name,
     options,
+    // A fold's model is only evaluated; a holdout's may be served.
+    fold === null,
   );
 
   // Evaluate on the held-out cases.
@@ -314,6 +324,7 @@ async function prepareAndTrain(
   split: string,
   name: string,
   options: RunOptions,
+  reference: boolean,
 ): Promise<{
   prepared: PrepareReport;
   trained: TrainResult;
@@ -341,6 +352,7 @@ async function prepareAndTrain(
   const how = {
     resume: options.fresh ? false : ('auto' as const),
     allowMissingPretrained: preset.allowMissingPretrained ?? false,
+    reference,
   };
   const ranks = localRanks(options.nproc);
   const trained = ranks

@@ -22,6 +22,9 @@ import { batchedPatchOutputs, type PatchOutputs } from './patch-outputs.js';
 import { rounded, roundedWeight, verdictOf, type Verdict } from './verdict.js';
 import { vote, type ImageVote } from './vote.js';
 import type { VoteRule } from '../engine/pooling.js';
+import { atypicalityOf, readReference, type Atypicality, type AtypicalityReference } from './atypicality.js';
+import { inputMeasures, meanFeatures, type InputMeasures } from './image-features.js';
+import type { FeatureSums } from './patch-outputs.js';
 
 /** Patches per inference batch: large enough to keep oneDNN busy, small enough for any image. */
 export const DEFAULT_BATCH_SIZE = 64;
@@ -55,7 +58,18 @@ export type ImagePrediction = Verdict & {
   grid: PatchGrid;
   scale: number | null;
   timings: { preprocessMs: number; inferenceMs: number };
+  /** How unlike the training images it is; null: unknown (a package without a reference). Absent in older records. */
+  atypicality?: Atypicality | null;
+  /** What the input measured before normalisation (the drift page's stain and focus). Absent in older records. */
+  inputs?: InputMeasures;
 };
+
+/** An answered image with the mean of its patches' features (null: the model's runner gives none). */
+export interface ImageFeatures {
+  status: ImagePrediction['status'];
+  prediction: ImagePrediction;
+  features: Float32Array | null;
+}
 
 /** An image the model declined to judge, and why. */
 export interface RefusedImage {
@@ -89,14 +103,18 @@ export class Predictor {
     maxPixels?: number;
   };
   readonly maxPatches: number;
+  /** The training images' features, for each input's atypicality; null when the package has none. */
+  readonly reference: AtypicalityReference | null;
 
   private constructor(
     manifest: ModelManifest,
     network: Network,
     runner: PatchRunner | undefined,
     options: PredictorOptions,
+    reference: AtypicalityReference | null = null,
   ) {
     this.manifest = manifest;
+    this.reference = reference;
     this.network = network;
     this.options = {
       batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
@@ -114,7 +132,7 @@ export class Predictor {
       bf16: resolveBf16(options.bf16 ?? 'auto'),
       engine: options.engine ?? 'auto',
     });
-    return new Predictor(manifest, network, runner, options);
+    return new Predictor(manifest, network, runner, options, await readReference(dir, manifest));
   }
 
   /** A predictor over a network already built, run by the addon. */
@@ -131,8 +149,15 @@ export class Predictor {
     return this.manifest.classes;
   }
 
-  /** Outputs of patches already cut (uint8 HWC back to back), in batches; `signal` stops between them. */
-  async predictPatches(patches: Uint8Array, signal?: AbortSignal): Promise<PatchOutputs> {
+  /**
+   * Outputs of patches already cut (uint8 HWC back to back), in batches; `signal` stops between
+   * them. With `groups` (each patch's image), each image's features summed as well.
+   */
+  async predictPatches(
+    patches: Uint8Array,
+    signal?: AbortSignal,
+    groups?: Int32Array,
+  ): Promise<PatchOutputs & { featureSums?: FeatureSums }> {
     const bytes = this.runner.imageBytes;
     return batchedPatchOutputs(
       this.runner,
@@ -143,7 +168,7 @@ export class Predictor {
           throw new PathotypeError('ERR_ABORTED', 'the prediction was stopped: its client went away');
         return patches.subarray(start * bytes, end * bytes);
       },
-      { bf16: this.options.bf16, rule: this.options.vote },
+      { bf16: this.options.bf16, rule: this.options.vote, ...(groups ? { groups } : {}) },
     );
   }
 
@@ -263,6 +288,16 @@ export class Predictor {
     inputs: readonly ImageInput[],
     signal?: AbortSignal,
   ): Promise<(ImagePrediction | RefusedImage)[]> {
+    return (await this.predictWithFeatures(inputs, signal)).map((r) =>
+      r.status === 'refused' ? r : r.prediction,
+    );
+  }
+
+  /** As predictImagesSettled, with each answered image's mean patch features (null: the runner gives none). */
+  async predictWithFeatures(
+    inputs: readonly ImageInput[],
+    signal?: AbortSignal,
+  ): Promise<(ImageFeatures | RefusedImage)[]> {
     const refused = new Map<number, RefusedImage>();
     const accepted: ImageInput[] = [];
     const prepared: { image: PreprocessedImage; scale: number | null; ms: number }[] = [];
@@ -285,23 +320,27 @@ export class Predictor {
     }
     const answered = await this.#predictPrepared(accepted, prepared, signal);
     let next = 0;
-    return inputs.map((_, k) => refused.get(k) ?? (answered[next++] as ImagePrediction));
+    return inputs.map((_, k) => refused.get(k) ?? (answered[next++] as ImageFeatures));
   }
 
   async #predictPrepared(
     inputs: readonly ImageInput[],
     prepared: readonly { image: PreprocessedImage; scale: number | null; ms: number }[],
     signal?: AbortSignal,
-  ): Promise<ImagePrediction[]> {
+  ): Promise<ImageFeatures[]> {
     if (prepared.length === 0) return [];
     const all = new Uint8Array(prepared.reduce((n, p) => n + p.image.patches.length, 0));
+    const groups = new Int32Array(prepared.reduce((n, p) => n + p.image.count, 0));
     let offset = 0;
-    for (const p of prepared) {
+    let patch = 0;
+    for (const [i, p] of prepared.entries()) {
       all.set(p.image.patches, offset);
       offset += p.image.patches.length;
+      groups.fill(i, patch, patch + p.image.count);
+      patch += p.image.count;
     }
     const started = performance.now();
-    const outputs = await this.predictPatches(all, signal);
+    const outputs = await this.predictPatches(all, signal, groups);
     const inferenceMs = performance.now() - started;
     const totalPatches = all.length / this.runner.imageBytes;
     let first = 0;
@@ -318,7 +357,8 @@ export class Predictor {
         count,
       );
       first += count;
-      return {
+      const features = meanFeatures(outputs.featureSums, i, count);
+      const prediction: ImagePrediction = {
         name: inputs[i]?.name ?? `image ${i + 1}`,
         ...verdict,
         scale: p.scale,
@@ -338,7 +378,13 @@ export class Predictor {
           ...(v.attention ? { attention: Array.from(v.attention, roundedWeight) } : {}),
         },
         timings: { preprocessMs: p.ms, inferenceMs: (inferenceMs * count) / Math.max(1, totalPatches) },
+        atypicality:
+          this.reference && features
+            ? atypicalityOf(this.reference, features, [p.image.stain.haematoxylin, p.image.stain.eosin])
+            : null,
+        inputs: inputMeasures(p.image),
       };
+      return { status: prediction.status, prediction, features };
     });
   }
 }

@@ -110,7 +110,7 @@ function crossValidationEstimate(metrics: Record<string, unknown>): string | nul
   return estimateLabel(cv.splitByImage ?? cv.groups === cv.images);
 }
 
-/** The model this server runs, with its cross-validated figures and calibration. */
+/** The versions this server holds (one active per name), with their cross-validated figures and calibration. */
 function modelRoute(app: FastifyInstance): void {
   const api = app.withTypeProvider<JsonSchemaToTsProvider>();
   const service = app.pathotype;
@@ -118,19 +118,21 @@ function modelRoute(app: FastifyInstance): void {
     '/models',
     {
       schema: {
-        summary: 'The model this server runs',
+        summary: 'The model versions this server holds; one version of each name is active and answers',
         tags: ['models'],
         security: [{ apiKey: [] }],
         response: { 200: { type: 'array', items: MODEL_SCHEMA }, '4xx': ERROR_SCHEMA },
       },
     },
-    () => {
-      const m = service.manifest;
-      return [
-        {
-          id: service.modelId,
+    async () => {
+      await service.models.refresh();
+      return service.models.all().map(({ id, predictor }) => {
+        const m = predictor.manifest;
+        return {
+          id,
           name: m.name,
           version: m.version,
+          active: service.models.isActive(id),
           architecture: architectureOf(m),
           classes: m.classes,
           patchSize: m.preprocess.tiles.patchSize,
@@ -142,8 +144,11 @@ function modelRoute(app: FastifyInstance): void {
           metrics: m.metrics,
           estimate: crossValidationEstimate(m.metrics),
           calibration: m.calibration ? { ...m.calibration } : null,
-        },
-      ];
+          reference: m.reference
+            ? { images: m.reference.atypicality.images, patients: m.reference.atypicality.patients }
+            : null,
+        };
+      });
     },
   );
 }

@@ -20,8 +20,9 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 
 import type { Bf16Setting } from '../engine/precision.js';
+import { PathotypeError } from '../errors.js';
 import { LIMITS } from '../limits.js';
-import { Predictor } from '../predict/predictor.js';
+import type { Predictor } from '../predict/predictor.js';
 import { adminRoutes } from './admin-routes.js';
 import { blockUntrustedDecoders } from './decoders.js';
 import origins, { publicOrigin } from './origin.js';
@@ -29,6 +30,8 @@ import slowClients, { type BodyRate } from './slow-clients.js';
 import { restApi } from './api.js';
 import { loginRoutes } from './login-routes.js';
 import { reviewsApi } from './reviews-api.js';
+import { modelsApi } from './models-api.js';
+import { reviewLoopRoutes } from './review-loop-routes.js';
 import { registerSecurity } from './security.js';
 import { slidesApi } from './slides-api.js';
 import errorHandling from './error-handler.js';
@@ -39,7 +42,8 @@ import { openStore, type ServerStore } from '../store/open.js';
 import type { SharedQueueOptions } from '../store/shared-slide-queue.js';
 import { InferenceLimiter } from './inference-limiter.js';
 import { UPLOAD_CONSUMES } from './schemas.js';
-import { modelIdOf, PredictionService } from './service.js';
+import { PredictionService } from './service.js';
+import { ServedModels } from './served-models.js';
 
 /** The limits `serve` applies unless told otherwise (from LIMITS); the CLI shows these as its defaults. */
 export const SERVE_DEFAULTS = {
@@ -52,7 +56,10 @@ export const SERVE_DEFAULTS = {
 } as const;
 
 export interface ServerOptions {
+  /** The package uploads are answered with by default (its name's active version). */
   modelDir: string;
+  /** Further packages: other names, or other versions of a name (challengers). */
+  moreModelDirs?: string[];
   /** Folder for serve.sqlite and kept uploads. */
   dataDir: string;
   /** Keep uploaded images, so results can be shown again. Default true. */
@@ -94,7 +101,9 @@ export interface ServerOptions {
 export interface PathotypeServer {
   app: FastifyInstance;
   store: ServerStore;
+  /** The default name's active version when the server started. */
   predictor: Predictor;
+  models: ServedModels;
   limiter: InferenceLimiter;
   /** Resolves when no slide job is running or waiting. */
   slidesIdle: () => Promise<void>;
@@ -131,6 +140,8 @@ async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<v
   await app.register(restApi, { prefix: '/api/v1' });
   await app.register(slidesApi, { prefix: '/api/v1' });
   await app.register(reviewsApi, { prefix: '/api/v1' });
+  await app.register(modelsApi, { prefix: '/api/v1' });
+  await app.register(reviewLoopRoutes);
   await app.register(healthRoutes);
   await app.register(portalRoutes);
   await app.register(adminRoutes);
@@ -149,6 +160,17 @@ async function registerRoutes(app: FastifyInstance, maxBytes: number): Promise<v
     decorateReply: false,
     index: false,
   });
+}
+
+/** The version a slide job was submitted to; a job of a version this server no longer holds fails. */
+function slidePredictor(models: ServedModels, modelId: string): Predictor {
+  const model = models.get(modelId);
+  if (!model)
+    throw new PathotypeError(
+      'ERR_NOT_FOUND',
+      `the slide job was submitted to ${modelId}, which this server does not hold`,
+    );
+  return model.predictor;
 }
 
 /** Node's own HTTP limits: headers within the timeout (checked every second), of bounded size. */
@@ -193,23 +215,29 @@ function capConnectionsPerAddress(server: Server): void {
   });
 }
 
-export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
-  // Checked before anything is opened: a wrong one is a configuration error, nothing to close.
-  const ownOrigin = options.publicOrigin === undefined ? undefined : publicOrigin(options.publicOrigin);
-  blockUntrustedDecoders();
-  const maxBytes = options.maxBytes ?? SERVE_DEFAULTS.maxMegabytes * 1024 * 1024;
-  const maxPixels = options.maxPixels ?? SERVE_DEFAULTS.maxPixels;
-  const predictor = await Predictor.load(options.modelDir, {
-    maxPixels,
-    ...(options.batchSize ? { batchSize: options.batchSize } : {}),
-    ...(options.bf16 !== undefined ? { bf16: options.bf16 } : {}),
-  });
-  const store = await openStore(options.dataDir, options.database);
+/** The models, the slide queue and the prediction service over an open store. */
+async function openService(
+  options: ServerOptions,
+  store: ServerStore,
+  limits: { maxBytes: number; maxPixels: number },
+): Promise<{ models: ServedModels; service: PredictionService; limiter: InferenceLimiter }> {
+  const { maxBytes, maxPixels } = limits;
+  const models = await ServedModels.open(
+    [options.modelDir, ...(options.moreModelDirs ?? [])],
+    path.join(options.dataDir, 'models'),
+    store,
+    {
+      maxPixels,
+      ...(options.batchSize ? { batchSize: options.batchSize } : {}),
+      ...(options.bf16 !== undefined ? { bf16: options.bf16 } : {}),
+    },
+  );
   await store.predictions.removeOrphanUploads();
   const slides = await store.openSlideQueue(
     path.join(options.dataDir, 'slides'),
-    modelIdOf(predictor.manifest),
-    (job, dir, signal, onProgress) => executeSlideJob(predictor, job, dir, signal, onProgress),
+    () => models.active().id,
+    (job, dir, signal, onProgress) =>
+      executeSlideJob(slidePredictor(models, job.modelId), job, dir, signal, onProgress),
     options.sharedQueue,
   );
   const limiter = new InferenceLimiter(
@@ -217,7 +245,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     options.maxWaiting ?? SERVE_DEFAULTS.maxWaiting,
   );
   const service = new PredictionService(
-    predictor,
+    models,
     store,
     limiter,
     {
@@ -230,7 +258,11 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     slides,
   );
   await service.slides.recover();
+  return { models, service, limiter };
+}
 
+/** Fastify's own options: logging, body size, timeouts against slow clients, TLS, the proxy. */
+function fastifyOptions(options: ServerOptions, maxBytes: number): FastifyServerOptions {
   const serverOptions: FastifyServerOptions & { https?: object; http?: object } = {
     logger: options.logger ?? false,
     bodyLimit: maxBytes,
@@ -247,8 +279,25 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
     // Fastify also takes a hop count here, which its types leave out.
     ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy as boolean | string } : {}),
   };
-  // Typed as the plain HTTP server: the routes are the same over HTTPS.
-  const app = Fastify(serverOptions as FastifyServerOptions);
+  // Typed as the plain HTTP server (the https key is HTTPS's): the routes are the same over HTTPS.
+  return serverOptions;
+}
+
+export async function buildServer(options: ServerOptions): Promise<PathotypeServer> {
+  // Checked before anything is opened: a wrong one is a configuration error, nothing to close.
+  const ownOrigin = options.publicOrigin === undefined ? undefined : publicOrigin(options.publicOrigin);
+  blockUntrustedDecoders();
+  const maxBytes = options.maxBytes ?? SERVE_DEFAULTS.maxMegabytes * 1024 * 1024;
+  const maxPixels = options.maxPixels ?? SERVE_DEFAULTS.maxPixels;
+  const store = await openStore(options.dataDir, options.database);
+  const { models, service, limiter } = await openService(options, store, { maxBytes, maxPixels }).catch(
+    async (error: unknown) => {
+      await store.close();
+      throw error;
+    },
+  );
+  const predictor = models.active().predictor;
+  const app = Fastify(fastifyOptions(options, maxBytes));
   capConnectionsPerAddress(app.server);
   app.decorate('pathotype', service);
   await app.register(errorHandling);
@@ -289,7 +338,7 @@ export async function buildServer(options: ServerOptions): Promise<PathotypeServ
   app.addHook('onClose', async () => {
     await service.close();
     await store.close();
-    await predictor.close();
+    await models.close();
   });
-  return { app, store, predictor, limiter, slidesIdle: () => service.slides.idle(), routes };
+  return { app, store, predictor, models, limiter, slidesIdle: () => service.slides.idle(), routes };
 }

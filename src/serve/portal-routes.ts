@@ -11,6 +11,8 @@ import type { SlideJob } from '../store/slide-jobs.js';
 import { shownJobError, CASES_QUERY, ID_PARAMS, UPLOAD_CONSUMES, UPLOAD_QUERY } from './schemas.js';
 import { slideImageRoutes } from './slides-api.js';
 import { predictUpload, principalOf } from './uploads.js';
+import { reviewSection } from './review-pages.js';
+import { caseReviewView } from './review-views.js';
 import { refuseWhenBusy } from './inference-limiter.js';
 
 function viewed(job: SlideJob): ViewedSlide {
@@ -78,7 +80,12 @@ export function portalRoutes(app: FastifyInstance): void {
     async (request, reply) => {
       const record = await service.find(request.params.id);
       const hasImage = service.store.predictions.imagePath(record) !== null;
-      return html(reply, resultPage(pageContext(request, reply), record, service.manifest, hasImage));
+      const ctx = pageContext(request, reply);
+      const manifest = service.manifestOf(record.modelId);
+      const view = await caseReviewView(service.store, request.principal, 'prediction', record.id);
+      const classes = (manifest ?? service.manifest).classes;
+      const review = reviewSection(ctx, 'prediction', record.id, classes, view);
+      return html(reply, resultPage(ctx, record, manifest, hasImage, review));
     },
   );
   portal.get(
@@ -107,7 +114,14 @@ export function portalRoutes(app: FastifyInstance): void {
     async (request, reply) => {
       const record = await service.find(request.params.id);
       service.imageFileOf(record);
-      return html(reply, fieldViewerPage(pageContext(request, reply), record, service.manifest));
+      return html(
+        reply,
+        fieldViewerPage(
+          pageContext(request, reply),
+          record,
+          service.manifestOf(record.modelId) ?? service.manifest,
+        ),
+      );
     },
   );
   slidePages(app);
@@ -129,15 +143,11 @@ function slidePages(app: FastifyInstance): void {
   portal.get(
     '/slides/:id',
     { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'slide.view' } },
-    async (request, reply) =>
-      html(
-        reply,
-        slideViewerPage(
-          pageContext(request, reply),
-          viewed(await service.findSlideJob(request.params.id)),
-          service.manifest,
-        ),
-      ),
+    async (request, reply) => {
+      const job = await service.findSlideJob(request.params.id);
+      const manifest = service.manifestOf(job.modelId) ?? service.manifest;
+      return html(reply, slideViewerPage(pageContext(request, reply), viewed(job), manifest));
+    },
   );
   portal.post(
     '/slides/:id/cancel',

@@ -19,7 +19,8 @@ import {
 } from '../predict/verdict-text.js';
 import { architectureOf, type ModelManifest } from '../model/package.js';
 import type { PredictionRecord } from '../store/predictions.js';
-import { REVIEW_SCRIPT, reviewForm } from './review-pages.js';
+import { REVIEW_SCRIPT } from './review-pages.js';
+import { atypicalityText } from '../predict/atypicality.js';
 
 const STYLE = `
 *{box-sizing:border-box}[hidden]{display:none!important}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -43,7 +44,7 @@ progress{width:100%;height:1rem}.error{color:#b00020;font-weight:600}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #e3e6eb;padding:.4rem .5rem;text-align:left}
 .legend span{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin:0 .3rem 0 .8rem;vertical-align:middle}
 .legend span.na{background:repeating-linear-gradient(45deg,#5a5a5a 0 2px,transparent 2px 8px);border:1px solid #5a5a5a}
-.pager{display:flex;gap:1rem;margin-top:1rem}.muted{color:#5b6575}
+.pager{display:flex;gap:1rem;margin-top:1rem}.muted{color:#5b6575}form.inline{display:inline;margin-right:.5rem}
 header nav{display:flex;gap:.5rem;align-items:center;flex-wrap:wrap}.who{margin-left:1.5rem}.logout{display:inline;margin:0}.logout button{padding:.2rem .6rem}
 `;
 
@@ -83,11 +84,13 @@ export function jsonBlock(id: string, value: unknown): string {
 
 function signedIn(ctx: PageContext): string {
   if (!ctx.user) return '';
+  const role = ctx.user.role;
+  const reviews = role === 'admin' || role === 'pathologist' ? ' &nbsp; <a href="/reviews">Reviews</a>' : '';
   const audit =
-    ctx.user.role === 'admin'
-      ? ' &nbsp; <a href="/admin/audit">Audit</a> &nbsp; <a href="/admin/users">Users</a>'
+    role === 'admin'
+      ? ' &nbsp; <a href="/admin/models">Models</a> &nbsp; <a href="/admin/agreement">Agreement</a> &nbsp; <a href="/admin/drift">Drift</a> &nbsp; <a href="/admin/audit">Audit</a> &nbsp; <a href="/admin/users">Users</a>'
       : '';
-  return `${audit}<span class="who">Signed in as <strong id="signed-in">${escapeHtml(ctx.user.name)}</strong> (${escapeHtml(ctx.user.role)})</span>
+  return `${reviews}${audit}<span class="who">Signed in as <strong id="signed-in">${escapeHtml(ctx.user.name)}</strong> (${escapeHtml(ctx.user.role)})</span>
 <form method="post" action="/logout" class="logout"><input type="hidden" name="_csrf" value="${escapeHtml(ctx.csrfToken ?? '')}"><button type="submit">Sign out</button></form>`;
 }
 
@@ -232,21 +235,36 @@ export function verdictPanel(v: ShownVerdict): string {
   }`;
 }
 
+/** What the model row says of the version that answered: its summary, or that this server no longer holds it. */
+function answeredBy(record: PredictionRecord, manifest: ModelManifest | null): string {
+  return manifest
+    ? modelSummary(manifest)
+    : `${escapeHtml(record.modelId)} <span class="muted">(no longer held by this server)</span>`;
+}
+
+/** The input's atypicality as the result page says it, with a notice when it is unlike the training data. */
+function atypicalityRow(record: PredictionRecord): string {
+  const a = record.result.atypicality;
+  return `<tr><th scope="row">Input</th><td id="atypicality" data-unlike="${a?.unlike === true}">${escapeHtml(atypicalityText(a))}</td></tr>`;
+}
+
 export function resultPage(
   ctx: PageContext,
   record: PredictionRecord,
-  manifest: ModelManifest,
+  manifest: ModelManifest | null,
   hasImage: boolean,
+  review: string,
 ): string {
   const r = record.result;
-  const bars = manifest.classes
+  const classes = manifest?.classes ?? Object.keys(r.voteShares);
+  const bars = classes
     .map((c, k) => {
       const [red, green, blue] = classColour(k);
       const share = r.voteShares[c] ?? 0;
       return `<div class="row"><span class="label">${escapeHtml(c)}</span><span class="track" role="img" aria-label="${escapeHtml(c)}: ${pct(share)} of patch votes"><span class="fill" style="display:block;width:${(share * 100).toFixed(1)}%;background:rgb(${red},${green},${blue})"></span></span><span class="value">${pct(share)}</span></div>`;
     })
     .join('');
-  const legend = manifest.classes
+  const legend = classes
     .map((c, k) => {
       const [red, green, blue] = classColour(k);
       return `<span style="background:rgb(${red},${green},${blue})"></span>${escapeHtml(c)}`;
@@ -266,7 +284,7 @@ export function resultPage(
 <div class="result">
 <section class="panel" aria-label="Image">${figure}</section>
 <section class="panel" aria-label="Classification">
-${verdictPanel(r)}
+${r.atypicality?.unlike ? `<p class="notice" id="unlike-notice" role="note"><strong>Unlike the training data.</strong> This image lies beyond what the model saw in training (its stain or its features): weigh the answer accordingly.</p>` : ''}${verdictPanel(r)}
 <p>Vote share: ${pct(r.voteShares[r.predicted] ?? 0)} of ${r.patches} patches voted ${escapeHtml(r.predicted)}; mean patch probability ${pct(r.meanProbabilities[r.predicted] ?? 0)}.</p>
 <h2>Vote shares</h2><div class="bars">${bars}</div>
 <h2>Details</h2>
@@ -275,11 +293,12 @@ ${verdictPanel(r)}
 <tr><th scope="row">Received</th><td>${escapeHtml(record.createdAt)}</td></tr>
 <tr><th scope="row">Image</th><td>${record.width}×${record.height} px, ${(record.bytes / 1024).toFixed(0)} KiB, SHA-256 <code>${record.sha256.slice(0, 16)}…</code></td></tr>
 <tr><th scope="row">Scale</th><td id="scale-source">${escapeHtml(scaleSource(record))}</td></tr>
-<tr><th scope="row">Model</th><td>${modelSummary(manifest)}</td></tr>
+${atypicalityRow(record)}
+<tr><th scope="row">Model</th><td id="answered-by" data-model="${escapeHtml(record.modelId)}">${answeredBy(record, manifest)}</td></tr>
 <tr><th scope="row">Time</th><td>${record.timings.totalMs.toFixed(0)} ms</td></tr>
 </tbody></table>
 <p><a href="/api/v1/predictions/${encodeURIComponent(record.id)}">Result as JSON</a></p>
-</section></div>${reviewForm(ctx, 'prediction', record.id, manifest.classes)}`,
+</section></div>${review}`,
     { scripts: [...(hasImage ? ['/static/portal/result.js'] : []), REVIEW_SCRIPT] },
   );
 }

@@ -6,7 +6,9 @@
  */
 import { escapeHtml } from '../html.js';
 import { isRole, roleAllows } from '../store/users.js';
-import { OTHER_LABEL, type CaseKind } from '../store/reviews.js';
+import { OTHER_LABEL, type CaseKind, type Review } from '../store/reviews.js';
+import type { CaseStatus } from '../store/review-cases.js';
+import type { CaseReviewView } from './review-views.js';
 
 export const REVIEW_SCRIPT = '/static/portal/review.js';
 
@@ -35,4 +37,39 @@ export function reviewForm(
 <p><label>Comment <textarea name="comment" id="review-comment" maxlength="2000" rows="2"></textarea></label></p>
 <p><button type="submit">Record the review</button> <span id="review-status" role="status"></span></p>
 </form>`;
+}
+
+const STATUS_TEXT: Record<CaseStatus, string> = {
+  unreviewed: 'Not reviewed yet.',
+  'second-reading': 'Read once: this deployment needs a second, independent reader.',
+  disagreement: "The readers disagree: a third reader's review settles it.",
+  settled: 'Settled.',
+};
+
+function reviewItem(r: Review): string {
+  const label = r.label === OTHER_LABEL ? `${OTHER_LABEL}: ${r.otherText ?? ''}` : r.label;
+  return `<li data-reviewer="${escapeHtml(r.reviewer)}"><strong>${escapeHtml(label)}</strong> by ${escapeHtml(r.reviewer)}, ${escapeHtml(r.createdAt.replace('T', ' ').slice(0, 16))} UTC${r.patient ? `, patient ${escapeHtml(r.patient)}` : ''}${r.comment ? `: ${escapeHtml(r.comment)}` : ''}</li>`;
+}
+
+/**
+ * A case's reviews as this reader may see them, where the case stands, and the form: under
+ * double reading a second reader sees that a review exists, never what it says, until theirs is in.
+ */
+export function reviewSection(
+  ctx: ReviewerContext,
+  kind: CaseKind,
+  id: string,
+  classes: readonly string[],
+  view: CaseReviewView,
+): string {
+  const status = view.consensus
+    ? `${STATUS_TEXT[view.status]}${view.status === 'settled' ? ` The readers' diagnosis: <strong id="consensus">${escapeHtml(view.consensus.label)}</strong> (${view.consensus.agreement}).` : ''}`
+    : STATUS_TEXT[view.status];
+  const hidden =
+    view.hidden > 0
+      ? `<p id="reviews-hidden">${view.hidden === 1 ? "Another reader's review is" : `${view.hidden} other readers' reviews are`} hidden until you record yours: the two readings stay independent.</p>`
+      : '';
+  const list = view.visible.length > 0 ? `<ul>${view.visible.map(reviewItem).join('')}</ul>` : '';
+  return `<section class="panel" id="reviews" aria-label="Reviews"><h2>Reviews</h2>
+<p id="review-status-line" data-status="${view.status}">${status}</p>${hidden}${list}</section>${reviewForm(ctx, kind, id, classes)}`;
 }

@@ -12,6 +12,7 @@ import { OTHER_LABEL, reviewsCsv, type CaseKind, type Review } from '../store/re
 import { ERROR_SCHEMA, ID_PARAMS } from './schemas.js';
 import type { PredictionService } from './service.js';
 import { principalOf } from './uploads.js';
+import { visibleList } from './review-views.js';
 
 const TEXT = { type: 'string', maxLength: 2000 } as const;
 /** Patient ids become file names in an export: letters, digits, dot, dash. */
@@ -61,6 +62,11 @@ const LIST_QUERY = {
     since: { type: 'string', format: 'date-time' },
     label: { type: 'string', maxLength: 100 },
     reviewer: { type: 'string', maxLength: 200 },
+    case: {
+      type: 'string',
+      pattern: '^[0-9a-f-]{36}$',
+      description: 'one case (a prediction or a slide job)',
+    },
     history: { type: 'boolean', default: false, description: 'superseded reviews too' },
   },
   additionalProperties: false,
@@ -110,8 +116,9 @@ async function recordReview(
   id: string,
   body: ReviewBody,
 ): Promise<Review> {
-  checkLabel(body, service.manifest.classes);
   const known = await caseOf(service, kind, id);
+  // The classes of the version that answered the case: a later version may know others.
+  checkLabel(body, (service.manifestOf(known.modelId) ?? service.manifest).classes);
   const principal = principalOf(request);
   return service.store.reviews.add({
     caseKind: kind,
@@ -151,18 +158,28 @@ export function reviewsApi(app: FastifyInstance): void {
         reply.code(201).send(await recordReview(service, request, kind, request.params.id, request.body)),
     );
   }
-  const list = (query: { since?: string; label?: string; reviewer?: string; history?: boolean }) =>
-    service.store.reviews.list({
-      ...(query.since ? { since: new Date(query.since).toISOString() } : {}),
-      ...(query.label ? { label: query.label } : {}),
-      ...(query.reviewer ? { reviewer: query.reviewer } : {}),
-      history: query.history ?? false,
-    });
+  // Under double reading, what a reader may not see yet is left out (serve/review-views.ts).
+  const list = async (
+    request: FastifyRequest,
+    query: { since?: string; label?: string; reviewer?: string; case?: string; history?: boolean },
+  ) =>
+    visibleList(
+      service.store,
+      request.principal,
+      await service.store.reviews.list({
+        ...(query.since ? { since: new Date(query.since).toISOString() } : {}),
+        ...(query.label ? { label: query.label } : {}),
+        ...(query.reviewer ? { reviewer: query.reviewer } : {}),
+        ...(query.case ? { caseId: query.case } : {}),
+        history: query.history ?? false,
+      }),
+    );
   api.get(
     '/reviews',
     {
       schema: {
-        summary: "Reviews, newest first: each reader's latest of each case (history=true: all)",
+        summary:
+          "Reviews, newest first: each reader's latest of each case (history=true: all); under double reading, another reader's review of a case only once it has its two readers",
         tags: ['reviews'],
         security: [{ apiKey: [] }],
         querystring: LIST_QUERY,
@@ -173,7 +190,7 @@ export function reviewsApi(app: FastifyInstance): void {
       },
       config: { audit: 'reviews.list' },
     },
-    async (request) => ({ reviews: await list(request.query) }),
+    async (request) => ({ reviews: await list(request, request.query) }),
   );
   api.get(
     '/reviews.csv',
@@ -189,6 +206,6 @@ export function reviewsApi(app: FastifyInstance): void {
       config: { audit: 'reviews.list' },
     },
     async (request, reply) =>
-      reply.type('text/csv; charset=utf-8').send(reviewsCsv(await list(request.query))),
+      reply.type('text/csv; charset=utf-8').send(reviewsCsv(await list(request, request.query))),
   );
 }

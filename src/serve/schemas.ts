@@ -5,6 +5,8 @@
  */
 import type { ImagePrediction } from '../predict/predictor.js';
 import { VERDICT_PROPERTIES } from '../predict/verdict.js';
+import { atypicalityText, type Atypicality } from '../predict/atypicality.js';
+import type { InputMeasures } from '../predict/image-features.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import type { SlideJob } from '../store/slide-jobs.js';
 import { withoutServerPaths } from './error-handler.js';
@@ -34,6 +36,36 @@ export const PREDICTION_SCHEMA = {
     model: { type: 'object', properties: { id: { type: 'string' }, version: { type: 'integer' } } },
     ...VERDICT_PROPERTIES,
     scale: { type: ['number', 'null'] },
+    atypicality: {
+      type: 'object',
+      description: 'how unlike the training images the input is',
+      properties: {
+        known: {
+          type: 'boolean',
+          description: 'false: unknown, the model keeps no reference of its training images (older packages)',
+        },
+        percentile: {
+          type: ['number', 'null'],
+          description: "of the training images' own scores (each against the other patients' images)",
+        },
+        unlike: { type: 'boolean', description: 'beyond the 99th percentile: unlike the training data' },
+        features: { type: ['number', 'null'], description: "the model's features' own percentile" },
+        stain: {
+          type: ['number', 'null'],
+          description: "the haematoxylin and eosin densities' own percentile",
+        },
+        says: { type: 'string', description: "what the portal says: 'unlike the training data', ..." },
+      },
+    },
+    inputs: {
+      type: ['object', 'null'],
+      description: 'what the input measured before normalisation',
+      properties: {
+        focus: { type: 'number' },
+        haematoxylin: { type: 'number', description: 'mean optical density of the tissue' },
+        eosin: { type: 'number', description: 'mean optical density of the tissue' },
+      },
+    },
     grid: {
       type: 'object',
       properties: {
@@ -84,14 +116,31 @@ export const ID_PARAMS = {
   required: ['id'],
 } as const;
 
+type PublicAtypicality = {
+  known: boolean;
+  percentile: number | null;
+  unlike: boolean;
+  features: number | null;
+  stain: number | null;
+  says: string;
+};
+
+function publicAtypicality(a: Atypicality | null | undefined): PublicAtypicality {
+  const says = atypicalityText(a);
+  if (!a) return { known: false, percentile: null, unlike: false, features: null, stain: null, says };
+  return { known: true, ...a, says };
+}
+
 /** A prediction as the API shows it: the record's verdict and grid, without who asked. */
-export type PublicPrediction = Omit<ImagePrediction, 'timings'> &
+export type PublicPrediction = Omit<ImagePrediction, 'timings' | 'atypicality' | 'inputs'> &
   Pick<
     PredictionRecord,
     'id' | 'createdAt' | 'fileName' | 'sha256' | 'bytes' | 'width' | 'height' | 'timings'
   > & {
     model: { id: string; version: number };
     links: { self: string; heatmap: string; page: string };
+    atypicality: PublicAtypicality;
+    inputs: InputMeasures | null;
   };
 
 export function publicPrediction(record: PredictionRecord): PublicPrediction {
@@ -106,6 +155,8 @@ export function publicPrediction(record: PredictionRecord): PublicPrediction {
     height: record.height,
     model: { id: record.modelId, version: record.modelVersion },
     timings: record.timings,
+    atypicality: publicAtypicality(record.result.atypicality),
+    inputs: record.result.inputs ?? null,
     links: {
       self: `/api/v1/predictions/${record.id}`,
       heatmap: `/api/v1/predictions/${record.id}/heatmap.png`,
@@ -134,6 +185,11 @@ export const UPLOAD_QUERY = {
       maximum: 16,
       description: 'pixel scale relative to the original 1388x1040 release',
     },
+    model: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9._-]{1,100}$',
+      description: "a model name the server holds (its active version answers); default: the server's first",
+    },
   },
   additionalProperties: false,
 } as const;
@@ -144,6 +200,7 @@ export const MODEL_SCHEMA = {
     id: { type: 'string' },
     name: { type: 'string' },
     version: { type: 'integer' },
+    active: { type: 'boolean', description: 'the version of its name that answers (promoted by an admin)' },
     architecture: { type: 'string' },
     classes: { type: 'array', items: { type: 'string' } },
     patchSize: { type: 'integer' },
@@ -175,6 +232,11 @@ export const MODEL_SCHEMA = {
         threshold: { type: 'number', description: 'above 1: the model answers no image' },
         target: { type: 'number' },
       },
+    },
+    reference: {
+      type: ['object', 'null'],
+      description: "the training images it keeps for its inputs' atypicality; null: unknown (older packages)",
+      properties: { images: { type: 'integer' }, patients: { type: 'integer' } },
     },
   },
 } as const;

@@ -28,16 +28,13 @@ import { ensureDir } from '../workspace.js';
 import { checkSlideUpload, sniffImage, UPLOADED_SLIDE_EXTENSIONS } from './decoders.js';
 import type { InferenceLimiter } from './inference-limiter.js';
 import { SlideTiles } from './slide-tiles.js';
+import type { ServedModels } from './served-models.js';
+import { signalsOf } from './case-signals.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     pathotype: PredictionService;
   }
-}
-
-/** name@version: what records, jobs and the API call a model. */
-export function modelIdOf(manifest: ModelManifest): string {
-  return `${manifest.name}@${manifest.version}`;
 }
 
 /** An image sent for prediction, received into a file of the uploads folder. */
@@ -50,6 +47,8 @@ export interface ImageUpload {
   fileName: string;
   /** Its pixel scale relative to the original release, when the sender knows it. */
   scale?: number;
+  /** The model name to answer with (its active version); default: the server's first. */
+  model?: string;
 }
 
 /** Who asked, for the record. */
@@ -71,22 +70,36 @@ export interface ServiceLimits {
 }
 
 export class PredictionService {
-  readonly manifest: ModelManifest;
-  /** name@version: what records and the API call this model. */
-  readonly modelId: string;
   /** The viewers' Deep Zoom tiles: open slides and a disk cache, both bounded. */
   readonly tiles: SlideTiles;
 
   constructor(
-    readonly predictor: Predictor,
+    readonly models: ServedModels,
     readonly store: ServerStore,
     readonly limiter: InferenceLimiter,
     readonly limits: ServiceLimits,
     readonly slides: SlideQueue,
   ) {
-    this.manifest = predictor.manifest;
-    this.modelId = modelIdOf(this.manifest);
     this.tiles = new SlideTiles();
+  }
+
+  /** The default name's active version: what an upload that names no model is answered by. */
+  get predictor(): Predictor {
+    return this.models.active().predictor;
+  }
+
+  get manifest(): ModelManifest {
+    return this.predictor.manifest;
+  }
+
+  /** name@version of the default name's active version. */
+  get modelId(): string {
+    return this.models.active().id;
+  }
+
+  /** The manifest of the version that answered a record; null when this server no longer holds it. */
+  manifestOf(modelId: string): ModelManifest | null {
+    return this.models.get(modelId)?.predictor.manifest ?? null;
   }
 
   async close(): Promise<void> {
@@ -113,11 +126,13 @@ export class PredictionService {
     // is decoded; once.
     await sniffImage(file, fileName);
     const probe = await probeImage(file, { maxPixels: this.limits.maxPixels });
+    await this.models.refresh();
+    const model = this.models.active(upload.model);
     const queued = performance.now();
     let queueMs = 0;
     const [result] = await this.limiter.run(async () => {
       queueMs = performance.now() - queued;
-      return this.predictor.predictImages(
+      return model.predictor.predictImages(
         [{ source: file, name: fileName, probe, ...(upload.scale ? { scale: upload.scale } : {}) }],
         signal,
       );
@@ -138,8 +153,8 @@ export class PredictionService {
       bytes: upload.bytes,
       width: probe.width,
       height: probe.height,
-      modelId: this.modelId,
-      modelVersion: this.manifest.version,
+      modelId: model.id,
+      modelVersion: model.version,
       result,
       timings: {
         totalMs: performance.now() - started,
@@ -151,6 +166,7 @@ export class PredictionService {
       imageFile,
     };
     await records.insert(record);
+    await this.store.signals.add(signalsOf(record));
     return record;
   }
 

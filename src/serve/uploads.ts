@@ -57,7 +57,7 @@ export async function predictUpload(
   service: PredictionService,
   request: FastifyRequest,
   reply: FastifyReply,
-  query: { filename?: string; scale?: number },
+  query: { filename?: string; scale?: number; model?: string },
 ): Promise<PredictionRecord> {
   const upload = await readImageUpload(
     request,
@@ -65,7 +65,11 @@ export async function predictUpload(
     service.store.predictions.uploadsDir,
     service.limits.maxBytes,
   );
-  const record = await service.predict(upload, clientOf(request), hangUpSignal(reply));
+  const record = await service.predict(
+    { ...upload, ...(query.model ? { model: query.model } : {}) },
+    clientOf(request),
+    hangUpSignal(reply),
+  );
   request.auditCase = record.id;
   return record;
 }

@@ -22,5 +22,14 @@ export interface Database {
 
 /** A LIKE pattern matching `text` anywhere, with % and _ taken literally (ESCAPE '\'). */
 export function containsPattern(text: string): string {
-  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return `%${literal(text)}%`;
+}
+
+/** A LIKE pattern matching what starts with `text`, taken literally (ESCAPE '\'). */
+export function prefixPattern(text: string): string {
+  return `${literal(text)}%`;
+}
+
+function literal(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }

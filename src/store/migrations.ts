@@ -25,6 +25,20 @@ export function translate(sql: string, dialect: Dialect): string {
   return out;
 }
 
+/** Triggers by which the database itself refuses to change or remove a row of `table`. */
+function appendOnly(table: string, message: string): Record<Dialect, string> {
+  return {
+    sqlite: `
+CREATE TRIGGER IF NOT EXISTS ${table}_no_update BEFORE UPDATE ON ${table} BEGIN SELECT RAISE(ABORT, '${message}'); END;
+CREATE TRIGGER IF NOT EXISTS ${table}_no_delete BEFORE DELETE ON ${table} BEGIN SELECT RAISE(ABORT, '${message}'); END;`,
+    postgres: `
+CREATE OR REPLACE FUNCTION ${table}_append_only() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION '${message}'; END; $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS ${table}_no_change ON ${table};
+CREATE TRIGGER ${table}_no_change BEFORE UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_append_only();`,
+  };
+}
+
 export interface Migration {
   version: number;
   name: string;
@@ -195,16 +209,7 @@ CREATE TABLE IF NOT EXISTS reviews (
 CREATE INDEX IF NOT EXISTS reviews_case ON reviews (case_kind, case_id);
 CREATE INDEX IF NOT EXISTS reviews_created ON reviews (created_at);`,
     // Reviews are a clinical record: a new opinion supersedes, nothing is edited or removed.
-    dialectSql: {
-      sqlite: `
-CREATE TRIGGER IF NOT EXISTS reviews_no_update BEFORE UPDATE ON reviews BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;`,
-      postgres: `
-CREATE OR REPLACE FUNCTION reviews_append_only() RETURNS trigger AS $$
-BEGIN RAISE EXCEPTION 'reviews are append-only'; END; $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS reviews_no_change ON reviews;
-CREATE TRIGGER reviews_no_change BEFORE UPDATE OR DELETE ON reviews FOR EACH ROW EXECUTE FUNCTION reviews_append_only();`,
-    },
+    dialectSql: appendOnly('reviews', 'reviews are append-only'),
   },
   {
     // Failed sign-ins per name typed (a keyed hash) and address; '' counts every address.
@@ -233,6 +238,53 @@ CREATE INDEX IF NOT EXISTS sign_in_failures_last ON sign_in_failures (last_at);`
       sqlite: 'CREATE UNIQUE INDEX IF NOT EXISTS audit_chain ON audit (chain_seq);',
       postgres: 'CREATE UNIQUE INDEX IF NOT EXISTS audit_chain ON audit (chain_seq);',
     },
+  },
+  {
+    version: 9,
+    name: '009_review_loop',
+    sql: `
+CREATE TABLE IF NOT EXISTS case_signals (
+  case_kind TEXT NOT NULL,
+  case_id TEXT NOT NULL,
+  created_at TIME NOT NULL,
+  model_id TEXT NOT NULL,
+  margin REAL,
+  atypicality REAL,
+  inputs JSON,
+  PRIMARY KEY (case_kind, case_id)
+);
+CREATE INDEX IF NOT EXISTS case_signals_created ON case_signals (created_at);
+CREATE TABLE IF NOT EXISTS model_promotions (
+  id TEXT PRIMARY KEY,
+  at TIME NOT NULL,
+  name TEXT NOT NULL,
+  model_id TEXT NOT NULL,
+  previous TEXT,
+  actor TEXT NOT NULL,
+  comparison_id TEXT,
+  seq SERIAL
+);
+CREATE INDEX IF NOT EXISTS model_promotions_name ON model_promotions (name, at);
+CREATE TABLE IF NOT EXISTS model_comparisons (
+  id TEXT PRIMARY KEY,
+  created_at TIME NOT NULL,
+  name TEXT NOT NULL,
+  champion TEXT NOT NULL,
+  challenger TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  result JSON NOT NULL,
+  seq SERIAL
+);
+CREATE TABLE IF NOT EXISTS case_answers (
+  case_kind TEXT NOT NULL,
+  case_id TEXT NOT NULL,
+  model_id TEXT NOT NULL,
+  created_at TIME NOT NULL,
+  answer JSON NOT NULL,
+  PRIMARY KEY (case_kind, case_id, model_id)
+);`,
+    // Which version answered is history: a promotion (or a rollback) is a new row, never an edit.
+    dialectSql: appendOnly('model_promotions', 'promotions are append-only'),
   },
 ];
 

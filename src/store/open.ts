@@ -7,12 +7,14 @@ import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { Database } from './database.js';
 import { AuditLog } from './audit.js';
+import { CaseSignalStore } from './case-signals.js';
+import { ModelVersions } from './model-versions.js';
 import { KeyStore } from './keys.js';
 import { PostgresDatabase } from './postgres.js';
 import { PredictionStore } from './predictions.js';
 import { ReviewStore } from './reviews.js';
 import { SharedSlideQueue, type SharedQueueOptions } from './shared-slide-queue.js';
-import { LocalSlideQueue, type SlideExecutor, type SlideQueue } from './slide-jobs.js';
+import { LocalSlideQueue, type ModelOfNewJobs, type SlideExecutor, type SlideQueue } from './slide-jobs.js';
 import { Settings } from './settings.js';
 import { SqliteDatabase } from './sqlite.js';
 import { UserStore } from './users.js';
@@ -28,6 +30,8 @@ export class ServerStore {
   readonly settings: Settings;
   readonly audit: AuditLog;
   readonly reviews: ReviewStore;
+  readonly signals: CaseSignalStore;
+  readonly models: ModelVersions;
 
   constructor(db: Database, dataDir: string) {
     this.db = db;
@@ -37,12 +41,14 @@ export class ServerStore {
     this.settings = new Settings(db);
     this.audit = new AuditLog(db);
     this.reviews = new ReviewStore(db);
+    this.signals = new CaseSignalStore(db);
+    this.models = new ModelVersions(db);
   }
 
   /** The slide queue on this database: run here, or shared with the deployment through pg-boss. */
   openSlideQueue(
     dir: string,
-    modelId: string,
+    modelId: ModelOfNewJobs,
     execute: SlideExecutor,
     options: SharedQueueOptions = {},
   ): Promise<SlideQueue> {

@@ -13,13 +13,21 @@ import { ensureDir } from '../workspace.js';
 import type { PredictionStore } from './predictions.js';
 import { csvLine, OTHER_LABEL, type Review, type ReviewStore } from './reviews.js';
 import type { Database } from './database.js';
+import {
+  consensusOf,
+  requiredReaders,
+  reviewsByCase,
+  type Agreement,
+  type CaseStatus,
+} from './review-cases.js';
 
 export interface ReviewExportOptions {
   since?: string;
   includeDisagreements?: boolean;
 }
 
-export type ExportStatus = 'exported' | 'disagreement' | 'missing-image' | 'no-patient' | 'other';
+export type ExportStatus =
+  'exported' | 'disagreement' | 'second-reading' | 'missing-image' | 'no-patient' | 'other';
 
 export interface ExportedCase {
   caseKind: Review['caseKind'];
@@ -29,35 +37,22 @@ export interface ExportedCase {
   patient: string | null;
   label: string;
   readers: string[];
-  agreement: 'agree' | 'disagree';
+  agreement: Agreement;
   status: ExportStatus;
 }
 
 export const MANIFEST_FILE = 'manifest.csv';
 export const SLIDE_MANIFEST_FILE = 'slides.csv';
 
-/** Every case's current reviews (each reader's latest), in the order first reviewed. */
-function byCase(reviews: readonly Review[]): Review[][] {
-  const cases = new Map<string, Review[]>();
-  for (const review of [...reviews].reverse()) {
-    const key = `${review.caseKind}:${review.caseId}`;
-    cases.set(key, [...(cases.get(key) ?? []), review]);
-  }
-  return [...cases.values()];
-}
-
-/** The readers' label: the most given, ties to the one given first. */
-function consensus(reviews: readonly Review[]): { label: string; agreement: 'agree' | 'disagree' } {
-  const counts = new Map<string, number>();
-  for (const r of reviews) counts.set(r.label, (counts.get(r.label) ?? 0) + 1);
-  let label = reviews[0]?.label ?? '';
-  for (const [l, n] of counts) if (n > (counts.get(label) ?? 0)) label = l;
-  return { label, agreement: counts.size === 1 ? 'agree' : 'disagree' };
-}
-
-function statusOf(c: Omit<ExportedCase, 'status' | 'image'>, options: ReviewExportOptions): ExportStatus {
+function statusOf(
+  c: Omit<ExportedCase, 'status' | 'image'>,
+  caseStatus: CaseStatus,
+  options: ReviewExportOptions,
+): ExportStatus {
   if (c.label === OTHER_LABEL) return 'other';
   if (c.agreement === 'disagree' && !options.includeDisagreements) return 'disagreement';
+  // Under double reading a case read once is not finished: its second reader may differ.
+  if (caseStatus === 'second-reading') return 'second-reading';
   if (!c.patient) return 'no-patient';
   return 'exported';
 }
@@ -78,7 +73,8 @@ export async function exportReviews(
   const cases: ExportedCase[] = [];
   const slideRows: string[] = [csvLine(['slide', 'patient', 'label'])];
   const reviews = await stores.reviews.list(options.since ? { since: options.since } : {});
-  for (const group of byCase(reviews)) {
+  const required = await requiredReaders(stores.db);
+  for (const group of reviewsByCase(reviews).values()) {
     const first = group[0];
     if (!first) continue;
     const patient = [...group].reverse().find((r) => r.patient)?.patient ?? null;
@@ -88,8 +84,9 @@ export async function exportReviews(
       patient,
       readers: group.map((r) => r.reviewer),
     };
-    const found = { ...base, ...consensus(group) };
-    let status = statusOf(found, options);
+    const { label, agreement, status: caseStatus } = consensusOf(group, required);
+    const found = { ...base, label, agreement };
+    let status = statusOf(found, caseStatus, options);
     let image: string | null = null;
     if (status === 'exported' && first.caseKind === 'slide') {
       const slide = await slidePathOf(stores.db, first.caseId);

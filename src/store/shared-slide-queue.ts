@@ -14,6 +14,7 @@ import {
   runSlideJob,
   SlideQueueBase,
   type NewSlideJob,
+  type ModelOfNewJobs,
   type SlideExecutor,
   type SlideJob,
 } from './slide-jobs.js';
@@ -36,7 +37,7 @@ export class SharedSlideQueue extends SlideQueueBase {
     db: PostgresDatabase,
     boss: PgBoss,
     dir: string,
-    modelId: string,
+    modelId: ModelOfNewJobs,
     execute: SlideExecutor,
     expireSeconds: number,
   ) {
@@ -48,7 +49,7 @@ export class SharedSlideQueue extends SlideQueueBase {
   static async open(
     db: PostgresDatabase,
     dir: string,
-    modelId: string,
+    modelId: ModelOfNewJobs,
     execute: SlideExecutor,
     options: SharedQueueOptions = {},
   ): Promise<SharedSlideQueue> {

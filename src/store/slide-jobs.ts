@@ -48,6 +48,9 @@ export type NewSlideJob = Pick<
   'id' | 'fileName' | 'slidePath' | 'uploaded' | 'slideMpp' | 'owner' | 'work'
 >;
 
+/** The model new jobs are recorded for: one, or whichever version is active at submission. */
+export type ModelOfNewJobs = string | (() => string);
+
 /** Runs one job, writing its results into `dir`; the summary goes into the job's record. */
 export type SlideExecutor = (
   job: SlideJob,
@@ -303,16 +306,21 @@ export abstract class SlideQueueBase implements SlideQueue {
   readonly dir: string;
   protected readonly table: SlideJobTable;
   protected readonly execute: SlideExecutor;
-  protected readonly modelId: string;
+  /** The model a new job is recorded for: the version active when it is submitted. */
+  readonly #modelId: () => string;
   protected readonly abort = new AbortController();
   protected running: Promise<void> | null = null;
 
-  constructor(db: Database, dir: string, modelId: string, execute: SlideExecutor) {
+  constructor(db: Database, dir: string, modelId: ModelOfNewJobs, execute: SlideExecutor) {
     this.table = new SlideJobTable(db);
     this.dir = ensureDir(dir);
-    this.modelId = modelId;
+    this.#modelId = typeof modelId === 'string' ? () => modelId : modelId;
     this.execute = execute;
     removeStaleParts(this.dir);
+  }
+
+  protected get modelId(): string {
+    return this.#modelId();
   }
 
   jobDir(id: string): string {

@@ -34,7 +34,8 @@ import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { modelDirFor, type Workspace } from '../workspace.js';
 import { fitMil } from './mil.js';
 import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures, type ProbeOptions } from './probe.js';
-import { packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
+import { learnedFrom, packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
+import { withTrainingReference } from './training-reference.js';
 
 /** The frozen base a head is fitted on, and what the package keeps of it. */
 interface FrozenBase {
@@ -124,16 +125,16 @@ export async function trainFrozenBasePackage(
 ): Promise<TrainResult> {
   const { config, store, spec } = request;
   const base = config.encoder ? await encoderBase(config.encoder, store) : await zooBase(config, spec);
+  const images = learnedFrom(store);
+  let result: TrainResult;
   try {
     const run: FrozenBaseRun = { ...request, base };
     const fit = HEAD_FITTERS[config.method];
-    return await writeFrozenBasePackage(
-      run,
-      await fit(run, frozenBaseImages(store), frozenBaseOptions(config, options)),
-    );
+    result = await writeFrozenBasePackage(run, await fit(run, images, frozenBaseOptions(config, options)));
   } finally {
     await base.features.runner.close();
   }
+  return withTrainingReference(result, request.workspace, images, options);
 }
 
 async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase> {
@@ -169,14 +170,6 @@ async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<Fr
     encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },
     pretrained: null,
   };
-}
-
-/** A frozen-base recipe's training images: nothing is tuned on validation images, so they train too. */
-function frozenBaseImages(store: PatchStore): StoredImage[] {
-  const hasSplit = store.images.some((i) => i.partition !== null);
-  return store.images.filter((i) =>
-    hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
-  );
 }
 
 /** What a frozen-base recipe's feature pass takes from the config; its progress reported as the one epoch. */

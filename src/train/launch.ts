@@ -27,6 +27,7 @@ export interface RankJob {
   config: TrainConfig;
   resume: TrainOptions['resume'];
   allowMissingPretrained: boolean;
+  reference: boolean;
   worldSize: number;
   rendezvous: { host: string; port: number };
 }
@@ -43,7 +44,7 @@ export async function trainOnRanks(
   workspace: Workspace,
   config: TrainConfig,
   nproc: number,
-  options: Pick<TrainOptions, 'resume' | 'allowMissingPretrained'> = {},
+  options: Pick<TrainOptions, 'resume' | 'allowMissingPretrained' | 'reference'> = {},
 ): Promise<TrainResult> {
   const port = await freeLoopbackPort();
   // Threads not set by the recipe: the usable cores shared between the ranks.
@@ -53,6 +54,7 @@ export async function trainOnRanks(
     config: { ...config, threads },
     resume: options.resume ?? false,
     allowMissingPretrained: options.allowMissingPretrained ?? false,
+    reference: options.reference ?? true,
     worldSize: nproc,
     rendezvous: { host: '127.0.0.1', port },
   };

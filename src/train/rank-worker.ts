@@ -16,6 +16,7 @@ const group = await ProcessGroup.join({ rank, worldSize: job.worldSize, ...job.r
 const result = await train(workspaceAt(job.workspace), job.config, {
   resume: job.resume,
   allowMissingPretrained: job.allowMissingPretrained,
+  reference: job.reference,
   group,
   ...(rank === 0
     ? {

@@ -17,7 +17,7 @@ import {
   type EpochRecord,
   type ModelManifest,
 } from '../model/package.js';
-import type { PatchStore } from '../prepare/patch-store.js';
+import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import type { TrainConfig } from './config.js';
 
 export interface TrainProgress {
@@ -43,6 +43,11 @@ export interface TrainOptions {
   onProgress?: (progress: TrainProgress) => void;
   onEpoch?: (record: EpochRecord) => void;
   onNotice?: (message: string) => void;
+  /**
+   * Keep a reference of the training images in the package (train/training-reference.ts; default
+   * true): `run` leaves it out of its fold models, which are only evaluated, never served.
+   */
+  reference?: boolean;
   /** Stop after this many epochs of this invocation (tests of resume). */
   stopAfterEpochs?: number;
   /**
@@ -91,4 +96,16 @@ export function packageBasics(
       patches: store.count,
     },
   };
+}
+
+/**
+ * The images a package learned from: its training images and those it was validated on (a
+ * frozen-base recipe tunes nothing on them, so they train too; the fine-tune loop chose its epoch
+ * by them). Without a split, every image of the store.
+ */
+export function learnedFrom(store: PatchStore): StoredImage[] {
+  const hasSplit = store.images.some((i) => i.partition !== null);
+  return store.images.filter((i) =>
+    hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
+  );
 }

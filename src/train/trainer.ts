@@ -27,9 +27,10 @@ import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
 import { isFrozenBaseRecipe, trainFrozenBasePackage } from './frozen-base.js';
-import { packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
+import { learnedFrom, packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
 import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
+import { withTrainingReference } from './training-reference.js';
 
 export type { TrainOptions, TrainProgress, TrainResult } from './run.js';
 
@@ -185,8 +186,9 @@ export async function train(
       pretrained,
       syntheticWeights,
     });
-    if (writer) await writePackage(packageDir, manifest, best ?? (await network.exportTensors()));
-    return result(manifest);
+    if (!writer) return result(manifest);
+    await writePackage(packageDir, manifest, best ?? (await network.exportTensors()));
+    return await withTrainingReference(result(manifest), workspace, learnedFrom(store), options);
   } finally {
     await store.close();
   }

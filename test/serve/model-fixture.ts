@@ -46,6 +46,8 @@ export async function slideScalePackage(): Promise<{ modelDir: string; dataDir: 
       name: 'slides',
       spec,
       preprocess: { ...manifest.preprocess, targetScale: 0.3005, tiles: { patchSize: 32, stride: 32 } },
+      // Another network: the pattern model's reference of its training images does not describe it.
+      reference: undefined,
     },
     await network.exportTensors(),
   );

@@ -13,31 +13,7 @@ import { workspaceAt } from '../../src/workspace.js';
 import { runCli } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
 import { trainedPackage } from './model-fixture.js';
-
-const ORIGIN = 'http://localhost:80';
-const PASSWORD = 'correct horse battery';
-
-interface Browser {
-  cookie: string;
-  csrf: string;
-}
-
-async function login(server: PathotypeServer, name: string): Promise<Browser> {
-  const response = await server.app.inject({
-    method: 'POST',
-    url: '/login',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
-    payload: new URLSearchParams({ name, password: PASSWORD, next: '/' }).toString(),
-  });
-  assert.equal(response.statusCode, 303, response.body);
-  const session = response.cookies.find((c) => c.name === 'pathotype_session');
-  assert.ok(session);
-  const cookie = `pathotype_session=${session.value}`;
-  const page = await server.app.inject({ url: '/', headers: { cookie } });
-  const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(page.body)?.[1];
-  assert.ok(csrf);
-  return { cookie, csrf };
-}
+import { ORIGIN, PASSWORD, signIn as login, type SignedIn as Browser } from './review-loop-fixtures.js';
 
 describe('reviews', () => {
   let server: PathotypeServer;
