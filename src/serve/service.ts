@@ -187,7 +187,7 @@ export class PredictionService {
       }
       const slide = await Slide.open(slidePath);
       try {
-        const plan = planSlide(this.predictor, slide.info, slideMpp ? { slideMpp } : {});
+        const plan = planSlide(this.predictor.manifest.preprocess, slide.info, slideMpp ? { slideMpp } : {});
         work = plan.cols * plan.rows;
       } finally {
         await slide.close();
