@@ -18,7 +18,7 @@ import {
 import type { NetworkSpec } from '../engine/spec.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import { featureSpec } from '../engine/zoo.js';
-import { mppOf } from '../image/preprocess.js';
+import { mppOf, type PreprocessConfig } from '../image/preprocess.js';
 import {
   ENCODER_FILE,
   MIL_HEAD_FILE,
@@ -36,7 +36,7 @@ import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures, type ProbeO
 import { packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
 
 /** The frozen base a head is fitted on, and what the package keeps of it. */
-interface FrozenBase {
+export interface FrozenBase {
   features: ProbeFeatures;
   /** The package's network: the zoo network, or the head alone over an encoder's features. */
   spec: NetworkSpec;
@@ -122,7 +122,7 @@ export async function trainFrozenBasePackage(
   options: TrainOptions,
 ): Promise<TrainResult> {
   const { config, store, spec } = request;
-  const base = config.encoder ? await encoderBase(config.encoder, store) : await zooBase(config, spec);
+  const base = await openFrozenBase(config, spec, store.manifest.preprocess, store.manifest.classes, 'store');
   try {
     const run: FrozenBaseRun = { ...request, base };
     const fit = HEAD_FITTERS[config.method];
@@ -133,6 +133,23 @@ export async function trainFrozenBasePackage(
   } finally {
     await base.features.runner.close();
   }
+}
+
+/**
+ * The recipe's frozen base over patches of this preprocessing (a patch store's, or the tiles of
+ * slides): its zoo network with pretrained weights, or its ONNX encoder (checked against the
+ * patches' size and scale). Its runner is the caller's to close.
+ */
+export async function openFrozenBase(
+  config: RunConfig,
+  spec: NetworkSpec,
+  preprocess: PreprocessConfig,
+  classes: readonly string[],
+  source: 'store' | 'recipe',
+): Promise<FrozenBase> {
+  return config.encoder
+    ? await encoderBase(config.encoder, preprocess, classes.length, source)
+    : await zooBase(config, spec);
 }
 
 async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase> {
@@ -155,22 +172,27 @@ async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase
   return { features, spec, featureSpec: base, tensors: await network.exportTensors(), pretrained };
 }
 
-/** A user's ONNX encoder, checked against the store: its patches must be the encoder's input. */
-async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<FrozenBase> {
-  const storeMpp = mppOf(store.manifest.preprocess);
+/** A user's ONNX encoder, checked against the patches: they must be the encoder's input. */
+async function encoderBase(
+  config: EncoderConfig,
+  preprocess: PreprocessConfig,
+  classes: number,
+  source: 'store' | 'recipe',
+): Promise<FrozenBase> {
+  const patchMpp = mppOf(preprocess);
   if (
-    store.patchSize !== config.inputSize ||
-    storeMpp === null ||
-    Math.abs(storeMpp - config.mpp) / config.mpp > 0.01
+    preprocess.tiles.patchSize !== config.inputSize ||
+    patchMpp === null ||
+    Math.abs(patchMpp - config.mpp) / config.mpp > 0.01
   )
     throw new ConfigError(
-      `the encoder takes ${config.inputSize} px patches at ${config.mpp} um/px, but the store's are ${store.patchSize} px at ` +
-        `${storeMpp === null ? 'each image its own resolution' : `${storeMpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`,
+      `the encoder takes ${config.inputSize} px patches at ${config.mpp} um/px, but the ${source}'s are ${preprocess.tiles.patchSize} px at ` +
+        `${patchMpp === null ? 'each image its own resolution' : `${patchMpp.toFixed(4)} um/px`}: prepare with --patch-size ${config.inputSize} --mpp ${config.mpp}`,
     );
   const encoder = await OnnxEncoder.open(config);
   return {
     features: encoderFeatures(encoder),
-    spec: encoderHeadSpec(encoder.dims, store.manifest.classes.length),
+    spec: encoderHeadSpec(encoder.dims, classes),
     featureSpec: encoderFeatureSpec(encoder.dims),
     tensors: [],
     encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },

@@ -12,6 +12,11 @@ import { PathotypeError } from '../errors.js';
 
 /** Bytes per chunk of the features dataset: small enough to append a region at a time, large enough to read fast. */
 const CHUNK_BYTES = 256 * 1024;
+/**
+ * Rows are held until this many bytes of features, then written in one call: each HDF5 write
+ * costs milliseconds through wasm, a region's rows alone would make it a tenth of the extraction.
+ */
+const FLUSH_BYTES = 8 * 2 ** 20;
 /** Rows copied at once when a bag is rewritten with the tiles it keeps. */
 const COPY_ROWS = 4096;
 
@@ -29,74 +34,115 @@ export interface BagRows {
   regionLabels: Int16Array;
 }
 
-/** Appends rows to a new bag file; `close` writes its attributes and closes it. */
+/** Writes the plain attributes and pathotype's JSON attribute. */
+function writeAttributes(h5: H5File, attributes: BagAttributes, meta: unknown): void {
+  h5.create_attribute('patch_size', attributes.patchSize, null, '<i');
+  h5.create_attribute('tile_size0', attributes.tileSize0);
+  h5.create_attribute('mpp', attributes.mpp);
+  h5.create_attribute('encoder', attributes.encoder);
+  h5.create_attribute('pathotype', JSON.stringify(meta));
+}
+
+/** Rows back to back. */
+function concatRows(parts: readonly BagRows[], dims: number): BagRows {
+  const n = parts.reduce((a, p) => a + p.regionLabels.length, 0);
+  const out = {
+    features: new Float32Array(n * dims),
+    coords: new Int32Array(n * 2),
+    regionLabels: new Int16Array(n),
+  };
+  let at = 0;
+  for (const p of parts) {
+    out.features.set(p.features, at * dims);
+    out.coords.set(p.coords, at * 2);
+    out.regionLabels.set(p.regionLabels, at);
+    at += p.regionLabels.length;
+  }
+  return out;
+}
+
+/** Appends rows to a new bag file, FLUSH_BYTES at a time; `close` writes what is held, the attributes when given, and closes it. */
 export class BagWriter {
-  #count = 0;
+  #written = 0;
+  #pending: BagRows[] = [];
+  #pendingRows = 0;
+  readonly #flushRows: number;
 
   private constructor(
     readonly file: string,
     readonly dims: number,
     readonly h5: H5File,
     readonly sets: { features: Dataset; coords: Dataset; labels: Dataset },
-  ) {}
+  ) {
+    this.#flushRows = Math.max(256, Math.floor(FLUSH_BYTES / (4 * Math.max(1, dims))));
+  }
 
   static async create(file: string, dims: number): Promise<BagWriter> {
     await ready;
     const h5 = new H5File(file, 'w');
     const rows = Math.max(16, Math.floor(CHUNK_BYTES / (4 * Math.max(1, dims))));
+    const growing = (name: string, data: Int16Array | Int32Array | Float32Array, width: number | null) =>
+      h5.create_dataset({
+        name,
+        data,
+        shape: width === null ? [0] : [0, width],
+        maxshape: width === null ? [null] : [null, width],
+        chunks: width === null ? [4096] : [width === dims ? rows : 4096, width],
+      });
     const sets = {
-      features: h5.create_dataset({
-        name: 'features',
-        data: new Float32Array(0),
-        shape: [0, dims],
-        maxshape: [null, dims],
-        chunks: [rows, dims],
-      }),
-      coords: h5.create_dataset({
-        name: 'coords',
-        data: new Int32Array(0),
-        shape: [0, 2],
-        maxshape: [null, 2],
-        chunks: [4096, 2],
-      }),
-      labels: h5.create_dataset({
-        name: 'region_labels',
-        data: new Int16Array(0),
-        shape: [0],
-        maxshape: [null],
-        chunks: [4096],
-      }),
+      features: growing('features', new Float32Array(0), dims),
+      coords: growing('coords', new Int32Array(0), 2),
+      labels: growing('region_labels', new Int16Array(0), null),
     };
     return new BagWriter(file, dims, h5, sets);
   }
 
   get count(): number {
-    return this.#count;
+    return this.#written + this.#pendingRows;
   }
 
   append(rows: BagRows): void {
-    const n = rows.regionLabels.length;
-    if (n === 0) return;
-    const from = this.#count;
-    const to = from + n;
+    if (rows.regionLabels.length === 0) return;
+    this.#pending.push(rows);
+    this.#pendingRows += rows.regionLabels.length;
+    if (this.#pendingRows >= this.#flushRows) this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#pendingRows === 0) return;
+    const rows =
+      this.#pending.length === 1 ? (this.#pending[0] as BagRows) : concatRows(this.#pending, this.dims);
+    const from = this.#written;
+    const to = from + this.#pendingRows;
     this.sets.features.resize([to, this.dims]);
     this.sets.features.write_slice([[from, to], []], rows.features);
     this.sets.coords.resize([to, 2]);
     this.sets.coords.write_slice([[from, to], []], rows.coords);
     this.sets.labels.resize([to]);
     this.sets.labels.write_slice([[from, to]], rows.regionLabels);
-    this.#count = to;
+    this.#written = to;
+    this.#pending = [];
+    this.#pendingRows = 0;
   }
 
-  close(attributes?: BagAttributes, meta?: unknown): void {
-    if (attributes) {
-      this.h5.create_attribute('patch_size', attributes.patchSize, null, '<i');
-      this.h5.create_attribute('tile_size0', attributes.tileSize0);
-      this.h5.create_attribute('mpp', attributes.mpp);
-      this.h5.create_attribute('encoder', attributes.encoder);
+  close(header?: { attributes: BagAttributes; meta: unknown }): void {
+    try {
+      this.#flush();
+      if (header) writeAttributes(this.h5, header.attributes, header.meta);
+    } finally {
+      this.h5.close();
     }
-    if (meta !== undefined) this.h5.create_attribute('pathotype', JSON.stringify(meta));
-    this.h5.close();
+  }
+}
+
+/** Writes a bag's attributes into a file of rows already whole (every row kept: nothing to copy). */
+export async function writeBagHeader(file: string, attributes: BagAttributes, meta: unknown): Promise<void> {
+  await ready;
+  const h5 = new H5File(file, 'a');
+  try {
+    writeAttributes(h5, attributes, meta);
+  } finally {
+    h5.close();
   }
 }
 
@@ -191,7 +237,7 @@ export async function copyKeptRows(
         writer.append({ ...kept, regionLabels: Int16Array.from(rows, (r) => l[r] ?? -1) });
       }
     } finally {
-      writer.close(attributes, meta);
+      writer.close({ attributes, meta });
     }
     return writer.count;
   } finally {

@@ -28,7 +28,17 @@ import { isIgnored, readAnnotations, RegionIndex } from '../slide/annotations.js
 import { Slide } from '../slide/slide.js';
 import { ensureDir, type Workspace } from '../workspace.js';
 import { runFeatures, type ProbeFeatures } from './probe.js';
-import { BagWriter, copyKeptRows, readBagMeta, readBagRows, type BagAttributes } from './slide-bag-file.js';
+import { progressMeter, type SlideBagProgress } from './slide-bag-progress.js';
+import {
+  BagWriter,
+  copyKeptRows,
+  readBagMeta,
+  readBagRows,
+  writeBagHeader,
+  type BagAttributes,
+} from './slide-bag-file.js';
+
+export type { SlideBagProgress } from './slide-bag-progress.js';
 
 /** The bag layout's version: part of every slide's key, so a change of layout extracts again. */
 const BAG_FORMAT = 1;
@@ -78,19 +88,6 @@ export interface SlideBagFile {
   file: string;
   quality: SlideQuality;
   count: number;
-}
-
-export interface SlideBagProgress {
-  /** Slides finished (extracted, found in the cache, or left out) of slidesTotal. */
-  slides: number;
-  slidesTotal: number;
-  /** Tiles extracted in this run, and their rate. */
-  tiles: number;
-  tilesPerSecond: number;
-  /** Time left, from the rate and the tiles still expected (estimated from the slides' sizes). */
-  etaSeconds: number;
-  /** Tiles this run is expected to extract in all (an estimate until the last slide's mask). */
-  tilesTotal: number;
 }
 
 export interface SlideBagRequest {
@@ -310,8 +307,13 @@ async function extractSlide(
       outsideAnnotations: outside,
     };
     const { attributes, meta } = bagHeader(request, record, tiles.size0, quality);
-    await copyKeptRows(part, tmp, keep, attributes, meta);
-    renameSync(tmp, file);
+    if (quality.usable === keep.length) {
+      await writeBagHeader(part, attributes, meta);
+      renameSync(part, file);
+    } else {
+      await copyKeptRows(part, tmp, keep, attributes, meta);
+      renameSync(tmp, file);
+    }
     return quality;
   } finally {
     rmSync(part, { force: true });
@@ -346,7 +348,7 @@ async function writeEmptyBag(
 ): Promise<void> {
   const { attributes, meta } = bagHeader(request, record, tileSize0, quality);
   const writer = await BagWriter.create(tmp, request.features.dims);
-  writer.close(attributes, meta);
+  writer.close({ attributes, meta });
   renameSync(tmp, file);
 }
 
@@ -371,7 +373,7 @@ export async function extractSlideBags(request: SlideBagRequest): Promise<SlideB
   const dir = ensureDir(slideBagDir(workspace, features.cacheKey));
   const files = slides.map((s) => slideBagFile(dir, s, request.classes, request.preprocess));
   const result: SlideBagsResult = { bags: [], excluded: [], extracted: 0, cached: 0 };
-  const progress = progressMeter(request, slides);
+  const progress = progressMeter(request.onProgress, slides);
   for (const [i, slide] of slides.entries()) {
     const file = files[i] as string;
     let quality = await cachedQuality(file);
@@ -397,57 +399,6 @@ export async function extractSlideBags(request: SlideBagRequest): Promise<SlideB
     if (signal?.aborted) break;
   }
   return result;
-}
-
-/**
- * Progress over the slides: tiles per second over this run's extraction, and the time left from
- * the tiles still expected, those of slides not yet masked estimated by their area at the
- * tissue density seen so far.
- */
-function progressMeter(
-  request: SlideBagRequest,
-  slides: readonly SlideRecord[],
-): { tiles: (slide: number, done: number, total: number) => void; slideDone: (slide: number) => void } {
-  const area = (s: SlideRecord): number => s.width * s.height;
-  let started: number | null = null;
-  let finished = 0;
-  let tilesBefore = 0;
-  let areaBefore = 0;
-  let current = { slide: -1, done: 0, total: 0 };
-  const report = (): void => {
-    if (!request.onProgress) return;
-    const tiles = tilesBefore + current.done;
-    const seconds = started === null ? 0 : (performance.now() - started) / 1000;
-    const rate = seconds > 0 ? tiles / seconds : 0;
-    const seenArea = areaBefore + (current.slide >= 0 ? area(slides[current.slide] as SlideRecord) : 0);
-    const density = seenArea > 0 ? (tilesBefore + current.total) / seenArea : 0;
-    const after = slides.slice(Math.max(finished, current.slide + 1)).reduce((a, s) => a + area(s), 0);
-    const left = current.total - current.done + density * after;
-    request.onProgress({
-      slides: finished,
-      slidesTotal: slides.length,
-      tiles,
-      tilesPerSecond: rate,
-      etaSeconds: rate > 0 ? left / rate : 0,
-      tilesTotal: Math.round(tiles + left),
-    });
-  };
-  return {
-    tiles: (slide, done, total) => {
-      started ??= performance.now();
-      current = { slide, done, total };
-      report();
-    },
-    slideDone: (slide) => {
-      if (current.slide === slide) {
-        tilesBefore += current.done;
-        areaBefore += area(slides[slide] as SlideRecord);
-        current = { slide: -1, done: 0, total: 0 };
-      }
-      finished = slide + 1;
-      report();
-    },
-  };
 }
 
 /** A bag read whole: what training takes. */
