@@ -150,6 +150,8 @@ export function slideBagFile(
   classes: readonly string[],
   preprocess: PreprocessConfig,
 ): string {
+  if (!existsSync(slide.path))
+    throw new PathotypeError('ERR_NOT_FOUND', `the catalog's slide ${slide.path} is not there any more`);
   const stat = statSync(slide.path);
   const annotations = slide.annotations ? sha1(readFileSync(slide.annotations)) : null;
   const key = sha1(
@@ -219,12 +221,14 @@ function removeStaleParts(file: string): void {
   const dir = path.dirname(file);
   const prefix = `${path.basename(file)}.`;
   for (const name of readdirSync(dir)) {
-    const m = name.startsWith(prefix) ? /\.([^.]+)-(\d+)\.(part|tmp)$/.exec(name) : null;
+    // `<bag>.<host>-<pid>.part|tmp`: the host may hold dots and dashes, the pid is the last number.
+    const m = name.startsWith(prefix) ? /^(.+)-(\d+)\.(part|tmp)$/.exec(name.slice(prefix.length)) : null;
     if (!m || m[1] !== hostname()) continue;
     try {
       process.kill(Number(m[2]), 0);
-    } catch {
-      rmSync(path.join(dir, name), { force: true });
+    } catch (error) {
+      // ESRCH: no such process (EPERM: alive, another user's).
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') rmSync(path.join(dir, name), { force: true });
     }
   }
 }
