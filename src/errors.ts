@@ -106,6 +106,11 @@ export const ERROR_CODES = {
     status: 400,
     meaning: 'a slide manifest has rows that cannot be imported (each one named)',
   },
+  ERR_ANNOTATIONS: {
+    status: 400,
+    meaning:
+      "a slide's annotations are not GeoJSON regions (QuPath's export: polygons with a classification)",
+  },
   ERR_PREPARE: { status: 500, meaning: 'no image could be prepared into patches' },
   ERR_TRAIN: { status: 500, meaning: 'training cannot start or continue' },
   ERR_TRAIN_STOPPED: { status: 500, meaning: 'training was stopped on request' },

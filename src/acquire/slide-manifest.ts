@@ -8,6 +8,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
+import { readAnnotations } from '../slide/annotations.js';
 import { Slide } from '../slide/slide.js';
 import type { Catalog } from './catalog.js';
 
@@ -120,6 +121,12 @@ async function checkRow(
   if (typeof fold === 'string') return fold;
   const annotations = row.cells.annotations ? path.resolve(dir, row.cells.annotations) : null;
   if (annotations && !existsSync(annotations)) return `annotations ${annotations} do not exist`;
+  if (annotations)
+    try {
+      readAnnotations(annotations);
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
+    }
   const file = path.resolve(dir, slide);
   if (!existsSync(file)) return `slide ${file} does not exist`;
   let opened: Slide;

@@ -5,32 +5,15 @@
  */
 import { statSync } from 'node:fs';
 
-import { Slide } from '../slide/slide.js';
 import { Network } from '../engine/network.js';
-import { buildSpec } from '../engine/zoo.js';
-import { PACKAGE_FORMAT, type ModelManifest } from '../model/package.js';
 import { Predictor } from '../predict/predictor.js';
 import { predictSlide } from '../predict/slide-predictor.js';
+import { benchSlideManifest, tilesInMemory } from './slide-model.js';
 
 const [file = '', scaleArg = '4'] = process.argv.slice(2);
-const modelScale = Number(scaleArg);
-const patchSize = 32;
-const spec = buildSpec('small_cnn', { inputSize: patchSize, head: { classes: 3 } });
-const manifest = {
-  format: PACKAGE_FORMAT,
-  name: 'bench-slide',
-  version: 1,
-  spec,
-  classes: ['CLL', 'FL', 'MCL'],
-  preprocess: {
-    normaliser: { method: 'none' },
-    // The slide is at the 0.3x copy's scale; the model sees it modelScale times coarser.
-    targetScale: 0.3005 / modelScale,
-    tiles: { patchSize, stride: patchSize },
-    background: { enabled: false, brightness: 220, maxFraction: 0.5 },
-  },
-  vote: 'mean',
-} as unknown as ModelManifest;
+const manifest = benchSlideManifest(Number(scaleArg));
+const spec = manifest.spec;
+const { patchSize } = manifest.preprocess.tiles;
 const predictor = Predictor.fromNetwork(manifest, await Network.create(spec), { batchSize: 256 });
 
 // Warm-up: oneDNN makes its kernels on the first batches; neither measured path pays for that.
@@ -41,18 +24,14 @@ const slideSeconds = (performance.now() - started) / 1000;
 const peakAfterSlide = process.resourceUsage().maxRSS / 1024;
 
 // The same tiles, read into memory first (at the level the slide path read, resampled alike).
-const slide = await Slide.open(file);
-const level = prediction.tiling.level;
-const ds = slide.info.levels[level]?.downsample ?? 1;
 const count = prediction.tiles.length;
-const bytes = patchSize * patchSize * 3;
-const patches = new Uint8Array(count * bytes);
-const side = Math.round(prediction.tiling.size / ds);
-for (const [k, tile] of prediction.tiles.entries()) {
-  const region = await slide.readRegion({ x: tile.x, y: tile.y, level, width: side, height: side });
-  if (side === patchSize) patches.set(region.data, k * bytes);
-}
-await slide.close();
+const patches = await tilesInMemory(
+  file,
+  prediction.tiling.level,
+  prediction.tiles,
+  prediction.tiling.size,
+  patchSize,
+);
 const predictorStarted = performance.now();
 await predictor.predictPatches(patches);
 const predictorSeconds = (performance.now() - predictorStarted) / 1000;

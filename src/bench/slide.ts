@@ -12,8 +12,11 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 
 import { startJsonProcess } from '../io/json-process.js';
+import type { BenchBase } from './slide-model.js';
 
-const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'slide-worker.js');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const worker = path.join(here, 'slide-worker.js');
+const featuresWorker = path.join(here, 'slide-features-worker.js');
 
 export interface SlideBenchOptions {
   /** Development images folder (class folders of 417x312 fields). */
@@ -25,6 +28,8 @@ export interface SlideBenchOptions {
   down: number;
   /** Level-0 pixels per model pixel: the model reads a coarser level than level 0. */
   modelScale: number;
+  /** `--features`: the frozen base (bench/slide-model.ts); default the small CNN. */
+  base?: BenchBase;
 }
 
 export interface SlideBenchResult {
@@ -46,6 +51,24 @@ export interface SlideBenchResult {
   /** Slide path throughput over the predictor's on the same tiles in memory. */
   ratio: number;
   timings: { maskMs: number; readMs: number; inferenceMs: number };
+  peakRssMb: number;
+}
+
+/** Training's feature extraction on the slide against the image path's feature pass on the same tiles in memory. */
+export interface SlideFeatureBenchResult {
+  slide: SlideBenchResult['slide'];
+  base: BenchBase;
+  /** Tissue tiles run through the base; `usable`: those that pass the tile checks and stay in the bag. */
+  tiles: number;
+  usable: number;
+  dims: number;
+  extractSeconds: number;
+  extractTilesPerSecond: number;
+  memorySeconds: number;
+  memoryTilesPerSecond: number;
+  /** Extraction throughput over the image path's on the same tiles. */
+  ratio: number;
+  /** Peak RSS of the process once the slide is extracted (before the tiles are read into memory). */
   peakRssMb: number;
 }
 
@@ -105,6 +128,32 @@ export async function runSlideBench(
     Omit<SlideBenchResult, 'slide'> & { slide: Omit<SlideBenchResult['slide'], 'buildSeconds'> }
   >([worker, options.slide, String(options.modelScale)], { what: 'the slide benchmark worker' }).result;
   return { ...result, slide: { ...result.slide, buildSeconds } };
+}
+
+/** `bench slide --features`: the slide written once, then extracted in a fresh process. */
+export async function runSlideFeatureBench(
+  options: SlideBenchOptions,
+  onStage: (stage: string) => void = () => undefined,
+): Promise<SlideFeatureBenchResult> {
+  onStage(existsSync(options.slide) ? `reusing ${options.slide}` : `writing ${options.slide}`);
+  const buildSeconds = await buildBenchSlide(options);
+  onStage('extracting features in a fresh process');
+  const result = await startJsonProcess<
+    Omit<SlideFeatureBenchResult, 'slide'> & { slide: Omit<SlideBenchResult['slide'], 'buildSeconds'> }
+  >([featuresWorker, options.slide, String(options.modelScale), options.base ?? 'small_cnn'], {
+    what: 'the slide feature benchmark worker',
+  }).result;
+  return { ...result, slide: { ...result.slide, buildSeconds } };
+}
+
+export function formatSlideFeatureBench(r: SlideFeatureBenchResult): string {
+  return [
+    `slide ${r.slide.file}: ${r.slide.width} x ${r.slide.height} px, ${(r.slide.bytes / 2 ** 20).toFixed(0)} MiB` +
+      (r.slide.buildSeconds === null ? '' : ` (written in ${r.slide.buildSeconds.toFixed(0)} s)`),
+    `feature extraction (${r.base}): ${r.tiles} tissue tiles (${r.usable} kept by the tile checks) of ${r.dims} features in ${r.extractSeconds.toFixed(1)} s, ${r.extractTilesPerSecond.toFixed(0)} tiles/s`,
+    `image path's feature pass on the same tiles in memory: ${r.memorySeconds.toFixed(1)} s, ${r.memoryTilesPerSecond.toFixed(0)} tiles/s`,
+    `ratio (extraction / in memory): ${r.ratio.toFixed(2)}; peak RSS while extracting ${r.peakRssMb.toFixed(0)} MB`,
+  ].join('\n');
 }
 
 export function formatSlideBench(r: SlideBenchResult): string {

@@ -16,10 +16,16 @@ import { DEFAULT_BUSY_BENCH, formatBusyBench, runBusyBench } from '../bench/busy
 import { formatDdpBench, runDdpBench, type DdpBenchOptions } from '../bench/ddp.js';
 import { formatAbuseBench, runAbuseBench } from '../bench/abuse.js';
 import { formatServeBench, runServeBench } from '../bench/serve.js';
-import { formatSlideBench, runSlideBench } from '../bench/slide.js';
+import { BENCH_BASES, type BenchBase } from '../bench/slide-model.js';
+import {
+  formatSlideBench,
+  formatSlideFeatureBench,
+  runSlideBench,
+  runSlideFeatureBench,
+} from '../bench/slide.js';
 import { WAIT_POLICIES, type WaitPolicy } from '../cpu.js';
 import { resolveModelDir } from './context.js';
-import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
+import { choice, nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
 type EngineFlags = EngineBenchOptions & { json?: boolean };
 
@@ -146,6 +152,16 @@ function registerBenchSlide(bench: Command): void {
     .option('--across <n>', 'cells of 417 x 312 px across', positiveInt, 96)
     .option('--down <n>', 'cells down', positiveInt, 96)
     .option('--model-scale <x>', 'level-0 pixels per model pixel', positiveNumber, 4)
+    .option(
+      '--features',
+      "training's feature extraction instead (the slide's bag): tiles/s against the image path's feature pass on the same tiles in memory, peak RSS",
+    )
+    .option(
+      '--base <name>',
+      "with --features: small_cnn (32 px tiles: reads weigh most) or resnet50 (the frozen-base presets' ResNet50 to res4, 96 px tiles)",
+      choice(BENCH_BASES),
+      'small_cnn',
+    )
     .option('--json', 'print the result as JSON')
     .action(
       async (flags: {
@@ -154,21 +170,27 @@ function registerBenchSlide(bench: Command): void {
         across: number;
         down: number;
         modelScale: number;
+        features?: boolean;
+        base: BenchBase;
         json?: boolean;
       }) => {
-        const result = await runSlideBench(
-          {
-            images: flags.images,
-            slide: flags.slide,
-            across: flags.across,
-            down: flags.down,
-            modelScale: flags.modelScale,
-          },
-          (stage) => process.stderr.write(`bench slide: ${stage}\n`),
-        );
-        process.stdout.write(
-          flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatSlideBench(result)}\n`,
-        );
+        const options = {
+          images: flags.images,
+          slide: flags.slide,
+          across: flags.across,
+          down: flags.down,
+          modelScale: flags.modelScale,
+          base: flags.base,
+        };
+        const onStage = (stage: string): boolean => process.stderr.write(`bench slide: ${stage}\n`);
+        const text = flags.features
+          ? await runSlideFeatureBench(options, onStage).then((r) =>
+              flags.json ? JSON.stringify(r, null, 2) : formatSlideFeatureBench(r),
+            )
+          : await runSlideBench(options, onStage).then((r) =>
+              flags.json ? JSON.stringify(r, null, 2) : formatSlideBench(r),
+            );
+        process.stdout.write(`${text}\n`);
       },
     );
 }

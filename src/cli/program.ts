@@ -8,6 +8,7 @@ import { registerData } from './data.js';
 import { registerEngine } from './engine.js';
 import { registerPrepare } from './prepare.js';
 import { registerEvaluate } from './evaluate.js';
+import { registerFeatures } from './features.js';
 import { registerCompare } from './compare.js';
 import { registerExport } from './export.js';
 import { registerPredict } from './predict.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     .option('-w, --workspace <dir>', 'workspace directory (catalog, patch stores, models)', 'workspace')
     .exitOverride();
   registerData(program);
+  registerFeatures(program);
   registerPrepare(program);
   registerTrain(program);
   registerEvaluate(program);

@@ -91,7 +91,7 @@ export function registerRun(program: Command): void {
 }
 
 /** The preset's overrides: the config file, the recipe flags, then --folds. Checked here, before any work. */
-function runOverrides(
+export function runOverrides(
   command: Command,
   flags: { preset: string; config?: string; folds?: number | 'loo'; groupBy?: string },
 ): Record<string, unknown> {

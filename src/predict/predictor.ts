@@ -8,7 +8,7 @@ import { PathotypeError } from '../errors.js';
 import type { Network } from '../engine/network.js';
 import { preprocessImage, type PreprocessedImage } from '../image/preprocess.js';
 import { probeImage, type ImageProbe, type RgbImage } from '../image/image-io.js';
-import { cutCells, mppOf, prepareRegion, sizeAtScale } from '../image/preprocess.js';
+import { cutCells, prepareRegion, sizeAtScale } from '../image/preprocess.js';
 import { LIMITS } from '../limits.js';
 import { inferScale } from '../image/scale.js';
 import { checkEnlargement, maxUpsamplingOf } from '../image/resampling.js';
@@ -187,18 +187,6 @@ export class Predictor {
   verdictOn(outputs: PatchOutputs, count: number): { vote: ImageVote; verdict: Verdict } {
     const v = this.voteOn(outputs, count);
     return { vote: v, verdict: verdictOf(v, this.classes, this.options.vote, this.manifest.calibration) };
-  }
-
-  /** Microns per pixel at which the model sees its patches: given, or the package's. */
-  mpp(override?: number): number {
-    if (override !== undefined) return override;
-    const mpp = mppOf(this.manifest.preprocess);
-    if (mpp === null)
-      throw new PathotypeError(
-        'ERR_SCALE',
-        'the model tiles every image at its own scale, so its microns per pixel are unknown: give --model-mpp',
-      );
-    return mpp;
   }
 
   /** The model's patch grid over an image of this size at its scale. */

@@ -6,10 +6,11 @@
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
+import { mppOf, type PreprocessConfig } from '../image/preprocess.js';
+import { gridFor } from '../image/tiling.js';
 import { LIMITS } from '../limits.js';
 import { levelFor, type SlideInfo } from '../slide/slide.js';
 import { maxUpsamplingOf } from '../image/resampling.js';
-import type { Predictor } from './predictor.js';
 import { MASK_SIDE } from './slide-mask.js';
 
 export interface SlidePredictOptions {
@@ -36,12 +37,25 @@ export interface SlidePlan {
   overviewPixels: number;
 }
 
+/** Microns per pixel at which a model of this preprocessing sees its patches: given, or the preprocessing's. */
+export function modelMppOf(preprocess: Pick<PreprocessConfig, 'targetScale'>, override?: number): number {
+  if (override !== undefined) return override;
+  const mpp = mppOf(preprocess);
+  if (mpp === null)
+    throw new PathotypeError(
+      'ERR_SCALE',
+      'the model tiles every image at its own scale, so its microns per pixel are unknown: give --model-mpp',
+    );
+  return mpp;
+}
+
 /**
- * The slide's tiling for this model, known from its header alone, refused (ERR_SLIDE_TOO_LARGE)
- * when its work is beyond the budget (LIMITS): its pixels first, before its scale is even asked.
+ * The slide's tiling for a model of this preprocessing (a package's, or a training recipe's),
+ * known from its header alone, refused (ERR_SLIDE_TOO_LARGE) when its work is beyond the budget
+ * (LIMITS): its pixels first, before its scale is even asked.
  */
 export function planSlide(
-  predictor: Predictor,
+  preprocess: Pick<PreprocessConfig, 'targetScale' | 'tiles' | 'maxUpsampling'>,
   info: SlideInfo,
   options: Pick<SlidePredictOptions, 'slideMpp' | 'modelMpp'> = {},
 ): SlidePlan {
@@ -52,15 +66,15 @@ export function planSlide(
       'ERR_SCALE',
       `${path.basename(info.path)} does not state its microns per pixel: give it (--slide-mpp)`,
     );
-  const modelMpp = predictor.mpp(options.modelMpp);
+  const modelMpp = modelMppOf(preprocess, options.modelMpp);
   const factor = modelMpp / slideMpp;
-  const limit = maxUpsamplingOf(predictor.manifest.preprocess);
+  const limit = maxUpsamplingOf(preprocess);
   if (factor * limit < 1)
     throw new PathotypeError(
       'ERR_UPSAMPLING',
       `the slide (${slideMpp} um/px) is coarser than the model (${modelMpp.toFixed(3)} um/px) by more than ${limit}x`,
     );
-  const { cols, rows } = predictor.gridOver(info.width / factor, info.height / factor);
+  const { cols, rows } = gridFor(info.width / factor, info.height / factor, preprocess.tiles);
   const overviewLevel = levelFor(info, Math.max(1, Math.max(info.width, info.height) / MASK_SIDE));
   const level = info.levels[overviewLevel];
   const overviewPixels = level ? level.width * level.height : info.width * info.height;

@@ -9,9 +9,9 @@
  */
 import { Slide, type SlideInfo } from '../slide/slide.js';
 import type { Predictor } from './predictor.js';
-import { planSlide, type SlidePredictOptions } from './slide-plan.js';
-import { tissueTiles } from './slide-mask.js';
+import type { SlidePredictOptions } from './slide-plan.js';
 import { predictTiles } from './slide-regions.js';
+import { slideTiles, tileOrigin } from './slide-tiles.js';
 import { judgeTiles, verdictOnClearTiles } from './slide-quality.js';
 import { rounded, roundedWeight, type Verdict } from './verdict.js';
 import { argmax } from './vote.js';
@@ -53,18 +53,13 @@ export async function predictSlide(
   const started = performance.now();
   const slide = await Slide.open(file);
   try {
-    const { slideMpp, modelMpp, factor, cols, rows } = planSlide(predictor, slide.info, options);
-    // The model's grid over the slide at the model's scale, in level-0 pixels.
-    const { patchSize, stride } = predictor.manifest.preprocess.tiles;
-    const size0 = patchSize * factor;
-    const stride0 = stride * factor;
-
-    const maskStarted = performance.now();
-    const { kept, fraction } = await tissueTiles(slide, { size0, stride0, cols, rows }, options.signal);
-    const maskMs = performance.now() - maskStarted;
-
-    const readLevel = slide.levelFor(factor);
-    const grid = { factor, stride0, cols, rows, readLevel };
+    const { plan, grid, size0, kept, fraction, maskMs } = await slideTiles(
+      slide,
+      predictor.manifest.preprocess,
+      options,
+    );
+    const { slideMpp, modelMpp, cols, rows } = plan;
+    const { stride0, readLevel } = grid;
     const { outputs, measures, readMs, inferenceMs } = await predictTiles(
       predictor,
       slide,
@@ -76,9 +71,10 @@ export async function predictSlide(
     const judged = judgeTiles(measures, kept.length);
     const tiles: SlideTile[] = kept.map(([col, row], k) => {
       const quality = judged[k] as (typeof judged)[number];
+      const [x, y] = tileOrigin(grid, col, row);
       return {
-        x: Math.round(col * stride0),
-        y: Math.round(row * stride0),
+        x,
+        y,
         size: Math.round(size0),
         predicted: argmax(outputs.probabilities, k * names.length, names.length),
         probabilities: Array.from(

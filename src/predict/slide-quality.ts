@@ -74,13 +74,21 @@ export function judgeTiles(measured: ReadonlyMap<string, Float32Array>, count: n
   });
 }
 
+/** How many of the tiles each tile check refused, by check name (a tile failing two counts in both). */
+export function refusalCounts(judged: readonly TileJudgement[]): Record<string, number> {
+  return Object.fromEntries(
+    TILE_CHECKS.map((c) => [c.name, judged.filter((t) => t.failed.includes(c)).length]),
+  );
+}
+
 /**
  * The refusal of a slide none of whose tiles passes: the check that refused most of them, in its
  * own message when it refused them all (its value the one closest to passing), or the count by
  * check.
  */
 function noClearTile(info: SlideInfo, judged: readonly TileJudgement[]): PathotypeError {
-  const counts = TILE_CHECKS.map((c) => judged.filter((t) => t.failed.includes(c)).length);
+  const byName = refusalCounts(judged);
+  const counts = TILE_CHECKS.map((c) => byName[c.name] ?? 0);
   const most = counts.indexOf(Math.max(...counts));
   const check = TILE_CHECKS[most] as Check;
   const subject = `every tissue tile of ${path.basename(info.path)}`;

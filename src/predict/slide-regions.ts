@@ -1,11 +1,14 @@
 /**
- * A slide's kept tiles through the network, region by region: each region read at the level
- * nearest the model's scale, resampled to it, measured for the tile checks, normalised and cut
- * on the model's grid exactly as the model's patches were; the next region read while the
- * engine computes the current one. Memory is one region and the per-tile values.
+ * A slide's kept tiles, region by region: each region read at the level nearest the model's
+ * scale, resampled to it, measured for the tile checks, and cut on the model's grid exactly as
+ * the model's patches were; the next region read while the current one is computed. Prediction
+ * runs each region through the network (`predictTiles`); training's feature extraction runs it
+ * through a frozen base (train/slide-bags.ts) by the same walk (`eachTileRegion`). Memory is one
+ * region and the per-tile values.
  */
 import { resizeRgb, type RgbImage } from '../image/image-io.js';
-import type { Grid } from '../image/tiling.js';
+import type { PreprocessConfig } from '../image/preprocess.js';
+import { gridFor, type Grid } from '../image/tiling.js';
 import type { Slide } from '../slide/slide.js';
 import { VOTE_RULE_NEEDS } from '../engine/pooling.js';
 import type { PatchOutputs } from './patch-outputs.js';
@@ -35,7 +38,7 @@ export interface TileGrid {
 export type TileValues = Map<string, Float32Array>;
 
 /** The kept tiles by region ("col,row" of REGION_TILES blocks), in reading order. */
-function regionsOf(kept: readonly [number, number][]): Map<string, number[]> {
+export function regionsOf(kept: readonly [number, number][]): Map<string, number[]> {
   const byBlock = new Map<string, number[]>();
   for (const [k, [col, row]] of kept.entries()) {
     const key = `${Math.floor(col / REGION_TILES)},${Math.floor(row / REGION_TILES)}`;
@@ -45,7 +48,7 @@ function regionsOf(kept: readonly [number, number][]): Map<string, number[]> {
 }
 
 /** A region read at the model's scale, its grid, the kept cells in it and their measures. */
-interface TileRegion {
+export interface TileRegion {
   region: RgbImage;
   grid: Grid;
   cells: [number, number][];
@@ -54,7 +57,7 @@ interface TileRegion {
 
 /** One region ("col,row" of REGION_TILES blocks) of the slide, read for its kept tiles `members`. */
 async function readTileRegion(
-  predictor: Predictor,
+  preprocess: PreprocessConfig,
   slide: Slide,
   tiling: TileGrid,
   kept: readonly [number, number][],
@@ -62,7 +65,7 @@ async function readTileRegion(
   members: number[],
 ): Promise<TileRegion> {
   const { factor, stride0, cols, rows, readLevel } = tiling;
-  const { patchSize, stride } = predictor.manifest.preprocess.tiles;
+  const { patchSize, stride } = preprocess.tiles;
   const levelDs = slide.info.levels[readLevel]?.downsample ?? 1;
   const [bc, br] = key.split(',').map(Number) as [number, number];
   const col0 = bc * REGION_TILES;
@@ -80,12 +83,12 @@ async function readTileRegion(
     height: Math.max(1, Math.round((modelHeight * factor) / levelDs)),
   });
   const region = await resizeRgb(raw, modelWidth, modelHeight);
-  const grid = predictor.gridOver(modelWidth, modelHeight);
+  const grid = gridFor(modelWidth, modelHeight, preprocess.tiles);
   const cells = members.map((k) => {
     const [col, row] = kept[k] as [number, number];
     return [col - col0, row - row0] as [number, number];
   });
-  const measures = await measureTiles(region, grid, cells, predictor.manifest.preprocess.targetScale);
+  const measures = await measureTiles(region, grid, cells, preprocess.targetScale);
   return { region, grid, cells, measures };
 }
 
@@ -121,6 +124,48 @@ export interface KeptTiles {
 }
 
 /**
+ * Walks the given regions (`blocks`: key and kept-tile indices, from regionsOf) in order: each
+ * region is read, resampled and measured while the previous one is in `compute`, so reading and
+ * computing overlap; `signal` stops between regions. Returns the time spent reading.
+ */
+export async function eachTileRegion(
+  preprocess: PreprocessConfig,
+  slide: Slide,
+  grid: TileGrid,
+  kept: readonly [number, number][],
+  blocks: readonly (readonly [string, number[]])[],
+  signal: AbortSignal | undefined,
+  compute: (region: TileRegion, key: string, members: number[]) => Promise<void>,
+): Promise<{ readMs: number }> {
+  let readMs = 0;
+  const read = async (key: string, members: number[]): Promise<TileRegion> => {
+    const started = performance.now();
+    const region = await readTileRegion(preprocess, slide, grid, kept, key, members);
+    readMs += performance.now() - started;
+    return region;
+  };
+  let next = blocks[0] ? read(...blocks[0]) : undefined;
+  for (let b = 0; b < blocks.length; b++) {
+    const [key, members] = blocks[b] as [string, number[]];
+    const region = await (next as Promise<TileRegion>);
+    const following = blocks[b + 1];
+    next = following && !signal?.aborted ? read(...following) : undefined;
+    if (signal?.aborted) {
+      await next?.catch(() => undefined);
+      throwIfStopped(signal);
+    }
+    try {
+      await compute(region, key, members);
+    } catch (error) {
+      // The read under way is left to settle, so no read outlives the slide's handle.
+      await next?.catch(() => undefined);
+      throw error;
+    }
+  }
+  return { readMs };
+}
+
+/**
  * Every kept tile's outputs and measures, region by region (kept per region as the sections of
  * the checkpoint's layout); regions a stopped run finished come from its checkpoint, unread.
  */
@@ -135,15 +180,8 @@ export async function predictTiles(
   const values: TileValues = new Map(
     sections.map(({ name, width }) => [name, new Float32Array(kept.length * width)]),
   );
-  let readMs = 0;
   let inferenceMs = 0;
   let done = 0;
-  const readRegion = async (key: string, members: number[]): Promise<TileRegion> => {
-    const readStarted = performance.now();
-    const region = await readTileRegion(predictor, slide, grid, kept, key, members);
-    readMs += performance.now() - readStarted;
-    return region;
-  };
   const store = (members: number[], region: TileValues): void => {
     for (const { name, width } of sections) {
       const from = region.get(name);
@@ -162,25 +200,23 @@ export async function predictTiles(
     return !saved;
   });
   if (done > 0) options.onProgress?.(done, kept.length);
-  // The next region is read and cut while the engine computes this one's tiles.
-  let next = blocks[0] ? readRegion(...blocks[0]) : undefined;
-  for (let b = 0; b < blocks.length; b++) {
-    const [key, members] = blocks[b] as [string, number[]];
-    const { region, grid: cellGrid, cells, measures } = await (next as Promise<TileRegion>);
-    const following = blocks[b + 1];
-    next = following && !options.signal?.aborted ? readRegion(...following) : undefined;
-    if (options.signal?.aborted) {
-      await next?.catch(() => undefined);
-      throwIfStopped(options.signal);
-    }
-    const inferStarted = performance.now();
-    const outputs = await predictor.predictRegion(region, cellGrid, cells);
-    inferenceMs += performance.now() - inferStarted;
-    const regionValues = sectionsOf(outputs, measures);
-    store(members, regionValues);
-    checkpoint?.save(key, regionValues);
-    options.onProgress?.(done, kept.length);
-  }
+  const { readMs } = await eachTileRegion(
+    predictor.manifest.preprocess,
+    slide,
+    grid,
+    kept,
+    blocks,
+    options.signal,
+    async ({ region, grid: cellGrid, cells, measures }, key, members) => {
+      const inferStarted = performance.now();
+      const outputs = await predictor.predictRegion(region, cellGrid, cells);
+      inferenceMs += performance.now() - inferStarted;
+      const regionValues = sectionsOf(outputs, measures);
+      store(members, regionValues);
+      checkpoint?.save(key, regionValues);
+      options.onProgress?.(done, kept.length);
+    },
+  );
   const outputs = {
     probabilities: values.get('probabilities') ?? new Float32Array(),
     logProbabilities: values.get('logProbabilities'),

@@ -164,6 +164,21 @@ function preprocessConfig(
   return config;
 }
 
+/**
+ * The preprocessing slides are tiled with, from a recipe: tiles at its microns per pixel (a slide
+ * has no 'own scale'), a Reinhard or Macenko reference given as an image file ('dataset' means
+ * the catalog's field images, not slides).
+ */
+export async function slidePreprocessConfig(input: PrepareRecipeInput): Promise<PreprocessConfig> {
+  const recipe = recipeParts(resolvePrepareRecipe(input));
+  if (recipe.targetScale === null)
+    throw new ConfigError("slides are tiled at the recipe's microns per pixel: give the recipe an mpp");
+  const { reference } = recipe.normalisation;
+  if (reference === 'dataset')
+    throw new ConfigError("a slide recipe's normalisation reference is an image file, not 'dataset'");
+  return preprocessConfig(recipe, reference ? await decodeRgb(path.resolve(reference)) : undefined);
+}
+
 export async function prepare(
   catalog: Catalog,
   workspace: Workspace,

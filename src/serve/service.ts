@@ -240,7 +240,7 @@ export class PredictionService {
   async #slideWork(slidePath: string, slideMpp: number | null): Promise<number> {
     const slide = await Slide.open(slidePath);
     try {
-      const plan = planSlide(this.predictor, slide.info, slideMpp ? { slideMpp } : {});
+      const plan = planSlide(this.predictor.manifest.preprocess, slide.info, slideMpp ? { slideMpp } : {});
       return plan.cols * plan.rows;
     } finally {
       await slide.close();

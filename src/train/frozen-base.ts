@@ -19,7 +19,7 @@ import {
 import type { NetworkSpec } from '../engine/spec.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import { featureSpec } from '../engine/zoo.js';
-import { mppOf } from '../image/preprocess.js';
+import { mppOf, type PreprocessConfig } from '../image/preprocess.js';
 import {
   ENCODER_FILE,
   MIL_HEAD_FILE,
@@ -38,7 +38,7 @@ import { learnedFrom, packageBasics, type RunConfig, type TrainOptions, type Tra
 import { withTrainingReference } from './training-reference.js';
 
 /** The frozen base a head is fitted on, and what the package keeps of it. */
-interface FrozenBase {
+export interface FrozenBase {
   features: ProbeFeatures;
   /** The package's network: the zoo network, or the head alone over an encoder's features. */
   spec: NetworkSpec;
@@ -124,7 +124,7 @@ export async function trainFrozenBasePackage(
   options: TrainOptions,
 ): Promise<TrainResult> {
   const { config, store, spec } = request;
-  const base = config.encoder ? await encoderBase(config.encoder, store) : await zooBase(config, spec);
+  const base = await openFrozenBase(config, spec, store.manifest.preprocess, store.manifest.classes, 'store');
   const images = learnedFrom(store);
   let result: TrainResult;
   try {
@@ -135,6 +135,23 @@ export async function trainFrozenBasePackage(
     await base.features.runner.close();
   }
   return withTrainingReference(result, request.workspace, images, options);
+}
+
+/**
+ * The recipe's frozen base over patches of this preprocessing (a patch store's, or the tiles of
+ * slides): its zoo network with pretrained weights, or its ONNX encoder (checked against the
+ * patches' size and scale). Its runner is the caller's to close.
+ */
+export async function openFrozenBase(
+  config: RunConfig,
+  spec: NetworkSpec,
+  preprocess: PreprocessConfig,
+  classes: readonly string[],
+  source: 'store' | 'recipe',
+): Promise<FrozenBase> {
+  return config.encoder
+    ? await encoderBase(config.encoder, preprocess, classes.length, source)
+    : await zooBase(config, spec);
 }
 
 async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase> {
@@ -157,14 +174,19 @@ async function zooBase(config: RunConfig, spec: NetworkSpec): Promise<FrozenBase
   return { features, spec, featureSpec: base, tensors: await network.exportTensors(), pretrained };
 }
 
-/** A user's ONNX encoder, checked against the store: its patches must be the encoder's input. */
-async function encoderBase(config: EncoderConfig, store: PatchStore): Promise<FrozenBase> {
-  const mismatch = encoderGeometryMismatch(config, store.patchSize, mppOf(store.manifest.preprocess));
-  if (mismatch) throw new ConfigError(mismatch.replace('the patches are', "the store's are"));
+/** A user's ONNX encoder, checked against the patches: they must be the encoder's input. */
+async function encoderBase(
+  config: EncoderConfig,
+  preprocess: PreprocessConfig,
+  classes: number,
+  source: 'store' | 'recipe',
+): Promise<FrozenBase> {
+  const mismatch = encoderGeometryMismatch(config, preprocess.tiles.patchSize, mppOf(preprocess));
+  if (mismatch) throw new ConfigError(mismatch.replace('the patches are', `the ${source}'s are`));
   const encoder = await OnnxEncoder.open(config);
   return {
     features: encoderFeatures(encoder),
-    spec: encoderHeadSpec(encoder.dims, store.manifest.classes.length),
+    spec: encoderHeadSpec(encoder.dims, classes),
     featureSpec: encoderFeatureSpec(encoder.dims),
     tensors: [],
     encoder: { file: config.onnx, config, sha256: encoder.sha256, dims: encoder.dims },

@@ -79,6 +79,20 @@ export async function patchFeatures(
         fromCache: true,
       };
   }
+  const features = await runFeatures(pass, bf16, dims, patches, count);
+  await writeFile(`${file}.tmp`, features);
+  await rename(`${file}.tmp`, file);
+  return { features, fromCache: false };
+}
+
+/** The frozen base's features of `count` patches (uint8 HWC back to back), in batches of 64. */
+export async function runFeatures(
+  pass: PatchRunner,
+  bf16: boolean,
+  dims: number,
+  patches: Uint8Array,
+  count: number,
+): Promise<Float32Array> {
   const features = new Float32Array(count * dims);
   const imageBytes = pass.imageBytes;
   for (let i = 0; i < count; i += 64) {
@@ -89,9 +103,7 @@ export async function patchFeatures(
     });
     features.set(batch, i * dims);
   }
-  await writeFile(`${file}.tmp`, features);
-  await rename(`${file}.tmp`, file);
-  return { features, fromCache: false };
+  return features;
 }
 
 function meanOf(features: Float32Array, count: number, dims: number): Float32Array {
@@ -129,6 +141,8 @@ export interface ProbeFeatures {
   runner: PatchRunner;
   dims: number;
   cacheKey: string;
+  /** The base runs in bfloat16 (the addon only; part of the cache key). */
+  bf16?: boolean;
 }
 
 /** A zoo base (pretrained weights loaded) run by the engine the setting resolves to. */
@@ -141,6 +155,7 @@ export async function zooFeatures(
     runner: await openPatchRunner(network, engine, softwareVersion()),
     dims: network.spec.outputShape[0] ?? 0,
     cacheKey: cacheKey(network.spec, options.pretrained, options.bf16, engine),
+    bf16: options.bf16,
   };
 }
 

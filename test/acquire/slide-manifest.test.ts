@@ -115,19 +115,22 @@ describe('per-patient mosaic slides', () => {
 
   it('names each bad row: missing, unreadable, unknown label, twice, bad numbers', async () => {
     writeFileSync(path.join(dir, 'junk.tiff'), 'not a slide');
+    writeFileSync(path.join(dir, 'notes.geojson'), '{"type": "Topology"}');
     const message = await manifestError(
       manifest('bad.csv', [
-        'slide,patient,label,mpp,fold',
-        'sj-03-2810-a.tiff,sj-03-2810,CLL,,',
+        'slide,patient,label,mpp,fold,annotations',
+        'sj-03-2810-a.tiff,sj-03-2810,CLL,,,',
         'missing.svs,p1,CLL,,',
         'junk.tiff,p2,CLL,,',
         'sj-05-1467-a.tiff,sj-05-1467,DLBCL,,',
         'sj-03-2810-a.tiff,sj-03-2810,CLL,,',
         'sj-03-2810-b.tiff,sj-03-2810,CLL,-1,',
         'sj-05-1467-b.tiff,sj-05-1467,FL,,1.5',
+        'sj-05-1467-a.tiff,sj-05-1467,FL,,,notes.geojson',
       ]),
     );
-    assert.match(message, /6 problem\(s\); nothing was imported/);
+    assert.match(message, /7 problem\(s\); nothing was imported/);
+    assert.match(message, /line 9: the annotations .*notes\.geojson are neither a GeoJSON FeatureCollection/);
     assert.match(message, /line 3: slide .*missing\.svs does not exist/);
     assert.match(message, /line 4: slide .*junk\.tiff cannot be read/);
     assert.match(message, /line 5: label 'DLBCL' is not one of the classes CLL, FL, MCL/);

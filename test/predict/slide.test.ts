@@ -11,6 +11,7 @@ import { isWholeSlide, micronsPerPixel, Slide } from '../../src/slide/slide.js';
 import { tissueMask } from '../../src/image/tissue.js';
 import { slideGeoJson } from '../../src/predict/slide-geojson.js';
 import { predictSlide } from '../../src/predict/slide-predictor.js';
+import { modelMppOf } from '../../src/predict/slide-plan.js';
 import { heImage, tempDir } from '../fixtures.js';
 import { milPackageFrom, modelAtScale } from '../model-at-scale.js';
 import { writePackage } from '../../src/model/package.js';
@@ -138,7 +139,7 @@ describe('whole-slide images', () => {
     async () => {
       const t = await testSlide();
       const predictor = await modelAtScale(0.3005);
-      assert.ok(Math.abs(predictor.mpp() - MPP_03X) < 1e-9);
+      assert.ok(Math.abs(modelMppOf(predictor.manifest.preprocess) - MPP_03X) < 1e-9);
       const progress: number[] = [];
       const result = await predictSlide(predictor, t.file, { onProgress: (done) => progress.push(done) });
       // The model's scale is the slide's: 32 px tiles on a 52 x 19 grid.
