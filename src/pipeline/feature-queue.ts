@@ -96,9 +96,16 @@ class FeatureQueue {
     );
   }
 
-  /** The job's state, and its error once it has failed for good. */
-  async failure(id: string): Promise<PathotypeError | null> {
-    const job = await this.boss.getJobById<FeatureJob>(QUEUE, id);
+  /**
+   * The error of a slide's newest job (by its key, whoever queued it: a process that found the
+   * job already queued has no id of its own), once that job has failed for good; else null.
+   */
+  async failure(key: string): Promise<PathotypeError | null> {
+    const { rows } = await this.db.pool.query<{ state: string; data: FeatureJob; output: unknown }>(
+      'SELECT state, data, output FROM pgboss.job WHERE name = $1 AND singleton_key = $2 ORDER BY created_on DESC LIMIT 1',
+      [QUEUE, key],
+    );
+    const job = rows[0];
     if (job?.state !== 'failed') return null;
     const output = (job.output ?? {}) as { code?: string; message?: string };
     return new PathotypeError(
@@ -202,17 +209,14 @@ export async function extractOnQueue(
   const encoders = new EncoderCache(workspace, { recipe, classes, encoder });
   try {
     const encoderKey = encoder.base.features.cacheKey;
-    const ids = new Map<string, string | null>();
+    // Null where a job for the slide is already queued (by another process): waited for the same way.
     for (const { slide, file } of waiting)
-      ids.set(
-        file,
-        await queue.send({ slide, classes: [...classes], recipe, encoder: encoderKey }, path.basename(file)),
-      );
+      await queue.send({ slide, classes: [...classes], recipe, encoder: encoderKey }, path.basename(file));
     options.onNotice?.(
       `queued ${waiting.length} slides on the database; working on them with every worker there`,
     );
     await queue.work(jobHandler(workspace, encoders, options));
-    await untilWritten(queue, waiting, ids, request.signal);
+    await untilWritten(queue, waiting, request.signal);
     return { queued: waiting.length };
   } finally {
     await queue.close();
@@ -220,19 +224,20 @@ export async function extractOnQueue(
   }
 }
 
-/** Waits until every slide's bag is there, whoever writes it; a job failed on every try ends the wait with its error. */
+/**
+ * Waits until every slide's bag is there, whoever writes it; a slide whose job failed on every
+ * try, whoever queued it, ends the wait with its error.
+ */
 async function untilWritten(
   queue: FeatureQueue,
   waiting: readonly { file: string }[],
-  ids: ReadonlyMap<string, string | null>,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   for (;;) {
     const left = waiting.filter(({ file }) => !existsSync(file));
     if (left.length === 0) return;
     for (const { file } of left) {
-      const id = ids.get(file);
-      const failed = id ? await queue.failure(id) : null;
+      const failed = await queue.failure(path.basename(file));
       if (failed) throw failed;
     }
     if (signal?.aborted) throw new PathotypeError('ERR_ABORTED', 'feature extraction was stopped');
