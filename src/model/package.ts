@@ -78,6 +78,30 @@ export interface ModelManifest {
    * classifier, or the identity over an ONNX encoder's features).
    */
   mil?: PackagedMilHead;
+  /** A package that learnt from whole slides (`run --data MANIFEST.csv`), not from a patch store: what it learnt from. */
+  slides?: LearntFromSlides;
+}
+
+/** What a slide-trained package learnt from: its bags, how they were made, how many. */
+export interface LearntFromSlides {
+  /** 'slide': one bag per slide; 'patient': a patient's slides pooled into one bag. */
+  aggregation: 'slide' | 'patient';
+  /** Microns per pixel of the tiles (the recipe's). */
+  mpp: number;
+  slides: number;
+  patients: number;
+  /** Usable tiles over every training slide. */
+  tiles: number;
+  /** Tiles sampled per bag while training (at most); bags are whole when answering. */
+  maxTilesPerBag: number;
+  /** Slides with fewer usable tiles were left out. */
+  minUsableTiles: number;
+  /** Slides left out for too little usable tissue, with their reason. */
+  excluded: { slide: string; reason: string }[];
+  /** The manifest the slides came from. */
+  manifest: string;
+  /** The feature cache key of the base or encoder the bags were extracted with. */
+  encoder: string;
 }
 
 export interface PackagedMilHead {

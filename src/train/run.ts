@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ProcessGroup } from '../engine/distributed.js';
 import { engineInfo } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
+import { buildSpec } from '../engine/zoo.js';
 import type { PretrainedReport } from '../engine/weights/load.js';
 import {
   PACKAGE_FORMAT,
@@ -65,12 +66,30 @@ export interface TrainResult {
 /** A recipe as this machine runs it: its precision decided (engine/precision.ts). */
 export type RunConfig = TrainConfig & { bf16: boolean };
 
-/** What every package trained on a store says of itself, whatever the method: the next version. */
+/** What a package learnt from: its classes, preprocessing and data (a patch store's, or slides'). */
+export type PackageSource = Pick<ModelManifest, 'classes' | 'preprocess' | 'data' | 'slides'>;
+
+/** A patch store as a package's source. */
+export function storeSource(config: RunConfig, store: PatchStore): PackageSource {
+  return {
+    classes: store.manifest.classes,
+    preprocess: store.manifest.preprocess,
+    data: {
+      store: config.store,
+      split: store.manifest.split,
+      fingerprint: store.manifest.fingerprint,
+      images: store.manifest.images,
+      patches: store.count,
+    },
+  };
+}
+
+/** What every package says of itself, whatever the method and the data: the next version. */
 export function packageBasics(
   packageDir: string,
   config: RunConfig,
   spec: NetworkSpec,
-  store: PatchStore,
+  source: PackageSource,
 ): Omit<ModelManifest, 'training' | 'history' | 'metrics'> {
   const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
   return {
@@ -80,15 +99,17 @@ export function packageBasics(
     createdAt: new Date().toISOString(),
     software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
     spec,
-    classes: store.manifest.classes,
-    preprocess: store.manifest.preprocess,
     vote: config.vote,
-    data: {
-      store: config.store,
-      split: store.manifest.split,
-      fingerprint: store.manifest.fingerprint,
-      images: store.manifest.images,
-      patches: store.count,
-    },
+    ...source,
   };
+}
+
+/** The zoo network a recipe builds for patches of `patchSize` px and `classes` classes. */
+export function recipeSpec(config: TrainConfig, patchSize: number, classes: number): NetworkSpec {
+  return buildSpec(config.architecture, {
+    inputSize: patchSize,
+    alpha: config.alpha,
+    depth: config.depth,
+    head: { classes, ...config.head },
+  });
 }

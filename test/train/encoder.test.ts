@@ -164,7 +164,7 @@ describe('ONNX encoders', { skip: !hasShared(lymphomaDir) && 'needs ../shared' }
         workspace,
         resolveTrainConfig({ ...base, encoder: { onnx: encoderFile, inputSize: 64, mpp: MPP } }),
       ),
-      /the encoder takes 64 px patches .* but the store's are 32 px/,
+      /the encoder takes 64 px patches .* but the recipe's are 32 px/,
     );
     const result = await train(
       workspace,
