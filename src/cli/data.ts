@@ -5,7 +5,7 @@ import { ConfigError } from '../errors.js';
 import { fetchLymphoma, LYMPHOMA } from '../acquire/fetch.js';
 import { DEFAULT_GROUP_RULE, GROUP_RULE_HELP, parseGroupRule } from '../acquire/grouping.js';
 import { importImages, type ImportReport } from '../acquire/import.js';
-import { importSlideManifest, type SlideImportReport } from '../acquire/slide-manifest.js';
+import { importSlideManifest, isSlideManifest, type SlideImportReport } from '../acquire/slide-manifest.js';
 import { TWO_SLIDES_FROM, writePatientSlides } from '../acquire/slide-mosaic.js';
 import { workspaceInfo, type WorkspaceInfo } from '../prepare/info.js';
 import { createSplit, SPLIT_DEFAULTS, type SplitConfig, type SplitSummary } from '../acquire/split.js';
@@ -148,7 +148,7 @@ function registerImport(data: Command): void {
         command: Command,
       ) => {
         await withCatalog(command, async (catalog, workspace) => {
-          if (source.toLowerCase().endsWith('.csv')) {
+          if (isSlideManifest(source)) {
             const classes = flags.classes?.split(',').map((c) => c.trim());
             const report = await importSlideManifest(catalog, source, classes ? { classes } : {});
             print(flags.json, report, () => formatSlideImport(report));

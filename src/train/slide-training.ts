@@ -12,7 +12,7 @@
  */
 import { PathotypeError } from '../errors.js';
 import type { Network } from '../engine/network.js';
-import { BAG_POOLING } from '../engine/pooling.js';
+import { BAG_POOLING, type VoteRule } from '../engine/pooling.js';
 import { argmax, softmax } from '../predict/vote.js';
 import { seededRandom } from '../random.js';
 import {
@@ -144,7 +144,11 @@ const fitSlideProbe: SlideHeadFitter = (config, bags, dims, classes) => {
         attention: null,
       }),
     trainingAccuracy: fitted.trainingAccuracy,
-    package: (base, training) => probePackageHead(base, fitted.head, training),
+    // The 'logit' vote over a slide's tiles is this head on the slide's mean features, whatever the recipe's vote.
+    package: (base, training) => ({
+      ...probePackageHead(base, fitted.head, training),
+      vote: slideVoteRule(config),
+    }),
   });
 };
 
@@ -173,6 +177,11 @@ const fitSlideMil: SlideHeadFitter = async (config, bags, dims, classes) => {
     package: (base, training) => milPackageHead(base, config.mil.pooling, head, training),
   };
 };
+
+/** The vote rule a slide-trained package answers by: the one that reproduces its head on the slide's whole bag. */
+export function slideVoteRule(config: FrozenBaseRecipe): VoteRule {
+  return config.method === 'mil' ? BAG_POOLING[config.mil.pooling].vote : 'logit';
+}
 
 const SLIDE_HEAD_FITTERS: Record<FrozenBaseRecipe['method'], SlideHeadFitter> = {
   probe: fitSlideProbe,
