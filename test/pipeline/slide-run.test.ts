@@ -20,6 +20,7 @@ import { runSlidePipeline } from '../../src/pipeline/slide-run.js';
 import { Predictor } from '../../src/predict/predictor.js';
 import { predictSlide } from '../../src/predict/slide-predictor.js';
 import { softmax } from '../../src/predict/vote.js';
+import { buildServer } from '../../src/serve/app.js';
 import { readBagRows } from '../../src/train/slide-bag-file.js';
 import { tileBags } from '../../src/train/slide-training.js';
 import type { SlideBag } from '../../src/train/slide-bags.js';
@@ -144,6 +145,30 @@ describe('learning from slides (run --data MANIFEST.csv)', needsShared, () => {
         Math.abs((prediction.result.probabilities[name] ?? 0) - (expected[c] ?? 0)) < 2e-3,
         `${name}: ${prediction.result.probabilities[name]} against the head's ${expected[c]}`,
       );
+
+    // The server answers slides with it, as with any package.
+    const server = await buildServer({
+      modelDir: packageDir,
+      dataDir: tempDir(),
+      slideRoot: path.join(dir, 'slides'),
+    });
+    try {
+      const created = await server.app.inject({
+        method: 'POST',
+        url: '/api/v1/slides',
+        payload: { path: 'sj-05-1467-a.tiff' },
+      });
+      assert.equal(created.statusCode, 202, created.body);
+      let job = created.json<{ id: string; status: string; result: { predicted: string } | null }>();
+      while (job.status !== 'done' && job.status !== 'failed') {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        job = (await server.app.inject(`/api/v1/slides/${job.id}`)).json<typeof job>();
+      }
+      assert.equal(job.status, 'done');
+      assert.ok(model.classes.includes(job.result?.predicted ?? ''), JSON.stringify(job.result));
+    } finally {
+      await server.app.close();
+    }
   });
 
   it("pools a patient's slides into one bag, and compares two slide runs paired by patient", async () => {
