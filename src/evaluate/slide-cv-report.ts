@@ -91,7 +91,7 @@ A patient's answer is its fold's head on all its slides' tiles as one bag. Inter
 <h2>Slides left out</h2>
 ${excludedSection(report)}
 <h2>Per slide</h2>
-<p>Thumbnails: ${report.method === 'mil' && report.rule === 'attention' ? "each tile's weight in its slide's answer (darker: more)" : "each tile's class under the fold's head"}, drawn at the tiles' coordinates on the slide. ${classLegend(classes)}</p>
+<p>Thumbnails: ${report.rule === 'attention' ? "each tile's weight in its slide's answer (darker: more)" : `each tile's class under the fold's head (${classLegend(classes)})`}, drawn at the tiles' coordinates on the slide.</p>
 <table><tr><th></th><th>slide</th><th>patient</th><th>fold</th><th>class</th><th>predicted</th><th>confidence</th><th>quality</th></tr>${slideRows(report, thumbnails)}</table>
 <h2>Per patient</h2>
 <table><tr><th>patient</th><th>fold</th><th>slides</th><th>class</th><th>predicted</th><th>confidence</th></tr>${patients}</table>
