@@ -14,7 +14,7 @@ import { abstentionSection, classLegend, confusionTable, intervalText, REPORT_ST
 import type { SlideCrossValidationReport, SlideOutcome } from './slide-cross-validation.js';
 
 /** A slide's quality summary in a few words: tissue, usable tiles, and what the checks refused. */
-export function qualityText(quality: SlideOutcome['quality']): string {
+function qualityText(quality: SlideOutcome['quality']): string {
   const refused = Object.entries(quality.refused)
     .filter(([, n]) => n > 0)
     .map(([name, n]) => `${name} ${n}`);
