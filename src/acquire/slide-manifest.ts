@@ -12,6 +12,11 @@ import { readAnnotations } from '../slide/annotations.js';
 import { Slide } from '../slide/slide.js';
 import type { Catalog } from './catalog.js';
 
+/** Whether a `--data` source is a slide manifest (a CSV), not a field collection. */
+export function isSlideManifest(source: string): boolean {
+  return /\.csv$/i.test(source);
+}
+
 export const MANIFEST_COLUMNS = ['slide', 'patient', 'label'] as const;
 export const OPTIONAL_MANIFEST_COLUMNS = ['mpp', 'fold', 'annotations'] as const;
 

@@ -5,7 +5,10 @@
  */
 import { ConfigError } from '../errors.js';
 import { seededRandom } from '../random.js';
-import type { Catalog, ImageRecord, Partition, SplitMember } from './catalog.js';
+import type { Catalog, ImageRecord, Partition, SlideRecord, SplitMember } from './catalog.js';
+
+/** What a split groups and stratifies: an image (or a slide) with its case (patient) and class. */
+export type SplitItem = Pick<ImageRecord, 'id' | 'caseId' | 'className'>;
 
 export type SplitConfig =
   | { kind: 'holdout'; testFraction: number; validationFraction: number; seed: number }
@@ -33,7 +36,7 @@ export const SPLIT_SCHEMA = {
 } as const;
 
 /** Folds of a fold-making split: k, or one per group for leave-one-out. */
-export function foldCount(config: SplitConfig, images: readonly ImageRecord[]): number {
+export function foldCount(config: SplitConfig, images: readonly SplitItem[]): number {
   if (config.kind === 'kfold') return config.folds;
   if (config.kind === 'loo') return new Set(images.map((i) => i.caseId)).size;
   return 0;
@@ -42,7 +45,7 @@ export function foldCount(config: SplitConfig, images: readonly ImageRecord[]): 
 interface CaseGroup {
   id: string;
   className: string;
-  images: ImageRecord[];
+  images: SplitItem[];
 }
 
 function shuffle<T>(items: T[], random: () => number): T[] {
@@ -54,8 +57,8 @@ function shuffle<T>(items: T[], random: () => number): T[] {
 }
 
 /** Cases per class; a case that spans classes is kept whole under its most frequent class. */
-function casesByClass(images: readonly ImageRecord[]): Map<string, CaseGroup[]> {
-  const cases = new Map<string, ImageRecord[]>();
+function casesByClass(images: readonly SplitItem[]): Map<string, CaseGroup[]> {
+  const cases = new Map<string, SplitItem[]>();
   for (const image of images) cases.set(image.caseId, [...(cases.get(image.caseId) ?? []), image]);
   const byClass = new Map<string, CaseGroup[]>();
   for (const [id, members] of [...cases.entries()].sort(([a], [b]) => a.localeCompare(b))) {
@@ -94,7 +97,7 @@ function checkFraction(value: number, what: string, allowZero: boolean): void {
 }
 
 /** Assigns every image; pure, for tests and for `split`. */
-export function computeSplit(images: readonly ImageRecord[], config: SplitConfig): SplitMember[] {
+export function computeSplit(images: readonly SplitItem[], config: SplitConfig): SplitMember[] {
   checkFraction(config.validationFraction, 'the validation fraction', true);
   if (!Number.isSafeInteger(config.seed) || config.seed < 0)
     throw new ConfigError('the seed must be a non-negative integer');
@@ -173,7 +176,7 @@ export function computeSplit(images: readonly ImageRecord[], config: SplitConfig
  * validation share (grouped by case) is carved from the rest when asked.
  */
 export function foldPartitions(
-  images: readonly ImageRecord[],
+  images: readonly SplitItem[],
   members: readonly SplitMember[],
   fold: number,
   validationFraction: number,
@@ -192,6 +195,56 @@ export function foldPartitions(
   for (const m of inner)
     out.set(m.imageId, validationFraction > 0 && m.partition === 'test' ? 'validation' : 'train');
   return out;
+}
+
+/** Each slide's fold (its patient's), and the folds in order. */
+export interface SlideFolds {
+  /** Fold of each slide by its id: the manifest's own number, or 1..k. */
+  foldOf: Map<number, number>;
+  folds: number[];
+  /** The manifest's fold column fixed them (the recipe's split was not used). */
+  fromManifest: boolean;
+}
+
+/** The manifest's folds, checked: every slide has one, a patient's slides share theirs, two folds at least. */
+function manifestFolds(slides: readonly SlideRecord[]): SlideFolds {
+  const byPatient = new Map<string, Set<number>>();
+  for (const s of slides) byPatient.set(s.patient, (byPatient.get(s.patient) ?? new Set()).add(s.fold ?? -1));
+  const split = [...byPatient].filter(([, folds]) => folds.size > 1);
+  if (split.length > 0)
+    throw new ConfigError(
+      `the manifest puts one patient's slides in two folds, which would train on a patient it tests: ${split
+        .map(([patient, folds]) => `${patient} (folds ${[...folds].join(', ')})`)
+        .join('; ')}`,
+    );
+  const folds = [...new Set(slides.map((s) => s.fold ?? -1))].sort((a, b) => a - b);
+  if (folds.length < 2)
+    throw new ConfigError(
+      `the manifest puts every slide in fold ${folds.join()}: cross-validation needs two folds or more`,
+    );
+  return { foldOf: new Map(slides.map((s) => [s.id, s.fold ?? -1])), folds, fromManifest: true };
+}
+
+/**
+ * Each slide's fold for cross-validation by patient: the manifest's fold column when every slide
+ * has one, else the recipe's k-fold (or leave-one-out) split over patients, stratified by label,
+ * seeded; a patient's slides are always in one fold.
+ */
+export function slideFolds(slides: readonly SlideRecord[], config: SplitConfig): SlideFolds {
+  const given = slides.filter((s) => s.fold !== null).length;
+  if (given > 0 && given < slides.length)
+    throw new ConfigError(
+      `the manifest gives a fold for ${given} of its ${slides.length} slides: give every row a fold (they fix the cross-validation) or none (the recipe's split makes them)`,
+    );
+  if (given > 0) return manifestFolds(slides);
+  if (config.kind !== 'kfold' && config.kind !== 'loo')
+    throw new ConfigError(
+      `slides are cross-validated by patient: the recipe's split must be k-fold or leave-one-out (--folds K or --folds loo), not ${config.kind}`,
+    );
+  const items = slides.map((s) => ({ id: s.id, caseId: s.patient, className: s.label }));
+  const foldOf = new Map(computeSplit(items, config).map((m) => [m.imageId, (m.fold ?? 0) + 1]));
+  const folds = Array.from({ length: foldCount(config, items) }, (_, k) => k + 1);
+  return { foldOf, folds, fromManifest: false };
 }
 
 export interface SplitSummary {

@@ -10,7 +10,7 @@ import {
   parseGroupRule,
 } from '../acquire/grouping.js';
 import { importImages, type ImportReport } from '../acquire/import.js';
-import { importSlideManifest, type SlideImportReport } from '../acquire/slide-manifest.js';
+import { importSlideManifest, isSlideManifest, type SlideImportReport } from '../acquire/slide-manifest.js';
 import { TWO_SLIDES_FROM, writePatientSlides } from '../acquire/slide-mosaic.js';
 import { workspaceInfo, type WorkspaceInfo } from '../prepare/info.js';
 import { createSplit, SPLIT_DEFAULTS, type SplitConfig, type SplitSummary } from '../acquire/split.js';
@@ -153,7 +153,7 @@ function registerImport(data: Command): void {
         command: Command,
       ) => {
         await withCatalog(command, async (catalog, workspace) => {
-          if (source.toLowerCase().endsWith('.csv')) {
+          if (isSlideManifest(source)) {
             const classes = flags.classes?.split(',').map((c) => c.trim());
             const report = await importSlideManifest(catalog, source, classes ? { classes } : {});
             print(flags.json, report, () => formatSlideImport(report));

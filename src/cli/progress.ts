@@ -5,6 +5,7 @@
  */
 import cliProgress from 'cli-progress';
 
+import type { SlideBagProgress } from '../train/slide-bags.js';
 import type { TrainProgress } from '../train/trainer.js';
 
 export interface Progress {
@@ -183,5 +184,21 @@ export function trainBar(sink: ProgressSink = STDERR): { bar: Progress; update: 
         rate: p.patchesPerSecond.toFixed(0),
       });
     },
+  };
+}
+
+/** Slide feature extraction: tiles done of those expected, slides done, tiles per second and time left. */
+export function extractionBar(sink: ProgressSink = STDERR): {
+  bar: Progress;
+  update: (p: SlideBagProgress) => void;
+} {
+  const bar = progressBar('extract tiles', 'items', ' | slides {slides} | {rate} tiles/s', sink);
+  return {
+    bar,
+    update: (p) =>
+      bar.update(p.tiles, Math.max(p.tiles, p.tilesTotal), {
+        slides: `${p.slides}/${p.slidesTotal}`,
+        rate: p.tilesPerSecond.toFixed(0),
+      }),
   };
 }

@@ -5,12 +5,15 @@ import type { Command } from 'commander';
 
 import { GROUP_RULE_HELP } from '../acquire/grouping.js';
 import { readConfigFile } from '../config.js';
+import { ConfigError } from '../errors.js';
 import { percent } from '../format.js';
+import { isSlideManifest } from '../acquire/slide-manifest.js';
 import { presetNames } from '../pipeline/presets.js';
+import { runSlidePipeline, type SlideRunResult } from '../pipeline/slide-run.js';
 import { resolvePreset, runPipeline, type RunResult, type StageRun } from '../pipeline/run.js';
 import { print, withCatalog } from './context.js';
 import { positiveInt } from './options.js';
-import { trainBar } from './progress.js';
+import { extractionBar, trainBar } from './progress.js';
 import { addRecipeOptions, recipeFromCommand } from './recipe-options.js';
 
 export function registerRun(program: Command): void {
@@ -22,7 +25,8 @@ export function registerRun(program: Command): void {
     .requiredOption('--preset <name>', presetNames().join(', '))
     .option(
       '--data <source>',
-      "images to import (a class-per-folder folder or a .tar.gz), or 'fetch' to download the set",
+      "images to import (a class-per-folder folder or a .tar.gz), 'fetch' to download the set, or a slide manifest " +
+        '(.csv: slide,patient,label[,mpp,fold,annotations]) to learn from whole slides with a frozen-base recipe',
     )
     .option(
       '--name <name>',
@@ -63,6 +67,10 @@ export function registerRun(program: Command): void {
       command: Command,
     ) => {
       const overrides = runOverrides(command, flags);
+      if (flags.data && isSlideManifest(flags.data)) {
+        await runSlides(command, { ...flags, data: flags.data }, overrides);
+        return;
+      }
       await withCatalog(command, async (catalog, workspace) => {
         const { bar, update } = trainBar();
         try {
@@ -183,5 +191,94 @@ function runText(result: RunResult): string {
   );
   if (result.runs.some((r) => r.evaluation.report.model.syntheticWeights))
     lines.push('NOTE: trained from random weights standing in for the missing pretrained file');
+  return lines.join('\n');
+}
+
+/** `run --data MANIFEST.csv`: a frozen-base recipe learnt from whole slides, cross-validated by patient. */
+async function runSlides(
+  command: Command,
+  flags: { preset: string; data: string; name?: string; nproc?: number; json?: boolean },
+  overrides: Record<string, unknown>,
+): Promise<void> {
+  if (flags.nproc !== undefined)
+    throw new ConfigError(
+      '--nproc spreads fine-tuning over ranks; a slide recipe fits a head on cached features and takes none',
+    );
+  await withCatalog(command, async (catalog, workspace) => {
+    const { bar, update } = extractionBar();
+    try {
+      const result = await runSlidePipeline(catalog, workspace, {
+        preset: flags.preset,
+        manifest: path.resolve(flags.data),
+        ...(flags.name ? { name: flags.name } : {}),
+        overrides,
+        onStage: (stage, detail) => {
+          bar.stop();
+          process.stderr.write(`run: ${stage}: ${detail}\n`);
+        },
+        onExtractProgress: update,
+        onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
+      });
+      bar.stop();
+      print(flags.json, slideRunJson(result), () => slideRunText(result));
+    } finally {
+      bar.stop();
+    }
+  });
+}
+
+function slideRunJson(result: SlideRunResult): Record<string, unknown> {
+  const { report, json, html } = result.crossValidation;
+  return {
+    ...result,
+    preset: result.preset.name,
+    crossValidation: {
+      json,
+      html,
+      rule: report.rule,
+      aggregation: report.aggregation,
+      slideAccuracy: report.slide.accuracy,
+      slideAccuracyInterval: report.slideAccuracyInterval,
+      slideBalancedAccuracy: report.slide.balancedAccuracy,
+      slideBalancedAccuracyInterval: report.slideBalancedAccuracyInterval,
+      patientAccuracy: report.patient.accuracy,
+      patientAccuracyInterval: report.patientAccuracyInterval,
+      patientBalancedAccuracy: report.patient.balancedAccuracy,
+      patientBalancedAccuracyInterval: report.patientBalancedAccuracyInterval,
+      abstention: {
+        calibration: report.abstention.calibration,
+        crossValidated: report.abstention.crossValidated,
+      },
+      folds: report.folds,
+    },
+  };
+}
+
+function slideRunText(result: SlideRunResult): string {
+  const { report, html } = result.crossValidation;
+  const ci = (i: { low: number; high: number }): string => `95% CI ${percent(i.low)}-${percent(i.high)}`;
+  const cvd = report.abstention.crossValidated;
+  const lines = [
+    `${result.preset.name} on slides, ${report.folds.length}-fold cross-validation by patient (${report.patients.length} patients, ${report.slides.length} slides, ` +
+      `${report.aggregation} bags, ${report.rule} vote):`,
+    `  slide accuracy ${percent(report.slide.accuracy)} (${ci(report.slideAccuracyInterval)}), balanced ${percent(report.slide.balancedAccuracy)} (${ci(report.slideBalancedAccuracyInterval)})`,
+    `  patient accuracy ${percent(report.patient.accuracy)} (${ci(report.patientAccuracyInterval)}), balanced ${percent(report.patient.balancedAccuracy)} (${ci(report.patientBalancedAccuracyInterval)})`,
+    `  per patient: ${report.patients.map((p) => `${p.patient} ${p.className}->${p.predicted}`).join(', ')}`,
+    `  abstention (threshold fitted on the other folds): answers ${percent(cvd.coverage)} of slides, ` +
+      (cvd.answeredAccuracy === null ? 'none answered' : `${percent(cvd.answeredAccuracy)} right`),
+    `  features: ${result.extraction.extracted} slides extracted, ${result.extraction.cached} cached, ${result.extraction.tiles} usable tiles (${result.extraction.seconds.toFixed(0)} s)`,
+    ...(result.excluded.length > 0
+      ? [
+          `  left out for too little usable tissue (${result.excluded.length}):`,
+          ...result.excluded.map((e) => `    ${e.slide}: ${e.reason}`),
+        ]
+      : ['  no slide left out']),
+    `  report ${html}`,
+  ];
+  if (result.final)
+    lines.push(
+      `final model on all ${result.final.slides} usable slides: ${result.final.packageDir} (${result.final.seconds.toFixed(0)} s)`,
+    );
+  lines.push(`whole run ${(result.seconds / 60).toFixed(1)} min`);
   return lines.join('\n');
 }

@@ -133,31 +133,44 @@ export function bootstrapOverGroups(
   };
 }
 
-/** Two recipes' cross-validations on the same images, and the difference of their accuracies. */
+/**
+ * What a paired comparison reads of a cross-validation (or of a model version's answers on
+ * reviewed cases): each predicted item (an image, or a slide under `fileName`) with its patient,
+ * true and predicted class.
+ */
+export interface ComparableRun {
+  name: string;
+  /** What the items are; images when absent. */
+  unit?: 'images' | 'slides';
+  images: readonly Pick<EvaluatedImage, 'fileName' | 'caseId' | 'className' | 'predicted'>[];
+}
+
+/** Two recipes' cross-validations on the same images (or slides), and the difference of their accuracies. */
 export interface PairedComparison {
   a: { name: string; accuracy: number };
   b: { name: string; accuracy: number };
+  unit: 'images' | 'slides';
   images: number;
   groups: number;
   /** Accuracy of a minus accuracy of b, with a 95% interval from one bootstrap over patients for both. */
   difference: Interval;
-  /** Images that a got right and b wrong, and the other way round. */
+  /** Items that a got right and b wrong, and the other way round. */
   onlyA: number;
   onlyB: number;
 }
 
-/** One recipe's (or model version's) answers: each image's name, patient, true class and answer. */
-export interface PairedAnswers {
-  name: string;
-  images: readonly Pick<EvaluatedImage, 'fileName' | 'caseId' | 'className' | 'predicted'>[];
-}
-
 /**
- * The paired comparison of two cross-validations of the same images: each patient drawn with
- * replacement carries both recipes' answers on its images, so the interval is that of the
- * difference, far narrower than the two recipes' own intervals side by side.
+ * The paired comparison of two cross-validations of the same images (or slides): each patient
+ * drawn with replacement carries both recipes' answers on its items, so the interval is that of
+ * the difference, far narrower than the two recipes' own intervals side by side.
  */
-export function compareCrossValidations(a: PairedAnswers, b: PairedAnswers, seed = 1): PairedComparison {
+export function compareCrossValidations(a: ComparableRun, b: ComparableRun, seed = 1): PairedComparison {
+  const unit = a.unit ?? 'images';
+  if ((b.unit ?? 'images') !== unit)
+    throw new PathotypeError(
+      'ERR_EVALUATE',
+      `${a.name} cross-validated ${unit} and ${b.name} ${b.unit ?? 'images'}: compare two runs on the same ${unit}`,
+    );
   const bImages = new Map(b.images.map((i) => [i.fileName, i]));
   const byGroup = new Map<string, { a: boolean; b: boolean }[]>();
   for (const image of a.images) {
@@ -165,7 +178,7 @@ export function compareCrossValidations(a: PairedAnswers, b: PairedAnswers, seed
     if (!other || other.caseId !== image.caseId || other.className !== image.className)
       throw new PathotypeError(
         'ERR_EVALUATE',
-        `${b.name} did not predict ${a.name}'s image ${image.fileName} of ${image.caseId}: the two cross-validations must cover the same images`,
+        `${b.name} did not predict ${a.name}'s ${unit === 'slides' ? 'slide' : 'image'} ${image.fileName} of ${image.caseId}: the two cross-validations must cover the same ${unit}`,
       );
     const pair = { a: image.predicted === image.className, b: other.predicted === other.className };
     byGroup.set(image.caseId, [...(byGroup.get(image.caseId) ?? []), pair]);
@@ -173,7 +186,7 @@ export function compareCrossValidations(a: PairedAnswers, b: PairedAnswers, seed
   if (a.images.length !== b.images.length || a.images.length === 0)
     throw new PathotypeError(
       'ERR_EVALUATE',
-      `${a.name} has ${a.images.length} images and ${b.name} ${b.images.length}: the two cross-validations must cover the same images`,
+      `${a.name} has ${a.images.length} ${unit} and ${b.name} ${b.images.length}: the two cross-validations must cover the same ${unit}`,
     );
   const groups = [...byGroup.values()];
   const differenceOf = (drawn: readonly { a: boolean; b: boolean }[][]): number => {
@@ -190,11 +203,66 @@ export function compareCrossValidations(a: PairedAnswers, b: PairedAnswers, seed
   return {
     a: { name: a.name, accuracy: accuracy('a') },
     b: { name: b.name, accuracy: accuracy('b') },
+    unit,
     images: pairs.length,
     groups: groups.length,
     difference: { estimate: differenceOf(groups), low: quantile(draws, 0.025), high: quantile(draws, 0.975) },
     onlyA: pairs.filter((p) => p.a && !p.b).length,
     onlyB: pairs.filter((p) => p.b && !p.a).length,
+  };
+}
+
+/** An out-of-fold prediction as calibration sees it: its scores, true and predicted class, and fold. */
+export interface OutOfFold {
+  scores: readonly number[];
+  label: number;
+  predicted: number;
+  fold: number;
+}
+
+/**
+ * Calibration and abstention from out-of-fold predictions: the final calibration fitted on all
+ * of them (what the final model carries), and the honest estimate fold by fold, each fold's
+ * predictions judged by a calibration fitted on the other folds only.
+ */
+export function abstentionOf(
+  items: readonly OutOfFold[],
+  folds: readonly number[],
+  target: number,
+): {
+  abstention: AbstentionSummary;
+  judged: { confidence: number; answered: boolean }[];
+  perFold: Map<number, Calibration>;
+} {
+  const calibration = fitCalibration(items, target);
+  const perFold = new Map<number, Calibration>();
+  for (const fold of folds) {
+    const others = items.filter((i) => i.fold !== fold);
+    perFold.set(fold, folds.length > 1 ? fitCalibration(others, target) : calibration);
+  }
+  const judged = items.map((item) => {
+    const { confidence, status } = answer(item.scores, perFold.get(item.fold) ?? calibration);
+    return { confidence, answered: status === 'answered' };
+  });
+  const answered = items.filter((_, k) => judged[k]?.answered);
+  const answeredRight = answered.filter((i) => i.predicted === i.label).length;
+  const inSample = items.map((i) => confidenceOf(i.scores, calibration.temperature));
+  return {
+    abstention: {
+      calibration,
+      crossValidated: {
+        coverage: answered.length / Math.max(1, items.length),
+        answeredAccuracy: answered.length > 0 ? answeredRight / answered.length : null,
+        answered: answered.length,
+        images: items.length,
+      },
+      curve: coverageCurve(
+        inSample.map((j) => j.confidence),
+        items.map((i, k) => inSample[k]?.predicted === i.label),
+      ),
+    },
+    judged,
+    perFold,
   };
 }
 
@@ -248,22 +316,11 @@ export function crossValidationReport(
   const label = (i: EvaluatedImage): number => classes.indexOf(i.className);
   const predictedIndex = (i: EvaluatedImage): number => classes.indexOf(i.predicted);
 
-  // Abstention: the final calibration from every fold; the honest estimate fold by fold.
-  const target = options.targetAccuracy ?? DEFAULT_TARGET_ACCURACY;
-  const scored = images.map((i) => ({ scores: i.scores, label: label(i) }));
-  const calibration = fitCalibration(scored, target);
-  const perFold = new Map<number, Calibration>();
-  for (const { fold } of folds) {
-    const others = scored.filter((_, k) => images[k]?.fold !== fold);
-    perFold.set(fold, folds.length > 1 ? fitCalibration(others, target) : calibration);
-  }
-  const judged = images.map((image) => {
-    const { confidence, status } = answer(image.scores, perFold.get(image.fold) ?? calibration);
-    return { confidence, answered: status === 'answered' };
-  });
-  const answered = images.filter((_, k) => judged[k]?.answered);
-  const answeredRight = answered.filter((i) => i.predicted === i.className).length;
-  const inSample = images.map((i) => confidenceOf(i.scores, calibration.temperature));
+  const { abstention, judged } = abstentionOf(
+    images.map((i) => ({ scores: i.scores, label: label(i), predicted: predictedIndex(i), fold: i.fold })),
+    folds.map((f) => f.fold),
+    options.targetAccuracy ?? DEFAULT_TARGET_ACCURACY,
+  );
 
   const groups = groupResults(images);
   const intervals = bootstrapOverGroups(
@@ -291,19 +348,7 @@ export function crossValidationReport(
     splitByImage: groups.length === images.length,
     groupsMostlyRight: groups.filter((g) => g.accuracy > 0.5).length / Math.max(1, groups.length),
     foldAccuracy: { mean, sd, min: Math.min(...accuracies), max: Math.max(...accuracies) },
-    abstention: {
-      calibration,
-      crossValidated: {
-        coverage: answered.length / Math.max(1, images.length),
-        answeredAccuracy: answered.length > 0 ? answeredRight / answered.length : null,
-        answered: answered.length,
-        images: images.length,
-      },
-      curve: coverageCurve(
-        inSample.map((j) => j.confidence),
-        images.map((i, k) => inSample[k]?.predicted === label(i)),
-      ),
-    },
+    abstention,
     images: images.map((image, k) => ({
       ...image,
       confidence: Number((judged[k]?.confidence ?? 0).toFixed(4)),

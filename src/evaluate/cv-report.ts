@@ -11,7 +11,7 @@ import { estimateLabel } from './cross-validation.js';
 import { percent as pct } from '../format.js';
 import { classColour } from '../predict/heatmap.js';
 import type { CoveragePoint } from './calibration.js';
-import type { CrossValidationReport, GroupResult } from './cross-validation.js';
+import type { AbstentionSummary, CrossValidationReport, GroupResult } from './cross-validation.js';
 
 const W = 640;
 const PAD = { left: 56, right: 16, top: 16, bottom: 44 };
@@ -65,7 +65,7 @@ ${bars}
 }
 
 /** Accuracy on answered images against the share answered, as the threshold rises. */
-function coverageChart(curve: readonly CoveragePoint[], target: number): string {
+function coverageChart(curve: readonly CoveragePoint[], target: number, unit: 'image' | 'slide'): string {
   const h = 280;
   const x = (v: number): number => PAD.left + v * (W - PAD.left - PAD.right);
   const y = (v: number): number => PAD.top + (1 - v) * (h - PAD.top - PAD.bottom);
@@ -73,24 +73,64 @@ function coverageChart(curve: readonly CoveragePoint[], target: number): string 
     .filter((p) => p.accuracy !== null)
     .map((p) => `${x(p.coverage).toFixed(1)},${y(p.accuracy ?? 0).toFixed(1)}`)
     .join(' ');
-  return `<svg viewBox="0 0 ${W} ${h}" role="img" aria-label="Accuracy on answered images against the share answered">
-${ticks(x, y, h, 'share of images answered (coverage)', 'accuracy on answered images')}
+  return `<svg viewBox="0 0 ${W} ${h}" role="img" aria-label="Accuracy on answered ${unit}s against the share answered">
+${ticks(x, y, h, `share of ${unit}s answered (coverage)`, `accuracy on answered ${unit}s`)}
 <line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(target)}" y2="${y(target)}" stroke="#d55e00" stroke-dasharray="5 3"><title>target ${pct(target)}</title></line>
 <text x="${W - PAD.right - 4}" y="${y(target) + 14}" font-size="11" text-anchor="end" fill="#d55e00">target ${pct(target)}</text>
 <polyline fill="none" stroke="#0072b2" stroke-width="2" points="${points}"/></svg>`;
 }
 
-export function renderCrossValidation(report: CrossValidationReport): string {
-  const classes = report.image.perClass.map((c) => c.className);
-  const cvd = report.abstention.crossValidated;
-  const calibration = report.abstention.calibration;
-  const interval = (i: { low: number; high: number }): string => `95% CI ${pct(i.low)}–${pct(i.high)}`;
-  const confusion = report.image.confusion
+/** The cross-validation reports' one stylesheet, inline. */
+export const REPORT_STYLE = `<style>
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:960px;padding:0 1rem;color:#222}
+h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}table{border-collapse:collapse}
+td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}td:first-child,th:first-child{text-align:left}
+.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem}
+.card b{display:block;font-size:1.4rem}.notice{background:#fff8e1;border:1px solid #f0c36d;padding:.5rem 1rem;border-radius:6px}
+svg{max-width:100%;height:auto}
+</style>`;
+
+/** A 95% interval as the reports write it. */
+export const intervalText = (i: { low: number; high: number }): string =>
+  `95% CI ${pct(i.low)}–${pct(i.high)}`;
+
+/** Each class's colour swatch and name. */
+export function classLegend(classes: readonly string[]): string {
+  return classes
+    .map((c, k) => {
+      const [r, g, b] = classColour(k);
+      return `<span style="display:inline-block;width:12px;height:12px;background:rgb(${r},${g},${b})"></span> ${esc(c)}`;
+    })
+    .join(' &nbsp; ');
+}
+
+/** A confusion matrix as a table: rows the truth, columns the prediction. */
+export function confusionTable(
+  confusion: readonly (readonly number[])[],
+  classes: readonly string[],
+): string {
+  const rows = confusion
     .map(
       (row, t) =>
         `<tr><th scope="row">${esc(classes[t] ?? '')}</th>${row.map((v) => `<td>${v}</td>`).join('')}</tr>`,
     )
     .join('');
+  return `<table><tr><th></th>${classes.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>${rows}</table>`;
+}
+
+/** The calibration and abstention the final model carries, and the coverage-accuracy curve; `unit`: what is answered. */
+export function abstentionSection(abstention: AbstentionSummary, unit: 'image' | 'slide'): string {
+  const { calibration } = abstention;
+  return `<h2>Knowing when not to answer</h2>
+<p>Temperature ${calibration.temperature}; threshold ${calibration.threshold > 1 ? `none reaches the target: the final model answers no ${unit}` : pct(calibration.threshold)} for ${pct(calibration.target)} accuracy on answered ${unit}s.
+The curve uses the calibration fitted on all out-of-fold predictions (optimistic); the coverage above uses, for each fold, the one fitted on the other folds.</p>
+${coverageChart(abstention.curve, calibration.target, unit)}`;
+}
+
+export function renderCrossValidation(report: CrossValidationReport): string {
+  const classes = report.image.perClass.map((c) => c.className);
+  const cvd = report.abstention.crossValidated;
+  const interval = intervalText;
   const groups = report.groups
     .map(
       (g) =>
@@ -100,14 +140,7 @@ export function renderCrossValidation(report: CrossValidationReport): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pathotype cross-validation: ${esc(report.name)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:960px;padding:0 1rem;color:#222}
-h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}table{border-collapse:collapse}
-td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}td:first-child,th:first-child{text-align:left}
-.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem}
-.card b{display:block;font-size:1.4rem}.notice{background:#fff8e1;border:1px solid #f0c36d;padding:.5rem 1rem;border-radius:6px}
-svg{max-width:100%;height:auto}
-</style></head><body>
+${REPORT_STYLE}</head><body>
 <h1>Cross-validation of ${esc(report.name)}</h1>
 <p class="notice">Research use only, not for diagnosis. ${
     report.splitByImage
@@ -122,19 +155,11 @@ svg{max-width:100%;height:auto}
 <div class="card">answered (threshold from other folds)<b>${pct(cvd.coverage)}</b>${cvd.answeredAccuracy === null ? 'none answered' : `${pct(cvd.answeredAccuracy)} of them right`}</div>
 </div>
 <p>Intervals: percentile bootstrap over patients (images of one patient move together). Chance is ${pct(1 / Math.max(1, classes.length))}.</p>
-<h2>Per patient</h2><p>${classes
-    .map((c, k) => {
-      const [r, g, b] = classColour(k);
-      return `<span style="display:inline-block;width:12px;height:12px;background:rgb(${r},${g},${b})"></span> ${esc(c)}`;
-    })
-    .join(' &nbsp; ')}</p>${patientChart(report.groups, classes)}
+<h2>Per patient</h2><p>${classLegend(classes)}</p>${patientChart(report.groups, classes)}
 <table><tr><th>patient</th><th>class</th><th>fold</th><th>right</th><th>accuracy</th></tr>${groups}</table>
 <h2>Confusion (rows: truth, columns: predicted)</h2>
-<table><tr><th></th>${classes.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>${confusion}</table>
-<h2>Knowing when not to answer</h2>
-<p>Temperature ${calibration.temperature}; threshold ${calibration.threshold > 1 ? 'none reaches the target: the final model answers no image' : pct(calibration.threshold)} for ${pct(calibration.target)} accuracy on answered images.
-The curve uses the calibration fitted on all out-of-fold predictions (optimistic); the coverage above uses, for each fold, the one fitted on the other folds.</p>
-${coverageChart(report.abstention.curve, calibration.target)}
+${confusionTable(report.image.confusion, classes)}
+${abstentionSection(report.abstention, 'image')}
 <h2>Folds</h2>
 <table><tr><th>fold</th><th>patients</th><th>images</th><th>image accuracy</th><th>patch accuracy</th></tr>${report.folds
     .map(

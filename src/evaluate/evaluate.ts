@@ -7,7 +7,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { PathotypeError } from '../errors.js';
+import { ConfigError, PathotypeError } from '../errors.js';
 import { resolveBf16, type Bf16Setting } from '../engine/precision.js';
 import type { Catalog, ImageRecord, Partition } from '../acquire/catalog.js';
 import { decodeRgb } from '../image/image-io.js';
@@ -41,6 +41,10 @@ export async function evaluateModel(
   const started = performance.now();
   const bf16 = resolveBf16(options.bf16 ?? 'auto');
   const { manifest, runner } = await loadPackageRunner(packageDir, { bf16, engine: 'auto' });
+  if (manifest.slides && !options.store)
+    throw new ConfigError(
+      `${manifest.name} learnt from slides: its figures are its cross-validation report (pathotype run --data MANIFEST.csv); give --store to evaluate it on a patch store`,
+    );
   const storeName = options.store ?? manifest.data.store;
   const store = PatchStore.open(path.join(workspace.patchesDir, storeName));
   try {

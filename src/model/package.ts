@@ -86,6 +86,8 @@ export interface ModelManifest {
    * the model trained on (image hashes and patients, hashed) so comparisons leave those out.
    */
   reference?: PackagedReference;
+  /** A package that learnt from whole slides (`run --data MANIFEST.csv`), not from a patch store: what it learnt from. */
+  slides?: LearntFromSlides;
 }
 
 /** Quantiles of a training-image measure, at REFERENCE_QUANTILES. */
@@ -114,6 +116,28 @@ export interface PackagedReference {
   inputs: { scale: Quantiles | null; focus: Quantiles; haematoxylin: Quantiles; eosin: Quantiles };
   /** The JSON file listing the training images' SHA-1 and the SHA-256 of each patient id. */
   trainingSet: string;
+}
+
+/** What a slide-trained package learnt from: its bags, how they were made, how many. */
+export interface LearntFromSlides {
+  /** 'slide': one bag per slide; 'patient': a patient's slides pooled into one bag. */
+  aggregation: 'slide' | 'patient';
+  /** Microns per pixel of the tiles (the recipe's). */
+  mpp: number;
+  slides: number;
+  patients: number;
+  /** Usable tiles over every training slide. */
+  tiles: number;
+  /** Tiles sampled per bag while training (at most); bags are whole when answering. */
+  maxTilesPerBag: number;
+  /** Slides with fewer usable tiles were left out. */
+  minUsableTiles: number;
+  /** Slides left out for too little usable tissue, with their reason. */
+  excluded: { slide: string; reason: string }[];
+  /** The manifest the slides came from. */
+  manifest: string;
+  /** The feature cache key of the base or encoder the bags were extracted with. */
+  encoder: string;
 }
 
 export interface PackagedMilHead {

@@ -23,14 +23,16 @@ function isAbsolutePath(value: string): boolean {
   return !/[\n:]/.test(value.slice(2)) && (path.posix.isAbsolute(value) || path.win32.isAbsolute(value));
 }
 
-/** The parts of a manifest that record files: the training configuration and the metrics. */
-export function portableManifest<M extends { training: unknown; metrics: unknown }>(
+/** The parts of a manifest that record files: the training configuration, the metrics, the slides learnt from. */
+export function portableManifest<M extends { training: unknown; metrics: unknown; slides?: unknown }>(
   manifest: M,
   dir: string,
 ): M {
+  const at = path.resolve(dir);
   return {
     ...manifest,
-    training: relativePaths(manifest.training, path.resolve(dir)),
-    metrics: relativePaths(manifest.metrics, path.resolve(dir)),
+    training: relativePaths(manifest.training, at),
+    metrics: relativePaths(manifest.metrics, at),
+    ...(manifest.slides === undefined ? {} : { slides: relativePaths(manifest.slides, at) }),
   };
 }

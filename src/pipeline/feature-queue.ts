@@ -141,7 +141,7 @@ class EncoderCache {
     const key = JSON.stringify([job.recipe, job.classes]);
     if (this.#open && this.#key === key) return this.#open;
     await this.close();
-    this.#open = await openSlideEncoder(this.workspace, job.recipe, job.classes, onNotice);
+    this.#open = await openSlideEncoder(this.workspace, job.recipe, job.classes, { onNotice });
     this.#key = key;
     this.#owned = true;
     return this.#open;

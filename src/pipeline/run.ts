@@ -13,6 +13,7 @@ import type { Catalog } from '../acquire/catalog.js';
 import { fetchLymphoma } from '../acquire/fetch.js';
 import { groupsWithoutIds, parseGroupRule } from '../acquire/grouping.js';
 import { importImages } from '../acquire/import.js';
+import { isSlideManifest } from '../acquire/slide-manifest.js';
 import { prepare, type PrepareReport } from '../prepare/prepare.js';
 import { PREPARE_RECIPE_SCHEMA, yieldResolution } from '../prepare/recipe.js';
 import { createSplit, foldCount, foldPartitions, SPLIT_SCHEMA } from '../acquire/split.js';
@@ -116,6 +117,18 @@ export function resolvePreset(name: string, overrides: Record<string, unknown> =
   return preset;
 }
 
+/** The recipe's training config for the model `name` on the store `store`, its named weights resolved to a path. */
+export function recipeTrainConfig(
+  preset: Preset,
+  name: string,
+  store: string,
+  workspace: Workspace,
+): TrainConfig {
+  const input = { ...preset.train, name, store } as Record<string, unknown>;
+  if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
+  return resolveTrainConfig(input);
+}
+
 /**
  * Images whose names carry no patient id and that sit in no case folders each become a group of
  * their own: cross-validation then splits images, not patients, the leak this project exists to
@@ -162,6 +175,10 @@ export async function runPipeline(
   const stage = options.onStage ?? (() => undefined);
 
   // 1. Data.
+  if (options.data && isSlideManifest(options.data))
+    throw new ConfigError(
+      `${options.data} is a slide manifest: slides are learnt by runSlidePipeline (pipeline/slide-run.ts)`,
+    );
   if (options.data === 'fetch') {
     stage('data', 'downloading the IICBU 2008 lymphoma set');
     await fetchLymphoma(catalog, workspace, { groupBy: parseGroupRule(preset.groupBy) });
@@ -356,9 +373,7 @@ async function prepareAndTrain(
   );
 
   // Train: continues from the checkpoint of an interrupted run.
-  const input = { ...preset.train, name, store: split } as Record<string, unknown>;
-  if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
-  const config: TrainConfig = resolveTrainConfig(input);
+  const config = recipeTrainConfig(preset, name, split, workspace);
   const how = {
     resume: options.fresh ? false : ('auto' as const),
     allowMissingPretrained: preset.allowMissingPretrained ?? false,

@@ -9,22 +9,24 @@ import { ConfigError } from '../errors.js';
 import { setThreads } from '../engine/network.js';
 import { resolveBf16 } from '../engine/precision.js';
 import type { NetworkSpec } from '../engine/spec.js';
-import { resolveWeights } from '../engine/weights/registry.js';
-import { buildSpec } from '../engine/zoo.js';
 import type { PreprocessConfig } from '../image/preprocess.js';
-import { slidePreprocessConfig } from '../prepare/prepare.js';
-import { resolveTrainConfig } from '../train/config.js';
-import { isFrozenBaseRecipe, openFrozenBase, type FrozenBase } from '../train/frozen-base.js';
-import type { RunConfig } from '../train/run.js';
+import { slidePreprocess } from '../prepare/prepare.js';
+import {
+  isFrozenBaseRecipe,
+  openFrozenBase,
+  type FrozenBase,
+  type FrozenBaseRecipe,
+} from '../train/frozen-base.js';
+import { recipeSpec } from '../train/run.js';
 import type { Workspace } from '../workspace.js';
 import type { Preset } from './presets.js';
-import { fetchPresetWeights } from './run.js';
+import { fetchPresetWeights, recipeTrainConfig } from './run.js';
 
 /** A recipe's way from slide to features, open: close it to free the base's runner. */
 export interface SlideEncoder {
   preprocess: PreprocessConfig;
   base: FrozenBase;
-  config: RunConfig;
+  config: FrozenBaseRecipe;
   spec: NetworkSpec;
   classes: string[];
   close(): Promise<void>;
@@ -35,31 +37,52 @@ export function slideClasses(slides: readonly SlideRecord[]): string[] {
   return [...new Set(slides.map((s) => s.label))].sort();
 }
 
-/** The recipe's preprocessing and frozen base (its weights resolved in `workspace`, fetched there when npm publishes them). */
+/**
+ * A slide recipe's training configuration for the model `name`, as this machine runs it: only
+ * frozen-base recipes learn from slides (refused before any work otherwise).
+ */
+export function slideRecipeConfig(
+  preset: Preset,
+  name: string,
+  workspace: Workspace,
+  onNotice?: (message: string) => void,
+): FrozenBaseRecipe {
+  const recipe = recipeTrainConfig(preset, name, 'slides', workspace);
+  const config = { ...recipe, bf16: resolveBf16(recipe.bf16, onNotice) };
+  if (!isFrozenBaseRecipe(config))
+    throw new ConfigError(
+      `the recipe ${preset.name} fine-tunes its network (method: ${config.method}) on patches of field images; ` +
+        'slides train a frozen base on their tile features: use method: probe or mil (--preset resnet50-probe or resnet50-mil)',
+    );
+  return config;
+}
+
+/**
+ * The recipe's preprocessing and frozen base (its weights resolved in `workspace`, fetched there
+ * when npm publishes them), for the model `name` (default the preset's).
+ */
 export async function openSlideEncoder(
   workspace: Workspace,
   preset: Preset,
   classes: readonly string[],
-  onNotice?: (message: string) => void,
+  options: {
+    name?: string;
+    onNotice?: (message: string) => void;
+    /** Stages (the weights fetched), as `run` prints them; default: as notices. */
+    onStage?: (stage: string, detail: string) => void;
+  } = {},
 ): Promise<SlideEncoder> {
-  const preprocess = await slidePreprocessConfig(preset.prepare);
-  await fetchPresetWeights(preset, workspace, (stage, detail) => onNotice?.(`${stage}: ${detail}`));
-  const input = { ...preset.train, name: preset.name, store: 'slides' } as Record<string, unknown>;
-  if (typeof input.pretrained === 'string') input.pretrained = resolveWeights(input.pretrained, workspace);
-  const recipe = resolveTrainConfig(input);
-  const config: RunConfig = { ...recipe, bf16: resolveBf16(recipe.bf16, onNotice) };
-  if (!isFrozenBaseRecipe(config))
-    throw new ConfigError(
-      `slides are learnt from frozen features: the recipe's method must be probe or mil (it is ${config.method})`,
-    );
+  const { onNotice } = options;
+  const config = slideRecipeConfig(preset, options.name ?? preset.name, workspace, onNotice);
+  const preprocess = await slidePreprocess(preset.prepare);
+  await fetchPresetWeights(
+    preset,
+    workspace,
+    options.onStage ?? ((stage, detail) => onNotice?.(`${stage}: ${detail}`)),
+  );
   // As training does: the recipe's threads, else every core this process may use.
   setThreads(config.threads > 0 ? config.threads : availableCores());
-  const spec = buildSpec(config.architecture, {
-    inputSize: preprocess.tiles.patchSize,
-    alpha: config.alpha,
-    depth: config.depth,
-    head: { classes: classes.length, ...config.head },
-  });
+  const spec = recipeSpec(config, preprocess.tiles.patchSize, classes.length);
   const base = await openFrozenBase(config, spec, preprocess, classes, 'recipe');
   return {
     preprocess,

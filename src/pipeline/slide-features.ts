@@ -32,7 +32,12 @@ export async function extractSlideFeatures(
   options: SlideFeatureOptions,
 ): Promise<SlideBagsResult & { encoder: string; classes: string[] }> {
   const classes = options.classes ? [...options.classes] : slideClasses(options.slides);
-  const encoder = await openSlideEncoder(options.workspace, options.preset, classes, options.onNotice);
+  const encoder = await openSlideEncoder(
+    options.workspace,
+    options.preset,
+    classes,
+    options.onNotice ? { onNotice: options.onNotice } : {},
+  );
   try {
     const request = {
       workspace: options.workspace,

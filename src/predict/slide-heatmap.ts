@@ -8,20 +8,37 @@
 import sharp from 'sharp';
 
 import { ATTENTION_RGB, classColour, type OverlayKind } from './heatmap.js';
-import type { SlidePrediction } from './slide-predictor.js';
+import type { SlidePrediction, SlideTile } from './slide-predictor.js';
 
 export const MAX_OVERLAY_SIDE = 4096;
 
+/** What an overlay is drawn from: a slide prediction, or a slide's bag of tiles (a report's thumbnail). */
+export interface OverlaySource {
+  slide: Pick<SlidePrediction['slide'], 'width' | 'height'>;
+  tiling: Pick<SlidePrediction['tiling'], 'stride' | 'cols' | 'rows'>;
+  tiles: readonly Pick<SlideTile, 'x' | 'y' | 'predicted' | 'probabilities' | 'attention'>[];
+}
+
+export interface OverlayOptions {
+  maxOpacity?: number;
+  /** The longest side of the overlay; MAX_OVERLAY_SIDE by default. */
+  maxSide?: number;
+  /** The attention map's least opacity share, so that every tile of tissue shows (0: low weights vanish). */
+  attentionFloor?: number;
+}
+
 export async function slideOverlayPng(
-  prediction: SlidePrediction,
+  prediction: OverlaySource,
   kind: OverlayKind = 'classes',
-  maxOpacity = 0.6,
+  options: OverlayOptions = {},
 ): Promise<{ png: Buffer; width: number; height: number; factor: number }> {
+  const maxOpacity = options.maxOpacity ?? 0.6;
+  const floor = options.attentionFloor ?? 0;
   const top = Math.max(0, ...prediction.tiles.map((t) => t.attention ?? 0));
-  const paint = (tile: SlidePrediction['tiles'][number]): [number, number, number, number] => {
+  const paint = (tile: OverlaySource['tiles'][number]): [number, number, number, number] => {
     if (kind === 'attention') {
       const share = top > 0 ? (tile.attention ?? 0) / top : 0;
-      return [...ATTENTION_RGB, Math.round(255 * maxOpacity * share)];
+      return [...ATTENTION_RGB, Math.round(255 * maxOpacity * Math.max(floor, share))];
     }
     const confidence = tile.probabilities[tile.predicted] ?? 0;
     return [
@@ -30,7 +47,7 @@ export async function slideOverlayPng(
     ];
   };
   const { width: W, height: H } = prediction.slide;
-  const factor = Math.max(1, Math.max(W, H) / MAX_OVERLAY_SIDE);
+  const factor = Math.max(1, Math.max(W, H) / (options.maxSide ?? MAX_OVERLAY_SIDE));
   const width = Math.max(1, Math.round(W / factor));
   const height = Math.max(1, Math.round(H / factor));
   const { stride, cols, rows } = prediction.tiling;

@@ -165,18 +165,23 @@ function preprocessConfig(
 }
 
 /**
- * The preprocessing slides are tiled with, from a recipe: tiles at its microns per pixel (a slide
- * has no 'own scale'), a Reinhard or Macenko reference given as an image file ('dataset' means
- * the catalog's field images, not slides).
+ * The preprocessing a slide recipe cuts its tiles with, as a package keeps it: tiles at the
+ * recipe's microns per pixel (a slide has its own, so one is needed), normalised by a method of
+ * its own or against one reference image file ('dataset' averages catalogued fields, which a
+ * slide run has not).
  */
-export async function slidePreprocessConfig(input: PrepareRecipeInput): Promise<PreprocessConfig> {
+export async function slidePreprocess(input: PrepareRecipeInput): Promise<PreprocessConfig> {
   const recipe = recipeParts(resolvePrepareRecipe(input));
   if (recipe.targetScale === null)
-    throw new ConfigError("slides are tiled at the recipe's microns per pixel: give the recipe an mpp");
+    throw new ConfigError(
+      "slides are tiled at the recipe's microns per pixel: give the recipe an mpp (--mpp UM)",
+    );
   const { reference } = recipe.normalisation;
-  if (reference === 'dataset')
-    throw new ConfigError("a slide recipe's normalisation reference is an image file, not 'dataset'");
-  return preprocessConfig(recipe, reference ? await decodeRgb(path.resolve(reference)) : undefined);
+  if (reference === 'dataset' || (reference !== undefined && !existsSync(reference)))
+    throw new ConfigError(
+      `the normalisation reference '${reference}' is not an image file: on slides, give --reference a file (the 'dataset' and catalogued references are fields')`,
+    );
+  return preprocessConfig(recipe, reference === undefined ? undefined : await decodeRgb(reference));
 }
 
 export async function prepare(

@@ -9,7 +9,9 @@ import { ConfigError } from '../errors.js';
 import type { StainAugmentOptions } from '../image/augment.js';
 import { ARCHITECTURES, type Architecture, type ResNetDepth } from '../engine/zoo.js';
 import type { ProbeConfig } from './probe.js';
+import type { LearntFromSlides } from '../model/package.js';
 import type { MilConfig } from './mil.js';
+import { MIN_USABLE_TILES } from './slide-bags.js';
 import { INFERENCE_ENGINES } from '../engine/inference-engine.js';
 import { IMAGENET_MEAN, IMAGENET_STD, type EncoderConfig } from '../engine/onnx-encoder.js';
 import {
@@ -35,6 +37,24 @@ export interface PhaseConfig {
   gamma: number;
 }
 
+/** How slides become bags: one bag per slide, or a patient's slides pooled into one (Slideflow's aggregation_level). */
+export const AGGREGATIONS = [
+  'slide',
+  'patient',
+] as const satisfies readonly LearntFromSlides['aggregation'][];
+export type Aggregation = (typeof AGGREGATIONS)[number];
+
+/** The recipe's `train.slides` section: learning from whole slides (train/slide-training.ts). */
+export interface SlideTrainingConfig {
+  aggregation: Aggregation;
+  /** Tiles drawn at random from a bag each time it trains (at most); a bag answers whole. */
+  maxTilesPerBag: number;
+  /** A slide with fewer usable tiles is left out, with its reason. */
+  minUsableTiles: number;
+  /** The classes the recipe learns, in this order: a manifest label outside them is refused. Null: the manifest's labels. */
+  classes: string[] | null;
+}
+
 export interface TrainConfig {
   name: string;
   store: string;
@@ -51,6 +71,8 @@ export interface TrainConfig {
   probe: ProbeConfig;
   /** 'mil': a multiple-instance head over each image's patch features from the frozen base (train/mil.ts). */
   mil: MilConfig;
+  /** Learning from whole slides (`run --data MANIFEST.csv`; train/slide-training.ts): a frozen-base recipe over each slide's tile features. */
+  slides: SlideTrainingConfig;
   /**
    * An ONNX encoder instead of a zoo architecture for the frozen base of a probe (engine/onnx-encoder.ts):
    * its patches must be its input size at its microns per pixel. Null: the zoo's `architecture`.
@@ -79,7 +101,7 @@ export interface TrainConfig {
 
 /** A training config as written by hand: everything but the architecture and phases may be left out. */
 export type TrainConfigInput = Partial<
-  Omit<TrainConfig, 'phases' | 'augment' | 'head' | 'probe' | 'mil' | 'encoder'>
+  Omit<TrainConfig, 'phases' | 'augment' | 'head' | 'probe' | 'mil' | 'slides' | 'encoder'>
 > &
   Pick<TrainConfig, 'architecture'> & {
     encoder?: (Omit<EncoderConfig, 'mean' | 'std'> & Partial<Pick<EncoderConfig, 'mean' | 'std'>>) | null;
@@ -88,6 +110,7 @@ export type TrainConfigInput = Partial<
     head?: Partial<TrainConfig['head']>;
     probe?: Partial<ProbeConfig>;
     mil?: Partial<MilConfig>;
+    slides?: Partial<SlideTrainingConfig>;
   };
 
 const PHASE_DEFAULTS: Omit<PhaseConfig, 'epochs'> = {
@@ -120,6 +143,8 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'name' | 'store' | 'architecture'
     weightDecay: 1e-5,
     views: 1,
   },
+  // Slideflow's MIL bag size (512 tiles sampled per bag and step); CLAM trains on whole bags.
+  slides: { aggregation: 'slide', maxTilesPerBag: 512, minUsableTiles: MIN_USABLE_TILES, classes: null },
   encoder: null,
   head: { pooling: 'avg', hidden: [], dropout: 0 },
   pretrained: null,
@@ -190,6 +215,21 @@ export const TRAIN_SCHEMA = {
         learningRate: { type: 'number', exclusiveMinimum: 0, maximum: 10 },
         weightDecay: { type: 'number', minimum: 0, maximum: 1 },
         views: { type: 'integer', minimum: 1, maximum: 16 },
+      },
+    },
+    slides: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        aggregation: { enum: AGGREGATIONS },
+        maxTilesPerBag: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        minUsableTiles: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        classes: {
+          anyOf: [
+            { type: 'null' },
+            { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 2, uniqueItems: true },
+          ],
+        },
       },
     },
     head: {

@@ -11,8 +11,8 @@ import { ConfigError } from '../errors.js';
 import { Network, type NamedTensor } from '../engine/network.js';
 import {
   encoderFeatureSpec,
-  encoderHeadSpec,
   encoderGeometryMismatch,
+  encoderHeadSpec,
   OnnxEncoder,
   type EncoderConfig,
 } from '../engine/onnx-encoder.js';
@@ -28,13 +28,21 @@ import {
   type ModelManifest,
   type PackagedMilHead,
 } from '../model/package.js';
-import { BAG_POOLING, type VoteRule } from '../engine/pooling.js';
+import { BAG_POOLING, type BagPooling, type VoteRule } from '../engine/pooling.js';
 import { precisionOf } from '../engine/precision.js';
 import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { modelDirFor, type Workspace } from '../workspace.js';
 import { fitMil } from './mil.js';
 import { encoderFeatures, fitProbe, zooFeatures, type ProbeFeatures, type ProbeOptions } from './probe.js';
-import { learnedFrom, packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
+import {
+  learnedFrom,
+  packageBasics,
+  storeSource,
+  type PackageSource,
+  type RunConfig,
+  type TrainOptions,
+  type TrainResult,
+} from './run.js';
 import { withTrainingReference } from './training-reference.js';
 
 /** The frozen base a head is fitted on, and what the package keeps of it. */
@@ -50,18 +58,18 @@ export interface FrozenBase {
   pretrained: PretrainedReport | null;
 }
 
-/** One frozen-base run: everything a head fitter and the package writer share. */
-interface FrozenBaseRun {
+/** One frozen-base package: everything a head fitter and the package writer share. */
+export interface FrozenBaseRun {
   workspace: Workspace;
   config: RunConfig;
-  store: PatchStore;
+  /** What the package learnt from: a patch store, or slides. */
+  source: PackageSource;
   base: FrozenBase;
-  fingerprint: string;
   started: number;
 }
 
 /** What a method's head fitter hands the package writer. */
-interface FittedHead {
+export interface FittedHead {
   /** The package's main network and its tensors. */
   spec: NetworkSpec;
   tensors: NamedTensor[];
@@ -72,46 +80,65 @@ interface FittedHead {
   training: Record<string, unknown>;
 }
 
-type HeadFitter = (run: FrozenBaseRun, images: StoredImage[], options: ProbeOptions) => Promise<FittedHead>;
+/** A probe's package: the base with the fitted linear head as its classifier (over an encoder: the head alone). */
+export function probePackageHead(
+  base: FrozenBase,
+  head: NamedTensor[],
+  training: Record<string, unknown>,
+): FittedHead {
+  return { spec: base.spec, tensors: [...base.tensors, ...head], training };
+}
+
+/** A multiple-instance package: the per-patch feature network, and the head over bags in a file of its own. */
+export function milPackageHead(
+  base: FrozenBase,
+  pooling: BagPooling,
+  head: { spec: NetworkSpec; tensors: NamedTensor[] },
+  training: Record<string, unknown>,
+): FittedHead {
+  return {
+    spec: base.featureSpec,
+    tensors: base.tensors,
+    vote: BAG_POOLING[pooling].vote,
+    mil: { pooling, head: head.spec, file: MIL_HEAD_FILE, tensors: head.tensors },
+    training,
+  };
+}
+
+type HeadFitter = (
+  run: FrozenBaseRun & { store: PatchStore; fingerprint: string },
+  images: StoredImage[],
+  options: ProbeOptions,
+) => Promise<FittedHead>;
 
 const fitProbeHead: HeadFitter = async (run, images, options) => {
   const { workspace, config, store, base, fingerprint } = run;
   const fitted = await fitProbe(workspace, store, base.features, images, options);
-  return {
-    spec: base.spec,
-    tensors: [...base.tensors, ...fitted.head],
-    training: {
-      fingerprint,
-      probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
-      trainingAccuracy: fitted.trainingAccuracy,
-      featureSeconds: fitted.seconds,
-      featureEngine: fitted.engine,
-    },
-  };
+  return probePackageHead(base, fitted.head, {
+    fingerprint,
+    probe: { ...config.probe, images: fitted.images, rows: fitted.rows, dims: fitted.dims },
+    trainingAccuracy: fitted.trainingAccuracy,
+    featureSeconds: fitted.seconds,
+    featureEngine: fitted.engine,
+  });
 };
 
 const fitMilHead: HeadFitter = async (run, images, options) => {
   const { workspace, config, store, base, fingerprint } = run;
   const fitted = await fitMil(workspace, store, base.features, images, { ...options, mil: config.mil });
-  return {
-    spec: base.featureSpec,
-    tensors: base.tensors,
-    vote: BAG_POOLING[config.mil.pooling].vote,
-    mil: { pooling: config.mil.pooling, head: fitted.spec, file: MIL_HEAD_FILE, tensors: fitted.tensors },
-    training: {
-      fingerprint,
-      mil: { ...config.mil, images: fitted.images, bags: fitted.bags, dims: fitted.dims },
-      trainingAccuracy: fitted.trainingAccuracy,
-      finalLoss: fitted.finalLoss,
-      featureSeconds: fitted.seconds,
-      featureEngine: fitted.engine,
-    },
-  };
+  return milPackageHead(base, config.mil.pooling, fitted, {
+    fingerprint,
+    mil: { ...config.mil, images: fitted.images, bags: fitted.bags, dims: fitted.dims },
+    trainingAccuracy: fitted.trainingAccuracy,
+    finalLoss: fitted.finalLoss,
+    featureSeconds: fitted.seconds,
+    featureEngine: fitted.engine,
+  });
 };
 
 const HEAD_FITTERS: Record<'probe' | 'mil', HeadFitter> = { probe: fitProbeHead, mil: fitMilHead };
 
-type FrozenBaseRecipe = RunConfig & { method: keyof typeof HEAD_FITTERS };
+export type FrozenBaseRecipe = RunConfig & { method: keyof typeof HEAD_FITTERS };
 
 /** Whether the recipe keeps its base frozen, so that this module trains it rather than the fine-tune loop. */
 export function isFrozenBaseRecipe(config: RunConfig): config is FrozenBaseRecipe {
@@ -120,7 +147,14 @@ export function isFrozenBaseRecipe(config: RunConfig): config is FrozenBaseRecip
 
 /** Trains a frozen-base recipe into its package: the base, the method's head, the package checked and written. */
 export async function trainFrozenBasePackage(
-  request: Omit<FrozenBaseRun, 'base'> & { config: FrozenBaseRecipe; spec: NetworkSpec },
+  request: {
+    workspace: Workspace;
+    config: FrozenBaseRecipe;
+    store: PatchStore;
+    spec: NetworkSpec;
+    fingerprint: string;
+    started: number;
+  },
   options: TrainOptions,
 ): Promise<TrainResult> {
   const { config, store, spec } = request;
@@ -128,7 +162,7 @@ export async function trainFrozenBasePackage(
   const images = learnedFrom(store);
   let result: TrainResult;
   try {
-    const run: FrozenBaseRun = { ...request, base };
+    const run = { ...request, source: storeSource(config, store), base };
     const fit = HEAD_FITTERS[config.method];
     result = await writeFrozenBasePackage(run, await fit(run, images, frozenBaseOptions(config, options)));
   } finally {
@@ -219,14 +253,14 @@ function frozenBaseOptions(config: RunConfig, options: TrainOptions): ProbeOptio
 }
 
 /** Writes a frozen-base package, after checking it loads as the predictor will load it. */
-async function writeFrozenBasePackage(run: FrozenBaseRun, fitted: FittedHead): Promise<TrainResult> {
-  const { workspace, config, store, base, started } = run;
+export async function writeFrozenBasePackage(run: FrozenBaseRun, fitted: FittedHead): Promise<TrainResult> {
+  const { workspace, config, source, base, started } = run;
   const packageDir = modelDirFor(workspace, config.name);
   const mil = fitted.mil
     ? { pooling: fitted.mil.pooling, head: fitted.mil.head, file: fitted.mil.file }
     : undefined;
   const manifest: ModelManifest = {
-    ...packageBasics(packageDir, config, fitted.spec, store),
+    ...packageBasics(packageDir, config, fitted.spec, source),
     ...(fitted.vote ? { vote: fitted.vote } : {}),
     ...(base.encoder ? { encoder: packagedEncoder(base.encoder) } : {}),
     ...(mil ? { mil } : {}),

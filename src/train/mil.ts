@@ -19,7 +19,7 @@ import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { argmax } from '../predict/vote.js';
 import { seededRandom } from '../random.js';
 import { ensureDir, type Workspace } from '../workspace.js';
-import { collectFeatureBags, type FeatureBag, type ProbeFeatures, type ProbeOptions } from './probe.js';
+import { collectFeatureBags, type ProbeFeatures, type ProbeOptions } from './probe.js';
 
 export interface MilConfig {
   pooling: BagPooling;
@@ -52,8 +52,15 @@ export interface MilResult {
   engine: InferenceEngine;
 }
 
+/** A bag the head learns from: `count` instances of the features' width, and its label. */
+export interface LabelledBag {
+  label: number;
+  features: Float32Array;
+  count: number;
+}
+
 /** Per-feature mean and standard deviation over every instance of every bag. */
-function instanceStandardiser(bags: readonly FeatureBag[], dims: number): { mean: number[]; std: number[] } {
+function instanceStandardiser(bags: readonly LabelledBag[], dims: number): { mean: number[]; std: number[] } {
   const sum = new Float64Array(dims);
   const squares = new Float64Array(dims);
   let n = 0;
@@ -72,36 +79,49 @@ function instanceStandardiser(bags: readonly FeatureBag[], dims: number): { mean
 }
 
 /** An epoch's bags: as many as there are, each class (of `present`, its bags) drawn equally often, then a bag of it at random. */
-function balancedDraw(
-  bags: readonly FeatureBag[],
-  present: readonly FeatureBag[][],
-  random: () => number,
-): FeatureBag[] {
+function balancedDraw<T>(bags: readonly T[], present: readonly T[][], random: () => number): T[] {
   return bags.map(() => {
     const members = present[Math.floor(random() * present.length)] ?? [];
-    return members[Math.floor(random() * members.length)] as FeatureBag;
+    return members[Math.floor(random() * members.length)] as T;
   });
 }
 
-export async function fitMil(
-  workspace: Workspace,
-  store: PatchStore,
-  features: ProbeFeatures,
-  images: readonly StoredImage[],
-  options: ProbeOptions & { mil: MilConfig },
-): Promise<MilResult> {
-  const started = performance.now();
-  if (images.length === 0) throw new PathotypeError('ERR_TRAIN', 'the MIL head has no training images');
-  const { dims } = features;
-  const classes = store.manifest.classes.length;
-  const cacheDir = ensureDir(path.join(workspace.featuresDir, features.cacheKey));
-  const { bags, extracted, cached } = await collectFeatureBags(features.runner, store, images, {
-    ...options,
-    views: options.mil.views,
-    dims,
-    cacheDir,
-  });
-  if (bags.length === 0) throw new PathotypeError('ERR_TRAIN', 'no training image has any patch');
+/** At most `cap` of a bag's instances, drawn at random without replacement (the bag itself when it has no more). */
+export function sampleInstances(
+  bag: Pick<LabelledBag, 'features' | 'count'>,
+  dims: number,
+  cap: number,
+  random: () => number,
+): Float32Array {
+  if (bag.count <= cap) return bag.features.subarray(0, bag.count * dims);
+  const order = Array.from({ length: bag.count }, (_, i) => i);
+  const out = new Float32Array(cap * dims);
+  for (let k = 0; k < cap; k++) {
+    const j = k + Math.floor(random() * (bag.count - k));
+    const chosen = order[j] ?? 0;
+    order[j] = order[k] ?? 0;
+    out.set(bag.features.subarray(chosen * dims, (chosen + 1) * dims), k * dims);
+  }
+  return out;
+}
+
+/**
+ * The multiple-instance head trained on labelled bags, one bag a step, each class drawn equally
+ * often; with `maxInstances`, each step sees at most that many of its bag's instances, drawn
+ * afresh every epoch (Slideflow's bag size), while the training accuracy is on whole bags.
+ */
+export async function trainMilHead(
+  bags: readonly LabelledBag[],
+  dims: number,
+  classes: number,
+  options: { mil: MilConfig; seed: number; maxInstances?: number },
+): Promise<{
+  spec: NetworkSpec;
+  network: Network;
+  tensors: NamedTensor[];
+  trainingAccuracy: number;
+  finalLoss: number;
+}> {
   const { mil } = options;
   const spec = milHeadSpec({ features: dims, classes, ...mil, ...instanceStandardiser(bags, dims) });
   const head = await Network.create(spec);
@@ -114,25 +134,55 @@ export async function fitMil(
   const present = Array.from({ length: classes }, (_, c) => bags.filter((b) => b.label === c)).filter(
     (members) => members.length > 0,
   );
+  const cap = options.maxInstances ?? Infinity;
   let finalLoss = 0;
   for (let epoch = 0; epoch < mil.epochs; epoch++) {
     let loss = 0;
     const drawn = balancedDraw(bags, present, random);
-    for (const bag of drawn) loss += (await head.trainStep(bag.features, Int32Array.of(bag.label))).loss;
+    for (const bag of drawn) {
+      const instances = bag.count > cap ? sampleInstances(bag, dims, cap, random) : bag.features;
+      loss += (await head.trainStep(instances, Int32Array.of(bag.label))).loss;
+    }
     finalLoss = loss / drawn.length;
   }
   let right = 0;
-  for (const bag of bags) {
-    right += argmax(await head.predict(bag.features)) === bag.label ? 1 : 0;
-  }
+  for (const bag of bags) right += argmax(await head.predict(bag.features)) === bag.label ? 1 : 0;
   return {
     spec,
+    network: head,
     tensors: (await head.exportTensors()).map(({ name, shape, data }) => ({ name, shape, data })),
+    trainingAccuracy: right / Math.max(1, bags.length),
+    finalLoss,
+  };
+}
+
+export async function fitMil(
+  workspace: Workspace,
+  store: PatchStore,
+  features: ProbeFeatures,
+  images: readonly StoredImage[],
+  options: ProbeOptions & { mil: MilConfig },
+): Promise<MilResult> {
+  const started = performance.now();
+  if (images.length === 0) throw new PathotypeError('ERR_TRAIN', 'the MIL head has no training images');
+  const { dims } = features;
+  const cacheDir = ensureDir(path.join(workspace.featuresDir, features.cacheKey));
+  const { bags, extracted, cached } = await collectFeatureBags(features.runner, store, images, {
+    ...options,
+    views: options.mil.views,
+    dims,
+    cacheDir,
+  });
+  if (bags.length === 0) throw new PathotypeError('ERR_TRAIN', 'no training image has any patch');
+  const head = await trainMilHead(bags, dims, store.manifest.classes.length, options);
+  return {
+    spec: head.spec,
+    tensors: head.tensors,
     images: images.length,
     bags: bags.length,
     dims,
-    trainingAccuracy: right / bags.length,
-    finalLoss,
+    trainingAccuracy: head.trainingAccuracy,
+    finalLoss: head.finalLoss,
     extractedImages: extracted,
     cachedImages: cached,
     seconds: (performance.now() - started) / 1000,

@@ -32,7 +32,7 @@ import type { NetworkSpec } from '../engine/spec.js';
 import { CLASSIFIER_LAYER } from '../engine/zoo.js';
 import { seededRandom } from '../random.js';
 import { argmax } from '../predict/vote.js';
-import { fitLogistic, linearScores } from './logistic.js';
+import { fitLogistic, linearScores, type LinearModel } from './logistic.js';
 
 export interface ProbeConfig {
   /** L2 penalty of the logistic regression on standardised features. */
@@ -106,7 +106,8 @@ export async function runFeatures(
   return features;
 }
 
-function meanOf(features: Float32Array, count: number, dims: number): Float32Array {
+/** The mean of `count` feature rows of `dims` values. */
+export function meanOf(features: Float32Array, count: number, dims: number): Float32Array {
   const mean = new Float32Array(dims);
   for (let p = 0; p < count; p++)
     for (let d = 0; d < dims; d++) mean[d] = (mean[d] ?? 0) + (features[p * dims + d] ?? 0) / count;
@@ -265,39 +266,55 @@ async function probeFeatures(
     ...options,
     views: options.probe.views,
   });
-  const perClass = new Map<string, number>();
-  for (const image of images) perClass.set(image.className, (perClass.get(image.className) ?? 0) + 1);
-  const rows = bags.map((b) => Float64Array.from(meanOf(b.features, b.count, dims)));
-  const labels = bags.map((b) => b.label);
-  // Each class weighs the same, whatever its number of images.
-  const weights = bags.map((b) => 1 / (perClass.get(b.image.className) ?? 1));
-  const x = new Float64Array(rows.length * dims);
-  rows.forEach((r, i) => x.set(r, i * dims));
-  const y = Int32Array.from(labels);
-  const model = fitLogistic(x, y, classes.length, {
-    l2: options.probe.l2,
-    sampleWeights: Float64Array.from(weights),
-  });
-  const scores = linearScores(model, x);
-  let right = 0;
-  for (let r = 0; r < rows.length; r++)
-    right += argmax(scores, r * classes.length, classes.length) === y[r] ? 1 : 0;
+  const x = new Float64Array(bags.length * dims);
+  bags.forEach((b, i) => x.set(meanOf(b.features, b.count, dims), i * dims));
+  const fitted = fitLinearHead(
+    x,
+    Int32Array.from(bags, (b) => b.label),
+    classes.length,
+    options.probe.l2,
+  );
   return {
-    head: [
-      {
-        name: `${CLASSIFIER_LAYER}.weight`,
-        shape: [classes.length, dims],
-        data: Float32Array.from(model.weight),
-      },
-      { name: `${CLASSIFIER_LAYER}.bias`, shape: [classes.length], data: Float32Array.from(model.bias) },
-    ],
+    head: fitted.head,
     images: images.length,
-    rows: rows.length,
+    rows: bags.length,
     dims,
-    trainingAccuracy: right / Math.max(1, rows.length),
+    trainingAccuracy: fitted.trainingAccuracy,
     extractedImages: extracted,
     cachedImages: cached,
     seconds: (performance.now() - started) / 1000,
     engine: pass.engine,
+  };
+}
+
+/** Each row's weight so that every class weighs the same, whatever its number of rows. */
+export function classBalancedWeights(labels: Int32Array, classes: number): Float64Array {
+  const counts = new Array<number>(classes).fill(0);
+  for (const label of labels) counts[label] = (counts[label] ?? 0) + 1;
+  return Float64Array.from(labels, (label) => 1 / Math.max(1, counts[label] ?? 0));
+}
+
+/**
+ * The probe's head on feature rows (rows x dims, one label each), class-balanced: the logistic
+ * regression as the package's `predictions` layer, and its in-sample accuracy (a check).
+ */
+export function fitLinearHead(
+  x: Float64Array,
+  labels: Int32Array,
+  classes: number,
+  l2: number,
+): { model: LinearModel; head: NamedTensor[]; trainingAccuracy: number } {
+  const dims = x.length / Math.max(1, labels.length);
+  const model = fitLogistic(x, labels, classes, { l2, sampleWeights: classBalancedWeights(labels, classes) });
+  const scores = linearScores(model, x);
+  let right = 0;
+  for (let r = 0; r < labels.length; r++) right += argmax(scores, r * classes, classes) === labels[r] ? 1 : 0;
+  return {
+    model,
+    head: [
+      { name: `${CLASSIFIER_LAYER}.weight`, shape: [classes, dims], data: Float32Array.from(model.weight) },
+      { name: `${CLASSIFIER_LAYER}.bias`, shape: [classes], data: Float32Array.from(model.bias) },
+    ],
+    trainingAccuracy: right / Math.max(1, labels.length),
   };
 }

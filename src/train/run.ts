@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ProcessGroup } from '../engine/distributed.js';
 import { engineInfo } from '../engine/network.js';
 import type { NetworkSpec } from '../engine/spec.js';
+import { buildSpec } from '../engine/zoo.js';
 import type { PretrainedReport } from '../engine/weights/load.js';
 import {
   PACKAGE_FORMAT,
@@ -70,24 +71,14 @@ export interface TrainResult {
 /** A recipe as this machine runs it: its precision decided (engine/precision.ts). */
 export type RunConfig = TrainConfig & { bf16: boolean };
 
-/** What every package trained on a store says of itself, whatever the method: the next version. */
-export function packageBasics(
-  packageDir: string,
-  config: RunConfig,
-  spec: NetworkSpec,
-  store: PatchStore,
-): Omit<ModelManifest, 'training' | 'history' | 'metrics'> {
-  const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
+/** What a package learnt from: its classes, preprocessing and data (a patch store's, or slides'). */
+export type PackageSource = Pick<ModelManifest, 'classes' | 'preprocess' | 'data' | 'slides'>;
+
+/** A patch store as a package's source. */
+export function storeSource(config: RunConfig, store: PatchStore): PackageSource {
   return {
-    format: PACKAGE_FORMAT,
-    name: config.name,
-    version: previous + 1,
-    createdAt: new Date().toISOString(),
-    software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
-    spec,
     classes: store.manifest.classes,
     preprocess: store.manifest.preprocess,
-    vote: config.vote,
     data: {
       store: config.store,
       split: store.manifest.split,
@@ -108,4 +99,34 @@ export function learnedFrom(store: PatchStore): StoredImage[] {
   return store.images.filter((i) =>
     hasSplit ? i.partition === 'train' || i.partition === 'validation' : i.partition === null,
   );
+}
+
+/** What every package says of itself, whatever the method and the data: the next version. */
+export function packageBasics(
+  packageDir: string,
+  config: RunConfig,
+  spec: NetworkSpec,
+  source: PackageSource,
+): Omit<ModelManifest, 'training' | 'history' | 'metrics'> {
+  const previous = existsSync(path.join(packageDir, 'model.json')) ? readManifest(packageDir).version : 0;
+  return {
+    format: PACKAGE_FORMAT,
+    name: config.name,
+    version: previous + 1,
+    createdAt: new Date().toISOString(),
+    software: { pathotype: softwareVersion(), torch: engineInfo().torchVersion },
+    spec,
+    vote: config.vote,
+    ...source,
+  };
+}
+
+/** The zoo network a recipe builds for patches of `patchSize` px and `classes` classes. */
+export function recipeSpec(config: TrainConfig, patchSize: number, classes: number): NetworkSpec {
+  return buildSpec(config.architecture, {
+    inputSize: patchSize,
+    alpha: config.alpha,
+    depth: config.depth,
+    head: { classes, ...config.head },
+  });
 }

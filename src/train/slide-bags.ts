@@ -136,7 +136,7 @@ export const EXTRACTION_LOG = 'extractions.jsonl';
 const sha1 = (data: string | Buffer): string => createHash('sha1').update(data).digest('hex');
 
 /** A slide as the manifest names it: relative to the manifest's folder (a shared cache on another mount stays valid). */
-function slideName(slide: SlideRecord): string {
+export function slideName(slide: SlideRecord): string {
   return path.relative(path.dirname(slide.source), slide.path) || path.basename(slide.path);
 }
 

@@ -19,7 +19,7 @@ import { manualSeed, Network, setThreads, type NamedTensor } from '../engine/net
 import { seededRandom } from '../random.js';
 import { loadPretrained, readPretrained, type PretrainedReport } from '../engine/weights/load.js';
 import type { NetworkSpec } from '../engine/spec.js';
-import { buildSpec, HEAD_PREFIXES } from '../engine/zoo.js';
+import { HEAD_PREFIXES } from '../engine/zoo.js';
 import { predictStoredImages } from '../predict/stored-patches.js';
 import { addonRunner } from '../engine/inference-engine.js';
 import { readManifest, writePackage, type EpochRecord, type ModelManifest } from '../model/package.js';
@@ -27,7 +27,15 @@ import { precisionOf, resolveBf16 } from '../engine/precision.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { PhaseConfig, TrainConfig } from './config.js';
 import { isFrozenBaseRecipe, trainFrozenBasePackage } from './frozen-base.js';
-import { learnedFrom, packageBasics, type RunConfig, type TrainOptions, type TrainResult } from './run.js';
+import {
+  learnedFrom,
+  packageBasics,
+  recipeSpec,
+  storeSource,
+  type RunConfig,
+  type TrainOptions,
+  type TrainResult,
+} from './run.js';
 import { epochOrder, inverseFrequencyWeights } from './sampler.js';
 import { learningRateAt } from './schedule.js';
 import { withTrainingReference } from './training-reference.js';
@@ -83,12 +91,7 @@ function stopIfAsked(options: TrainOptions, ranThisCall: number): void {
 
 /** The network the recipe builds on this store, and the fingerprint a checkpoint must match. */
 function networkOf(config: TrainConfig, store: PatchStore): { spec: NetworkSpec; fingerprint: string } {
-  const spec = buildSpec(config.architecture, {
-    inputSize: store.patchSize,
-    alpha: config.alpha,
-    depth: config.depth,
-    head: { classes: store.manifest.classes.length, ...config.head },
-  });
+  const spec = recipeSpec(config, store.patchSize, store.manifest.classes.length);
   // Threads change the speed, not the result: a checkpoint fits whatever the thread count.
   const fingerprint = createHash('sha1')
     .update(JSON.stringify({ config: { ...config, threads: 0 }, store: store.manifest.fingerprint }))
@@ -211,7 +214,7 @@ function trainedManifest(
 ): ModelManifest {
   const { fingerprint, state, stoppedEarly, rates, pretrained, syntheticWeights } = run;
   return {
-    ...packageBasics(packageDir, config, spec, store),
+    ...packageBasics(packageDir, config, spec, storeSource(config, store)),
     training: {
       ...config,
       fingerprint,

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { Catalog, type ImageRecord } from '../../src/acquire/catalog.js';
+import { Catalog, type ImageRecord, type SlideRecord } from '../../src/acquire/catalog.js';
 import { parseGroupRule } from '../../src/acquire/grouping.js';
 import { importImages } from '../../src/acquire/import.js';
-import { computeSplit, createSplit, foldCount, foldPartitions } from '../../src/acquire/split.js';
+import { computeSplit, createSplit, foldCount, foldPartitions, slideFolds } from '../../src/acquire/split.js';
 import { workspaceAt } from '../../src/workspace.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
@@ -169,4 +169,56 @@ describe('splits', () => {
       assert.equal(counts[0], counts[1]);
     },
   );
+});
+
+describe('slide folds', () => {
+  /** Two slides for each of four patients per class; `fold` per patient when given. */
+  const slides = (fold?: (patient: number) => number | null): SlideRecord[] =>
+    ['CLL', 'FL', 'MCL'].flatMap((label, c) =>
+      [0, 1, 2, 3].flatMap((p) =>
+        ['a', 'b'].map(
+          (side, s) =>
+            ({
+              id: c * 8 + p * 2 + s + 1,
+              path: `/s/${label}-${p}-${side}.tiff`,
+              patient: `${label}-${p}`,
+              label,
+              fold: fold ? fold(p) : null,
+            }) as SlideRecord,
+        ),
+      ),
+    );
+
+  it("keeps a patient's slides in one fold, stratified by class, or the manifest's folds", () => {
+    const kfold = slideFolds(slides(), { kind: 'kfold', folds: 2, validationFraction: 0, seed: 1 });
+    assert.deepEqual([kfold.folds, kfold.fromManifest], [[1, 2], false]);
+    const byPatient = new Map<string, Set<number>>();
+    for (const s of slides())
+      byPatient.set(s.patient, (byPatient.get(s.patient) ?? new Set()).add(kfold.foldOf.get(s.id) ?? 0));
+    assert.ok([...byPatient.values()].every((f) => f.size === 1));
+    for (const label of ['CLL', 'FL', 'MCL'])
+      assert.equal(slides().filter((s) => s.label === label && kfold.foldOf.get(s.id) === 1).length, 4);
+
+    const fixed = slideFolds(
+      slides((p) => (p % 2) * 5 + 3),
+      { kind: 'kfold', folds: 4, validationFraction: 0, seed: 1 },
+    );
+    assert.deepEqual([fixed.folds, fixed.fromManifest], [[3, 8], true]);
+    assert.equal(fixed.foldOf.get(3), 8, "patient 1's slides in its manifest fold");
+  });
+
+  it('refuses a patient split over folds, folds on some rows only, and a holdout split', () => {
+    const split = slides((p) => p).map((s) => (s.path.endsWith('-0-b.tiff') ? { ...s, fold: 9 } : s));
+    assert.throws(() => slideFolds(split, { kind: 'kfold', folds: 2, validationFraction: 0, seed: 1 }), {
+      message: /one patient's slides in two folds.*CLL-0 \(folds 0, 9\)/,
+    });
+    const some = slides().map((s, k) => (k === 0 ? { ...s, fold: 1 } : s));
+    assert.throws(() => slideFolds(some, { kind: 'kfold', folds: 2, validationFraction: 0, seed: 1 }), {
+      message: /a fold for 1 of its 24 slides/,
+    });
+    assert.throws(
+      () => slideFolds(slides(), { kind: 'holdout', testFraction: 0.3, validationFraction: 0, seed: 1 }),
+      { message: /k-fold or leave-one-out/ },
+    );
+  });
 });
