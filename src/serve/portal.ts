@@ -121,20 +121,24 @@ interface CrossValidationFigures {
   answeredAccuracy: number | null;
   /** Absent in packages made before it was recorded: then one group per image says it. */
   splitByImage?: boolean;
+  /** What was cross-validated: images (absent), or slides (a package learnt from slides). */
+  unit?: 'images' | 'slides';
 }
 
 /** What the model is expected to achieve on new patients, as cross-validation measured it. */
 function expectedAccuracy(manifest: ModelManifest): string {
   const cv = manifest.metrics.crossValidation as CrossValidationFigures | undefined;
   if (cv) {
+    // A slide package's figures are per slide, in the same fields (pipeline/slide-run.ts).
+    const unit = cv.unit === 'slides' ? 'slide' : 'image';
     const answered =
       cv.answeredAccuracy === null
         ? 'it answers none at its threshold'
-        : `${pct(cv.answeredAccuracy)} on the ${pct(cv.coverage)} of images it answers`;
+        : `${pct(cv.answeredAccuracy)} on the ${pct(cv.coverage)} of ${unit}s it answers`;
     const splitByImage = cv.splitByImage ?? cv.groups === cv.images;
     return (
-      `${estimateLabel(splitByImage)}: ${pct(cv.imageAccuracy)} image accuracy (95% CI ${pct(cv.accuracyInterval.low)}–${pct(cv.accuracyInterval.high)}), ` +
-      `${answered}; ${splitByImage ? `cross-validation split by image over ${cv.images} images` : `patient-grouped cross-validation over ${cv.groups} patients, ${cv.images} images`}`
+      `${estimateLabel(splitByImage)}: ${pct(cv.imageAccuracy)} ${unit} accuracy (95% CI ${pct(cv.accuracyInterval.low)}–${pct(cv.accuracyInterval.high)}), ` +
+      `${answered}; ${splitByImage ? `cross-validation split by image over ${cv.images} images` : `patient-grouped cross-validation over ${cv.groups} patients, ${cv.images} ${unit}s`}`
     );
   }
   const test = manifest.metrics.test as { imageAccuracy?: number; images?: number } | undefined;

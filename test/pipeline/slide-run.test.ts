@@ -166,6 +166,10 @@ describe('learning from slides (run --data MANIFEST.csv)', needsShared, () => {
       }
       assert.equal(job.status, 'done');
       assert.ok(model.classes.includes(job.result?.predicted ?? ''), JSON.stringify(job.result));
+      // The portal names what the figures are of: slides, not images.
+      const page = await server.app.inject({ url: '/', headers: { accept: 'text/html' } });
+      assert.match(page.body, /\d+\.\d% slide accuracy \(95% CI/);
+      assert.doesNotMatch(page.body, /image accuracy/);
     } finally {
       await server.app.close();
     }
