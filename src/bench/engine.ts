@@ -74,6 +74,11 @@ export interface Throughput {
 export interface EngineRow {
   engine: 'addon' | 'cxx' | 'pytorch';
   precision: 'fp32' | 'bf16';
+  /**
+   * A baseline run again under the addon's allocator policy (freed memory kept for reuse):
+   * what is left of the difference is the engines' own, not the kernel's page faults.
+   */
+  keptMemory?: boolean;
   /** Missing when that engine is not available here; `note` says why. */
   result?: Throughput;
   note?: string;
@@ -157,10 +162,33 @@ function parseThroughput(stdout: string): Throughput {
   return { trainPerSecond: parsed.trainPerSecond, predictPerSecond: parsed.predictPerSecond };
 }
 
-async function cxxThroughput(options: EngineBenchOptions, bf16: boolean): Promise<EngineRow> {
-  const row: EngineRow = { engine: 'cxx', precision: bf16 ? 'bf16' : 'fp32' };
+/**
+ * The addon's allocator policy (native/src/addon.cc ApplyMemoryPolicy: one arena, no mmap, no
+ * trimming) as glibc's tunables, so a baseline process can run under it too.
+ */
+const KEPT_MEMORY_TUNABLES =
+  'glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647';
+
+/** A baseline's environment: glibc's defaults, or the addon's policy. */
+function baselineEnv(keptMemory: boolean): NodeJS.ProcessEnv {
+  return keptMemory ? { ...process.env, GLIBC_TUNABLES: KEPT_MEMORY_TUNABLES } : process.env;
+}
+
+async function cxxThroughput(
+  options: EngineBenchOptions,
+  bf16: boolean,
+  keptMemory: boolean,
+): Promise<EngineRow> {
+  const row: EngineRow = {
+    engine: 'cxx',
+    precision: bf16 ? 'bf16' : 'fp32',
+    ...(keptMemory ? { keptMemory } : {}),
+  };
   if (!existsSync(baselineBinary)) return { ...row, note: 'not built: run npm run build:native' };
-  const { stdout } = await run(baselineBinary, commonArgs(options, bf16), { timeout: 600_000 });
+  const { stdout } = await run(baselineBinary, commonArgs(options, bf16), {
+    timeout: 600_000,
+    env: baselineEnv(keptMemory),
+  });
   return { ...row, result: parseThroughput(stdout) };
 }
 
@@ -184,10 +212,18 @@ async function pytorchThroughput(
   python: string | undefined,
   options: EngineBenchOptions,
   bf16: boolean,
+  keptMemory: boolean,
 ): Promise<EngineRow> {
-  const row: EngineRow = { engine: 'pytorch', precision: bf16 ? 'bf16' : 'fp32' };
+  const row: EngineRow = {
+    engine: 'pytorch',
+    precision: bf16 ? 'bf16' : 'fp32',
+    ...(keptMemory ? { keptMemory } : {}),
+  };
   if (!python) return { ...row, note: 'PyTorch for Python is not installed (apt-get install python3-torch)' };
-  const { stdout } = await run(python, [pytorchScript, ...commonArgs(options, bf16)], { timeout: 600_000 });
+  const { stdout } = await run(python, [pytorchScript, ...commonArgs(options, bf16)], {
+    timeout: 600_000,
+    env: baselineEnv(keptMemory),
+  });
   return { ...row, result: parseThroughput(stdout) };
 }
 
@@ -261,32 +297,49 @@ async function throughputRows(
     const bf16 = precision === 'bf16';
     progress(`addon ${precision}`);
     rows.push({ engine: 'addon', precision, result: await addonThroughput(options, bf16) });
-    if (options.cxx) {
-      progress(`plain C++ ${precision}`);
-      rows.push(await cxxThroughput(options, bf16));
-    }
-    if (options.python) {
-      progress(`PyTorch ${precision}`);
-      rows.push(await pytorchThroughput(python, options, bf16));
+    // Each baseline as its users run it (glibc's defaults), then under the addon's allocator policy.
+    for (const keptMemory of [false, true]) {
+      const how = keptMemory ? ", the addon's allocator policy" : '';
+      if (options.cxx) {
+        progress(`plain C++ ${precision}${how}`);
+        rows.push(await cxxThroughput(options, bf16, keptMemory));
+      }
+      if (options.python) {
+        progress(`PyTorch ${precision}${how}`);
+        rows.push(await pytorchThroughput(python, options, bf16, keptMemory));
+      }
     }
   }
   return rows;
 }
 
 function ratiosOf(rows: EngineRow[], precisions: readonly ('fp32' | 'bf16')[]): EngineBenchReport['ratios'] {
-  const find = (engine: EngineRow['engine'], precision: EngineRow['precision']): EngineRow | undefined =>
-    rows.find((r) => r.engine === engine && r.precision === precision);
+  const find = (
+    engine: EngineRow['engine'],
+    precision: EngineRow['precision'],
+    keptMemory = false,
+  ): EngineRow | undefined =>
+    rows.find(
+      (r) => r.engine === engine && r.precision === precision && (r.keptMemory ?? false) === keptMemory,
+    );
   const ratios: EngineBenchReport['ratios'] = [];
   for (const precision of precisions) {
-    for (const [other, label] of [
-      ['cxx', 'C++'],
-      ['pytorch', 'PyTorch'],
-    ] as const) {
-      const train = ratio(find('addon', precision), find(other, precision), 'trainPerSecond');
-      const predict = ratio(find('addon', precision), find(other, precision), 'predictPerSecond');
-      if (train !== undefined && predict !== undefined)
-        ratios.push({ name: `addon/${label} ${precision}`, train, predict });
-    }
+    for (const keptMemory of [false, true])
+      for (const [other, label] of [
+        ['cxx', 'C++'],
+        ['pytorch', 'PyTorch'],
+      ] as const) {
+        const addon = find('addon', precision);
+        const baseline = find(other, precision, keptMemory);
+        const train = ratio(addon, baseline, 'trainPerSecond');
+        const predict = ratio(addon, baseline, 'predictPerSecond');
+        if (train !== undefined && predict !== undefined)
+          ratios.push({
+            name: `addon/${label}${keptMemory ? ' (same allocator)' : ''} ${precision}`,
+            train,
+            predict,
+          });
+      }
   }
   if (precisions.includes('bf16')) {
     ratios.push({
@@ -362,7 +415,8 @@ function throughputLines(report: EngineBenchReport): string[] {
       `${'infer p/s'.padStart(11)}${'GFLOP/s'.padStart(9)}${'share'.padStart(7)}`,
   ];
   for (const row of report.rows) {
-    const head = `${ENGINE_LABEL[row.engine].padEnd(22)}${row.precision.padEnd(11)}`;
+    const label = `${ENGINE_LABEL[row.engine]}${row.keptMemory ? ' *' : ''}`;
+    const head = `${label.padEnd(22)}${row.precision.padEnd(11)}`;
     if (!row.result) {
       lines.push(`${head}  ${row.note ?? 'unavailable'}`);
       continue;
@@ -379,6 +433,10 @@ function throughputLines(report: EngineBenchReport): string[] {
         `${row.result.predictPerSecond.toFixed(1).padStart(11)}${infer.gflops.toFixed(0).padStart(9)}${shareText(infer.share).padStart(7)}`,
     );
   }
+  if (report.rows.some((r) => r.keptMemory))
+    lines.push(
+      "* the same baseline under the addon's allocator policy (freed memory kept for reuse: GLIBC_TUNABLES)",
+    );
   return lines;
 }
 
@@ -418,17 +476,20 @@ function bf16Lines(report: EngineBenchReport): string[] {
   ];
 }
 
+/** Wide enough for the longest ratio's name ('addon/PyTorch (same allocator) bf16'). */
+const RATIO_NAME_WIDTH = 38;
+
 export function formatEngineBench(report: EngineBenchReport): string {
   const limits = report.gemm.map((g) => `${g.precision} ${g.gflops.toFixed(0)} GFLOP/s`).join(', ');
   const lines = [
     `machine limit (libtorch GEMM ${report.gemm[0]?.side ?? 0}^3, ${report.options.threads} threads): ${limits}`,
     ...throughputLines(report),
     '',
-    `${'ratio'.padEnd(33)}${'train'.padStart(11)}${'infer'.padStart(11)}`,
+    `${'ratio'.padEnd(RATIO_NAME_WIDTH)}${'train'.padStart(11)}${'infer'.padStart(11)}`,
   ];
   for (const r of report.ratios) {
     const fmt = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(2)}x`).padStart(11);
-    lines.push(`${r.name.padEnd(33)}${fmt(r.train)}${fmt(r.predict)}`);
+    lines.push(`${r.name.padEnd(RATIO_NAME_WIDTH)}${fmt(r.train)}${fmt(r.predict)}`);
   }
   lines.push(...inferenceLines(report), ...bf16Lines(report));
   return lines.join('\n');
