@@ -174,7 +174,7 @@ function jobHandler(
       throw new PathotypeError(
         'ERR_CONFIG',
         `this worker's frozen base has the feature key ${features.cacheKey}, the job's ${job.encoder}: ` +
-          'the recipe names weights that differ between the machines (give every worker the same workspace)',
+          "this machine's weights or base differ from those of the machine that queued the job (give every worker the same weights)",
       );
     await extractSlideBags({
       workspace,

@@ -10,11 +10,12 @@
  * the image's patch bytes: cross-validation folds and the final model share one extraction.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { PathotypeError } from '../errors.js';
+import { hashPath } from '../io/hash.js';
 import { augmentStain, type StainAugmentOptions } from '../image/augment.js';
 import type { PatchStore, StoredImage } from '../prepare/patch-store.js';
 import { ensureDir, type Workspace } from '../workspace.js';
@@ -114,20 +115,24 @@ export function meanOf(features: Float32Array, count: number, dims: number): Flo
   return mean;
 }
 
-function cacheKey(
+/**
+ * The feature cache's key: the base, its precision and engine, and its weights by content, not by
+ * path or date, so that machines sharing a cache (the extraction workers) agree on it wherever
+ * each keeps its copy of the weights.
+ */
+async function cacheKey(
   spec: NetworkSpec,
   pretrained: string | null,
   bf16: boolean,
   engine: InferenceEngine,
-): string {
-  const weights = pretrained && existsSync(pretrained) ? statSync(pretrained) : null;
+): Promise<string> {
+  const weights = pretrained && existsSync(pretrained) ? await hashPath(pretrained) : null;
   return createHash('sha1')
     .update(
       JSON.stringify({
         input: spec.input,
         layers: spec.layers,
-        pretrained,
-        weights: weights ? [weights.size, weights.mtimeMs] : null,
+        weights,
         bf16,
         // The engines agree to 1e-4, not to the bit: each keeps its own features.
         ...(engine === 'addon' ? {} : { engine }),
@@ -155,7 +160,7 @@ export async function zooFeatures(
   return {
     runner: await openPatchRunner(network, engine, softwareVersion()),
     dims: network.spec.outputShape[0] ?? 0,
-    cacheKey: cacheKey(network.spec, options.pretrained, options.bf16, engine),
+    cacheKey: await cacheKey(network.spec, options.pretrained, options.bf16, engine),
     bf16: options.bf16,
   };
 }
