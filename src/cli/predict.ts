@@ -28,8 +28,12 @@ import { progressBar } from './progress.js';
 function formatPrediction(p: ImagePrediction | RefusedImage): string {
   if (p.status === 'refused') return `${p.name}: ${refusedLine(p.code, p.message)}`;
   const why = p.status === 'uncertain' ? `, refer to a pathologist (${thresholdText(p)})` : '';
-  const unlike = p.atypicality?.unlike ? `; ${atypicalityText(p.atypicality)}` : '';
-  return `${p.name}: ${verdictLine(p)}${why}; ${voteSharesText(p.voteShares)} of ${p.patches} patches${unlike}`;
+  return `${p.name}: ${verdictLine(p)}${why}; ${voteSharesText(p.voteShares)} of ${p.patches} patches${unlikeText(p)}`;
+}
+
+/** The atypicality, said only when the input is unlike the training data. */
+function unlikeText(p: Pick<ImagePrediction, 'atypicality'>): string {
+  return p.atypicality?.unlike ? `; ${atypicalityText(p.atypicality)}` : '';
 }
 
 function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {
@@ -167,7 +171,7 @@ function formatSlide(p: SlidePrediction): string {
   return (
     `${p.slide.path}: ${verdictLine(r)}${why}; ${p.tissue.tiles} tissue tiles of ${p.tiling.size.toFixed(0)} px at level 0 ` +
     `(${p.slide.width}x${p.slide.height}, ${p.slide.mpp} um/px; model ${p.model.mpp.toFixed(3)} um/px); ` +
-    `${voteSharesText(r.voteShares)} in ${(p.timings.totalMs / 1000).toFixed(1)} s`
+    `${voteSharesText(r.voteShares)} in ${(p.timings.totalMs / 1000).toFixed(1)} s${unlikeText(p)}`
   );
 }
 

@@ -101,6 +101,8 @@ export interface PackagedReference {
   file: string;
   atypicality: {
     method: 'knn-and-stain';
+    /** Its items are training slides (a slide-trained package); absent: training images. */
+    unit?: 'slides';
     k: number;
     dims: number;
     images: number;

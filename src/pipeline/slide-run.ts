@@ -30,6 +30,7 @@ import {
   type SlideBagsResult,
 } from '../train/slide-bags.js';
 import { tileBags, trainSlidePackage } from '../train/slide-training.js';
+import { writeSlideReference } from '../train/training-reference.js';
 import { ensureDir, runDirFor, type Workspace } from '../workspace.js';
 import type { Preset } from './presets.js';
 import { resolvePreset } from './run.js';
@@ -274,6 +275,11 @@ export async function runSlidePipeline(
         calibration: report.abstention.calibration,
         metrics: { ...m.metrics, crossValidation: carriedFigures(report, json) },
       }));
+      await writeSlideReference(
+        trained.packageDir,
+        bags.map((b) => ({ patient: b.slide.patient, signals: b.signals })),
+        options.onNotice,
+      );
       out.final = {
         packageDir: trained.packageDir,
         slides: bags.length,

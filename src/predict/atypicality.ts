@@ -34,6 +34,8 @@ export type Atypicality = {
   /** The two parts' own percentiles: the model's features, the stain densities. */
   features: number;
   stain: number;
+  /** What the percentiles are of: the training images' scores or the training slides' (absent in older records: images). */
+  unit?: ReferenceUnit;
 };
 
 /** The stain part: the training images' mean densities (haematoxylin, eosin) and their inverse covariance. */
@@ -45,8 +47,17 @@ export interface StainReference {
   scores: number[];
 }
 
-/** A package's reference: every training image's unit feature vector and the parts' own scores. */
+/**
+ * What a reference's items are: a training image (its mean patch features) or a training slide
+ * (the mean of its tissue tiles' features, over hundreds of tiles): an input is scored only
+ * against items of its own kind, since a mean over a slide lies nearer the centre than one over
+ * a field, and a field would look unlike every slide.
+ */
+export type ReferenceUnit = 'images' | 'slides';
+
+/** A package's reference: every training image's (or slide's) unit feature vector and the parts' own scores. */
 export interface AtypicalityReference {
+  unit: ReferenceUnit;
   k: number;
   dims: number;
   /** Reference images' L2-normalised feature vectors, `dims` each. */
@@ -61,7 +72,7 @@ export interface AtypicalityReference {
 /** The tensor of a reference inside a package. */
 export const REFERENCE_VECTORS = 'vectors';
 
-function unit(features: ArrayLike<number>): Float32Array {
+function unitVector(features: ArrayLike<number>): Float32Array {
   let norm = 0;
   for (let d = 0; d < features.length; d++) norm += (features[d] ?? 0) ** 2;
   const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
@@ -143,7 +154,7 @@ export function atypicalityOf(
 ): Atypicality {
   const featurePart = percentileOf(
     reference.featureScores,
-    kthDistance(reference.vectors, reference.dims, unit(features), reference.k),
+    kthDistance(reference.vectors, reference.dims, unitVector(features), reference.k),
   );
   const stainPart = percentileOf(reference.stain.scores, stainDistance(reference.stain, stain));
   const percentile = percentileOf(reference.scores, Math.max(featurePart, stainPart));
@@ -152,6 +163,7 @@ export function atypicalityOf(
     unlike: percentile > UNLIKE_PERCENTILE,
     features: rounded(featurePart),
     stain: rounded(stainPart),
+    unit: reference.unit,
   };
 }
 
@@ -176,10 +188,14 @@ function heldOutStainScores(images: readonly ReferenceImage[]): number[] {
 }
 
 /** The reference of a set of training images; each image's own scores are against the other patients' images. */
-export function buildReference(images: readonly ReferenceImage[], k = NEIGHBOURS): AtypicalityReference {
+export function buildReference(
+  images: readonly ReferenceImage[],
+  unit: ReferenceUnit = 'images',
+  k = NEIGHBOURS,
+): AtypicalityReference {
   const dims = images[0]?.features.length ?? 0;
   const vectors = new Float32Array(images.length * dims);
-  images.forEach((image, i) => vectors.set(unit(image.features), i * dims));
+  images.forEach((image, i) => vectors.set(unitVector(image.features), i * dims));
   const featureOwn = images.map((image, i) =>
     kthDistance(
       vectors,
@@ -197,6 +213,7 @@ export function buildReference(images: readonly ReferenceImage[], k = NEIGHBOURS
     Math.max(percentileOf(featureScores, featureOwn[i] ?? 0), percentileOf(stainScores, stainOwn[i] ?? 0)),
   );
   return {
+    unit,
     k,
     dims,
     vectors,
@@ -216,14 +233,15 @@ export async function readReference(
   const tensors = await readTensors(path.join(dir, packaged.file));
   const vectors = tensors.find((t) => t.name === REFERENCE_VECTORS);
   if (!vectors) throw new PackageError(`${dir}: its reference lacks '${REFERENCE_VECTORS}'`);
-  const { k, dims, featureScores, stain, scores } = packaged.atypicality;
-  return { k, dims, vectors: vectors.data, featureScores, stain, scores };
+  const { k, dims, featureScores, stain, scores, unit = 'images' } = packaged.atypicality;
+  return { unit, k, dims, vectors: vectors.data, featureScores, stain, scores };
 }
 
 /** What a page, the API and the CLI say of an input's atypicality (null or absent: unknown). */
 export function atypicalityText(atypicality: Atypicality | null | undefined): string {
-  if (!atypicality) return 'atypicality unknown: the model keeps no reference of its training images';
-  const where = `percentile ${atypicality.percentile} of the training images' own scores`;
+  if (!atypicality)
+    return 'atypicality unknown: the model keeps no reference of training inputs of this kind (images or slides)';
+  const where = `percentile ${atypicality.percentile} of the training ${atypicality.unit ?? 'images'}' own scores`;
   return atypicality.unlike
     ? `unlike the training data (${where})`
     : `within the training data's range (${where})`;

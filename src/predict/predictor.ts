@@ -202,8 +202,15 @@ export class Predictor {
     region: RgbImage,
     grid: Grid,
     cells: readonly (readonly [number, number])[],
-  ): Promise<PatchOutputs> {
-    return this.predictPatches(cutCells(prepareRegion(region, this.manifest.preprocess), grid, cells));
+    options: { sumFeatures?: boolean } = {},
+  ): Promise<PatchOutputs & { featureSums?: FeatureSums }> {
+    const patches = cutCells(prepareRegion(region, this.manifest.preprocess), grid, cells);
+    // One group: the region's tiles' features summed as they are computed.
+    return this.predictPatches(
+      patches,
+      undefined,
+      options.sumFeatures ? new Int32Array(cells.length) : undefined,
+    );
   }
 
   async preprocess(input: ImageInput): Promise<{ image: PreprocessedImage; scale: number | null }> {
@@ -367,7 +374,7 @@ export class Predictor {
         },
         timings: { preprocessMs: p.ms, inferenceMs: (inferenceMs * count) / Math.max(1, totalPatches) },
         atypicality:
-          this.reference && features
+          this.reference?.unit === 'images' && features
             ? atypicalityOf(this.reference, features, [p.image.stain.haematoxylin, p.image.stain.eosin])
             : null,
         inputs: inputMeasures(p.image),

@@ -2,7 +2,7 @@
  * A slide prediction's checkpoint: each finished region's per-tile values in one small file,
  * written whole then renamed, so a run stopped midway continues where it was. The file's layout
  * is declared once (`sections`): named blocks of float32 back to back, each one row of `width`
- * values per tile; a file of any other length (another model, another set of measures) is not
+ * values per tile (or `width` values for the whole region: a sum over its tiles); a file of any other length (another model, another set of measures) is not
  * taken and its region is computed again.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -10,9 +10,13 @@ import path from 'node:path';
 
 export interface CheckpointSection {
   name: string;
-  /** Values per tile. */
+  /** Values per tile, or per region with `perRegion`. */
   width: number;
+  perRegion?: boolean;
 }
+
+const valuesOf = (section: CheckpointSection, tiles: number): number =>
+  section.perRegion ? section.width : section.width * tiles;
 
 export class RegionCheckpoint {
   constructor(
@@ -32,18 +36,19 @@ export class RegionCheckpoint {
     if (!existsSync(file)) return undefined;
     const bytes = readFileSync(file);
     const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    const total = this.sections.reduce((n, s) => n + s.width * tiles, 0);
+    const total = this.sections.reduce((n, s) => n + valuesOf(s, tiles), 0);
     if (values.length !== total) return undefined;
     const out = new Map<string, Float32Array>();
     let offset = 0;
-    for (const { name, width } of this.sections) {
-      out.set(name, values.slice(offset, offset + width * tiles));
-      offset += width * tiles;
+    for (const section of this.sections) {
+      const n = valuesOf(section, tiles);
+      out.set(section.name, values.slice(offset, offset + n));
+      offset += n;
     }
     return out;
   }
 
-  /** A region's sections, each `tiles x width` values, in the layout's order. */
+  /** A region's sections, each `tiles x width` values (`width` per region), in the layout's order. */
   save(key: string, sections: ReadonlyMap<string, Float32Array>): void {
     const parts = this.sections.map(({ name }) => {
       const part = sections.get(name);

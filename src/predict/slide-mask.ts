@@ -1,9 +1,12 @@
 /**
  * Which of a slide's tiles are tissue: a low-resolution overview of the whole slide, its tissue
- * mask (image/tissue.ts), and the model's grid cells that are mostly tissue in it.
+ * mask (image/tissue.ts), and the model's grid cells that are mostly tissue in it; and the
+ * overview's stain densities, the slide's for the drift page and its atypicality (the same view
+ * at training and at prediction, so the two are measured alike).
  */
 import { PathotypeError } from '../errors.js';
 import { resizeRgb, type RgbImage } from '../image/image-io.js';
+import { stainDensity, type StainDensity } from '../image/stain-density.js';
 import { tissueMask } from '../image/tissue.js';
 import type { Slide } from '../slide/slide.js';
 import { throwIfStopped } from './stop.js';
@@ -42,12 +45,12 @@ async function overview(
   return { image: { data, width: outWidth, height: outHeight }, downsample };
 }
 
-/** The grid cells (col, row) whose tile is mostly tissue in the slide's mask, and the slide's tissue share. */
+/** The grid cells (col, row) whose tile is mostly tissue in the slide's mask, the slide's tissue share and stain densities. */
 export async function tissueTiles(
   slide: Slide,
   grid: { size0: number; stride0: number; cols: number; rows: number },
   signal: AbortSignal | undefined,
-): Promise<{ kept: [number, number][]; fraction: number }> {
+): Promise<{ kept: [number, number][]; fraction: number; stain: StainDensity }> {
   const { size0, stride0, cols, rows } = grid;
   const view = await overview(slide, MASK_SIDE, signal);
   throwIfStopped(signal);
@@ -67,5 +70,5 @@ export async function tissueTiles(
     for (let col = 0; col < cols; col++) if (tissueOf(col, row) >= MIN_TILE_TISSUE) kept.push([col, row]);
   if (kept.length === 0)
     throw new PathotypeError('ERR_BACKGROUND', `${slide.info.path} shows no tissue at the model's tile size`);
-  return { kept, fraction: mask.reduce((a, b) => a + b, 0) / mask.length };
+  return { kept, fraction: mask.reduce((a, b) => a + b, 0) / mask.length, stain: stainDensity(view.image) };
 }

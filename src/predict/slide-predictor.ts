@@ -8,6 +8,8 @@
  * the slide's size.
  */
 import { Slide, type SlideInfo } from '../slide/slide.js';
+import { atypicalityOf, type Atypicality } from './atypicality.js';
+import { slideInputMeasures, type InputMeasures } from './image-features.js';
 import type { Predictor } from './predictor.js';
 import type { SlidePredictOptions } from './slide-plan.js';
 import { predictTiles } from './slide-regions.js';
@@ -42,6 +44,10 @@ export interface SlidePrediction {
   tissue: { fraction: number; tiles: number; blurred: number; folded: number };
   tiles: SlideTile[];
   result: Verdict;
+  /** What the slide measured (its tissue tiles' median focus, its stain densities), for the drift page. Absent in older results. */
+  inputs?: InputMeasures;
+  /** How unlike the training slides it is; null: unknown (a package that kept no reference of slides). Absent in older results. */
+  atypicality?: Atypicality | null;
   timings: { totalMs: number; maskMs: number; readMs: number; inferenceMs: number };
 }
 
@@ -53,14 +59,14 @@ export async function predictSlide(
   const started = performance.now();
   const slide = await Slide.open(file);
   try {
-    const { plan, grid, size0, kept, fraction, maskMs } = await slideTiles(
+    const { plan, grid, size0, kept, fraction, stain, maskMs } = await slideTiles(
       slide,
       predictor.manifest.preprocess,
       options,
     );
     const { slideMpp, modelMpp, cols, rows } = plan;
     const { stride0, readLevel } = grid;
-    const { outputs, measures, readMs, inferenceMs } = await predictTiles(
+    const { outputs, measures, meanFeatures, readMs, inferenceMs } = await predictTiles(
       predictor,
       slide,
       grid,
@@ -90,6 +96,7 @@ export async function predictSlide(
     const { verdict, weights } = verdictOnClearTiles(predictor, slide.info, outputs, judged);
     if (weights) for (const [k, tile] of tiles.entries()) tile.attention = roundedWeight(weights[k] ?? 0);
     const { width, height } = slide.info;
+    const reference = predictor.reference;
     return {
       slide: {
         path: slide.info.path,
@@ -115,6 +122,11 @@ export async function predictSlide(
       },
       tiles,
       result: verdict,
+      inputs: slideInputMeasures(stain, measures.get('focus') ?? []),
+      atypicality:
+        reference?.unit === 'slides' && meanFeatures
+          ? atypicalityOf(reference, meanFeatures, [stain.haematoxylin, stain.eosin])
+          : null,
       timings: { totalMs: performance.now() - started, maskMs, readMs, inferenceMs },
     };
   } finally {

@@ -11,7 +11,7 @@ import type { PreprocessConfig } from '../image/preprocess.js';
 import { gridFor, type Grid } from '../image/tiling.js';
 import type { Slide } from '../slide/slide.js';
 import { VOTE_RULE_NEEDS } from '../engine/pooling.js';
-import type { PatchOutputs } from './patch-outputs.js';
+import type { FeatureSums, PatchOutputs } from './patch-outputs.js';
 import type { Predictor } from './predictor.js';
 import { RegionCheckpoint, type CheckpointSection } from './slide-checkpoint.js';
 import type { SlidePredictOptions } from './slide-plan.js';
@@ -92,24 +92,38 @@ async function readTileRegion(
   return { region, grid, cells, measures };
 }
 
-/** The checkpoint's layout for this predictor: its outputs under its vote rule, then the tile measures. */
+/** The per-region section of the sum of its tiles' features (the slide's atypicality is scored on their mean). */
+const FEATURE_SUM = 'featureSum';
+
+/** The checkpoint's layout for this predictor: its outputs under its vote rule, the tile measures, and its tiles' feature sum when it has a reference to score them against. */
 function sectionsFor(predictor: Predictor): CheckpointSection[] {
   const classes = predictor.classes.length;
   const needs = VOTE_RULE_NEEDS[predictor.options.vote];
+  const dims = predictor.reference ? (predictor.runner.featureDims ?? 0) : 0;
   return [
     { name: 'probabilities', width: classes },
     ...(needs.logProbabilities ? [{ name: 'logProbabilities', width: classes }] : []),
     ...(needs.attention ? [{ name: 'attention', width: 1 }] : []),
     ...TILE_CHECKS.map((c) => ({ name: c.name, width: 1 })),
+    ...(dims > 0 ? [{ name: FEATURE_SUM, width: dims, perRegion: true }] : []),
   ];
 }
 
 /** A region's outputs and measures as the checkpoint's sections. */
-function sectionsOf(outputs: PatchOutputs, measures: TileValues): TileValues {
+function sectionsOf(
+  outputs: PatchOutputs & { featureSums?: FeatureSums },
+  measures: TileValues,
+  dims: number,
+): TileValues {
   const out: TileValues = new Map(measures);
   out.set('probabilities', outputs.probabilities);
   if (outputs.logProbabilities) out.set('logProbabilities', outputs.logProbabilities);
   if (outputs.attention) out.set('attention', outputs.attention);
+  if (dims > 0) {
+    // A region whose runner gave no features makes the slide's mean unknown (NaN), not smaller.
+    const sums = outputs.featureSums?.sums;
+    out.set(FEATURE_SUM, sums ? Float32Array.from(sums) : new Float32Array(dims).fill(Number.NaN));
+  }
   return out;
 }
 
@@ -121,6 +135,8 @@ export interface KeptTiles {
     attention: Float32Array | undefined;
   };
   measures: TileValues;
+  /** The mean of every kept tile's features, when the predictor scores atypicality (else null). */
+  meanFeatures: Float32Array | null;
 }
 
 /**
@@ -178,16 +194,22 @@ export async function predictTiles(
 ): Promise<KeptTiles & { readMs: number; inferenceMs: number }> {
   const sections = sectionsFor(predictor);
   const values: TileValues = new Map(
-    sections.map(({ name, width }) => [name, new Float32Array(kept.length * width)]),
+    sections.map(({ name, width, perRegion }) => [
+      name,
+      new Float32Array(perRegion ? width : kept.length * width),
+    ]),
   );
+  const dims = sections.find((s) => s.name === FEATURE_SUM)?.width ?? 0;
   let inferenceMs = 0;
   let done = 0;
   const store = (members: number[], region: TileValues): void => {
-    for (const { name, width } of sections) {
+    for (const { name, width, perRegion } of sections) {
       const from = region.get(name);
       const to = values.get(name);
       if (!from || !to) continue;
-      for (const [i, k] of members.entries()) to.set(from.subarray(i * width, (i + 1) * width), k * width);
+      if (perRegion) for (let d = 0; d < width; d++) to[d] = (to[d] ?? 0) + (from[d] ?? 0);
+      else
+        for (const [i, k] of members.entries()) to.set(from.subarray(i * width, (i + 1) * width), k * width);
     }
     done += members.length;
   };
@@ -209,9 +231,9 @@ export async function predictTiles(
     options.signal,
     async ({ region, grid: cellGrid, cells, measures }, key, members) => {
       const inferStarted = performance.now();
-      const outputs = await predictor.predictRegion(region, cellGrid, cells);
+      const outputs = await predictor.predictRegion(region, cellGrid, cells, { sumFeatures: dims > 0 });
       inferenceMs += performance.now() - inferStarted;
-      const regionValues = sectionsOf(outputs, measures);
+      const regionValues = sectionsOf(outputs, measures, dims);
       store(members, regionValues);
       checkpoint?.save(key, regionValues);
       options.onProgress?.(done, kept.length);
@@ -223,5 +245,8 @@ export async function predictTiles(
     attention: values.get('attention'),
   };
   const measures = new Map(TILE_CHECKS.map((c) => [c.name, values.get(c.name) ?? new Float32Array()]));
-  return { outputs, measures, readMs, inferenceMs };
+  const sum = values.get(FEATURE_SUM);
+  const meanFeatures =
+    sum && kept.length > 0 && sum.every(Number.isFinite) ? sum.map((v) => v / kept.length) : null;
+  return { outputs, measures, meanFeatures, readMs, inferenceMs };
 }

@@ -5,6 +5,7 @@
  * preprocessing alone (a package's or a recipe's), so they cut the same tiles.
  */
 import type { PreprocessConfig } from '../image/preprocess.js';
+import type { StainDensity } from '../image/stain-density.js';
 import type { Slide } from '../slide/slide.js';
 import { planSlide, type SlidePlan, type SlidePredictOptions } from './slide-plan.js';
 import { tissueTiles } from './slide-mask.js';
@@ -20,6 +21,8 @@ export interface SlideTiles {
   kept: [number, number][];
   /** The share of the slide that is tissue in the mask. */
   fraction: number;
+  /** The tissue's stain densities in the mask's overview. */
+  stain: StainDensity;
   maskMs: number;
 }
 
@@ -35,10 +38,10 @@ export async function slideTiles(
   const size0 = patchSize * factor;
   const stride0 = stride * factor;
   const started = performance.now();
-  const { kept, fraction } = await tissueTiles(slide, { size0, stride0, cols, rows }, options.signal);
+  const { kept, fraction, stain } = await tissueTiles(slide, { size0, stride0, cols, rows }, options.signal);
   const maskMs = performance.now() - started;
   const grid = { factor, stride0, cols, rows, readLevel: slide.levelFor(factor) };
-  return { plan, grid, size0, kept, fraction, maskMs };
+  return { plan, grid, size0, kept, fraction, stain, maskMs };
 }
 
 /** A grid cell's top-left corner in level-0 pixels: what a prediction's tiles and a bag's coords give. */

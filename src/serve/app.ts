@@ -38,6 +38,7 @@ import errorHandling from './error-handler.js';
 import { healthRoutes } from './health.js';
 import { portalRoutes } from './portal-routes.js';
 import { executeSlideJob } from '../predict/slide-job.js';
+import { slideSignalsOf } from './case-signals.js';
 import { openStore, type ServerStore } from '../store/open.js';
 import type { SharedQueueOptions } from '../store/shared-slide-queue.js';
 import { InferenceLimiter } from './inference-limiter.js';
@@ -236,8 +237,17 @@ async function openService(
   const slides = await store.openSlideQueue(
     path.join(options.dataDir, 'slides'),
     () => models.active().id,
-    (job, dir, signal, onProgress) =>
-      executeSlideJob(slidePredictor(models, job.modelId), job, dir, signal, onProgress),
+    async (job, dir, signal, onProgress) => {
+      const summary = await executeSlideJob(
+        slidePredictor(models, job.modelId),
+        job,
+        dir,
+        signal,
+        onProgress,
+      );
+      await store.signals.add(slideSignalsOf(job, summary));
+      return summary;
+    },
     options.sharedQueue,
   );
   const limiter = new InferenceLimiter(

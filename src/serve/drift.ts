@@ -6,7 +6,7 @@
  * percentiles. A scanner, stainer or protocol that changes shows here before the answers degrade.
  */
 import { REFERENCE_QUANTILES, type ModelManifest, type Quantiles } from '../model/package.js';
-import { UNLIKE_PERCENTILE } from '../predict/atypicality.js';
+import { UNLIKE_PERCENTILE, type ReferenceUnit } from '../predict/atypicality.js';
 import { LIMITS } from '../limits.js';
 import { quantile } from '../stats.js';
 import type { CaseSignals, InputSignals } from '../store/case-signals.js';
@@ -39,8 +39,15 @@ export type DriftReport = {
   modelId: string;
   unlikePercentile: number;
   weeks: WeekSummary[];
-  /** The training images' distributions (quantiles at `quantiles`); null: the package keeps none. */
-  training: (Record<DriftMeasure, Quantiles | null> & { images: number; patients: number }) | null;
+  /** The training images' (or slides') distributions (quantiles at `quantiles`); null: the package keeps none. */
+  training:
+    | (Record<DriftMeasure, Quantiles | null> & {
+        images: number;
+        patients: number;
+        /** What `images` counts: training images, or a slide-trained package's slides. */
+        unit: ReferenceUnit;
+      })
+    | null;
   quantiles: readonly number[];
 };
 
@@ -112,6 +119,7 @@ export async function driftReport(
         focus: reference.inputs.focus,
         images: reference.atypicality.images,
         patients: reference.atypicality.patients,
+        unit: reference.atypicality.unit ?? ('images' as const),
       }
     : null;
   return {

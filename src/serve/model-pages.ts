@@ -98,8 +98,9 @@ export function driftPage(ctx: PageContext, report: DriftReport, models: readonl
     .join('');
   const range = (q: number[] | null | undefined): string =>
     q ? `${q[2]}–${q[4]} (median ${q[3]}; 1st–99th percentile ${q[0]}–${q[q.length - 1]})` : 'unknown';
+  const unit = report.training?.unit ?? 'images';
   const training = report.training
-    ? `<tr><th scope="row">Training images (${report.training.images}, ${report.training.patients} patients)</th><td>–</td>${DRIFT_MEASURES.map((m) => `<td>${range(report.training?.[m])}</td>`).join('')}</tr>`
+    ? `<tr><th scope="row">Training ${report.training.unit} (${report.training.images}, ${report.training.patients} patients)</th><td>–</td>${DRIFT_MEASURES.map((m) => `<td>${range(report.training?.[m])}</td>`).join('')}</tr>`
     : '';
   const rows = report.weeks
     .map((w) => {
@@ -116,7 +117,7 @@ export function driftPage(ctx: PageContext, report: DriftReport, models: readonl
     'Drift',
     `<h1>Drift</h1>
 <form class="panel" method="get" action="/admin/drift"><label>Model version <select name="model">${options}</select></label> <button type="submit">Show</button></form>
-<div class="panel"><p>Each week (starting Monday, UTC): the share of inputs unlike the training data (atypicality beyond the ${report.unlikePercentile}th percentile of the training images' own scores), and each measure's median (quartiles) with the share outside the training images' 1st–99th percentile.${report.training ? '' : ' <strong>This version keeps no reference of its training images: its inputs\u2019 atypicality and the training ranges are unknown.</strong>'}</p>
+<div class="panel"><p>Each week (starting Monday, UTC): the share of inputs unlike the training data (atypicality beyond the ${report.unlikePercentile}th percentile of the training ${unit}' own scores), and each measure's median (quartiles) with the share outside the training ${unit}' 1st–99th percentile (a slide's focus: its tissue tiles' median).${report.training ? '' : ' <strong>This version keeps no reference of its training images: its inputs\u2019 atypicality and the training ranges are unknown.</strong>'}</p>
 <table id="drift"><thead><tr><th scope="col">Week</th><th scope="col">Unlike the training data</th>${DRIFT_MEASURES.map((m) => `<th scope="col">${MEASURE_NAMES[m]}</th>`).join('')}</tr></thead>
 <tbody>${training}${rows || '<tr><td colspan="6">No cases in these weeks.</td></tr>'}</tbody></table></div>`,
   );

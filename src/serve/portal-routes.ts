@@ -23,6 +23,7 @@ function viewed(job: SlideJob): ViewedSlide {
     progress: job.progress,
     error: shownJobError(job),
     result: job.summary?.result ?? null,
+    atypicality: job.summary?.atypicality ?? null,
   };
 }
 const HISTORY_PAGE_SIZE = 20;

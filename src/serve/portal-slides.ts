@@ -11,7 +11,15 @@ import type { PredictionRecord } from '../store/predictions.js';
 import type { ShownVerdict } from '../predict/verdict-text.js';
 import { verdictHtml } from '../predict/verdict-text.js';
 import { REVIEW_SCRIPT, reviewForm } from './review-pages.js';
-import { jsonBlock, layout, NOT_ANALYSED_LEGEND, verdictPanel, type PageContext } from './portal.js';
+import type { Atypicality } from '../predict/atypicality.js';
+import {
+  atypicalityHtml,
+  jsonBlock,
+  layout,
+  NOT_ANALYSED_LEGEND,
+  verdictPanel,
+  type PageContext,
+} from './portal.js';
 
 /** A slide job as the viewer shows it (from the slide jobs' public shape). */
 export interface ViewedSlide {
@@ -21,6 +29,8 @@ export interface ViewedSlide {
   progress: { done: number; total: number };
   error: { code: string; message: string } | null;
   result: (ShownVerdict & { voteShares: Record<string, number> }) | null;
+  /** How unlike the training slides it is (null: unknown); shown once the job is done. */
+  atypicality: Atypicality | null;
 }
 
 /**
@@ -94,7 +104,7 @@ function cancelButton(ctx: PageContext, job: ViewedSlide): string {
 export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: ModelManifest): string {
   const r = job.result;
   const answer = r
-    ? `${verdictPanel(r)}
+    ? `${verdictPanel(r)}${atypicalityHtml(job.atypicality, 'p')}
 <h2>Vote shares of the tiles</h2>${voteBars(manifest, r.voteShares)}${reviewForm(ctx, 'slide', job.id, manifest.classes)}`
     : job.status === 'failed'
       ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`

@@ -20,7 +20,7 @@ import {
 import { architectureOf, type ModelManifest } from '../model/package.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import { REVIEW_SCRIPT } from './review-pages.js';
-import { atypicalityText } from '../predict/atypicality.js';
+import { atypicalityText, type Atypicality } from '../predict/atypicality.js';
 
 const STYLE = `
 *{box-sizing:border-box}[hidden]{display:none!important}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -246,10 +246,14 @@ function answeredBy(record: PredictionRecord, manifest: ModelManifest | null): s
     : `${escapeHtml(record.modelId)} <span class="muted">(no longer held by this server)</span>`;
 }
 
-/** The input's atypicality as the result page says it, with a notice when it is unlike the training data. */
+/** An input's atypicality as the pages say it, marked when it is unlike the training data. */
+export function atypicalityHtml(a: Atypicality | null | undefined, tag: 'td' | 'p'): string {
+  return `<${tag} id="atypicality" data-unlike="${a?.unlike === true}">${escapeHtml(atypicalityText(a))}</${tag}>`;
+}
+
+/** The input's atypicality as the result page's row. */
 function atypicalityRow(record: PredictionRecord): string {
-  const a = record.result.atypicality;
-  return `<tr><th scope="row">Input</th><td id="atypicality" data-unlike="${a?.unlike === true}">${escapeHtml(atypicalityText(a))}</td></tr>`;
+  return `<tr><th scope="row">Input</th>${atypicalityHtml(record.result.atypicality, 'td')}</tr>`;
 }
 
 export function resultPage(

@@ -23,6 +23,46 @@ export const ERROR_SCHEMA = {
   required: ['error'],
 } as const;
 
+/** An input's atypicality as the API shows it (publicAtypicality). */
+const ATYPICALITY_SCHEMA = {
+  type: 'object',
+  description: 'how unlike the training images the input is',
+  properties: {
+    known: {
+      type: 'boolean',
+      description: 'false: unknown, the model keeps no reference of its training images (older packages)',
+    },
+    percentile: {
+      type: ['number', 'null'],
+      description: "of the training images' own scores (each against the other patients' images)",
+    },
+    unlike: { type: 'boolean', description: 'beyond the 99th percentile: unlike the training data' },
+    features: { type: ['number', 'null'], description: "the model's features' own percentile" },
+    stain: {
+      type: ['number', 'null'],
+      description: "the haematoxylin and eosin densities' own percentile",
+    },
+    unit: {
+      type: ['string', 'null'],
+      enum: ['images', 'slides', null],
+      description:
+        "what the percentiles are of: the training images' scores, or (a slide-trained model's) the training slides'",
+    },
+    says: { type: 'string', description: "what the portal says: 'unlike the training data', ..." },
+  },
+} as const;
+
+/** What an input measured before normalisation, as the drift page follows it. */
+const INPUTS_SCHEMA = {
+  type: ['object', 'null'],
+  description: 'what the input measured before normalisation',
+  properties: {
+    focus: { type: 'number' },
+    haematoxylin: { type: 'number', description: 'mean optical density of the tissue' },
+    eosin: { type: 'number', description: 'mean optical density of the tissue' },
+  },
+} as const;
+
 export const PREDICTION_SCHEMA = {
   type: 'object',
   properties: {
@@ -36,36 +76,8 @@ export const PREDICTION_SCHEMA = {
     model: { type: 'object', properties: { id: { type: 'string' }, version: { type: 'integer' } } },
     ...VERDICT_PROPERTIES,
     scale: { type: ['number', 'null'] },
-    atypicality: {
-      type: 'object',
-      description: 'how unlike the training images the input is',
-      properties: {
-        known: {
-          type: 'boolean',
-          description: 'false: unknown, the model keeps no reference of its training images (older packages)',
-        },
-        percentile: {
-          type: ['number', 'null'],
-          description: "of the training images' own scores (each against the other patients' images)",
-        },
-        unlike: { type: 'boolean', description: 'beyond the 99th percentile: unlike the training data' },
-        features: { type: ['number', 'null'], description: "the model's features' own percentile" },
-        stain: {
-          type: ['number', 'null'],
-          description: "the haematoxylin and eosin densities' own percentile",
-        },
-        says: { type: 'string', description: "what the portal says: 'unlike the training data', ..." },
-      },
-    },
-    inputs: {
-      type: ['object', 'null'],
-      description: 'what the input measured before normalisation',
-      properties: {
-        focus: { type: 'number' },
-        haematoxylin: { type: 'number', description: 'mean optical density of the tissue' },
-        eosin: { type: 'number', description: 'mean optical density of the tissue' },
-      },
-    },
+    atypicality: ATYPICALITY_SCHEMA,
+    inputs: INPUTS_SCHEMA,
     grid: {
       type: 'object',
       properties: {
@@ -122,13 +134,15 @@ type PublicAtypicality = {
   unlike: boolean;
   features: number | null;
   stain: number | null;
+  unit: Atypicality['unit'] | null;
   says: string;
 };
 
 function publicAtypicality(a: Atypicality | null | undefined): PublicAtypicality {
   const says = atypicalityText(a);
-  if (!a) return { known: false, percentile: null, unlike: false, features: null, stain: null, says };
-  return { known: true, ...a, says };
+  if (!a)
+    return { known: false, percentile: null, unlike: false, features: null, stain: null, unit: null, says };
+  return { known: true, ...a, unit: a.unit ?? 'images', says };
 }
 
 /** A prediction as the API shows it: the record's verdict and grid, without who asked. */
@@ -276,6 +290,12 @@ export const SLIDE_JOB_SCHEMA = {
     },
     slide: { type: ['object', 'null'], additionalProperties: true },
     tiling: { type: ['object', 'null'], additionalProperties: true },
+    atypicality: {
+      ...ATYPICALITY_SCHEMA,
+      type: ['object', 'null'],
+      description: 'how unlike the training slides the slide is (null until done)',
+    },
+    inputs: INPUTS_SCHEMA,
     links: { type: 'object', additionalProperties: { type: 'string' } },
   },
 } as const;
@@ -303,6 +323,8 @@ export function publicSlideJob(job: SlideJob): Record<string, unknown> & { id: s
     result: job.summary?.result ?? null,
     slide: job.summary ? { ...job.summary.slide, path: undefined } : null,
     tiling: job.summary?.tiling ?? null,
+    atypicality: job.summary ? publicAtypicality(job.summary.atypicality) : null,
+    inputs: job.summary?.inputs ?? null,
     links: {
       self: base,
       geojson: `${base}/geojson`,

@@ -106,7 +106,8 @@ export class CaseSignalStore {
     );
     const j = this.#where(filter, 'j');
     const slides = await this.#db.query<Record<string, unknown>>(
-      `SELECT j.id, j.created_at, j.file_name, j.model_id, j.summary FROM slide_jobs j
+      `SELECT j.id, j.created_at, j.file_name, j.model_id, j.summary, s.atypicality FROM slide_jobs j
+       LEFT JOIN case_signals s ON s.case_kind = 'slide' AND s.case_id = j.id
        WHERE j.status = 'done'${j.sql} ORDER BY j.created_at DESC LIMIT ?`,
       [...j.params, filter.limit],
     );
@@ -128,7 +129,7 @@ export class CaseSignalStore {
         fileName: String(r.file_name),
         modelId: String(r.model_id),
         margin: null,
-        atypicality: null,
+        atypicality: number(r.atypicality),
         summary: json(r.summary),
       })),
     ]
@@ -136,15 +137,15 @@ export class CaseSignalStore {
       .slice(0, filter.limit);
   }
 
-  /** One model version's image cases since a time, oldest first: what the drift page counts. */
+  /** One model version's cases (images and slides) since a time, oldest first: what the drift page counts. */
   async since(modelId: string, since: string, limit: number): Promise<CaseSignals[]> {
     const rows = await this.#db.query<Record<string, unknown>>(
       `SELECT case_kind, case_id, created_at, model_id, margin, atypicality, inputs FROM case_signals
-       WHERE case_kind = 'prediction' AND model_id = ? AND created_at >= ? ORDER BY created_at LIMIT ?`,
+       WHERE model_id = ? AND created_at >= ? ORDER BY created_at LIMIT ?`,
       [modelId, since, limit],
     );
     return rows.map((r) => ({
-      caseKind: 'prediction',
+      caseKind: r.case_kind === 'slide' ? 'slide' : 'prediction',
       caseId: String(r.case_id),
       createdAt: String(r.created_at),
       modelId: String(r.model_id),

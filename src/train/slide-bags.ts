@@ -22,6 +22,7 @@ import { checkList, TILE_CHECKS } from '../image/input-checks.js';
 import { cutCells, prepareRegion, type PreprocessConfig } from '../image/preprocess.js';
 import { MIN_TILE_TISSUE } from '../predict/slide-mask.js';
 import { eachTileRegion, regionsOf } from '../predict/slide-regions.js';
+import { slideInputMeasures, type InputMeasures } from '../predict/image-features.js';
 import { judgeTiles, refusalCounts } from '../predict/slide-quality.js';
 import { slideTiles, tileOrigin, type SlideTiles } from '../predict/slide-tiles.js';
 import { isIgnored, readAnnotations, RegionIndex } from '../slide/annotations.js';
@@ -41,7 +42,7 @@ import {
 export type { SlideBagProgress } from './slide-bag-progress.js';
 
 /** The bag layout's version: part of every slide's key, so a change of layout extracts again. */
-const BAG_FORMAT = 1;
+const BAG_FORMAT = 2;
 
 /** A slide with fewer usable tiles than this is left out of training, with its reason. */
 export const MIN_USABLE_TILES = 16;
@@ -60,6 +61,17 @@ export interface SlideQuality {
   outsideAnnotations: number;
   /** Why the slide is left out of training (too little usable tissue), else null. */
   excluded: string | null;
+}
+
+/**
+ * What a slide's atypicality and the drift page are measured from (predict/image-features.ts):
+ * the mean of every tissue tile's features (refused ones too, as a prediction takes them; within
+ * the annotations when given) and the
+ * slide's input measures. Null for a slide without tissue at the model's tile size.
+ */
+export interface SlideSignals {
+  meanFeatures: number[];
+  inputs: InputMeasures;
 }
 
 export interface SlideBag {
@@ -81,12 +93,14 @@ export interface SlideBag {
   /** Per tile: index in `classes` of the annotated region's class, or -1 for the slide's own label. */
   regionLabels: Int16Array;
   quality: SlideQuality;
+  signals: SlideSignals | null;
 }
 
 export interface SlideBagFile {
   slide: SlideRecord;
   file: string;
   quality: SlideQuality;
+  signals: SlideSignals | null;
   count: number;
 }
 
@@ -123,6 +137,7 @@ interface BagMeta {
   patchSize: number;
   classes: string[];
   quality: Omit<SlideQuality, 'excluded'>;
+  signals: SlideSignals | null;
 }
 
 /** The folder of one encoder's slide bags. */
@@ -239,12 +254,20 @@ interface Extraction {
   onTiles: (done: number, total: number) => void;
 }
 
-/** One slide's bag, extracted and judged, written whole under `file`; its quality (before exclusion). */
+/** Adds rows of features (back to back) into one sum per dimension. */
+function addRows(sum: Float64Array, rows: Float32Array): void {
+  for (let i = 0; i < rows.length; i++) sum[i % sum.length] = (sum[i % sum.length] ?? 0) + (rows[i] ?? 0);
+}
+
+/** What a bag's header says of its slide. */
+type BagSummary = Pick<BagMeta, 'quality' | 'signals'>;
+
+/** One slide's bag, extracted and judged, written whole under `file`; its quality (before exclusion) and signals. */
 async function extractSlide(
   { request, onTiles }: Extraction,
   record: SlideRecord,
   file: string,
-): Promise<Omit<SlideQuality, 'excluded'>> {
+): Promise<BagSummary> {
   const { preprocess, features, classes, signal } = request;
   const own = `${hostname()}-${process.pid}`;
   const part = `${file}.${own}.part`;
@@ -258,7 +281,10 @@ async function extractSlide(
       tiles = await slideTiles(slide, preprocess, { slideMpp: record.mpp, ...(signal ? { signal } : {}) });
     } catch (error) {
       if (!(error instanceof PathotypeError) || error.code !== 'ERR_BACKGROUND') throw error;
-      const empty = { tissueMm2: 0, tiles: 0, usable: 0, refused: {}, outsideAnnotations: 0 };
+      const empty = {
+        quality: { tissueMm2: 0, tiles: 0, usable: 0, refused: {}, outsideAnnotations: 0 },
+        signals: null,
+      };
       await writeEmptyBag(tmp, file, request, record, empty, 0);
       return empty;
     }
@@ -266,6 +292,7 @@ async function extractSlide(
     const measures = new Map<string, Float32Array>(
       TILE_CHECKS.map((c) => [c.name, new Float32Array(kept.length)]),
     );
+    const featureSum = new Float64Array(features.dims);
     const writer = await BagWriter.create(part, features.dims);
     try {
       await eachTileRegion(
@@ -290,6 +317,7 @@ async function extractSlide(
             coords.set(tileOrigin(tiles.grid, col, row), i * 2);
           }
           for (const [name, values] of region.measures) measures.get(name)?.set(values, writer.count);
+          addRows(featureSum, rows);
           writer.append({
             features: rows,
             coords,
@@ -310,7 +338,15 @@ async function extractSlide(
       refused: refusalCounts(judged),
       outsideAnnotations: outside,
     };
-    const { attributes, meta } = bagHeader(request, record, tiles.size0, quality);
+    // Every tile read (the annotations' when given), refused ones too: what a prediction averages.
+    const signals =
+      writer.count > 0
+        ? {
+            meanFeatures: Array.from(featureSum, (v) => Number((v / writer.count).toPrecision(7))),
+            inputs: slideInputMeasures(tiles.stain, measures.get('focus') ?? []),
+          }
+        : null;
+    const { attributes, meta } = bagHeader(request, record, tiles.size0, { quality, signals });
     if (quality.usable === keep.length) {
       await writeBagHeader(part, attributes, meta);
       renameSync(part, file);
@@ -318,7 +354,7 @@ async function extractSlide(
       await copyKeptRows(part, tmp, keep, attributes, meta);
       renameSync(tmp, file);
     }
-    return quality;
+    return { quality, signals };
   } finally {
     rmSync(part, { force: true });
     rmSync(tmp, { force: true });
@@ -330,14 +366,14 @@ function bagHeader(
   request: SlideBagRequest,
   record: SlideRecord,
   tileSize0: number,
-  quality: Omit<SlideQuality, 'excluded'>,
+  summary: BagSummary,
 ): { attributes: BagAttributes; meta: BagMeta } {
   const { preprocess, features, classes } = request;
   const mpp = record.mpp * (tileSize0 / preprocess.tiles.patchSize);
   const attributes = { patchSize: preprocess.tiles.patchSize, tileSize0, mpp, encoder: features.cacheKey };
   return {
     attributes,
-    meta: { format: BAG_FORMAT, slide: slideName(record), ...attributes, classes: [...classes], quality },
+    meta: { format: BAG_FORMAT, slide: slideName(record), ...attributes, classes: [...classes], ...summary },
   };
 }
 
@@ -347,21 +383,21 @@ async function writeEmptyBag(
   file: string,
   request: SlideBagRequest,
   record: SlideRecord,
-  quality: Omit<SlideQuality, 'excluded'>,
+  summary: BagSummary,
   tileSize0: number,
 ): Promise<void> {
-  const { attributes, meta } = bagHeader(request, record, tileSize0, quality);
+  const { attributes, meta } = bagHeader(request, record, tileSize0, summary);
   const writer = await BagWriter.create(tmp, request.features.dims);
   writer.close({ attributes, meta });
   renameSync(tmp, file);
 }
 
-/** A whole bag's quality, or null when the file is not one (absent, or not written by this version). */
-async function cachedQuality(file: string): Promise<Omit<SlideQuality, 'excluded'> | null> {
+/** A whole bag's quality and signals, or null when the file is not one (absent, or not written by this version). */
+async function cachedSummary(file: string): Promise<BagSummary | null> {
   if (!existsSync(file)) return null;
   try {
     const meta = (await readBagMeta(file)) as BagMeta | null;
-    return meta?.format === BAG_FORMAT ? meta.quality : null;
+    return meta?.format === BAG_FORMAT ? { quality: meta.quality, signals: meta.signals } : null;
   } catch {
     return null;
   }
@@ -380,25 +416,27 @@ export async function extractSlideBags(request: SlideBagRequest): Promise<SlideB
   const progress = progressMeter(request.onProgress, slides);
   for (const [i, slide] of slides.entries()) {
     const file = files[i] as string;
-    let quality = await cachedQuality(file);
-    if (quality) result.cached++;
+    let summary = await cachedSummary(file);
+    if (summary) result.cached++;
     else {
       const started = performance.now();
-      quality = await extractSlide(
+      summary = await extractSlide(
         { request, onTiles: (done, total) => progress.tiles(i, done, total) },
         slide,
         file,
       );
       result.extracted++;
+      const { quality } = summary;
       appendFileSync(
         path.join(dir, EXTRACTION_LOG),
         `${JSON.stringify({ slide: slideName(slide), file: path.basename(file), tiles: quality.tiles, usable: quality.usable, seconds: (performance.now() - started) / 1000, host: hostname(), pid: process.pid, at: new Date().toISOString() })}\n`,
       );
     }
+    const { quality, signals } = summary;
     const reason = exclusion(quality, minimum);
     const full = { ...quality, excluded: reason };
     if (reason) result.excluded.push({ slide, reason, quality: full });
-    else result.bags.push({ slide, file, quality: full, count: quality.usable });
+    else result.bags.push({ slide, file, quality: full, signals, count: quality.usable });
     progress.slideDone(i);
     if (signal?.aborted) break;
   }
@@ -425,5 +463,6 @@ export async function readSlideBag(file: SlideBagFile): Promise<SlideBag> {
     coords: rows.coords,
     regionLabels: rows.regionLabels,
     quality: file.quality,
+    signals: file.signals,
   };
 }

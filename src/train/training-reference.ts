@@ -23,10 +23,16 @@ import {
   type Quantiles,
 } from '../model/package.js';
 import { writeTensors } from '../model/tensors-file.js';
-import { buildReference, REFERENCE_VECTORS, type ReferenceImage } from '../predict/atypicality.js';
+import {
+  buildReference,
+  REFERENCE_VECTORS,
+  type ReferenceImage,
+  type ReferenceUnit,
+} from '../predict/atypicality.js';
 import { Predictor } from '../predict/predictor.js';
 import type { StoredImage } from '../prepare/patch-store.js';
 import type { Workspace } from '../workspace.js';
+import type { SlideSignals } from './slide-bags.js';
 import type { TrainOptions, TrainResult } from './run.js';
 
 const REFERENCE_FILE = 'reference';
@@ -125,19 +131,30 @@ export async function writeTrainingReference(
     );
     return undefined;
   }
-  const reference = buildReference(measured.images);
-  await writeTensors(path.join(packageDir, REFERENCE_FILE), [
-    { name: REFERENCE_VECTORS, shape: [measured.images.length, reference.dims], data: reference.vectors },
-  ]);
   const trainingSet: TrainingSet = {
     images: [...new Set(records.map((r) => r.sha1))].sort(),
     patients: [...new Set(records.map((r) => patientHash(r.caseId)))].sort(),
   };
+  return writeReference(packageDir, measured, trainingSet, 'images');
+}
+
+/** Writes a reference's tensors, the training set and the manifest's `reference`. */
+async function writeReference(
+  packageDir: string,
+  measured: Measured,
+  trainingSet: TrainingSet,
+  unit: ReferenceUnit,
+): Promise<ModelManifest> {
+  const reference = buildReference(measured.images, unit);
+  await writeTensors(path.join(packageDir, REFERENCE_FILE), [
+    { name: REFERENCE_VECTORS, shape: [measured.images.length, reference.dims], data: reference.vectors },
+  ]);
   await writeFile(path.join(packageDir, TRAINING_SET_FILE), `${JSON.stringify(trainingSet)}\n`);
   const packaged: PackagedReference = {
     file: REFERENCE_FILE,
     atypicality: {
       method: 'knn-and-stain',
+      ...(unit === 'slides' ? { unit } : {}),
       k: reference.k,
       dims: reference.dims,
       images: measured.images.length,
@@ -159,6 +176,45 @@ export async function writeTrainingReference(
     trainingSet: TRAINING_SET_FILE,
   };
   return updateManifest(packageDir, (m) => ({ ...m, reference: packaged }));
+}
+
+/** A slide and its patient as a slide-trained package's reference keeps them. */
+export interface ReferenceSlide {
+  patient: string;
+  signals: SlideSignals | null;
+}
+
+/**
+ * Adds the reference of a slide-trained package: each training slide's mean tile features and
+ * its measures from its bag (the same as a prediction of the slide takes), scored against the
+ * other patients' slides; the training set names the patients (a slide file is not hashed whole).
+ */
+export async function writeSlideReference(
+  packageDir: string,
+  slides: readonly ReferenceSlide[],
+  onNotice?: (message: string) => void,
+): Promise<ModelManifest | undefined> {
+  const m: Measured = { images: [], scale: [], focus: [], haematoxylin: [], eosin: [] };
+  for (const { patient, signals } of slides) {
+    if (!signals) continue;
+    const { inputs } = signals;
+    m.images.push({
+      features: Float32Array.from(signals.meanFeatures),
+      stain: [inputs.haematoxylin, inputs.eosin],
+      group: patient,
+    });
+    m.focus.push(inputs.focus);
+    m.haematoxylin.push(inputs.haematoxylin);
+    m.eosin.push(inputs.eosin);
+  }
+  if (new Set(m.images.map((i) => i.group)).size < 2) {
+    onNotice?.(
+      'the package keeps no reference of its training slides (fewer than two patients): the atypicality of its inputs is unknown',
+    );
+    return undefined;
+  }
+  const patients = [...new Set(slides.map((s) => patientHash(s.patient)))].sort();
+  return writeReference(packageDir, m, { images: [], patients }, 'slides');
 }
 
 /** A training result with its package's reference added (train/ calls this for every method). */

@@ -18,14 +18,17 @@ import { readManifest } from '../../src/model/package.js';
 import { readTensors } from '../../src/model/tensors-file.js';
 import { runSlidePipeline } from '../../src/pipeline/slide-run.js';
 import { Predictor } from '../../src/predict/predictor.js';
+import type { Atypicality } from '../../src/predict/atypicality.js';
 import { predictSlide } from '../../src/predict/slide-predictor.js';
 import { softmax } from '../../src/predict/vote.js';
 import { buildServer } from '../../src/serve/app.js';
+import { driftReport } from '../../src/serve/drift.js';
 import { readBagRows } from '../../src/train/slide-bag-file.js';
 import { tileBags } from '../../src/train/slide-training.js';
 import type { SlideBag } from '../../src/train/slide-bags.js';
 import { workspaceAt } from '../../src/workspace.js';
 import { tempDir } from '../fixtures.js';
+import { writeRestainedSlide } from '../restain.js';
 import { hasShared, lymphomaDir, runCli, weightsDir } from '../helpers.js';
 
 const mobilenet = path.join(weightsDir, 'mobilenet_v1_0.25_224_imagenet_tfjs');
@@ -146,7 +149,33 @@ describe('learning from slides (run --data MANIFEST.csv)', needsShared, () => {
         `${name}: ${prediction.result.probabilities[name]} against the head's ${expected[c]}`,
       );
 
-    // The server answers slides with it, as with any package.
+    // It keeps a reference of its training slides: a slide is scored against them, and a
+    // re-stained copy of it lies beyond their stain.
+    assert.equal(model.reference?.atypicality.unit, 'slides');
+    assert.deepEqual([model.reference?.atypicality.images, model.reference?.atypicality.patients], [12, 6]);
+    assert.ok(prediction.atypicality && prediction.inputs, 'a slide has its atypicality and measures');
+    assert.equal(prediction.atypicality.unit, 'slides');
+    // Twelve slides make a coarse reference (each one's own stain score is against a fit on ten
+    // slides of five patients): a haematoxylin x1.6 copy moves up its stain scale, x3 is beyond it.
+    const restainedCopy = async (haematoxylin: number): Promise<Atypicality> => {
+      const copy = path.join(dir, `restained-${haematoxylin}.tiff`);
+      await writeRestainedSlide(slide, copy, haematoxylin, 1);
+      const answer = await predictSlide(predictor, copy, { slideMpp: record.mpp });
+      assert.ok(answer.atypicality);
+      return answer.atypicality;
+    };
+    const mild = await restainedCopy(1.6);
+    const heavy = await restainedCopy(3);
+    process.stdout.write(
+      `# slide atypicality: ${JSON.stringify({ original: prediction.atypicality, mild, heavy })}\n`,
+    );
+    assert.ok(
+      mild.stain > prediction.atypicality.stain + 30 && heavy.unlike && !prediction.atypicality.unlike,
+      `re-stained ${JSON.stringify({ mild, heavy })} against ${JSON.stringify(prediction.atypicality)}`,
+    );
+    await predictor.close();
+
+    // The server answers slides with it, as with any package, and records the slide's signals.
     const server = await buildServer({
       modelDir: packageDir,
       dataDir: tempDir(),
@@ -166,6 +195,27 @@ describe('learning from slides (run --data MANIFEST.csv)', needsShared, () => {
       }
       assert.equal(job.status, 'done');
       assert.ok(model.classes.includes(job.result?.predicted ?? ''), JSON.stringify(job.result));
+      const shown = (await server.app.inject(`/api/v1/slides/${job.id}`)).json<{
+        atypicality: { known: boolean; unit: string; percentile: number };
+        inputs: { focus: number; haematoxylin: number };
+      }>();
+      assert.deepEqual(
+        [shown.atypicality.known, shown.atypicality.unit, shown.atypicality.percentile],
+        [true, 'slides', prediction.atypicality.percentile],
+      );
+      assert.ok(shown.inputs.haematoxylin > 0 && shown.inputs.focus > 0);
+      const viewer = await server.app.inject({ url: `/slides/${job.id}`, headers: { accept: 'text/html' } });
+      assert.match(
+        viewer.body,
+        /id="atypicality" data-unlike="false">within the training data&#39;s range \(percentile [\d.]+ of the training slides&#39; own scores\)/,
+      );
+      // The drift page's report counts the slide against the training slides.
+      const drift = await driftReport(server.store, `${model.name}@${model.version}`, model, 1);
+      assert.equal(drift.training?.unit, 'slides');
+      assert.deepEqual(
+        drift.weeks.map((w) => [w.cases, w.unlike, w.unknown]),
+        [[1, 0, 0]],
+      );
       // The portal names what the figures are of: slides, not images.
       const page = await server.app.inject({ url: '/', headers: { accept: 'text/html' } });
       assert.match(page.body, /\d+\.\d% slide accuracy \(95% CI/);

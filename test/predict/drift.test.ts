@@ -10,13 +10,10 @@ import { cpSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import sharp from 'sharp';
-
 import { Catalog, type ImageRecord } from '../../src/acquire/catalog.js';
 import { parseGroupRule } from '../../src/acquire/grouping.js';
 import { importImages } from '../../src/acquire/import.js';
 import { createSplit } from '../../src/acquire/split.js';
-import { HED_FROM_RGB, RGB_FROM_HED } from '../../src/image/stain-vectors.js';
 import { readManifest } from '../../src/model/package.js';
 import { Predictor, type ImagePrediction, type RefusedImage } from '../../src/predict/predictor.js';
 import { prepare } from '../../src/prepare/prepare.js';
@@ -25,30 +22,9 @@ import { train } from '../../src/train/trainer.js';
 import { workspaceAt } from '../../src/workspace.js';
 import { hasShared, lymphomaDir, weightsDir } from '../helpers.js';
 import { tempDir } from '../fixtures.js';
+import { restained } from '../restain.js';
 
 const MOBILENET = path.join(weightsDir, 'mobilenet_v2_0.35_224_imagenet_backbone_tfjs');
-
-/**
- * The field re-stained: each pixel's haematoxylin and eosin densities (colour deconvolution with
- * the Ruifrok and Johnston vectors) scaled, then composed again, as a laboratory staining longer
- * or with other reagents would leave it.
- */
-async function restained(file: string, haematoxylin: number, eosin: number): Promise<Buffer> {
-  const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  const px = new Uint8Array(data);
-  const gain = [haematoxylin, eosin, 1];
-  for (let i = 0; i < px.length; i += 3) {
-    const od = [0, 1, 2].map((c) => -Math.log10(Math.max(px[i + c] ?? 0, 1) / 255));
-    const stains = [0, 1, 2].map((j) => od.reduce((s, o, c) => s + o * (HED_FROM_RGB[c]?.[j] ?? 0), 0));
-    for (let c = 0; c < 3; c++) {
-      const back = stains.reduce((s, v, j) => s + v * (gain[j] ?? 1) * (RGB_FROM_HED[j]?.[c] ?? 0), 0);
-      px[i + c] = Math.max(0, Math.min(255, Math.round(255 * 10 ** -back)));
-    }
-  }
-  return sharp(Buffer.from(px), { raw: { width: info.width, height: info.height, channels: 3 } })
-    .png()
-    .toBuffer();
-}
 
 interface Share {
   unlike: number;
