@@ -38,9 +38,11 @@ export type NewImage = Omit<ImageRecord, 'id' | 'importedAt'>;
 /** A whole slide from a manifest: one patient's, with one label; its tiles are cut later. */
 export interface SlideRecord {
   id: number;
+  /** Absolute path of the slide (the manifest's paths are relative to the manifest). */
   path: string;
   patient: string;
   label: string;
+  /** Microns per level-0 pixel: the manifest's, else the slide's own metadata. */
   mpp: number;
   width: number;
   height: number;

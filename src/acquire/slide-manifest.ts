@@ -10,7 +10,7 @@ import path from 'node:path';
 import { PathotypeError } from '../errors.js';
 import { readAnnotations } from '../slide/annotations.js';
 import { Slide } from '../slide/slide.js';
-import type { Catalog } from './catalog.js';
+import type { Catalog, SlideRecord } from './catalog.js';
 
 /** Whether a `--data` source is a slide manifest (a CSV), not a field collection. */
 export function isSlideManifest(source: string): boolean {
@@ -20,19 +20,8 @@ export function isSlideManifest(source: string): boolean {
 export const MANIFEST_COLUMNS = ['slide', 'patient', 'label'] as const;
 export const OPTIONAL_MANIFEST_COLUMNS = ['mpp', 'fold', 'annotations'] as const;
 
-export interface SlideEntry {
-  /** Absolute path of the slide (the CSV's paths are relative to the CSV). */
-  path: string;
-  patient: string;
-  label: string;
-  /** Microns per level-0 pixel: the manifest's, else the slide's own metadata. */
-  mpp: number;
-  width: number;
-  height: number;
-  vendor: string;
-  fold: number | null;
-  annotations: string | null;
-}
+/** A manifest row checked, before the catalog gives it an id. */
+export type SlideEntry = Omit<SlideRecord, 'id' | 'source' | 'importedAt'>;
 
 /** RFC 4180 records: quoted cells may hold commas, doubled quotes and line breaks. */
 export function parseCsv(text: string): string[][] {
