@@ -47,7 +47,13 @@ export function portalRoutes(app: FastifyInstance): void {
   // Browsers ask for /favicon.ico whatever the page names (open in OPEN_ROUTES).
   portal.get('/favicon.ico', { schema: { hide: true } }, (_request, reply) => reply.redirect(FAVICON, 301));
   portal.get('/', { schema: { hide: true } }, (request, reply) =>
-    html(reply, uploadPage(pageContext(request, reply), service.manifest)),
+    html(
+      reply,
+      uploadPage(
+        pageContext(request, reply),
+        service.models.choices().map((m) => m.predictor.manifest),
+      ),
+    ),
   );
   portal.post(
     '/portal/predictions',

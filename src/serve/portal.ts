@@ -147,14 +147,35 @@ function expectedAccuracy(manifest: ModelManifest): string {
     : `${pct(test.imageAccuracy)} image accuracy on ${test.images ?? '?'} held-out images`;
 }
 
-export function modelSummary(manifest: ModelManifest): string {
-  const accuracy = expectedAccuracy(manifest);
-  return `${escapeHtml(manifest.name)} v${manifest.version} (${escapeHtml(architectureOf(manifest))}, classes ${manifest.classes.map(escapeHtml).join(', ')}; ${accuracy})${
-    manifest.syntheticWeights ? ' <strong>trained from random stand-in weights</strong>' : ''
-  }`;
+/** A model in words (plain text): name, version, architecture, classes and expected accuracy. */
+function modelText(manifest: ModelManifest): string {
+  return `${manifest.name} v${manifest.version} (${architectureOf(manifest)}, classes ${manifest.classes.join(', ')}; ${expectedAccuracy(manifest)})`;
 }
 
-export function uploadPage(ctx: PageContext, manifest: ModelManifest): string {
+const SYNTHETIC_WEIGHTS = 'trained from random stand-in weights';
+
+export function modelSummary(manifest: ModelManifest): string {
+  return `${escapeHtml(modelText(manifest))}${manifest.syntheticWeights ? ` <strong>${SYNTHETIC_WEIGHTS}</strong>` : ''}`;
+}
+
+/**
+ * Which model answers: with one name served, what it is; with several, a choice among their
+ * active versions (the default name's first), sent with the upload as `?model=NAME`.
+ */
+function modelChoice(manifests: readonly ModelManifest[]): string {
+  const [first] = manifests;
+  if (!first) return '';
+  if (manifests.length === 1) return `<p class="muted">Model: ${modelSummary(first)}</p>`;
+  const options = manifests
+    .map(
+      (m) =>
+        `<option value="${escapeHtml(m.name)}">${escapeHtml(modelText(m))}${m.syntheticWeights ? `: ${SYNTHETIC_WEIGHTS}` : ''}</option>`,
+    )
+    .join('');
+  return `<p><label for="model">Model</label> <select id="model">${options}</select></p>`;
+}
+
+export function uploadPage(ctx: PageContext, manifests: readonly ModelManifest[]): string {
   return layout(
     ctx,
     'Upload',
@@ -171,7 +192,7 @@ export function uploadPage(ctx: PageContext, manifest: ModelManifest): string {
 <progress id="progress" max="100" hidden aria-label="Upload progress"></progress>
 <p id="status" role="status" aria-live="polite"></p>
 </div>
-<p class="muted">Model: ${modelSummary(manifest)}</p>${jsonBlock('upload-options', { originalMpp: ORIGINAL_MPP })}`,
+${modelChoice(manifests)}${jsonBlock('upload-options', { originalMpp: ORIGINAL_MPP })}`,
     { scripts: ['/static/portal/send.js', '/static/portal/upload.js'] },
   );
 }

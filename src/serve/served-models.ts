@@ -167,6 +167,13 @@ export class ServedModels {
     return [...new Set(this.all().map((m) => m.name))];
   }
 
+  /** The active version of every name, the default name's first: what an upload may be sent to. */
+  choices(): ServedModel[] {
+    return [this.defaultName, ...this.names().filter((n) => n !== this.defaultName)].map((n) =>
+      this.active(n),
+    );
+  }
+
   async close(): Promise<void> {
     for (const model of this.#byId.values()) await model.predictor.close();
   }

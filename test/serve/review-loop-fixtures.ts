@@ -53,14 +53,30 @@ export function nextVersion(modelDir: string): string {
   return dir;
 }
 
-/** A server holding the pattern model as its active version and the next version as a challenger, with these users. */
+/** The same package under another name: a second model a server may offer beside the first. */
+function renamed(modelDir: string, name: string): string {
+  const dir = path.join(tempDir(), name);
+  cpSync(modelDir, dir, { recursive: true });
+  const file = path.join(dir, 'model.json');
+  writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as object), name }));
+  return dir;
+}
+
+/**
+ * A server holding the pattern model as its active version and the next version as a
+ * challenger, with these users; with `otherName`, the same package under that name too.
+ */
 export async function championAndChallenger(
   users: readonly (readonly [name: string, role: Role])[],
+  options: { otherName?: string } = {},
 ): Promise<{ server: PathotypeServer; images: string }> {
   const fixture = await trainedPackage();
   const server = await buildServer({
     modelDir: fixture.modelDir,
-    moreModelDirs: [nextVersion(fixture.modelDir)],
+    moreModelDirs: [
+      nextVersion(fixture.modelDir),
+      ...(options.otherName ? [renamed(fixture.modelDir, options.otherName)] : []),
+    ],
     dataDir: tempDir(),
   });
   for (const [name, role] of users) await server.store.users.add(name, role, PASSWORD);

@@ -2,7 +2,8 @@
  * The review loop in a real browser, with the Content-Security-Policy in force: a pathologist
  * reviews from a result page; under double reading the second reader sees neither the first's
  * review on the page nor its label in the queue until theirs is in, then both; an admin compares
- * a challenger on the reviewed cases, promotes it, and the next result names it.
+ * a challenger on the reviewed cases, promotes it, and the next result names it; with a second
+ * model served under another name, the upload page offers both and the result names the chosen.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -23,11 +24,14 @@ describe('the review loop in a real browser', () => {
   const cspChecks: string[][] = [];
 
   before(async () => {
-    ({ server, images } = await championAndChallenger([
-      ['ada', 'admin'],
-      ['paula', 'pathologist'],
-      ['rita', 'pathologist'],
-    ]));
+    ({ server, images } = await championAndChallenger(
+      [
+        ['ada', 'admin'],
+        ['paula', 'pathologist'],
+        ['rita', 'pathologist'],
+      ],
+      { otherName: 'second-opinion' },
+    ));
     address = await server.app.listen({ host: '127.0.0.1', port: 0 });
     browser = await launchChromium();
   });
@@ -134,6 +138,19 @@ describe('the review loop in a real browser', () => {
     await uploaded(paula, 'STRIPES/4.png');
     assert.equal(await paula.locator('#answered-by').getAttribute('data-model'), 'served@2');
     assert.match((await paula.textContent('#answered-by')) ?? '', /served v2/);
+  });
+
+  it('with two models served, a pathologist chooses one on the upload page and the result names it', async () => {
+    const paula = await signedIn('paula');
+    await paula.goto(`${address}/`);
+    const options = paula.locator('#model option');
+    const names: (string | null)[] = [];
+    for (let i = 0; i < (await options.count()); i++) names.push(await options.nth(i).getAttribute('value'));
+    assert.deepEqual(names, ['served', 'second-opinion'], "the default name's first");
+    await paula.getByLabel('Model').selectOption('second-opinion');
+    await paula.getByLabel('Choose an image…').setInputFiles(path.join(images, 'STRIPES/4.png'));
+    await paula.waitForURL(/\/cases\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+    assert.equal(await paula.locator('#answered-by').getAttribute('data-model'), 'second-opinion@1');
   });
 
   it('met no Content-Security-Policy violation on any page', () => {
