@@ -130,7 +130,8 @@ describe('the review loop in a real browser', () => {
     await Promise.all([ada.waitForEvent('load'), ada.getByRole('button', { name: 'Promote v2' }).click()]);
     assert.equal(await ada.locator('#version-served\\@2').getAttribute('data-active'), 'true');
     assert.match(
-      (await ada.textContent('.promotions')) ?? '',
+      // One list per name served: this name's among them.
+      (await ada.locator('.promotions').allTextContents()).join('\n'),
       /served@2 made active by ada \(was served@1\) after its comparison/,
     );
 
