@@ -43,6 +43,7 @@ export default tseslint.config(
         location: 'readonly',
         XMLHttpRequest: 'readonly',
         FormData: 'readonly',
+        URLSearchParams: 'readonly',
         OpenSeadragon: 'readonly',
         setTimeout: 'readonly',
       },
