@@ -209,6 +209,24 @@ export class AuditLog {
     return null;
   }
 
+  /**
+   * Whether the row after place `seq` (from the page, else read) carries the hash of place `seq`:
+   * then the row at `seq` was inserted and the later ones renumbered to make room.
+   */
+  async #heldPlace(next: ChainedRow | undefined, seq: number, previous: string): Promise<boolean> {
+    const [row] = next
+      ? [next]
+      : await this.#db.query<ChainedRow>(
+          `SELECT ${columnNames(COLUMNS).join(', ')}, chain_seq, hash FROM audit WHERE chain_seq = ?`,
+          [seq + 1],
+        );
+    return (
+      row !== undefined &&
+      Number(row.chain_seq) === seq + 1 &&
+      row.hash === chainHash(seq, previous, fromRow(row, COLUMNS))
+    );
+  }
+
   async #walk(): Promise<Pick<AuditVerification, 'head' | 'broken'> & { rows: number }> {
     let previous = '';
     let expected = 1;
@@ -220,7 +238,7 @@ export class AuditLog {
          WHERE chain_seq >= ? ORDER BY chain_seq LIMIT ?`,
         [expected, VERIFY_PAGE],
       );
-      for (const row of page) {
+      for (const [i, row] of page.entries()) {
         const seq = Number(row.chain_seq);
         const entry = fromRow(row, COLUMNS);
         rows++;
@@ -240,12 +258,19 @@ export class AuditLog {
           return {
             rows,
             head,
-            broken: {
-              kind: 'changed',
-              seq,
-              id: entry.id,
-              detail: `row ${seq} (${entry.id}, ${entry.at}) does not match its hash: changed, or put in another row's place`,
-            },
+            broken: (await this.#heldPlace(page[i + 1], seq, previous))
+              ? {
+                  kind: 'inserted',
+                  seq,
+                  id: entry.id,
+                  detail: `row ${seq} (${entry.id}, ${entry.at}) was put into the chain: the row after it holds this place's hash`,
+                }
+              : {
+                  kind: 'changed',
+                  seq,
+                  id: entry.id,
+                  detail: `row ${seq} (${entry.id}, ${entry.at}) does not match its hash: changed, or put in another row's place`,
+                },
           };
         previous = hash;
         head = { seq, hash };

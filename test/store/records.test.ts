@@ -128,6 +128,21 @@ async function tamperWithAudit(a: ServerStore, b: ServerStore, dropTriggers: str
   );
   assert.deepEqual(pick((await b.audit.verify()).broken), { kind: 'inserted', seq: null });
   await a.db.run("DELETE FROM audit WHERE id = 'forged'");
+  // A row given a place in the chain, the later rows renumbered to make room: found as inserted.
+  const shift = async (from: number, by: number): Promise<void> => {
+    // Through negative numbers: the places are unique at every step.
+    await a.db.run('UPDATE audit SET chain_seq = -(chain_seq + ?) WHERE chain_seq >= ?', [by, from]);
+    await a.db.run('UPDATE audit SET chain_seq = -chain_seq WHERE chain_seq < 0');
+  };
+  await shift(at(20), 1);
+  await a.db.run(
+    "INSERT INTO audit (id, at, actor, actor_kind, action, target, status, address, user_agent, chain_seq, hash) VALUES ('forged', ?, 'ada', 'user', 'login', 'POST /login', 303, '1.2.3.4', 'x', ?, 'f00')",
+    [new Date().toISOString(), at(20)],
+  );
+  assert.deepEqual(pick((await b.audit.verify()).broken), { kind: 'inserted', seq: at(20) });
+  await a.db.run("DELETE FROM audit WHERE id = 'forged'");
+  await shift(at(21), -1);
+  assert.equal((await b.audit.verify()).broken, null, 'renumbered back, the chain holds');
   // Rows removed from the end leave a shorter chain that holds: a head kept elsewhere catches it.
   const head = (await b.audit.verify()).head;
   assert.ok(head);
