@@ -95,11 +95,11 @@ async function readTileRegion(
 /** The per-region section of the sum of its tiles' features (the slide's atypicality is scored on their mean). */
 const FEATURE_SUM = 'featureSum';
 
-/** The checkpoint's layout for this predictor: its outputs under its vote rule, the tile measures, and its tiles' feature sum when it has a reference to score them against. */
+/** The checkpoint's layout for this predictor: its outputs under its vote rule, the tile measures, and its tiles' feature sum when it keeps a reference of slides to score them against. */
 function sectionsFor(predictor: Predictor): CheckpointSection[] {
   const classes = predictor.classes.length;
   const needs = VOTE_RULE_NEEDS[predictor.options.vote];
-  const dims = predictor.reference ? (predictor.runner.featureDims ?? 0) : 0;
+  const dims = predictor.reference?.unit === 'slides' ? (predictor.runner.featureDims ?? 0) : 0;
   return [
     { name: 'probabilities', width: classes },
     ...(needs.logProbabilities ? [{ name: 'logProbabilities', width: classes }] : []),
@@ -135,7 +135,7 @@ export interface KeptTiles {
     attention: Float32Array | undefined;
   };
   measures: TileValues;
-  /** The mean of every kept tile's features, when the predictor scores atypicality (else null). */
+  /** The mean of every kept tile's features, when the predictor scores slides' atypicality (else null). */
   meanFeatures: Float32Array | null;
 }
 

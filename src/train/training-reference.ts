@@ -5,7 +5,8 @@
  * patch features with each one's distance to the other patients' images (an input's atypicality,
  * predict/atypicality.ts), the distributions of their scale, stain and focus (the drift page's
  * yardstick), and the SHA-1 of every training image and the SHA-256 of every patient id (so a
- * challenger is compared with the active model only on cases neither trained on).
+ * challenger is compared with the active model only on cases neither trained on). A package that
+ * learnt from slides keeps the same of its training slides instead, from their bags.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
