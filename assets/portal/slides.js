@@ -5,9 +5,15 @@ if (form) {
     e.preventDefault();
     const file = document.getElementById('slide-file').files[0];
     if (!file) return;
+    const query = new URLSearchParams();
     const mpp = document.getElementById('slide-mpp').value.trim();
+    if (mpp) query.set('slideMpp', mpp);
+    // The model chosen, when the server offers a choice.
+    const model = document.getElementById('model');
+    if (model) query.set('model', model.value);
+    const text = query.toString();
     window.pathotypeSend({
-      url: '/api/v1/slides' + (mpp ? '?slideMpp=' + encodeURIComponent(mpp) : ''),
+      url: '/api/v1/slides' + (text ? '?' + text : ''),
       field: 'slide',
       file,
       bar: document.getElementById('slide-progress'),

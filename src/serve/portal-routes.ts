@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type {} from '@fastify/csrf-protection';
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 
+import type { ModelManifest } from '../model/package.js';
 import { encodePng } from '../image/image-io.js';
 import { overlayPng } from '../predict/heatmap.js';
 import { ANONYMOUS_PAGE, FAVICON, historyPage, resultPage, uploadPage, type PageContext } from './portal.js';
@@ -28,6 +29,11 @@ function viewed(job: SlideJob): ViewedSlide {
 }
 const HISTORY_PAGE_SIZE = 20;
 
+/** What an upload may be sent to: every name's active version, the default first. */
+function modelChoices(service: FastifyInstance['pathotype']): ModelManifest[] {
+  return service.models.choices().map((m) => m.predictor.manifest);
+}
+
 /** Pages hold patient data: never kept by the browser, so the back button after sign-out asks again. */
 export function html(reply: FastifyReply, body: string): FastifyReply {
   return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body);
@@ -47,13 +53,7 @@ export function portalRoutes(app: FastifyInstance): void {
   // Browsers ask for /favicon.ico whatever the page names (open in OPEN_ROUTES).
   portal.get('/favicon.ico', { schema: { hide: true } }, (_request, reply) => reply.redirect(FAVICON, 301));
   portal.get('/', { schema: { hide: true } }, (request, reply) =>
-    html(
-      reply,
-      uploadPage(
-        pageContext(request, reply),
-        service.models.choices().map((m) => m.predictor.manifest),
-      ),
-    ),
+    html(reply, uploadPage(pageContext(request, reply), modelChoices(service))),
   );
   portal.post(
     '/portal/predictions',
@@ -144,7 +144,11 @@ function slidePages(app: FastifyInstance): void {
     async (request, reply) =>
       html(
         reply,
-        slideListPage(pageContext(request, reply), (await service.slides.list(50, 0)).items.map(viewed)),
+        slideListPage(
+          pageContext(request, reply),
+          (await service.slides.list(50, 0)).items.map(viewed),
+          modelChoices(service),
+        ),
       ),
   );
   portal.get(

@@ -16,6 +16,7 @@ import {
   atypicalityHtml,
   jsonBlock,
   layout,
+  modelChoice,
   NOT_ANALYSED_LEGEND,
   verdictPanel,
   type PageContext,
@@ -147,12 +148,13 @@ const SLIDE_ACCEPT = [...SLIDE_EXTENSIONS, '.tif', '.tiff'].join(',');
  * A pathologist's slide upload: streamed by the page's script into POST /api/v1/slides (the
  * slide queue), with its progress, and the slide's microns per pixel when its file does not say.
  */
-function slideUploadForm(ctx: PageContext): string {
+function slideUploadForm(ctx: PageContext, models: readonly ModelManifest[]): string {
   if (ctx.user && ctx.user.role === 'viewer') return '';
   return `<form class="panel" id="slide-form">
 <h2>Submit a slide</h2>
 <p><label for="slide-file">Slide file</label> <input id="slide-file" name="slide" type="file" accept="${SLIDE_ACCEPT}" required></p>
 <p><label for="slide-mpp">Microns per pixel</label> <input id="slide-mpp" name="slideMpp" type="number" step="any" min="0" max="100" inputmode="decimal"> <span class="muted">only when the slide's file does not state it</span></p>
+${modelChoice(models)}
 <p><button type="submit" id="submit-slide">Submit the slide</button></p>
 <progress id="slide-progress" max="100" hidden aria-label="Slide upload progress"></progress>
 <p id="slide-status" role="status" aria-live="polite"></p>
@@ -160,7 +162,12 @@ function slideUploadForm(ctx: PageContext): string {
 }
 
 /** The slide jobs, newest first. */
-export function slideListPage(ctx: PageContext, jobs: readonly ViewedSlide[]): string {
+/** The slide jobs, newest first, and the form that submits one to any of `models` (the active versions, the default first). */
+export function slideListPage(
+  ctx: PageContext,
+  jobs: readonly ViewedSlide[],
+  models: readonly ModelManifest[],
+): string {
   const rows = jobs
     .map(
       (j) =>
@@ -170,7 +177,7 @@ export function slideListPage(ctx: PageContext, jobs: readonly ViewedSlide[]): s
   return layout(
     ctx,
     'Slides',
-    `<h1>Slides</h1>${slideUploadForm(ctx)}<p class="muted">Slides are also submitted through the REST API (POST /api/v1/slides) or QuPath (integrations/qupath).</p>
+    `<h1>Slides</h1>${slideUploadForm(ctx, models)}<p class="muted">Slides are also submitted through the REST API (POST /api/v1/slides) or QuPath (integrations/qupath).</p>
 <table><thead><tr><th scope="col">Slide</th><th scope="col">Status</th><th scope="col">Verdict</th></tr></thead><tbody>${rows}</tbody></table>`,
     { scripts: ['/static/portal/send.js', '/static/portal/slides.js'] },
   );

@@ -162,7 +162,7 @@ export function modelSummary(manifest: ModelManifest): string {
  * Which model answers: with one name served, what it is; with several, a choice among their
  * active versions (the default name's first), sent with the upload as `?model=NAME`.
  */
-function modelChoice(manifests: readonly ModelManifest[]): string {
+export function modelChoice(manifests: readonly ModelManifest[]): string {
   const [first] = manifests;
   if (!first) return '';
   if (manifests.length === 1) return `<p class="muted">Model: ${modelSummary(first)}</p>`;

@@ -189,6 +189,13 @@ export const UPLOAD_CONSUMES = [
   'application/octet-stream',
 ];
 
+/** Which model answers an upload or a slide: a name the server holds. */
+const MODEL_NAME_QUERY = {
+  type: 'string',
+  pattern: '^[A-Za-z0-9._-]{1,100}$',
+  description: "a model name the server holds (its active version answers); default: the server's first",
+} as const;
+
 export const UPLOAD_QUERY = {
   type: 'object',
   properties: {
@@ -199,11 +206,7 @@ export const UPLOAD_QUERY = {
       maximum: 16,
       description: 'pixel scale relative to the original 1388x1040 release',
     },
-    model: {
-      type: 'string',
-      pattern: '^[A-Za-z0-9._-]{1,100}$',
-      description: "a model name the server holds (its active version answers); default: the server's first",
-    },
+    model: MODEL_NAME_QUERY,
   },
   additionalProperties: false,
 } as const;
@@ -352,7 +355,10 @@ export const SLIDE_SUBMIT_BODY = {
 
 export const SLIDE_SUBMIT_QUERY = {
   type: 'object',
-  properties: { slideMpp: { type: 'number', exclusiveMinimum: 0, maximum: 100 } },
+  properties: {
+    slideMpp: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
+    model: MODEL_NAME_QUERY,
+  },
   additionalProperties: false,
 } as const;
 

@@ -28,7 +28,7 @@ import { ensureDir } from '../workspace.js';
 import { checkSlideUpload, sniffImage, UPLOADED_SLIDE_EXTENSIONS } from './decoders.js';
 import type { InferenceLimiter } from './inference-limiter.js';
 import { SlideTiles } from './slide-tiles.js';
-import type { ServedModels } from './served-models.js';
+import type { ServedModel, ServedModels } from './served-models.js';
 import { signalsOf } from './case-signals.js';
 
 declare module 'fastify' {
@@ -197,11 +197,19 @@ export class PredictionService {
    * queue (in all or for this client), a used-up disk quota, a file OpenSlide cannot read, and a
    * slide whose work is beyond the budget (LIMITS).
    */
+  /** The active version of a model name (the server's first name by default): ERR_NOT_FOUND for a name it does not hold. */
+  async modelFor(name?: string): Promise<ServedModel> {
+    await this.models.refresh();
+    return this.models.active(name);
+  }
+
   async submitSlide(
     submission: SlideSubmission,
     slideMpp: number | null,
     owner: string | null,
+    model?: ServedModel,
   ): Promise<SlideJob> {
+    const answering = model ?? (await this.modelFor());
     await this.#checkQueue(owner);
     const id = randomUUID();
     const dir = this.slides.jobDir(id);
@@ -217,7 +225,7 @@ export class PredictionService {
         // The name as the sender wrote it: the resolved path would name the server's folders.
         fileName = path.basename(submission.path);
       }
-      work = await asSent(this.#slideWork(slidePath, slideMpp), {
+      work = await asSent(this.#slideWork(answering, slidePath, slideMpp), {
         file: slidePath,
         fileName: submission.kind === 'upload' ? submission.fileName : submission.path,
       });
@@ -233,14 +241,15 @@ export class PredictionService {
       slideMpp,
       owner,
       work,
+      modelId: answering.id,
     });
   }
 
   /** Tiles of the model's grid over the slide, from its header. */
-  async #slideWork(slidePath: string, slideMpp: number | null): Promise<number> {
+  async #slideWork(model: ServedModel, slidePath: string, slideMpp: number | null): Promise<number> {
     const slide = await Slide.open(slidePath);
     try {
-      const plan = planSlide(this.predictor.manifest.preprocess, slide.info, slideMpp ? { slideMpp } : {});
+      const plan = planSlide(model.predictor.manifest.preprocess, slide.info, slideMpp ? { slideMpp } : {});
       return plan.cols * plan.rows;
     } finally {
       await slide.close();

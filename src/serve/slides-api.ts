@@ -58,11 +58,14 @@ export function slidesApi(app: FastifyInstance): void {
     async (request, reply) => {
       // The JSON body has been checked against SLIDE_SUBMIT_BODY; a multipart one is streamed.
       const body = request.isMultipart() ? undefined : (request.body as SlidePathBody | undefined);
+      // An unknown model name is refused before a byte of the slide is stored.
+      const model = await service.modelFor(request.query.model);
       const submission = await readSlideSubmission(request, body, service.limits.slideMaxBytes);
       const job = await service.submitSlide(
         submission,
         request.query.slideMpp ?? null,
         principalOf(request).owner.id,
+        model,
       );
       request.auditCase = job.id;
       return reply.code(202).header('location', `/api/v1/slides/${job.id}`).send(publicSlideJob(job));

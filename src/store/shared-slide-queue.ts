@@ -83,7 +83,7 @@ export class SharedSlideQueue extends SlideQueueBase {
   }
 
   async create(job: NewSlideJob): Promise<SlideJob> {
-    await this.table.insert(job, this.modelId);
+    await this.table.insert(job, job.modelId ?? this.modelId);
     await this.#boss.send(
       QUEUE,
       { id: job.id },

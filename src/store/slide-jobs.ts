@@ -43,10 +43,12 @@ export interface SlideJob {
   work: number;
 }
 
+/** A job to queue; without a `modelId`, the queue's model for new jobs answers it. */
 export type NewSlideJob = Pick<
   SlideJob,
   'id' | 'fileName' | 'slidePath' | 'uploaded' | 'slideMpp' | 'owner' | 'work'
->;
+> &
+  Partial<Pick<SlideJob, 'modelId'>>;
 
 /** The model new jobs are recorded for: one, or whichever version is active at submission. */
 export type ModelOfNewJobs = string | (() => string);
@@ -365,7 +367,7 @@ export class LocalSlideQueue extends SlideQueueBase {
   }
 
   async create(job: NewSlideJob): Promise<SlideJob> {
-    await this.table.insert(job, this.modelId);
+    await this.table.insert(job, job.modelId ?? this.modelId);
     this.#kick();
     return (await this.table.get(job.id)) as SlideJob;
   }

@@ -54,7 +54,7 @@ export function nextVersion(modelDir: string): string {
 }
 
 /** The same package under another name: a second model a server may offer beside the first. */
-function renamed(modelDir: string, name: string): string {
+export function renamed(modelDir: string, name: string): string {
   const dir = path.join(tempDir(), name);
   cpSync(modelDir, dir, { recursive: true });
   const file = path.join(dir, 'model.json');

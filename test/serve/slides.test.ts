@@ -11,6 +11,7 @@ import { tempDir } from '../fixtures.js';
 import { hasShared, lymphomaDir } from '../helpers.js';
 import { fieldsOf, writeTestSlide, type TestSlide } from '../slide-fixtures.js';
 import { slideScalePackage } from './model-fixture.js';
+import { renamed } from './review-loop-fixtures.js';
 
 function multipart(
   field: string,
@@ -35,6 +36,7 @@ interface Job {
   result: { predicted: string } | null;
   error: { code: string } | null;
   links: Record<string, string>;
+  model: string;
 }
 
 async function waitFor(server: PathotypeServer, id: string): Promise<Job> {
@@ -141,6 +143,39 @@ describe('slides over REST', { skip: !hasShared(lymphomaDir) && 'needs ../shared
     assert.equal(empty.statusCode, 400);
     const unknown = await server.app.inject('/api/v1/slides/00000000-0000-0000-0000-000000000000');
     assert.equal(unknown.statusCode, 404);
+  });
+
+  it('sends a slide to the model named in ?model=, offers the names on the slides page, and refuses a name it does not hold', async () => {
+    const two = await buildServer({
+      modelDir: model.modelDir,
+      moreModelDirs: [renamed(model.modelDir, 'second-opinion')],
+      dataDir: tempDir(),
+      slideRoot: root,
+    });
+    try {
+      const sent = await two.app.inject({
+        method: 'POST',
+        url: '/api/v1/slides?model=second-opinion',
+        payload: { path: 'mosaic.tif' },
+      });
+      assert.equal(sent.statusCode, 202, sent.body);
+      const job = await waitFor(two, sent.json<Job>().id);
+      assert.deepEqual([job.status, job.model], ['done', 'second-opinion@1']);
+      const unknown = await two.app.inject({
+        method: 'POST',
+        url: '/api/v1/slides?model=nobody',
+        payload: { path: 'mosaic.tif' },
+      });
+      assert.equal(unknown.statusCode, 404);
+      assert.equal(unknown.json<{ error: { code: string } }>().error.code, 'ERR_NOT_FOUND');
+      const page = await two.app.inject({ url: '/slides', headers: { accept: 'text/html' } });
+      assert.match(
+        page.body,
+        /<select id="model"><option value="[^"]+">[^<]*<\/option><option value="second-opinion">/,
+      );
+    } finally {
+      await two.app.close();
+    }
   });
 
   it('keeps a job across a restart: one stopped midway runs again when the server starts', async () => {
