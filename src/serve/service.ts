@@ -126,8 +126,7 @@ export class PredictionService {
     // is decoded; once.
     await sniffImage(file, fileName);
     const probe = await probeImage(file, { maxPixels: this.limits.maxPixels });
-    await this.models.refresh();
-    const model = this.models.active(upload.model);
+    const model = await this.modelFor(upload.model);
     const queued = performance.now();
     let queueMs = 0;
     const [result] = await this.limiter.run(async () => {
@@ -192,17 +191,17 @@ export class PredictionService {
     });
   }
 
-  /**
-   * A slide job for the submission, queued. Refused now, not as a failed job hours later: a full
-   * queue (in all or for this client), a used-up disk quota, a file OpenSlide cannot read, and a
-   * slide whose work is beyond the budget (LIMITS).
-   */
   /** The active version of a model name (the server's first name by default): ERR_NOT_FOUND for a name it does not hold. */
   async modelFor(name?: string): Promise<ServedModel> {
     await this.models.refresh();
     return this.models.active(name);
   }
 
+  /**
+   * A slide job for the submission, queued. Refused now, not as a failed job hours later: a full
+   * queue (in all or for this client), a used-up disk quota, a file OpenSlide cannot read, and a
+   * slide whose work is beyond the budget (LIMITS).
+   */
   async submitSlide(
     submission: SlideSubmission,
     slideMpp: number | null,
