@@ -14,7 +14,7 @@ import { predictSlide, type SlidePrediction } from '../predict/slide-predictor.j
 import { heatmapPng } from '../predict/heatmap.js';
 import { verdictCells, verdictColumns } from '../predict/verdict.js';
 import { refusedLine, thresholdText, verdictLine, voteSharesText } from '../predict/verdict-text.js';
-import { atypicalityText } from '../predict/atypicality.js';
+import { atypicalityText, type Atypicality } from '../predict/atypicality.js';
 import {
   DEFAULT_BATCH_SIZE,
   Predictor,
@@ -36,15 +36,31 @@ function unlikeText(p: Pick<ImagePrediction, 'atypicality'>): string {
   return p.atypicality?.unlike ? `; ${atypicalityText(p.atypicality)}` : '';
 }
 
-function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {
+/** A table as CSV, cells quoted where they need it. */
+function csvText(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const quote = (s: string): string => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
-  const header = ['image', ...verdictColumns(classes)];
-  const rows = predictions.map((p) =>
-    (p.status === 'refused' ? [p.name, 'refused', '', p.code] : [p.name, ...verdictCells(p, classes)])
-      .map(quote)
-      .join(','),
+  return [header, ...rows].map((row) => row.map(quote).join(',')).join('\n');
+}
+
+/** The atypicality's percentile as a cell (empty: unknown). */
+const atypicalityCell = (a: Atypicality | null | undefined): string => (a ? String(a.percentile) : '');
+
+function csv(predictions: (ImagePrediction | RefusedImage)[], classes: string[]): string {
+  return csvText(
+    ['image', ...verdictColumns(classes), 'atypicality'],
+    predictions.map((p) =>
+      p.status === 'refused'
+        ? [p.name, 'refused', '', p.code]
+        : [p.name, ...verdictCells(p, classes), atypicalityCell(p.atypicality)],
+    ),
   );
-  return [header.join(','), ...rows].join('\n');
+}
+
+function slideCsv(results: readonly SlidePrediction[], classes: string[]): string {
+  return csvText(
+    ['slide', ...verdictColumns(classes), 'atypicality'],
+    results.map((r) => [r.slide.path, ...verdictCells(r.result, classes), atypicalityCell(r.atypicality)]),
+  );
 }
 
 export function registerPredict(program: Command): void {
@@ -211,5 +227,6 @@ async function predictSlides(
   if (flags.format === 'geojson')
     process.stdout.write(`${JSON.stringify(slideGeoJson(results[0] as SlidePrediction))}\n`);
   else if (flags.format === 'json') process.stdout.write(`${JSON.stringify({ slides: results }, null, 2)}\n`);
+  else if (flags.format === 'csv') process.stdout.write(`${slideCsv(results, predictor.classes)}\n`);
   else process.stdout.write(`${results.map(formatSlide).join('\n')}\n`);
 }

@@ -39,7 +39,7 @@ export function verdictLine(v: ShownVerdict): string {
 export function thresholdText(v: ShownVerdict): string {
   if (v.threshold === null) return 'this model carries no calibration, so it never abstains';
   return v.threshold > 1
-    ? 'this model answers no image: in cross-validation on patients it had not seen, no confidence level made it accurate enough to answer'
+    ? 'this model answers nothing: in cross-validation on patients it had not seen, no confidence level made it accurate enough to answer'
     : `it answers from ${percent(v.threshold)}`;
 }
 

@@ -43,7 +43,10 @@ export const VERDICT_PROPERTIES = {
   predicted: { type: 'string', description: 'the most likely subtype (also when uncertain)' },
   confidence: { type: 'number', description: 'calibrated probability of the predicted subtype' },
   probabilities: NUMBER_MAP,
-  threshold: { type: ['number', 'null'], description: 'above 1: the model answers no image' },
+  threshold: {
+    type: ['number', 'null'],
+    description: 'above 1: the model answers nothing (no image, no slide)',
+  },
   rule: { enum: VOTE_RULES },
   byMajority: { type: 'string' },
   byMean: { type: 'string' },

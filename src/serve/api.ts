@@ -145,7 +145,11 @@ function modelRoute(app: FastifyInstance): void {
           estimate: crossValidationEstimate(m.metrics),
           calibration: m.calibration ? { ...m.calibration } : null,
           reference: m.reference
-            ? { images: m.reference.atypicality.images, patients: m.reference.atypicality.patients }
+            ? {
+                images: m.reference.atypicality.images,
+                patients: m.reference.atypicality.patients,
+                unit: m.reference.atypicality.unit ?? 'images',
+              }
             : null,
         };
       });

@@ -245,7 +245,13 @@ async function openService(
         signal,
         onProgress,
       );
-      await store.signals.add(slideSignalsOf(job, summary));
+      // Derived from the summary: a failure to record them costs the queue's sort and the drift
+      // page this slide, not the slide's answer (nor a rerun of the whole slide).
+      await store.signals
+        .add(slideSignalsOf(job, summary))
+        .catch((error: unknown) =>
+          process.emitWarning(`slide job ${job.id}: its signals were not recorded (${String(error)})`),
+        );
       return summary;
     },
     options.sharedQueue,

@@ -104,7 +104,16 @@ export async function driftReport(
   weeks: number,
 ): Promise<DriftReport> {
   const since = new Date(Date.now() - weeks * 7 * 86_400_000).toISOString();
-  const cases = await store.signals.since(modelId, since, LIMITS.driftCases);
+  // The inputs of the kind its reference holds (a slide-trained package's: slides), each
+  // judged against its own kind's ranges.
+  const unit: ReferenceUnit =
+    manifest?.reference?.atypicality.unit ?? (manifest?.slides ? 'slides' : 'images');
+  const cases = await store.signals.since(
+    modelId,
+    unit === 'slides' ? 'slide' : 'prediction',
+    since,
+    LIMITS.driftCases,
+  );
   const byWeek = new Map<string, CaseSignals[]>();
   for (const c of cases) {
     const week = mondayOf(c.createdAt);
@@ -119,7 +128,7 @@ export async function driftReport(
         focus: reference.inputs.focus,
         images: reference.atypicality.images,
         patients: reference.atypicality.patients,
-        unit: reference.atypicality.unit ?? ('images' as const),
+        unit,
       }
     : null;
   return {

@@ -39,7 +39,7 @@ function comparisonText(c: Comparison): string {
 function versionRow(name: string, v: VersionView): string {
   const cv = v.manifest.metrics.crossValidation as { imageAccuracy?: number } | undefined;
   const reference = v.manifest.reference
-    ? `${v.manifest.reference.atypicality.images} images, ${v.manifest.reference.atypicality.patients} patients`
+    ? `${v.manifest.reference.atypicality.images} ${v.manifest.reference.atypicality.unit ?? 'images'}, ${v.manifest.reference.atypicality.patients} patients`
     : 'none: its inputs\u2019 atypicality is unknown';
   const form = (action: 'compare' | 'promote', label: string): string =>
     `<form class="inline" data-api="/api/v1/models/${encodeURIComponent(name)}/${action}" data-working="${action === 'compare' ? 'Comparing on the reviewed cases…' : 'Promoting…'}"><input type="hidden" name="version" value="${v.version}"><button type="submit">${label}</button> <span class="form-status" role="status"></span></form>`;
@@ -117,7 +117,7 @@ export function driftPage(ctx: PageContext, report: DriftReport, models: readonl
     'Drift',
     `<h1>Drift</h1>
 <form class="panel" method="get" action="/admin/drift"><label>Model version <select name="model">${options}</select></label> <button type="submit">Show</button></form>
-<div class="panel"><p>Each week (starting Monday, UTC): the share of inputs unlike the training data (atypicality beyond the ${report.unlikePercentile}th percentile of the training ${unit}' own scores), and each measure's median (quartiles) with the share outside the training ${unit}' 1st–99th percentile (a slide's focus: its tissue tiles' median).${report.training ? '' : ' <strong>This version keeps no reference of its training images: its inputs\u2019 atypicality and the training ranges are unknown.</strong>'}</p>
+<div class="panel"><p>Each week (starting Monday, UTC): the share of inputs unlike the training data (atypicality beyond the ${report.unlikePercentile}th percentile of the training ${unit}' own scores), and each measure's median (quartiles) with the share outside the training ${unit}' 1st–99th percentile (a slide's focus: its tissue tiles' median).${report.training ? '' : ` <strong>This version keeps no reference of its training ${unit}: its inputs\u2019 atypicality and the training ranges are unknown.</strong>`}</p>
 <table id="drift"><thead><tr><th scope="col">Week</th><th scope="col">Unlike the training data</th>${DRIFT_MEASURES.map((m) => `<th scope="col">${MEASURE_NAMES[m]}</th>`).join('')}</tr></thead>
 <tbody>${training}${rows || '<tr><td colspan="6">No cases in these weeks.</td></tr>'}</tbody></table></div>`,
   );

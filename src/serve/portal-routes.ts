@@ -25,6 +25,7 @@ function viewed(job: SlideJob): ViewedSlide {
     error: shownJobError(job),
     result: job.summary?.result ?? null,
     atypicality: job.summary?.atypicality ?? null,
+    modelId: job.modelId,
   };
 }
 const HISTORY_PAGE_SIZE = 20;
@@ -156,8 +157,12 @@ function slidePages(app: FastifyInstance): void {
     { schema: { hide: true, params: ID_PARAMS }, config: { audit: 'slide.view' } },
     async (request, reply) => {
       const job = await service.findSlideJob(request.params.id);
-      const manifest = service.manifestOf(job.modelId) ?? service.manifest;
-      return html(reply, slideViewerPage(pageContext(request, reply), viewed(job), manifest));
+      const manifest = service.manifestOf(job.modelId);
+      const ctx = pageContext(request, reply);
+      const view = await caseReviewView(service.store, request.principal, 'slide', job.id);
+      const classes = (manifest ?? service.manifest).classes;
+      const reviews = reviewSection(ctx, 'slide', job.id, classes, view);
+      return html(reply, slideViewerPage(ctx, viewed(job), manifest, service.manifest, reviews));
     },
   );
   portal.post(

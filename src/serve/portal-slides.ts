@@ -10,9 +10,10 @@ import { SLIDE_EXTENSIONS } from '../slide/slide.js';
 import type { PredictionRecord } from '../store/predictions.js';
 import type { ShownVerdict } from '../predict/verdict-text.js';
 import { verdictHtml } from '../predict/verdict-text.js';
-import { REVIEW_SCRIPT, reviewForm } from './review-pages.js';
+import { REVIEW_SCRIPT } from './review-pages.js';
 import type { Atypicality } from '../predict/atypicality.js';
 import {
+  answeredByHtml,
   atypicalityHtml,
   jsonBlock,
   layout,
@@ -32,6 +33,8 @@ export interface ViewedSlide {
   result: (ShownVerdict & { voteShares: Record<string, number> }) | null;
   /** How unlike the training slides it is (null: unknown); shown once the job is done. */
   atypicality: Atypicality | null;
+  /** The version that answers it (`name@version`). */
+  modelId: string;
 }
 
 /**
@@ -101,12 +104,23 @@ function cancelButton(ctx: PageContext, job: ViewedSlide): string {
   return `<form method="post" action="/slides/${encodeURIComponent(job.id)}/cancel"><input type="hidden" name="_csrf" value="${escapeHtml(ctx.csrfToken ?? '')}"><button type="submit" id="cancel">Cancel this job</button></form>`;
 }
 
-/** A slide in the zoomable viewer: its Deep Zoom tiles, the overlay once the job is done. */
-export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: ModelManifest): string {
+/**
+ * A slide in the zoomable viewer: its Deep Zoom tiles, the overlay once the job is done, the
+ * version that answers it, and once done its atypicality and `reviews` (the reviews section and
+ * form, review-pages.ts). `manifest` is null when this server no longer holds that version.
+ */
+export function slideViewerPage(
+  ctx: PageContext,
+  job: ViewedSlide,
+  manifest: ModelManifest | null,
+  fallback: ModelManifest,
+  reviews: string,
+): string {
   const r = job.result;
+  const shown = manifest ?? fallback;
   const answer = r
-    ? `${verdictPanel(r)}${atypicalityHtml(job.atypicality, 'p')}
-<h2>Vote shares of the tiles</h2>${voteBars(manifest, r.voteShares)}${reviewForm(ctx, 'slide', job.id, manifest.classes)}`
+    ? `${verdictPanel(r)}${answeredByHtml(job.modelId, manifest, 'p')}${atypicalityHtml(job.atypicality, 'p')}
+<h2>Vote shares of the tiles</h2>${voteBars(shown, r.voteShares)}${reviews}`
     : job.status === 'failed'
       ? `<p class="error" role="alert">The slide could not be read: ${escapeHtml(job.error?.message ?? 'unknown error')}</p>`
       : job.status === 'cancelled'
@@ -117,10 +131,10 @@ export function slideViewerPage(ctx: PageContext, job: ViewedSlide, manifest: Mo
     title: job.fileName,
     base: `/slides/${id}/slide.dzi`,
     overlay: job.status === 'done' ? `/slides/${id}/heatmap.dzi` : null,
-    attention: job.status === 'done' && hasAttention(manifest) ? `/slides/${id}/attention.dzi` : null,
+    attention: job.status === 'done' && hasAttention(shown) ? `/slides/${id}/attention.dzi` : null,
     answer,
     status: job.status,
-    legend: legendOf(manifest),
+    legend: legendOf(shown),
     waiting: job.status === 'queued' || job.status === 'running',
   });
 }

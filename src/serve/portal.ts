@@ -26,7 +26,7 @@ const STYLE = `
 *{box-sizing:border-box}[hidden]{display:none!important}body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{background:#1d3557;color:#fff;padding:.7rem 1.5rem;display:flex;gap:2rem;align-items:center}
 header a{color:#fff;text-decoration:none;font-weight:600}header a:focus,header a:hover{text-decoration:underline}
-header .brand{font-size:1.2rem}main{max-width:1100px;margin:1.5rem auto;padding:0 1.5rem}
+header .brand{font-size:1.2rem}main{max-width:1100px;margin:1.5rem auto;padding:0 1.5rem}select{max-width:100%}
 .notice{background:#fff8e1;border:1px solid #e0b84f;border-radius:6px;padding:.5rem 1rem;margin-bottom:1rem}
 .panel{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:1.2rem;margin-bottom:1rem}
 #drop{border:2px dashed #8a99ad;border-radius:8px;padding:2.5rem;text-align:center;background:#fff}
@@ -260,11 +260,16 @@ export function verdictPanel(v: ShownVerdict): string {
   }`;
 }
 
-/** What the model row says of the version that answered: its summary, or that this server no longer holds it. */
-function answeredBy(record: PredictionRecord, manifest: ModelManifest | null): string {
+/** What a page says of the version that answered (`name@version`): its summary, or that this server no longer holds it. */
+function answeredBy(modelId: string, manifest: ModelManifest | null): string {
   return manifest
     ? modelSummary(manifest)
-    : `${escapeHtml(record.modelId)} <span class="muted">(no longer held by this server)</span>`;
+    : `${escapeHtml(modelId)} <span class="muted">(no longer held by this server)</span>`;
+}
+
+/** The answering version as an element the tests and tools find (`#answered-by`, `data-model`). */
+export function answeredByHtml(modelId: string, manifest: ModelManifest | null, tag: 'td' | 'p'): string {
+  return `<${tag} id="answered-by" data-model="${escapeHtml(modelId)}">${tag === 'p' ? 'Model: ' : ''}${answeredBy(modelId, manifest)}</${tag}>`;
 }
 
 /** An input's atypicality as the pages say it, marked when it is unlike the training data. */
@@ -323,7 +328,7 @@ ${r.atypicality?.unlike ? `<p class="notice" id="unlike-notice" role="note"><str
 <tr><th scope="row">Image</th><td>${record.width}×${record.height} px, ${(record.bytes / 1024).toFixed(0)} KiB, SHA-256 <code>${record.sha256.slice(0, 16)}…</code></td></tr>
 <tr><th scope="row">Scale</th><td id="scale-source">${escapeHtml(scaleSource(record))}</td></tr>
 ${atypicalityRow(record)}
-<tr><th scope="row">Model</th><td id="answered-by" data-model="${escapeHtml(record.modelId)}">${answeredBy(record, manifest)}</td></tr>
+<tr><th scope="row">Model</th>${answeredByHtml(record.modelId, manifest, 'td')}</tr>
 <tr><th scope="row">Time</th><td>${record.timings.totalMs.toFixed(0)} ms</td></tr>
 </tbody></table>
 <p><a href="/api/v1/predictions/${encodeURIComponent(record.id)}">Result as JSON</a></p>

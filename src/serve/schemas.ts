@@ -246,14 +246,19 @@ export const MODEL_SCHEMA = {
       type: ['object', 'null'],
       properties: {
         temperature: { type: 'number' },
-        threshold: { type: 'number', description: 'above 1: the model answers no image' },
+        threshold: { type: 'number', description: 'above 1: the model answers nothing (no image, no slide)' },
         target: { type: 'number' },
       },
     },
     reference: {
       type: ['object', 'null'],
-      description: "the training images it keeps for its inputs' atypicality; null: unknown (older packages)",
-      properties: { images: { type: 'integer' }, patients: { type: 'integer' } },
+      description:
+        "the training images (or, a slide-trained model's, slides) it keeps for its inputs' atypicality; null: unknown (older packages)",
+      properties: {
+        images: { type: 'integer', description: 'how many: images, or slides when unit is slides' },
+        patients: { type: 'integer' },
+        unit: { enum: ['images', 'slides'] },
+      },
     },
   },
 } as const;

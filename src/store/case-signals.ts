@@ -137,15 +137,15 @@ export class CaseSignalStore {
       .slice(0, filter.limit);
   }
 
-  /** One model version's cases (images and slides) since a time, oldest first: what the drift page counts. */
-  async since(modelId: string, since: string, limit: number): Promise<CaseSignals[]> {
+  /** One model version's cases of one kind (images or slides) since a time, oldest first: what the drift page counts. */
+  async since(modelId: string, kind: CaseKind, since: string, limit: number): Promise<CaseSignals[]> {
     const rows = await this.#db.query<Record<string, unknown>>(
       `SELECT case_kind, case_id, created_at, model_id, margin, atypicality, inputs FROM case_signals
-       WHERE model_id = ? AND created_at >= ? ORDER BY created_at LIMIT ?`,
-      [modelId, since, limit],
+       WHERE model_id = ? AND case_kind = ? AND created_at >= ? ORDER BY created_at LIMIT ?`,
+      [modelId, kind, since, limit],
     );
     return rows.map((r) => ({
-      caseKind: r.case_kind === 'slide' ? 'slide' : 'prediction',
+      caseKind: kind,
       caseId: String(r.case_id),
       createdAt: String(r.created_at),
       modelId: String(r.model_id),

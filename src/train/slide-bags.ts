@@ -65,9 +65,9 @@ export interface SlideQuality {
 
 /**
  * What a slide's atypicality and the drift page are measured from (predict/image-features.ts):
- * the mean of every tissue tile's features (refused ones too, as a prediction takes them; within
- * the annotations when given) and the
- * slide's input measures. Null for a slide without tissue at the model's tile size.
+ * the mean of every tissue tile's features (refused ones too, as a prediction takes them) and the
+ * slide's input measures. Null for a slide without tissue at the model's tile size, and for one
+ * whose annotations leave tissue out (its tiles' mean would not be what a prediction takes).
  */
 export interface SlideSignals {
   meanFeatures: number[];
@@ -338,9 +338,10 @@ async function extractSlide(
       refused: refusalCounts(judged),
       outsideAnnotations: outside,
     };
-    // Every tile read (the annotations' when given), refused ones too: what a prediction averages.
+    // Every tissue tile, refused ones too: what a prediction averages. Annotations that leave
+    // tissue out make another mean than a prediction's: such a slide keeps no signals.
     const signals =
-      writer.count > 0
+      writer.count > 0 && outside === 0
         ? {
             meanFeatures: Array.from(featureSum, (v) => Number((v / writer.count).toPrecision(7))),
             inputs: slideInputMeasures(tiles.stain, measures.get('focus') ?? []),

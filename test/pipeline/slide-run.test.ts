@@ -3,7 +3,7 @@
  * class, two slides each) with the small ImageNet MobileNet v1 0.25 as the frozen base: `run
  * --data MANIFEST.csv` cross-validates by patient and writes its report and package, which
  * answers a slide as its head answers the slide's bag; patient bags; the manifest's folds;
- * `compare` on two slide runs; a fine-tune recipe and a label outside the recipe's classes refused.
+ * `compare` on two slide runs; `predict` on slides as text and CSV; a fine-tune recipe and a label outside the recipe's classes refused.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -263,6 +263,15 @@ describe('learning from slides (run --data MANIFEST.csv)', needsShared, () => {
     ]);
     assert.equal(predicted.code, 0, predicted.stderr);
     assert.match(predicted.stdout, /sj-03-476-b\.tiff: .*tissue tiles of 32 px/);
+    // The CSV of slides: a row per slide, its verdict's columns and its atypicality.
+    const table = await runCli([
+      ...['-w', ws, 'predict', '--model', 'mil', '--format', 'csv'],
+      path.join(dir, 'slides', 'sj-03-476-b.tiff'),
+    ]);
+    assert.equal(table.code, 0, table.stderr);
+    const [header, row] = table.stdout.trim().split('\n');
+    assert.match(header ?? '', /^slide,status,confidence,predicted,.*,atypicality$/);
+    assert.match(row ?? '', /sj-03-476-b\.tiff,(answered|uncertain),.*,\d+(\.\d+)?$/);
   });
 
   it('makes one bag of a patient from its slides, tiles back to back', () => {

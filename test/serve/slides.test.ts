@@ -145,7 +145,7 @@ describe('slides over REST', { skip: !hasShared(lymphomaDir) && 'needs ../shared
     assert.equal(unknown.statusCode, 404);
   });
 
-  it('sends a slide to the model named in ?model=, offers the names on the slides page, and refuses a name it does not hold', async () => {
+  it('sends a slide to the model named in ?model=, whose page names it and shows its reviews, offers the names on the slides page, and refuses a name it does not hold', async () => {
     const two = await buildServer({
       modelDir: model.modelDir,
       moreModelDirs: [renamed(model.modelDir, 'second-opinion')],
@@ -161,6 +161,21 @@ describe('slides over REST', { skip: !hasShared(lymphomaDir) && 'needs ../shared
       assert.equal(sent.statusCode, 202, sent.body);
       const job = await waitFor(two, sent.json<Job>().id);
       assert.deepEqual([job.status, job.model], ['done', 'second-opinion@1']);
+      // Its page names the version that answered, and shows the reviews recorded on it.
+      const viewer = async (): Promise<string> =>
+        (await two.app.inject({ url: `/slides/${job.id}`, headers: { accept: 'text/html' } })).body;
+      assert.match(await viewer(), /id="answered-by" data-model="second-opinion@1">Model: second-opinion v1/);
+      assert.match(await viewer(), /id="review-status-line" data-status="unreviewed"/);
+      const review = await two.app.inject({
+        method: 'POST',
+        url: `/api/v1/slides/${job.id}/review`,
+        payload: { label: 'STRIPES', patient: 'p-7', comment: 'stripes' },
+      });
+      assert.equal(review.statusCode, 201, review.body);
+      assert.match(
+        await viewer(),
+        /<li data-reviewer="[^"]*"><strong>STRIPES<\/strong> by .*patient p-7: stripes<\/li>/,
+      );
       const unknown = await two.app.inject({
         method: 'POST',
         url: '/api/v1/slides?model=nobody',

@@ -98,9 +98,10 @@ async function exercise(store: ServerStore): Promise<void> {
     ),
     ['b'],
   );
-  const drift = await store.signals.since('m@2', '2026-01-01T00:00:00.000Z', 10);
+  const drift = await store.signals.since('m@2', 'prediction', '2026-01-01T00:00:00.000Z', 10);
   assert.deepEqual(drift[0]?.inputs, inputs);
   assert.equal(drift[0]?.atypicality, 99.5);
+  assert.deepEqual(await store.signals.since('m@2', 'slide', '2026-01-01T00:00:00.000Z', 10), [], 'one kind');
 
   assert.equal(await requiredReaders(store.db), 1);
   await setRequiredReaders(store.db, 2);

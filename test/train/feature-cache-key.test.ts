@@ -4,7 +4,7 @@
  * dates, and must agree on the key; other weights must not.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -48,5 +48,11 @@ describe('feature cache key', () => {
     assert.equal(await key(folderA), await key(folderB));
     writeFileSync(path.join(folderB, 'shards', 'group1.bin'), bytes);
     assert.notEqual(await key(folderA), await key(folderB));
+    // A file linked in (a shared store, a hub's snapshot folder) counts by what it links to.
+    const folderC = path.join(dir, 'tfjs-c');
+    mkdirSync(path.join(folderC, 'shards'), { recursive: true });
+    writeFileSync(path.join(folderC, 'model.json'), '{}');
+    symlinkSync(here, path.join(folderC, 'shards', 'group1.bin'));
+    assert.equal(await key(folderA), await key(folderC));
   });
 });
