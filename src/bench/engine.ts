@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { manualSeed, Network, setThreads } from '../engine/network.js';
 import { makePatternSet, sliceBatch } from '../engine/synthetic.js';
 import { seededRandom } from '../random.js';
+import { argmax } from '../predict/vote.js';
 import { cpuHasNativeBf16 } from '../engine/precision.js';
 import { smallCnn, vgg16 } from '../engine/zoo.js';
 import type { GemmRate } from '../engine/gemm-rate.js';
@@ -174,16 +175,17 @@ function baselineEnv(keptMemory: boolean): NodeJS.ProcessEnv {
   return keptMemory ? { ...process.env, GLIBC_TUNABLES: KEPT_MEMORY_TUNABLES } : process.env;
 }
 
+/** A baseline's row before it runs: which engine, at which precision, under which allocator. */
+function baselineRow(engine: 'cxx' | 'pytorch', bf16: boolean, keptMemory: boolean): EngineRow {
+  return { engine, precision: bf16 ? 'bf16' : 'fp32', ...(keptMemory ? { keptMemory } : {}) };
+}
+
 async function cxxThroughput(
   options: EngineBenchOptions,
   bf16: boolean,
   keptMemory: boolean,
 ): Promise<EngineRow> {
-  const row: EngineRow = {
-    engine: 'cxx',
-    precision: bf16 ? 'bf16' : 'fp32',
-    ...(keptMemory ? { keptMemory } : {}),
-  };
+  const row = baselineRow('cxx', bf16, keptMemory);
   if (!existsSync(baselineBinary)) return { ...row, note: 'not built: run npm run build:native' };
   const { stdout } = await run(baselineBinary, commonArgs(options, bf16), {
     timeout: 600_000,
@@ -214,23 +216,13 @@ async function pytorchThroughput(
   bf16: boolean,
   keptMemory: boolean,
 ): Promise<EngineRow> {
-  const row: EngineRow = {
-    engine: 'pytorch',
-    precision: bf16 ? 'bf16' : 'fp32',
-    ...(keptMemory ? { keptMemory } : {}),
-  };
+  const row = baselineRow('pytorch', bf16, keptMemory);
   if (!python) return { ...row, note: 'PyTorch for Python is not installed (apt-get install python3-torch)' };
   const { stdout } = await run(python, [pytorchScript, ...commonArgs(options, bf16)], {
     timeout: 600_000,
     env: baselineEnv(keptMemory),
   });
   return { ...row, result: parseThroughput(stdout) };
-}
-
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if ((row[i] ?? 0) > (row[best] ?? 0)) best = i;
-  return best;
 }
 
 async function trainPatterns(bf16: boolean, seed: number): Promise<number> {

@@ -13,7 +13,7 @@ import { runSlidePipeline, type SlideRunResult } from '../pipeline/slide-run.js'
 import { resolvePreset, runPipeline, type RunResult, type StageRun } from '../pipeline/run.js';
 import { print, withCatalog } from './context.js';
 import { positiveInt } from './options.js';
-import { extractionBar, trainBar } from './progress.js';
+import { extractionBar, trainBar, type Progress } from './progress.js';
 import { addRecipeOptions, recipeFromCommand } from './recipe-options.js';
 
 export function registerRun(program: Command): void {
@@ -81,12 +81,8 @@ export function registerRun(program: Command): void {
             overrides,
             ...(flags.fresh ? { fresh: true } : {}),
             ...(flags.nproc !== undefined ? { nproc: flags.nproc } : {}),
-            onStage: (stage, detail) => {
-              bar.stop();
-              process.stderr.write(`run: ${stage}: ${detail}\n`);
-            },
+            ...stageLines(bar),
             onTrainProgress: update,
-            onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
           });
           bar.stop();
           print(flags.json, runJson(result), () => runText(result));
@@ -194,6 +190,20 @@ function runText(result: RunResult): string {
   return lines.join('\n');
 }
 
+/** A run's stage lines and notices on stderr, the progress bar cleared before each stage line. */
+function stageLines(bar: Progress): {
+  onStage: (stage: string, detail: string) => void;
+  onNotice: (message: string) => void;
+} {
+  return {
+    onStage: (stage, detail) => {
+      bar.stop();
+      process.stderr.write(`run: ${stage}: ${detail}\n`);
+    },
+    onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
+  };
+}
+
 /** `run --data MANIFEST.csv`: a frozen-base recipe learnt from whole slides, cross-validated by patient. */
 async function runSlides(
   command: Command,
@@ -212,12 +222,8 @@ async function runSlides(
         manifest: path.resolve(flags.data),
         ...(flags.name ? { name: flags.name } : {}),
         overrides,
-        onStage: (stage, detail) => {
-          bar.stop();
-          process.stderr.write(`run: ${stage}: ${detail}\n`);
-        },
+        ...stageLines(bar),
         onExtractProgress: update,
-        onNotice: (m) => process.stderr.write(`pathotype: ${m}\n`),
       });
       bar.stop();
       print(flags.json, slideRunJson(result), () => slideRunText(result));

@@ -2,8 +2,9 @@
  * A slide prediction's checkpoint: each finished region's per-tile values in one small file,
  * written whole then renamed, so a run stopped midway continues where it was. The file's layout
  * is declared once (`sections`): named blocks of float32 back to back, each one row of `width`
- * values per tile (or `width` values for the whole region: a sum over its tiles); a file of any other length (another model, another set of measures) is not
- * taken and its region is computed again.
+ * values per tile (or, `perRegion`, `width` values for the whole region: a sum over its tiles);
+ * a file of any other length (another model, another set of measures) is not taken and its
+ * region is computed again.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -175,7 +175,6 @@ ${modelChoice(models)}
 </form>`;
 }
 
-/** The slide jobs, newest first. */
 /** The slide jobs, newest first, and the form that submits one to any of `models` (the active versions, the default first). */
 export function slideListPage(
   ctx: PageContext,

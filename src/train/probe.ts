@@ -10,7 +10,7 @@
  * the image's patch bytes: cross-validation folds and the final model share one extraction.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -115,6 +115,21 @@ export function meanOf(features: Float32Array, count: number, dims: number): Flo
   return mean;
 }
 
+/** Weight files already hashed by this process, by path, size and date: each fold of a run opens the same base. */
+const weightDigests = new Map<string, string>();
+
+/** The weights' content digest (a file's taken once per process while it stays the same size and date). */
+async function weightsDigest(pretrained: string): Promise<string> {
+  const stat = statSync(pretrained);
+  if (stat.isDirectory()) return hashPath(pretrained);
+  const key = JSON.stringify([path.resolve(pretrained), stat.size, stat.mtimeMs]);
+  const known = weightDigests.get(key);
+  if (known) return known;
+  const digest = await hashPath(pretrained);
+  weightDigests.set(key, digest);
+  return digest;
+}
+
 /**
  * The feature cache's key: the base, its precision and engine, and its weights by content, not by
  * path or date, so that machines sharing a cache (the extraction workers) agree on it wherever
@@ -126,7 +141,7 @@ async function cacheKey(
   bf16: boolean,
   engine: InferenceEngine,
 ): Promise<string> {
-  const weights = pretrained && existsSync(pretrained) ? await hashPath(pretrained) : null;
+  const weights = pretrained && existsSync(pretrained) ? await weightsDigest(pretrained) : null;
   return createHash('sha1')
     .update(
       JSON.stringify({
